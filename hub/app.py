@@ -1,0 +1,89 @@
+"""The app factory."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import structlog
+from flask import Flask, send_from_directory
+from flask_smorest import Api
+
+from hub import __version__
+from hub.config import Config
+from hub.db import Database
+from hub.errors import register_error_handlers
+from hub.logging import configure_logging
+from hub.state import HubState, resolve_redis_url
+from hub.web import init_web
+
+log = structlog.get_logger("hub.app")
+
+#: Service packages, in start-up order. Each has ``init_app(app, api)`` that registers
+#: its blueprints, handlers and periodic jobs.
+SERVICE_PACKAGES: tuple[str, ...] = (
+    "hub.ops",
+)
+
+
+def create_app(config: Config | None = None, **overrides: Any) -> Flask:
+    """Create and configure a hub app.
+
+    :param config: the configuration; read from the environment when omitted.
+    :param overrides: passed to :meth:`Config.from_env` when ``config`` is omitted
+        (tests give ``database_url``, ``redis_url``, ``instance_path``).
+    :return: the Flask app, with ``app.extensions["rop"]`` holding its :class:`HubState`.
+    """
+    config = config or Config.from_env(**overrides)
+    configure_logging(config.log_level, config.log_format)
+
+    app = Flask("hub", instance_path=str(config.instance_path), instance_relative_config=True)
+    app.config.update(
+        SECRET_KEY=config.secret_key,
+        TESTING=config.testing,
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=256 * 1024 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        API_TITLE="ROP Hub API",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+    )
+
+    redis_url, origin = resolve_redis_url(config)
+    state = HubState(config=config, db=Database(config.database_url), redis_url=redis_url, redis_origin=origin)
+    app.extensions["rop"] = state
+    log.info("hub configured", database=config.database_kind, redis=origin,
+             redis_url=redis_url if origin == "embedded" else _redact(redis_url),
+             instance=str(config.instance_path))
+
+    init_web(app)
+    api = Api(app, spec_kwargs={"info": {"description": "The Ralali Open Platform hub: "
+                                         "digital products, wallets, transactions and bulk."}})
+    register_error_handlers(app)  # after Api(): ours replace flask-smorest's JSON errors
+    _serve_docs_assets(app)
+    for name in SERVICE_PACKAGES:
+        importlib.import_module(name).init_app(app, api)
+    return app
+
+
+def _serve_docs_assets(app: Flask) -> None:
+    """Serve Swagger UI's files from the installed ``swagger_ui_bundle`` (no CDN)."""
+    import swagger_ui_bundle
+
+    assets = Path(swagger_ui_bundle.swagger_ui_path)
+
+    @app.route("/docs/assets/<path:filename>")
+    def docs_assets(filename: str):
+        return send_from_directory(assets, filename, max_age=3600)
+
+
+def _redact(url: str) -> str:
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,37 @@
+"""The root ``rop`` group and helpers every command uses."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import click
+from flask import Flask
+
+
+class CliError(Exception):
+    """An error to show the operator as one line."""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="rop-hub", prog_name="rop")
+def main_group() -> None:
+    """ROP Hub: the Ralali Open Platform's command line.
+
+    Configuration comes from the environment (ROP_DATABASE_URL, ROP_REDIS_URL,
+    ROP_INSTANCE_PATH, ...); with none set the hub uses a SQLite file and its own
+    Redis server under ./instance.
+    """
+
+
+def make_app() -> Flask:
+    """The hub app for a CLI command, configured from the environment."""
+    from hub.app import create_app
+
+    return create_app()
+
+
+@contextmanager
+def app_context() -> Iterator[Flask]:
+    app = make_app()
+    with app.app_context():
+        yield app

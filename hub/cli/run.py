@@ -1,0 +1,195 @@
+"""Process commands: ``rop up``, ``rop web``, ``rop worker``, ``rop scheduler``, ``rop redis``."""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from hub.cli.base import CliError, main_group, make_app
+
+
+def _ensure_redis_env() -> tuple[str, "object | None"]:
+    """Make sure ROP_REDIS_URL is set for this process and its children.
+
+    :return: the URL and the EmbeddedRedis that this call started (None otherwise).
+    """
+    from hub.config import Config
+    from hub.embedded_redis import EmbeddedRedis
+
+    config = Config.from_env()
+    if config.redis_url:
+        return config.redis_url, None
+    embedded = EmbeddedRedis(config.instance_path / "redis")
+    url = embedded.ensure_running()
+    os.environ["ROP_REDIS_URL"] = url
+    click.echo(f"rop: using the hub's own Redis server at {url} (log: {embedded.log_file})", err=True)
+    return url, embedded if embedded.started_here else None
+
+
+def _die_with_parent() -> None:
+    """In a child: receive SIGTERM when the parent dies, so nothing outlives ``rop up``."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@main_group.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", "-p", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", "-w", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Processes of the web server (each with --threads threads).")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+def web(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the HTTP API and the admin UI with gunicorn."""
+    from hub.config import Config
+
+    _ensure_redis_env()
+    config = Config.from_env()
+    metrics_dir = config.instance_path / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    args = [str(gunicorn) if gunicorn.exists() else "gunicorn",
+            "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
+            "--worker-class", "gthread", "--graceful-timeout", "10", "--timeout", "60",
+            "--access-logfile", "-" if os.environ.get("ROP_ACCESS_LOG") else "/dev/null",
+            "--config", "python:hub.gunicorn_conf",
+            "hub.app:create_app()"]
+    os.execv(args[0], args) if os.path.isabs(args[0]) else os.execvp(args[0], args)
+
+
+@main_group.command()
+@click.option("--queues", "-q", multiple=True, help="Queue to serve (repeatable); default: all.")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--name", default=None, help="Worker name (default: RQ's).")
+def worker(queues: tuple[str, ...], burst: bool, name: str | None) -> None:
+    """Run a worker that processes commands, events and webhooks."""
+    from hub.queues import QUEUES
+    from hub.worker import make_worker
+
+    unknown = [q for q in queues if q not in QUEUES]
+    if unknown:
+        raise click.BadParameter(f"unknown queue {unknown[0]!r}; choose from {', '.join(QUEUES)}",
+                                 param_hint="--queues")
+    _ensure_redis_env()
+    app = make_app()
+    w = make_worker(app, queues or None, name=name)
+    w.work(burst=burst, with_scheduler=True, logging_level=app.extensions["rop"].config.log_level)
+
+
+@main_group.command()
+def scheduler() -> None:
+    """Run the scheduler of periodic jobs (one leads; others stand by)."""
+    from hub.scheduler import Scheduler
+
+    _ensure_redis_env()
+    Scheduler(make_app()).run()
+
+
+@main_group.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", "-p", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16),
+              help="Worker processes to run.")
+def up(host: str, port: int, workers: int) -> None:
+    """Run web, worker(s) and scheduler together; Ctrl-C or SIGTERM stops them all."""
+    url, embedded = _ensure_redis_env()
+    rop = [sys.executable, "-m", "hub.cli"]
+    commands = [("web", [*rop, "web", "--host", host, "--port", str(port)]),
+                *[(f"worker-{i + 1}", [*rop, "worker"]) for i in range(workers)],
+                ("scheduler", [*rop, "scheduler"])]
+    children: list[tuple[str, subprocess.Popen]] = []
+    stopping = False
+
+    def request_stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        for name, cmd in commands:
+            # Own process group: the terminal's Ctrl-C reaches us once, and we stop children in order.
+            children.append((name, subprocess.Popen(cmd, preexec_fn=_pgroup_and_pdeathsig)))
+        click.echo(f"rop: serving on http://{host}:{port} (web, {workers} worker(s), scheduler); "
+                   "Ctrl-C to stop", err=True)
+        while not stopping:
+            for name, proc in children:
+                if proc.poll() is not None:
+                    click.echo(f"rop: {name} exited with status {proc.returncode}; stopping", err=True)
+                    stopping = True
+                    break
+            time.sleep(0.2)
+    finally:
+        _stop_children(children)
+        if embedded is not None:
+            embedded.stop()
+            click.echo("rop: the hub's Redis server stopped", err=True)
+    click.echo("rop: stopped", err=True)
+
+
+def _pgroup_and_pdeathsig() -> None:
+    os.setpgid(0, 0)
+    _die_with_parent()
+
+
+def _stop_children(children, timeout: float = 15.0) -> None:
+    for _name, proc in children:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout
+    for _name, proc in children:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for _name, proc in children:
+        # Whatever is left in the child's group (gunicorn's workers included) goes now.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+@main_group.group()
+def redis() -> None:
+    """The hub's own (embedded) Redis server."""
+
+
+@redis.command("status")
+def redis_status() -> None:
+    """Say whether the embedded Redis server runs, and where."""
+    from hub.config import Config
+    from hub.embedded_redis import EmbeddedRedis
+
+    config = Config.from_env()
+    if config.redis_url:
+        click.echo(f"ROP_REDIS_URL is set ({config.redis_url}); the embedded server is not used")
+        return
+    url = EmbeddedRedis(config.instance_path / "redis").url()
+    if not url:
+        raise CliError("the embedded Redis server is not running")
+    click.echo(f"running at {url}")
+
+
+@redis.command("stop")
+def redis_stop() -> None:
+    """Stop the embedded Redis server (after stopping the hub's processes)."""
+    from hub.config import Config
+    from hub.embedded_redis import EmbeddedRedis
+
+    config = Config.from_env()
+    stopped = EmbeddedRedis(config.instance_path / "redis").stop()
+    click.echo("stopped" if stopped else "it was not running")

@@ -1,0 +1,140 @@
+"""Configuration from the environment (API.md, "Configuration").
+
+Every setting has an embedded default so that a fresh clone runs with nothing else
+installed; secrets that are not given are generated once into the instance folder
+(mode 0600) and reused by every process of the hub.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line for the operator."""
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _read_or_create_secret(path: Path, make) -> str:
+    """Return the secret stored at ``path``, creating it atomically when missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        value = make()
+        fh.write(value + "\n")
+    return value
+
+
+def _new_fernet_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+@dataclass(frozen=True)
+class Config:
+    """The hub's settings, resolved once per process by :meth:`from_env`."""
+
+    instance_path: Path
+    database_url: str
+    redis_url: str | None  # None: the hub runs its own embedded Redis
+    secret_key: str
+    encryption_keys: tuple[str, ...]
+    webhook_allow_private: bool = False
+    log_level: str = "INFO"
+    log_format: str = "json"  # or "console"
+    access_token_ttl: int = 900
+    testing: bool = False
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def database_is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def database_kind(self) -> str:
+        return "sqlite" if self.database_is_sqlite else self.database_url.split(":", 1)[0]
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: object
+    ) -> "Config":
+        """Build the configuration from ``environ`` (default: ``os.environ``).
+
+        :param overrides: values that win over the environment (tests use them).
+        :raise ConfigError: on a malformed value.
+        """
+        env = dict(os.environ if environ is None else environ)
+        instance = Path(
+            str(overrides.pop("instance_path", None) or env.get("ROP_INSTANCE_PATH") or "instance")
+        ).resolve()
+        instance.mkdir(parents=True, exist_ok=True)
+
+        database_url = str(
+            overrides.pop("database_url", None)
+            or env.get("ROP_DATABASE_URL")
+            or f"sqlite:///{instance / 'rop.sqlite3'}"
+        )
+        if database_url.startswith("postgres://"):
+            database_url = "postgresql://" + database_url[len("postgres://"):]
+        if database_url.startswith("postgresql://"):
+            # psycopg 3 is the driver we install and test with.
+            database_url = "postgresql+psycopg://" + database_url[len("postgresql://"):]
+
+        redis_url = overrides.pop("redis_url", None) or env.get("ROP_REDIS_URL") or None
+        if redis_url and not str(redis_url).startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"ROP_REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
+
+        secret_key = str(
+            overrides.pop("secret_key", None)
+            or env.get("ROP_SECRET_KEY")
+            or _read_or_create_secret(instance / "secret_key", lambda: secrets.token_urlsafe(48))
+        )
+        if len(secret_key) < 16:
+            raise ConfigError("ROP_SECRET_KEY must be at least 16 characters")
+
+        raw_keys = overrides.pop("encryption_keys", None) or env.get("ROP_ENCRYPTION_KEYS") or ""
+        if isinstance(raw_keys, str):
+            keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip())
+        else:
+            keys = tuple(raw_keys)  # type: ignore[arg-type]
+        if not keys:
+            keys = (_read_or_create_secret(instance / "encryption_key", _new_fernet_key),)
+        for key in keys:
+            try:
+                if len(base64.urlsafe_b64decode(key.encode())) != 32:
+                    raise ValueError
+            except ValueError:
+                raise ConfigError(
+                    "ROP_ENCRYPTION_KEYS must be comma-separated url-safe base64 keys of 32 bytes"
+                ) from None
+
+        try:
+            ttl = int(overrides.pop("access_token_ttl", None) or env.get("ROP_ACCESS_TOKEN_TTL") or 900)
+        except ValueError:
+            raise ConfigError("ROP_ACCESS_TOKEN_TTL must be a number of seconds") from None
+
+        return cls(
+            instance_path=instance,
+            database_url=database_url,
+            redis_url=str(redis_url) if redis_url else None,
+            secret_key=secret_key,
+            encryption_keys=keys,
+            webhook_allow_private=bool(
+                overrides.pop("webhook_allow_private", None)
+                or _truthy(env.get("ROP_WEBHOOK_ALLOW_PRIVATE"))
+            ),
+            log_level=str(overrides.pop("log_level", None) or env.get("ROP_LOG_LEVEL") or "INFO").upper(),
+            log_format=str(overrides.pop("log_format", None) or env.get("ROP_LOG_FORMAT") or "json"),
+            access_token_ttl=ttl,
+            testing=bool(overrides.pop("testing", False)),
+            extra=dict(overrides),
+        )

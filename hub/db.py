@@ -1,0 +1,177 @@
+"""Database plumbing: the declarative base, the engine, sessions and the unit of work.
+
+One session per HTTP request (opened lazily, closed at teardown) and one per unit of
+work in workers and the CLI: both are :class:`UnitOfWork`, so a use-case does not know
+who called it. Services own their tables; they all share this ``Base`` so that one
+Alembic history covers the schema.
+
+On SQLite (the embedded default) the file runs in WAL mode with a busy timeout, foreign
+keys on, and every writing transaction starts with ``BEGIN IMMEDIATE``: the write lock is
+taken up front, so two read-then-write transactions never deadlock on lock upgrade and
+a row "locked for update" is really serialized.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, String, TypeDecorator, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use hub.db.utcnow()")
+        return value.astimezone(dt.timezone.utc)
+
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def new_id(prefix: str) -> str:
+    """A public identifier such as ``txn_4f1c…``: a prefix naming the kind, then 24 hex digits."""
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+class Base(DeclarativeBase):
+    """The declarative base of every table of the hub."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: UTCDateTime(), str: String(255)}
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create the engine for ``url`` with the hub's settings for that backend."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            **kwargs,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            # Take transaction control away from pysqlite so that BEGIN is ours.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    return create_engine(url, **kwargs)
+
+
+class Database:
+    """The engine and session factories of one app (built by the app factory, never at import)."""
+
+    def __init__(self, url: str, **engine_kwargs: Any):
+        self.url = url
+        self.engine = make_engine(url, **engine_kwargs)
+        self.is_sqlite = url.startswith("sqlite")
+        self._writer = sessionmaker(bind=self.engine, expire_on_commit=False)
+        reader_bind = self.engine.execution_options(sqlite_begin="DEFERRED") if self.is_sqlite else self.engine
+        self._reader = sessionmaker(bind=reader_bind, expire_on_commit=False)
+
+    def session(self, *, readonly: bool = False) -> Session:
+        """A new session; ``readonly`` sessions on SQLite do not take the write lock."""
+        return (self._reader if readonly else self._writer)()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class UnitOfWork:
+    """One database transaction and what must happen after it commits.
+
+    Use-cases receive a unit of work, add their changes to ``uow.session`` and never
+    commit themselves; the caller (a view, a handler, a CLI command) commits once.
+    Callbacks registered with :meth:`after_commit` run only when the commit succeeded
+    (the outbox relay uses this: nothing is published before its transaction commits).
+    """
+
+    def __init__(self, session: Session):
+        self.session = session
+        self._after_commit: list[Callable[[], None]] = []
+        self.committed = False
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the transaction has committed (not on rollback)."""
+        self._after_commit.append(callback)
+
+    def flush(self) -> None:
+        self.session.flush()
+
+    def commit(self) -> None:
+        """Commit, then run the after-commit callbacks; their failures are logged, not raised."""
+        self.session.commit()
+        self.committed = True
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # the state is committed; a callback must not undo the answer
+                import structlog
+
+                structlog.get_logger("hub.db").exception("after_commit callback failed", callback=repr(callback))
+
+    def rollback(self) -> None:
+        self.session.rollback()
+        self._after_commit = []
+
+    def close(self) -> None:
+        self.session.close()
+
+
+@contextmanager
+def unit_of_work(db: Database, *, readonly: bool = False) -> Iterator[UnitOfWork]:
+    """A unit of work for workers and the CLI: rolled back unless committed, always closed."""
+    uow = UnitOfWork(db.session(readonly=readonly))
+    try:
+        yield uow
+    except BaseException:
+        uow.rollback()
+        raise
+    finally:
+        if not uow.committed:
+            uow.session.rollback()
+        uow.close()

@@ -1,0 +1,142 @@
+"""Domain errors and their one mapping to RFC 9457 problem+json.
+
+Services raise these; the edge (``register_error_handlers``) renders them. No view and no
+service calls ``abort()``; nothing catches ``Exception`` to hide a failure.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from flask import Flask, Response, g, json, request
+from werkzeug.exceptions import HTTPException
+
+PROBLEM_BASE = "https://rop.ralali.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+log = structlog.get_logger("hub.errors")
+
+
+class HubError(Exception):
+    """Base of the domain errors: each has an HTTP status, a slug and a title."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str | None = None, *, errors: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.errors = errors
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class ValidationFailed(HubError):
+    status, slug, title = 422, "validation-failed", "The request is not valid"
+
+
+class Unauthorized(HubError):
+    status, slug, title = 401, "unauthorized", "Authentication required"
+
+
+class Forbidden(HubError):
+    status, slug, title = 403, "forbidden", "Not allowed"
+
+
+class NotFound(HubError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(HubError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class InsufficientFunds(HubError):
+    status, slug, title = 402, "insufficient-funds", "Insufficient funds"
+
+
+class RateLimited(HubError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+
+class ServiceUnavailable(HubError):
+    status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+def problem(status: int, title: str, detail: str | None = None, *, slug: str | None = None,
+            errors: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+            **extra: Any) -> Response:
+    """Build a problem+json response."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + (slug or _slug_for(status)),
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+    }
+    if errors:
+        body["errors"] = errors
+    request_id = getattr(g, "request_id", None) if _has_request() else None
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extra)
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _has_request() -> bool:
+    from flask import has_request_context
+
+    return has_request_context()
+
+
+def _slug_for(status: int) -> str:
+    return {
+        400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
+        405: "method-not-allowed", 406: "not-acceptable", 409: "conflict", 413: "payload-too-large",
+        415: "unsupported-media-type", 422: "validation-failed", 429: "rate-limited",
+        500: "internal-error", 503: "service-unavailable",
+    }.get(status, f"http-{status}")
+
+
+def _normalise_errors(messages: Any) -> dict[str, Any] | None:
+    """webargs nests messages by location (``{"json": {"field": [...]}}``): flatten one level."""
+    if not isinstance(messages, dict):
+        return None
+    flat: dict[str, Any] = {}
+    for location, fields in messages.items():
+        if location in {"json", "form", "query", "querystring", "files", "headers", "view_args"} and isinstance(fields, dict):
+            flat.update(fields)
+        else:
+            flat[location] = fields
+    return flat or None
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Render every error, 404/405/500 included, as problem+json."""
+
+    @app.errorhandler(HubError)
+    def _hub_error(exc: HubError):
+        return problem(exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors,
+                       headers=exc.headers, **exc.extra)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        data = getattr(exc, "data", None) or {}
+        errors = _normalise_errors(data.get("messages")) if isinstance(data, dict) else None
+        status = exc.code or 500
+        detail = exc.description if status != 422 else "One or more fields are not valid."
+        headers = {}
+        valid_methods = getattr(exc, "valid_methods", None)
+        if status == 405 and valid_methods:
+            headers["Allow"] = ", ".join(valid_methods)
+        return problem(status, exc.name, detail, errors=errors, headers=headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error", path=request.path)
+        return problem(500, "Internal server error",
+                       "The hub failed to answer; the error has been logged with this request id.")

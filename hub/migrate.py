@@ -1,0 +1,57 @@
+"""Alembic, driven from the hub's configuration (``rop db upgrade``) and from tests.
+
+The migration scripts live in the top-level ``migrations/`` folder, installed as the
+``rop_migrations`` package so that an installed hub finds them too.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
+from alembic.migration import MigrationContext
+from sqlalchemy import MetaData
+
+from hub.db import Base
+
+
+def load_models() -> MetaData:
+    """Import every service's ``models`` module and return the complete metadata."""
+    from hub.app import SERVICE_PACKAGES
+
+    for package in SERVICE_PACKAGES:
+        name = f"{package}.models"
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+    return Base.metadata
+
+
+def alembic_config(database_url: str) -> AlembicConfig:
+    import rop_migrations
+
+    folder = Path(rop_migrations.__file__).parent
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(folder))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["database_url"] = database_url
+    return cfg
+
+
+def upgrade(database_url: str, revision: str = "heads") -> None:
+    """Apply the migrations up to ``revision`` (all heads by default)."""
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    command.downgrade(alembic_config(database_url), revision)
+
+
+def drift(engine) -> list:
+    """Differences between the models and the migrated database (empty when in step)."""
+    metadata = load_models()
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
+        return compare_metadata(ctx, metadata)

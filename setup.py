@@ -1,0 +1,13 @@
+"""Packaging glue: setup.cfg holds the metadata; this file only lists the packages.
+
+The top-level folders ``admin/`` and ``migrations/`` are installed under the specific
+import names ``rop_admin`` and ``rop_migrations`` (a bare ``admin`` in site-packages
+would collide with other distributions).
+"""
+from setuptools import find_packages, setup
+
+packages = find_packages(include=["hub", "hub.*"])
+packages += ["rop_admin"] + [f"rop_admin.{p}" for p in find_packages("admin")]
+packages += ["rop_migrations", "rop_migrations.versions"]
+
+setup(packages=packages)

@@ -1,0 +1,129 @@
+"""Fixtures every test of the hub uses: a real Redis server, a real database, the app.
+
+- Redis: a ``redis-server`` that this suite starts on a free port and stops at the end
+  (the same embedded server the hub uses; never a mock, never the machine's 6379).
+- Database: a SQLite file, or, when ``ROP_TEST_DATABASE_URL`` points at PostgreSQL, a
+  fresh database created on that server for this run and dropped afterwards. It is
+  migrated once with Alembic; each test starts from empty tables.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from hub.app import create_app
+from hub.config import Config
+from hub.embedded_redis import EmbeddedRedis, free_port
+from hub.migrate import load_models, upgrade
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def _psycopg_url(url: str) -> str:
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real Redis server on a free port for the whole run."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), persist=False, port=free_port())
+    url = server.ensure_running()
+    yield server, url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server) -> str:
+    return redis_server[1]
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    """A migrated database for this run: SQLite, or a fresh PostgreSQL database."""
+    base = os.environ.get("ROP_TEST_DATABASE_URL")
+    if not base:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        upgrade(url)
+        yield url
+        return
+    base = _psycopg_url(base)
+    name = f"rop_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def is_postgres(database_url) -> bool:
+    return database_url.startswith("postgresql")
+
+
+def _empty_tables(engine) -> None:
+    metadata = load_models()
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+            if names:
+                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def instance_path(tmp_path) -> Path:
+    path = tmp_path / "instance"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def config(database_url, redis_url, instance_path) -> Config:
+    return Config.from_env(
+        {}, instance_path=instance_path, database_url=database_url, redis_url=redis_url,
+        webhook_allow_private=True, testing=True, log_format="console", log_level="WARNING",
+    )
+
+
+@pytest.fixture
+def app(config):
+    """A hub app on the run's database and Redis, with empty tables and an empty Redis."""
+    application = create_app(config)
+    state = application.extensions["rop"]
+    state.redis.flushdb()
+    _empty_tables(state.db.engine)
+    yield application
+    state.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
