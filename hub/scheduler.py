@@ -10,6 +10,7 @@ one slot twice.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import threading
@@ -24,6 +25,7 @@ from hub.queues import queue
 
 log = structlog.get_logger("hub.scheduler")
 
+_JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 LEADER_KEY = "rop:scheduler:leader"
 SLOT_KEY = "rop:scheduler:slot:{name}"
 
@@ -100,7 +102,7 @@ class Scheduler:
             if not self.redis.eval(_CLAIM, 1, key, slot, max(int(job.every * 3), 60)):
                 continue
             queue(job.queue, self.redis).enqueue(
-                job.func, job_id=f"periodic:{job.name}:{slot}", job_timeout=job.timeout,
+                job.func, job_id=f"periodic-{_JOB_ID_UNSAFE.sub('_', job.name)}-{slot}", job_timeout=job.timeout,
                 result_ttl=3600, failure_ttl=86400, description=f"periodic {job.name}",
             )
             enqueued.append(job.name)

@@ -21,12 +21,12 @@ class HubWorker(SimpleWorker):
 
     flask_app: Flask | None = None
 
-    def perform_job(self, job, queue):  # noqa: D102 (RQ's signature)
+    def perform_job(self, *args, **kwargs):  # noqa: D102 (RQ's signature varies by version)
         app = self.flask_app
         if app is None:
-            return super().perform_job(job, queue)
+            return super().perform_job(*args, **kwargs)
         with app.app_context():
-            return super().perform_job(job, queue)
+            return super().perform_job(*args, **kwargs)
 
 
 def make_worker(app: Flask, queue_names: Sequence[str] | None = None, name: str | None = None) -> HubWorker:

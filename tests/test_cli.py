@@ -1,0 +1,105 @@
+"""The ``rop`` command line: help everywhere, one-line errors, and ``rop up``'s lifecycle."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import httpx
+import psutil
+import pytest
+
+from hub.cli import main
+from hub.cli.base import main_group
+from hub.embedded_redis import free_port
+
+ROP = [sys.executable, "-m", "hub.cli"]
+
+
+def _all_command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = []
+    for name, command in group.commands.items():
+        paths.append((*prefix, name))
+        if isinstance(command, click.Group):
+            paths.extend(_all_command_paths(command, (*prefix, name)))
+    return paths
+
+
+@pytest.mark.parametrize("path", [()] + _all_command_paths(main_group), ids=lambda p: " ".join(p) or "rop")
+def test_every_command_has_help(path, capsys):
+    assert main([*path, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Usage: rop")
+
+
+@pytest.mark.parametrize("argv", [["nope"], ["worker", "--bogus"], ["web", "--port", "http"],
+                                  ["db", "upgrade", "extra-arg"], ["worker", "--queues", "nosuchqueue"]])
+def test_bad_input_is_a_one_line_error(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0]
+    assert "Traceback" not in captured.err
+
+
+def test_db_upgrade_and_check(tmp_path):
+    env = {**os.environ, "ROP_INSTANCE_PATH": str(tmp_path), "ROP_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    env.pop("ROP_REDIS_URL", None)
+    up = subprocess.run([*ROP, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    check = subprocess.run([*ROP, "db", "check"], env=env, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    assert "agree" in check.stdout
+
+
+def test_operational_error_is_one_line_and_exit_1(tmp_path):
+    env = {**os.environ, "ROP_INSTANCE_PATH": str(tmp_path), "ROP_REDIS_URL": "http://wrong"}
+    result = subprocess.run([*ROP, "scheduler"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "ROP_REDIS_URL" in result.stderr
+
+
+@pytest.mark.slow
+def test_rop_up_serves_on_its_own_redis_and_ctrl_c_leaves_nothing_behind(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROP_")}
+    env["ROP_INSTANCE_PATH"] = str(tmp_path / "instance")
+    subprocess.run([*ROP, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
+    port = free_port()
+    log = open(tmp_path / "up.log", "w+")
+    proc = subprocess.Popen([*ROP, "up", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    family: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        ready = None
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        assert ready is not None and ready.status_code == 200, Path(log.name).read_text()[-2000:]
+        assert ready.json()["checks"]["redis"]["backend"] == "embedded"
+        # Every process of the hub: our children, their children, and the Redis server.
+        family = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        redis_pid = int((tmp_path / "instance" / "redis" / "redis.pid").read_text())
+        family.add(redis_pid)
+        assert len(family) >= 4  # web master + its workers, worker, scheduler, redis
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=40) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    time.sleep(0.2)
+    survivors = [pid for pid in family if psutil.pid_exists(pid)
+                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert survivors == [], f"processes left behind: {survivors}"
+    output = Path(log.name).read_text()
+    assert "hub's own Redis server" in output
