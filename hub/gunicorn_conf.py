@@ -1,6 +1,36 @@
-"""gunicorn settings that the hub needs whatever the command line says."""
+"""gunicorn settings that the hub needs whatever the command line says.
+
+gunicorn's own log lines (start, worker boot, errors) go through the hub's structured
+logging, so every line the web process writes is one JSON object.
+"""
+from __future__ import annotations
+
+import os
+
+from gunicorn.glogging import Logger
 from prometheus_client import multiprocess
+
+from hub.logging import configure_logging
+
+
+class HubGunicornLogger(Logger):
+    """gunicorn's logger, handing its records to the root logger (structlog's formatter)."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            log.handlers = []
+            log.propagate = True
+
+
+logger_class = HubGunicornLogger
+
+
+def on_starting(server):  # gunicorn hook: the master process
+    configure_logging(os.environ.get("ROP_LOG_LEVEL", "INFO").upper(),
+                      os.environ.get("ROP_LOG_FORMAT", "json"))
 
 
 def child_exit(server, worker):  # gunicorn hook: drop a dead worker's live gauges
-    multiprocess.mark_process_dead(worker.pid)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)

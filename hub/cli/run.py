@@ -60,7 +60,6 @@ def web(host: str, port: int, workers: int, threads: int) -> None:
     args = [str(gunicorn) if gunicorn.exists() else "gunicorn",
             "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
             "--worker-class", "gthread", "--graceful-timeout", "10", "--timeout", "60",
-            "--access-logfile", "-" if os.environ.get("ROP_ACCESS_LOG") else "/dev/null",
             "--config", "python:hub.gunicorn_conf",
             "hub.app:create_app()"]
     os.execv(args[0], args) if os.path.isabs(args[0]) else os.execvp(args[0], args)
