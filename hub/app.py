@@ -23,6 +23,7 @@ log = structlog.get_logger("hub.app")
 #: its blueprints, handlers and periodic jobs.
 SERVICE_PACKAGES: tuple[str, ...] = (
     "hub.ops",
+    "hub.tenancy",
 )
 
 

@@ -127,3 +127,50 @@ def runner(app):
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# -- tenants and clients --------------------------------------------------------------------
+class TestTenant:
+    """A tenant with one API client and a token, made through the tenancy use-cases."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, app, tenant, client, secret, token):
+        from hub.context import CallContext
+
+        self.app = app
+        self.id = tenant.id
+        self.slug = tenant.slug
+        self.client_id = client.id
+        self.client_secret = secret
+        self.scopes = client.scope_set
+        self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.ctx = CallContext(tenant_id=tenant.id, client_id=client.id, scopes=client.scope_set)
+
+
+@pytest.fixture
+def tenant_factory(app):
+    """Make tenants: ``tenant_factory(name=None, scopes=None, rate_limit_per_minute=None)``."""
+    from hub.auth import issue_access_token
+    from hub.context import CallContext
+    from hub.db import unit_of_work
+    from hub.tenancy import service
+
+    counter = iter(range(1, 10_000))
+
+    def make(name: str | None = None, scopes=None, rate_limit_per_minute: int | None = None) -> TestTenant:
+        n = next(counter)
+        name = name or f"Tenant {n} {uuid.uuid4().hex[:4]}"
+        state = app.extensions["rop"]
+        with unit_of_work(state.db) as uow:
+            ctx = CallContext.system(actor="cli:tests")
+            tenant = service.create_tenant(ctx, uow, name)
+            client, secret = service.create_client(ctx, uow, tenant.id, scopes=scopes,
+                                                   rate_limit_per_minute=rate_limit_per_minute)
+            uow.commit()
+        token = issue_access_token(state.config.secret_key, client.id, tenant.id, client.scope_set,
+                                   state.config.access_token_ttl)
+        return TestTenant(app, tenant, client, secret, token)
+
+    return make

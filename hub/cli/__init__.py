@@ -16,6 +16,7 @@ from hub.cli.base import CliError, main_group
 COMMAND_MODULES: tuple[str, ...] = (
     "hub.cli.run",
     "hub.cli.db",
+    "hub.tenancy.cli",
 )
 
 for _module in COMMAND_MODULES:
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except HubError as exc:
         message = exc.detail
-        if exc.errors:
+        if exc.errors and exc.detail == exc.title:  # the generic title says nothing: add the fields
             message += " (" + "; ".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
                                         for k, v in exc.errors.items()) + ")"
         click.echo(f"rop: error: {message}", err=True)

@@ -23,11 +23,19 @@ def main_group() -> None:
     """
 
 
-def make_app() -> Flask:
-    """The hub app for a CLI command, configured from the environment."""
+def make_app(server: bool = False) -> Flask:
+    """The hub app for a CLI command, configured from the environment.
+
+    :param server: a long-running process (web, worker, scheduler) logs at INFO by
+        default; a one-shot command only logs warnings unless ROP_LOG_LEVEL says otherwise.
+    """
+    import os
+
     from hub.app import create_app
 
-    return create_app()
+    if server:
+        return create_app()
+    return create_app(log_level=os.environ.get("ROP_LOG_LEVEL", "WARNING"))
 
 
 @contextmanager

@@ -79,7 +79,7 @@ def worker(queues: tuple[str, ...], burst: bool, name: str | None) -> None:
         raise click.BadParameter(f"unknown queue {unknown[0]!r}; choose from {', '.join(QUEUES)}",
                                  param_hint="--queues")
     _ensure_redis_env()
-    app = make_app()
+    app = make_app(server=True)
     w = make_worker(app, queues or None, name=name)
     w.work(burst=burst, with_scheduler=True, logging_level=app.extensions["rop"].config.log_level)
 
@@ -90,7 +90,7 @@ def scheduler() -> None:
     from hub.scheduler import Scheduler
 
     _ensure_redis_env()
-    Scheduler(make_app()).run()
+    Scheduler(make_app(server=True)).run()
 
 
 @main_group.command()

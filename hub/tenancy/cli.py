@@ -1,0 +1,197 @@
+"""``rop tenants``, ``rop clients``, ``rop admin`` and ``rop demo``."""
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+
+import click
+
+from hub.cli.base import CliError, app_context, main_group, make_app
+from hub.context import CallContext
+from hub.db import unit_of_work
+
+
+def _ctx() -> CallContext:
+    return CallContext.system(actor=f"cli:{getpass.getuser()}")
+
+
+def _uow(app):
+    return unit_of_work(app.extensions["rop"].db)
+
+
+@main_group.group()
+def tenants() -> None:
+    """Tenants: the businesses that transact through the hub."""
+
+
+@tenants.command("create")
+@click.argument("name")
+@click.option("--slug", help="URL-safe short name (default: made from NAME).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def tenants_create(name: str, slug: str | None, as_json: bool) -> None:
+    """Create a tenant."""
+    from hub.tenancy.service import create_tenant
+
+    with app_context() as app, _uow(app) as uow:
+        tenant = create_tenant(_ctx(), uow, name, slug)
+        uow.commit()
+        data = {"id": tenant.id, "name": tenant.name, "slug": tenant.slug, "status": tenant.status}
+    click.echo(json.dumps(data) if as_json else f"created tenant {data['slug']} ({data['id']})")
+
+
+@tenants.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def tenants_list(as_json: bool) -> None:
+    """List tenants."""
+    from hub.tenancy.service import list_tenants
+
+    with app_context() as app, _uow(app) as uow:
+        rows = [{"id": t.id, "slug": t.slug, "name": t.name, "status": t.status} for t in list_tenants(uow)]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        click.echo(f"{row['slug']:<24} {row['id']:<30} {row['status']:<9} {row['name']}")
+
+
+def _set_status(slug: str, status: str) -> None:
+    from hub.tenancy.service import set_tenant_status
+
+    with app_context() as app, _uow(app) as uow:
+        tenant = set_tenant_status(_ctx(), uow, slug, status)
+        uow.commit()
+        click.echo(f"tenant {tenant.slug} is {tenant.status}")
+
+
+@tenants.command("disable")
+@click.argument("tenant")
+def tenants_disable(tenant: str) -> None:
+    """Disable a tenant (by slug or id): its tokens stop working within seconds."""
+    _set_status(tenant, "disabled")
+
+
+@tenants.command("enable")
+@click.argument("tenant")
+def tenants_enable(tenant: str) -> None:
+    """Enable a disabled tenant."""
+    _set_status(tenant, "active")
+
+
+@main_group.group()
+def clients() -> None:
+    """API clients: client ids and secrets of tenants' systems."""
+
+
+@clients.command("create")
+@click.option("--tenant", required=True, help="Tenant slug or id.")
+@click.option("--scope", "scopes", multiple=True, help="Scope to grant (repeatable; default: all tenant scopes).")
+@click.option("--name", default="", help="A label for the client.")
+@click.option("--rate-limit", type=click.IntRange(1), default=None, help="Requests per minute.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def clients_create(tenant: str, scopes: tuple[str, ...], name: str, rate_limit: int | None, as_json: bool) -> None:
+    """Create a client; its secret is printed once and never again."""
+    from hub.tenancy.service import create_client
+
+    with app_context() as app, _uow(app) as uow:
+        client, secret = create_client(_ctx(), uow, tenant, scopes=list(scopes) or None, name=name,
+                                       rate_limit_per_minute=rate_limit)
+        uow.commit()
+        data = {"client_id": client.id, "client_secret": secret, "tenant_id": client.tenant_id,
+                "scopes": sorted(client.scope_set)}
+    if as_json:
+        click.echo(json.dumps(data))
+    else:
+        click.echo(f"client_id:     {data['client_id']}\nclient_secret: {secret}\n"
+                   f"scopes:        {' '.join(data['scopes'])}\n(the secret is shown once; store it now)")
+
+
+@clients.command("list")
+@click.option("--tenant", required=True, help="Tenant slug or id.")
+def clients_list(tenant: str) -> None:
+    """List a tenant's clients (never their secrets)."""
+    from hub.tenancy.service import get_tenant, list_clients
+
+    with app_context() as app, _uow(app) as uow:
+        for c in list_clients(uow, get_tenant(uow, tenant).id):
+            click.echo(f"{c.id:<30} {c.status:<8} {c.name or '-':<20} {c.scopes}")
+
+
+@clients.command("revoke")
+@click.argument("client_id")
+def clients_revoke(client_id: str) -> None:
+    """Revoke a client: its tokens stop working within seconds."""
+    from hub.tenancy.service import revoke_client
+
+    with app_context() as app, _uow(app) as uow:
+        revoke_client(_ctx(), uow, client_id)
+        uow.commit()
+    click.echo(f"revoked {client_id}")
+
+
+@clients.command("rotate-secret")
+@click.argument("client_id")
+def clients_rotate(client_id: str) -> None:
+    """Give a client a new secret (printed once); the old one stops working at once."""
+    from hub.tenancy.service import rotate_client_secret
+
+    with app_context() as app, _uow(app) as uow:
+        _client, secret = rotate_client_secret(_ctx(), uow, client_id)
+        uow.commit()
+    click.echo(f"client_secret: {secret}")
+
+
+@main_group.group("admin")
+def admin_group() -> None:
+    """Admin-UI users."""
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@admin_group.command("create-user")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--role", type=click.Choice(["admin", "operator"]), default="admin", show_default=True)
+def admin_create_user(email: str, password_stdin: bool, role: str) -> None:
+    """Create an admin-UI login."""
+    from hub.tenancy.service import create_admin_user
+
+    password = _read_password(password_stdin)
+    with app_context() as app, _uow(app) as uow:
+        user = create_admin_user(_ctx(), uow, email, password, role)
+        uow.commit()
+        click.echo(f"created {user.role} {user.email}")
+
+
+@admin_group.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def admin_set_password(email: str, password_stdin: bool) -> None:
+    """Set an admin user's password (and lift a lockout)."""
+    from hub.tenancy.service import set_admin_password
+
+    password = _read_password(password_stdin)
+    with app_context() as app, _uow(app) as uow:
+        set_admin_password(_ctx(), uow, email, password)
+        uow.commit()
+    click.echo(f"password set for {email}")
+
+
+@main_group.command()
+def demo() -> None:
+    """Seed a demo tenant, client and admin user (idempotent); print the credentials."""
+    from hub.tenancy.demo import seed_demo
+
+    try:
+        out = seed_demo(make_app())
+    except Exception as exc:
+        if exc.__class__.__module__.startswith("sqlalchemy"):
+            raise CliError(f"the database is not ready ({type(exc).__name__}); run 'rop db upgrade' first") from exc
+        raise
+    click.echo("Demo ready:")
+    for key, value in out.items():
+        click.echo(f"  {key:<14} {value}")

@@ -1,0 +1,257 @@
+"""Use-cases of the tenancy service: tenants, API clients, admin users, audit."""
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from hub.context import CallContext
+from hub.db import UnitOfWork, new_id, utcnow
+from hub.errors import Conflict, NotFound, ValidationFailed
+from hub.tenancy.models import AdminUser, ApiClient, AuditEntry, Tenant
+from hub.tenancy.scopes import parse_scopes
+
+_hasher = PasswordHasher()
+# A hash to verify against when the client id is unknown, so that unknown and known ids
+# take the same time (no client-id enumeration by timing).
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+# -- audit ------------------------------------------------------------------------------
+def record_audit(ctx: CallContext, uow: UnitOfWork, action: str, *, tenant_id: str | None = None,
+                 target_type: str | None = None, target_id: str | None = None,
+                 before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> AuditEntry:
+    """Write one audit entry in the caller's transaction (it commits with the action)."""
+    if ctx.actor:
+        actor_type = ctx.actor.split(":", 1)[0] if ":" in ctx.actor else "admin"
+        actor = ctx.actor
+    elif ctx.client_id:
+        actor_type, actor = "client", ctx.client_id
+    else:
+        actor_type, actor = "system", "system"
+    entry = AuditEntry(actor_type=actor_type, actor=actor, action=action,
+                       tenant_id=tenant_id if tenant_id is not None else ctx.tenant_id,
+                       target_type=target_type, target_id=target_id, before=before, after=after,
+                       request_id=ctx.request_id, at=utcnow())
+    uow.session.add(entry)
+    return entry
+
+
+def _tenant_view(t: Tenant) -> dict[str, Any]:
+    return {"name": t.name, "slug": t.slug, "status": t.status, "settings": t.settings}
+
+
+def _client_view(c: ApiClient) -> dict[str, Any]:
+    return {"tenant_id": c.tenant_id, "kind": c.kind, "scopes": c.scopes, "status": c.status,
+            "rate_limit_per_minute": c.rate_limit_per_minute}
+
+
+# -- tenants ----------------------------------------------------------------------------
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug[:64].strip("-")
+
+
+def create_tenant(ctx: CallContext, uow: UnitOfWork, name: str, slug: str | None = None,
+                  settings: dict[str, Any] | None = None) -> Tenant:
+    """Create a tenant.
+
+    :raise ValidationFailed: for an empty name or a malformed slug.
+    :raise Conflict: when the slug is taken.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise ValidationFailed("a tenant needs a name", errors={"name": ["required"]})
+    slug = (slug or slugify(name)).strip()
+    if not _SLUG.match(slug):
+        raise ValidationFailed("the slug must be lowercase letters, digits and dashes (at most 64)",
+                               errors={"slug": ["malformed"]})
+    if uow.session.scalar(select(Tenant.id).where(Tenant.slug == slug)):
+        raise Conflict(f"a tenant with the slug {slug!r} exists")
+    tenant = Tenant(id=new_id("ten"), name=name, slug=slug, status="active", settings=settings or {})
+    uow.session.add(tenant)
+    try:
+        uow.flush()
+    except IntegrityError:
+        raise Conflict(f"a tenant with the slug {slug!r} exists") from None
+    record_audit(ctx, uow, "tenant.created", tenant_id=tenant.id, target_type="tenant",
+                 target_id=tenant.id, after=_tenant_view(tenant))
+    return tenant
+
+
+def get_tenant(uow: UnitOfWork, ident: str) -> Tenant:
+    """A tenant by id or slug. :raise NotFound:"""
+    tenant = uow.session.scalar(select(Tenant).where((Tenant.id == ident) | (Tenant.slug == ident)))
+    if tenant is None:
+        raise NotFound(f"tenant {ident!r} not found")
+    return tenant
+
+
+def list_tenants(uow: UnitOfWork) -> list[Tenant]:
+    return list(uow.session.scalars(select(Tenant).order_by(Tenant.created_at, Tenant.id)))
+
+
+def set_tenant_status(ctx: CallContext, uow: UnitOfWork, ident: str, status: str) -> Tenant:
+    """Enable or disable a tenant; its clients' tokens stop working within seconds."""
+    if status not in ("active", "disabled"):
+        raise ValidationFailed("status must be active or disabled", errors={"status": ["invalid"]})
+    tenant = get_tenant(uow, ident)
+    before = _tenant_view(tenant)
+    tenant.status = status
+    record_audit(ctx, uow, f"tenant.{'enabled' if status == 'active' else 'disabled'}",
+                 tenant_id=tenant.id, target_type="tenant", target_id=tenant.id,
+                 before=before, after=_tenant_view(tenant))
+    return tenant
+
+
+# -- clients ----------------------------------------------------------------------------
+def create_client(ctx: CallContext, uow: UnitOfWork, tenant_ident: str | None, *,
+                  scopes: str | list[str] | None = None, name: str = "",
+                  kind: str = "tenant", client_id: str | None = None,
+                  rate_limit_per_minute: int | None = None) -> tuple[ApiClient, str]:
+    """Create an API client and return it with its secret (shown once, stored only hashed).
+
+    :raise ValidationFailed: for an unknown scope or a bad rate limit.
+    """
+    try:
+        scope_set = parse_scopes(scopes, allow_service=(kind == "service"))
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), errors={"scopes": [str(exc)]}) from None
+    if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
+        raise ValidationFailed("the rate limit must be at least 1 request per minute",
+                               errors={"rate_limit_per_minute": ["must be >= 1"]})
+    tenant_id = None
+    if kind == "tenant":
+        if not tenant_ident:
+            raise ValidationFailed("a tenant client needs a tenant", errors={"tenant": ["required"]})
+        tenant_id = get_tenant(uow, tenant_ident).id
+    secret = secrets.token_urlsafe(32)
+    client = ApiClient(id=client_id or new_id("cli"), tenant_id=tenant_id, name=name, kind=kind,
+                       secret_hash=_hasher.hash(secret), scopes=" ".join(sorted(scope_set)),
+                       status="active", rate_limit_per_minute=rate_limit_per_minute)
+    uow.session.add(client)
+    uow.flush()
+    record_audit(ctx, uow, "client.created", tenant_id=tenant_id, target_type="client",
+                 target_id=client.id, after=_client_view(client))
+    return client, secret
+
+
+def get_client(uow: UnitOfWork, client_id: str) -> ApiClient:
+    client = uow.session.get(ApiClient, client_id)
+    if client is None:
+        raise NotFound(f"client {client_id!r} not found")
+    return client
+
+
+def list_clients(uow: UnitOfWork, tenant_id: str) -> list[ApiClient]:
+    return list(uow.session.scalars(
+        select(ApiClient).where(ApiClient.tenant_id == tenant_id).order_by(ApiClient.created_at, ApiClient.id)))
+
+
+def revoke_client(ctx: CallContext, uow: UnitOfWork, client_id: str) -> ApiClient:
+    """Revoke a client: its tokens stop working within seconds, its secret for good."""
+    client = get_client(uow, client_id)
+    before = _client_view(client)
+    client.status = "revoked"
+    client.revoked_at = utcnow()
+    record_audit(ctx, uow, "client.revoked", tenant_id=client.tenant_id, target_type="client",
+                 target_id=client.id, before=before, after=_client_view(client))
+    return client
+
+
+def rotate_client_secret(ctx: CallContext, uow: UnitOfWork, client_id: str) -> tuple[ApiClient, str]:
+    """Give a client a new secret (returned once); the old one stops working at once."""
+    client = get_client(uow, client_id)
+    if client.status != "active":
+        raise Conflict("a revoked client cannot get a new secret")
+    secret = secrets.token_urlsafe(32)
+    client.secret_hash = _hasher.hash(secret)
+    record_audit(ctx, uow, "client.secret_rotated", tenant_id=client.tenant_id,
+                 target_type="client", target_id=client.id)
+    return client, secret
+
+
+def authenticate_client(uow: UnitOfWork, client_id: str, secret: str) -> ApiClient | None:
+    """The active client whose id and secret match, or None.
+
+    argon2's verify compares in constant time, and an unknown id costs the same as a
+    known one (a dummy hash is verified), so neither timing nor answers tell them apart.
+    """
+    client = uow.session.get(ApiClient, client_id) if client_id else None
+    try:
+        _hasher.verify(client.secret_hash if client else _DUMMY_HASH, secret or "")
+    except (VerificationError, InvalidHashError):
+        return None
+    if client is None or client.status != "active":
+        return None
+    if client.tenant_id is not None:
+        tenant = uow.session.get(Tenant, client.tenant_id)
+        if tenant is None or tenant.status != "active":
+            return None
+    return client
+
+
+def ensure_service_clients(uow: UnitOfWork) -> list[str]:
+    """Create the internal services' client rows where missing (no usable secret: they act in-process)."""
+    from hub.tenancy.scopes import SERVICE_IDENTITIES, service_client_id
+
+    created = []
+    for service, scopes in SERVICE_IDENTITIES.items():
+        cid = service_client_id(service)
+        if uow.session.get(ApiClient, cid) is None:
+            uow.session.add(ApiClient(id=cid, tenant_id=None, name=f"service {service}", kind="service",
+                                      secret_hash=_hasher.hash(secrets.token_urlsafe(32)),
+                                      scopes=" ".join(sorted(scopes)), status="active"))
+            created.append(cid)
+    return created
+
+
+# -- admin users ------------------------------------------------------------------------
+def create_admin_user(ctx: CallContext, uow: UnitOfWork, email: str, password: str,
+                      role: str = "admin") -> AdminUser:
+    """Create an admin-UI login. :raise ValidationFailed: :raise Conflict:"""
+    email = (email or "").strip().lower()
+    if not _EMAIL.match(email):
+        raise ValidationFailed(f"{email!r} is not an e-mail address", errors={"email": ["malformed"]})
+    if role not in ("admin", "operator"):
+        raise ValidationFailed("role must be admin or operator", errors={"role": ["invalid"]})
+    if len(password or "") < 12:
+        raise ValidationFailed("the password must have at least 12 characters",
+                               errors={"password": ["too short"]})
+    if uow.session.scalar(select(func.count()).select_from(AdminUser).where(AdminUser.email == email)):
+        raise Conflict(f"an admin user {email!r} exists")
+    user = AdminUser(id=new_id("adm"), email=email, password_hash=_hasher.hash(password), role=role)
+    uow.session.add(user)
+    uow.flush()
+    record_audit(ctx, uow, "admin_user.created", target_type="admin_user", target_id=user.id,
+                 after={"email": email, "role": role})
+    return user
+
+
+def set_admin_password(ctx: CallContext, uow: UnitOfWork, email: str, password: str) -> AdminUser:
+    if len(password or "") < 12:
+        raise ValidationFailed("the password must have at least 12 characters",
+                               errors={"password": ["too short"]})
+    user = uow.session.scalar(select(AdminUser).where(AdminUser.email == email.strip().lower()))
+    if user is None:
+        raise NotFound(f"admin user {email!r} not found")
+    user.password_hash = _hasher.hash(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    record_audit(ctx, uow, "admin_user.password_set", target_type="admin_user", target_id=user.id)
+    return user
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Constant-time check of a password against its argon2 hash."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False

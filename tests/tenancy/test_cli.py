@@ -1,0 +1,58 @@
+"""The tenancy CLI, run as the operator runs it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROP = [sys.executable, "-m", "hub.cli"]
+
+
+@pytest.fixture
+def rop(tmp_path, database_url, redis_url, app):
+    env = {**os.environ, "ROP_INSTANCE_PATH": str(tmp_path), "ROP_DATABASE_URL": database_url,
+           "ROP_REDIS_URL": redis_url}
+
+    def run(*args, stdin: str | None = None):
+        return subprocess.run([*ROP, *args], env=env, capture_output=True, text=True, input=stdin, timeout=120)
+
+    return run
+
+
+def test_tenants_clients_and_admin_from_the_cli(rop):
+    created = rop("tenants", "create", "Acme Corp", "--json")
+    assert created.returncode == 0, created.stderr
+    tenant = json.loads(created.stdout)
+    assert tenant["slug"] == "acme-corp"
+    dup = rop("tenants", "create", "Acme Corp")
+    assert dup.returncode == 1 and dup.stderr.count("\n") == 1 and "exists" in dup.stderr
+    listed = json.loads(rop("tenants", "list", "--json").stdout)
+    assert [t["slug"] for t in listed] == ["acme-corp"]
+    client = json.loads(rop("clients", "create", "--tenant", "acme-corp", "--scope", "products:read", "--json").stdout)
+    assert client["client_id"].startswith("cli_") and len(client["client_secret"]) >= 32
+    assert client["scopes"] == ["products:read"]
+    listing = rop("clients", "list", "--tenant", "acme-corp").stdout
+    assert client["client_id"] in listing and client["client_secret"] not in listing
+    assert rop("clients", "revoke", client["client_id"]).returncode == 0
+    bad = rop("clients", "create", "--tenant", "nope")
+    assert bad.returncode == 1 and "not found" in bad.stderr and "Traceback" not in bad.stderr
+    user = rop("admin", "create-user", "ops@example.com", "--password-stdin", "--role", "operator",
+               stdin="a-long-enough-password\n")
+    assert user.returncode == 0, user.stderr
+    weak = rop("admin", "create-user", "x@example.com", "--password-stdin", stdin="short\n")
+    assert weak.returncode == 1 and "12 characters" in weak.stderr
+
+
+def test_demo_is_idempotent_and_prints_working_credentials(rop, client):
+    first = rop("demo")
+    assert first.returncode == 0, first.stderr
+    second = rop("demo")
+    assert second.returncode == 0, second.stderr
+    lines = dict(line.split(None, 1) for line in second.stdout.splitlines()[1:])
+    token = client.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": lines["client_id"],
+                                              "client_secret": lines["client_secret"]})
+    assert token.status_code == 200
+    assert "admin@example.com" in first.stdout

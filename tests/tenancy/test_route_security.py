@@ -1,0 +1,92 @@
+"""Walks the app's URL map: every /v1 route needs a token, and another tenant's ids are 404.
+
+Generated over the routes, so a route added later is covered without anyone remembering:
+a /v1 route with path parameters must have an owned-object factory in OWNED_OBJECTS, or
+this test fails and says so.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from hub.app import create_app
+
+#: rule -> factory(app, owner: TestTenant) returning the URL's path parameters for an
+#: object that ``owner`` owns. Each service adds its routes here.
+OWNED_OBJECTS: dict[str, Callable] = {
+    "/v1/clients/<client_id>": lambda app, owner: {"client_id": owner.client_id},
+}
+
+
+def _v1_rules(app):
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/v1"):
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                yield rule, method
+
+
+def _url(rule, values: dict) -> str:
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: str(values[m.group(1)]), rule.rule)
+
+
+def test_there_are_v1_routes_to_check(app):
+    assert list(_v1_rules(app)), "no /v1 routes found: the URL map walk would check nothing"
+
+
+def test_every_v1_view_is_guarded_by_requires(app):
+    unguarded = []
+    for rule, _method in _v1_rules(app):
+        view = app.view_functions[rule.endpoint]
+        view_class = getattr(view, "view_class", None)
+        if view_class is not None:
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                func = getattr(view_class, method.lower(), None)
+                if func is not None and not hasattr(func, "_rop_requires"):
+                    unguarded.append(f"{method} {rule.rule}")
+        elif not hasattr(view, "_rop_requires"):
+            unguarded.append(rule.rule)
+    assert unguarded == [], f"/v1 views without @requires: {unguarded}"
+
+
+def test_every_v1_route_without_a_token_is_401(app, client):
+    for rule, method in _v1_rules(app):
+        values = {arg: "x_probe" for arg in rule.arguments}
+        response = client.open(_url(rule, values), method=method, json={})
+        assert response.status_code == 401, f"{method} {rule.rule} answered {response.status_code} without a token"
+        assert response.mimetype == "application/problem+json"
+
+
+def test_every_v1_route_with_ids_answers_404_to_another_tenant(app, client, tenant_factory):
+    owner, intruder = tenant_factory(), tenant_factory()
+    missing = []
+    for rule, method in _v1_rules(app):
+        if not rule.arguments:
+            continue
+        factory = OWNED_OBJECTS.get(rule.rule)
+        if factory is None:
+            missing.append(rule.rule)
+            continue
+        url = _url(rule, factory(app, owner))
+        own = client.open(url, method=method, headers=owner.headers, json={})
+        assert own.status_code != 404, f"{method} {url}: the owner itself gets 404; the factory is wrong"
+        response = client.open(url, method=method, headers=intruder.headers, json={})
+        assert response.status_code == 404, f"{method} {rule.rule}: another tenant got {response.status_code}"
+        assert response.mimetype == "application/problem+json"
+    assert not missing, f"add an owned-object factory to OWNED_OBJECTS for: {sorted(set(missing))}"
+
+
+def test_the_walk_catches_an_unguarded_route(config):
+    """The checks above are real: an app with an unguarded /v1 route fails them."""
+    application = create_app(config)
+
+    @application.route("/v1/leaky/<thing_id>")
+    def leaky(thing_id):
+        return {"thing": thing_id}
+
+    with pytest.raises(AssertionError):
+        test_every_v1_view_is_guarded_by_requires(application)
+    with pytest.raises(AssertionError):
+        test_every_v1_route_without_a_token_is_401(application, application.test_client())
+    application.extensions["rop"].close()

@@ -1,0 +1,249 @@
+"""POST /oauth/token and bearer-token checks: every way a token can be wrong."""
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+from sqlalchemy import select
+
+import hub.auth as auth
+from hub.auth import issue_access_token
+from hub.context import CallContext
+from hub.db import unit_of_work
+from hub.tenancy import service
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def test_client_credentials_with_basic_auth_gives_a_working_token(client, tenant_factory):
+    t = tenant_factory()
+    response = client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                           headers=_basic(t.client_id, t.client_secret))
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] > 0
+    assert response.headers["Cache-Control"] == "no-store"
+    me = client.get("/v1/tenant", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200 and me.get_json()["id"] == t.id
+
+
+def test_client_credentials_with_form_fields_and_narrowed_scope(client, tenant_factory):
+    t = tenant_factory()
+    response = client.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": t.client_id,
+                                                 "client_secret": t.client_secret, "scope": "products:read"})
+    assert response.status_code == 200
+    token = response.get_json()["access_token"]
+    assert response.get_json()["scope"] == "products:read"
+    # the narrowed token lacks tenant:read
+    denied = client.get("/v1/tenant", headers={"Authorization": f"Bearer {token}"})
+    assert denied.status_code == 403
+
+
+@pytest.mark.parametrize("data, headers_for, status, error", [
+    ({"grant_type": "client_credentials"}, "wrong-secret", 401, "invalid_client"),
+    ({"grant_type": "client_credentials"}, "unknown-client", 401, "invalid_client"),
+    ({"grant_type": "client_credentials"}, None, 401, "invalid_client"),
+    ({"grant_type": "password"}, "good", 400, "unsupported_grant_type"),
+    ({"grant_type": "client_credentials", "scope": "wallets:hold"}, "good", 400, "invalid_scope"),
+])
+def test_bad_token_requests_get_rfc6749_errors(client, tenant_factory, data, headers_for, status, error):
+    t = tenant_factory()
+    headers = {"good": _basic(t.client_id, t.client_secret),
+               "wrong-secret": _basic(t.client_id, t.client_secret + "x"),
+               "unknown-client": _basic("cli_nobody", t.client_secret), None: {}}[headers_for]
+    response = client.post("/oauth/token", data=data, headers=headers)
+    assert response.status_code == status
+    assert response.get_json()["error"] == error
+    if status == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def _assert_401(response):
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_missing_and_malformed_tokens_are_401(client):
+    _assert_401(client.get("/v1/tenant"))
+    _assert_401(client.get("/v1/tenant", headers={"Authorization": "Bearer"}))
+    _assert_401(client.get("/v1/tenant", headers={"Authorization": "Token abc"}))
+    _assert_401(client.get("/v1/tenant", headers={"Authorization": "Bearer not.a.jwt"}))
+    _assert_401(client.get("/v1/tenant", headers={"Authorization": "Bearer garbage"}))
+
+
+def test_tampered_signature_is_401(client, tenant_factory):
+    t = tenant_factory()
+    header, payload, signature = t.token.split(".")
+    flipped = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
+    _assert_401(client.get("/v1/tenant", headers={"Authorization": f"Bearer {header}.{payload}.{flipped}"}))
+
+
+def test_tampered_claims_are_401(client, tenant_factory):
+    victim, attacker = tenant_factory(), tenant_factory()
+    import json
+
+    header, payload, signature = attacker.token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["tid"] = victim.id
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    _assert_401(client.get("/v1/tenant", headers={"Authorization": f"Bearer {header}.{forged}.{signature}"}))
+
+
+def test_token_signed_with_another_key_is_401(client, tenant_factory):
+    t = tenant_factory()
+    token = issue_access_token("another-secret-key-of-enough-length", t.client_id, t.id, t.scopes, 600)
+    _assert_401(client.get("/v1/tenant", headers={"Authorization": f"Bearer {token}"}))
+
+
+def test_unsigned_alg_none_token_is_401(client, tenant_factory):
+    t = tenant_factory()
+    import json
+
+    def b64(obj):
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    token = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64({'iss': 'rop-hub', 'sub': t.client_id, 'tid': t.id, 'scope': 'tenant:read', 'exp': int(time.time()) + 600})}."
+    _assert_401(client.get("/v1/tenant", headers={"Authorization": f"Bearer {token}"}))
+
+
+def test_expired_token_is_401(app, client, tenant_factory):
+    t = tenant_factory()
+    state = app.extensions["rop"]
+    token = issue_access_token(state.config.secret_key, t.client_id, t.id, t.scopes, ttl=60,
+                               now=time.time() - 3600)
+    response = client.get("/v1/tenant", headers={"Authorization": f"Bearer {token}"})
+    _assert_401(response)
+    assert "expired" in response.get_json()["detail"]
+
+
+def _forget_status_cache(app):
+    app.extensions["rop"].extras.get("auth_status_cache") and app.extensions["rop"].extras["auth_status_cache"].forget()
+
+
+def test_revoked_client_token_stops_working_within_the_status_ttl(app, client, tenant_factory, monkeypatch):
+    t = tenant_factory()
+    assert client.get("/v1/tenant", headers=t.headers).status_code == 200  # status now cached
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        service.revoke_client(CallContext.system(), uow, t.client_id)
+        uow.commit()
+    # Within the TTL the cached status may still answer; once it lapses the token is dead.
+    assert auth.STATUS_TTL <= 5
+    clock = [time.monotonic()]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    clock[0] += auth.STATUS_TTL + 0.01
+    _assert_401(client.get("/v1/tenant", headers=t.headers))
+    # and the secret no longer gets tokens
+    assert client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                       headers=_basic(t.client_id, t.client_secret)).status_code == 401
+
+
+def test_disabled_tenant_tokens_stop_working(app, client, tenant_factory, monkeypatch):
+    t = tenant_factory()
+    assert client.get("/v1/tenant", headers=t.headers).status_code == 200
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        service.set_tenant_status(CallContext.system(), uow, t.slug, "disabled")
+        uow.commit()
+    clock = [time.monotonic() + auth.STATUS_TTL + 0.01]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    response = client.get("/v1/tenant", headers=t.headers)
+    _assert_401(response)
+    assert "disabled" in response.get_json()["detail"]
+    assert client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                       headers=_basic(t.client_id, t.client_secret)).status_code == 401
+
+
+def test_wrong_scope_is_403(client, tenant_factory):
+    t = tenant_factory(scopes=["products:read"])
+    response = client.get("/v1/tenant", headers=t.headers)
+    assert response.status_code == 403
+    assert response.mimetype == "application/problem+json"
+    assert "tenant:read" in response.get_json()["detail"]
+
+
+def test_secrets_are_never_stored_in_clear(app, tenant_factory):
+    made = [tenant_factory() for _ in range(3)]
+    from sqlalchemy import MetaData
+
+    engine = app.extensions["rop"].db.engine
+    metadata = MetaData()
+    metadata.reflect(engine)
+    with engine.connect() as conn:
+        dump = " ".join(str(v) for table in metadata.sorted_tables
+                        for row in conn.execute(select(table)) for v in row)
+    for t in made:
+        assert t.client_secret not in dump
+        assert t.client_id in dump  # the scan did see the rows
+    assert "$argon2" in dump
+
+
+def test_secret_verification_uses_argon2_constant_time_and_unknown_ids_cost_the_same(app, tenant_factory, monkeypatch):
+    t = tenant_factory()
+    verified: list[str] = []
+    real = service._hasher
+
+    class SpyHasher:
+        def verify(self, hash_, secret):
+            verified.append(hash_)
+            return real.verify(hash_, secret)
+
+    monkeypatch.setattr(service, "_hasher", SpyHasher())
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        assert service.authenticate_client(uow, t.client_id, t.client_secret) is not None
+        assert service.authenticate_client(uow, t.client_id, "wrong") is None
+        assert service.authenticate_client(uow, "cli_unknown", "wrong") is None
+    # every attempt, the unknown id included, went through argon2's verify
+    assert len(verified) == 3 and verified[2] == service._DUMMY_HASH
+
+
+def test_service_context_carries_the_service_identity_and_the_originating_tenant(tenant_factory):
+    from hub.auth import require_service_call, service_context
+    from hub.errors import Forbidden
+
+    t = tenant_factory()
+    svc = service_context(t.ctx, "transactions")
+    assert svc.client_id == "svc_transactions" and svc.tenant_id == t.id
+    assert svc.on_behalf_of == t.client_id
+    require_service_call(svc, "wallets:hold")  # accepted
+    with pytest.raises(Forbidden):
+        require_service_call(t.ctx, "wallets:hold")  # a tenant's own client may not
+    with pytest.raises(Forbidden):
+        require_service_call(service_context(t.ctx, "products"), "wallets:hold")  # wrong scope
+
+
+def test_service_client_may_act_for_a_tenant_over_http_only_with_the_scope(app, client, tenant_factory):
+    t = tenant_factory()
+    state = app.extensions["rop"]
+    with unit_of_work(state.db) as uow:
+        ctx = CallContext.system()
+        svc, _ = service.create_client(ctx, uow, None, kind="service", scopes=["tenants:act-as", "tenant:read"])
+        plain, _ = service.create_client(ctx, uow, None, kind="service", scopes=["tenant:read"])
+        uow.commit()
+
+    def token(c):
+        return {"Authorization": "Bearer " + issue_access_token(state.config.secret_key, c.id, None, c.scope_set, 600)}
+
+    ok = client.get("/v1/tenant", headers={**token(svc), "ROP-On-Behalf-Of": t.id})
+    assert ok.status_code == 200 and ok.get_json()["id"] == t.id
+    assert client.get("/v1/tenant", headers={**token(plain), "ROP-On-Behalf-Of": t.id}).status_code == 403
+    assert client.get("/v1/tenant", headers={**t.headers, "ROP-On-Behalf-Of": t.id}).status_code == 403
+    assert client.get("/v1/tenant", headers={**token(svc), "ROP-On-Behalf-Of": "ten_nope"}).status_code == 401
+
+
+def test_client_management_is_audited(app, tenant_factory):
+    from hub.tenancy.models import AuditEntry
+
+    t = tenant_factory()
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        service.revoke_client(CallContext.system(actor="admin:ops@example.com"), uow, t.client_id)
+        uow.commit()
+        entries = list(uow.session.scalars(select(AuditEntry).where(AuditEntry.tenant_id == t.id).order_by(AuditEntry.id)))
+    actions = [e.action for e in entries]
+    assert actions == ["tenant.created", "client.created", "client.revoked"]
+    revoked = entries[-1]
+    assert revoked.actor == "admin:ops@example.com" and revoked.actor_type == "admin"
+    assert revoked.before["status"] == "active" and revoked.after["status"] == "revoked"
