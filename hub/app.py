@@ -24,6 +24,7 @@ log = structlog.get_logger("hub.app")
 SERVICE_PACKAGES: tuple[str, ...] = (
     "hub.ops",
     "hub.tenancy",
+    "hub.bus",
 )
 
 

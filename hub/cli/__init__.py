@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hub.cli.run",
     "hub.cli.db",
     "hub.tenancy.cli",
+    "hub.bus.cli",
 )
 
 for _module in COMMAND_MODULES:

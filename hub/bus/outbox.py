@@ -1,0 +1,160 @@
+"""The transactional outbox: publish in the caller's transaction, relay after commit, sweep.
+
+:func:`publish` adds an outbox row (and, for a tenant's event, its row in the event store)
+to the caller's unit of work; nothing reaches Redis before that transaction commits. After
+the commit the relay enqueues one RQ job per (message, handler) and marks the row
+published. When the relay cannot (Redis down, process killed between commit and relay),
+the periodic :func:`sweep` publishes what was left behind. A crash between enqueue and
+mark publishes a row twice; the processed-message record makes the second run a no-op.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import structlog
+from flask import Flask, current_app
+from rq import Queue, Retry
+from sqlalchemy import select, update
+
+from hub.bus.messages import Event, Message
+from hub.bus.models import OutboxMessage, TenantEvent
+from hub.bus.registry import registry
+from hub.context import CallContext
+from hub.db import UnitOfWork, unit_of_work, utcnow
+
+log = structlog.get_logger("hub.bus")
+
+RUN_HANDLER = "hub.bus.runner.run_handler"
+
+
+def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Message | None = None) -> Message:
+    """Write ``message`` to the outbox in ``uow``'s transaction; relay it once that commits.
+
+    :param ctx: the caller; its tenant, client and correlation id go into the envelope.
+    :param causation: the message being handled that caused this one (sets causation and
+        correlation ids).
+    :return: the message, with its envelope fields filled in.
+    """
+    message.tenant_id = ctx.tenant_id
+    message.client_id = ctx.on_behalf_of or ctx.client_id
+    if causation is not None:
+        message.causation_id = causation.id
+        message.correlation_id = causation.correlation_id or causation.id
+    else:
+        message.correlation_id = ctx.correlation_id or ctx.request_id
+    message.context = ctx.with_changes(correlation_id=message.correlation_id).to_dict()
+    envelope = message.envelope()
+    uow.session.add(OutboxMessage(id=message.id, type=message.type, kind=message.kind,
+                                  tenant_id=message.tenant_id, envelope=envelope))
+    if isinstance(message, Event) and message.tenant_id:
+        uow.session.add(TenantEvent(id=message.id, tenant_id=message.tenant_id, type=message.type,
+                                    envelope=_public_envelope(envelope), occurred_at=message.occurred_at))
+    app = current_app._get_current_object()
+    pending: list[dict] | None = getattr(uow, "_bus_pending", None)
+    if pending is None:
+        pending = []
+        uow._bus_pending = pending  # type: ignore[attr-defined]
+        uow.after_commit(lambda: relay(app, pending))
+    pending.append(envelope)
+    return message
+
+
+def _public_envelope(envelope: dict) -> dict:
+    """What a tenant sees of an event (no internal call context)."""
+    return {k: v for k, v in envelope.items() if k not in ("context", "kind")}
+
+
+def enqueue_envelope(app: Flask, envelope: dict, handlers: Iterable[str] | None = None, pipeline=None) -> int:
+    """Enqueue one job per handler of ``envelope`` (or the given ones); return how many."""
+    from hub.bus.messages import MESSAGE_TYPES
+
+    state = app.extensions["rop"]
+    reg = registry(app)
+    names = list(handlers) if handlers is not None else list(reg.handlers_for(envelope["type"], envelope["kind"]))
+    klass = MESSAGE_TYPES.get(envelope["type"], Message)
+    queue = Queue(klass.queue if klass is not Message else "default", connection=state.redis)
+    for name in names:
+        intervals = klass.retry_intervals()
+        queue.enqueue(RUN_HANDLER, envelope, name, pipeline=pipeline,
+                      retry=Retry(max=klass.max_retries, interval=intervals) if klass.max_retries else None,
+                      meta={"max_retries": klass.max_retries}, result_ttl=0, failure_ttl=7 * 86400, job_timeout=300,
+                      description=f"{envelope['type']} {envelope['id']} -> {name}")
+    return len(names)
+
+
+def relay(app: Flask, envelopes: list[dict]) -> int:
+    """Enqueue ``envelopes`` (just committed) and mark their outbox rows published.
+
+    Failures are logged and left to the sweep. :return: the number of rows marked.
+    """
+    if not envelopes:
+        return 0
+    state = app.extensions["rop"]
+    try:
+        with state.redis.pipeline(transaction=False) as pipe:
+            for envelope in envelopes:
+                enqueue_envelope(app, envelope, pipeline=pipe)
+            pipe.execute()
+    except Exception as exc:  # noqa: BLE001 - Redis down: the rows wait for the sweep
+        log.warning("outbox relay failed; the sweep will publish", error=str(exc), count=len(envelopes))
+        return 0
+    return _mark_published(app, [e["id"] for e in envelopes])
+
+
+def _mark_published(app: Flask, ids: list[str]) -> int:
+    state = app.extensions["rop"]
+    with unit_of_work(state.db) as uow:
+        result = uow.session.execute(
+            update(OutboxMessage).where(OutboxMessage.id.in_(ids))
+            .values(published_at=utcnow(), publish_count=OutboxMessage.publish_count + 1))
+        uow.commit()
+    return result.rowcount or 0
+
+
+def sweep(app: Flask | None = None, *, older_than: float = 5.0, limit: int = 500,
+          abandoned_before: float | None = None) -> int:
+    """Publish outbox rows left unpublished for ``older_than`` seconds; requeue abandoned jobs.
+
+    Runs every few seconds from ``rop scheduler`` (and directly in tests). Jobs of workers
+    that died mid-job (SIGKILL) are handed back to their queues by RQ's started-job
+    registry cleanup, which retries them.
+
+    :return: the number of outbox rows published.
+    """
+    app = app or current_app._get_current_object()
+    state = app.extensions["rop"]
+    _requeue_abandoned(app, abandoned_before)
+    cutoff = utcnow() - dt.timedelta(seconds=older_than)
+    total = 0
+    while True:
+        with unit_of_work(state.db, readonly=True) as uow:
+            rows = uow.session.execute(
+                select(OutboxMessage.envelope).where(OutboxMessage.published_at.is_(None),
+                                                     OutboxMessage.created_at <= cutoff)
+                .order_by(OutboxMessage.created_at).limit(limit)).scalars().all()
+        if not rows:
+            break
+        with state.redis.pipeline(transaction=False) as pipe:
+            for envelope in rows:
+                enqueue_envelope(app, envelope, pipeline=pipe)
+            pipe.execute()
+        total += _mark_published(app, [e["id"] for e in rows])
+        if len(rows) < limit:
+            break
+    if total:
+        log.info("outbox sweep published", count=total)
+    return total
+
+
+def _requeue_abandoned(app: Flask, before: float | None) -> None:
+    from rq.registry import StartedJobRegistry
+
+    state = app.extensions["rop"]
+    for name in ("commands", "events", "webhooks"):
+        StartedJobRegistry(name, connection=state.redis).cleanup(timestamp=before)
+
+
+def sweep_job() -> int:
+    """The periodic job (``rop scheduler``): :func:`sweep` with the defaults."""
+    return sweep()

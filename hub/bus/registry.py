@@ -1,0 +1,81 @@
+"""Who handles what: one handler per command, any number of subscribers per event.
+
+The registry lives in the app (``app.extensions["rop"].extras["bus"]``), filled by each
+service's ``init_app``. A handler is a plain function ``handler(ctx, uow, message)``; it is
+named by ``module.qualname`` so that a worker can find it again.
+
+Global listeners see every event (the tenant webhook delivery is one; the plugin manager
+registers ``dispatch_to_plugins`` here through :func:`add_global_listener`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import Flask
+
+from hub.bus.messages import Command, Event, Message
+
+Handler = Callable[..., None]
+
+
+def handler_name(func: Handler) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+@dataclass
+class Registry:
+    commands: dict[str, Handler] = field(default_factory=dict)
+    events: dict[str, dict[str, Handler]] = field(default_factory=dict)
+    global_listeners: dict[str, Handler] = field(default_factory=dict)
+
+    def handlers_for(self, message_type: str, kind: str) -> dict[str, Handler]:
+        """The handlers of a message, by name."""
+        if kind == "command":
+            func = self.commands.get(message_type)
+            return {handler_name(func): func} if func else {}
+        found = dict(self.events.get(message_type, {}))
+        found.update(self.global_listeners)
+        return found
+
+    def lookup(self, name: str) -> Handler | None:
+        for func in self.commands.values():
+            if handler_name(func) == name:
+                return func
+        for handlers in self.events.values():
+            if name in handlers:
+                return handlers[name]
+        return self.global_listeners.get(name)
+
+
+def registry(app: Flask) -> Registry:
+    """The bus registry of ``app`` (made on first use)."""
+    return app.extensions["rop"].extras.setdefault("bus", Registry())
+
+
+def register_command_handler(app: Flask, command: type[Command], func: Handler) -> None:
+    """Make ``func`` the one handler of ``command``.
+
+    :raise ValueError: when the command already has a different handler.
+    """
+    reg = registry(app)
+    existing = reg.commands.get(command.type)
+    if existing is not None and existing is not func:
+        raise ValueError(f"command {command.type!r} already has the handler {handler_name(existing)}")
+    reg.commands[command.type] = func
+
+
+def subscribe(app: Flask, event: type[Event], func: Handler) -> None:
+    """Add ``func`` to the subscribers of ``event`` (each runs and retries on its own)."""
+    registry(app).events.setdefault(event.type, {})[handler_name(func)] = func
+
+
+def add_global_listener(app: Flask, func: Handler) -> None:
+    """Let ``func(ctx, uow, event)`` see every event (plugins, webhooks)."""
+    registry(app).global_listeners[handler_name(func)] = func
+
+
+def message_class(message_type: str) -> type[Message] | None:
+    from hub.bus.messages import MESSAGE_TYPES
+
+    return MESSAGE_TYPES.get(message_type)

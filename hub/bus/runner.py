@@ -1,0 +1,84 @@
+"""The RQ job that runs one handler for one message, exactly once in effect.
+
+The handler runs in a unit of work together with the insert of its processed-message
+record ``(message id, handler)``: the effect and the record commit together or not at
+all. A message already recorded is skipped (a duplicate publish, a retried job whose
+first run committed). A failure raises so that RQ retries with the message type's
+backoff; the last failure writes a dead letter instead.
+"""
+from __future__ import annotations
+
+import traceback
+
+import structlog
+from flask import current_app
+from rq import get_current_job
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from hub.bus.messages import Message
+from hub.bus.models import DeadLetter, ProcessedMessage
+from hub.bus.registry import registry
+from hub.context import CallContext
+from hub.db import new_id, unit_of_work
+
+log = structlog.get_logger("hub.bus")
+
+
+def run_handler(envelope: dict, handler: str) -> str:
+    """Run ``handler`` for ``envelope``; return ``"done"``, ``"duplicate"`` or ``"dead"``."""
+    app = current_app._get_current_object()
+    state = app.extensions["rop"]
+    func = registry(app).lookup(handler)
+    job = get_current_job()
+    try:
+        if func is None:
+            raise LookupError(f"no handler {handler!r} is registered in this worker")
+        message = Message.from_envelope(envelope)
+        ctx = CallContext.from_dict(message.context or {"tenant_id": message.tenant_id})
+        with unit_of_work(state.db) as uow:
+            done = uow.session.execute(select(ProcessedMessage.message_id).where(
+                ProcessedMessage.message_id == message.id, ProcessedMessage.handler == handler)).first()
+            if done:
+                return "duplicate"
+            uow.session.add(ProcessedMessage(message_id=message.id, handler=handler, tenant_id=message.tenant_id))
+            uow.session.flush()
+            func(ctx, uow, message)
+            uow.commit()
+        return "done"
+    except IntegrityError:
+        # Another worker recorded the same (message, handler) first: a duplicate.
+        return "duplicate"
+    except Exception as exc:
+        retries_left = job.retries_left if job is not None else 0
+        if retries_left:
+            log.warning("handler failed; will retry", handler=handler, message_id=envelope.get("id"),
+                        type=envelope.get("type"), error=_one_line(exc), retries_left=retries_left)
+            raise
+        attempts = _attempts(job)
+        record_dead_letter(envelope, handler, _one_line(exc), attempts, traceback.format_exc())
+        return "dead"
+
+
+def _attempts(job) -> int:
+    """How many times the job ran: the first attempt plus its retries."""
+    return (job.meta.get("max_retries", 0) if job is not None else 0) + 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+def record_dead_letter(envelope: dict, handler: str, error: str, attempts: int, trace: str = "") -> DeadLetter:
+    """Write the dead letter of (message, handler) with its last error."""
+    state = current_app.extensions["rop"]
+    with unit_of_work(state.db) as uow:
+        letter = DeadLetter(id=new_id("dlq"), message_id=envelope["id"], type=envelope["type"], handler=handler,
+                            tenant_id=envelope.get("tenant_id"), envelope=envelope,
+                            last_error=error + ("\n" + trace if trace else ""), attempts=attempts)
+        uow.session.add(letter)
+        uow.commit()
+    log.error("message dead-lettered", handler=handler, message_id=envelope["id"], type=envelope["type"],
+              error=error, attempts=attempts)
+    return letter

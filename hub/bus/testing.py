@@ -1,0 +1,57 @@
+"""Messages and handlers for the bus's own tests and ``bench/bus.py`` (never registered by
+the app factory: a test or the bench calls :func:`register`)."""
+from __future__ import annotations
+
+import time
+
+from marshmallow import Schema, fields
+
+from hub.bus.messages import Event
+from hub.bus.outbox import publish
+from hub.bus.registry import subscribe
+
+
+class PingSchema(Schema):
+    n = fields.Integer(required=True)
+    mode = fields.String(load_default="echo")  # echo | noop | slow-first | poison
+
+
+class Ping(Event):
+    """A test event; what its subscriber does depends on ``mode``."""
+
+    type = "bus_test.ping"
+    schema = PingSchema
+    max_retries = 2
+    retry_base = 0.0  # retry at once: tests do not wait
+
+
+class EchoSchema(Schema):
+    source = fields.String(required=True)
+
+
+class Echoed(Event):
+    """What the ``echo`` subscriber publishes: its effect, a database row, once per ping."""
+
+    type = "bus_test.echoed"
+    schema = EchoSchema
+
+
+def on_ping(ctx, uow, message) -> None:
+    """Subscriber of :class:`Ping`; its effect is an ``Echoed`` event written in ``uow``."""
+    from flask import current_app
+
+    mode = message.payload.get("mode", "echo")
+    redis = current_app.extensions["rop"].redis
+    if mode == "noop":
+        return
+    if mode == "poison" and redis.exists("bus_test:broken"):
+        raise RuntimeError("the cause is not fixed yet")
+    if mode == "slow-first" and redis.incr(f"bus_test:runs:{message.id}") == 1:
+        redis.set("bus_test:started", message.id)
+        time.sleep(120)  # the test kills the worker here
+    publish(ctx, uow, Echoed(source=message.id), causation=message)
+
+
+def register(app) -> None:
+    """Subscribe :func:`on_ping` to :class:`Ping` in ``app``."""
+    subscribe(app, Ping, on_ping)
