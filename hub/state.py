@@ -20,7 +20,11 @@ log = structlog.get_logger("hub.state")
 
 
 def resolve_redis_url(config: Config) -> tuple[str, str]:
-    """Return (url, origin): the configured Redis, or the hub's embedded one (started if needed)."""
+    """Return (url, origin): the configured Redis, or the hub's embedded one (started if needed).
+
+    When this call started the embedded server, ``EMBEDDED_STARTED_HERE`` holds it, so a
+    one-shot command can stop what it started.
+    """
     embedded = EmbeddedRedis(config.instance_path / "redis")
     if config.redis_url:
         # `rop up` hands its children the embedded server's URL: say so in their logs.
@@ -31,7 +35,13 @@ def resolve_redis_url(config: Config) -> tuple[str, str]:
             pass
         return config.redis_url, "ROP_REDIS_URL"
     url = embedded.ensure_running()
+    if embedded.started_here:
+        EMBEDDED_STARTED_HERE.append(embedded)
     return url, "embedded"
+
+
+#: Embedded Redis servers this process started (see :func:`resolve_redis_url`).
+EMBEDDED_STARTED_HERE: list[EmbeddedRedis] = []
 
 
 @dataclass

@@ -103,3 +103,14 @@ def test_rop_up_serves_on_its_own_redis_and_ctrl_c_leaves_nothing_behind(tmp_pat
     assert survivors == [], f"processes left behind: {survivors}"
     output = Path(log.name).read_text()
     assert "hub's own Redis server" in output
+
+
+def test_a_one_shot_command_stops_the_embedded_redis_it_started(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROP_")}
+    env["ROP_INSTANCE_PATH"] = str(tmp_path / "instance")
+    subprocess.run([*ROP, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
+    result = subprocess.run([*ROP, "tenants", "list"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    from hub.embedded_redis import EmbeddedRedis
+
+    assert EmbeddedRedis(tmp_path / "instance" / "redis").url() is None

@@ -1,6 +1,7 @@
 """The root ``rop`` group and helpers every command uses."""
 from __future__ import annotations
 
+import atexit
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -35,7 +36,15 @@ def make_app(server: bool = False) -> Flask:
 
     if server:
         return create_app()
-    return create_app(log_level=os.environ.get("ROP_LOG_LEVEL", "WARNING"))
+    app = create_app(log_level=os.environ.get("ROP_LOG_LEVEL", "WARNING"))
+    # A one-shot command that had to start the embedded Redis stops it again on exit, so
+    # `rop demo` before `rop up` leaves nothing running once `rop up` stops.
+    from hub.state import EMBEDDED_STARTED_HERE
+
+    for embedded in EMBEDDED_STARTED_HERE:
+        atexit.register(embedded.stop)
+    EMBEDDED_STARTED_HERE.clear()
+    return app
 
 
 @contextmanager
