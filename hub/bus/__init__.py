@@ -30,3 +30,8 @@ def init_app(app, api) -> None:
 
     register_periodic(app, PeriodicJob("bus.outbox_sweep", func="hub.bus.outbox.sweep_job",
                                        every=SWEEP_EVERY, queue="default", timeout=120))
+    from hub.bus.api import bp
+
+    register_periodic(app, PeriodicJob("bus.webhook_sweep", func="hub.bus.webhooks.sweep_deliveries_job",
+                                       every=30, queue="default", timeout=120))
+    api.register_blueprint(bp)

@@ -50,6 +50,9 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
     if isinstance(message, Event) and message.tenant_id:
         uow.session.add(TenantEvent(id=message.id, tenant_id=message.tenant_id, type=message.type,
                                     envelope=_public_envelope(envelope), occurred_at=message.occurred_at))
+        from hub.bus.webhooks import on_event
+
+        on_event(ctx, uow, message)  # a webhook delivery, in the same transaction
     app = current_app._get_current_object()
     pending: list[dict] | None = getattr(uow, "_bus_pending", None)
     if pending is None:

@@ -1,0 +1,319 @@
+"""Tenant webhooks: signed POSTs of every event, retried on a schedule, every attempt recorded.
+
+- ``ROP-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`` (API.md); while
+  a secret rotates, the previous secret signs too (``v1=`` twice) for :data:`ROTATION_OVERLAP`.
+- A delivery is retried until a 2xx on the tenant's schedule (default :data:`DEFAULT_SCHEDULE`,
+  about a day), then marked failed; it can be re-sent on demand (a new delivery of the event).
+- URLs resolving to private, loopback, link-local (and other non-global) addresses are refused
+  unless ``ROP_WEBHOOK_ALLOW_PRIVATE`` is on.
+- A per-endpoint circuit breaker (Redis) opens after :data:`BREAKER_THRESHOLD` consecutive
+  failures: deliveries wait until it half-opens instead of hammering a dead endpoint.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import json
+import random
+import secrets
+import socket
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+from flask import Flask, current_app
+from rq import Queue
+from sqlalchemy import select
+
+from hub.bus.models import TenantEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from hub.context import CallContext
+from hub.db import UnitOfWork, new_id, unit_of_work, utcnow
+from hub.errors import NotFound, ValidationFailed
+from hub.scoping import get_owned
+
+log = structlog.get_logger("hub.bus.webhooks")
+
+#: Seconds between attempts after each failure (about 22 hours in all), jittered ±20 %.
+DEFAULT_SCHEDULE: tuple[int, ...] = (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 21600, 28800)
+ROTATION_OVERLAP = dt.timedelta(hours=24)
+BREAKER_THRESHOLD = 5
+BREAKER_OPEN_SECONDS = 60
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+DELIVER_JOB = "hub.bus.webhooks.deliver_job"
+
+
+# -- signatures ------------------------------------------------------------------------------
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The hex HMAC-SHA256 of ``"<timestamp>.<body>"`` with ``secret``."""
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signature_header(secrets_: list[str], timestamp: int, body: bytes) -> str:
+    """``t=<unix>,v1=<sig>[,v1=<sig>]`` for each secret (current first)."""
+    return ",".join([f"t={timestamp}"] + [f"v1={sign(s, timestamp, body)}" for s in secrets_])
+
+
+def verify_signature(secret: str, header: str, body: bytes, tolerance: int = 300, now: float | None = None) -> bool:
+    """What a receiver does: True when one ``v1`` matches and ``t`` is within ``tolerance`` seconds."""
+    parts = [p.split("=", 1) for p in header.split(",") if "=" in p]
+    stamps = [v for k, v in parts if k == "t"]
+    if len(stamps) != 1 or not stamps[0].isdigit():
+        return False
+    timestamp = int(stamps[0])
+    if abs((now or time.time()) - timestamp) > tolerance:
+        return False
+    expected = sign(secret, timestamp, body)
+    return any(hmac.compare_digest(expected, v) for k, v in parts if k == "v1")
+
+
+# -- SSRF guard ------------------------------------------------------------------------------
+def check_url(url: str, allow_private: bool) -> None:
+    """Refuse URLs that are not http(s) or that resolve to a non-public address.
+
+    :raise ValidationFailed: with the reason under ``url``.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed("the webhook URL must be an http or https URL", errors={"url": ["not an http(s) URL"]})
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
+                                   proto=socket.IPPROTO_TCP)
+    except socket.gaierror:
+        raise ValidationFailed("the webhook host does not resolve", errors={"url": ["host does not resolve"]}) from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if getattr(address, "ipv4_mapped", None):
+            address = address.ipv4_mapped
+        if not address.is_global or address.is_multicast:
+            raise ValidationFailed("the webhook URL points at a private, loopback or link-local address",
+                                   errors={"url": [f"{parts.hostname} resolves to the non-public address {address}"]})
+
+
+# -- use-cases -------------------------------------------------------------------------------
+def set_webhook(ctx: CallContext, uow: UnitOfWork, url: str, *, rotate_secret: bool = False,
+                schedule: list[int] | None = None) -> WebhookEndpoint:
+    """Set the tenant's webhook URL (and optionally its retry schedule or a new secret).
+
+    The first call makes the secret; ``rotate_secret`` makes a new one while the previous one
+    keeps signing for :data:`ROTATION_OVERLAP`.
+    """
+    ctx.require_scope("webhooks:write")
+    config = current_app.extensions["rop"].config
+    check_url(url, config.webhook_allow_private)
+    if schedule is not None and (not schedule or any(s < 0 for s in schedule) or len(schedule) > 50):
+        raise ValidationFailed("invalid schedule", errors={"schedule": ["1 to 50 delays in seconds, none negative"]})
+    endpoint = uow.session.get(WebhookEndpoint, ctx.tenant_id)
+    now = utcnow()
+    if endpoint is None:
+        endpoint = WebhookEndpoint(tenant_id=ctx.tenant_id, url=url, secret=_new_secret(), created_at=now)
+        uow.session.add(endpoint)
+    elif rotate_secret:
+        endpoint.previous_secret, endpoint.previous_until = endpoint.secret, now + ROTATION_OVERLAP
+        endpoint.secret = _new_secret()
+    endpoint.url = url
+    if schedule is not None:
+        endpoint.schedule = ",".join(str(int(s)) for s in schedule)
+    endpoint.updated_at = now
+    return endpoint
+
+
+def _new_secret() -> str:
+    return "whsec_" + secrets.token_hex(24)
+
+
+def get_webhook(ctx: CallContext, uow: UnitOfWork) -> WebhookEndpoint:
+    endpoint = uow.session.get(WebhookEndpoint, ctx.tenant_id)
+    if endpoint is None:
+        raise NotFound("no webhook is set for this tenant")
+    return endpoint
+
+
+def schedule_of(endpoint: WebhookEndpoint) -> list[int]:
+    return [int(s) for s in endpoint.schedule.split(",")] if endpoint.schedule else list(DEFAULT_SCHEDULE)
+
+
+def list_deliveries(ctx: CallContext, uow: UnitOfWork, *, status: str | None = None, cursor: str | None = None,
+                    limit: int = 50) -> list[WebhookDelivery]:
+    """The tenant's deliveries, newest first (cursor: the last id of the previous page)."""
+    from hub.scoping import tenant_select
+
+    query = tenant_select(ctx, WebhookDelivery).order_by(WebhookDelivery.created_at.desc(),
+                                                         WebhookDelivery.id.desc()).limit(limit)
+    if status:
+        query = query.where(WebhookDelivery.status == status)
+    if cursor:
+        last = get_owned(uow.session, ctx, WebhookDelivery, cursor, what="delivery")
+        query = query.where((WebhookDelivery.created_at < last.created_at)
+                            | ((WebhookDelivery.created_at == last.created_at) & (WebhookDelivery.id < last.id)))
+    return list(uow.session.execute(query).scalars())
+
+
+def list_attempts(ctx: CallContext, uow: UnitOfWork, delivery_id: str) -> list[WebhookAttempt]:
+    get_owned(uow.session, ctx, WebhookDelivery, delivery_id, what="delivery")
+    return list(uow.session.execute(select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id)
+                                    .order_by(WebhookAttempt.at, WebhookAttempt.id)).scalars())
+
+
+def resend_delivery(ctx: CallContext, uow: UnitOfWork, delivery_id: str) -> WebhookDelivery:
+    """Send a delivery's event again, as a new delivery with a fresh schedule."""
+    ctx.require_scope("webhooks:write")
+    old = get_owned(uow.session, ctx, WebhookDelivery, delivery_id, what="delivery")
+    get_webhook(ctx, uow)
+    return _new_delivery(uow, old.tenant_id, old.event_id, old.event_type)
+
+
+def _new_delivery(uow: UnitOfWork, tenant_id: str, event_id: str, event_type: str) -> WebhookDelivery:
+    delivery = WebhookDelivery(id=new_id("whd"), tenant_id=tenant_id, event_id=event_id, event_type=event_type,
+                               status="pending", attempts=0, next_attempt_at=utcnow())
+    uow.session.add(delivery)
+    app = current_app._get_current_object()
+    uow.after_commit(lambda: enqueue_delivery(app, delivery.id))
+    return delivery
+
+
+def on_event(ctx: CallContext, uow: UnitOfWork, event) -> None:
+    """A delivery of a tenant's event when the tenant has a webhook (called by ``publish``)."""
+    if not event.tenant_id or event.kind != "event":
+        return
+    if uow.session.get(WebhookEndpoint, event.tenant_id) is None:
+        return
+    _new_delivery(uow, event.tenant_id, event.id, event.type)
+
+
+def enqueue_delivery(app: Flask, delivery_id: str, delay: float = 0) -> None:
+    queue = Queue("webhooks", connection=app.extensions["rop"].redis)
+    kwargs = {"job_timeout": 60, "result_ttl": 0, "failure_ttl": 86400}
+    if delay > 0:
+        queue.enqueue_in(dt.timedelta(seconds=delay), DELIVER_JOB, delivery_id, **kwargs)
+    else:
+        queue.enqueue(DELIVER_JOB, delivery_id, **kwargs)
+
+
+# -- circuit breaker -------------------------------------------------------------------------
+def _breaker_keys(tenant_id: str) -> tuple[str, str]:
+    return f"rop:webhook:cb:{tenant_id}:failures", f"rop:webhook:cb:{tenant_id}:open"
+
+
+def breaker_open_for(redis, tenant_id: str) -> float:
+    """Seconds until the tenant endpoint's breaker half-opens (0: closed)."""
+    ttl = redis.pttl(_breaker_keys(tenant_id)[1])
+    return ttl / 1000 if ttl and ttl > 0 else 0.0
+
+
+def _breaker_result(redis, tenant_id: str, ok: bool) -> None:
+    failures_key, open_key = _breaker_keys(tenant_id)
+    if ok:
+        redis.delete(failures_key, open_key)
+        return
+    failures = redis.incr(failures_key)
+    redis.expire(failures_key, 3600)
+    if failures >= BREAKER_THRESHOLD:
+        redis.set(open_key, 1, px=BREAKER_OPEN_SECONDS * 1000)
+        log.warning("webhook circuit open", tenant_id=tenant_id, failures=failures)
+
+
+# -- the delivery job ------------------------------------------------------------------------
+def deliver_job(delivery_id: str) -> str:
+    """Attempt one POST of a pending delivery; schedule the next attempt on failure."""
+    app = current_app._get_current_object()
+    state = app.extensions["rop"]
+    lock = state.redis.set(f"rop:webhook:lock:{delivery_id}", 1, nx=True, ex=90)
+    if not lock:
+        return "busy"
+    try:
+        with unit_of_work(state.db, readonly=True) as uow:
+            delivery = uow.session.get(WebhookDelivery, delivery_id)
+            if delivery is None or delivery.status != "pending":
+                return "skipped"
+            endpoint = uow.session.get(WebhookEndpoint, delivery.tenant_id)
+            event = uow.session.execute(select(TenantEvent).where(TenantEvent.id == delivery.event_id)).scalar_one()
+            tenant_id, envelope = delivery.tenant_id, event.envelope
+            if endpoint is not None:
+                uow.session.expunge(endpoint)  # keep its loaded values after the session closes
+        if endpoint is None:
+            return _finish(app, delivery_id, None, "the tenant has no webhook any more", 0, final=True)
+        wait = breaker_open_for(state.redis, tenant_id)
+        if wait:
+            _reschedule(app, delivery_id, wait + random.uniform(0, 5))
+            return "circuit-open"
+        body = json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
+        now = utcnow()
+        signing = [endpoint.secret]
+        if endpoint.previous_secret and endpoint.previous_until and endpoint.previous_until > now:
+            signing.append(endpoint.previous_secret)
+        headers = {"Content-Type": "application/json", "User-Agent": "rop-hub-webhooks",
+                   "ROP-Signature": signature_header(signing, int(time.time()), body),
+                   "ROP-Event-Id": envelope["id"], "ROP-Event-Type": envelope["type"], "ROP-Delivery-Id": delivery_id}
+        started = time.perf_counter()
+        status_code, error = None, None
+        try:
+            check_url(endpoint.url, state.config.webhook_allow_private)  # DNS may have changed since PUT
+            with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
+                response = client.post(endpoint.url, content=body, headers=headers)
+            status_code = response.status_code
+            if not 200 <= status_code < 300:
+                error = f"HTTP {status_code}"
+        except ValidationFailed as exc:
+            error = exc.detail
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        elapsed = int((time.perf_counter() - started) * 1000)
+        _breaker_result(state.redis, tenant_id, error is None)
+        return _finish(app, delivery_id, status_code, error, elapsed, schedule=schedule_of(endpoint))
+    finally:
+        state.redis.delete(f"rop:webhook:lock:{delivery_id}")
+
+
+def _finish(app: Flask, delivery_id: str, status_code: int | None, error: str | None, elapsed: int, *,
+            schedule: list[int] | None = None, final: bool = False) -> str:
+    state = app.extensions["rop"]
+    delay = None
+    with unit_of_work(state.db) as uow:
+        delivery = uow.session.get(WebhookDelivery, delivery_id)
+        delivery.attempts += 1
+        uow.session.add(WebhookAttempt(id=new_id("wha"), delivery_id=delivery_id, tenant_id=delivery.tenant_id,
+                                       status_code=status_code, error=error, duration_ms=elapsed))
+        if error is None:
+            delivery.status, delivery.delivered_at, delivery.next_attempt_at = "delivered", utcnow(), None
+        elif final or schedule is None or delivery.attempts > len(schedule):
+            delivery.status, delivery.next_attempt_at = "failed", None
+        else:
+            base = schedule[delivery.attempts - 1]
+            delay = base * random.uniform(0.8, 1.2) if base else 0
+            delivery.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
+        status = delivery.status
+        uow.commit()
+    if delay is not None:
+        enqueue_delivery(app, delivery_id, delay)
+    return status
+
+
+def _reschedule(app: Flask, delivery_id: str, delay: float) -> None:
+    state = app.extensions["rop"]
+    with unit_of_work(state.db) as uow:
+        delivery = uow.session.get(WebhookDelivery, delivery_id)
+        delivery.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
+        uow.commit()
+    enqueue_delivery(app, delivery_id, delay)
+
+
+def sweep_deliveries(app: Flask | None = None, *, grace: float = 120.0) -> int:
+    """Enqueue pending deliveries overdue by ``grace`` seconds (their job was lost)."""
+    app = app or current_app._get_current_object()
+    state = app.extensions["rop"]
+    cutoff = utcnow() - dt.timedelta(seconds=grace)
+    with unit_of_work(state.db, readonly=True) as uow:
+        ids = uow.session.execute(select(WebhookDelivery.id).where(
+            WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= cutoff).limit(1000)).scalars().all()
+    for delivery_id in ids:
+        enqueue_delivery(app, delivery_id)
+    return len(ids)
+
+
+def sweep_deliveries_job() -> int:
+    return sweep_deliveries()

@@ -1,0 +1,167 @@
+"""Tenant webhooks and the events feed, against a real HTTP receiver on loopback."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from rq import Queue
+
+from hub.bus import publish
+from hub.bus.testing import Ping, register
+from hub.bus.webhooks import BREAKER_THRESHOLD, check_url, verify_signature
+from hub.db import unit_of_work
+from hub.errors import ValidationFailed
+from hub.worker import make_worker
+
+SCOPES = ["events:read", "webhooks:write"]
+
+
+class Receiver:
+    """A webhook receiver: answers the given statuses in turn (then 200), records each POST."""
+
+    def __init__(self, statuses):
+        self.statuses = list(statuses)
+        self.requests: list[tuple[dict, bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers), body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver_factory():
+    made = []
+
+    def make(statuses=()):
+        made.append(Receiver(statuses))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+@pytest.fixture
+def bus_app(app):
+    register(app)
+    return app
+
+
+def _publish(app, tenant, n=1, mode="noop"):
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        message = publish(tenant.ctx, uow, Ping(n=n, mode=mode))
+        uow.commit()
+    return message
+
+
+def _set_hook(client, tenant, url, **extra):
+    response = client.put("/v1/webhook", json={"url": url, **extra}, headers=tenant.headers)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_delivery_retries_until_2xx_and_every_attempt_is_recorded(bus_app, client, tenant_factory, receiver_factory):
+    tenant = tenant_factory(scopes=SCOPES)
+    receiver = receiver_factory([500, 500])
+    hook = _set_hook(client, tenant, receiver.url, schedule=[0, 0, 0])
+    assert hook["secret"].startswith("whsec_")
+    message = _publish(bus_app, tenant)
+    make_worker(bus_app).work(burst=True)
+
+    assert len(receiver.requests) == 3
+    for headers, body in receiver.requests:
+        assert verify_signature(hook["secret"], headers["ROP-Signature"], body)
+        assert json.loads(body)["id"] == message.id
+        assert headers["ROP-Event-Id"] == message.id
+    deliveries = client.get("/v1/webhook/deliveries", headers=tenant.headers).get_json()["items"]
+    assert len(deliveries) == 1
+    assert deliveries[0]["status"] == "delivered" and deliveries[0]["attempts"] == 3
+    detail = client.get(f"/v1/webhook/deliveries/{deliveries[0]['id']}", headers=tenant.headers).get_json()
+    assert [a["status_code"] for a in detail["attempt_log"]] == [500, 500, 200]
+
+    resent = client.post(f"/v1/webhook/deliveries/{deliveries[0]['id']}/resend", headers=tenant.headers)
+    assert resent.status_code == 202
+    make_worker(bus_app).work(burst=True)
+    assert len(receiver.requests) == 4
+    assert json.loads(receiver.requests[-1][1])["id"] == message.id
+
+
+def test_a_rotating_secret_signs_with_both_secrets(bus_app, client, tenant_factory, receiver_factory):
+    tenant = tenant_factory(scopes=SCOPES)
+    receiver = receiver_factory()
+    old = _set_hook(client, tenant, receiver.url)["secret"]
+    new = _set_hook(client, tenant, receiver.url, rotate_secret=True)
+    assert new["secret"] != old and new["previous_secret_expires_at"]
+    _publish(bus_app, tenant)
+    make_worker(bus_app).work(burst=True)
+    headers, body = receiver.requests[0]
+    assert headers["ROP-Signature"].count("v1=") == 2
+    assert verify_signature(old, headers["ROP-Signature"], body)
+    assert verify_signature(new["secret"], headers["ROP-Signature"], body)
+    assert not verify_signature("whsec_wrong", headers["ROP-Signature"], body)
+
+
+def test_the_circuit_breaker_stops_hammering_a_dead_endpoint(bus_app, client, tenant_factory, receiver_factory):
+    tenant = tenant_factory(scopes=SCOPES)
+    receiver = receiver_factory([500] * 100)
+    _set_hook(client, tenant, receiver.url, schedule=[0] * 20)
+    _publish(bus_app, tenant)
+    make_worker(bus_app).work(burst=True)
+    assert len(receiver.requests) == BREAKER_THRESHOLD
+    delivery = client.get("/v1/webhook/deliveries", headers=tenant.headers).get_json()["items"][0]
+    assert delivery["status"] == "pending" and delivery["next_attempt_at"]
+    assert Queue("webhooks", connection=bus_app.extensions["rop"].redis).scheduled_job_registry.count == 1
+
+
+def test_webhook_urls_on_private_networks_are_refused_unless_allowed():
+    for url in ("http://127.0.0.1/x", "http://localhost:8080/", "http://10.1.2.3/", "http://169.254.169.254/latest",
+                "http://[::1]/", "http://192.168.0.10/"):
+        with pytest.raises(ValidationFailed):
+            check_url(url, allow_private=False)
+        check_url(url, allow_private=True)
+    with pytest.raises(ValidationFailed):
+        check_url("ftp://example.com/", allow_private=True)
+
+
+def test_put_webhook_needs_its_scope_and_a_valid_url(client, tenant_factory):
+    reader = tenant_factory(scopes=["events:read"])
+    assert client.put("/v1/webhook", json={"url": "http://127.0.0.1/"}, headers=reader.headers).status_code == 403
+    writer = tenant_factory(scopes=SCOPES)
+    response = client.put("/v1/webhook", json={"url": "not a url"}, headers=writer.headers)
+    assert response.status_code == 422
+    assert response.content_type.startswith("application/problem+json")
+
+
+def test_the_events_feed_pages_by_cursor_filters_by_type_and_is_per_tenant(bus_app, client, tenant_factory):
+    tenant, other = tenant_factory(scopes=SCOPES), tenant_factory(scopes=SCOPES)
+    sent = [_publish(bus_app, tenant, n, mode="echo") for n in range(3)]
+    make_worker(bus_app).work(burst=True)  # each ping causes an echoed event
+    page = client.get("/v1/events?limit=2", headers=tenant.headers).get_json()
+    assert [e["id"] for e in page["items"]] == [m.id for m in sent[:2]]
+    rest = client.get(f"/v1/events?after={page['next_cursor']}&type=bus_test.ping", headers=tenant.headers).get_json()
+    assert [e["id"] for e in rest["items"]] == [sent[2].id]
+    echoed = client.get("/v1/events?type=bus_test.echoed", headers=tenant.headers).get_json()["items"]
+    assert len(echoed) == 3 and {e["causation_id"] for e in echoed} == {m.id for m in sent}
+    assert all(e["correlation_id"] for e in echoed)
+    assert client.get("/v1/events", headers=other.headers).get_json()["items"] == []
+    assert client.get("/v1/events").status_code == 401
