@@ -55,3 +55,10 @@ def on_ping(ctx, uow, message) -> None:
 def register(app) -> None:
     """Subscribe :func:`on_ping` to :class:`Ping` in ``app``."""
     subscribe(app, Ping, on_ping)
+
+
+def raw_noop_job() -> None:
+    """A plain RQ job for the bench's raw baseline: counts itself and does nothing else."""
+    from flask import current_app
+
+    current_app.extensions["rop"].redis.incr("bus_bench:raw")
