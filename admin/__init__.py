@@ -1,1 +1,7 @@
-"""The hub's admin UI (Flask-Admin), installed under the import name ``rop_admin``."""
+"""The admin UI (``rop_admin``): session login for admin users, and views over the services.
+
+``init_admin(app)`` mounts it at ``/admin``; every view calls the owning service's use-cases.
+"""
+from rop_admin.views import init_admin
+
+__all__ = ["init_admin"]

@@ -70,6 +70,9 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     _serve_docs_assets(app)
     for name in SERVICE_PACKAGES:
         importlib.import_module(name).init_app(app, api)
+    from rop_admin import init_admin  # the admin UI at /admin, after every service (and plugin)
+
+    init_admin(app)
     return app
 
 

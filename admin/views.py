@@ -1,0 +1,360 @@
+"""Admin views: login (argon2, lockout, CSRF), tenants, clients, dead letters, deliveries, audit.
+
+Every state-changing view calls a service use-case with an admin CallContext
+(``actor="admin:<email>"``) so the use-case writes the audit log in the same transaction.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from sqlalchemy import select
+from wtforms.validators import ValidationError
+
+from hub.context import CallContext
+from hub.errors import HubError
+from hub.state import current_state
+from hub.web import request_uow
+
+bp = Blueprint("rop_admin", __name__, url_prefix="/admin", template_folder="templates",
+               static_folder="static", static_url_path="/static")
+
+MAX_FAILURES = 5
+LOCKOUT_SECONDS = 15 * 60
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+PUBLIC_ENDPOINTS = {"rop_admin.login", "rop_admin.static"}
+
+
+class AdminSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session; the cookie is Secure except on plain local hosts."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        forced = app.config.get("ROP_ADMIN_COOKIE_SECURE")
+        if forced is not None:
+            return bool(forced)
+        try:
+            host = request.host.rsplit(":", 1)[0] if not request.host.startswith("[") else request.host.split("]")[0] + "]"
+        except RuntimeError:
+            return True
+        return host not in _LOCAL_HOSTS
+
+
+# -- session, roles, CSRF -------------------------------------------------------------------
+def current_admin() -> dict[str, str] | None:
+    """The logged-in admin user (``id``, ``email``, ``role``) or None."""
+    return session.get("admin")
+
+
+def admin_ctx() -> CallContext:
+    """The CallContext of the logged-in admin user (platform-level, audit actor ``admin:<email>``)."""
+    user = current_admin()
+    return CallContext.system(actor=f"admin:{user['email']}")
+
+
+def role_required(role: str) -> Callable:
+    """Refuse (403) a view to users without ``role`` (``admin`` is everything)."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any):
+            user = current_admin()
+            if user is None or (role == "admin" and user["role"] != "admin"):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+@bp.before_request
+def _guard():
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        if request.method == "POST":
+            _check_csrf()
+        return None
+    if current_admin() is None:
+        return redirect(url_for("rop_admin.login", next=request.path))
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        _check_csrf()
+    return None
+
+
+def _check_csrf() -> None:
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except ValidationError as exc:
+        raise CSRFError(str(exc)) from None
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_refused(exc: CSRFError):
+    return render_template("rop_admin/message.html", title="Refused",
+                           message=f"The form was refused: {exc.description}"), 400
+
+
+@bp.errorhandler(HubError)
+def _hub_error(exc: HubError):
+    flash(str(getattr(exc, "detail", None) or exc), "error")
+    return redirect(request.referrer or url_for("rop_admin.index"))
+
+
+@bp.app_context_processor
+def _template_globals():
+    return {"csrf_token": generate_csrf, "admin_user": current_admin()}
+
+
+# -- login ----------------------------------------------------------------------------------
+def _fail_key(email: str) -> str:
+    return f"rop:admin:login-failures:{email}"
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Log in with e-mail and password; 5 failures lock the e-mail out for 15 minutes."""
+    if request.method == "GET":
+        return render_template("rop_admin/login.html", next=request.args.get("next", ""))
+    from hub.tenancy.models import AdminUser
+    from hub.tenancy.service import record_audit, verify_password
+
+    email = (request.form.get("email") or "").strip().lower()
+    password = request.form.get("password") or ""
+    redis = current_state().redis
+    failures = int(redis.get(_fail_key(email)) or 0)
+    uow = request_uow()
+    if failures >= MAX_FAILURES:
+        record_audit(CallContext.system(actor=f"admin:{email}"), uow, "admin.login_locked",
+                     target_type="admin_user", target_id=email)
+        uow.commit()
+        return render_template("rop_admin/login.html", error="Too many failed attempts: "
+                               "this account is locked for 15 minutes.", next=""), 429
+    user = uow.session.scalar(select(AdminUser).where(AdminUser.email == email))
+    ok = verify_password(user.password_hash if user else _dummy_hash(), password)
+    if not ok or user is None or user.status != "active":
+        pipe = redis.pipeline()
+        pipe.incr(_fail_key(email))
+        pipe.expire(_fail_key(email), LOCKOUT_SECONDS)
+        pipe.execute()
+        record_audit(CallContext.system(actor=f"admin:{email}"), uow, "admin.login_failed",
+                     target_type="admin_user", target_id=user.id if user else None)
+        uow.commit()
+        return render_template("rop_admin/login.html", error="Wrong e-mail or password.", next=""), 401
+    redis.delete(_fail_key(email))
+    session.clear()
+    session["admin"] = {"id": user.id, "email": user.email, "role": user.role}
+    record_audit(CallContext.system(actor=f"admin:{email}"), uow, "admin.login",
+                 target_type="admin_user", target_id=user.id)
+    uow.commit()
+    target = request.form.get("next") or ""
+    if not target.startswith("/admin") or target.startswith("//"):
+        target = url_for("rop_admin.index")
+    return redirect(target)
+
+
+@functools.lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher().hash("not-a-real-password")
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    from hub.tenancy.service import record_audit
+
+    uow = request_uow()
+    record_audit(admin_ctx(), uow, "admin.logout", target_type="admin_user", target_id=current_admin()["id"])
+    uow.commit()
+    session.clear()
+    return redirect(url_for("rop_admin.login"))
+
+
+# -- dashboard ------------------------------------------------------------------------------
+@bp.route("/")
+def index():
+    """The dashboard: counts from the services that exist."""
+    from hub.bus.deadletters import list_dead_letters
+    from hub.tenancy.service import list_tenants
+
+    uow = request_uow()
+    tenants = list_tenants(uow)
+    active = sum(1 for t in tenants if t.status == "active")
+    bars = [("active", active), ("disabled", len(tenants) - active)]
+    peak = max([v for _, v in bars] + [1])
+    return render_template("rop_admin/index.html", tenants=len(tenants), bars=bars, peak=peak,
+                           dead_letters=len(list_dead_letters(uow, limit=1000)))
+
+
+# -- tenants and clients --------------------------------------------------------------------
+@bp.route("/tenants")
+def tenants():
+    from hub.tenancy.service import list_tenants
+
+    return render_template("rop_admin/tenants.html", tenants=list_tenants(request_uow()))
+
+
+@bp.route("/tenants/new", methods=["POST"])
+@role_required("operator")
+def tenant_create():
+    from hub.tenancy.service import create_tenant
+
+    uow = request_uow()
+    tenant = create_tenant(admin_ctx(), uow, request.form.get("name", ""), request.form.get("slug") or None)
+    uow.commit()
+    flash(f"Tenant {tenant.name} created.", "ok")
+    return redirect(url_for("rop_admin.tenant_detail", tenant_id=tenant.id))
+
+
+@bp.route("/tenants/<tenant_id>")
+def tenant_detail(tenant_id: str):
+    from hub.tenancy.scopes import TENANT_SCOPES
+    from hub.tenancy.service import get_tenant, list_clients
+
+    uow = request_uow()
+    tenant = get_tenant(uow, tenant_id)
+    return render_template("rop_admin/tenant.html", tenant=tenant, clients=list_clients(uow, tenant.id),
+                           scopes=sorted(TENANT_SCOPES))
+
+
+@bp.route("/tenants/<tenant_id>/status", methods=["POST"])
+@role_required("operator")
+def tenant_status(tenant_id: str):
+    from hub.tenancy.service import set_tenant_status
+
+    uow = request_uow()
+    set_tenant_status(admin_ctx(), uow, tenant_id, request.form.get("status", ""))
+    uow.commit()
+    return redirect(url_for("rop_admin.tenant_detail", tenant_id=tenant_id))
+
+
+@bp.route("/tenants/<tenant_id>/clients", methods=["POST"])
+@role_required("admin")
+def client_create(tenant_id: str):
+    """Create a client; its secret appears on this response only (never stored in clear)."""
+    from hub.tenancy.service import create_client
+
+    uow = request_uow()
+    client, secret = create_client(admin_ctx(), uow, tenant_id, scopes=request.form.getlist("scopes") or None,
+                                   name=request.form.get("name", ""))
+    uow.commit()
+    return _secret_page(client, secret)
+
+
+@bp.route("/clients/<client_id>/rotate", methods=["POST"])
+@role_required("admin")
+def client_rotate(client_id: str):
+    from hub.tenancy.service import rotate_client_secret
+
+    uow = request_uow()
+    client, secret = rotate_client_secret(admin_ctx(), uow, client_id)
+    uow.commit()
+    return _secret_page(client, secret)
+
+
+@bp.route("/clients/<client_id>/revoke", methods=["POST"])
+@role_required("admin")
+def client_revoke(client_id: str):
+    from hub.tenancy.service import revoke_client
+
+    uow = request_uow()
+    client = revoke_client(admin_ctx(), uow, client_id)
+    uow.commit()
+    flash(f"Client {client.id} revoked.", "ok")
+    return redirect(url_for("rop_admin.tenant_detail", tenant_id=client.tenant_id))
+
+
+def _secret_page(client, secret: str):
+    response = current_app.make_response(render_template("rop_admin/secret.html", client=client, secret=secret))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- bus: dead letters, webhook deliveries --------------------------------------------------
+@bp.route("/dead-letters")
+def dead_letters():
+    from hub.bus.deadletters import list_dead_letters
+
+    show_all = request.args.get("all") == "1"
+    return render_template("rop_admin/dead_letters.html", show_all=show_all,
+                           letters=list_dead_letters(request_uow(), include_replayed=show_all, limit=200))
+
+
+@bp.route("/dead-letters/replay", methods=["POST"])
+@role_required("operator")
+def dead_letters_replay():
+    from hub.bus.deadletters import replay_dead_letters
+    from hub.tenancy.service import record_audit
+
+    ids = request.form.getlist("ids")
+    uow = request_uow()
+    letters = replay_dead_letters(current_app._get_current_object(), uow, ids)
+    for letter in letters:
+        record_audit(admin_ctx(), uow, "dead_letter.replayed", tenant_id=letter.tenant_id,
+                     target_type="dead_letter", target_id=letter.id)
+    uow.commit()
+    flash(f"{len(letters)} dead letter(s) replayed.", "ok")
+    return redirect(url_for("rop_admin.dead_letters"))
+
+
+@bp.route("/deliveries")
+def deliveries():
+    """A tenant's webhook deliveries (through the bus's tenant-scoped use-case)."""
+    from hub.bus.webhooks import list_deliveries
+    from hub.tenancy.service import list_tenants
+
+    uow = request_uow()
+    all_tenants = list_tenants(uow)
+    tenant_id = request.args.get("tenant") or (all_tenants[0].id if all_tenants else None)
+    rows = []
+    if tenant_id:
+        ctx = CallContext.system(actor=admin_ctx().actor, tenant_id=tenant_id)
+        rows = list_deliveries(ctx, uow, status=request.args.get("status") or None, limit=200)
+    return render_template("rop_admin/deliveries.html", tenants=all_tenants, tenant_id=tenant_id,
+                           status=request.args.get("status", ""), deliveries=rows)
+
+
+# -- audit log (read-only) ------------------------------------------------------------------
+@bp.route("/audit")
+def audit():
+    """The audit log, newest first; filter by action prefix, actor, tenant."""
+    from hub.tenancy.models import AuditEntry
+
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(300)
+    filters = {k: (request.args.get(k) or "").strip() for k in ("action", "actor", "tenant")}
+    if filters["action"]:
+        query = query.where(AuditEntry.action.startswith(filters["action"]))
+    if filters["actor"]:
+        query = query.where(AuditEntry.actor.contains(filters["actor"]))
+    if filters["tenant"]:
+        query = query.where(AuditEntry.tenant_id == filters["tenant"])
+    return render_template("rop_admin/audit.html", entries=list(request_uow().session.scalars(query)),
+                           filters=filters)
+
+
+# -- wiring ---------------------------------------------------------------------------------
+def init_admin(app: Flask) -> None:
+    """Mount the admin UI at ``/admin`` and let plugins add their views."""
+    app.session_interface = AdminSessionInterface()
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", 8 * 3600)
+    app.register_blueprint(bp)
+    try:
+        from hub.plugins import register_admin_views  # type: ignore[attr-defined]
+    except ImportError:
+        register_admin_views = None
+    if register_admin_views is not None:
+        register_admin_views(app, bp)

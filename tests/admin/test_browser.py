@@ -1,0 +1,100 @@
+"""The admin UI in a real headless Chromium (Selenium + Debian's chromium/chromedriver).
+
+A live server (werkzeug's make_server, threaded) runs the app inside the test. Skipped
+with a clear reason where no Chromium or chromedriver exists. Screenshots go to
+test-artifacts/.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+pytestmark = pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+    reason="browser tests need Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
+)
+
+
+@pytest.fixture
+def live_server(app):
+    """The app served on 127.0.0.1 at a free port by werkzeug in a thread."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser():
+    """A headless Chromium with a fresh profile."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="the selenium package is not installed")
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="rop-admin-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _login(browser, base: str, email: str, password: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{base}/admin/")
+    assert "/admin/login" in browser.current_url
+    browser.find_element(By.ID, "email").send_keys(email)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "login").click()
+
+
+def test_log_in_in_a_browser(app, live_server, browser, artifacts_dir, admin_kit):
+    from selenium.webdriver.common.by import By
+
+    email = admin_kit.make_admin(app)
+    _login(browser, live_server, email, admin_kit.PASSWORD)
+    assert browser.current_url == f"{live_server}/admin/"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Dashboard"
+    browser.save_screenshot(str(artifacts_dir / "admin-dashboard.png"))
+    cookie = browser.get_cookie("session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+
+def test_create_a_tenant_and_a_client_and_see_the_secret_once(app, live_server, browser, artifacts_dir,
+                                                              admin_kit):
+    from selenium.webdriver.common.by import By
+
+    _login(browser, live_server, admin_kit.make_admin(app), admin_kit.PASSWORD)
+    browser.get(f"{live_server}/admin/tenants")
+    browser.find_element(By.ID, "tenant-name").send_keys("Browser Mart")
+    browser.find_element(By.ID, "create-tenant").click()
+    assert browser.find_element(By.ID, "tenant-title").text == "Browser Mart"
+    tenant_url = browser.current_url
+    browser.find_element(By.ID, "client-name").send_keys("till")
+    browser.find_element(By.ID, "create-client").click()
+    secret = browser.find_element(By.ID, "client-secret").text
+    client_id = browser.find_element(By.ID, "client-id").text
+    assert len(secret) > 30
+    browser.save_screenshot(str(artifacts_dir / "admin-client-secret.png"))
+    browser.find_element(By.ID, "back-to-tenant").click()
+    assert client_id in browser.page_source and secret not in browser.page_source
+    browser.get(tenant_url)
+    assert secret not in browser.page_source
+    browser.save_screenshot(str(artifacts_dir / "admin-tenant.png"))
