@@ -62,3 +62,23 @@ def raw_noop_job() -> None:
     from flask import current_app
 
     current_app.extensions["rop"].redis.incr("bus_bench:raw")
+
+
+def make_delivery(app, tenant_id: str) -> str:
+    """A webhook (on a loopback URL) and one pending delivery of a test event for ``tenant_id``;
+    returns the delivery id (the route-security walk of the tests uses it)."""
+    from hub.bus.models import TenantEvent, WebhookDelivery, WebhookEndpoint
+    from hub.db import new_id, unit_of_work, utcnow
+
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        if uow.session.get(WebhookEndpoint, tenant_id) is None:
+            uow.session.add(WebhookEndpoint(tenant_id=tenant_id, url="http://127.0.0.1:9/hook", secret="whsec_test"))
+        event = Ping(n=0, mode="noop")
+        event.tenant_id = tenant_id
+        uow.session.add(TenantEvent(id=event.id, tenant_id=tenant_id, type=event.type, envelope=event.envelope(),
+                                    occurred_at=event.occurred_at))
+        delivery = WebhookDelivery(id=new_id("whd"), tenant_id=tenant_id, event_id=event.id, event_type=event.type,
+                                   status="delivered", attempts=1, delivered_at=utcnow())
+        uow.session.add(delivery)
+        uow.commit()
+    return delivery.id

@@ -17,7 +17,15 @@ from hub.app import create_app
 #: object that ``owner`` owns. Each service adds its routes here.
 OWNED_OBJECTS: dict[str, Callable] = {
     "/v1/clients/<client_id>": lambda app, owner: {"client_id": owner.client_id},
+    "/v1/webhook/deliveries/<delivery_id>": lambda app, owner: {"delivery_id": _bus_delivery(app, owner)},
+    "/v1/webhook/deliveries/<delivery_id>/resend": lambda app, owner: {"delivery_id": _bus_delivery(app, owner)},
 }
+
+
+def _bus_delivery(app, owner) -> str:
+    from hub.bus.testing import make_delivery
+
+    return make_delivery(app, owner.id)
 
 
 def _v1_rules(app):
