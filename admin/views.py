@@ -328,6 +328,34 @@ def deliveries():
                            status=request.args.get("status", ""), deliveries=rows)
 
 
+@bp.route("/deliveries/<tenant_id>/<delivery_id>")
+def delivery_detail(tenant_id: str, delivery_id: str):
+    """One delivery with its attempt log."""
+    from hub.bus.webhooks import list_attempts
+
+    ctx = CallContext.system(actor=admin_ctx().actor, tenant_id=tenant_id)
+    attempts = list_attempts(ctx, request_uow(), delivery_id)
+    return render_template("rop_admin/delivery.html", tenant_id=tenant_id, delivery_id=delivery_id,
+                           attempts=attempts)
+
+
+@bp.route("/deliveries/<tenant_id>/<delivery_id>/resend", methods=["POST"])
+@role_required("operator")
+def delivery_resend(tenant_id: str, delivery_id: str):
+    """Send the delivery's event again (a new delivery, through the bus)."""
+    from hub.bus.webhooks import resend_delivery
+    from hub.tenancy.service import record_audit
+
+    ctx = CallContext.system(actor=admin_ctx().actor, tenant_id=tenant_id)
+    uow = request_uow()
+    new = resend_delivery(ctx, uow, delivery_id)
+    record_audit(ctx, uow, "webhook_delivery.resent", tenant_id=tenant_id, target_type="webhook_delivery",
+                 target_id=delivery_id, after={"new_delivery": new.id})
+    uow.commit()
+    flash(f"Resent as {new.id}.", "ok")
+    return redirect(url_for("rop_admin.deliveries", tenant=tenant_id))
+
+
 # -- audit log (read-only) ------------------------------------------------------------------
 @bp.route("/audit")
 def audit():
