@@ -13,7 +13,6 @@ import traceback
 import structlog
 from flask import current_app
 from rq import get_current_job
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from hub.bus.messages import Message
@@ -37,18 +36,16 @@ def run_handler(envelope: dict, handler: str) -> str:
         message = Message.from_envelope(envelope)
         ctx = CallContext.from_dict(message.context or {"tenant_id": message.tenant_id})
         with unit_of_work(state.db) as uow:
-            done = uow.session.execute(select(ProcessedMessage.message_id).where(
-                ProcessedMessage.message_id == message.id, ProcessedMessage.handler == handler)).first()
-            if done:
-                return "duplicate"
+            # The record goes in first: a duplicate fails here, before the handler runs.
             uow.session.add(ProcessedMessage(message_id=message.id, handler=handler, tenant_id=message.tenant_id))
-            uow.session.flush()
+            try:
+                uow.session.flush()
+            except IntegrityError:
+                # Recorded before, or by a concurrent run (which held the row until it committed).
+                return "duplicate"
             func(ctx, uow, message)
             uow.commit()
         return "done"
-    except IntegrityError:
-        # Another worker recorded the same (message, handler) first: a duplicate.
-        return "duplicate"
     except Exception as exc:
         retries_left = job.retries_left if job is not None else 0
         if retries_left:
