@@ -25,6 +25,9 @@ SERVICE_PACKAGES: tuple[str, ...] = (
     "hub.ops",
     "hub.tenancy",
     "hub.bus",
+    "hub.plugins",
+    "hub.providers",
+    "hub.wallets",
 )
 
 

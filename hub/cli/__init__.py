@@ -18,6 +18,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hub.cli.db",
     "hub.tenancy.cli",
     "hub.bus.cli",
+    "hub.plugins.cli",
+    "hub.providers.cli",
+    "hub.wallets.cli",
 )
 
 for _module in COMMAND_MODULES:
@@ -29,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     from hub.config import ConfigError
     from hub.embedded_redis import EmbeddedRedisError
     from hub.errors import HubError
+    from hub.plugins.manager import PluginLoadError
 
     try:
+        _add_plugin_commands()
         main_group.main(args=argv, prog_name="rop", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -45,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         click.echo(f"rop: error: {exc.format_message()}", err=True)
         return exc.exit_code
-    except (CliError, ConfigError, EmbeddedRedisError) as exc:
+    except (CliError, ConfigError, EmbeddedRedisError, PluginLoadError) as exc:
         click.echo(f"rop: error: {exc}", err=True)
         return 1
     except HubError as exc:
@@ -58,6 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+_plugin_commands_added = False
+
+
+def _add_plugin_commands() -> None:
+    """Apply the ``register_cli_commands`` hook to ``rop`` (no app is built for it)."""
+    global _plugin_commands_added
+    if _plugin_commands_added:
+        return
+    from hub.plugins.manager import build_plugin_manager
+
+    build_plugin_manager().hook.register_cli_commands(cli=main_group)
+    _plugin_commands_added = True
 
 
 def entry() -> None:  # pragma: no cover - console script glue

@@ -1,0 +1,28 @@
+"""Plugins: the hookspecs (the partner's manual, :mod:`hub.plugins.hookspecs`), the plugin
+manager, and the ``rop plugins`` commands. See docs/plugins.md."""
+from __future__ import annotations
+
+from hub.plugins.manager import PluginHost, PluginLoadError, build_plugin_manager, plugin_host
+from hub.plugins.markers import hookimpl, hookspec
+
+__all__ = ["PluginHost", "PluginLoadError", "build_plugin_manager", "hookimpl", "hookspec",
+           "init_app", "plugin_host", "register_admin_views"]
+
+
+def init_app(app, api) -> None:
+    """Build the plugin manager for this app and apply ``register_blueprints``."""
+    host = build_plugin_manager()
+    app.extensions["rop"].extras["plugins"] = host
+    for blueprints in host.hook.register_blueprints(app=app):
+        for blueprint in blueprints or []:
+            app.register_blueprint(blueprint)
+
+
+def register_admin_views(app, admin) -> None:
+    """Called by the admin UI once it is mounted: apply ``register_admin_views``."""
+    host = app.extensions["rop"].extras.get("plugins")
+    if host is None:
+        return
+    for blueprints in host.hook.register_admin_views(app=app, admin=admin):
+        for blueprint in blueprints or []:
+            app.register_blueprint(blueprint)

@@ -1,0 +1,150 @@
+"""The plugin manager: the hub's built-in plugins plus every distribution in the entry-point
+group ``rop``. Built by the app factory (never at import time) and kept in
+``app.extensions["rop"].extras["plugins"]``."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from hub.plugins import hookspecs
+from hub.plugins.markers import PROJECT
+
+#: The hub's own plugins, registered through the same hooks (with ``trylast``).
+BUILTIN_PLUGINS: tuple[str, ...] = ("hub.plugins.builtin",)
+
+ENTRY_POINT_GROUP = "rop"
+
+
+class PluginLoadError(Exception):
+    """A plugin could not be loaded; the message is one line naming it and why."""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+    module: str
+    builtin: bool = False
+    providers: list[str] = field(default_factory=list)
+    hooks: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "distribution": self.distribution, "version": self.version,
+                "module": self.module, "builtin": self.builtin, "providers": self.providers,
+                "hooks": self.hooks}
+
+
+@dataclass
+class PluginHost:
+    """The loaded plugins: the pluggy manager, what each plugin is, and the provider classes."""
+
+    pm: pluggy.PluginManager
+    plugins: list[PluginInfo]
+    providers: dict[str, type]
+
+    @property
+    def hook(self):
+        return self.pm.hook
+
+    def provider_class(self, code: str) -> type:
+        from hub.errors import NotFound
+
+        try:
+            return self.providers[code]
+        except KeyError:
+            raise NotFound(f"no provider with code {code!r}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _new_pm() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def build_plugin_manager(*, entry_point_group: str = ENTRY_POINT_GROUP,
+                         extra: list[Any] | None = None) -> PluginHost:
+    """Load the built-in plugins and every installed ``rop`` entry point.
+
+    :param extra: more plugin objects (modules) to register, for tests.
+    :raises PluginLoadError: naming the plugin and the reason, in one line.
+    """
+    pm = _new_pm()
+    infos: list[PluginInfo] = []
+    for module_name in BUILTIN_PLUGINS:
+        module = importlib.import_module(module_name)
+        pm.register(module, name=module_name)
+        from hub import __version__
+
+        infos.append(PluginInfo(module_name.rsplit(".", 1)[-1], "rop-hub", __version__,
+                                module_name, builtin=True))
+    seen: set[str] = set()
+    for ep in sorted(entry_points(group=entry_point_group), key=lambda e: e.name):
+        dist = ep.dist.name if ep.dist else "?"
+        version = ep.dist.version if ep.dist else "?"
+        label = f"plugin {ep.name!r} (distribution {dist})"
+        if ep.name in seen:
+            continue  # the same distribution seen twice on sys.path
+        seen.add(ep.name)
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            raise PluginLoadError(f"{label} failed to load: {_one_line(exc)}") from exc
+        try:
+            pm.register(obj, name=ep.name)
+        except Exception as exc:
+            raise PluginLoadError(f"{label} failed to register: {_one_line(exc)}") from exc
+        infos.append(PluginInfo(ep.name, dist, version, getattr(obj, "__name__", str(obj))))
+    for obj in extra or []:
+        name = getattr(obj, "__name__", repr(obj))
+        pm.register(obj, name=name)
+        infos.append(PluginInfo(name, "(test)", "0", name))
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        plugin = getattr(exc, "plugin", None)
+        name = pm.get_name(plugin) if plugin is not None else "?"
+        raise PluginLoadError(f"plugin {name!r}: {_one_line(exc)}") from exc
+
+    providers: dict[str, type] = {}
+    by_name = {info.name: info for info in infos}
+    for impl in pm.hook.register_providers.get_hookimpls():
+        info = by_name.get(impl.plugin_name) or by_name.get(impl.plugin_name.rsplit(".", 1)[-1])
+        try:
+            classes = impl.function() or []
+        except Exception as exc:
+            raise PluginLoadError(f"plugin {impl.plugin_name!r} failed in register_providers: "
+                                  f"{_one_line(exc)}") from exc
+        for cls in classes:
+            code = getattr(cls, "code", None)
+            if not code:
+                raise PluginLoadError(f"plugin {impl.plugin_name!r} registered a provider "
+                                      f"without a code: {cls!r}")
+            if code in providers and providers[code] is not cls:
+                raise PluginLoadError(f"plugin {impl.plugin_name!r} registered provider {code!r}, "
+                                      f"already registered by another plugin")
+            providers[code] = cls
+            if info is not None:
+                info.providers.append(code)
+    for info in infos:
+        plugin = pm.get_plugin(info.module if info.builtin else info.name)
+        if plugin is not None:
+            info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+    return PluginHost(pm=pm, plugins=infos, providers=providers)
+
+
+def plugin_host(app=None) -> PluginHost:
+    """The app's :class:`PluginHost` (the current app's when ``app`` is omitted)."""
+    from flask import current_app
+
+    app = app or current_app
+    return app.extensions["rop"].extras["plugins"]

@@ -1,0 +1,144 @@
+"""``rop providers list|add|enable|disable|enable-tenant|set-credentials|balance|rotate-keys``."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from hub.cli.base import CliError, app_context, main_group
+
+
+def _uow(app):
+    from hub.db import unit_of_work
+
+    return unit_of_work(app.extensions["rop"].db)
+
+
+def _read_json(text: str | None, what: str) -> dict:
+    if text is None:
+        return {}
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        data = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CliError(f"{what} must be a JSON object")
+    return data
+
+
+@main_group.group("providers")
+def providers_group() -> None:
+    """Provider configurations (credentials are never shown in clear)."""
+
+
+@providers_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_cmd(as_json: bool) -> None:
+    """Installed providers and every configuration."""
+    from hub.providers import service
+    from hub.providers.contract import describe
+
+    with app_context() as app, _uow(app) as uow:
+        host = app.extensions["rop"].extras["plugins"]
+        rows = [service.masked(r) for r in service.list_configs(uow)]
+        providers = [describe(cls) for cls in host.providers.values()]
+    if as_json:
+        click.echo(json.dumps({"providers": providers, "configurations": rows}, indent=2, default=str))
+        return
+    for p in providers:
+        click.echo(f"provider {p['code']:<12} {p['name']} {p['version']} [{','.join(p['capabilities'])}]")
+    for r in rows:
+        click.echo(f"{r['id']}  {r['provider_code']:<12} {'on ' if r['enabled'] else 'OFF'} "
+                   f"tenant={r['tenant_id'] or '*'} {r['name']} credentials={r['credentials']}")
+
+
+@providers_group.command("add")
+@click.argument("provider_code")
+@click.option("--name", required=True)
+@click.option("--tenant", "tenant_id", default=None, help="A tenant's own configuration.")
+@click.option("--settings", default=None, help="JSON object.")
+@click.option("--credentials", default=None, help="JSON object, or - to read it from stdin.")
+@click.option("--disabled", is_flag=True)
+def add_cmd(provider_code, name, tenant_id, settings, credentials, disabled) -> None:
+    """Add a provider configuration."""
+    from hub.providers import service
+
+    with app_context() as app, _uow(app) as uow:
+        row = service.add_config(uow, provider_code, name, settings=_read_json(settings, "--settings"),
+                                 credentials=_read_json(credentials, "--credentials"),
+                                 tenant_id=tenant_id, enabled=not disabled)
+        uow.commit()
+        click.echo(row.id)
+
+
+@providers_group.command("set-credentials")
+@click.argument("config_id")
+@click.option("--credentials", default="-", show_default=True, help="JSON object, - for stdin.")
+def set_credentials_cmd(config_id, credentials) -> None:
+    """Replace a configuration's credentials (read from stdin by default)."""
+    from hub.providers import service
+
+    with app_context() as app, _uow(app) as uow:
+        row = service.set_credentials(uow, config_id, _read_json(credentials, "credentials"))
+        uow.commit()
+        click.echo(json.dumps(service.masked(row)["credentials"]))
+
+
+@providers_group.command("enable")
+@click.argument("config_id")
+@click.option("--tenant", "tenant_id", default=None, help="Enable for this tenant only.")
+def enable_cmd(config_id, tenant_id) -> None:
+    """Switch a configuration on (or enable it for one tenant)."""
+    from hub.providers import service
+
+    with app_context() as app, _uow(app) as uow:
+        if tenant_id:
+            service.enable_for_tenant(uow, config_id, tenant_id, True)
+        else:
+            service.set_enabled(uow, config_id, True)
+        uow.commit()
+    click.echo(f"{config_id} enabled" + (f" for {tenant_id}" if tenant_id else ""))
+
+
+@providers_group.command("disable")
+@click.argument("config_id")
+@click.option("--tenant", "tenant_id", default=None, help="Disable for this tenant only.")
+def disable_cmd(config_id, tenant_id) -> None:
+    """The kill switch: stop using a configuration at once (or for one tenant)."""
+    from hub.providers import service
+
+    with app_context() as app, _uow(app) as uow:
+        if tenant_id:
+            service.enable_for_tenant(uow, config_id, tenant_id, False)
+        else:
+            service.set_enabled(uow, config_id, False)
+        uow.commit()
+    click.echo(f"{config_id} disabled" + (f" for {tenant_id}" if tenant_id else ""))
+
+
+@providers_group.command("balance")
+@click.argument("config_id")
+def balance_cmd(config_id) -> None:
+    """The hub's deposit at the provider."""
+    from hub.providers import client
+
+    with app_context() as app, _uow(app) as uow:
+        result = client.balance(uow, config_id)
+        uow.commit()
+    if result.state.value != "success":
+        raise CliError(f"balance: {result.state.value}: {result.message}")
+    click.echo(f"{result.cost}")
+
+
+@providers_group.command("rotate-keys")
+def rotate_keys_cmd() -> None:
+    """Re-encrypt every configuration's credentials under the newest ROP_ENCRYPTION_KEYS key."""
+    from hub.providers import service
+
+    with app_context() as app, _uow(app) as uow:
+        count = service.rotate_keys(uow)
+        uow.commit()
+    click.echo(f"re-encrypted {count} configuration(s)")

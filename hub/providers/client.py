@@ -1,0 +1,93 @@
+"""What other services call (transactions, products). Every function takes the caller's
+unit of work; nothing here commits.
+
+    from hub.providers import client as providers
+
+    routes = providers.routes_for(uow, ctx, sku, candidates)        # ordered, usable
+    result = providers.purchase(uow, config_id, PurchaseRequest(...))
+    result = providers.check_status(uow, config_id, StatusRequest(...))
+    result = providers.inquiry(uow, config_id, InquiryRequest(...))
+    items  = providers.catalog(uow, config_id)
+    result = providers.balance(uow, config_id)
+    # callbacks: subscribe to hub.providers.messages.ProviderCallbackReceived
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.context import CallContext
+from hub.db import UnitOfWork
+from hub.providers import service
+from hub.providers.contract import (
+    CatalogItem,
+    InquiryRequest,
+    ProviderResult,
+    PurchaseRequest,
+    State,
+    StatusRequest,
+)
+
+__all__ = ["CatalogItem", "InquiryRequest", "ProviderResult", "PurchaseRequest", "Route", "State",
+           "StatusRequest", "balance", "catalog", "check_status", "inquiry", "purchase",
+           "routes_for", "usable_configs", "validate_customer_number"]
+
+
+@dataclass
+class Route:
+    config_id: str
+    provider_code: str
+    provider_sku: str
+    cost: int
+    health: dict[str, Any] = field(default_factory=dict)
+
+
+def usable_configs(uow: UnitOfWork, tenant_id: str, provider_codes: list[str] | None = None) -> list[dict]:
+    """Enabled, tenant-enabled, healthy configurations: ``[{"config_id", "provider_code"}]``."""
+    return [{"config_id": r.id, "provider_code": r.provider_code}
+            for r in service.usable_configs(uow, tenant_id, provider_codes=provider_codes)]
+
+
+def routes_for(uow: UnitOfWork, ctx: CallContext, sku: str, candidates: list[Route]) -> list[Route]:
+    """Filter ``candidates`` to usable configurations (kill switch, tenant enablement, breaker)
+    and order them through the ``route_transaction`` hook (built-in: cheapest first)."""
+    from hub.providers import health
+    from hub.providers.service import _host, _state
+
+    usable = {r.id for r in service.usable_configs(uow, ctx.tenant_id)}
+    kept = []
+    for c in candidates:
+        if c.config_id in usable:
+            c.health = health.health(_state().redis, c.config_id)
+            kept.append(c)
+    ordered = _host().hook.route_transaction(ctx=ctx, sku=sku, candidates=kept)
+    return list(ordered if ordered is not None else kept)
+
+
+def validate_customer_number(product_type: str, operator: str | None, customer_no: str) -> str | None:
+    """An error message, or None when valid/unknown (through ``validate_customer_number``)."""
+    from hub.providers.service import _host
+
+    answer = _host().hook.validate_customer_number(product_type=product_type, operator=operator,
+                                                   customer_no=customer_no)
+    return answer or None
+
+
+def purchase(uow: UnitOfWork, config_id: str, request: PurchaseRequest) -> ProviderResult:
+    return service.call_provider(uow, config_id, "purchase", request)
+
+
+def check_status(uow: UnitOfWork, config_id: str, request: StatusRequest) -> ProviderResult:
+    return service.call_provider(uow, config_id, "check_status", request)
+
+
+def inquiry(uow: UnitOfWork, config_id: str, request: InquiryRequest) -> ProviderResult:
+    return service.call_provider(uow, config_id, "inquiry", request)
+
+
+def catalog(uow: UnitOfWork, config_id: str) -> list[CatalogItem]:
+    return service.call_provider(uow, config_id, "catalog").data.get("items", [])
+
+
+def balance(uow: UnitOfWork, config_id: str) -> ProviderResult:
+    return service.call_provider(uow, config_id, "balance")

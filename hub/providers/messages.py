@@ -1,0 +1,25 @@
+"""Events the providers service publishes."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+
+from hub.bus import Event
+
+
+class CallbackPayload(Schema):
+    callback_id = fields.String(required=True)
+    provider_code = fields.String(required=True)
+    config_id = fields.String(required=True)
+    ref_id = fields.String(allow_none=True)
+    state = fields.String(required=True)
+    provider_ref = fields.String(allow_none=True)
+    serial_number = fields.String(allow_none=True)
+    cost = fields.Integer(allow_none=True)
+    message = fields.String(allow_none=True)
+
+
+class ProviderCallbackReceived(Event):
+    """An authentic provider callback arrived (the transactions service subscribes)."""
+
+    type = "provider.callback_received"
+    schema = CallbackPayload

@@ -1,0 +1,250 @@
+"""Use-cases of the providers service (configurations, calls, callbacks, key rotation)."""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+from flask import current_app
+from marshmallow import ValidationError
+from sqlalchemy import select
+
+from hub.context import CallContext
+from hub.db import UnitOfWork, new_id
+from hub.errors import Conflict, NotFound, ValidationFailed
+from hub.providers import crypto, health
+from hub.providers.contract import (
+    Provider,
+    ProviderConfigView,
+    ProviderResult,
+    State,
+)
+from hub.providers.models import ProviderCallback, ProviderConfig, ProviderConfigTenant
+
+log = structlog.get_logger("hub.providers")
+
+
+def _state():
+    return current_app.extensions["rop"]
+
+
+def _host():
+    return _state().extras["plugins"]
+
+
+def _keys() -> tuple[str, ...]:
+    return _state().config.encryption_keys
+
+
+def callback_url(config: ProviderConfig) -> str:
+    """Where a provider posts callbacks for this configuration."""
+    state = _state()
+    base = (state.extras.get("public_url") or state.config.extra.get("public_url")
+            or os.environ.get("ROP_PUBLIC_URL") or "http://127.0.0.1:5000")
+    return f"{str(base).rstrip('/')}/callbacks/{config.provider_code}/{config.id}"
+
+
+# -- configurations -------------------------------------------------------------------------
+def _validate(cls: type[Provider], settings: Mapping[str, Any], credentials: Mapping[str, Any]) -> None:
+    try:
+        cls.settings_schema().load({**settings, **credentials})
+    except ValidationError as exc:
+        raise ValidationFailed(f"invalid settings for provider {cls.code}",
+                               errors=exc.normalized_messages()) from exc
+
+
+def add_config(uow: UnitOfWork, provider_code: str, name: str, *, settings: Mapping[str, Any] | None = None,
+               credentials: Mapping[str, Any] | None = None, tenant_id: str | None = None,
+               enabled: bool = True, all_tenants: bool = True) -> ProviderConfig:
+    """Create a provider configuration (platform-wide when ``tenant_id`` is None)."""
+    cls = _host().provider_class(provider_code)
+    settings, credentials = dict(settings or {}), dict(credentials or {})
+    _validate(cls, settings, credentials)
+    row = ProviderConfig(id=new_id("pcf"), provider_code=provider_code, tenant_id=tenant_id, name=name,
+                         settings=settings, credentials_encrypted=crypto.encrypt(_keys(), credentials),
+                         enabled=enabled, all_tenants=all_tenants if tenant_id is None else False)
+    uow.session.add(row)
+    uow.session.flush()
+    return row
+
+
+def get_config(uow: UnitOfWork, config_id: str) -> ProviderConfig:
+    row = uow.session.get(ProviderConfig, config_id)
+    if row is None:
+        raise NotFound(f"no provider configuration {config_id}")
+    return row
+
+
+def list_configs(uow: UnitOfWork, *, tenant_id: str | None = None) -> list[ProviderConfig]:
+    query = select(ProviderConfig).order_by(ProviderConfig.created_at)
+    if tenant_id is not None:
+        query = query.where(ProviderConfig.tenant_id == tenant_id)
+    return list(uow.session.scalars(query))
+
+
+def set_credentials(uow: UnitOfWork, config_id: str, credentials: Mapping[str, Any],
+                    settings: Mapping[str, Any] | None = None) -> ProviderConfig:
+    row = get_config(uow, config_id)
+    cls = _host().provider_class(row.provider_code)
+    new_settings = {**row.settings, **(settings or {})}
+    _validate(cls, new_settings, credentials)
+    row.credentials_encrypted = crypto.encrypt(_keys(), dict(credentials))
+    row.settings = new_settings
+    return row
+
+
+def set_enabled(uow: UnitOfWork, config_id: str, enabled: bool) -> ProviderConfig:
+    """The kill switch: a disabled configuration is never called (takes effect at once)."""
+    row = get_config(uow, config_id)
+    row.enabled = enabled
+    return row
+
+
+def enable_for_tenant(uow: UnitOfWork, config_id: str, tenant_id: str, enabled: bool = True) -> None:
+    """Enable (or disable) a platform-wide configuration for one tenant; turns off ``all_tenants``."""
+    row = get_config(uow, config_id)
+    if row.tenant_id is not None:
+        raise Conflict("a tenant's own configuration serves only that tenant")
+    row.all_tenants = False
+    link = uow.session.scalar(select(ProviderConfigTenant).where(
+        ProviderConfigTenant.config_id == config_id, ProviderConfigTenant.tenant_id == tenant_id))
+    if enabled and link is None:
+        uow.session.add(ProviderConfigTenant(config_id=config_id, tenant_id=tenant_id))
+    elif not enabled and link is not None:
+        uow.session.delete(link)
+
+
+def usable_configs(uow: UnitOfWork, tenant_id: str, *, provider_codes: list[str] | None = None,
+                   healthy_only: bool = True) -> list[ProviderConfig]:
+    """The configurations a tenant's transactions may use now: enabled, enabled for this
+    tenant (its own, or platform-wide for all or for it), provider installed, breaker not open."""
+    host = _host()
+    linked = set(uow.session.scalars(select(ProviderConfigTenant.config_id).where(
+        ProviderConfigTenant.tenant_id == tenant_id)))
+    rows = []
+    for row in uow.session.scalars(select(ProviderConfig).where(ProviderConfig.enabled.is_(True))
+                                   .order_by(ProviderConfig.created_at)):
+        if row.provider_code not in host.providers:
+            continue
+        if provider_codes is not None and row.provider_code not in provider_codes:
+            continue
+        if row.tenant_id is not None and row.tenant_id != tenant_id:
+            continue
+        if row.tenant_id is None and not row.all_tenants and row.id not in linked:
+            continue
+        if healthy_only and health.breaker_state(_state().redis, row.id) == "open":
+            continue
+        rows.append(row)
+    return rows
+
+
+def masked(row: ProviderConfig) -> dict[str, Any]:
+    """A configuration as any API/CLI may show it: credentials masked."""
+    try:
+        creds = crypto.mask(crypto.decrypt(_keys(), row.credentials_encrypted))
+    except crypto.CredentialsError:
+        creds = {"error": "cannot decrypt"}
+    return {"id": row.id, "provider_code": row.provider_code, "tenant_id": row.tenant_id,
+            "name": row.name, "enabled": row.enabled, "all_tenants": row.all_tenants,
+            "settings": row.settings, "credentials": creds,
+            "health": health.health(_state().redis, row.id)}
+
+
+def rotate_keys(uow: UnitOfWork) -> int:
+    """Re-encrypt every configuration's credentials under the newest key; returns the count."""
+    count = 0
+    for row in uow.session.scalars(select(ProviderConfig)):
+        if row.credentials_encrypted:
+            row.credentials_encrypted = crypto.rotate(_keys(), row.credentials_encrypted)
+            count += 1
+    return count
+
+
+# -- calling providers ----------------------------------------------------------------------
+def provider_for(row: ProviderConfig) -> Provider:
+    """An instance of the configuration's provider, with decrypted credentials."""
+    cls = _host().provider_class(row.provider_code)
+    view = ProviderConfigView(
+        id=row.id, provider_code=row.provider_code, tenant_id=row.tenant_id, settings=dict(row.settings),
+        credentials=crypto.decrypt(_keys(), row.credentials_encrypted), callback_url=callback_url(row),
+        allow_private=_state().config.webhook_allow_private)
+    return cls(view)
+
+
+def call_provider(uow: UnitOfWork, config_id: str, operation: str, request: Any = None) -> ProviderResult:
+    """Call one operation (``purchase``, ``inquiry``, ``check_status``, ``balance``,
+    ``catalog``) of a configuration, recording its health. A disabled configuration or an
+    open breaker returns ``REJECTED`` without calling (nothing left: safe to route elsewhere).
+    For ``catalog`` the items are in ``result.data["items"]``."""
+    row = get_config(uow, config_id)
+    if not row.enabled:
+        return ProviderResult(State.REJECTED, message="provider configuration is switched off",
+                              data={"not_sent": True})
+    redis = _state().redis
+    if operation != "check_status" and not health.allow_call(redis, config_id):
+        return ProviderResult(State.REJECTED, message="provider circuit breaker is open",
+                              data={"not_sent": True})
+    provider = provider_for(row)
+    method: Callable = getattr(provider, operation)
+    started = time.perf_counter()
+    if operation == "catalog":
+        items = method()
+        result = ProviderResult(State.SUCCESS, data={"items": items})
+    else:
+        result = method(request) if request is not None else method()
+    elapsed = (time.perf_counter() - started) * 1000
+    outcome = "not_sent" if result.data.get("not_sent") else result.state.value
+    health.record(redis, config_id, outcome, elapsed)
+    log.info("provider call", config_id=config_id, provider=row.provider_code, operation=operation,
+             state=result.state.value, ms=round(elapsed, 1))
+    return result
+
+
+# -- callbacks ------------------------------------------------------------------------------
+def receive_callback(uow: UnitOfWork, provider_code: str, config_id: str, headers: Mapping[str, str],
+                     body: bytes, remote_addr: str | None = None) -> tuple[ProviderCallback, ProviderResult | None]:
+    """Verify and record one callback. Authentic ones publish ``provider.callback_received``.
+
+    :returns: the recorded row and the parsed result (None when rejected).
+    """
+    from hub.providers.contract import CallbackRejected
+
+    record = ProviderCallback(id=new_id("pcb"), provider_code=provider_code, config_id=config_id,
+                              remote_addr=remote_addr, headers={k: v for k, v in headers.items()
+                                                                if k.lower() not in {"authorization", "cookie"}},
+                              body=body.decode("utf-8", "replace")[:65536], accepted=False)
+    uow.session.add(record)
+    row = uow.session.get(ProviderConfig, config_id)
+    if row is None or row.provider_code != provider_code:
+        record.reason = "unknown provider configuration"
+        return record, None
+    record.tenant_id = row.tenant_id
+    try:
+        result = provider_for(row).parse_callback(headers, body)
+    except CallbackRejected as exc:
+        record.reason = str(exc) or "rejected"
+        return record, None
+    except Exception as exc:
+        log.exception("parse_callback failed", provider=provider_code, config_id=config_id)
+        record.reason = f"parse_callback error: {type(exc).__name__}"
+        return record, None
+    record.accepted = True
+    record.ref_id = result.ref_id
+    record.state = result.state.value
+    record.result = {k: v for k, v in result.as_dict().items() if k != "raw"}
+    _hand_on(uow, record, result, row)
+    return record, result
+
+
+def _hand_on(uow: UnitOfWork, record: ProviderCallback, result: ProviderResult, row: ProviderConfig) -> None:
+    """Publish the authentic callback as ``provider.callback_received`` (hub.bus outbox)."""
+    from hub.bus import publish
+    from hub.providers.messages import ProviderCallbackReceived
+
+    ctx = CallContext.system("providers", tenant_id=row.tenant_id)
+    publish(ctx, uow, ProviderCallbackReceived(
+        callback_id=record.id, provider_code=row.provider_code, config_id=row.id, ref_id=result.ref_id,
+        state=result.state.value, provider_ref=result.provider_ref, serial_number=result.serial_number,
+        cost=result.cost, message=result.message))

@@ -1,0 +1,1 @@
+"""The sandbox provider of ROP Hub (API.md, "Sandbox provider: test numbers")."""

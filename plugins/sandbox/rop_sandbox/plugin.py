@@ -1,0 +1,236 @@
+"""The sandbox provider: a deterministic simulator for tenants' integration tests.
+
+The last four digits of ``customer_no`` choose the outcome (API.md):
+
+====== ===================================================================
+9999   failed: invalid customer number (never tried elsewhere)
+4444   rejected: out of stock (the next provider may be tried)
+8888   pending, then success by callback
+7777   pending, then failure by callback
+6666   unknown (timeout); a status check says success
+5555   unknown (timeout); a status check says failure
+3333   success, then refunded by a later callback
+other  success at once
+====== ===================================================================
+
+The sandbox is stateless: ``check_status`` derives the final outcome from the number too.
+Callbacks are real HTTP POSTs to the configuration's callback URL, sent from a daemon
+``threading.Timer`` after ``callback_delay`` seconds, signed with HMAC-SHA256 of the raw
+body under the ``callback_secret`` credential in ``X-Sandbox-Signature``.
+Settings: ``latency_ms``, ``callback_delay``, ``fault_rate`` (a fraction of purchases that
+answer ``unknown``), ``reject_rate`` (a fraction answered ``rejected``), ``seed``.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import random
+import threading
+import time
+from collections.abc import Mapping
+
+from marshmallow import Schema, fields, validate
+
+from hub import hookimpl
+from hub.providers.contract import (
+    CallbackRejected,
+    Capability,
+    CatalogItem,
+    InquiryRequest,
+    Provider,
+    ProviderResult,
+    PurchaseRequest,
+    State,
+    StatusRequest,
+)
+from hub.providers.http import ProviderHttpError, provider_http
+
+SIGNATURE_HEADER = "X-Sandbox-Signature"
+
+
+def _catalog() -> list[CatalogItem]:
+    items: list[CatalogItem] = []
+    for brand in ("telkomsel", "indosat", "xl"):
+        for value in (5_000, 10_000, 20_000, 25_000, 50_000, 100_000):
+            items.append(CatalogItem(f"{brand[:3].upper()}{value // 1000}", f"Pulsa {brand.title()} {value:,}",
+                                     "pulsa", brand, value + 250 + value // 100))
+        for gb, price in ((1, 15_000), (5, 45_000), (15, 95_000)):
+            items.append(CatalogItem(f"{brand[:3].upper()}D{gb}", f"Data {brand.title()} {gb} GB", "data",
+                                     brand, price))
+    for value in (20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000):
+        items.append(CatalogItem(f"PLN{value // 1000}", f"Token PLN {value:,}", "pln", "pln", value + 500))
+    for brand in ("gopay", "ovo", "dana"):
+        for value in (25_000, 50_000, 100_000):
+            items.append(CatalogItem(f"{brand.upper()}{value // 1000}", f"{brand.upper()} top-up {value:,}",
+                                     "ewallet", brand, value + 1_000))
+    items.append(CatalogItem("ML86", "Mobile Legends 86 Diamonds", "game", "mobile legends", 19_500))
+    items.append(CatalogItem("FF100", "Free Fire 100 Diamonds", "game", "free fire", 14_800))
+    items.append(CatalogItem("PLNPOST", "PLN Postpaid bill", "bill", "pln", 2_500, postpaid=True))
+    items.append(CatalogItem("BPJS", "BPJS Kesehatan", "bill", "bpjs", 2_500, postpaid=True))
+    return items
+
+
+CATALOG = {item.provider_sku: item for item in _catalog()}
+
+#: Sandbox outcome codes → normalized states (tests cover every line).
+CODE_TABLE: dict[str, State] = {
+    "00": State.SUCCESS,
+    "01": State.PENDING,
+    "40": State.FAILED,      # invalid customer number
+    "41": State.REJECTED,    # out of stock
+    "42": State.REJECTED,    # unknown SKU
+    "50": State.FAILED,      # failed after pending (callback)
+    "60": State.REFUNDED,    # reversed after success (callback)
+    "99": State.UNKNOWN,     # timeout
+}
+
+
+class SandboxSettings(Schema):
+    callback_secret = fields.String(load_default="sandbox-secret", metadata={"secret": True})
+    latency_ms = fields.Integer(load_default=0, validate=validate.Range(0, 60_000))
+    callback_delay = fields.Float(load_default=0.2, validate=validate.Range(0, 3600))
+    fault_rate = fields.Float(load_default=0.0, validate=validate.Range(0, 1))
+    reject_rate = fields.Float(load_default=0.0, validate=validate.Range(0, 1))
+    seed = fields.Integer(load_default=None, allow_none=True)
+    balance = fields.Integer(load_default=100_000_000)
+
+
+def _suffix(customer_no: str) -> str:
+    return (customer_no or "")[-4:]
+
+
+def sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class SandboxProvider(Provider):
+    code = "sandbox"
+    name = "ROP Sandbox"
+    version = "0.1.0"
+    capabilities = frozenset({Capability.PREPAID, Capability.POSTPAID, Capability.CALLBACKS,
+                              Capability.BALANCE, Capability.CATALOG})
+    settings_schema = SandboxSettings
+    code_table = CODE_TABLE
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.opts = SandboxSettings().load({k: v for k, v in self.settings.items()
+                                            if k in SandboxSettings().fields})
+        self.rng = random.Random(self.opts["seed"])
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _result(self, code: str, request, *, message: str = "", sn: str | None = None) -> ProviderResult:
+        item = CATALOG.get(request.provider_sku)
+        state = self.map_code(code)
+        raw = {"rc": code, "ref_id": request.ref_id, "customer_no": request.customer_no,
+               "sku": request.provider_sku, "sn": sn, "message": message}
+        return ProviderResult(state, provider_ref=f"SBX-{request.ref_id}", serial_number=sn,
+                              cost=item.cost if item and state in {State.SUCCESS, State.PENDING} else None,
+                              message=message, raw=raw, ref_id=request.ref_id, provider_code=code)
+
+    @staticmethod
+    def _sn(request) -> str:
+        digest = hashlib.sha256(f"{request.ref_id}:{request.customer_no}".encode()).hexdigest()
+        if (CATALOG.get(request.provider_sku) or CatalogItem("", "", "", "", 0)).category == "pln":
+            return "-".join(str(int(digest[i:i + 8], 16))[:4] for i in range(0, 40, 8))
+        return digest[:20].upper()
+
+    def _sleep(self) -> None:
+        if self.opts["latency_ms"]:
+            time.sleep(self.opts["latency_ms"] / 1000)
+
+    def _callback(self, request, code: str, sn: str | None, message: str) -> None:
+        url = self.config.callback_url
+        if not url:
+            return
+        body = json.dumps({"ref_id": request.ref_id, "rc": code, "sn": sn, "message": message,
+                           "customer_no": request.customer_no, "sku": request.provider_sku}).encode()
+        headers = {"Content-Type": "application/json",
+                   SIGNATURE_HEADER: sign(self.opts["callback_secret"], body)}
+        allow_private = self.config.allow_private
+
+        def send() -> None:
+            try:
+                provider_http().post(url, content=body, headers=headers, allow_private=allow_private,
+                                     timeout=10)
+            except ProviderHttpError:
+                pass  # a real provider would retry; the hub's status checks cover it
+
+        timer = threading.Timer(self.opts["callback_delay"], send)
+        timer.daemon = True
+        timer.start()
+
+    # -- the contract ----------------------------------------------------------------------
+    def catalog(self) -> list[CatalogItem]:
+        return list(CATALOG.values())
+
+    def purchase(self, request: PurchaseRequest) -> ProviderResult:
+        self._sleep()
+        if request.provider_sku not in CATALOG:
+            return self._result("42", request, message="unknown product")
+        end = _suffix(request.customer_no)
+        if end == "9999":
+            return self._result("40", request, message="invalid customer number")
+        if end == "4444":
+            return self._result("41", request, message="out of stock")
+        if end in {"6666", "5555"}:
+            return self._result("99", request, message="timeout")
+        if end == "8888":
+            self._callback(request, "00", self._sn(request), "success")
+            return self._result("01", request, message="pending")
+        if end == "7777":
+            self._callback(request, "50", None, "failed at operator")
+            return self._result("01", request, message="pending")
+        if self.opts["fault_rate"] and self.rng.random() < self.opts["fault_rate"]:
+            return self._result("99", request, message="random fault: timeout")
+        if self.opts["reject_rate"] and self.rng.random() < self.opts["reject_rate"]:
+            return self._result("41", request, message="random fault: out of stock")
+        sn = self._sn(request)
+        if end == "3333":
+            self._callback(request, "60", sn, "reversed by operator")
+        return self._result("00", request, message="success", sn=sn)
+
+    def check_status(self, request: StatusRequest) -> ProviderResult:
+        self._sleep()
+        end = _suffix(request.customer_no)
+        final = {"9999": "40", "4444": "41", "7777": "50", "5555": "50", "3333": "60"}.get(end, "00")
+        sn = self._sn(request) if final in {"00", "60"} else None
+        return self._result(final, request, message="status", sn=sn)
+
+    def inquiry(self, request: InquiryRequest) -> ProviderResult:
+        self._sleep()
+        item = CATALOG.get(request.provider_sku)
+        if item is None or not item.postpaid:
+            return self._result("42", request, message="not a postpaid product")
+        if _suffix(request.customer_no) == "9999":
+            return self._result("40", request, message="invalid customer number")
+        amount = 50_000 + int(hashlib.sha256(request.customer_no.encode()).hexdigest()[:4], 16) * 10
+        result = self._result("00", request, message="bill found")
+        result.cost = amount + item.cost
+        result.data = {"amount": amount, "admin_fee": item.cost, "customer_name": "SANDBOX CUSTOMER",
+                       "period": "2026-11"}
+        return result
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ProviderResult:
+        given = {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER.lower(), "")
+        if not hmac.compare_digest(given, sign(self.opts["callback_secret"], body)):
+            raise CallbackRejected("bad signature")
+        try:
+            data = json.loads(body)
+            code = str(data["rc"])
+            ref_id = str(data["ref_id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CallbackRejected(f"unreadable body: {exc}") from exc
+        item = CATALOG.get(str(data.get("sku")))
+        return ProviderResult(self.map_code(code), provider_ref=f"SBX-{ref_id}", serial_number=data.get("sn"),
+                              cost=item.cost if item else None, message=str(data.get("message") or ""),
+                              raw=data, ref_id=ref_id, provider_code=code)
+
+    def balance(self) -> ProviderResult:
+        return ProviderResult(State.SUCCESS, cost=self.opts["balance"], message="deposit", raw={})
+
+
+@hookimpl
+def register_providers():
+    return [SandboxProvider]
