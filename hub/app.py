@@ -27,7 +27,6 @@ SERVICE_PACKAGES: tuple[str, ...] = (
     "hub.bus",
     "hub.plugins",
     "hub.providers",
-    "hub.wallets",
 )
 
 
