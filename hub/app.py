@@ -27,6 +27,7 @@ SERVICE_PACKAGES: tuple[str, ...] = (
     "hub.bus",
     "hub.plugins",
     "hub.providers",
+    "hub.wallets",
 )
 
 

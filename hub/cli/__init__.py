@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hub.bus.cli",
     "hub.plugins.cli",
     "hub.providers.cli",
+    "hub.wallets.cli",
 )
 
 for _module in COMMAND_MODULES:

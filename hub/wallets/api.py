@@ -1,0 +1,101 @@
+"""HTTP of the wallets service (API.md, "Wallets")."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from hub.auth import current_ctx, requires
+from hub.errors import ValidationFailed
+from hub.wallets import service
+from hub.wallets.client import wallet_view
+from hub.wallets.schemas import (
+    CursorArgs,
+    EntryListSchema,
+    JournalResultSchema,
+    TopupSchema,
+    TransferSchema,
+    WalletCreateSchema,
+    WalletListSchema,
+    WalletSchema,
+)
+from hub.web import request_uow
+
+bp = Blueprint("wallets", __name__, url_prefix="/v1", description="Wallets, statements, top-ups and transfers")
+
+
+def _view(wallet) -> dict:
+    return dict(wallet_view(wallet), created_at=wallet.created_at)
+
+
+@bp.route("/wallets")
+class Wallets(MethodView):
+    @requires("wallets:read")
+    @bp.arguments(CursorArgs, location="query")
+    @bp.response(200, WalletListSchema)
+    def get(self, args):
+        """The tenant's wallets (the main wallet is created on first access)."""
+        uow = request_uow()
+        rows, next_cursor = service.list_wallets(current_ctx(), uow, cursor=args["cursor"], limit=args["limit"])
+        uow.commit()  # the lazily created main wallet
+        return {"items": [_view(w) for w in rows], "next_cursor": next_cursor}
+
+    @requires("wallets:write")
+    @bp.arguments(WalletCreateSchema)
+    @bp.response(201, WalletSchema)
+    def post(self, body):
+        """Create a sub-wallet for one of the tenant's customers (``owner_ref``)."""
+        uow = request_uow()
+        wallet = service.create_wallet(current_ctx(), uow, body["owner_ref"], currency=body["currency"])
+        uow.commit()
+        return _view(wallet)
+
+
+@bp.route("/wallets/<wallet_id>")
+class WalletOne(MethodView):
+    @requires("wallets:read")
+    @bp.response(200, WalletSchema)
+    def get(self, wallet_id: str):
+        """One wallet: ``{id, owner_ref, currency, available, held}``."""
+        return _view(service.get_wallet(current_ctx(), request_uow(), wallet_id))
+
+
+@bp.route("/wallets/<wallet_id>/entries")
+class WalletEntries(MethodView):
+    @requires("wallets:read")
+    @bp.arguments(CursorArgs, location="query")
+    @bp.response(200, EntryListSchema)
+    def get(self, args, wallet_id: str):
+        """The statement: entries oldest first with the running balance, cursor-paginated."""
+        cursor = args["cursor"]
+        if cursor is not None and not cursor.isdigit():
+            raise ValidationFailed("invalid cursor", errors={"cursor": ["invalid"]})
+        items, next_cursor = service.statement(current_ctx(), request_uow(), wallet_id,
+                                               cursor=int(cursor) if cursor else None, limit=args["limit"])
+        return {"items": items, "next_cursor": str(next_cursor) if next_cursor is not None else None}
+
+
+@bp.route("/wallets/<wallet_id>/topups")
+class WalletTopups(MethodView):
+    @requires("wallets:topup")
+    @bp.arguments(TopupSchema)
+    @bp.response(201, JournalResultSchema)
+    def post(self, body, wallet_id: str):
+        """Credit the wallet (scope ``wallets:topup``); idempotent by ``ref_id``."""
+        uow = request_uow()
+        result = service.topup(current_ctx(), uow, wallet_id, body["amount"], body["ref_id"])
+        uow.commit()
+        return result
+
+
+@bp.route("/transfers")
+class Transfers(MethodView):
+    @requires("wallets:write")
+    @bp.arguments(TransferSchema)
+    @bp.response(201, JournalResultSchema)
+    def post(self, body):
+        """Move funds between two of the tenant's wallets; idempotent by ``ref_id``; 402 if short."""
+        uow = request_uow()
+        result = service.transfer(current_ctx(), uow, body["from_wallet_id"], body["to_wallet_id"],
+                                  body["amount"], body["ref_id"])
+        uow.commit()
+        return result

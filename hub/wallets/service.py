@@ -1,0 +1,562 @@
+"""Use-cases of the wallets service: the ledger, its operations and its checks.
+
+Every operation is one journal whose entries sum to zero (see :mod:`hub.wallets.models`).
+The order inside every posting use-case is fixed:
+
+1. validate the amount (a positive integer, else 422);
+2. lock the wallet row(s) (``SELECT … FOR UPDATE``, several in id order; on SQLite the
+   transaction already holds the write lock);
+3. look up the idempotency key: same key and same body → the first result, same key and
+   another body → 409 (checked *after* the lock, so a concurrent first attempt with the
+   same key has committed by now — the unique constraint still backs it: a violation in
+   the savepoint is re-read);
+4. ask the plugins for a veto (debits), check ``available - amount >= -overdraft_limit``
+   (else 402);
+5. write the journal, its entries and the cached balances, publish the events.
+
+Nothing commits here: the caller commits the unit of work once.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from hub.context import CallContext
+from hub.db import UnitOfWork, new_id, utcnow
+from hub.errors import Conflict, Forbidden, InsufficientFunds, NotFound, ValidationFailed
+from hub.scoping import get_owned, tenant_select
+from hub.wallets.models import Entry, Hold, Journal, Wallet
+
+DEFAULT_CURRENCY = "IDR"
+FUNDING = "sys:funding:{}"
+SETTLEMENT = "sys:settlement:{}"
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _check_amount(amount: Any, name: str = "amount") -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise ValidationFailed(f"{name} must be a positive integer (minor units)",
+                               errors={name: ["must be a positive integer"]})
+    return amount
+
+
+def _check_key(key: Any) -> str:
+    if not isinstance(key, str) or not key.strip() or len(key) > 255:
+        raise ValidationFailed("an idempotency key (ref_id/key) of 1-255 characters is required",
+                               errors={"ref_id": ["required, 1-255 characters"]})
+    return key
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """The request fingerprint stored with an idempotency key (sha256 of canonical JSON)."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _account(wallet_id: str, side: str) -> str:
+    return f"{wallet_id}:{side}"
+
+
+def _lock_wallets(ctx: CallContext, uow: UnitOfWork, *wallet_ids: str) -> dict[str, Wallet]:
+    """Lock the wallets (in id order, so two transfers never deadlock); 404 for another tenant's."""
+    ids = sorted(set(wallet_ids))
+    rows = uow.session.scalars(tenant_select(ctx, Wallet).where(Wallet.id.in_(ids))
+                               .order_by(Wallet.id).with_for_update().execution_options(populate_existing=True)).all()
+    found = {w.id: w for w in rows}
+    for wid in ids:
+        if wid not in found:
+            raise NotFound(f"wallet {wid!r} not found")
+    return found
+
+
+def _replay(ctx: CallContext, uow: UnitOfWork, kind: str, key: str, fp: str) -> dict[str, Any] | None:
+    """The stored result of ``key`` when its body matches; Conflict when it does not."""
+    journal = uow.session.scalars(select(Journal).where(
+        Journal.tenant_id == ctx.tenant_id, Journal.kind == kind, Journal.idem_key == key)).first()
+    if journal is None:
+        return None
+    if journal.fingerprint != fp:
+        raise Conflict(f"the key {key!r} was already used for another {kind} request")
+    return dict(journal.result or {}, replayed=True)
+
+
+def _veto_debit(ctx: CallContext, wallet: Wallet, amount: int, kind: str) -> None:
+    """Ask the plugins (hook ``before_wallet_debit``) whether this debit may happen.
+
+    :raise Forbidden: when a plugin vetoes (403, with the plugin's reason).
+    """
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return
+    host = current_app.extensions["rop"].extras.get("plugins")
+    if host is None:
+        return
+    reason = host.hook.before_wallet_debit(ctx=ctx, wallet_id=wallet.id, amount=amount,
+                                           currency=wallet.currency, reason=kind)
+    if reason:
+        raise Forbidden(f"debit refused: {reason}", slug_reason=str(reason))
+
+
+def _ensure_funds(wallet: Wallet, amount: int) -> None:
+    if wallet.available - amount < -wallet.overdraft_limit:
+        raise InsufficientFunds(
+            f"wallet {wallet.id} has {wallet.available} {wallet.currency} available, {amount} needed",
+            available=wallet.available, needed=amount)
+
+
+def _emit(ctx: CallContext, uow: UnitOfWork, message) -> None:
+    """The one place wallet events leave the service: the bus outbox, in this transaction."""
+    from hub.bus import publish
+
+    publish(ctx, uow, message)
+
+
+@dataclass
+class _Posting:
+    kind: str
+    key: str | None
+    fp: str | None
+    currency: str
+    legs: list[tuple[str, Wallet | None, int]] = field(default_factory=list)  # (account, wallet, amount)
+    meta: dict[str, Any] | None = None
+
+
+def _write(ctx: CallContext, uow: UnitOfWork, posting: _Posting, result: dict[str, Any]) -> Journal:
+    """Write one journal and its entries, update the cached balances (rows already locked)."""
+    if sum(a for _, _, a in posting.legs) != 0:  # never: a bug in a use-case, not a user error
+        raise AssertionError(f"unbalanced journal {posting!r}")
+    journal = Journal(id=new_id("jnl"), tenant_id=ctx.tenant_id, kind=posting.kind, idem_key=posting.key,
+                      fingerprint=posting.fp, meta=posting.meta)
+    now = utcnow()
+    entries = []
+    for account, wallet, amount in posting.legs:
+        balance_after = None
+        if wallet is not None:
+            if account.endswith(":available"):
+                wallet.available += amount
+                balance_after = wallet.available
+            else:
+                wallet.held += amount
+                balance_after = wallet.held
+        entries.append({"tenant_id": ctx.tenant_id, "wallet_id": wallet.id if wallet else None,
+                            "account": account, "amount": amount, "currency": posting.currency,
+                            "balance_after": balance_after, "created_at": now})
+    journal.result = dict(result, journal_id=journal.id)
+    try:
+        with uow.session.begin_nested():
+            uow.session.add(journal)
+            uow.session.flush()
+            for data in entries:
+                uow.session.add(Entry(journal_id=journal.id, **data))
+            uow.session.flush()
+    except IntegrityError:
+        # a concurrent first attempt with the same key committed between our check and here
+        for _, wallet, amount in posting.legs:
+            if wallet is not None:
+                uow.session.refresh(wallet)
+        raise _KeyRace() from None
+    return journal
+
+
+class _KeyRace(Exception):
+    pass
+
+
+def _post(ctx: CallContext, uow: UnitOfWork, posting: _Posting, result: dict[str, Any]) -> dict[str, Any]:
+    try:
+        journal = _write(ctx, uow, posting, result)
+    except _KeyRace:
+        replay = _replay(ctx, uow, posting.kind, posting.key or "", posting.fp or "")
+        if replay is None:  # pragma: no cover - the violation was not the key
+            raise Conflict("concurrent write conflict; retry") from None
+        return replay
+    return dict(journal.result or {}, replayed=False)
+
+
+def _movement(wallet: Wallet, journal_id: str, kind: str, amount: int, hold_id: str | None = None) -> dict:
+    return {"wallet_id": wallet.id, "journal_id": journal_id, "kind": kind, "amount": amount,
+                "currency": wallet.currency, "available": wallet.available, "held": wallet.held, "hold_id": hold_id}
+
+
+def _hold_payload(hold: Hold) -> dict:
+    return {"hold_id": hold.id, "wallet_id": hold.wallet_id, "amount": hold.amount, "captured": hold.captured,
+                "currency": hold.currency, "status": hold.status, "reference": hold.reference}
+
+
+# -- wallets -------------------------------------------------------------------------------
+def _check_currency(currency: str) -> str:
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+        raise ValidationFailed("currency must be an ISO 4217 code such as IDR", errors={"currency": ["invalid"]})
+    return currency
+
+
+def get_main_wallet(ctx: CallContext, uow: UnitOfWork, currency: str = DEFAULT_CURRENCY) -> Wallet:
+    """The tenant's main wallet, created on first access (the seam with tenancy: lazy creation).
+
+    Safe under concurrency: a unique constraint allows one main wallet per tenant; a lost
+    race re-reads the winner's row.
+    """
+    if ctx.tenant_id is None:
+        raise NotFound("no tenant in this call's context")
+    stmt = select(Wallet).where(Wallet.main_of == ctx.tenant_id)
+    wallet = uow.session.scalars(stmt).first()
+    if wallet is not None:
+        return wallet
+    wallet = Wallet(tenant_id=ctx.tenant_id, main_of=ctx.tenant_id, owner_ref=None,
+                    currency=_check_currency(currency), available=0, held=0, overdraft_limit=0)
+    try:
+        with uow.session.begin_nested():
+            uow.session.add(wallet)
+            uow.session.flush()
+    except IntegrityError:
+        wallet = uow.session.scalars(stmt).one()
+    return wallet
+
+
+create_main_wallet = get_main_wallet
+
+
+def create_wallet(ctx: CallContext, uow: UnitOfWork, owner_ref: str, currency: str = DEFAULT_CURRENCY,
+                  overdraft_limit: int = 0) -> Wallet:
+    """A sub-wallet for ``owner_ref`` (one of the tenant's own customers); 409 if it exists."""
+    if ctx.tenant_id is None:
+        raise NotFound("no tenant in this call's context")
+    if not isinstance(owner_ref, str) or not owner_ref.strip() or len(owner_ref) > 255:
+        raise ValidationFailed("owner_ref must be 1-255 characters", errors={"owner_ref": ["invalid"]})
+    if not isinstance(overdraft_limit, int) or overdraft_limit < 0:
+        raise ValidationFailed("overdraft_limit must be a non-negative integer",
+                               errors={"overdraft_limit": ["invalid"]})
+    get_main_wallet(ctx, uow)  # every tenant with wallets has its main wallet
+    exists = uow.session.scalars(tenant_select(ctx, Wallet).where(Wallet.owner_ref == owner_ref)).first()
+    if exists is not None:
+        raise Conflict(f"a wallet for owner_ref {owner_ref!r} already exists", wallet_id=exists.id)
+    wallet = Wallet(tenant_id=ctx.tenant_id, owner_ref=owner_ref, currency=_check_currency(currency),
+                    available=0, held=0, overdraft_limit=overdraft_limit)
+    try:
+        with uow.session.begin_nested():
+            uow.session.add(wallet)
+            uow.session.flush()
+    except IntegrityError:
+        raise Conflict(f"a wallet for owner_ref {owner_ref!r} already exists") from None
+    return wallet
+
+
+def set_overdraft_limit(ctx: CallContext, uow: UnitOfWork, wallet_id: str, limit: int) -> Wallet:
+    """Let ``wallet_id``'s available balance go down to ``-limit`` (0: no overdraft)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValidationFailed("limit must be a non-negative integer", errors={"limit": ["invalid"]})
+    wallet = _lock_wallets(ctx, uow, wallet_id)[wallet_id]
+    wallet.overdraft_limit = limit
+    return wallet
+
+
+def get_wallet(ctx: CallContext, uow: UnitOfWork, wallet_id: str) -> Wallet:
+    """One of the caller's tenant's wallets (404 for another tenant's)."""
+    return get_owned(uow.session, ctx, Wallet, wallet_id)
+
+
+def list_wallets(ctx: CallContext, uow: UnitOfWork, *, cursor: str | None = None, limit: int = 50) -> tuple[list[Wallet], str | None]:
+    """The tenant's wallets (main first, then by id), cursor-paginated."""
+    get_main_wallet(ctx, uow)
+    stmt = tenant_select(ctx, Wallet).order_by(Wallet.id)
+    if cursor:
+        stmt = stmt.where(Wallet.id > cursor)
+    rows = list(uow.session.scalars(stmt.limit(limit + 1)))
+    next_cursor = rows[limit - 1].id if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+# -- operations ----------------------------------------------------------------------------
+def topup(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int, ref_id: str) -> dict[str, Any]:
+    """Credit ``wallet_id`` (the main wallet when None) from the tenant's funding account.
+
+    :return: ``{journal_id, kind, wallet_id, amount, currency, ref_id, replayed}``.
+    """
+    amount, ref_id = _check_amount(amount), _check_key(ref_id)
+    if wallet_id is None:
+        wallet_id = get_main_wallet(ctx, uow).id
+    wallet = _lock_wallets(ctx, uow, wallet_id)[wallet_id]
+    fp = fingerprint({"wallet_id": wallet_id, "amount": amount})
+    replay = _replay(ctx, uow, "topup", ref_id, fp)
+    if replay is not None:
+        return replay
+    posting = _Posting("topup", ref_id, fp, wallet.currency, [
+        (FUNDING.format(wallet.currency), None, -amount),
+        (_account(wallet.id, "available"), wallet, amount)])
+    result = _post(ctx, uow, posting, {"kind": "topup", "wallet_id": wallet.id, "amount": amount,
+                                           "currency": wallet.currency, "ref_id": ref_id})
+    if not result["replayed"]:
+        from hub.wallets.messages import WalletCredited
+
+        _emit(ctx, uow, WalletCredited(**_movement(wallet, result["journal_id"], "topup", amount)))
+    return result
+
+
+def transfer(ctx: CallContext, uow: UnitOfWork, from_wallet_id: str, to_wallet_id: str, amount: int,
+             ref_id: str) -> dict[str, Any]:
+    """Move ``amount`` between two of the tenant's wallets (same currency).
+
+    :raise InsufficientFunds: 402 when the source would go below its overdraft limit.
+    """
+    amount, ref_id = _check_amount(amount), _check_key(ref_id)
+    if from_wallet_id == to_wallet_id:
+        raise ValidationFailed("a transfer needs two different wallets",
+                               errors={"to_wallet_id": ["same as from_wallet_id"]})
+    wallets = _lock_wallets(ctx, uow, from_wallet_id, to_wallet_id)
+    source, target = wallets[from_wallet_id], wallets[to_wallet_id]
+    fp = fingerprint({"from": from_wallet_id, "to": to_wallet_id, "amount": amount})
+    replay = _replay(ctx, uow, "transfer", ref_id, fp)
+    if replay is not None:
+        return replay
+    if source.currency != target.currency:
+        raise ValidationFailed("both wallets must have the same currency", errors={"to_wallet_id": ["currency"]})
+    _veto_debit(ctx, source, amount, f"transfer:{ref_id}")
+    _ensure_funds(source, amount)
+    posting = _Posting("transfer", ref_id, fp, source.currency, [
+        (_account(source.id, "available"), source, -amount),
+        (_account(target.id, "available"), target, amount)])
+    result = _post(ctx, uow, posting, {"kind": "transfer", "from_wallet_id": source.id, "to_wallet_id": target.id,
+                                           "amount": amount, "currency": source.currency, "ref_id": ref_id})
+    if not result["replayed"]:
+        from hub.wallets.messages import WalletCredited, WalletDebited
+
+        _emit(ctx, uow, WalletDebited(**_movement(source, result["journal_id"], "transfer", amount)))
+        _emit(ctx, uow, WalletCredited(**_movement(target, result["journal_id"], "transfer", amount)))
+    return result
+
+
+def _get_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str) -> tuple[Hold, Wallet]:
+    hold = get_owned(uow.session, ctx, Hold, hold_id)
+    wallet = _lock_wallets(ctx, uow, hold.wallet_id)[hold.wallet_id]
+    uow.session.refresh(hold)  # re-read under the wallet's lock (every hold change holds it)
+    return hold, wallet
+
+
+def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str, amount: int, key: str,
+               expires_at: dt.datetime | None = None, reference: str | None = None) -> Hold:
+    """Reserve ``amount`` of ``wallet_id``: available → held. Idempotent by ``key``.
+
+    :raise InsufficientFunds: 402 when available (plus overdraft) does not cover it.
+    """
+    amount, key = _check_amount(amount), _check_key(key)
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise ValidationFailed("expires_at must be timezone-aware", errors={"expires_at": ["naive"]})
+    wallet = _lock_wallets(ctx, uow, wallet_id)[wallet_id]
+    fp = fingerprint({"wallet_id": wallet_id, "amount": amount, "reference": reference,
+                      "expires_at": expires_at.isoformat() if expires_at else None})
+    replay = _replay(ctx, uow, "hold", key, fp)
+    if replay is not None:
+        return get_owned(uow.session, ctx, Hold, replay["hold_id"])
+    _veto_debit(ctx, wallet, amount, f"hold:{reference or key}")
+    _ensure_funds(wallet, amount)
+    hold = Hold(tenant_id=ctx.tenant_id, wallet_id=wallet.id, amount=amount, captured=0, reversed=0,
+                currency=wallet.currency, status="placed", expires_at=expires_at, reference=reference)
+    uow.session.add(hold)
+    uow.session.flush()
+    posting = _Posting("hold", key, fp, wallet.currency, [
+        (_account(wallet.id, "available"), wallet, -amount),
+        (_account(wallet.id, "held"), wallet, amount)], meta={"hold_id": hold.id})
+    result = _post(ctx, uow, posting, {"kind": "hold", "hold_id": hold.id, "wallet_id": wallet.id, "amount": amount})
+    if result["replayed"]:  # lost a same-key race: drop ours, answer theirs
+        uow.session.delete(hold)
+        uow.session.flush()
+        return get_owned(uow.session, ctx, Hold, result["hold_id"])
+    from hub.wallets.messages import HoldPlaced
+
+    _emit(ctx, uow, HoldPlaced(**_hold_payload(hold)))
+    return hold
+
+
+def capture_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str, amount: int | None = None, *,
+                 key: str) -> Hold:
+    """Settle ``amount`` of a placed hold (all of it when None): held → settlement.
+
+    A partial capture releases the rest back to available; the hold is then final
+    (``captured`` or ``partially_captured``). Idempotent by ``key``.
+    """
+    key = _check_key(key)
+    if amount is not None:
+        _check_amount(amount)
+    hold, wallet = _get_hold(ctx, uow, hold_id)
+    fp = fingerprint({"hold_id": hold_id, "amount": amount})
+    replay = _replay(ctx, uow, "capture", key, fp)
+    if replay is not None:
+        return hold
+    if hold.status != "placed":
+        raise Conflict(f"hold {hold_id} is {hold.status}, not placed", hold_status=hold.status)
+    amount = hold.amount if amount is None else amount
+    if amount > hold.amount:
+        raise ValidationFailed(f"amount {amount} exceeds the hold's {hold.amount}",
+                               errors={"amount": ["exceeds the hold"]})
+    rest = hold.amount - amount
+    legs = [(_account(wallet.id, "held"), wallet, -hold.amount),
+            (SETTLEMENT.format(wallet.currency), None, amount)]
+    if rest:
+        legs.append((_account(wallet.id, "available"), wallet, rest))
+    result = _post(ctx, uow, _Posting("capture", key, fp, wallet.currency, legs, meta={"hold_id": hold.id}),
+                   {"kind": "capture", "hold_id": hold.id, "wallet_id": wallet.id, "amount": amount, "released": rest})
+    if result["replayed"]:
+        uow.session.refresh(hold)
+        return hold
+    hold.captured = amount
+    hold.status = "captured" if rest == 0 else "partially_captured"
+    from hub.wallets.messages import HoldCaptured, WalletDebited
+
+    _emit(ctx, uow, HoldCaptured(**_hold_payload(hold)))
+    _emit(ctx, uow, WalletDebited(**_movement(wallet, result["journal_id"], "capture", amount, hold.id)))
+    return hold
+
+
+def void_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str, *, key: str) -> Hold:
+    """Release a placed hold: held → available. Idempotent by ``key``."""
+    key = _check_key(key)
+    hold, wallet = _get_hold(ctx, uow, hold_id)
+    fp = fingerprint({"hold_id": hold_id})
+    replay = _replay(ctx, uow, "void", key, fp)
+    if replay is not None:
+        return hold
+    if hold.status != "placed":
+        raise Conflict(f"hold {hold_id} is {hold.status}, not placed", hold_status=hold.status)
+    legs = [(_account(wallet.id, "held"), wallet, -hold.amount),
+            (_account(wallet.id, "available"), wallet, hold.amount)]
+    result = _post(ctx, uow, _Posting("void", key, fp, wallet.currency, legs, meta={"hold_id": hold.id}),
+                   {"kind": "void", "hold_id": hold.id, "wallet_id": wallet.id, "amount": hold.amount})
+    if result["replayed"]:
+        uow.session.refresh(hold)
+        return hold
+    hold.status = "voided"
+    from hub.wallets.messages import HoldVoided
+
+    _emit(ctx, uow, HoldVoided(**_hold_payload(hold)))
+    return hold
+
+
+def reverse_capture(ctx: CallContext, uow: UnitOfWork, hold_id: str, amount: int | None = None, *,
+                    key: str) -> Hold:
+    """Refund (part of) a captured hold: settlement → available (a late refund).
+
+    At most ``captured - reversed`` in total; idempotent by ``key``.
+    """
+    key = _check_key(key)
+    if amount is not None:
+        _check_amount(amount)
+    hold, wallet = _get_hold(ctx, uow, hold_id)
+    fp = fingerprint({"hold_id": hold_id, "amount": amount})
+    replay = _replay(ctx, uow, "reverse", key, fp)
+    if replay is not None:
+        return hold
+    if hold.status not in ("captured", "partially_captured"):
+        raise Conflict(f"hold {hold_id} is {hold.status}, not captured", hold_status=hold.status)
+    left = hold.captured - hold.reversed
+    amount = left if amount is None else amount
+    if amount <= 0 or amount > left:
+        raise ValidationFailed(f"at most {left} can still be reversed", errors={"amount": ["exceeds captured"]})
+    legs = [(SETTLEMENT.format(wallet.currency), None, -amount),
+            (_account(wallet.id, "available"), wallet, amount)]
+    result = _post(ctx, uow, _Posting("reverse", key, fp, wallet.currency, legs, meta={"hold_id": hold.id}),
+                   {"kind": "reverse", "hold_id": hold.id, "wallet_id": wallet.id, "amount": amount})
+    if result["replayed"]:
+        uow.session.refresh(hold)
+        return hold
+    hold.reversed += amount
+    from hub.wallets.messages import WalletCredited
+
+    _emit(ctx, uow, WalletCredited(**_movement(wallet, result["journal_id"], "reverse", amount, hold.id)))
+    return hold
+
+
+def get_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str) -> Hold:
+    return get_owned(uow.session, ctx, Hold, hold_id)
+
+
+# -- statement -----------------------------------------------------------------------------
+def statement(ctx: CallContext, uow: UnitOfWork, wallet_id: str, *, cursor: int | None = None,
+              limit: int = 50) -> tuple[list[dict[str, Any]], int | None]:
+    """The wallet's entries, oldest first, each with the account's running balance after it."""
+    get_wallet(ctx, uow, wallet_id)
+    stmt = (select(Entry, Journal.kind, Journal.idem_key).join(Journal, Journal.id == Entry.journal_id)
+            .where(Entry.tenant_id == ctx.tenant_id, Entry.wallet_id == wallet_id).order_by(Entry.seq))
+    if cursor is not None:
+        stmt = stmt.where(Entry.seq > cursor)
+    rows = uow.session.execute(stmt.limit(limit + 1)).all()
+    items = [{"id": e.seq, "journal_id": e.journal_id, "kind": kind, "ref": key,
+              "account": e.account.rsplit(":", 1)[1], "amount": e.amount, "currency": e.currency,
+              "balance_after": e.balance_after, "created_at": e.created_at} for e, kind, key in rows[:limit]]
+    next_cursor = items[-1]["id"] if len(rows) > limit else None
+    return items, next_cursor
+
+
+# -- checks and jobs -----------------------------------------------------------------------
+def verify_ledger(uow: UnitOfWork) -> dict[str, Any]:
+    """Recompute every wallet balance from the entries and check every journal sums to zero.
+
+    Platform-level (all tenants). :return: ``{"ok", "wallets", "journals", "entries",
+    "differences": [...]}``; each difference names what disagrees.
+    """
+    s = uow.session
+    differences: list[dict[str, Any]] = []
+    for journal_id, total, n, currencies in s.execute(
+            select(Entry.journal_id, func.sum(Entry.amount), func.count(), func.count(func.distinct(Entry.currency)))
+            .group_by(Entry.journal_id)):
+        if total != 0 or n < 2 or currencies != 1:
+            differences.append({"journal_id": journal_id, "problem": "unbalanced", "sum": int(total),
+                                "entries": n, "currencies": currencies})
+    journals = s.scalar(select(func.count()).select_from(Journal)) or 0
+    empty = s.scalars(select(Journal.id).where(~select(Entry.seq).where(Entry.journal_id == Journal.id)
+                                                .exists())).all()
+    for journal_id in empty:
+        differences.append({"journal_id": journal_id, "problem": "no entries"})
+    sums = {account: int(total) for account, total in s.execute(
+        select(Entry.account, func.sum(Entry.amount)).where(Entry.wallet_id.is_not(None)).group_by(Entry.account))}
+    open_holds = {wid: int(total) for wid, total in s.execute(
+        select(Hold.wallet_id, func.sum(Hold.amount)).where(Hold.status == "placed").group_by(Hold.wallet_id))}
+    wallets = 0
+    for wallet in s.scalars(select(Wallet)):
+        wallets += 1
+        available = sums.get(_account(wallet.id, "available"), 0)
+        held = sums.get(_account(wallet.id, "held"), 0)
+        if available != wallet.available:
+            differences.append({"wallet_id": wallet.id, "problem": "available", "cached": wallet.available,
+                                "recomputed": available})
+        if held != wallet.held:
+            differences.append({"wallet_id": wallet.id, "problem": "held", "cached": wallet.held,
+                                "recomputed": held})
+        if open_holds.get(wallet.id, 0) != wallet.held:
+            differences.append({"wallet_id": wallet.id, "problem": "open holds", "cached": wallet.held,
+                                "open_holds": open_holds.get(wallet.id, 0)})
+        if wallet.available < -wallet.overdraft_limit:
+            differences.append({"wallet_id": wallet.id, "problem": "overdrawn", "available": wallet.available,
+                                "overdraft_limit": wallet.overdraft_limit})
+    entries = s.scalar(select(func.count()).select_from(Entry)) or 0
+    return {"ok": not differences, "wallets": wallets, "journals": journals, "entries": entries,
+            "differences": differences}
+
+
+def void_expired_holds(uow_factory, now: dt.datetime | None = None, limit: int = 500) -> int:
+    """Void every placed hold whose ``expires_at`` has passed; one transaction per hold.
+
+    :param uow_factory: a callable returning a context-managed unit of work.
+    :return: how many holds were voided.
+    """
+    now = now or utcnow()
+    with uow_factory() as uow:
+        due = uow.session.execute(select(Hold.id, Hold.tenant_id).where(
+            Hold.status == "placed", Hold.expires_at.is_not(None), Hold.expires_at <= now)
+            .order_by(Hold.expires_at).limit(limit)).all()
+    voided = 0
+    for hold_id, tenant_id in due:
+        ctx = CallContext.system(actor="wallets:expiry", tenant_id=tenant_id)
+        with uow_factory() as uow:
+            try:
+                void_hold(ctx, uow, hold_id, key=f"expire:{hold_id}")
+            except Conflict:  # captured or voided meanwhile
+                continue
+            uow.commit()
+            voided += 1
+    return voided
