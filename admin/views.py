@@ -82,8 +82,10 @@ def role_required(role: str) -> Callable:
     return decorator
 
 
-@bp.before_request
 def _guard():
+    """Login (and CSRF on every non-GET) for every URL under /admin, plugin views included."""
+    if not (request.path == "/admin" or request.path.startswith("/admin/")):
+        return None
     if request.endpoint in PUBLIC_ENDPOINTS:
         if request.method == "POST":
             _check_csrf()
@@ -110,6 +112,9 @@ def _csrf_refused(exc: CSRFError):
 
 @bp.errorhandler(HubError)
 def _hub_error(exc: HubError):
+    if request.method == "GET":
+        return render_template("rop_admin/message.html", title="Cannot show this",
+                               message=str(getattr(exc, "detail", None) or exc)), getattr(exc, "status", 400)
     flash(str(getattr(exc, "detail", None) or exc), "error")
     return redirect(request.referrer or url_for("rop_admin.index"))
 
@@ -379,6 +384,7 @@ def init_admin(app: Flask) -> None:
     """Mount the admin UI at ``/admin`` and let plugins add their views."""
     app.session_interface = AdminSessionInterface()
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 8 * 3600)
+    app.before_request(_guard)
     app.register_blueprint(bp)
     try:
         from hub.plugins import register_admin_views  # type: ignore[attr-defined]

@@ -50,6 +50,7 @@ def browser():
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    driver.implicitly_wait(10)  # find_element waits for the next page's elements
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
@@ -63,6 +64,13 @@ def _login(browser, base: str, email: str, password: str) -> None:
     browser.find_element(By.ID, "email").send_keys(email)
     browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "login").click()
+    _wait(browser, lambda d: "/admin/login" not in d.current_url, "the login never left the login page")
+
+
+def _wait(browser, condition, message: str, timeout: float = 15):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout).until(condition, message)
 
 
 def test_log_in_in_a_browser(app, live_server, browser, artifacts_dir, admin_kit):
@@ -94,6 +102,7 @@ def test_create_a_tenant_and_a_client_and_see_the_secret_once(app, live_server, 
     assert len(secret) > 30
     browser.save_screenshot(str(artifacts_dir / "admin-client-secret.png"))
     browser.find_element(By.ID, "back-to-tenant").click()
+    _wait(browser, lambda d: d.current_url == tenant_url, "the back link did not lead to the tenant")
     assert client_id in browser.page_source and secret not in browser.page_source
     browser.get(tenant_url)
     assert secret not in browser.page_source
