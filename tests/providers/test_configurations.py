@@ -1,0 +1,107 @@
+"""Provider configurations: encrypted credentials, rotation, kill switch, tenant enablement."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import text
+
+from hub.app import create_app
+from hub.cli import main
+from hub.db import unit_of_work
+from hub.errors import ValidationFailed
+from hub.providers import client, crypto, service
+from hub.providers.contract import PurchaseRequest, State
+
+
+@pytest.fixture
+def uow(app):
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as work:
+        yield work
+
+
+def test_credentials_are_encrypted_at_rest_and_masked(app, uow):
+    row = service.add_config(uow, "sandbox", "Sandbox", credentials={"callback_secret": "very-secret-value"})
+    uow.commit()
+    stored = uow.session.execute(text("select credentials_encrypted from provider_configs")).scalar_one()
+    assert "very-secret-value" not in stored
+    assert crypto.decrypt(app.extensions["rop"].config.encryption_keys, stored) == \
+        {"callback_secret": "very-secret-value"}
+    shown = service.masked(row)
+    assert shown["credentials"] == {"callback_secret": "****ue"}
+    assert "very-secret-value" not in json.dumps(shown, default=str)
+
+
+def test_settings_are_validated_by_the_plugin_schema(app, uow):
+    with pytest.raises(ValidationFailed) as info:
+        service.add_config(uow, "sandbox", "Bad", settings={"fault_rate": 7})
+    assert "fault_rate" in info.value.errors
+
+
+def test_rotating_keys_re_encrypts_every_row_under_the_new_key(config, app):
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        service.add_config(uow, "sandbox", "One", credentials={"callback_secret": "a" * 12})
+        service.add_config(uow, "sandbox", "Two", credentials={"callback_secret": "b" * 12})
+        uow.commit()
+    old = config.encryption_keys
+    new_key = Fernet.generate_key().decode()
+    rotated = create_app(config.__class__(**{**config.__dict__, "encryption_keys": (new_key, *old)}))
+    try:
+        with rotated.app_context(), unit_of_work(rotated.extensions["rop"].db) as uow:
+            assert service.rotate_keys(uow) == 2  # old rows still readable during rotation
+            uow.commit()
+            tokens = list(uow.session.execute(text("select credentials_encrypted from provider_configs"))
+                          .scalars())
+        only_new = (new_key,)
+        assert sorted(crypto.decrypt(only_new, t)["callback_secret"] for t in tokens) == ["a" * 12, "b" * 12]
+        with pytest.raises(crypto.CredentialsError):
+            crypto.decrypt(old, tokens[0])
+    finally:
+        rotated.extensions["rop"].close()
+
+
+def test_kill_switch_stops_calls_at_once(app, uow):
+    row = service.add_config(uow, "sandbox", "Sandbox")
+    uow.commit()
+    assert client.purchase(uow, row.id, PurchaseRequest("k1", "TEL10", "081212345678")).state is State.SUCCESS
+    service.set_enabled(uow, row.id, False)
+    uow.commit()
+    result = client.purchase(uow, row.id, PurchaseRequest("k2", "TEL10", "081212345678"))
+    assert result.state is State.REJECTED and "switched off" in result.message
+    assert service.usable_configs(uow, "ten_a") == []
+
+
+def test_platform_config_can_be_enabled_per_tenant_and_tenant_configs_serve_only_their_tenant(app, uow):
+    shared = service.add_config(uow, "sandbox", "Shared")
+    own = service.add_config(uow, "sandbox", "A's own", tenant_id="ten_a")
+    uow.commit()
+    assert {r.id for r in service.usable_configs(uow, "ten_a")} == {shared.id, own.id}
+    assert {r.id for r in service.usable_configs(uow, "ten_b")} == {shared.id}
+    service.enable_for_tenant(uow, shared.id, "ten_b")
+    uow.commit()
+    assert {r.id for r in service.usable_configs(uow, "ten_a")} == {own.id}
+    assert {r.id for r in service.usable_configs(uow, "ten_b")} == {shared.id}
+
+
+def test_cli_adds_lists_masked_and_switches_off(app, monkeypatch, capsys, config):
+    for key, value in {"ROP_DATABASE_URL": config.database_url, "ROP_REDIS_URL": config.redis_url,
+                       "ROP_INSTANCE_PATH": str(config.instance_path),
+                       "ROP_ENCRYPTION_KEYS": ",".join(config.encryption_keys)}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO('{"callback_secret": "cli-secret-123"}'))
+    assert main(["providers", "add", "sandbox", "--name", "CLI", "--credentials", "-"]) == 0
+    config_id = capsys.readouterr().out.strip()
+    assert main(["providers", "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "cli-secret-123" not in out and config_id in out
+    assert main(["providers", "disable", config_id]) == 0
+    assert main(["providers", "balance", config_id]) == 1
+    assert "switched off" in capsys.readouterr().err
+    assert main(["providers", "enable", config_id]) == 0
+    capsys.readouterr()
+    assert main(["providers", "balance", config_id]) == 0
+    assert capsys.readouterr().out.strip() == "100000000"
+    assert main(["providers", "rotate-keys"]) == 0
+    assert main(["providers", "add", "nope", "--name", "x"]) == 1
+    assert "no provider with code 'nope'" in capsys.readouterr().err

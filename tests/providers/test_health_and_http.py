@@ -1,0 +1,93 @@
+"""Health, circuit breaker, the shared HTTP client, and the built-in hooks."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from hub.context import CallContext
+from hub.db import unit_of_work
+from hub.providers import client, health, service
+from hub.providers.contract import PurchaseRequest, State
+from hub.providers.http import OutcomeUnknown, ProviderHttp, RequestNotSent, check_destination
+from hub.providers.testing import LiveServer
+
+
+def test_breaker_opens_on_failures_and_a_good_probe_closes_it(app):
+    redis = app.extensions["rop"].redis
+    for _ in range(health.MIN_CALLS):
+        health.record(redis, "pcf_x", "unknown", 30_000)
+    assert health.breaker_state(redis, "pcf_x") == "open" and not health.allow_call(redis, "pcf_x")
+    redis.set("rop:providers:health:pcf_x:open_until", 0)  # the open period is over
+    assert health.breaker_state(redis, "pcf_x") == "half_open"
+    assert health.allow_call(redis, "pcf_x") and not health.allow_call(redis, "pcf_x")  # one probe
+    health.record(redis, "pcf_x", "success", 120)
+    assert health.breaker_state(redis, "pcf_x") == "closed"
+
+
+def test_an_open_breaker_removes_the_config_from_routing(app):
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        row = service.add_config(uow, "sandbox", "Sandbox", settings={"fault_rate": 1.0})
+        uow.commit()
+        for i in range(health.MIN_CALLS):
+            assert client.purchase(uow, row.id, PurchaseRequest(f"h{i}", "TEL10", "081212345678")).state \
+                is State.UNKNOWN
+        assert service.usable_configs(uow, "ten_a") == []
+        result = client.purchase(uow, row.id, PurchaseRequest("h-last", "TEL10", "081212345678"))
+        assert result.state is State.REJECTED and result.data["not_sent"]
+        assert service.masked(row)["health"]["success_rate"] == 0.0
+
+
+def test_http_client_tells_never_sent_from_unknown_outcome():
+    http = ProviderHttp()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free_port = s.getsockname()[1]
+    with pytest.raises(RequestNotSent):
+        http.post(f"http://127.0.0.1:{free_port}/x", allow_private=True, timeout=1)
+
+    def slow(environ, start_response):
+        import time
+
+        time.sleep(1.0)
+        start_response("200 OK", [])
+        return [b"late"]
+
+    with LiveServer(slow) as server, pytest.raises(OutcomeUnknown):
+        http.post(server.url, allow_private=True, timeout=0.2)
+
+
+def test_ssrf_guard_refuses_private_addresses_unless_allowed():
+    with pytest.raises(RequestNotSent):
+        check_destination("http://127.0.0.1:9/x", allow_private=False)
+    with pytest.raises(RequestNotSent):
+        check_destination("file:///etc/passwd", allow_private=True)
+    check_destination("http://127.0.0.1:9/x", allow_private=True)
+
+
+@pytest.mark.parametrize("kind,operator,number,ok", [
+    ("pulsa", "telkomsel", "081234567890", True), ("pulsa", "telkomsel", "+6281234567890", True),
+    ("pulsa", "xl", "081234567890", False), ("pulsa", "indosat", "0857-1234-5678", True),
+    ("data", None, "12345", False), ("pln", "pln", "12345678901", True), ("pln", "pln", "1234", False),
+])
+def test_built_in_customer_number_rules(app, kind, operator, number, ok):
+    with app.app_context():
+        assert (client.validate_customer_number(kind, operator, number) is None) is ok
+
+
+def test_built_in_router_orders_by_cost_and_keeps_only_usable_configs(app):
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        a = service.add_config(uow, "sandbox", "A")
+        b = service.add_config(uow, "sandbox", "B")
+        off = service.add_config(uow, "sandbox", "Off", enabled=False)
+        uow.commit()
+        routes = [client.Route(a.id, "sandbox", "TEL10", 10_400), client.Route(b.id, "sandbox", "TEL10", 10_300),
+                  client.Route(off.id, "sandbox", "TEL10", 9_000)]
+        ordered = client.routes_for(uow, CallContext.system(tenant_id="ten_a"), "TEL10", routes)
+    assert [r.config_id for r in ordered] == [b.id, a.id]
+
+
+def test_built_in_pricing_adds_the_margin(app):
+    host = app.extensions["rop"].extras["plugins"]
+    assert host.hook.price_product(tenant_id="t", sku="TEL10", cost=10_000, currency="IDR",
+                                   product={"margin": 500}) == 10_500
