@@ -54,12 +54,19 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
 
         on_event(ctx, uow, message)  # a webhook delivery, in the same transaction
     app = current_app._get_current_object()
-    pending: list[dict] | None = getattr(uow, "_bus_pending", None)
-    if pending is None:
-        pending = []
-        uow._bus_pending = pending  # type: ignore[attr-defined]
-        uow.after_commit(lambda: relay(app, pending))
-    pending.append(envelope)
+    # One relay per transaction for all its messages; a new one after a commit or a rollback
+    # (both drop the unit of work's callbacks).
+    batch = getattr(uow, "_bus_relay", None)
+    if batch is None or batch[1] not in uow._after_commit:
+        pending: list[dict] = []
+
+        def relay_batch() -> None:
+            relay(app, pending)
+
+        batch = (pending, relay_batch)
+        uow._bus_relay = batch  # type: ignore[attr-defined]
+        uow.after_commit(relay_batch)
+    batch[0].append(envelope)
     return message
 
 

@@ -61,6 +61,21 @@ def test_rollback_of_the_state_change_leaves_no_message(bus_app):
     assert _queued(bus_app) == 0
 
 
+def test_a_unit_of_work_relays_again_after_a_rollback_or_a_commit(bus_app):
+    with bus_app.app_context(), unit_of_work(bus_app.extensions["rop"].db) as uow:
+        publish(CTX, uow, Ping(n=1))
+        uow.rollback()
+        publish(CTX, uow, Ping(n=2))
+        publish(CTX, uow, Ping(n=3))
+        uow.commit()
+        assert _queued(bus_app) == 2
+        publish(CTX, uow, Ping(n=4))
+        uow.commit()
+    assert _queued(bus_app) == 3
+    assert _count(bus_app, OutboxMessage) == 3
+    assert _count(bus_app, OutboxMessage, OutboxMessage.published_at.is_(None)) == 0
+
+
 def test_a_committed_event_is_relayed_marked_and_handled_once(bus_app):
     message = _publish(bus_app, 1)
     assert _queued(bus_app) == 1
