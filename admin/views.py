@@ -361,6 +361,80 @@ def delivery_resend(tenant_id: str, delivery_id: str):
     return redirect(url_for("rop_admin.deliveries", tenant=tenant_id))
 
 
+# -- wallets (balances, statement, top-up as a ledger posting) ------------------------------
+def _tenant_ctx(tenant_id: str) -> CallContext:
+    return CallContext.system(actor=admin_ctx().actor, tenant_id=tenant_id)
+
+
+@bp.route("/wallets")
+def wallets():
+    """A tenant's wallets and balances (through the wallets service)."""
+    from hub.db import unit_of_work
+    from hub.tenancy.service import list_tenants
+    from hub.wallets.client import wallet_view
+    from hub.wallets.service import get_main_wallet, list_wallets
+
+    # The tenant's main wallet is created on first access: that write commits in its own
+    # unit of work, before this GET's read-only session opens.
+    with unit_of_work(current_state().db) as write:
+        all_tenants = list_tenants(write)
+        tenant_ids = {t.id for t in all_tenants}
+        tenant_id = request.args.get("tenant") or (all_tenants[0].id if all_tenants else None)
+        if tenant_id in tenant_ids:
+            get_main_wallet(_tenant_ctx(tenant_id), write)
+            write.commit()
+        tenants_view = [{"id": t.id, "name": t.name} for t in all_tenants]
+    rows = []
+    if tenant_id:
+        found, _ = list_wallets(_tenant_ctx(tenant_id), request_uow(), limit=200)
+        rows = [wallet_view(w) for w in found]
+    return render_template("rop_admin/wallets.html", tenants=tenants_view, tenant_id=tenant_id, wallets=rows)
+
+
+@bp.route("/wallets/<tenant_id>/<wallet_id>")
+def wallet_detail(tenant_id: str, wallet_id: str):
+    """A wallet's balance and statement, and the top-up form (a fresh idempotency key per form)."""
+    import uuid
+
+    from hub.wallets.client import get_wallet
+    from hub.wallets.service import statement
+
+    uow = request_uow()
+    ctx = _tenant_ctx(tenant_id)
+    wallet = get_wallet(ctx, uow, wallet_id)
+    entries, _ = statement(ctx, uow, wallet_id, limit=500)
+    return render_template("rop_admin/wallet.html", tenant_id=tenant_id, wallet=wallet, entries=entries,
+                           topup_ref=f"admin-topup-{uuid.uuid4().hex}")
+
+
+@bp.route("/wallets/<tenant_id>/<wallet_id>/topup", methods=["POST"])
+@role_required("operator")
+def wallet_topup(tenant_id: str, wallet_id: str):
+    """Top up: a ledger posting from the funding account, with a reason (in the audit log)."""
+    from hub.errors import ValidationFailed
+    from hub.tenancy.service import record_audit
+    from hub.wallets.service import topup
+
+    reason = (request.form.get("reason") or "").strip()
+    if not reason:
+        raise ValidationFailed("a top-up needs a reason", errors={"reason": ["required"]})
+    try:
+        amount = int(request.form.get("amount", ""))
+    except ValueError:
+        raise ValidationFailed("the amount must be a whole number of minor units",
+                               errors={"amount": ["invalid"]}) from None
+    ctx = _tenant_ctx(tenant_id)
+    uow = request_uow()
+    result = topup(ctx, uow, wallet_id, amount, request.form.get("ref") or "")
+    if not result["replayed"]:
+        record_audit(ctx, uow, "wallet.topped_up", tenant_id=tenant_id, target_type="wallet",
+                     target_id=wallet_id, after={"amount": amount, "currency": result["currency"],
+                                                 "journal_id": result["journal_id"], "reason": reason})
+    uow.commit()
+    flash(f"Topped up {amount} {result['currency']} (journal {result['journal_id']}).", "ok")
+    return redirect(url_for("rop_admin.wallet_detail", tenant_id=tenant_id, wallet_id=wallet_id))
+
+
 # -- audit log (read-only) ------------------------------------------------------------------
 @bp.route("/audit")
 def audit():

@@ -107,3 +107,20 @@ def test_create_a_tenant_and_a_client_and_see_the_secret_once(app, live_server, 
     browser.get(tenant_url)
     assert secret not in browser.page_source
     browser.save_screenshot(str(artifacts_dir / "admin-tenant.png"))
+
+
+def test_top_up_a_wallet_and_see_the_statement(app, live_server, browser, artifacts_dir, admin_kit,
+                                               tenant_factory):
+    from selenium.webdriver.common.by import By
+
+    tenant = tenant_factory()
+    _login(browser, live_server, admin_kit.make_admin(app), admin_kit.PASSWORD)
+    browser.get(f"{live_server}/admin/wallets?tenant={tenant.id}")
+    browser.find_element(By.CLASS_NAME, "wallet-link").click()
+    browser.find_element(By.ID, "topup-amount").send_keys("250000")
+    browser.find_element(By.ID, "topup-reason").send_keys("opening float")
+    browser.find_element(By.ID, "topup").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "available").text == "250000", "the balance did not change")
+    statement = browser.find_element(By.ID, "statement").text
+    assert "topup" in statement and "250000" in statement
+    browser.save_screenshot(str(artifacts_dir / "admin-wallet-statement.png"))

@@ -1,0 +1,57 @@
+"""Wallets in the admin UI: balances, statement, top-ups as ledger postings with a reason."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from hub.db import unit_of_work
+
+
+def _wallet_page(client, tenant):
+    page = client.get(f"/admin/wallets?tenant={tenant.id}").get_data(as_text=True)
+    return re.search(r'href="(/admin/wallets/[^"]+)"', page).group(1)
+
+
+def test_a_topup_is_a_ledger_posting_with_a_reason_and_shows_in_the_statement(app, client, admin_kit,
+                                                                              tenant_factory):
+    from hub.tenancy.models import AuditEntry
+    from hub.wallets.service import verify_ledger
+
+    tenant = tenant_factory()
+    admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
+    path = _wallet_page(client, tenant)
+    page = client.get(path).get_data(as_text=True)
+    token = admin_kit.csrf_from(client, path)
+    ref = re.search(r'name="ref" value="([^"]+)"', page).group(1)
+    form = {"csrf_token": token, "ref": ref, "amount": "150000", "reason": "bank transfer 42"}
+    assert client.post(path + "/topup", data=form).status_code == 302
+    assert client.post(path + "/topup", data=form).status_code == 302  # a double submit: same key
+    page = client.get(path).get_data(as_text=True)
+    assert 'id="available">150000<' in page
+    assert page.count("<td>topup</td>") == 1
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        assert verify_ledger(uow)["ok"]
+        entries = [e.after for e in uow.session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "wallet.topped_up"))]
+    assert len(entries) == 1 and entries[0]["reason"] == "bank transfer 42"
+
+
+def test_a_topup_without_a_reason_or_with_a_bad_amount_posts_nothing(app, client, admin_kit, tenant_factory):
+    tenant = tenant_factory()
+    admin_kit.login(client, admin_kit.make_admin(app))
+    path = _wallet_page(client, tenant)
+    token = admin_kit.csrf_from(client, path)
+    for form in ({"amount": "100", "reason": ""}, {"amount": "-5", "reason": "x"}, {"amount": "ten", "reason": "x"}):
+        response = client.post(path + "/topup", data={"csrf_token": token, "ref": "k1", **form},
+                               follow_redirects=True)
+        assert response.status_code == 200
+    assert 'id="available">0<' in client.get(path).get_data(as_text=True)
+
+
+def test_another_tenants_wallet_is_not_found(app, client, admin_kit, tenant_factory):
+    one, two = tenant_factory(), tenant_factory()
+    admin_kit.login(client, admin_kit.make_admin(app))
+    path = _wallet_page(client, one)
+    wallet_id = path.rsplit("/", 1)[1]
+    assert client.get(f"/admin/wallets/{two.id}/{wallet_id}").status_code == 404
