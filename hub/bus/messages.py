@@ -123,3 +123,6 @@ class Event(Message):
 
     kind: ClassVar[str] = "event"
     queue: ClassVar[str] = "events"
+    #: Whether the tenant sees it (``GET /v1/events`` and webhooks). Set ``public = False`` on
+    #: internal events (e.g. carrying provider costs); subscribers get them either way.
+    public: ClassVar[bool] = True

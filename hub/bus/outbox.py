@@ -47,7 +47,7 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
     envelope = message.envelope()
     uow.session.add(OutboxMessage(id=message.id, type=message.type, kind=message.kind,
                                   tenant_id=message.tenant_id, envelope=envelope))
-    if isinstance(message, Event) and message.tenant_id:
+    if isinstance(message, Event) and message.tenant_id and message.public:
         uow.session.add(TenantEvent(id=message.id, tenant_id=message.tenant_id, type=message.type,
                                     envelope=_public_envelope(envelope), occurred_at=message.occurred_at))
         from hub.bus.webhooks import on_event

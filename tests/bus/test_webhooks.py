@@ -165,3 +165,21 @@ def test_the_events_feed_pages_by_cursor_filters_by_type_and_is_per_tenant(bus_a
     assert all(e["correlation_id"] for e in echoed)
     assert client.get("/v1/events", headers=other.headers).get_json()["items"] == []
     assert client.get("/v1/events").status_code == 401
+
+
+def test_internal_events_stay_out_of_the_feed_and_webhooks(bus_app, client, tenant_factory, receiver_factory):
+    from hub.bus import Event
+
+    class Internal(Event):
+        type = "bus_test.internal"
+        public = False
+
+    tenant = tenant_factory(scopes=SCOPES)
+    receiver = receiver_factory()
+    _set_hook(client, tenant, receiver.url)
+    with bus_app.app_context(), unit_of_work(bus_app.extensions["rop"].db) as uow:
+        publish(tenant.ctx, uow, Internal())
+        uow.commit()
+    make_worker(bus_app).work(burst=True)
+    assert client.get("/v1/events", headers=tenant.headers).get_json()["items"] == []
+    assert receiver.requests == []
