@@ -226,7 +226,7 @@ class LiveServer:
 
         self.server = make_server(host, port, wsgi_app, threaded=True)
         self.url = f"http://{host}:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> Self:
         self.thread.start()

@@ -1,0 +1,1 @@
+"""Digiflazz provider plugin for ROP Hub, with a local simulator of its protocol."""
