@@ -435,6 +435,91 @@ def wallet_topup(tenant_id: str, wallet_id: str):
     return redirect(url_for("rop_admin.wallet_detail", tenant_id=tenant_id, wallet_id=wallet_id))
 
 
+# -- provider configurations (credentials write-only, masked, encrypted by the service) -------
+def _parse_pairs(text: str, what: str) -> dict[str, Any]:
+    """``key=value`` lines into a dict (numbers stay strings: the provider's schema converts)."""
+    from hub.errors import ValidationFailed
+
+    out: dict[str, Any] = {}
+    for line in (text or "").splitlines():
+        if not line.strip():
+            continue
+        if "=" not in line:
+            raise ValidationFailed(f"{what}: one key=value per line", errors={what: ["malformed line"]})
+        key, value = line.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _provider_codes() -> list[str]:
+    host = current_state().extras.get("plugins")
+    return sorted(getattr(host, "providers", {}) or {})
+
+
+@bp.route("/providers")
+def providers():
+    """Provider configurations, credentials masked (the service decrypts only to mask)."""
+    from hub.providers.service import list_configs, masked
+
+    rows = [masked(row) for row in list_configs(request_uow())]
+    return render_template("rop_admin/providers.html", configs=rows, codes=_provider_codes())
+
+
+@bp.route("/providers/new", methods=["POST"])
+@role_required("admin")
+def provider_create():
+    """Add a configuration; credentials are encrypted by the providers service, never echoed."""
+    from hub.providers.service import add_config
+    from hub.tenancy.service import record_audit
+
+    credentials = _parse_pairs(request.form.get("credentials", ""), "credentials")
+    settings = _parse_pairs(request.form.get("settings", ""), "settings")
+    uow = request_uow()
+    row = add_config(uow, request.form.get("provider_code", ""), request.form.get("name", ""),
+                     settings=settings, credentials=credentials,
+                     tenant_id=request.form.get("tenant_id") or None)
+    record_audit(admin_ctx(), uow, "provider_config.created", tenant_id=row.tenant_id,
+                 target_type="provider_config", target_id=row.id,
+                 after={"provider_code": row.provider_code, "name": row.name, "settings": settings,
+                        "credential_keys": sorted(credentials)})
+    uow.commit()
+    flash(f"Provider configuration {row.id} added.", "ok")
+    return redirect(url_for("rop_admin.providers"))
+
+
+@bp.route("/providers/<config_id>/credentials", methods=["POST"])
+@role_required("admin")
+def provider_credentials(config_id: str):
+    """Replace a configuration's credentials (write-only: the form is never pre-filled)."""
+    from hub.providers.service import set_credentials
+    from hub.tenancy.service import record_audit
+
+    credentials = _parse_pairs(request.form.get("credentials", ""), "credentials")
+    uow = request_uow()
+    row = set_credentials(uow, config_id, credentials)
+    record_audit(admin_ctx(), uow, "provider_config.credentials_set", tenant_id=row.tenant_id,
+                 target_type="provider_config", target_id=row.id, after={"credential_keys": sorted(credentials)})
+    uow.commit()
+    flash(f"Credentials of {row.id} replaced.", "ok")
+    return redirect(url_for("rop_admin.providers"))
+
+
+@bp.route("/providers/<config_id>/enabled", methods=["POST"])
+@role_required("operator")
+def provider_enabled(config_id: str):
+    """The kill switch: enable or disable a configuration."""
+    from hub.providers.service import set_enabled
+    from hub.tenancy.service import record_audit
+
+    enabled = request.form.get("enabled") == "1"
+    uow = request_uow()
+    row = set_enabled(uow, config_id, enabled)
+    record_audit(admin_ctx(), uow, f"provider_config.{'enabled' if enabled else 'disabled'}",
+                 tenant_id=row.tenant_id, target_type="provider_config", target_id=row.id)
+    uow.commit()
+    return redirect(url_for("rop_admin.providers"))
+
+
 # -- audit log (read-only) ------------------------------------------------------------------
 @bp.route("/audit")
 def audit():

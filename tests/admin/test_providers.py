@@ -1,0 +1,44 @@
+"""Provider configurations in the admin UI: credentials write-only, masked, encrypted, audited."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from hub.db import unit_of_work
+
+SECRET = "super-secret-callback-key-123456"
+
+
+def test_credentials_are_written_encrypted_shown_masked_and_never_audited(app, client, admin_kit):
+    from hub.tenancy.models import AuditEntry
+
+    admin_kit.login(client, admin_kit.make_admin(app))
+    token = admin_kit.csrf_from(client, "/admin/providers")
+    response = client.post("/admin/providers/new", data={
+        "csrf_token": token, "provider_code": "sandbox", "name": "Sandbox A",
+        "settings": "latency_ms=5", "credentials": f"callback_secret={SECRET}"}, follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Sandbox A" in page
+    assert SECRET not in page and "****56" in page
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        entry = uow.session.scalar(select(AuditEntry).where(AuditEntry.action == "provider_config.created"))
+        assert SECRET not in str(entry.after) and entry.after["credential_keys"] == ["callback_secret"]
+        rows = uow.session.execute(select(AuditEntry.after)).scalars().all()
+    assert all(SECRET not in str(r) for r in rows)
+
+
+def test_an_operator_may_flip_the_kill_switch_but_not_touch_credentials(app, client, admin_kit):
+    from hub.providers.service import add_config, list_configs
+
+    with app.test_request_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        config_id = add_config(uow, "sandbox", "Sandbox B").id
+        uow.commit()
+    admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
+    token = admin_kit.csrf_from(client, "/admin/providers")
+    assert client.post(f"/admin/providers/{config_id}/credentials",
+                       data={"csrf_token": token, "credentials": "callback_secret=x"}).status_code == 403
+    assert client.post("/admin/providers/new", data={"csrf_token": token, "provider_code": "sandbox",
+                                                     "name": "no"}).status_code == 403
+    assert client.post(f"/admin/providers/{config_id}/enabled",
+                       data={"csrf_token": token, "enabled": "0"}).status_code == 302
+    with app.test_request_context(), unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        assert [c.enabled for c in list_configs(uow)] == [False]
