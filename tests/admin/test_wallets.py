@@ -55,3 +55,16 @@ def test_another_tenants_wallet_is_not_found(app, client, admin_kit, tenant_fact
     path = _wallet_page(client, one)
     wallet_id = path.rsplit("/", 1)[1]
     assert client.get(f"/admin/wallets/{two.id}/{wallet_id}").status_code == 404
+
+
+def test_the_dashboard_shows_wallet_totals(app, client, admin_kit, tenant_factory):
+    from hub.wallets.service import topup
+
+    one, two = tenant_factory(), tenant_factory()
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        topup(one.ctx, uow, None, 700, "t1")
+        topup(two.ctx, uow, None, 300, "t2")
+        uow.commit()
+    admin_kit.login(client, admin_kit.make_admin(app))
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "<td>IDR</td><td>2</td><td>1000</td><td>0</td>" in page
