@@ -5,8 +5,17 @@ from __future__ import annotations
 from hub.plugins.manager import PluginHost, PluginLoadError, build_plugin_manager, plugin_host
 from hub.plugins.markers import hookimpl, hookspec
 
-__all__ = ["PluginHost", "PluginLoadError", "build_plugin_manager", "hookimpl", "hookspec",
-           "init_app", "plugin_host", "register_admin_views"]
+__all__ = [
+    "PluginHost",
+    "PluginLoadError",
+    "build_plugin_manager",
+    "dispatch_to_plugins",
+    "hookimpl",
+    "hookspec",
+    "init_app",
+    "plugin_host",
+    "register_admin_views",
+]
 
 
 def init_app(app, api) -> None:
@@ -16,6 +25,21 @@ def init_app(app, api) -> None:
     for blueprints in host.hook.register_blueprints(app=app):
         for blueprint in blueprints or []:
             app.register_blueprint(blueprint)
+    if host.hook.handle_event.get_hookimpls():  # no extra job per event unless a plugin listens
+        from hub.bus import add_global_listener
+
+        add_global_listener(app, dispatch_to_plugins)
+
+
+def dispatch_to_plugins(ctx, uow, message) -> None:
+    """The bus's global listener: hand every event to the ``handle_event`` hook."""
+    if getattr(message, "kind", None) != "event":
+        return
+    from flask import current_app
+
+    host = plugin_host(current_app)
+    host.hook.handle_event(event_type=message.type, payload=dict(message.payload),
+                           envelope=message.envelope())
 
 
 def register_admin_views(app, admin) -> None:
