@@ -93,4 +93,4 @@ def wallets_verify(as_json: bool) -> None:
                    f"{report['journals']} journals, {report['entries']} entries, "
                    f"{len(report['differences'])} differences")
     if not report["ok"]:
-        raise click.exceptions.Exit(1)
+        raise CliError(f"ledger mismatch: {len(report['differences'])} differences")
