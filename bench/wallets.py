@@ -1,0 +1,203 @@
+"""Holds per second through the wallets service against the same SQL issued directly via psycopg.
+
+Service: ``hub.wallets.client.place_hold`` in its own committed unit of work per hold
+(wallet row lock, idempotency-key look-up, savepoint, hold + journal + 2 entries, cached
+balances, the ``wallet.hold_placed`` event through the outbox, relayed to Redis after
+commit). Raw: the same statements (lock, key look-up, the four inserts, the balance
+update, the outbox and event-store inserts) written by hand with psycopg, one transaction
+per hold. Each with 1, 4 and 16 concurrent clients (threads, each with its own
+connection), all on one wallet (they queue on its row lock) and on one wallet each.
+Prints figures as it goes and, last, one JSON line.
+
+    .venv/bin/python bench/wallets.py [--holds N] [--admin-url postgresql://postgres@127.0.0.1:5432/postgres]
+
+Creates a scratch PostgreSQL database (dropped at the end) and its own embedded Redis.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from psycopg.types.json import Json
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from hub.app import create_app
+from hub.config import Config
+from hub.context import CallContext
+from hub.db import new_id, unit_of_work, utcnow
+from hub.embedded_redis import EmbeddedRedis, free_port
+from hub.migrate import upgrade
+from hub.wallets import client, service
+
+SCOPES = frozenset({"wallets:read", "wallets:write", "wallets:topup"})
+CLIENTS = (1, 4, 16)
+FUNDS = 10**12
+
+
+def setup_wallets(app, tenant: str, n: int) -> list[str]:
+    ctx = CallContext(tenant_id=tenant, client_id="bench", scopes=SCOPES)
+    db = app.extensions["rop"].db
+    ids = []
+    with app.app_context(), unit_of_work(db) as uow:
+        ids.append(service.get_main_wallet(ctx, uow).id)
+        ids += [service.create_wallet(ctx, uow, f"w{i}").id for i in range(n - 1)]
+        for wid in ids:
+            service.topup(ctx, uow, wid, FUNDS, f"seed-{wid}")
+        uow.commit()
+    return ids
+
+
+def run_threads(clients: int, per_client: int, work) -> float:
+    barrier = threading.Barrier(clients + 1)
+    errors: list[BaseException] = []
+
+    def body(i: int) -> None:
+        try:
+            prepared = work(i)
+            barrier.wait()
+            for j in range(per_client):
+                prepared(j)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return clients * per_client / elapsed
+
+
+def bench_service(app, tenant: str, wallets: list[str], clients: int, per_client: int, tag: str) -> float:
+    ctx = CallContext(tenant_id=tenant, client_id="bench", scopes=SCOPES)
+    db = app.extensions["rop"].db
+
+    def work(i: int):
+        wallet = wallets[i % len(wallets)]
+
+        def one(j: int) -> None:
+            with app.app_context(), unit_of_work(db) as uow:
+                client.place_hold(ctx, uow, wallet, 1, f"{tag}-{i}-{j}", reference="bench")
+                uow.commit()
+        return one
+
+    return run_threads(clients, per_client, work)
+
+
+def bench_raw(dsn: str, tenant: str, wallets: list[str], clients: int, per_client: int, tag: str) -> float:
+    def work(i: int):
+        wallet = wallets[i % len(wallets)]
+        conn = psycopg.connect(dsn)
+
+        def one(j: int) -> None:
+            key, now = f"{tag}-{i}-{j}", utcnow()
+            hold_id, journal_id, msg_id = new_id("hld"), new_id("jnl"), new_id("msg")
+            with conn.transaction():
+                cur = conn.cursor()
+                available, held, limit, currency = cur.execute(
+                    "SELECT available, held, overdraft_limit, currency FROM wallets "
+                    "WHERE tenant_id = %s AND id = %s FOR UPDATE", (tenant, wallet)).fetchone()
+                found = cur.execute("SELECT id, fingerprint, result FROM wallet_journals WHERE tenant_id = %s "
+                                    "AND kind = 'hold' AND idem_key = %s", (tenant, key)).fetchone()
+                if found is not None or available - 1 < -limit:
+                    raise RuntimeError("unexpected state")
+                cur.execute("INSERT INTO wallet_holds (id, tenant_id, wallet_id, amount, captured, reversed, "
+                            "currency, status, expires_at, reference, created_at, updated_at) VALUES "
+                            "(%s, %s, %s, 1, 0, 0, %s, 'placed', NULL, 'bench', %s, %s)",
+                            (hold_id, tenant, wallet, currency, now, now))
+                cur.execute("INSERT INTO wallet_journals (id, tenant_id, kind, idem_key, fingerprint, result, meta, "
+                            "created_at) VALUES (%s, %s, 'hold', %s, %s, %s, %s, %s)",
+                            (journal_id, tenant, key, "f" * 64, Json({"hold_id": hold_id}),
+                             Json({"hold_id": hold_id}), now))
+                cur.executemany("INSERT INTO wallet_entries (tenant_id, journal_id, wallet_id, account, amount, "
+                                "currency, balance_after, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                                [(tenant, journal_id, wallet, f"{wallet}:available", -1, currency, available - 1, now),
+                                 (tenant, journal_id, wallet, f"{wallet}:held", 1, currency, held + 1, now)])
+                cur.execute("UPDATE wallets SET available = %s, held = %s WHERE id = %s",
+                            (available - 1, held + 1, wallet))
+                envelope = Json({"id": msg_id, "type": "wallet.hold_placed", "payload": {"hold_id": hold_id}})
+                cur.execute("INSERT INTO bus_outbox (id, type, kind, tenant_id, envelope, created_at, published_at, "
+                            "publish_count) VALUES (%s, 'wallet.hold_placed', 'event', %s, %s, %s, NULL, 0)",
+                            (msg_id, tenant, envelope, now))
+                cur.execute("INSERT INTO bus_events (id, tenant_id, type, envelope, occurred_at) "
+                            "VALUES (%s, %s, 'wallet.hold_placed', %s, %s)", (msg_id, tenant, envelope, now))
+        return one
+
+    return run_threads(clients, per_client, work)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--holds", type=int, default=320, help="holds per measurement (split across clients)")
+    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args()
+
+    name = f"rop_bench_wallets_{uuid.uuid4().hex[:8]}"
+    admin_url = make_url(args.admin_url).set(drivername="postgresql+psycopg")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    database_url = admin_url.set(database=name).render_as_string(hide_password=False)
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    figures: dict[str, object] = {"holds_per_measurement": args.holds, "database": "postgresql",
+                                  "goal_ratio": 0.5}
+    try:
+        with tempfile.TemporaryDirectory(prefix="rop-bench-wallets-") as tmp:
+            redis_server = EmbeddedRedis(Path(tmp) / "redis", persist=False, port=free_port())
+            redis_url = redis_server.ensure_running()
+            try:
+                config = Config.from_env({}, instance_path=Path(tmp) / "instance", database_url=database_url,
+                                         redis_url=redis_url, log_format="console", log_level="ERROR")
+                upgrade(config.database_url)
+                app = create_app(config)
+                print(f"bench/wallets.py: {args.holds} holds per measurement, PostgreSQL, threads as clients",
+                      flush=True)
+                ratios = []
+                for clients in CLIENTS:
+                    per_client = max(1, args.holds // clients)
+                    for layout in ("one", "many"):
+                        tenant = f"ten_bench_{clients}_{layout}"
+                        wallets = setup_wallets(app, tenant, 1 if layout == "one" else clients)
+                        svc = bench_service(app, tenant, wallets, clients, per_client, "s")
+                        raw = bench_raw(dsn, tenant, wallets, clients, per_client, "r")
+                        ratio = svc / raw
+                        ratios.append(ratio)
+                        label = f"{clients}c_{layout}_wallet{'s' if layout == 'many' else ''}"
+                        print(f"{clients:>2} client(s), {layout} wallet(s): service {svc:7.0f} holds/s, "
+                              f"raw psycopg {raw:7.0f} holds/s, ratio {ratio:.2f} (goal >= 0.50)", flush=True)
+                        figures.update({f"service_{label}_per_s": round(svc, 1), f"raw_{label}_per_s": round(raw, 1),
+                                        f"ratio_{label}": round(ratio, 3)})
+                    with app.app_context(), unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+                        report = service.verify_ledger(uow)
+                    print(f"verify after {clients} client(s): {'ok' if report['ok'] else 'MISMATCH'} "
+                          f"({report['journals']} journals)", flush=True)
+                    figures[f"verify_ok_{clients}c"] = report["ok"]
+                figures["ratio_min"] = round(min(ratios), 3)
+                figures["goal_met"] = min(ratios) >= 0.5
+                app.extensions["rop"].close()
+            finally:
+                redis_server.stop()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    print(json.dumps(figures), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
