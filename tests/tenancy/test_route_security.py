@@ -13,13 +13,32 @@ import pytest
 
 from hub.app import create_app
 
+#: A factory may add a valid request body under this key, so that the walk reaches the
+#: ownership check of a route whose body is validated first.
+BODY = "__body__"
+
 #: rule -> factory(app, owner: TestTenant) returning the URL's path parameters for an
 #: object that ``owner`` owns. Each service adds its routes here.
 OWNED_OBJECTS: dict[str, Callable] = {
     "/v1/clients/<client_id>": lambda app, owner: {"client_id": owner.client_id},
     "/v1/webhook/deliveries/<delivery_id>": lambda app, owner: {"delivery_id": _bus_delivery(app, owner)},
     "/v1/webhook/deliveries/<delivery_id>/resend": lambda app, owner: {"delivery_id": _bus_delivery(app, owner)},
+    "/v1/wallets/<wallet_id>": lambda app, owner: {"wallet_id": _main_wallet(app, owner)},
+    "/v1/wallets/<wallet_id>/entries": lambda app, owner: {"wallet_id": _main_wallet(app, owner)},
+    "/v1/wallets/<wallet_id>/topups": lambda app, owner: {"wallet_id": _main_wallet(app, owner),
+                                                           BODY: {"amount": 100, "ref_id": "route-walk"}},
 }
+
+
+def _main_wallet(app, owner) -> str:
+    from hub.context import CallContext
+    from hub.db import unit_of_work
+    from hub.wallets import service
+
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        wallet_id = service.get_main_wallet(CallContext.system(tenant_id=owner.id), uow).id
+        uow.commit()
+    return wallet_id
 
 
 def _bus_delivery(app, owner) -> str:
@@ -76,12 +95,15 @@ def test_every_v1_route_with_ids_answers_404_to_another_tenant(app, client, tena
         if factory is None:
             missing.append(rule.rule)
             continue
-        url = _url(rule, factory(app, owner))
-        own = client.open(url, method=method, headers=owner.headers, json={})
-        assert own.status_code != 404, f"{method} {url}: the owner itself gets 404; the factory is wrong"
-        response = client.open(url, method=method, headers=intruder.headers, json={})
+        values = factory(app, owner)
+        body = values.pop(BODY, {})
+        url = _url(rule, values)
+        # The intruder goes first: the owner's call may use the body up (a ref_id, say).
+        response = client.open(url, method=method, headers=intruder.headers, json=body)
         assert response.status_code == 404, f"{method} {rule.rule}: another tenant got {response.status_code}"
         assert response.mimetype == "application/problem+json"
+        own = client.open(url, method=method, headers=owner.headers, json=body)
+        assert own.status_code != 404, f"{method} {url}: the owner itself gets 404; the factory is wrong"
     assert not missing, f"add an owned-object factory to OWNED_OBJECTS for: {sorted(set(missing))}"
 
 
