@@ -28,6 +28,7 @@ SERVICE_PACKAGES: tuple[str, ...] = (
     "hub.plugins",
     "hub.providers",
     "hub.wallets",
+    "hub.products",
 )
 
 

@@ -8,6 +8,8 @@ unit of work; nothing here commits.
     result = providers.check_status(uow, config_id, StatusRequest(...))
     result = providers.inquiry(uow, config_id, InquiryRequest(...))
     items  = providers.catalog(uow, config_id)
+    items  = providers.fetch_catalog(uow, config_id)   # raises CatalogUnavailable instead of []
+    info   = providers.get_config(uow, config_id)      # {"config_id", "provider_code", ...}
     result = providers.balance(uow, config_id)
     # callbacks: subscribe to hub.providers.messages.ProviderCallbackReceived
 """
@@ -20,7 +22,9 @@ from hub.context import CallContext
 from hub.db import UnitOfWork
 from hub.providers import service
 from hub.providers.contract import (
+    Capability,
     CatalogItem,
+    CatalogUnavailable,
     InquiryRequest,
     ProviderResult,
     PurchaseRequest,
@@ -28,9 +32,27 @@ from hub.providers.contract import (
     StatusRequest,
 )
 
-__all__ = ["CatalogItem", "InquiryRequest", "ProviderResult", "PurchaseRequest", "Route", "State",
-           "StatusRequest", "balance", "catalog", "check_status", "inquiry", "purchase",
-           "routes_for", "usable_configs", "validate_customer_number"]
+__all__ = [
+    "CatalogItem",
+    "CatalogUnavailable",
+    "InquiryRequest",
+    "ProviderResult",
+    "PurchaseRequest",
+    "Route",
+    "State",
+    "StatusRequest",
+    "balance",
+    "catalog",
+    "check_status",
+    "fetch_catalog",
+    "get_config",
+    "inquiry",
+    "list_configs",
+    "purchase",
+    "routes_for",
+    "usable_configs",
+    "validate_customer_number",
+]
 
 
 @dataclass
@@ -42,10 +64,18 @@ class Route:
     health: dict[str, Any] = field(default_factory=dict)
 
 
-def usable_configs(uow: UnitOfWork, tenant_id: str, provider_codes: list[str] | None = None) -> list[dict]:
-    """Enabled, tenant-enabled, healthy configurations: ``[{"config_id", "provider_code"}]``."""
-    return [{"config_id": r.id, "provider_code": r.provider_code}
-            for r in service.usable_configs(uow, tenant_id, provider_codes=provider_codes)]
+def usable_configs(uow: UnitOfWork, tenant_id: str, provider_codes: list[str] | None = None, *,
+                   healthy_only: bool = True) -> list[dict]:
+    """Enabled, tenant-enabled configurations: ``[{"config_id", "provider_code", "healthy"}]``;
+    only the healthy ones (circuit breaker not open) unless ``healthy_only=False``."""
+    from hub.providers import health
+    from hub.providers.service import _state
+
+    redis = _state().redis
+    rows = service.usable_configs(uow, tenant_id, provider_codes=provider_codes, healthy_only=False)
+    found = [{"config_id": r.id, "provider_code": r.provider_code,
+              "healthy": health.breaker_state(redis, r.id) != "open"} for r in rows]
+    return [c for c in found if c["healthy"] or not healthy_only]
 
 
 def routes_for(uow: UnitOfWork, ctx: CallContext, sku: str, candidates: list[Route]) -> list[Route]:
@@ -91,3 +121,39 @@ def catalog(uow: UnitOfWork, config_id: str) -> list[CatalogItem]:
 
 def balance(uow: UnitOfWork, config_id: str) -> ProviderResult:
     return service.call_provider(uow, config_id, "balance")
+
+
+def fetch_catalog(uow: UnitOfWork, config_id: str) -> list[CatalogItem]:
+    """The complete catalog of a configuration, or :class:`CatalogUnavailable` — never a
+    partial or empty list standing for a failure (a switched-off configuration, an open
+    breaker, a provider error all raise). The products service syncs through this."""
+    try:
+        result = service.call_provider(uow, config_id, "catalog")
+    except CatalogUnavailable:
+        raise
+    except Exception as exc:  # a plugin error: the catalog is not known, say so
+        raise CatalogUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    if result.state is not State.SUCCESS:
+        raise CatalogUnavailable(result.message or f"catalog call {result.state.value}")
+    return list(result.data.get("items", []))
+
+
+def _config_info(row) -> dict[str, Any]:
+    from hub.providers.service import _host
+
+    cls = _host().providers.get(row.provider_code)
+    return {"config_id": row.id, "provider_code": row.provider_code, "tenant_id": row.tenant_id,
+            "name": row.name, "enabled": row.enabled, "installed": cls is not None,
+            "catalog": cls is not None and Capability.CATALOG in cls.capabilities}
+
+
+def get_config(uow: UnitOfWork, config_id: str) -> dict[str, Any]:
+    """``{config_id, provider_code, tenant_id, name, enabled, installed, catalog}`` (no
+    credentials); ``catalog`` says whether the provider can list its catalog.
+    :raise hub.errors.NotFound: no such configuration."""
+    return _config_info(service.get_config(uow, config_id))
+
+
+def list_configs(uow: UnitOfWork) -> list[dict[str, Any]]:
+    """Every configuration, as :func:`get_config` describes it (oldest first)."""
+    return [_config_info(row) for row in service.list_configs(uow)]

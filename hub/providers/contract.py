@@ -112,6 +112,12 @@ class ProviderConfigView:
     allow_private: bool = False
 
 
+class CatalogUnavailable(Exception):
+    """``catalog`` raises this when it cannot return the provider's complete catalog (an
+    error answer, a timeout, one of several price lists missing). Returning a partial or
+    empty list instead would make the hub mark the missing products as vanished."""
+
+
 class CallbackRejected(Exception):
     """``parse_callback`` raises this when a callback is not authentic or not readable."""
 
@@ -137,7 +143,8 @@ class Provider(ABC):
 
     @abstractmethod
     def catalog(self) -> list[CatalogItem]:
-        """Every product the provider sells, with its cost."""
+        """Every product the provider sells, with its cost. :raise CatalogUnavailable: when
+        the complete catalog cannot be read (never return a partial list)."""
 
     @abstractmethod
     def purchase(self, request: PurchaseRequest) -> ProviderResult:

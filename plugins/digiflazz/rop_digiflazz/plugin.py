@@ -21,6 +21,7 @@ from hub.providers.contract import (
     CallbackRejected,
     Capability,
     CatalogItem,
+    CatalogUnavailable,
     InquiryRequest,
     Provider,
     ProviderResult,
@@ -132,7 +133,9 @@ class DigiflazzProvider(Provider):
             data, failure = self._post("/v1/price-list", {"cmd": cmd, "username": self.opts["username"],
                                                           "sign": self._sign("pricelist")})
             if failure is not None or not isinstance(data, list):
-                continue
+                # Half a catalog would make the hub mark the other half vanished.
+                reason = failure.message if failure is not None else "unreadable price list"
+                raise CatalogUnavailable(f"{cmd} price list: {reason}")
             for row in data:
                 cost = _int(row.get("price")) if not postpaid else _int(row.get("admin"))
                 if cost is None or not row.get("buyer_sku_code"):

@@ -13,6 +13,7 @@ except ``fault`` settings: ``fail_next`` (list of HTTP statuses to answer next, 
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
@@ -56,6 +57,9 @@ class DigiflazzSimulator:
         self.transactions: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []
         self.webhooks_sent: list[dict[str, Any]] = []
+        #: the price lists this simulator serves (tests change prices or remove items here)
+        self.prepaid_list: list[dict[str, Any]] = copy.deepcopy(PRICE_LIST)
+        self.pasca_list: list[dict[str, Any]] = copy.deepcopy(PASCA_LIST)
         self.fail_next: list[int] = []
         self.slow_next = 0.0
         self.lock = threading.Lock()
@@ -103,7 +107,7 @@ class DigiflazzSimulator:
     def price_list(self, body: dict):
         if not self._signed(body, "pricelist"):
             return {"rc": "41", "message": "Signature Anda salah"}, 400
-        return (PASCA_LIST if body.get("cmd") == "pasca" else PRICE_LIST), 200
+        return (self.pasca_list if body.get("cmd") == "pasca" else self.prepaid_list), 200
 
     def balance(self, body: dict):
         if not self._signed(body, "depo"):
@@ -135,7 +139,7 @@ class DigiflazzSimulator:
                             "message": "Tagihan belum tersedia"}, 200
                 existing.update(rc="00", status="Sukses", message="Pembayaran sukses", sn=uuid.uuid4().hex[:12])
                 return dict(existing), 200
-            item = next((p for p in PRICE_LIST if p["buyer_sku_code"] == sku), None)
+            item = next((p for p in self.prepaid_list if p["buyer_sku_code"] == sku), None)
             if item is None:
                 return {"ref_id": ref_id, "rc": "40", "status": "Gagal",
                         "message": "SKU tidak ditemukan"}, 400

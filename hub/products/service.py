@@ -1,0 +1,216 @@
+"""Use-cases of the products service: reading the catalog with a tenant's prices, and the
+catalog cache. Catalog sync is in :mod:`hub.products.sync`, pricing rules in
+:mod:`hub.products.rules`.
+
+Availability is derived, per tenant: a product is ``active`` for a tenant when its status
+is ``active`` and at least one of its active offers is on a provider configuration that
+the tenant may use and whose circuit breaker is not open. Cost is never shown to tenants.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Select, func, or_, select
+
+from hub.context import CallContext
+from hub.db import UnitOfWork
+from hub.errors import NotFound, ValidationFailed
+from hub.products import pricing
+from hub.products.models import Offer, Product
+from hub.providers import client as providers
+
+#: Redis key of the catalog version: bumped after every committed change of products,
+#: offers or price rules. It is part of every cache key, so all web processes stop using
+#: older cached pages at once.
+VERSION_KEY = "rop:products:version"
+CACHE_PREFIX = "rop:products:cache"
+#: Seconds a cached page lives at most (a lost version bump heals within this time).
+CACHE_TTL = 300
+
+
+def _state():
+    return current_app.extensions["rop"]
+
+
+def _hook():
+    return _state().extras["plugins"].hook
+
+
+# -- the catalog version and the cache ---------------------------------------------------------
+def bump_version(uow: UnitOfWork) -> None:
+    """Invalidate every cached catalog read once ``uow`` commits (in every process)."""
+    redis = _state().redis
+    uow.after_commit(lambda: redis.incr(VERSION_KEY))
+
+
+def catalog_version() -> int:
+    return int(_state().redis.get(VERSION_KEY) or 0)
+
+
+def _cache_key(tenant_id: str, configs: dict[str, bool], what: str, version: int) -> str:
+    fingerprint = hashlib.sha1(json.dumps([sorted(configs.items()), what], separators=(",", ":"))
+                               .encode()).hexdigest()
+    return f"{CACHE_PREFIX}:{version}:{tenant_id}:{fingerprint}"
+
+
+def cached(ctx: CallContext, uow: UnitOfWork, what: str, build) -> bytes:
+    """The JSON of ``build(configs)`` for this tenant, through the Redis cache.
+
+    The key holds the catalog version (bumped on every change), the tenant, and the state of
+    the tenant's provider configurations (usable and healthy: the kill switch and circuit
+    breakers change availability without changing the catalog), so a cached answer is
+    never served after a change another process committed.
+    """
+    redis = _state().redis
+    version = catalog_version()
+    configs = tenant_configs(uow, _tenant(ctx))
+    key = _cache_key(ctx.tenant_id, configs, what, version)
+    hit = redis.get(key)
+    if hit is not None:
+        return hit
+    body = json.dumps(build(configs), separators=(",", ":")).encode()
+    redis.set(key, body, ex=CACHE_TTL)
+    return body
+
+
+# -- reading ------------------------------------------------------------------------------------
+def _tenant(ctx: CallContext) -> str:
+    if ctx.tenant_id is None:
+        raise NotFound("no tenant in this call's context")
+    return ctx.tenant_id
+
+
+def tenant_configs(uow: UnitOfWork, tenant_id: str) -> dict[str, bool]:
+    """The provider configurations ``tenant_id`` may use: ``{config_id: healthy}``."""
+    return {c["config_id"]: c["healthy"] for c in providers.usable_configs(uow, tenant_id, healthy_only=False)}
+
+
+def public_view(product: Product) -> dict[str, Any]:
+    return {"code": product.code, "name": product.name, "category": product.category_code,
+            "brand": product.brand_code, "type": product.type, "nominal": product.nominal,
+            "description": product.description, "currency": product.currency}
+
+
+def sale_views(ctx: CallContext, uow: UnitOfWork, products: list[Product], *,
+               configs: dict[str, bool] | None = None, with_offers: bool = True) -> list[dict[str, Any]]:
+    """Each product as the tenant of ``ctx`` may buy it: the public fields, ``price`` (this
+    tenant's), ``active`` and — for other services only, never the API — its active
+    ``offers`` on configurations the tenant may use (any health), preferred first.
+    ``price`` is None only when no such offer exists at all."""
+    tenant_id = _tenant(ctx)
+    if configs is None:
+        configs = tenant_configs(uow, tenant_id)
+    offers_by_product: dict[str, list[Offer]] = defaultdict(list)
+    ids = [p.id for p in products]
+    for chunk in _chunks(ids, 500):
+        for offer in uow.session.scalars(select(Offer).where(Offer.product_id.in_(chunk),
+                                                             Offer.status == "active")):
+            if offer.config_id in configs:
+                offers_by_product[offer.product_id].append(offer)
+    rules = pricing.load_rulebook(uow, tenant_id)
+    hook = _hook()
+    views = []
+    for product in products:
+        own = sorted(offers_by_product.get(product.id, ()), key=lambda o: (o.priority, o.cost, o.id))
+        healthy = [o for o in own if configs[o.config_id]]
+        basis = healthy or own
+        view = public_view(product)
+        view["active"] = product.status == "active" and bool(healthy)
+        view["price"] = (pricing.tenant_price(hook, tenant_id, view, min(o.cost for o in basis), rules)
+                         if basis else None)
+        if with_offers:
+            view["offers"] = [{"config_id": o.config_id, "provider_code": o.provider_code,
+                               "provider_sku": o.provider_sku, "cost": o.cost, "priority": o.priority}
+                              for o in own]
+        views.append(view)
+    return views
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def get_product(uow: UnitOfWork, code: str) -> Product | None:
+    return uow.session.scalar(select(Product).where(Product.code == code))
+
+
+def for_sale(ctx: CallContext, uow: UnitOfWork, codes: list[str]) -> dict[str, dict[str, Any]]:
+    """:func:`sale_views` of the products with these codes, by code (unknown codes left out)."""
+    products: list[Product] = []
+    for chunk in _chunks(sorted(set(codes)), 500):
+        products.extend(uow.session.scalars(select(Product).where(Product.code.in_(chunk))))
+    return {v["code"]: v for v in sale_views(ctx, uow, products)}
+
+
+def encode_cursor(code: str) -> str:
+    return base64.urlsafe_b64encode(code.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValidationFailed("invalid cursor", errors={"cursor": ["invalid"]}) from None
+
+
+def _filtered(category: str | None, brand: str | None, type_: str | None, q: str | None) -> Select:
+    stmt = select(Product).where(Product.status != "disabled")
+    if category:
+        stmt = stmt.where(Product.category_code == category)
+    if brand:
+        stmt = stmt.where(Product.brand_code == brand)
+    if type_:
+        stmt = stmt.where(Product.type == type_)
+    if q:
+        like = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(or_(func.lower(Product.name).like(like, escape="\\"),
+                              func.lower(Product.code).like(like, escape="\\")))
+    return stmt
+
+
+def list_products(ctx: CallContext, uow: UnitOfWork, *, category: str | None = None, brand: str | None = None,
+                  type_: str | None = None, q: str | None = None, active: bool | None = None,
+                  cursor: str | None = None, limit: int = 50,
+                  configs: dict[str, bool] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the catalog (ordered by code) with this tenant's prices; disabled products
+    are left out. ``active`` filters on this tenant's availability.
+
+    :returns: ``(items, next_cursor)``; items carry no cost and no offers.
+    """
+    _tenant(ctx)
+    if configs is None:
+        configs = tenant_configs(uow, ctx.tenant_id)
+    after = decode_cursor(cursor) if cursor else None
+    items: list[dict[str, Any]] = []
+    # With an ``active`` filter a page is filled from as many batches as it takes.
+    while len(items) <= limit:
+        stmt = _filtered(category, brand, type_, q).order_by(Product.code).limit(limit + 1)
+        if after is not None:
+            stmt = stmt.where(Product.code > after)
+        batch = list(uow.session.scalars(stmt))
+        if not batch:
+            break
+        views = sale_views(ctx, uow, batch, configs=configs, with_offers=False)
+        items.extend(v for v in views if active is None or v["active"] is active)
+        after = batch[-1].code
+        if len(batch) <= limit:
+            break
+    page, more = items[:limit], len(items) > limit
+    return page, encode_cursor(page[-1]["code"]) if more and page else None
+
+
+def get_for_tenant(ctx: CallContext, uow: UnitOfWork, code: str, *,
+                   configs: dict[str, bool] | None = None) -> dict[str, Any]:
+    """One product with this tenant's price (no cost, no offers). :raise NotFound:"""
+    product = get_product(uow, code)
+    if product is None or product.status == "disabled":
+        raise NotFound(f"product {code!r} not found")
+    return sale_views(ctx, uow, [product], configs=configs, with_offers=False)[0]

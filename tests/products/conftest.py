@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from hub.context import CallContext
+from hub.db import unit_of_work
+
+
+@pytest.fixture
+def run(app):
+    """``run(fn, ctx, *args)``: call a use-case in its own committed unit of work, in app context."""
+    def call(fn, *args, **kwargs):
+        with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+            result = fn(args[0], uow, *args[1:], **kwargs)
+            uow.commit()
+            return result
+    return call
+
+
+@pytest.fixture
+def units(app):
+    """The unit-of-work factory the sync takes."""
+    return lambda: unit_of_work(app.extensions["rop"].db)
+
+
+@pytest.fixture
+def system():
+    return CallContext.system(actor="tests")
+
+
+def sale_ctx(tenant_id: str) -> CallContext:
+    """What the transactions service passes: its own identity, acting for a tenant."""
+    from hub.auth import service_context
+
+    return service_context(CallContext(tenant_id=tenant_id, client_id="cli_x", scopes=frozenset()), "transactions")
+
+
+def add_config(app, provider_code: str = "sandbox", name: str = "Sandbox", **kwargs) -> str:
+    from hub.providers import service
+
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        row = service.add_config(uow, provider_code, name, **kwargs)
+        uow.commit()
+        return row.id
+
+
+def open_breaker(app, config_id: str) -> None:
+    """Trip the configuration's circuit breaker the way failing calls do."""
+    from hub.providers import health
+
+    redis = app.extensions["rop"].redis
+    for _ in range(health.MIN_CALLS):
+        health.record(redis, config_id, "unknown", 30_000)
+    assert health.breaker_state(redis, config_id) == "open"
