@@ -43,10 +43,19 @@ def dispatch_to_plugins(ctx, uow, message) -> None:
 
 
 def register_admin_views(app, admin) -> None:
-    """Called by the admin UI once it is mounted: apply ``register_admin_views``."""
+    """Called by the admin UI once it is mounted: apply ``register_admin_views``.
+
+    Each returned item is a Flask-Admin view (added to ``admin`` and its menu) or a plain
+    blueprint under ``/admin`` (registered on the app); both sit behind the admin login.
+    """
+    from flask import Blueprint
+
     host = app.extensions["rop"].extras.get("plugins")
     if host is None:
         return
-    for blueprints in host.hook.register_admin_views(app=app, admin=admin):
-        for blueprint in blueprints or []:
-            app.register_blueprint(blueprint)
+    for items in host.hook.register_admin_views(app=app, admin=admin):
+        for item in items or []:
+            if isinstance(item, Blueprint):
+                app.register_blueprint(item)
+            else:
+                admin.add_view(item)

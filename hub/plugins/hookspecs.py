@@ -179,14 +179,16 @@ def register_blueprints(app: Flask) -> list[Blueprint]:
 
 
 @hookspec
-def register_admin_views(app: Flask, admin: Blueprint) -> list[Any] | None:
-    """Add views to the admin UI at ``/admin``.
+def register_admin_views(app: Flask, admin: Any) -> list[Any] | None:
+    """Add views to the admin UI at ``/admin`` (Flask-Admin).
 
     Called once when the admin UI is mounted.
 
     :param app: the app.
-    :param admin: the admin blueprint (already registered).
-    :returns: a list of blueprints to register (mounted like any other blueprint), or None.
+    :param admin: the ``flask_admin.Admin`` of the hub (its views already added).
+    :returns: a list of views to add — subclasses of ``rop_admin.AdminView`` (Flask-Admin's
+        ``BaseView`` behind the admin login; mark writes with ``rop_admin.requires_role``) —
+        or plain blueprints under ``/admin`` (behind the login, CSRF on every POST); or None.
 
     .. versionadded:: 0.1
     """

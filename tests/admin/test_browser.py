@@ -90,7 +90,7 @@ def test_create_a_tenant_and_a_client_and_see_the_secret_once(app, live_server, 
     from selenium.webdriver.common.by import By
 
     _login(browser, live_server, admin_kit.make_admin(app), admin_kit.PASSWORD)
-    browser.get(f"{live_server}/admin/tenants")
+    browser.get(f"{live_server}/admin/tenants/")
     browser.find_element(By.ID, "tenant-name").send_keys("Browser Mart")
     browser.find_element(By.ID, "create-tenant").click()
     assert browser.find_element(By.ID, "tenant-title").text == "Browser Mart"
@@ -115,7 +115,7 @@ def test_top_up_a_wallet_and_see_the_statement(app, live_server, browser, artifa
 
     tenant = tenant_factory()
     _login(browser, live_server, admin_kit.make_admin(app), admin_kit.PASSWORD)
-    browser.get(f"{live_server}/admin/wallets?tenant={tenant.id}")
+    browser.get(f"{live_server}/admin/wallets/?tenant={tenant.id}")
     browser.find_element(By.CLASS_NAME, "wallet-link").click()
     browser.find_element(By.ID, "topup-amount").send_keys("250000")
     browser.find_element(By.ID, "topup-reason").send_keys("opening float")

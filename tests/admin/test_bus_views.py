@@ -27,14 +27,14 @@ def test_a_dead_letter_is_shown_and_replayed_from_the_admin(app, client, admin_k
     assert letter_id
 
     admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
-    page = client.get("/admin/dead-letters").get_data(as_text=True)
+    page = client.get("/admin/dead-letters/").get_data(as_text=True)
     assert letter_id in page and "the cause is not fixed yet" in page
     redis.delete("bus_test:broken")
-    token = admin_kit.csrf_from(client, "/admin/dead-letters")
+    token = admin_kit.csrf_from(client, "/admin/dead-letters/")
     response = client.post("/admin/dead-letters/replay", data={"csrf_token": token, "ids": [letter_id]})
     assert response.status_code == 302
     make_worker(app).work(burst=True)
-    assert letter_id not in client.get("/admin/dead-letters").get_data(as_text=True)
+    assert letter_id not in client.get("/admin/dead-letters/").get_data(as_text=True)
     with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
         assert uow.session.get(DeadLetter, letter_id).replayed_at is not None
         entry = uow.session.scalar(select(AuditEntry).where(AuditEntry.action == "dead_letter.replayed"))
@@ -43,7 +43,7 @@ def test_a_dead_letter_is_shown_and_replayed_from_the_admin(app, client, admin_k
 
 def test_an_unknown_dead_letter_replay_is_refused_with_a_message(app, client, admin_kit):
     admin_kit.login(client, admin_kit.make_admin(app))
-    token = admin_kit.csrf_from(client, "/admin/dead-letters")
+    token = admin_kit.csrf_from(client, "/admin/dead-letters/")
     response = client.post("/admin/dead-letters/replay", data={"csrf_token": token, "ids": ["dlq_nope"]},
                            follow_redirects=True)
     assert "no dead letter" in response.get_data(as_text=True)
@@ -54,4 +54,4 @@ def test_another_tenants_delivery_id_is_not_found(app, client, admin_kit, tenant
     admin_kit.login(client, admin_kit.make_admin(app))
     response = client.get(f"/admin/deliveries/{two.id}/whd_missing", follow_redirects=True)
     assert "not found" in response.get_data(as_text=True).lower()
-    assert client.get(f"/admin/deliveries?tenant={one.id}&status=failed").status_code == 200
+    assert client.get(f"/admin/deliveries/?tenant={one.id}&status=failed").status_code == 200

@@ -12,7 +12,7 @@ def test_credentials_are_written_encrypted_shown_masked_and_never_audited(app, c
     from hub.tenancy.models import AuditEntry
 
     admin_kit.login(client, admin_kit.make_admin(app))
-    token = admin_kit.csrf_from(client, "/admin/providers")
+    token = admin_kit.csrf_from(client, "/admin/providers/")
     response = client.post("/admin/providers/new", data={
         "csrf_token": token, "provider_code": "sandbox", "name": "Sandbox A",
         "settings": "latency_ms=5", "credentials": f"callback_secret={SECRET}"}, follow_redirects=True)
@@ -33,7 +33,7 @@ def test_an_operator_may_flip_the_kill_switch_but_not_touch_credentials(app, cli
         config_id = add_config(uow, "sandbox", "Sandbox B").id
         uow.commit()
     admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
-    token = admin_kit.csrf_from(client, "/admin/providers")
+    token = admin_kit.csrf_from(client, "/admin/providers/")
     assert client.post(f"/admin/providers/{config_id}/credentials",
                        data={"csrf_token": token, "credentials": "callback_secret=x"}).status_code == 403
     assert client.post("/admin/providers/new", data={"csrf_token": token, "provider_code": "sandbox",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from rop_admin.security import PUBLIC_ENDPOINTS
 from sqlalchemy import select
 
 from hub.db import unit_of_work
@@ -10,7 +11,7 @@ from hub.db import unit_of_work
 
 def _admin_rules(app):
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith("/admin") and rule.endpoint not in ("rop_admin.login", "rop_admin.static"):
+        if rule.rule.startswith("/admin") and rule.endpoint not in PUBLIC_ENDPOINTS:
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
                 yield rule, method
 
@@ -37,7 +38,7 @@ def test_every_admin_url_redirects_to_login_without_a_session(app, client, admin
 
 def test_login_page_and_assets_are_public(client, admin_kit):
     assert client.get("/admin/login").status_code == 200
-    assert client.get("/admin/static/admin.css").status_code == 200
+    assert client.get("/admin/assets/admin.css").status_code == 200
 
 
 def test_login_with_the_right_password_opens_the_dashboard_and_is_audited(app, client, admin_kit):
@@ -103,7 +104,7 @@ def test_an_operator_cannot_create_clients(app, client, tenant_factory, admin_ki
 def test_an_admin_creates_a_tenant_and_a_client_whose_secret_is_shown_once(app, client, admin_kit):
     email = admin_kit.make_admin(app)
     admin_kit.login(client, email)
-    token = admin_kit.csrf_from(client, "/admin/tenants")
+    token = admin_kit.csrf_from(client, "/admin/tenants/")
     response = client.post("/admin/tenants/new", data={"name": "Acme Shop", "csrf_token": token})
     assert response.status_code == 302
     tenant_path = response.headers["Location"]
@@ -112,7 +113,7 @@ def test_an_admin_creates_a_tenant_and_a_client_whose_secret_is_shown_once(app, 
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
     secret = re.search(r'id="client-secret">([^<]+)<', page.get_data(as_text=True)).group(1)
     assert len(secret) > 30
-    for path in (tenant_path, "/admin/tenants", "/admin/audit", "/admin/"):
+    for path in (tenant_path, "/admin/tenants/", "/admin/audit/", "/admin/"):
         assert secret not in client.get(path).get_data(as_text=True)
     actions = _audit_actions(app)
     assert "tenant.created" in actions and "client.created" in actions
@@ -139,15 +140,15 @@ def test_disable_rotate_and_revoke_go_through_tenancy_and_the_audit_log(app, cli
 
 def test_logout_ends_the_session(app, client, admin_kit):
     admin_kit.login(client, admin_kit.make_admin(app))
-    token = admin_kit.csrf_from(client, "/admin/tenants")
+    token = admin_kit.csrf_from(client, "/admin/tenants/")
     assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 302
-    assert client.get("/admin/tenants").status_code == 302
+    assert client.get("/admin/tenants/").status_code == 302
     assert "admin.logout" in _audit_actions(app)
 
 
 def test_read_views_render(app, client, tenant_factory, admin_kit):
     tenant_factory()
     admin_kit.login(client, admin_kit.make_admin(app))
-    for path in ("/admin/", "/admin/tenants", "/admin/dead-letters", "/admin/dead-letters?all=1",
-                 "/admin/deliveries", "/admin/audit?action=admin.&actor=root"):
+    for path in ("/admin/", "/admin/tenants/", "/admin/dead-letters/", "/admin/dead-letters/?all=1",
+                 "/admin/deliveries/", "/admin/providers/", "/admin/wallets/", "/admin/audit/?action=admin.&actor=root"):
         assert client.get(path).status_code == 200, path

@@ -9,7 +9,7 @@ from hub.db import unit_of_work
 
 
 def _wallet_page(client, tenant):
-    page = client.get(f"/admin/wallets?tenant={tenant.id}").get_data(as_text=True)
+    page = client.get(f"/admin/wallets/?tenant={tenant.id}").get_data(as_text=True)
     return re.search(r'href="(/admin/wallets/[^"]+)"', page).group(1)
 
 

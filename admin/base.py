@@ -1,0 +1,86 @@
+"""The base of every admin view: Flask-Admin's ``BaseView`` behind the admin login.
+
+Views call the owning service's use-cases (services own their tables), so they are
+``BaseView`` subclasses with ``@expose`` methods, not ``ModelView``s over tables.
+A plugin adds its own pages by subclassing :class:`AdminView` and returning instances
+from the ``register_admin_views`` hook.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, flash, redirect, request, url_for
+from flask_admin import AdminIndexView, BaseView
+from rop_admin.security import current_admin, has_role, safe_admin_target
+
+from hub.errors import HubError
+
+
+class _Guarded:
+    """Login, roles and error pages shared by :class:`AdminView` and the dashboard."""
+
+    #: Method names reachable without a session (the login form).
+    public_methods: frozenset[str] = frozenset()
+
+    @property
+    def extra_css(self) -> list[str]:  # type: ignore[override]
+        return [url_for("rop_admin.static", filename="admin.css")]
+
+    def is_accessible(self) -> bool:
+        """Only a logged-in admin user sees (and reaches) the view."""
+        return current_admin() is not None
+
+    def inaccessible_callback(self, name: str, **kwargs: Any):
+        """A visitor without a session goes to the login page, and comes back after."""
+        return redirect(url_for("admin.login", next=request.path))
+
+    def _handle_view(self, name: str, **kwargs: Any):
+        if name in self.public_methods:
+            return None
+        if not self.is_accessible():
+            return self.inaccessible_callback(name, **kwargs)
+        role = getattr(getattr(self, name, None), "admin_role", None)
+        if role and not has_role(role):
+            return self.message("Not allowed", f"This needs the {role} role.", 403)
+        return None
+
+    def _run_view(self, fn, *args: Any, **kwargs: Any):
+        # Flask-Admin's own _run_view retries a view that raised TypeError with other
+        # arguments; a view that moves money runs once, and its errors surface.
+        try:
+            return fn(self, *args, **kwargs)
+        except HubError as exc:
+            return self.hub_error(exc)
+
+    def message(self, title: str, message: str, status: int = 200):
+        """A page with one message (and an HTTP status)."""
+        return self.render("rop_admin/message.html", title=title, message=message), status
+
+    def hub_error(self, exc: HubError):
+        """A domain error: a page for a GET; a flashed message and a way back for a form."""
+        detail = str(getattr(exc, "detail", None) or exc)
+        if request.method == "GET":
+            return self.message("Cannot show this", detail, getattr(exc, "status", 400))
+        flash(detail, "error")
+        back = safe_admin_target(_local_referrer()) or url_for("admin.index")
+        return redirect(back)
+
+
+def _local_referrer() -> str | None:
+    referrer = request.referrer or ""
+    host = request.host_url.rstrip("/")
+    return referrer[len(host):] if referrer.startswith(host + "/") else None
+
+
+class AdminView(_Guarded, BaseView):
+    """A page of the admin UI, behind the login; mark writes with ``requires_role``."""
+
+
+class GuardedIndexView(_Guarded, AdminIndexView):
+    """The index view (dashboard) behind the same guard."""
+
+
+def render_refusal(title: str, message: str, status: int):
+    """Render a refusal (a form without its CSRF token) through the admin's index view."""
+    admin = current_app.extensions["rop"].extras["admin"]
+    return admin.index_view.render("rop_admin/message.html", title=title, message=message), status

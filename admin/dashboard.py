@@ -1,0 +1,92 @@
+"""The admin's index view: the dashboard, and the login and logout forms."""
+from __future__ import annotations
+
+import functools
+
+from flask import redirect, request, session, url_for
+from flask_admin import expose
+from rop_admin.base import GuardedIndexView
+from rop_admin.security import admin_ctx, current_admin, safe_admin_target
+from sqlalchemy import select
+
+from hub.context import CallContext
+from hub.state import current_state
+from hub.web import request_uow
+
+MAX_FAILURES = 5
+LOCKOUT_SECONDS = 15 * 60
+
+
+def _fail_key(email: str) -> str:
+    return f"rop:admin:login-failures:{email}"
+
+
+@functools.lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A hash to verify against when the e-mail is unknown (the same time as a known one)."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher().hash("not-a-real-password")
+
+
+class DashboardView(GuardedIndexView):
+    """``/admin/``: the dashboard; ``/admin/login`` and ``/admin/logout``."""
+
+    public_methods = frozenset({"login"})
+
+    def __init__(self) -> None:
+        super().__init__(name="Dashboard", endpoint="admin", url="/admin")
+
+    @expose("/")
+    def index(self):
+        """The dashboard: counts and charts from the services' own use-cases."""
+        from rop_admin.charts import dashboard_data
+
+        return self.render("rop_admin/index.html", **dashboard_data())
+
+    @expose("/login", methods=("GET", "POST"))
+    def login(self):
+        """Log in with e-mail and password; 5 failures lock the e-mail out for 15 minutes."""
+        if request.method == "GET":
+            return self.render("rop_admin/login.html", next=request.args.get("next", ""))
+        from hub.tenancy.models import AdminUser
+        from hub.tenancy.service import record_audit, verify_password
+
+        email = (request.form.get("email") or "").strip().lower()
+        password = request.form.get("password") or ""
+        redis = current_state().redis
+        uow = request_uow()
+        anonymous = CallContext.system(actor=f"admin:{email}")
+        if int(redis.get(_fail_key(email)) or 0) >= MAX_FAILURES:
+            record_audit(anonymous, uow, "admin.login_locked", target_type="admin_user", target_id=email)
+            uow.commit()
+            return self.render("rop_admin/login.html", next="", error="Too many failed attempts: "
+                               "this account is locked for 15 minutes."), 429
+        user = uow.session.scalar(select(AdminUser).where(AdminUser.email == email))
+        ok = verify_password(user.password_hash if user else _dummy_hash(), password)
+        if not ok or user is None or user.status != "active":
+            pipe = redis.pipeline()
+            pipe.incr(_fail_key(email))
+            pipe.expire(_fail_key(email), LOCKOUT_SECONDS)
+            pipe.execute()
+            record_audit(anonymous, uow, "admin.login_failed", target_type="admin_user",
+                         target_id=user.id if user else None)
+            uow.commit()
+            return self.render("rop_admin/login.html", next="", error="Wrong e-mail or password."), 401
+        redis.delete(_fail_key(email))
+        session.clear()  # a fresh session (and CSRF token) for the logged-in user
+        session["admin"] = {"id": user.id, "email": user.email, "role": user.role}
+        record_audit(anonymous, uow, "admin.login", target_type="admin_user", target_id=user.id)
+        uow.commit()
+        return redirect(safe_admin_target(request.form.get("next")) or url_for("admin.index"))
+
+    @expose("/logout", methods=("POST",))
+    def logout(self):
+        from hub.tenancy.service import record_audit
+
+        uow = request_uow()
+        record_audit(admin_ctx(), uow, "admin.logout", target_type="admin_user",
+                     target_id=current_admin()["id"])
+        uow.commit()
+        session.clear()
+        return redirect(url_for("admin.login"))

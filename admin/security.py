@@ -1,0 +1,123 @@
+"""Who may use the admin UI: the session cookie, the logged-in admin user, roles and CSRF.
+
+Two layers guard ``/admin``:
+
+- every Flask-Admin view derives from :class:`rop_admin.base.AdminView`, whose
+  ``is_accessible`` / ``inaccessible_callback`` send a visitor without a session to the
+  login page and whose ``_handle_view`` enforces the role a method declares with
+  :func:`requires_role`;
+- :func:`guard`, an app-wide ``before_request`` hook, does the same login redirect for
+  every URL under ``/admin`` (a plugin's plain blueprint too) and refuses every
+  non-GET request without a valid CSRF token, before any view runs.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFError, validate_csrf
+from wtforms.validators import ValidationError
+
+from hub.context import CallContext
+
+ROLES = ("admin", "operator")
+#: Endpoints reachable without a session: the login form and the static files.
+PUBLIC_ENDPOINTS = frozenset({"admin.login", "admin.static", "rop_admin.static"})
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+class AdminSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session; the cookie is Secure except on plain local hosts."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        forced = app.config.get("ROP_ADMIN_COOKIE_SECURE")
+        if forced is not None:
+            return bool(forced)
+        try:
+            host = request.host
+        except RuntimeError:
+            return True
+        host = host.split("]")[0] + "]" if host.startswith("[") else host.rsplit(":", 1)[0]
+        return host not in _LOCAL_HOSTS
+
+
+def current_admin() -> dict[str, str] | None:
+    """The logged-in admin user (``id``, ``email``, ``role``) or None."""
+    return session.get("admin")
+
+
+def has_role(role: str) -> bool:
+    """True when the logged-in user may act as ``role`` (``admin`` may do everything)."""
+    user = current_admin()
+    if user is None:
+        return False
+    return role == "operator" or user["role"] == "admin"
+
+
+def requires_role(role: str) -> Callable:
+    """Mark an exposed view method as needing ``role`` (checked by ``AdminView._handle_view``).
+
+    ``operator`` is any logged-in user; ``admin`` excludes operators (security settings).
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown admin role {role!r}")
+
+    def mark(view: Callable) -> Callable:
+        view.admin_role = role  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def admin_ctx(tenant_id: str | None = None) -> CallContext:
+    """The CallContext of the logged-in admin user: audit actor ``admin:<email>``.
+
+    :param tenant_id: the tenant whose data the call touches (None: platform-level).
+    """
+    user = current_admin()
+    if user is None:  # the guard makes this unreachable from a view
+        raise RuntimeError("no admin session")
+    return CallContext.system(actor=f"admin:{user['email']}", tenant_id=tenant_id)
+
+
+def check_csrf() -> None:
+    """:raise CSRFError: when the form's ``csrf_token`` is missing, forged or expired."""
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except ValidationError as exc:
+        raise CSRFError(str(exc)) from None
+
+
+def is_admin_path(path: str) -> bool:
+    return path == "/admin" or path.startswith("/admin/")
+
+
+def safe_admin_target(target: str | None) -> str | None:
+    """``target`` when it is a local /admin path (no open redirect), else None."""
+    if not target or not target.startswith("/admin") or target.startswith("//") or "\\" in target:
+        return None
+    return target
+
+
+def guard(render_refusal: Callable[[str, str, int], Any]) -> Callable[[], Any]:
+    """The app-wide before_request hook: login for every /admin URL, CSRF for every form.
+
+    :param render_refusal: ``(title, message, status) -> response`` for a refused form.
+    """
+
+    def _guard():
+        if not is_admin_path(request.path):
+            return None
+        if request.endpoint not in PUBLIC_ENDPOINTS and current_admin() is None:
+            return redirect(url_for("admin.login", next=request.path))
+        if request.method not in _SAFE_METHODS:
+            try:
+                check_csrf()
+            except CSRFError as exc:
+                return render_refusal("Refused", f"The form was refused: {exc.description}", 400)
+        return None
+
+    return _guard

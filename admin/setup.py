@@ -1,0 +1,55 @@
+"""Mounting the admin UI: Flask-Admin, its views and menu, the guard, the session cookie."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+from flask_admin import Admin
+from flask_admin.theme import Bootstrap4Theme
+from flask_wtf.csrf import generate_csrf
+from rop_admin.base import render_refusal
+from rop_admin.dashboard import DashboardView
+from rop_admin.security import AdminSessionInterface, current_admin, guard
+
+#: The admin's own templates and static files (CSS, JS): served locally at /admin/assets/.
+#: Flask-Admin's bundled Bootstrap, jQuery and Font Awesome are served at /admin/static/.
+assets = Blueprint("rop_admin", __name__, url_prefix="/admin", template_folder="templates",
+                   static_folder="static", static_url_path="/assets")
+
+
+def _views() -> list:
+    from rop_admin import views
+
+    return [
+        views.TenantsView(name="Tenants", endpoint="admin_tenants", url="tenants"),
+        views.ClientsView(name="API clients", endpoint="admin_clients", url="clients"),
+        views.ProvidersView(name="Providers", endpoint="admin_providers", url="providers"),
+        views.WalletsView(name="Wallets", endpoint="admin_wallets", url="wallets"),
+        views.DeadLettersView(name="Dead letters", category="Operations", endpoint="admin_dead_letters",
+                              url="dead-letters"),
+        views.DeliveriesView(name="Webhook deliveries", category="Operations", endpoint="admin_deliveries",
+                             url="deliveries"),
+        views.AuditView(name="Audit log", endpoint="admin_audit", url="audit"),
+    ]
+
+
+def init_admin(app: Flask) -> Admin:
+    """Mount the admin UI at ``/admin`` and let plugins add their views.
+
+    :return: the ``flask_admin.Admin`` (also at ``app.extensions["rop"].extras["admin"]``).
+    """
+    app.session_interface = AdminSessionInterface()
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", 8 * 3600)
+    app.register_blueprint(assets)
+    admin = Admin(app, name="ROP Hub admin", url="/admin", index_view=DashboardView(),
+                  theme=Bootstrap4Theme(base_template="rop_admin/layout.html", fluid=True))
+    app.extensions["rop"].extras["admin"] = admin
+    app.before_request(guard(render_refusal))
+
+    @app.context_processor
+    def _admin_globals():
+        return {"csrf_token": generate_csrf, "admin_user": current_admin()}
+
+    admin.add_views(*_views())
+    from hub.plugins import register_admin_views
+
+    register_admin_views(app, admin)
+    return admin
