@@ -8,3 +8,6 @@ from __future__ import annotations
 
 def init_app(app, api) -> None:
     from hub.products import messages  # noqa: F401  (registers the event types)
+    from hub.products.api import bp
+
+    api.register_blueprint(bp)

@@ -21,7 +21,6 @@ away from zero to whole minor units.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,14 +73,14 @@ class RuleBook:
         self.tenant = tenant
 
     @staticmethod
-    def _pick(rules: dict[str, Rule], code: str, category: str) -> Rule | None:
+    def pick(rules: dict[str, Rule], code: str, category: str) -> Rule | None:
         return rules.get(f"product:{code}") or rules.get(f"category:{category}") or rules.get("all")
 
     def price(self, cost: int, code: str, category: str) -> int:
         """The rule-based price of a product costing ``cost`` (steps 2-4 above)."""
-        base_rule = self._pick(self.platform, code, category)
+        base_rule = self.pick(self.platform, code, category)
         base = base_rule.apply(cost) if base_rule else cost
-        tenant_rule = self._pick(self.tenant, code, category)
+        tenant_rule = self.pick(self.tenant, code, category)
         price = tenant_rule.apply(base) if tenant_rule else base
         return max(price, cost)
 
@@ -113,7 +112,3 @@ def tenant_price(hook: Any, tenant_id: str, product: dict[str, Any], cost: int, 
         raise TypeError(f"price_product answered {answer!r} for {product['code']}: "
                         "a price is a non-negative int in minor units")
     return answer
-
-
-def rules_for_targets(rules: Iterable[PriceRule]) -> dict[str, dict[str, Any]]:
-    return {r.target: {"kind": r.kind, "value": r.value} for r in rules}

@@ -156,9 +156,12 @@ def encode_cursor(code: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        code = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValidationFailed("invalid cursor", errors={"cursor": ["invalid"]}) from None
+        code = ""
+    if not code:
+        raise ValidationFailed("invalid cursor", errors={"cursor": ["invalid"]})
+    return code
 
 
 def _filtered(category: str | None, brand: str | None, type_: str | None, q: str | None) -> Select:

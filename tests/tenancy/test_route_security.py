@@ -27,7 +27,35 @@ OWNED_OBJECTS: dict[str, Callable] = {
     "/v1/wallets/<wallet_id>/entries": lambda app, owner: {"wallet_id": _main_wallet(app, owner)},
     "/v1/wallets/<wallet_id>/topups": lambda app, owner: {"wallet_id": _main_wallet(app, owner),
                                                            BODY: {"amount": 100, "ref_id": "route-walk"}},
+    "/v1/bulk/<job_id>": lambda app, owner: {"job_id": _bulk_job(app, owner)},
+    "/v1/bulk/<job_id>/items": lambda app, owner: {"job_id": _bulk_job(app, owner)},
+    "/v1/bulk/<job_id>/results.csv": lambda app, owner: {"job_id": _bulk_job(app, owner)},
+    "/v1/bulk/<job_id>/cancel": lambda app, owner: {"job_id": _bulk_job(app, owner)},
 }
+
+#: Routes whose path names a platform-wide object rather than a tenant's: a product code is
+#: the same catalog entry for every tenant, so both tenants get 200 there. What must not
+#: cross tenants is the tenant-specific part of the answer (its price from its own rules):
+#: ``test_public_catalog_routes_never_show_another_tenants_price`` checks that instead.
+#: rule -> factory(app, owner) returning the path parameters and giving ``owner`` a price
+#: rule of its own (the intruder must not see that price).
+PUBLIC_CATALOG_ROUTES: dict[str, Callable] = {
+    "/v1/products/<code>": lambda app, owner: {"code": _product_priced_for(app, owner)},
+}
+
+
+def _product_priced_for(app, owner) -> str:
+    from hub.context import CallContext
+    from hub.db import unit_of_work
+    from hub.products.rules import set_rule
+    from hub.products.testing import seed_sandbox_catalog
+
+    seed_sandbox_catalog(app)
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        set_rule(CallContext.system(actor="tests"), uow, tenant_id=owner.id, target="product:TEL10",
+                 kind="fixed_price", value=987_654)
+        uow.commit()
+    return "TEL10"
 
 
 def _main_wallet(app, owner) -> str:
@@ -39,6 +67,12 @@ def _main_wallet(app, owner) -> str:
         wallet_id = service.get_main_wallet(CallContext.system(tenant_id=owner.id), uow).id
         uow.commit()
     return wallet_id
+
+
+def _bulk_job(app, owner) -> str:
+    from hub.bulk.testing import make_job
+
+    return make_job(app, owner.id)
 
 
 def _bus_delivery(app, owner) -> str:
@@ -89,7 +123,7 @@ def test_every_v1_route_with_ids_answers_404_to_another_tenant(app, client, tena
     owner, intruder = tenant_factory(), tenant_factory()
     missing = []
     for rule, method in _v1_rules(app):
-        if not rule.arguments:
+        if not rule.arguments or rule.rule in PUBLIC_CATALOG_ROUTES:
             continue
         factory = OWNED_OBJECTS.get(rule.rule)
         if factory is None:
@@ -105,6 +139,20 @@ def test_every_v1_route_with_ids_answers_404_to_another_tenant(app, client, tena
         own = client.open(url, method=method, headers=owner.headers, json=body)
         assert own.status_code != 404, f"{method} {url}: the owner itself gets 404; the factory is wrong"
     assert not missing, f"add an owned-object factory to OWNED_OBJECTS for: {sorted(set(missing))}"
+
+
+def test_public_catalog_routes_never_show_another_tenants_price(app, client, tenant_factory):
+    owner, intruder = tenant_factory(), tenant_factory()
+    for rule, method in _v1_rules(app):
+        if rule.rule not in PUBLIC_CATALOG_ROUTES:
+            continue
+        url = _url(rule, PUBLIC_CATALOG_ROUTES[rule.rule](app, owner))
+        own = client.open(url, method=method, headers=owner.headers)
+        seen = client.open(url, method=method, headers=intruder.headers)
+        assert own.status_code == seen.status_code == 200, f"{method} {rule.rule}"
+        assert "987654" in own.get_data(as_text=True), "the factory's tenant price is not applied"
+        assert "987654" not in seen.get_data(as_text=True), f"{method} {rule.rule} leaks another tenant's price"
+        assert "cost" not in seen.get_data(as_text=True)
 
 
 def test_the_walk_catches_an_unguarded_route(config):

@@ -1,0 +1,57 @@
+"""HTTP of the products service (API.md, "Products").
+
+Reads are served from the Redis cache (:func:`hub.products.service.cached`): the key holds
+the catalog version, the tenant and the state of its provider configurations, so a change
+committed by any process is seen by every web process on its next request.
+"""
+from __future__ import annotations
+
+import json
+
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from hub.auth import current_ctx, requires
+from hub.products import service
+from hub.products.schemas import ProductArgs, ProductListSchema, ProductSchema
+from hub.web import request_uow
+
+bp = Blueprint("products", __name__, url_prefix="/v1", description="The catalog, with this tenant's prices")
+
+_LIST = ProductListSchema()
+_ONE = ProductSchema()
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, mimetype="application/json")
+
+
+@bp.route("/products")
+class Products(MethodView):
+    @requires("products:read")
+    @bp.arguments(ProductArgs, location="query")
+    @bp.response(200, ProductListSchema)
+    def get(self, args):
+        """The catalog with this tenant's prices; filters ``category``, ``brand``, ``type``,
+        ``q``, ``active``; cursor-paginated by product code."""
+        ctx, uow = current_ctx(), request_uow()
+
+        def build(configs):
+            items, next_cursor = service.list_products(
+                ctx, uow, category=args["category"], brand=args["brand"], type_=args["type"], q=args["q"],
+                active=args["active"], cursor=args["cursor"], limit=args["limit"], configs=configs)
+            return _LIST.dump({"items": items, "next_cursor": next_cursor})
+
+        return _json(service.cached(ctx, uow, "list:" + json.dumps(args, sort_keys=True), build))
+
+
+@bp.route("/products/<code>")
+class ProductOne(MethodView):
+    @requires("products:read")
+    @bp.response(200, ProductSchema)
+    def get(self, code: str):
+        """One product with this tenant's price; 404 when no product has this code."""
+        ctx, uow = current_ctx(), request_uow()
+        return _json(service.cached(ctx, uow, "one:" + code,
+                                    lambda configs: _ONE.dump(service.get_for_tenant(ctx, uow, code, configs=configs))))
