@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hub.plugins.cli",
     "hub.providers.cli",
     "hub.wallets.cli",
+    "hub.products.cli",
 )
 
 for _module in COMMAND_MODULES:

@@ -5,9 +5,16 @@ What other services call: :mod:`hub.products.client`.
 """
 from __future__ import annotations
 
+#: How often the scheduler syncs every provider's catalog (seconds). Digiflazz allows its
+#: full price list at most every 5 minutes.
+SYNC_EVERY = 900.0
+
 
 def init_app(app, api) -> None:
     from hub.products import messages  # noqa: F401  (registers the event types)
     from hub.products.api import bp
+    from hub.scheduler import PeriodicJob, register_periodic
 
+    register_periodic(app, PeriodicJob("products.sync_catalogs", func="hub.products.jobs.sync_catalogs_job",
+                                       every=SYNC_EVERY, queue="default", timeout=1800))
     api.register_blueprint(bp)

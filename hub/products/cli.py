@@ -1,0 +1,193 @@
+"""``rop catalog`` (sync, list, history) and ``rop pricing`` (the platform price list and tenant rules)."""
+from __future__ import annotations
+
+import getpass
+import json
+from typing import Any
+
+import click
+
+from hub.cli.base import CliError, app_context, main_group
+from hub.context import CallContext
+from hub.db import unit_of_work
+
+
+def _operator() -> CallContext:
+    return CallContext.system(actor=f"cli:{getpass.getuser()}")
+
+
+def _tenant_id(uow, slug: str | None) -> str | None:
+    # TODO(lead): switch to hub.tenancy.client when it exists (as hub.wallets.cli does).
+    if slug is None:
+        return None
+    from hub.errors import NotFound
+    from hub.tenancy.service import get_tenant
+
+    try:
+        return get_tenant(uow, slug).id
+    except NotFound:
+        raise CliError(f"no tenant {slug!r}") from None
+
+
+def _dump(data: Any) -> str:
+    return json.dumps(data, default=str)
+
+
+@main_group.group()
+def catalog() -> None:
+    """The product catalog: sync it from the providers, look at it."""
+
+
+@catalog.command("sync")
+@click.option("--provider", "provider_code", help="Only the configurations of this provider code.")
+@click.option("--config", "config_id", help="Only this provider configuration id.")
+@click.option("--allow-empty", is_flag=True, help="Accept an empty catalog (marks every offer of it vanished).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def catalog_sync(provider_code: str | None, config_id: str | None, allow_empty: bool, as_json: bool) -> None:
+    """Pull each provider's catalog and upsert its offers (each configuration all or nothing)."""
+    from hub.products.sync import sync_config, syncable_configs
+
+    with app_context() as app:
+        db = app.extensions["rop"].db
+
+        def units():
+            return unit_of_work(db)
+
+        if config_id:
+            targets = [config_id]
+        else:
+            targets = [c["config_id"] for c in syncable_configs(units, provider_code)]
+            if not targets:
+                raise CliError("no enabled provider configuration with a catalog"
+                               + (f" for provider {provider_code!r}" if provider_code else ""))
+        reports = [sync_config(_operator(), units, target, allow_empty=allow_empty) for target in targets]
+    if as_json:
+        click.echo(_dump(reports))
+    else:
+        for r in reports:
+            line = (f"{r['config_id']} {r['provider_code']}: {r['status']}, {r['items']} items, "
+                    f"{r['created']} created, {r['changed']} changed, {r['vanished']} vanished")
+            click.echo(line + (f" — {r['error']}" if r["error"] else ""))
+    failed = [r for r in reports if r["status"] != "succeeded"]
+    if failed:
+        raise CliError(f"{len(failed)} of {len(reports)} catalog syncs failed; nothing of those was applied")
+
+
+@catalog.command("list")
+@click.option("--tenant", "tenant_slug", required=True, help="Show this tenant's prices (slug or id).")
+@click.option("--category")
+@click.option("--q", "query", help="Search the code and name.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def catalog_list(tenant_slug: str, category: str | None, query: str | None, as_json: bool) -> None:
+    """The catalog as a tenant sees it (its prices, availability)."""
+    from hub.products import service
+
+    with app_context() as app, unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        ctx = _operator().with_changes(tenant_id=_tenant_id(uow, tenant_slug))
+        items, cursor = service.list_products(ctx, uow, category=category, q=query, limit=500)
+        while cursor:
+            more, cursor = service.list_products(ctx, uow, category=category, q=query, limit=500, cursor=cursor)
+            items += more
+    if as_json:
+        click.echo(_dump(items))
+        return
+    for p in items:
+        price = "-" if p["price"] is None else f"{p['price']:,}"
+        click.echo(f"{p['code']:<16} {p['name'][:40]:<40} {p['category']:<8} {price:>12} {p['currency']} "
+                   f"{'active' if p['active'] else 'unavailable'}")
+
+
+@catalog.command("history")
+@click.argument("code")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def catalog_history(code: str, as_json: bool) -> None:
+    """A product's history: creation, cost and status changes, offers added and vanished."""
+    from hub.products import operators
+
+    with app_context() as app, unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        rows = operators.product_history(_operator(), uow, code)
+    if as_json:
+        click.echo(_dump(rows))
+        return
+    for r in rows:
+        click.echo(f"{r['changed_at']:%Y-%m-%d %H:%M:%S} {r['field']:<13} {r['old_value'] or '-'} -> "
+                   f"{r['new_value'] or '-'}  ({r['actor'] or ''}{' sync ' + r['sync_id'] if r['sync_id'] else ''})")
+
+
+@main_group.group()
+def pricing() -> None:
+    """Price rules: the platform price list and each tenant's own rules."""
+
+
+_KINDS = click.Choice(["markup_percent", "markup_fixed", "fixed_price"])
+
+
+def _target(product: str | None, category: str | None) -> str:
+    from hub.products.pricing import target_for
+
+    try:
+        return target_for(product, category)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@pricing.command("set")
+@click.option("--tenant", "tenant_slug", help="The tenant (slug or id); default: the platform price list.")
+@click.option("--product", help="A product code.")
+@click.option("--category", help="A category code.")
+@click.argument("kind", type=_KINDS)
+@click.argument("value", type=int)
+def pricing_set(tenant_slug: str | None, product: str | None, category: str | None, kind: str, value: int) -> None:
+    """Set a rule: KIND markup_percent (VALUE in basis points, 250 = 2.5 %), markup_fixed or
+    fixed_price (VALUE in minor units), for a product, a category, or everything."""
+    from hub.products import rules
+
+    with app_context() as app, unit_of_work(app.extensions["rop"].db) as uow:
+        rule = rules.set_rule(_operator(), uow, tenant_id=_tenant_id(uow, tenant_slug),
+                              target=_target(product, category), kind=kind, value=value)
+        uow.commit()
+    click.echo(f"{rule['tenant_id'] or 'platform'} {rule['target']}: {rule['kind']} {rule['value']}")
+
+
+@pricing.command("remove")
+@click.option("--tenant", "tenant_slug", help="The tenant (slug or id); default: the platform price list.")
+@click.option("--product", help="A product code.")
+@click.option("--category", help="A category code.")
+def pricing_remove(tenant_slug: str | None, product: str | None, category: str | None) -> None:
+    """Remove a rule (its history stays)."""
+    from hub.products import rules
+
+    with app_context() as app, unit_of_work(app.extensions["rop"].db) as uow:
+        rules.remove_rule(_operator(), uow, tenant_id=_tenant_id(uow, tenant_slug),
+                          target=_target(product, category))
+        uow.commit()
+    click.echo("removed")
+
+
+@pricing.command("list")
+@click.option("--tenant", "tenant_slug", help="The tenant (slug or id); default: the platform price list.")
+@click.option("--all", "everyone", is_flag=True, help="Every rule of every tenant.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def pricing_list(tenant_slug: str | None, everyone: bool, as_json: bool) -> None:
+    """List rules."""
+    from hub.products import rules
+
+    with app_context() as app, unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        found = rules.list_rules(_operator(), uow, tenant_id=_tenant_id(uow, tenant_slug), everyone=everyone)
+    if as_json:
+        click.echo(_dump(found))
+        return
+    for r in found:
+        click.echo(f"{r['tenant_id'] or 'platform':<30} {r['target']:<24} {r['kind']:<15} {r['value']}")
+
+
+@pricing.command("explain")
+@click.option("--tenant", "tenant_slug", required=True, help="The tenant (slug or id).")
+@click.argument("code")
+def pricing_explain(tenant_slug: str, code: str) -> None:
+    """How a tenant's price of one product is made: cost, base price, rules."""
+    from hub.products import rules
+
+    with app_context() as app, unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        click.echo(_dump(rules.explain_price(_operator(), uow, tenant_id=_tenant_id(uow, tenant_slug),
+                                             product_code=code)))
