@@ -67,6 +67,35 @@ class TenantsView(AdminView):
         uow.commit()
         return redirect(url_for(".detail", tenant_id=tenant_id))
 
+    @expose("/<tenant_id>/rename", methods=("POST",))
+    @requires_role("operator")
+    def rename(self, tenant_id: str):
+        from hub.tenancy.service import update_tenant
+
+        uow = request_uow()
+        tenant = update_tenant(admin_ctx(), uow, tenant_id, name=request.form.get("name", ""))
+        uow.commit()
+        flash(f"Tenant renamed to {tenant.name}.", "success")
+        return redirect(url_for(".detail", tenant_id=tenant.id))
+
+    @expose("/<tenant_id>/settings", methods=("POST",))
+    @requires_role("admin")
+    def settings(self, tenant_id: str):
+        """Replace the tenant's settings (a JSON object); admin only."""
+        import json
+
+        from hub.tenancy.service import update_tenant
+
+        try:
+            settings = json.loads(request.form.get("settings") or "{}")
+        except ValueError:
+            raise ValidationFailed("settings must be a JSON object", errors={"settings": ["not JSON"]}) from None
+        uow = request_uow()
+        tenant = update_tenant(admin_ctx(), uow, tenant_id, settings=settings)
+        uow.commit()
+        flash("Settings saved.", "success")
+        return redirect(url_for(".detail", tenant_id=tenant.id))
+
     @expose("/<tenant_id>/clients", methods=("POST",))
     @requires_role("admin")
     def create_client(self, tenant_id: str):
@@ -249,7 +278,8 @@ class WalletsView(AdminView):
         wallet = get_wallet(ctx, uow, wallet_id)
         entries, _ = statement(ctx, uow, wallet_id, limit=500)
         return self.render("rop_admin/wallet.html", tenant_id=tenant_id, wallet=wallet, entries=entries,
-                           topup_ref=f"admin-topup-{uuid.uuid4().hex}")
+                           topup_ref=f"admin-topup-{uuid.uuid4().hex}",
+                           adjust_ref=f"admin-adjust-{uuid.uuid4().hex}")
 
     @expose("/<tenant_id>/<wallet_id>/topup", methods=("POST",))
     @requires_role("operator")
@@ -268,6 +298,21 @@ class WalletsView(AdminView):
                                                       "journal_id": result["journal_id"], "reason": reason})
         uow.commit()
         flash(f"Topped up {amount} {result['currency']} (journal {result['journal_id']}).", "success")
+        return redirect(url_for(".detail", tenant_id=tenant_id, wallet_id=wallet_id))
+
+
+    @expose("/<tenant_id>/<wallet_id>/adjust", methods=("POST",))
+    @requires_role("operator")
+    def adjust(self, tenant_id: str, wallet_id: str):
+        """Adjust: a posting against the adjustments account (signed), with a reason; audited there."""
+        from hub.wallets.service import adjust
+
+        reason = _reason()
+        amount = _amount()
+        uow = request_uow()
+        result = adjust(admin_ctx(tenant_id), uow, wallet_id, amount, reason, request.form.get("ref") or "")
+        uow.commit()
+        flash(f"Adjusted by {amount} {result['currency']} (journal {result['journal_id']}).", "success")
         return redirect(url_for(".detail", tenant_id=tenant_id, wallet_id=wallet_id))
 
 

@@ -98,6 +98,33 @@ def list_tenants(uow: UnitOfWork) -> list[Tenant]:
     return list(uow.session.scalars(select(Tenant).order_by(Tenant.created_at, Tenant.id)))
 
 
+def update_tenant(ctx: CallContext, uow: UnitOfWork, ident: str, *, name: str | None = None,
+                  settings: dict[str, Any] | None = None) -> Tenant:
+    """Rename a tenant and/or replace its settings (the slug and id never change); audited.
+
+    :param name: the new name (None: unchanged).
+    :param settings: the new settings object, replacing the old one (None: unchanged).
+    :raise ValidationFailed: an empty name, settings that are not an object.
+    :raise NotFound: no such tenant.
+    """
+    tenant = get_tenant(uow, ident)
+    before = _tenant_view(tenant)
+    if name is not None:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise ValidationFailed("a tenant needs a name (1-200 characters)", errors={"name": ["required"]})
+        tenant.name = name
+    if settings is not None:
+        if not isinstance(settings, dict):
+            raise ValidationFailed("settings must be an object", errors={"settings": ["not an object"]})
+        tenant.settings = dict(settings)
+    after = _tenant_view(tenant)
+    if after != before:
+        record_audit(ctx, uow, "tenant.updated", tenant_id=tenant.id, target_type="tenant",
+                     target_id=tenant.id, before=before, after=after)
+    return tenant
+
+
 def set_tenant_status(ctx: CallContext, uow: UnitOfWork, ident: str, status: str) -> Tenant:
     """Enable or disable a tenant; its clients' tokens stop working within seconds."""
     if status not in ("active", "disabled"):

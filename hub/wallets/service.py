@@ -36,6 +36,8 @@ from hub.wallets.models import Entry, Hold, Journal, Wallet
 DEFAULT_CURRENCY = "IDR"
 FUNDING = "sys:funding:{}"
 SETTLEMENT = "sys:settlement:{}"
+#: the counter-account of an operator's manual correction (apart from funding, for the books)
+ADJUSTMENTS = "sys:adjustments:{}"
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -295,6 +297,52 @@ def topup(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int,
         from hub.wallets.messages import WalletCredited
 
         _emit(ctx, uow, WalletCredited(**_movement(wallet, result["journal_id"], "topup", amount)))
+    return result
+
+
+def adjust(ctx: CallContext, uow: UnitOfWork, wallet_id: str, amount: int, reason: str, key: str) -> dict[str, Any]:
+    """Correct a wallet by a posting against the adjustments account (never by editing a balance).
+
+    A positive ``amount`` credits the wallet, a negative one debits it (within its overdraft
+    limit, and subject to the ``before_wallet_debit`` veto). Idempotent by ``key``; the
+    ``reason`` is kept on the journal and in the audit log (written here, in the same
+    transaction), with the actor of ``ctx``.
+
+    :return: ``{journal_id, kind, wallet_id, amount, currency, reason, ref_id, replayed}``.
+    :raise ValidationFailed: a zero or non-integer amount, an empty reason.
+    :raise InsufficientFunds: a debit below the overdraft limit.
+    :raise Conflict: ``key`` was used for another adjustment.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+        raise ValidationFailed("amount must be a non-zero integer (minor units; negative debits)",
+                               errors={"amount": ["must be a non-zero integer"]})
+    reason = (reason or "").strip() if isinstance(reason, str) else ""
+    if not reason or len(reason) > 500:
+        raise ValidationFailed("an adjustment needs a reason (1-500 characters)", errors={"reason": ["required"]})
+    key = _check_key(key)
+    wallet = _lock_wallets(ctx, uow, wallet_id)[wallet_id]
+    fp = fingerprint({"wallet_id": wallet_id, "amount": amount, "reason": reason})
+    replay = _replay(ctx, uow, "adjustment", key, fp)
+    if replay is not None:
+        return replay
+    if amount < 0:
+        _veto_debit(ctx, wallet, -amount, f"adjustment:{key}")
+        _ensure_funds(wallet, -amount)
+    posting = _Posting("adjustment", key, fp, wallet.currency, [
+        (ADJUSTMENTS.format(wallet.currency), None, -amount),
+        (_account(wallet.id, "available"), wallet, amount)], meta={"reason": reason, "actor": ctx.actor})
+    result = _post(ctx, uow, posting, {"kind": "adjustment", "wallet_id": wallet.id, "amount": amount,
+                                       "currency": wallet.currency, "reason": reason, "ref_id": key})
+    if not result["replayed"]:
+        from hub.tenancy.service import record_audit
+        from hub.wallets.messages import WalletCredited, WalletDebited
+
+        event = WalletCredited if amount > 0 else WalletDebited
+        _emit(ctx, uow, event(**_movement(wallet, result["journal_id"], "adjustment", abs(amount))))
+        record_audit(ctx, uow, "wallet.adjusted", target_type="wallet", target_id=wallet.id,
+                     before={"available": wallet.available - amount},
+                     after={"available": wallet.available, "amount": amount, "currency": wallet.currency,
+                            "journal_id": result["journal_id"], "reason": reason, "key": key})
     return result
 
 

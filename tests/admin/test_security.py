@@ -152,3 +152,23 @@ def test_read_views_render(app, client, tenant_factory, admin_kit):
     for path in ("/admin/", "/admin/tenants/", "/admin/dead-letters/", "/admin/dead-letters/?all=1",
                  "/admin/deliveries/", "/admin/providers/", "/admin/wallets/", "/admin/audit/?action=admin.&actor=root"):
         assert client.get(path).status_code == 200, path
+
+
+def test_an_operator_renames_a_tenant_but_only_an_admin_changes_its_settings(app, client, admin_kit, tenant_factory):
+    tenant = tenant_factory()
+    admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
+    token = admin_kit.csrf_from(client, f"/admin/tenants/{tenant.id}")
+    assert "save-settings" not in client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
+    client.post(f"/admin/tenants/{tenant.id}/rename", data={"csrf_token": token, "name": "Renamed Mart"})
+    assert 'id="tenant-title">Renamed Mart<' in client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
+    assert client.post(f"/admin/tenants/{tenant.id}/settings",
+                       data={"csrf_token": token, "settings": '{"a": 1}'}).status_code == 403
+    client.post("/admin/logout", data={"csrf_token": token})
+    admin_kit.login(client, admin_kit.make_admin(app))
+    token = admin_kit.csrf_from(client, f"/admin/tenants/{tenant.id}")
+    bad = client.post(f"/admin/tenants/{tenant.id}/settings", data={"csrf_token": token, "settings": "[1"},
+                      follow_redirects=True)
+    assert "JSON object" in bad.get_data(as_text=True)
+    client.post(f"/admin/tenants/{tenant.id}/settings", data={"csrf_token": token, "settings": '{"tier": "gold"}'})
+    assert '"tier": "gold"' in client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
+    assert _audit_actions(app).count("tenant.updated") == 2

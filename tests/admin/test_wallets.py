@@ -68,3 +68,31 @@ def test_the_dashboard_shows_wallet_totals(app, client, admin_kit, tenant_factor
     admin_kit.login(client, admin_kit.make_admin(app))
     page = client.get("/admin/").get_data(as_text=True)
     assert "<td>IDR</td><td>2</td><td>1000</td><td>0</td>" in page
+
+
+def test_an_adjustment_is_a_signed_posting_with_a_reason_audited_once(app, client, admin_kit, tenant_factory):
+    from hub.tenancy.models import AuditEntry
+    from hub.wallets.service import verify_ledger
+
+    tenant = tenant_factory()
+    admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
+    path = _wallet_page(client, tenant)
+    token = admin_kit.csrf_from(client, path)
+    refs = re.findall(r'name="ref" value="([^"]+)"', client.get(path).get_data(as_text=True))
+    adjust_ref = next(r for r in refs if r.startswith("admin-adjust-"))
+    client.post(path + "/topup", data={"csrf_token": token, "ref": "t-1", "amount": "1000", "reason": "float"})
+    form = {"csrf_token": token, "ref": adjust_ref, "amount": "-300", "reason": "fee charged twice"}
+    assert client.post(path + "/adjust", data=form).status_code == 302
+    assert client.post(path + "/adjust", data=form).status_code == 302  # a double submit posts once
+    overdraw = client.post(path + "/adjust", data={**form, "ref": "other", "amount": "-5000"}, follow_redirects=True)
+    assert "1000" not in re.findall(r'id="available">(-?\d+)<', overdraw.get_data(as_text=True))
+    no_reason = client.post(path + "/adjust", data={**form, "ref": "other2", "reason": " "}, follow_redirects=True)
+    assert "needs a reason" in no_reason.get_data(as_text=True)
+    page = client.get(path).get_data(as_text=True)
+    assert 'id="available">700<' in page and page.count("<td>adjustment</td>") == 1
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        assert verify_ledger(uow)["ok"]
+        entries = [(e.actor, e.after) for e in uow.session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "wallet.adjusted"))]
+    assert len(entries) == 1
+    assert entries[0][0] == "admin:op@example.com" and entries[0][1]["reason"] == "fee charged twice"

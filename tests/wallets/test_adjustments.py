@@ -1,0 +1,94 @@
+"""Adjustments: an operator's correction is a balanced posting with a reason, never an edit."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from hub.db import unit_of_work
+from hub.errors import Conflict, InsufficientFunds, ValidationFailed
+from hub.wallets import service
+
+
+@pytest.fixture
+def admin(ctx):
+    return ctx.with_changes(actor="admin:ops@example.com")
+
+
+def _audit(app, action):
+    from hub.tenancy.models import AuditEntry
+
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        return [(a.actor, a.before, a.after) for a in uow.session.scalars(
+            select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id))]
+
+
+def _events(app, type_):
+    from hub.bus.models import OutboxMessage
+
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        return [m.envelope["payload"] for m in uow.session.scalars(
+            select(OutboxMessage).where(OutboxMessage.type == type_).order_by(OutboxMessage.created_at))]
+
+
+def test_a_credit_and_a_debit_adjustment_post_against_the_adjustments_account(app, run, admin, verify):
+    wallet = run(service.get_main_wallet, admin)
+    run(service.topup, admin, wallet.id, 1000, "t1")
+    credit = run(service.adjust, admin, wallet.id, 250, "missed bank transfer 77", "adj-1")
+    debit = run(service.adjust, admin, wallet.id, -400, "duplicate top-up reversed", "adj-2")
+    assert credit["replayed"] is False and debit["amount"] == -400
+    assert run(service.get_wallet, admin, wallet.id).available == 850
+    items, _ = run(service.statement, admin, wallet.id)
+    assert [(i["kind"], i["amount"], i["balance_after"]) for i in items] == [
+        ("topup", 1000, 1000), ("adjustment", 250, 1250), ("adjustment", -400, 850)]
+    assert verify()["ok"]
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        from hub.wallets.models import Entry, Journal
+
+        journal = uow.session.get(Journal, debit["journal_id"])
+        assert journal.meta == {"reason": "duplicate top-up reversed", "actor": "admin:ops@example.com"}
+        legs = {e.account: e.amount for e in uow.session.scalars(select(Entry).where(Entry.journal_id == journal.id))}
+    assert legs == {"sys:adjustments:IDR": 400, f"{wallet.id}:available": -400}
+    audit = _audit(app, "wallet.adjusted")
+    assert [(actor, after["amount"], after["reason"]) for actor, _, after in audit] == [
+        ("admin:ops@example.com", 250, "missed bank transfer 77"),
+        ("admin:ops@example.com", -400, "duplicate top-up reversed")]
+    assert audit[1][1] == {"available": 1250} and audit[1][2]["available"] == 850
+
+
+def test_an_adjustment_is_idempotent_by_its_key(app, run, admin, verify):
+    wallet = run(service.get_main_wallet, admin)
+    first = run(service.adjust, admin, wallet.id, 300, "goodwill", "adj-k")
+    again = run(service.adjust, admin, wallet.id, 300, "goodwill", "adj-k")
+    assert again["replayed"] is True and again["journal_id"] == first["journal_id"]
+    with pytest.raises(Conflict):
+        run(service.adjust, admin, wallet.id, 301, "goodwill", "adj-k")
+    assert run(service.get_wallet, admin, wallet.id).available == 300
+    assert len(_audit(app, "wallet.adjusted")) == 1 and verify()["ok"]
+
+
+def test_a_debit_adjustment_cannot_overdraw(app, run, admin):
+    wallet = run(service.get_main_wallet, admin)
+    run(service.adjust, admin, wallet.id, 100, "opening", "a1")
+    with pytest.raises(InsufficientFunds):
+        run(service.adjust, admin, wallet.id, -101, "too much", "a2")
+    assert run(service.get_wallet, admin, wallet.id).available == 100
+    assert len(_audit(app, "wallet.adjusted")) == 1
+
+
+@pytest.mark.parametrize("amount,reason,key", [(0, "x", "k"), (1.5, "x", "k"), (True, "x", "k"),
+                                               (10, "", "k"), (10, "   ", "k"), (10, "x", "")])
+def test_an_adjustment_needs_a_non_zero_amount_a_reason_and_a_key(run, admin, amount, reason, key):
+    wallet = run(service.get_main_wallet, admin)
+    with pytest.raises(ValidationFailed):
+        run(service.adjust, admin, wallet.id, amount, reason, key)
+    assert run(service.get_wallet, admin, wallet.id).available == 0
+
+
+def test_an_adjustment_publishes_a_wallet_event(app, run, admin):
+    wallet = run(service.get_main_wallet, admin)
+    run(service.adjust, admin, wallet.id, 70, "goodwill", "e1")
+    run(service.adjust, admin, wallet.id, -20, "fee", "e2")
+    credited = _events(app, "wallet.credited")
+    debited = _events(app, "wallet.debited")
+    assert [(p["kind"], p["amount"], p["available"]) for p in credited] == [("adjustment", 70, 70)]
+    assert [(p["kind"], p["amount"], p["available"]) for p in debited] == [("adjustment", 20, 50)]
