@@ -46,7 +46,9 @@ def register_providers() -> list[type]:
 def catalog_loaded(provider_code: str, config_id: str, products: list[Any]) -> None:
     """The catalog of one provider configuration was fetched and stored.
 
-    Called after the products service has refreshed a catalog.
+    Called after the products service committed a successful sync of one configuration
+    (``rop catalog sync``, the scheduled sync, the ``SyncCatalog`` command); never after a
+    failed one, which changes nothing.
 
     :param provider_code: the provider's code.
     :param config_id: the provider configuration the catalog came from.
@@ -61,18 +63,24 @@ def catalog_loaded(provider_code: str, config_id: str, products: list[Any]) -> N
 def price_product(tenant_id: str, sku: str, cost: int, currency: str, product: Any) -> int | None:
     """Return the sell price (minor units) of a product for a tenant.
 
-    Called by the products service whenever it prices a product for a tenant.
+    Called by the products service whenever it prices a product for a tenant: in
+    ``GET /v1/products`` and, at purchase, in ``hub.products.client.get_for_sale``.
 
     :param tenant_id: the tenant being priced for.
-    :param sku: the hub's SKU.
-    :param cost: what the cheapest enabled provider charges the hub, in minor units.
+    :param sku: the hub's product code.
+    :param cost: what the cheapest active offer on a provider configuration the tenant may
+        use (a healthy one when there is any) charges the hub, in minor units.
     :param currency: ISO 4217 code.
-    :param product: the product record (read-only).
-    :returns: the price in minor units, or ``None`` to let the next plugin decide.
-        Stops at first non-None result. The built-in rule (``trylast``) returns the cost
-        plus the product's configured margin.
+    :param product: the product as a dict (read-only): ``code``, ``name``, ``category``,
+        ``brand``, ``type``, ``nominal``, ``currency``, and ``margin``: what the platform
+        price list and the tenant's own price rules add to the cost (docs/products.md).
+    :returns: the price in minor units (a non-negative ``int``; anything else is refused
+        with ``TypeError``), or ``None`` to let the next plugin decide.
+        Stops at first non-None result. The built-in rule (``trylast``) returns
+        ``cost + product["margin"]``.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 ``product`` carries the price rules' ``margin``.
     """
 
 
