@@ -29,6 +29,7 @@ SERVICE_PACKAGES: tuple[str, ...] = (
     "hub.providers",
     "hub.wallets",
     "hub.products",
+    "hub.transactions",
 )
 
 

@@ -12,7 +12,7 @@ MOBILE_PREFIXES: dict[str, tuple[str, ...]] = {
     "telkomsel": ("811", "812", "813", "821", "822", "823", "851", "852", "853"),
     "indosat": ("814", "815", "816", "855", "856", "857", "858"),
     "xl": ("817", "818", "819", "859", "877", "878"),
-    "axis": ("831", "832", "833", "838"),
+    "axis": ("831", "832", "833", "837", "838"),
     "tri": ("895", "896", "897", "898", "899"),
     "smartfren": ("881", "882", "883", "884", "885", "886", "887", "888", "889"),
 }
@@ -49,7 +49,7 @@ def route_transaction(ctx, sku: str, candidates: list[Any]) -> list[Any]:
     def key(c: Any):
         health = getattr(c, "health", None) or {}
         rate = health.get("success_rate") if isinstance(health, dict) else None
-        return (getattr(c, "cost", 0), -(rate if rate is not None else 1.0))
+        return (getattr(c, "cost", 0), getattr(c, "priority", 0), -(rate if rate is not None else 1.0))
 
     return sorted(candidates, key=key)
 

@@ -134,7 +134,7 @@ def route_transaction(ctx: CallContext, sku: str, candidates: list[Any]) -> list
         ``cost``, ``health``); unhealthy or switched-off configurations are already removed.
     :returns: the candidates in the order to try (a subset is allowed), or ``None`` to
         let the next plugin decide. Stops at first non-None result. The built-in router
-        (``trylast``) orders by cost, then by success rate.
+        (``trylast``) orders by cost, then the offer's priority (lower first), then success rate.
 
     .. versionadded:: 0.1
     """

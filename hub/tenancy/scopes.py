@@ -27,7 +27,7 @@ ALL_SCOPES = {**TENANT_SCOPES, **SERVICE_ONLY_SCOPES}
 
 #: Each internal service's own identity: the scopes it holds when it calls another service.
 SERVICE_IDENTITIES: dict[str, frozenset[str]] = {
-    "transactions": frozenset({"products:read", "wallets:read", "wallets:hold", "tenants:act-as"}),
+    "transactions": frozenset({"products:read", "wallets:read", "wallets:write", "wallets:hold", "tenants:act-as"}),
     "bulk": frozenset({"products:read", "wallets:read", "transactions:write", "tenants:act-as"}),
     "products": frozenset({"tenants:act-as"}),
     "providers": frozenset({"transactions:process", "tenants:act-as"}),

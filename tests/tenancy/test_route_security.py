@@ -31,6 +31,7 @@ OWNED_OBJECTS: dict[str, Callable] = {
     "/v1/bulk/<job_id>/items": lambda app, owner: {"job_id": _bulk_job(app, owner)},
     "/v1/bulk/<job_id>/results.csv": lambda app, owner: {"job_id": _bulk_job(app, owner)},
     "/v1/bulk/<job_id>/cancel": lambda app, owner: {"job_id": _bulk_job(app, owner)},
+    "/v1/transactions/<transaction_id>": lambda app, owner: {"transaction_id": _transaction(app, owner)},
 }
 
 #: Routes whose path names a platform-wide object rather than a tenant's: a product code is
@@ -73,6 +74,12 @@ def _bulk_job(app, owner) -> str:
     from hub.bulk.testing import make_job
 
     return make_job(app, owner.id)
+
+
+def _transaction(app, owner) -> str:
+    from hub.transactions.testing import make_transaction
+
+    return make_transaction(app, owner.id)
 
 
 def _bus_delivery(app, owner) -> str:

@@ -19,6 +19,10 @@ Callbacks are real HTTP POSTs to the configuration's callback URL, sent from a d
 body under the ``callback_secret`` credential in ``X-Sandbox-Signature``.
 Settings: ``latency_ms``, ``callback_delay``, ``fault_rate`` (a fraction of purchases that
 answer ``unknown``), ``reject_rate`` (a fraction answered ``rejected``), ``seed``.
+
+Every purchase request is counted per reference (``ref_id``) in the hub's Redis when it runs
+inside a hub app, before the simulated latency (so a caller killed mid-call is counted too):
+:func:`purchase_count` is how tests prove a reference was never bought twice.
 """
 from __future__ import annotations
 
@@ -47,6 +51,26 @@ from hub.providers.contract import (
 from hub.providers.http import ProviderHttpError, provider_http
 
 SIGNATURE_HEADER = "X-Sandbox-Signature"
+PURCHASES_KEY = "rop:sandbox:purchases"
+
+
+def _hub_redis():
+    """The hub's Redis when running inside a hub app, else None (the plugin's own tests)."""
+    from flask import current_app, has_app_context
+
+    if not has_app_context() or "rop" not in current_app.extensions:
+        return None
+    return current_app.extensions["rop"].redis
+
+
+def purchase_count(redis, ref_id: str) -> int:
+    """How many purchase requests the sandbox received with ``ref_id``."""
+    return int(redis.hget(PURCHASES_KEY, ref_id) or 0)
+
+
+def purchase_counts(redis) -> dict[str, int]:
+    """Every reference the sandbox was asked to purchase, with its count."""
+    return {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in redis.hgetall(PURCHASES_KEY).items()}
 
 
 def _catalog() -> list[CatalogItem]:
@@ -166,6 +190,9 @@ class SandboxProvider(Provider):
         return list(CATALOG.values())
 
     def purchase(self, request: PurchaseRequest) -> ProviderResult:
+        redis = _hub_redis()
+        if redis is not None:
+            redis.hincrby(PURCHASES_KEY, request.ref_id, 1)
         self._sleep()
         if request.provider_sku not in CATALOG:
             return self._result("42", request, message="unknown product")

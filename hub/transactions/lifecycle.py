@@ -1,0 +1,307 @@
+"""The transaction state machine: the one place a transaction changes status and money moves.
+
+Every change happens under the transaction's row lock (``SELECT … FOR UPDATE``; on SQLite
+the writer transaction holds the database lock), is checked against :data:`TRANSITIONS`,
+moves money through the wallets client in the same database transaction (idempotency keys
+derived from the transaction id), writes a timeline line and publishes the event. A
+duplicate worker run, a late callback or a status check that races a callback therefore
+finds the transition already made and does nothing.
+
+Outcomes from purchases, status checks and callbacks all go through :func:`apply_outcome`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from flask import current_app
+from sqlalchemy import select
+
+from hub.auth import service_context
+from hub.context import CallContext
+from hub.db import UnitOfWork, utcnow
+from hub.transactions.models import FINAL, Attempt, TimelineEntry, Transaction
+
+log = structlog.get_logger("hub.transactions")
+
+#: Legal status changes. Money: → succeeded captures the hold, → failed voids it,
+#: succeeded → refunded reverses the capture.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"processing", "failed"}),
+    "processing": frozenset({"succeeded", "failed", "review"}),
+    "review": frozenset({"succeeded", "failed"}),
+    "succeeded": frozenset({"refunded"}),
+    "failed": frozenset(),
+    "refunded": frozenset(),
+}
+#: Attempt states that an answer may still change (no definitive outcome yet).
+OPEN_ATTEMPT = frozenset({"sent", "pending", "unknown"})
+#: Statuses whose transaction is waiting for a provider's answer.
+IN_FLIGHT = frozenset({"processing", "review"})
+
+WAIT_KEY = "rop:transactions:done:{}"
+
+
+class IllegalTransition(Exception):
+    """A status change the state machine does not allow (a bug or a stale caller)."""
+
+
+@dataclass
+class Settings:
+    """Tunables of the service (``app.extensions["rop"].extras["transactions.settings"]``)."""
+
+    #: seconds between status checks of one pending/unknown attempt (the last repeats);
+    #: spaced so that one reference is not asked more than about once a minute
+    check_schedule: tuple[float, ...] = (20.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0)
+    #: a transaction still pending at its provider this long after the first purchase → review
+    review_after: float = 3600.0
+    #: an accepted transaction not processed after this is driven again by the sweep
+    redrive_after: float = 60.0
+    #: an attempt sent this long ago without an answer (a killed worker) gets a status check
+    sent_timeout: float = 120.0
+    #: provider calls in flight per provider configuration (all processes together)
+    provider_limit: int = 64
+    #: per configuration id, overriding ``provider_limit``
+    provider_limits: dict[str, int] = field(default_factory=dict)
+    #: how long a call waits for a free slot of its configuration before the job is retried
+    slot_timeout: float = 30.0
+    #: how long a postpaid inquiry can be paid
+    inquiry_ttl: float = 3600.0
+    #: the longest ``Prefer: wait=N`` honoured
+    max_wait: float = 60.0
+
+
+def settings() -> Settings:
+    extras = current_app.extensions["rop"].extras
+    found = extras.get("transactions.settings")
+    if found is None:
+        found = extras["transactions.settings"] = Settings()
+    return found
+
+
+def tenant_ctx(trx: Transaction, *, actor: str | None = None, correlation_id: str | None = None) -> CallContext:
+    """The context a worker acts in for ``trx``: its tenant, on behalf of the submitting client."""
+    return CallContext(tenant_id=trx.tenant_id, client_id=trx.client_id, scopes=frozenset(),
+                       actor=actor or "transactions", correlation_id=correlation_id)
+
+
+def lock(uow: UnitOfWork, transaction_id: str) -> Transaction | None:
+    """The transaction, locked for this unit of work (platform-level: any tenant)."""
+    return uow.session.scalars(select(Transaction).where(Transaction.id == transaction_id)
+                               .with_for_update().execution_options(populate_existing=True)).first()
+
+
+def current_attempt(uow: UnitOfWork, trx: Transaction) -> Attempt | None:
+    if not trx.attempt_count:
+        return None
+    return uow.session.scalars(select(Attempt).where(Attempt.transaction_id == trx.id,
+                                                     Attempt.seq == trx.attempt_count)
+                               .execution_options(populate_existing=True)).first()
+
+
+def view(trx: Transaction) -> dict[str, Any]:
+    """The transaction as the API, the events and other services see it."""
+    return {"id": trx.id, "ref_id": trx.ref_id, "product_code": trx.product_code,
+            "customer_no": trx.customer_no, "status": trx.status, "price": trx.price,
+            "currency": trx.currency, "wallet_id": trx.wallet_id, "inquiry_id": trx.inquiry_id,
+            "serial_number": trx.serial_number, "provider_ref": trx.provider_ref,
+            "provider_code": trx.provider_code, "error": trx.error, "source": trx.source,
+            "created_at": trx.created_at, "updated_at": trx.updated_at, "completed_at": trx.completed_at}
+
+
+def note(uow: UnitOfWork, trx: Transaction, kind: str, detail: dict[str, Any] | None = None, *,
+         actor: str | None = None, from_status: str | None = None, to_status: str | None = None) -> None:
+    """Add one line to the transaction's timeline."""
+    uow.session.add(TimelineEntry(transaction_id=trx.id, tenant_id=trx.tenant_id, kind=kind,
+                                  from_status=from_status, to_status=to_status, detail=detail,
+                                  actor=actor, at=utcnow()))
+
+
+def publish_status(ctx: CallContext, uow: UnitOfWork, trx: Transaction) -> None:
+    """Publish the event of the transaction's current status (payload: its view)."""
+    from hub.bus import publish
+    from hub.transactions.messages import EVENT_FOR_STATUS
+
+    payload = view(trx)
+    publish(ctx, uow, EVENT_FOR_STATUS[trx.status](**payload))
+
+
+def transition(ctx: CallContext, uow: UnitOfWork, trx: Transaction, new_status: str, *,
+               error: str | None = None, actor: str | None = None, detail: dict[str, Any] | None = None) -> None:
+    """Move ``trx`` (locked by the caller) to ``new_status``, with its money movement.
+
+    :raise IllegalTransition: when the state machine does not allow it.
+    """
+    old = trx.status
+    if new_status not in TRANSITIONS[old]:
+        raise IllegalTransition(f"transaction {trx.id}: {old} → {new_status} is not allowed")
+    _move_money(ctx, uow, trx, new_status)
+    now = utcnow()
+    trx.status = new_status
+    trx.updated_at = now
+    if error is not None:
+        trx.error = error
+    if new_status in FINAL:
+        trx.completed_at = now
+        trx.next_check_at = None
+        trx.deadline_at = None
+    if new_status == "review":
+        trx.next_check_at = None
+    note(uow, trx, "status", detail or ({"error": error} if error else None), actor=actor,
+         from_status=old, to_status=new_status)
+    publish_status(ctx, uow, trx)
+    if new_status in FINAL or new_status == "review":
+        uow.after_commit(_Wake(trx.id))
+    uow.after_commit(_StateHook(ctx, view(trx), old, new_status))
+
+
+def _move_money(ctx: CallContext, uow: UnitOfWork, trx: Transaction, new_status: str) -> None:
+    from hub.wallets import client as wallets
+
+    if trx.hold_id is None:
+        return
+    svc = service_context(ctx.with_changes(tenant_id=trx.tenant_id), "transactions")
+    if new_status == "succeeded":
+        wallets.capture_hold(svc, uow, trx.hold_id, key=f"{trx.id}:capture")
+    elif new_status == "failed":
+        wallets.void_hold(svc, uow, trx.hold_id, key=f"{trx.id}:void")
+    elif new_status == "refunded":
+        wallets.reverse_capture(svc, uow, trx.hold_id, key=f"{trx.id}:reverse")
+
+
+class _Wake:
+    """After commit: wake the requests waiting on this transaction (``Prefer: wait``)."""
+
+    def __init__(self, transaction_id: str):
+        self.transaction_id = transaction_id
+
+    def __call__(self) -> None:
+        redis = current_app.extensions["rop"].redis
+        key = WAIT_KEY.format(self.transaction_id)
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(key, "1")
+            pipe.expire(key, 120)
+            pipe.execute()
+
+
+class _StateHook:
+    """After commit: tell the plugins (hook ``transaction_state_changed``)."""
+
+    def __init__(self, ctx: CallContext, transaction: dict[str, Any], old: str, new: str):
+        self.ctx, self.transaction, self.old, self.new = ctx, transaction, old, new
+
+    def __call__(self) -> None:
+        host = current_app.extensions["rop"].extras.get("plugins")
+        if host is not None:
+            host.hook.transaction_state_changed(ctx=self.ctx, transaction=self.transaction,
+                                                old_state=self.old, new_state=self.new)
+
+
+# -- outcomes ------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    """A provider's answer about one attempt, normalized (from a ProviderResult or a callback)."""
+
+    state: str
+    provider_ref: str | None = None
+    serial_number: str | None = None
+    message: str | None = None
+    response_code: str | None = None
+    cost: int | None = None
+
+    @classmethod
+    def from_result(cls, result) -> Outcome:
+        return cls(state=result.state.value, provider_ref=result.provider_ref, serial_number=result.serial_number,
+                   message=result.message, response_code=result.provider_code, cost=result.cost)
+
+    def as_detail(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v not in (None, "")}
+
+
+def _schedule_check(trx: Transaction, now: dt.datetime) -> None:
+    schedule = settings().check_schedule
+    delay = schedule[min(trx.check_count, len(schedule) - 1)]
+    trx.next_check_at = now + dt.timedelta(seconds=delay)
+    if trx.deadline_at is None:
+        trx.deadline_at = now + dt.timedelta(seconds=settings().review_after)
+
+
+def apply_outcome(ctx: CallContext, uow: UnitOfWork, trx: Transaction, attempt: Attempt, outcome: Outcome,
+                  via: str) -> bool:
+    """Record ``outcome`` of ``attempt`` and move ``trx`` (both locked by the caller) accordingly.
+
+    :param via: ``purchase`` (the call's own answer), ``status_check`` or ``callback``.
+    :return: True when the purchase was rejected and the next offer may be tried.
+    """
+    state = outcome.state
+    now = utcnow()
+    note(uow, trx, "outcome", {"via": via, "attempt": attempt.seq, "reference": attempt.reference,
+                               **outcome.as_detail()})
+    if attempt.state in OPEN_ATTEMPT:
+        attempt.state = state
+        attempt.answered_at = now
+        attempt.provider_ref = outcome.provider_ref or attempt.provider_ref
+        attempt.serial_number = outcome.serial_number or attempt.serial_number
+        attempt.response_code = outcome.response_code
+        attempt.message = outcome.message
+        attempt.cost = outcome.cost if outcome.cost is not None else attempt.cost
+    elif attempt.state == "success" and state in ("refunded", "failed"):
+        attempt.state = "refunded"
+        attempt.message = outcome.message
+    elif state not in ("pending", "unknown") and state != attempt.state:
+        # A definitive answer contradicting an earlier definitive one: keep the first,
+        # tell a person (never move money twice on a provider's change of mind).
+        _anomaly(uow, trx, f"attempt {attempt.seq} was {attempt.state}, now reported {state} ({via})")
+        return False
+    if attempt.seq != trx.attempt_count:
+        if state == "success":
+            _anomaly(uow, trx, f"an earlier attempt ({attempt.seq}) reports success ({via})")
+        return False
+
+    status = trx.status
+    if state == "success":
+        if status in IN_FLIGHT:
+            trx.provider_ref = outcome.provider_ref or attempt.provider_ref
+            trx.serial_number = outcome.serial_number or attempt.serial_number
+            trx.provider_code, trx.config_id = attempt.provider_code, attempt.config_id
+            transition(ctx, uow, trx, "succeeded", detail={"via": via})
+        elif status == "succeeded" and not trx.serial_number and outcome.serial_number:
+            trx.serial_number = outcome.serial_number
+        elif status == "failed":
+            _anomaly(uow, trx, f"the provider reports success after the transaction failed ({via})")
+    elif state == "failed":
+        if status in IN_FLIGHT:
+            transition(ctx, uow, trx, "failed", error=outcome.message or "failed at the provider",
+                       detail={"via": via})
+        elif status == "succeeded":
+            transition(ctx, uow, trx, "refunded", error=outcome.message or "failed at the provider after success",
+                       detail={"via": via})
+    elif state == "refunded":
+        if status == "succeeded":
+            transition(ctx, uow, trx, "refunded", error=outcome.message or "refunded by the provider",
+                       detail={"via": via})
+        elif status in IN_FLIGHT:
+            transition(ctx, uow, trx, "failed", error=outcome.message or "reversed by the provider",
+                       detail={"via": via})
+    elif state == "rejected":
+        if via == "purchase":
+            return status == "processing"
+        # A status check or callback saying the provider refused it: definitive, but the
+        # purchase was already sent once — never try elsewhere.
+        if status in IN_FLIGHT:
+            transition(ctx, uow, trx, "failed", error=outcome.message or "refused by the provider",
+                       detail={"via": via})
+    elif state in ("pending", "unknown") and status == "processing":
+        if via == "status_check":
+            trx.check_count += 1
+        _schedule_check(trx, now)
+        if trx.deadline_at is not None and now >= trx.deadline_at:
+            transition(ctx, uow, trx, "review", error=f"no final answer from the provider ({state})")
+    return False
+
+
+def _anomaly(uow: UnitOfWork, trx: Transaction, what: str) -> None:
+    log.error("transaction anomaly", transaction_id=trx.id, what=what)
+    note(uow, trx, "anomaly", {"what": what})

@@ -1,0 +1,364 @@
+"""Taking a transaction to its providers: the command handlers, callbacks and the sweep.
+
+The rule that keeps money safe: **no unit of work is open while a provider is called**, and
+every purchase is recorded *before* it is sent.
+
+1. plan (short unit of work, row lock): what is next — a purchase at the next offer of the
+   route, a status check of an attempt whose outcome is unknown, or nothing;
+2. take a slot of the configuration (``hub.concurrency.limit``: at most N calls in flight
+   per configuration across every process);
+3. record the attempt (short unit of work: ``sent``, with the reference it is sent under);
+4. call the provider with no database session open;
+5. record the outcome (short unit of work, row lock, :func:`lifecycle.apply_outcome`).
+
+A run that finds the current attempt ``sent`` without an outcome (a worker killed mid-call,
+a duplicate job) does not buy again: it asks the status of that same reference. Only a
+purchase answered ``rejected`` moves on to the next offer.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import structlog
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from hub.bus import publish
+from hub.context import CallContext
+from hub.db import UnitOfWork, unit_of_work, utcnow
+from hub.providers import client as providers
+from hub.transactions import lifecycle
+from hub.transactions.lifecycle import OPEN_ATTEMPT, Outcome
+from hub.transactions.messages import CheckTransactionStatus, ProcessTransaction
+from hub.transactions.models import Attempt, Inquiry, Transaction
+
+log = structlog.get_logger("hub.transactions")
+
+
+@dataclass
+class Step:
+    """What the next provider call of a transaction is (decided under the row lock)."""
+
+    kind: str  # purchase | check
+    transaction_id: str
+    tenant_id: str
+    seq: int
+    config_id: str
+    provider_code: str
+    provider_sku: str
+    reference: str
+    customer_no: str
+    amount: int | None = None
+    provider_ref: str | None = None
+
+
+def _db():
+    return current_app.extensions["rop"].db
+
+
+def _redis():
+    return current_app.extensions["rop"].redis
+
+
+# -- routing ---------------------------------------------------------------------------------
+def _route(uow: UnitOfWork, trx: Transaction) -> list[str]:
+    """The configuration ids to try, in order: usable ones through the ``route_transaction`` hook."""
+    candidates = [providers.Route(config_id=o["config_id"], provider_code=o["provider_code"],
+                                  provider_sku=o["provider_sku"], cost=int(o.get("cost") or 0))
+                  for o in trx.offers or []]
+    for route, offer in zip(candidates, trx.offers or []):
+        route.priority = int(offer.get("priority") or 0)  # the built-in router's second key
+    ordered = providers.routes_for(uow, lifecycle.tenant_ctx(trx), trx.product_code, candidates)
+    seen: list[str] = []
+    for route in ordered:
+        if route.config_id not in seen:
+            seen.append(route.config_id)
+    return seen
+
+
+def _offer(trx: Transaction, config_id: str) -> dict:
+    return next(o for o in trx.offers if o["config_id"] == config_id)
+
+
+def _plan(transaction_id: str, *, force_check: bool = False) -> Step | None:
+    """Decide the next provider call of a transaction (a short unit of work)."""
+    with unit_of_work(_db()) as uow:
+        trx = lifecycle.lock(uow, transaction_id)
+        if trx is None:
+            log.warning("no such transaction", transaction_id=transaction_id)
+            return None
+        allowed = ("pending", "processing", "review") if force_check else ("pending", "processing")
+        if trx.status not in allowed:
+            return None
+        attempt = lifecycle.current_attempt(uow, trx)
+        if attempt is not None and attempt.state != "rejected":
+            if attempt.state == "sent" or (force_check and attempt.state in OPEN_ATTEMPT):
+                # Sent and never answered: an unknown outcome. Same reference, status only.
+                return _step("check", trx, attempt)
+            return None  # pending/unknown: callbacks and scheduled checks; or already decided
+        if trx.status == "review":
+            return None
+        if trx.route is None:
+            trx.route = _route(uow, trx)
+        tried = trx.attempt_count
+        if tried >= len(trx.route):
+            last = attempt.message if attempt is not None else None
+            error = ("no provider could fulfil it" + (f": {last}" if last else "")
+                     if trx.route else "no provider is available for this product now")
+            lifecycle.transition(lifecycle.tenant_ctx(trx), uow, trx, "failed", error=error)
+            uow.commit()
+            return None
+        config_id = trx.route[tried]
+        offer = _offer(trx, config_id)
+        seq = tried + 1
+        reference = _reference(uow, trx, seq)
+        step = Step("purchase", trx.id, trx.tenant_id, seq, config_id, offer["provider_code"],
+                    offer["provider_sku"], reference, trx.customer_no, amount=_bill_amount(uow, trx))
+        uow.commit()  # the route, if just decided
+        return step
+
+
+def _reference(uow: UnitOfWork, trx: Transaction, seq: int) -> str:
+    """The reference a purchase is sent under: one per attempt; a postpaid payment re-uses its
+    inquiry's reference (providers match the payment to the bill by it)."""
+    if trx.inquiry_id:
+        inquiry = uow.session.get(Inquiry, trx.inquiry_id)
+        if inquiry is not None:
+            return inquiry.reference
+    return f"{trx.id}-{seq}"
+
+
+def _bill_amount(uow: UnitOfWork, trx: Transaction) -> int | None:
+    if not trx.inquiry_id:
+        return None
+    inquiry = uow.session.get(Inquiry, trx.inquiry_id)
+    return inquiry.bill_amount if inquiry is not None else None
+
+
+def _step(kind: str, trx: Transaction, attempt: Attempt) -> Step:
+    return Step(kind, trx.id, trx.tenant_id, attempt.seq, attempt.config_id, attempt.provider_code,
+                attempt.provider_sku, attempt.reference, trx.customer_no, provider_ref=attempt.provider_ref)
+
+
+def _record_attempt(step: Step) -> bool:
+    """Write the attempt (``sent``) before the call; False when another run made it first."""
+    with unit_of_work(_db()) as uow:
+        trx = lifecycle.lock(uow, step.transaction_id)
+        if trx is None or trx.status not in ("pending", "processing") or trx.attempt_count != step.seq - 1:
+            return False
+        now = utcnow()
+        uow.session.add(Attempt(transaction_id=trx.id, tenant_id=trx.tenant_id, seq=step.seq,
+                                config_id=step.config_id, provider_code=step.provider_code,
+                                provider_sku=step.provider_sku, reference=step.reference, state="sent",
+                                sent_at=now))
+        trx.attempt_count = step.seq
+        trx.config_id, trx.provider_code = step.config_id, step.provider_code
+        trx.check_count = 0
+        trx.next_check_at = now + dt.timedelta(seconds=lifecycle.settings().sent_timeout)
+        lifecycle.note(uow, trx, "attempt", {"attempt": step.seq, "provider_code": step.provider_code,
+                                             "config_id": step.config_id, "provider_sku": step.provider_sku,
+                                             "reference": step.reference})
+        if trx.status == "pending":
+            lifecycle.transition(lifecycle.tenant_ctx(trx), uow, trx, "processing")
+        try:
+            uow.commit()
+        except IntegrityError:  # a concurrent run recorded this attempt first
+            return False
+    return True
+
+
+def _record_outcome(step: Step, outcome: Outcome, via: str) -> bool:
+    """Apply a call's answer; True when the next offer should be tried."""
+    with unit_of_work(_db()) as uow:
+        trx = lifecycle.lock(uow, step.transaction_id)
+        attempt = uow.session.scalars(select(Attempt).where(Attempt.transaction_id == step.transaction_id,
+                                                            Attempt.seq == step.seq)).first()
+        if trx is None or attempt is None:
+            return False
+        try_next = lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt, outcome, via)
+        uow.commit()
+    return try_next
+
+
+# -- calling -----------------------------------------------------------------------------------
+def _slot(config_id: str):
+    from hub.concurrency import limit
+
+    opts = lifecycle.settings()
+    bound = opts.provider_limits.get(config_id, opts.provider_limit)
+    return limit(_redis(), f"provider:{config_id}", bound, opts.slot_timeout, ttl=60.0)
+
+
+def call_provider(step: Step, operation: str) -> Outcome:
+    """Call ``operation`` (purchase or check_status) for ``step`` with no database session open.
+
+    The configuration is read first and the read transaction ends before the call (the
+    session keeps the row, so the call itself touches no connection). An exception from
+    the plugin is an unknown outcome: the request may have left.
+    """
+    with unit_of_work(_db(), readonly=True) as uow:
+        providers.usable_configs(uow, step.tenant_id)  # loads the configuration rows
+        uow.session.commit()  # ends the read: no connection is held during the call
+        try:
+            if operation == "purchase":
+                result = providers.purchase(uow, step.config_id, providers.PurchaseRequest(
+                    ref_id=step.reference, provider_sku=step.provider_sku, customer_no=step.customer_no,
+                    amount=step.amount))
+            else:
+                result = providers.check_status(uow, step.config_id, providers.StatusRequest(
+                    ref_id=step.reference, provider_sku=step.provider_sku, customer_no=step.customer_no,
+                    provider_ref=step.provider_ref))
+        except Exception as exc:
+            log.exception("provider call raised; outcome unknown", operation=operation,
+                          transaction_id=step.transaction_id, config_id=step.config_id)
+            return Outcome("unknown", message=f"{type(exc).__name__}: {exc}"[:500])
+    return Outcome.from_result(result)
+
+
+# -- handlers ----------------------------------------------------------------------------------
+def process_transaction(ctx: CallContext, message) -> None:
+    """Handler of :class:`ProcessTransaction` (``own_uow``): purchase along the route until an
+    answer other than ``rejected``; an unanswered earlier attempt gets a status check instead."""
+    run(message.payload["transaction_id"])
+
+
+def run(transaction_id: str) -> None:
+    """Drive one transaction as far as it goes now (safe to run twice, concurrently too)."""
+    for _ in range(32):  # bounded: each purchase step consumes one offer of the route
+        step = _plan(transaction_id)
+        if step is None:
+            return
+        if step.kind == "check":
+            _check(step)
+            return
+        with _slot(step.config_id):
+            if not _record_attempt(step):
+                return  # another run took this step; it carries on
+            outcome = call_provider(step, "purchase")
+        if not _record_outcome(step, outcome, "purchase"):
+            return
+
+
+def _check(step: Step) -> None:
+    with _slot(step.config_id):
+        outcome = call_provider(step, "check_status")
+    _record_outcome(step, outcome, "status_check")
+
+
+def check_transaction_status(ctx: CallContext, message) -> None:
+    """Handler of :class:`CheckTransactionStatus` (``own_uow``): ask the provider about the
+    current attempt by its reference; a stale command (a later attempt exists) does nothing."""
+    payload = message.payload
+    transaction_id, seq, force = payload["transaction_id"], payload["attempt"], payload.get("force", False)
+    with unit_of_work(_db(), readonly=True) as uow:
+        trx = uow.session.get(Transaction, transaction_id)
+        if trx is None:
+            return
+        attempt = lifecycle.current_attempt(uow, trx)
+        status = trx.status
+        current = (attempt.seq, attempt.state) if attempt is not None else (None, None)
+    if current == (seq, "rejected") and status == "processing":
+        run(transaction_id)  # interrupted between a rejection and the next offer
+        return
+    if current[0] != seq or current[1] not in OPEN_ATTEMPT:
+        return
+    if status != "processing" and not (force and status == "review"):
+        return
+    with unit_of_work(_db()) as uow:
+        trx = lifecycle.lock(uow, transaction_id)
+        attempt = lifecycle.current_attempt(uow, trx)
+        if attempt is None or attempt.seq != seq or attempt.state not in OPEN_ATTEMPT:
+            return
+        step = _step("check", trx, attempt)
+        lifecycle.note(uow, trx, "status_check", {"attempt": seq, "reference": attempt.reference,
+                                                  "forced": bool(force)})
+        uow.commit()
+    _check(step)
+
+
+def on_provider_callback(ctx: CallContext, uow: UnitOfWork, message) -> None:
+    """Subscriber of ``provider.callback_received``: an authentic callback about one of our
+    references moves its transaction (same guarded transition as everything else)."""
+    payload = message.payload
+    reference = payload.get("ref_id")
+    if not reference:
+        return
+    attempt = uow.session.scalars(select(Attempt).where(Attempt.reference == reference)
+                                  .order_by(Attempt.seq.desc())).first()
+    if attempt is None:
+        return  # not a transaction's reference (an inquiry, another service)
+    if attempt.config_id != payload.get("config_id"):
+        # Authentic for *its* configuration, but about a purchase sent elsewhere: a tenant's
+        # own provider configuration must not be able to settle another's transactions.
+        log.warning("callback for a reference sent to another configuration", reference=reference,
+                    config_id=payload.get("config_id"), expected=attempt.config_id)
+        return
+    trx = lifecycle.lock(uow, attempt.transaction_id)
+    if trx is None:
+        return
+    uow.session.refresh(attempt)
+    outcome = Outcome(state=payload["state"], provider_ref=payload.get("provider_ref"),
+                      serial_number=payload.get("serial_number"), message=payload.get("message"),
+                      cost=payload.get("cost"))
+    lifecycle.note(uow, trx, "callback", {"callback_id": payload.get("callback_id"), "attempt": attempt.seq,
+                                          "state": outcome.state})
+    lifecycle.apply_outcome(lifecycle.tenant_ctx(trx, correlation_id=message.correlation_id), uow, trx,
+                            attempt, outcome, "callback")
+
+
+# -- the sweep ---------------------------------------------------------------------------------
+def sweep(now: dt.datetime | None = None, limit: int = 500) -> dict[str, int]:
+    """Publish due status checks, re-drive accepted transactions that were never processed,
+    and move transactions pending past their deadline to ``review``.
+
+    Each due transaction is claimed by moving its ``next_check_at`` forward with a guarded
+    update, so overlapping sweeps do not both publish it.
+    """
+    now = now or utcnow()
+    opts = lifecycle.settings()
+    counts = {"checks": 0, "redriven": 0, "review": 0}
+    with unit_of_work(_db(), readonly=True) as uow:
+        due = uow.session.execute(
+            select(Transaction.id, Transaction.status, Transaction.next_check_at)
+            .where(Transaction.status.in_(("pending", "processing")), Transaction.next_check_at <= now)
+            .order_by(Transaction.next_check_at).limit(limit)).all()
+        late = uow.session.scalars(
+            select(Transaction.id).where(Transaction.status == "processing", Transaction.deadline_at <= now)
+            .limit(limit)).all()
+    lease = dt.timedelta(seconds=max(opts.sent_timeout, 60.0))
+    for transaction_id, status, due_at in due:
+        with unit_of_work(_db()) as uow:
+            claimed = uow.session.execute(
+                update(Transaction).where(Transaction.id == transaction_id, Transaction.status == status,
+                                          Transaction.next_check_at == due_at)
+                .values(next_check_at=now + lease)).rowcount
+            if not claimed:
+                continue
+            trx = uow.session.get(Transaction, transaction_id)
+            ctx = lifecycle.tenant_ctx(trx, actor="transactions:sweep")
+            if status == "pending":
+                publish(ctx, uow, ProcessTransaction(transaction_id=transaction_id))
+                counts["redriven"] += 1
+            else:
+                publish(ctx, uow, CheckTransactionStatus(transaction_id=transaction_id, attempt=trx.attempt_count))
+                counts["checks"] += 1
+            uow.commit()
+    for transaction_id in late:
+        with unit_of_work(_db()) as uow:
+            trx = lifecycle.lock(uow, transaction_id)
+            if trx is None or trx.status != "processing" or trx.deadline_at is None or trx.deadline_at > now:
+                continue
+            lifecycle.transition(lifecycle.tenant_ctx(trx, actor="transactions:sweep"), uow, trx, "review",
+                                 error="no final answer from the provider before the deadline")
+            uow.commit()
+            counts["review"] += 1
+    if any(counts.values()):
+        log.info("transactions sweep", **counts)
+    return counts
+
+
+def sweep_job() -> dict[str, int]:
+    """The periodic job (``rop scheduler``)."""
+    return sweep()

@@ -1,0 +1,107 @@
+"""Fixtures of the transactions tests: the sandbox catalog, a funded tenant, workers, callbacks
+over real HTTP."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import select
+
+from hub.bus.models import TenantEvent
+from hub.context import CallContext
+from hub.db import unit_of_work
+from hub.providers.testing import LiveServer
+from hub.transactions.lifecycle import Settings
+from hub.worker import make_worker
+
+FUNDS = 10_000_000
+
+
+@pytest.fixture
+def live(app):
+    """The app served over real HTTP (the sandbox's callbacks POST to it)."""
+    with LiveServer(app) as server:
+        app.extensions["rop"].extras["public_url"] = server.url
+        yield server
+
+
+@pytest.fixture
+def sandbox(app):
+    """The sandbox's catalog as products; returns the platform sandbox configuration id."""
+    from hub.products.testing import seed_sandbox_catalog
+    from hub.providers import client as providers
+
+    seed_sandbox_catalog(app, settings={"callback_delay": 0.05})
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        return next(c["config_id"] for c in providers.list_configs(uow) if c["provider_code"] == "sandbox")
+
+
+@pytest.fixture
+def fast(app):
+    """Settings for tests: status checks due at once, a short review deadline."""
+    settings = Settings(check_schedule=(0.0,), review_after=3600.0, redrive_after=0.0, sent_timeout=0.0)
+    app.extensions["rop"].extras["transactions.settings"] = settings
+    return settings
+
+
+@dataclass
+class Funded:
+    tenant: object
+    wallet_id: str
+
+
+@pytest.fixture
+def funded(app, tenant_factory, sandbox):
+    """A tenant whose main wallet holds ``FUNDS``."""
+    from hub.wallets import service as wallets
+
+    tenant = tenant_factory()
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        ctx = CallContext.system(actor="tests", tenant_id=tenant.id)
+        wallet = wallets.get_main_wallet(ctx, uow)
+        wallets.topup(ctx, uow, wallet.id, FUNDS, "seed")
+        uow.commit()
+        return Funded(tenant, wallet.id)
+
+
+def drain(app, until=None, timeout: float = 15.0) -> None:
+    """Run burst workers until ``until()`` holds (or, without it, until the queues are empty)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        make_worker(app).work(burst=True)
+        if until is None or until():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the deadline")
+        time.sleep(0.05)
+
+
+def wallet(app, tenant_id: str, wallet_id: str) -> dict:
+    from hub.wallets import client as wallets
+
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        return wallets.get_wallet(CallContext.system(tenant_id=tenant_id), uow, wallet_id)
+
+
+def transaction(app, tenant_id: str, transaction_id: str) -> dict:
+    from hub.transactions import client
+
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        return client.get(CallContext(tenant_id=tenant_id, client_id="tests",
+                                      scopes=frozenset({"transactions:read"})), uow, transaction_id)
+
+
+def event_types(app, tenant_id: str, transaction_id: str) -> list[str]:
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        rows = uow.session.scalars(select(TenantEvent).where(TenantEvent.tenant_id == tenant_id)
+                                   .order_by(TenantEvent.occurred_at)).all()
+        return [r.type for r in rows if r.type.startswith("transaction.")
+                and r.envelope["payload"].get("id") == transaction_id]
+
+
+def buy(client, tenant, customer_no: str, product_code: str = "TEL10", ref_id: str | None = None, **extra):
+    import uuid
+
+    body = {"ref_id": ref_id or uuid.uuid4().hex, "product_code": product_code, "customer_no": customer_no, **extra}
+    return client.post("/v1/transactions", json=body, headers=tenant.headers)
