@@ -16,13 +16,15 @@ assets = Blueprint("rop_admin", __name__, url_prefix="/admin", template_folder="
 
 
 def _views() -> list:
-    from rop_admin import views
+    from rop_admin import catalog, views
 
     return [
         views.TenantsView(name="Tenants", endpoint="admin_tenants", url="tenants"),
         views.ClientsView(name="API clients", endpoint="admin_clients", url="clients"),
         views.ProvidersView(name="Providers", endpoint="admin_providers", url="providers"),
         views.WalletsView(name="Wallets", endpoint="admin_wallets", url="wallets"),
+        catalog.CatalogView(name="Products", category="Catalog", endpoint="admin_catalog", url="catalog"),
+        catalog.PricingView(name="Pricing", category="Catalog", endpoint="admin_pricing", url="pricing"),
         views.DeadLettersView(name="Dead letters", category="Operations", endpoint="admin_dead_letters",
                               url="dead-letters"),
         views.DeliveriesView(name="Webhook deliveries", category="Operations", endpoint="admin_deliveries",
