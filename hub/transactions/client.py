@@ -11,6 +11,7 @@ reads ``transactions:read`` or ``transactions:write``; the operator actions
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from hub.context import CallContext
@@ -84,3 +85,95 @@ def resolve(ctx: CallContext, uow: UnitOfWork, transaction_id: str, outcome: str
 def refund(ctx: CallContext, uow: UnitOfWork, transaction_id: str, reason: str) -> dict[str, Any]:
     """Operator: refund a succeeded transaction (reversal through the ledger); audited."""
     return lifecycle.view(service.refund(ctx, uow, transaction_id, reason))
+
+
+# -- for the admin UI: every tenant, and figures for the dashboard ---------------------------
+def operator_list(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = None, status: str | None = None,
+                  provider_code: str | None = None, ref_id: str | None = None,
+                  created_from: dt.datetime | None = None, created_to: dt.datetime | None = None,
+                  cursor: str | None = None, limit: int = 50) -> tuple[list[dict[str, Any]], str | None]:
+    """Operator: transactions of one tenant or of all, newest first: ``(items, next_cursor)``.
+
+    Each item is the transaction view plus ``tenant_id``. Needs ``transactions:process``.
+    :raise ValidationFailed: an unknown status, a bad cursor.
+    """
+    from sqlalchemy import or_, select
+
+    from hub.transactions.models import STATUSES, Transaction
+
+    ctx.require_scope("transactions:process")
+    stmt = select(Transaction)
+    if tenant_id:
+        stmt = stmt.where(Transaction.tenant_id == tenant_id)
+    if status:
+        if status not in STATUSES:
+            raise service._field_error("status", f"status must be one of {', '.join(STATUSES)}")
+        stmt = stmt.where(Transaction.status == status)
+    if provider_code:
+        stmt = stmt.where(Transaction.provider_code == provider_code)
+    if ref_id:
+        stmt = stmt.where(Transaction.ref_id == ref_id)
+    if created_from:
+        stmt = stmt.where(Transaction.created_at >= created_from)
+    if created_to:
+        stmt = stmt.where(Transaction.created_at < created_to)
+    if cursor:
+        at, ident = service._decode_cursor(cursor)
+        stmt = stmt.where(or_(Transaction.created_at < at, (Transaction.created_at == at) & (Transaction.id < ident)))
+    limit = max(1, min(int(limit), 500))
+    rows = list(uow.session.scalars(stmt.order_by(Transaction.created_at.desc(), Transaction.id.desc())
+                                    .limit(limit + 1)))
+    next_cursor = service._encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return [dict(lifecycle.view(t), tenant_id=t.tenant_id) for t in rows[:limit]], next_cursor
+
+
+def stats(ctx: CallContext, uow: UnitOfWork, *, since: dt.datetime,
+          until: dt.datetime | None = None) -> dict[str, Any]:
+    """Operator: figures for the dashboard over ``[since, until)``, every tenant.
+
+    :return: ``{"per_hour": [{"hour": "YYYY-MM-DDTHH:00", "status", "count"}],
+        "providers": [{"provider_code", "attempts", "answered", "success", "failed", "rejected",
+        "unknown", "success_rate", "latency_ms_avg", "latency_ms_max"}]}`` — per hour: the
+        transactions created in that hour by their status now; per provider: its attempts sent in
+        the window, ``success_rate`` = success / (success + failed + rejected) (None when none),
+        latency from sent to answered over the answered attempts.
+    """
+    from sqlalchemy import func, select
+
+    from hub.transactions.models import Attempt, Transaction
+
+    ctx.require_scope("transactions:process")
+    sqlite = uow.session.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        hour = func.strftime("%Y-%m-%dT%H:00", Transaction.created_at)
+        latency = (func.julianday(Attempt.answered_at) - func.julianday(Attempt.sent_at)) * 86_400_000.0
+    else:
+        hour = func.to_char(func.date_trunc("hour", func.timezone("UTC", Transaction.created_at)),
+                            'YYYY-MM-DD"T"HH24:00')
+        latency = func.extract("epoch", Attempt.answered_at - Attempt.sent_at) * 1000.0
+    trx_window = [Transaction.created_at >= since] + ([Transaction.created_at < until] if until else [])
+    per_hour = [{"hour": h, "status": s, "count": int(n)} for h, s, n in uow.session.execute(
+        select(hour, Transaction.status, func.count()).where(*trx_window)
+        .group_by(hour, Transaction.status).order_by(hour, Transaction.status))]
+    att_window = [Attempt.sent_at >= since] + ([Attempt.sent_at < until] if until else [])
+    providers: dict[str, dict[str, Any]] = {}
+    for code, state, n in uow.session.execute(
+            select(Attempt.provider_code, Attempt.state, func.count()).where(*att_window)
+            .group_by(Attempt.provider_code, Attempt.state)):
+        row = providers.setdefault(code, {"provider_code": code, "attempts": 0, "answered": 0, "success": 0,
+                                          "failed": 0, "rejected": 0, "unknown": 0, "success_rate": None,
+                                          "latency_ms_avg": None, "latency_ms_max": None})
+        row["attempts"] += int(n)
+        if state in ("success", "failed", "rejected", "unknown"):
+            row[state] += int(n)
+    for code, avg, peak, answered in uow.session.execute(
+            select(Attempt.provider_code, func.avg(latency), func.max(latency), func.count())
+            .where(*att_window, Attempt.answered_at.is_not(None)).group_by(Attempt.provider_code)):
+        row = providers[code]
+        row["answered"] = int(answered)
+        row["latency_ms_avg"] = round(float(avg), 1) if avg is not None else None
+        row["latency_ms_max"] = round(float(peak), 1) if peak is not None else None
+    for row in providers.values():
+        decided = row["success"] + row["failed"] + row["rejected"]
+        row["success_rate"] = round(row["success"] / decided, 4) if decided else None
+    return {"per_hour": per_hour, "providers": sorted(providers.values(), key=lambda r: r["provider_code"])}
