@@ -1,10 +1,18 @@
-"""The RQ queues of the hub, one per kind of work, in the order a worker serves them."""
+"""The RQ queues of the hub, one per kind of work, in the order a worker serves them.
+
+``provider`` holds the jobs that call providers (I/O-bound, 100 ms – 30 s each): it is served
+by ``rop worker --queues provider --threads N`` (:class:`hub.worker.HubThreadWorker`), so a
+slow provider never blocks the other queues' worker (Procfile, docs/bus.md).
+"""
 from __future__ import annotations
 
 from rq import Queue
 
 #: Queue names, most urgent first. A worker started without ``--queues`` serves them all.
-QUEUES: tuple[str, ...] = ("commands", "events", "webhooks", "default")
+QUEUES: tuple[str, ...] = ("commands", "events", "webhooks", "default", "provider")
+
+#: The queues of the general worker (``rop up``, Procfile ``worker``): all but ``provider``.
+GENERAL_QUEUES: tuple[str, ...] = tuple(q for q in QUEUES if q != "provider")
 
 
 def queue(name: str, connection) -> Queue:

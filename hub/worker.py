@@ -1,16 +1,48 @@
 """``rop worker``: RQ workers that run every job inside the hub's app context.
 
-Worker class: :class:`rq.SimpleWorker` (jobs run in the worker process itself). RQ's
-forking ``Worker`` pays a fork per job (measured here: ~100 jobs/s against ~260 for the
-simple worker); the hub's jobs are short, idempotent and run their own unit of work, so
-the isolation a fork buys is not worth it. Scale by running more worker processes.
+Two worker classes:
+
+- :class:`HubWorker` (``rop worker``, the default): :class:`rq.SimpleWorker`, one job at a
+  time in the worker process. RQ's forking ``Worker`` pays a fork per job (measured: ~100
+  jobs/s against ~260 for the simple worker); the hub's jobs are short, idempotent and run
+  their own unit of work, so the isolation a fork buys is not worth it.
+- :class:`HubThreadWorker` (``rop worker --threads N``): up to N jobs at once, each in a
+  thread of one process. For the ``provider`` queue, whose jobs spend 100 ms – 30 s waiting
+  on a provider's socket (the GIL is released meanwhile), so one process keeps N calls in
+  flight instead of one.
+
+The thread worker keeps RQ's bookkeeping per job (one RQ execution per running job, the
+started/finished/failed registries, retries, dependents) by running RQ's own
+``perform_job`` in each thread; what it adds is the dispatch loop (dequeue only when a thread
+is free), one heartbeat thread for the worker and all running executions, job timeouts that
+work outside the main thread (:class:`ThreadDeathPenalty`), RQ's scheduler in a thread
+instead of a forked process, and a graceful stop (SIGTERM/SIGINT: finish the running jobs,
+take no new ones; a second signal exits at once and leaves the running jobs to the
+started-job cleanup of the bus sweep).
 """
 from __future__ import annotations
 
+import ctypes
+import heapq
+import itertools
+import os
+import signal
+import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
+import redis.exceptions
 from flask import Flask
 from rq import SimpleWorker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.exceptions import DequeueTimeout
+from rq.executions import Execution
+from rq.intermediate_queue import IntermediateQueue
+from rq.scheduler import RQScheduler
+from rq.timeouts import BaseDeathPenalty, JobTimeoutException
+from rq.utils import as_text, now
+from rq.worker import DequeueStrategy, WorkerStatus
 
 from hub.queues import QUEUES, queue
 from hub.state import HubState
@@ -21,7 +53,7 @@ class HubWorker(SimpleWorker):
 
     flask_app: Flask | None = None
 
-    def perform_job(self, *args, **kwargs):  # noqa: D102 (RQ's signature varies by version)
+    def perform_job(self, *args, **kwargs):
         app = self.flask_app
         if app is None:
             return super().perform_job(*args, **kwargs)
@@ -29,11 +61,466 @@ class HubWorker(SimpleWorker):
             return super().perform_job(*args, **kwargs)
 
 
-def make_worker(app: Flask, queue_names: Sequence[str] | None = None, name: str | None = None) -> HubWorker:
-    """A worker of ``app`` on ``queue_names`` (all queues by default)."""
+# -- job timeouts in threads -------------------------------------------------------------------
+class _Watchdog:
+    """One thread that raises a timeout exception in job threads whose deadline passed."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Condition()
+        self.heap: list[tuple[float, int]] = []
+        self.entries: dict[int, tuple[int, type[BaseException]]] = {}  # token -> (thread id, exception)
+        self.fired: set[int] = set()
+        self.counter = itertools.count()
+        self.pid = os.getpid()
+        threading.Thread(target=self._run, name="rop-job-watchdog", daemon=True).start()
+
+    def add(self, deadline: float, thread_id: int, exception: type[BaseException]) -> int:
+        with self.lock:
+            token = next(self.counter)
+            self.entries[token] = (thread_id, exception)
+            heapq.heappush(self.heap, (deadline, token))
+            self.lock.notify()
+            return token
+
+    def cancel(self, token: int) -> None:
+        with self.lock:
+            entry = self.entries.pop(token, None)
+            if token in self.fired:
+                self.fired.discard(token)
+                if entry is not None:
+                    # Fired just as the job ended: clear the exception if it is still pending.
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(entry[0]), None)
+
+    def _run(self) -> None:
+        with self.lock:
+            while True:
+                while self.heap and self.heap[0][1] not in self.entries:
+                    heapq.heappop(self.heap)
+                if not self.heap:
+                    self.lock.wait()
+                    continue
+                deadline, token = self.heap[0]
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self.lock.wait(left)
+                    continue
+                heapq.heappop(self.heap)
+                thread_id, exception = self.entries[token]
+                self.fired.add(token)
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exception))
+
+
+_WATCHDOG: _Watchdog | None = None
+_WATCHDOG_LOCK = threading.Lock()
+
+
+def _watchdog() -> _Watchdog:
+    global _WATCHDOG
+    with _WATCHDOG_LOCK:
+        if _WATCHDOG is None or _WATCHDOG.pid != os.getpid():
+            _WATCHDOG = _Watchdog()
+        return _WATCHDOG
+
+
+class ThreadDeathPenalty(BaseDeathPenalty):
+    """RQ's job timeout for jobs run in any thread (RQ's default uses SIGALRM: main thread only).
+
+    When the job's time is up, the exception is raised in the job's thread asynchronously: it
+    takes effect when that thread next runs Python code, not inside a blocking C call (a
+    socket read without a timeout). It is a safety net; calls must carry their own timeouts.
+    """
+
+    def __init__(self, timeout, exception=JobTimeoutException, **kwargs):
+        message = f"Task exceeded maximum timeout value ({timeout} seconds)"
+        # PyThreadState_SetAsyncExc takes a class: bake the message into a subclass.
+        timed_out = type(exception.__name__, (exception,),
+                         {"__init__": lambda self, *args: exception.__init__(self, message),
+                          "__module__": exception.__module__})
+        super().__init__(timeout, timed_out, **kwargs)
+        self._thread_id = threading.get_ident()
+        self._token: int | None = None
+
+    def setup_death_penalty(self):
+        if self._timeout and self._timeout > 0:
+            self._token = _watchdog().add(time.monotonic() + self._timeout, self._thread_id, self._exception)
+
+    def cancel_death_penalty(self):
+        if self._token is not None:
+            token, self._token = self._token, None
+            _watchdog().cancel(token)
+
+
+# -- the thread worker ---------------------------------------------------------------------------
+# Pop up to ARGV[1] job ids from KEYS (queues in priority order): [queue key, job id, ...].
+# ARGV[2] == 1: one queue, whose jobs move to its intermediate list KEYS[2] (RQ's LMOVE, so the
+# maintenance task can hand back a job whose worker died between dequeue and start).
+_POP_MANY = """
+local want = tonumber(ARGV[1])
+local out = {}
+if ARGV[2] == '1' then
+  for i = 1, want do
+    local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+    if not id then break end
+    out[#out + 1] = KEYS[1]
+    out[#out + 1] = id
+  end
+  return out
+end
+for _, key in ipairs(KEYS) do
+  while #out < 2 * want do
+    local id = redis.call('LPOP', key)
+    if not id then break end
+    out[#out + 1] = key
+    out[#out + 1] = id
+  end
+end
+return out
+"""
+
+
+class HubThreadWorker(HubWorker):
+    """Runs up to ``threads`` jobs of its queues at once, each in a thread with the app context.
+
+    A job is dequeued only when a thread is free, so jobs wait in Redis (where another worker
+    can take them), not in this process.
+    """
+
+    death_penalty_class = ThreadDeathPenalty
+
+    def __init__(self, queues, *args, threads: int = 8, **kwargs):
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        super().__init__(queues, *args, **kwargs)
+        self.threads = threads
+        #: How long the dispatcher blocks on an empty queue (bounds how late a stop is noticed).
+        self.poll_seconds = 1
+        #: Most jobs taken from Redis in one round trip (when that many threads are free).
+        self.batch_size = 64
+        self._free = threading.Semaphore(threads)
+        self._changed = threading.Condition()
+        self._running: dict[str, tuple] = {}  # execution id -> (job, execution)
+        self._cold_stop = False
+        self._beat_stop = threading.Event()
+        self._scheduler_stop = threading.Event()
+        self._scheduler_thread: threading.Thread | None = None
+
+    # RQ's default assumes no heartbeat during a job (timeout + 60 s); ours beats every
+    # job_monitoring_interval, so an abandoned job is noticed after ~90 s, as with a forking worker.
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        if job.timeout and job.timeout > 0:
+            return int(min(job.timeout - working_time, self.job_monitoring_interval)) + 60
+        return self.job_monitoring_interval + 60
+
+    @property
+    def running(self) -> int:
+        """How many jobs run right now."""
+        return len(self._running)
+
+    def work(self, burst: bool = False, logging_level: str | None = None,
+             date_format: str = DEFAULT_LOGGING_DATE_FORMAT, log_format: str = DEFAULT_LOGGING_FORMAT,
+             max_jobs: int | None = None, max_idle_time: int | None = None, with_scheduler: bool = False,
+             dequeue_strategy: DequeueStrategy = DequeueStrategy.DEFAULT) -> bool:
+        """Serve the queues until stopped (or, with ``burst``, until they are empty and idle).
+
+        :return: whether any job was started.
+        """
+        self.bootstrap(logging_level, date_format, log_format)
+        self._dequeue_strategy = dequeue_strategy
+        if with_scheduler:
+            self._start_scheduler(burst, logging_level, date_format, log_format)
+        self._install_signal_handlers()
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix=f"rq-{self.name[:8]}")
+        beat = threading.Thread(target=self._heartbeat_loop, name="rop-worker-heartbeat", daemon=True)
+        beat.start()
+        started = 0
+        idle_since = time.monotonic()
+        backoff = 1.0
+        self.log.info("Worker %s: %d threads", self.name, self.threads)
+        try:
+            while True:
+                try:
+                    self.check_for_suspension(burst)
+                    if self.should_run_maintenance_tasks:
+                        self.run_maintenance_tasks()
+                    if self._stop_requested:
+                        self.log.info("Worker %s: stopping on request", self.name)
+                        break
+                    if max_jobs is not None and started >= max_jobs:
+                        self.log.info("Worker %s: started %d jobs, quitting", self.name, started)
+                        break
+                    if not self._free.acquire(timeout=self.poll_seconds):
+                        continue  # every thread busy: look at the stop flag again
+                    slots = 1  # take every free thread at once: one round trip dequeues them all
+                    limit = self.batch_size if max_jobs is None else min(self.batch_size, max_jobs - started)
+                    while slots < limit and self._free.acquire(blocking=False):
+                        slots += 1
+                    try:
+                        batch = self._dequeue_batch(slots, burst)
+                    except BaseException:
+                        self._release(slots)
+                        raise
+                    self._release(slots - len(batch))
+                    backoff = 1.0
+                    if not batch:
+                        if self._running:
+                            idle_since = time.monotonic()
+                            if burst:  # a running job may still requeue itself (retry)
+                                self._wait_for_change(self.poll_seconds)
+                            continue
+                        if burst:
+                            self.log.info("Worker %s: done, quitting", self.name)
+                            break
+                        if max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:
+                            self.log.info("Worker %s: idle for %d seconds, quitting", self.name, max_idle_time)
+                            break
+                        self._set_idle_if_nothing_runs()
+                        continue
+                    self._start(pool, batch)
+                    started += len(batch)
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                    self.log.error("Worker %s: Redis unavailable (%s); retrying in %.0f s", self.name, exc, backoff)
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, self.max_connection_wait_time)
+        finally:
+            self._stop_requested = True
+            if self._cold_stop:
+                self._exit_now()
+            if self._running:
+                self.log.info("Worker %s: waiting for %d running job(s) to finish", self.name, len(self._running))
+            pool.shutdown(wait=True)
+            self._beat_stop.set()
+            beat.join(5)
+            self._stop_scheduler_thread()
+            self.teardown()
+        return bool(started)
+
+    def _release(self, slots: int) -> None:
+        for _ in range(slots):
+            self._free.release()
+
+    def _dequeue_batch(self, count: int, burst: bool) -> list[tuple]:
+        """Up to ``count`` jobs, in queue priority order: what is there at once (one round trip),
+        else (not in burst mode) the next one within :attr:`poll_seconds`."""
+        keys = [q.key for q in self._ordered_queues]
+        single = len(keys) == 1  # as RQ: a single-queue worker parks jobs in the intermediate list
+        script = self.connection.register_script(_POP_MANY)
+        if single:
+            keys.append(IntermediateQueue.get_intermediate_queue_key(keys[0]))
+        popped = script(keys=keys, args=[count, 1 if single else 0])
+        pairs = [(as_text(popped[i]), as_text(popped[i + 1])) for i in range(0, len(popped), 2)]
+        if not pairs:
+            if burst:
+                return []
+            try:
+                result = self.queue_class.dequeue_any(
+                    self._ordered_queues, self.poll_seconds, connection=self.connection,
+                    job_class=self.job_class, serializer=self.serializer, death_penalty_class=self.death_penalty_class)
+            except DequeueTimeout:
+                return []
+            return [result] if result is not None else []
+        by_key = {q.key: q for q in self.queues}
+        jobs = self._fetch_jobs([job_id for _, job_id in pairs])
+        batch = []
+        for (queue_key, job_id), job in zip(pairs, jobs):
+            if job is None:
+                continue  # deleted since it was enqueued (RQ skips these too)
+            job.redis_server_version = self.get_redis_server_version()
+            batch.append((job, by_key[queue_key]))
+        return batch
+
+    def _fetch_jobs(self, ids: list[str]) -> list:
+        try:
+            return self.job_class.fetch_many(ids, connection=self.connection, serializer=self.serializer)
+        except Exception:  # noqa: BLE001 - one job that cannot be loaded: load one by one, skip it
+            jobs = []
+            for job_id in ids:
+                try:
+                    jobs.append(self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer))
+                except Exception:
+                    self.log.exception("Worker %s: job %s cannot be loaded; skipped", self.name, job_id)
+                    jobs.append(None)
+            return jobs
+
+    def _start(self, pool: ThreadPoolExecutor, batch: list[tuple]) -> None:
+        """Register an RQ execution for each job (one round trip), then run each in a thread."""
+        try:
+            with self.connection.pipeline() as pipe:
+                executions = []
+                for job, _queue in batch:
+                    execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe,
+                                                 worker_name=self.name)
+                    executions.append(execution)
+                self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+                pipe.execute()
+        except BaseException:
+            self._release(len(batch))
+            raise
+        for (job, job_queue), execution in zip(batch, executions):
+            self.executions[execution.id] = execution
+            self._running[execution.id] = (job, execution)
+            self.log.debug("Worker %s: %s: %s (%s)", self.name, job_queue.name, job.description, job.id)
+            pool.submit(self._run_job, job, job_queue, execution)
+
+    def _run_job(self, job, job_queue, execution) -> None:
+        try:
+            self.perform_job(job, job_queue, execution)
+        except BaseException:  # RQ's perform_job handles the job's own errors; this is its bookkeeping
+            self.log.exception("Worker %s: bookkeeping of job %s failed", self.name, job.id)
+        finally:
+            self._running.pop(execution.id, None)
+            self.executions.pop(execution.id, None)
+            self._free.release()
+            with self._changed:
+                self._changed.notify_all()
+
+    def _wait_for_change(self, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait(timeout)
+
+    def _set_idle_if_nothing_runs(self) -> None:
+        if not self._running and self.get_state() != WorkerStatus.IDLE:
+            self.set_state(WorkerStatus.IDLE)
+
+    # -- heartbeats ------------------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        interval = max(1, min(self.job_monitoring_interval, self.worker_ttl // 3))
+        while not self._beat_stop.wait(interval):
+            try:
+                self.beat()
+            except Exception:
+                self.log.warning("Worker %s: heartbeat failed", self.name, exc_info=True)
+
+    def beat(self) -> None:
+        """Extend the worker's key and every running execution's lease in one round trip."""
+        running = list(self._running.values())
+        with self.connection.pipeline() as pipe:
+            self.heartbeat(pipeline=pipe)
+            marks = []
+            for job, execution in running:
+                working = (now() - job.started_at).total_seconds() if job.started_at else 0.0
+                ttl = int(self.get_heartbeat_ttl(job, working))
+                at = len(pipe)
+                execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
+                marks.append((at, execution.key))
+                at = len(pipe)
+                job.heartbeat(now(), ttl, pipeline=pipe, xx=True)
+                marks.append((at, job.key))
+            results = pipe.execute()
+            # An execution or job that ended meanwhile was just recreated by HSET (it returns 1
+            # for a new field): delete it again (RQ does the same, rq/rq#1450).
+            stale = [key for at, key in marks if results[at] == 1]
+            if stale:
+                pipe.delete(*stale)
+                pipe.execute()
+
+    # -- stopping --------------------------------------------------------------------------------
+    def request_stop(self, signum, frame):
+        """First SIGTERM/SIGINT: finish the running jobs, take no new ones.
+
+        Only flags: the main loop notices within :attr:`poll_seconds` (a signal handler must not
+        touch Redis: it may interrupt the main thread inside the connection pool's lock).
+        """
+        self._shutdown_requested_date = now()
+        self._stop_requested = True
+        signal.signal(signal.SIGINT, self.request_force_stop)
+        signal.signal(signal.SIGTERM, self.request_force_stop)
+        self.log.info("Worker %s: warm shut down requested; finishing %d running job(s)", self.name,
+                      len(self._running))
+
+    def request_force_stop(self, signum, frame):
+        """Second signal: exit now. Running jobs are abandoned; the bus sweep hands them back once
+        their heartbeat lapses (about 90 s), and their handlers run again (idempotent)."""
+        if self._shutdown_requested_date and (now() - self._shutdown_requested_date).total_seconds() < 1:
+            return  # the same Ctrl-C delivered twice
+        self.log.warning("Worker %s: cold shut down; abandoning %d running job(s)", self.name, len(self._running))
+        self._cold_stop = True
+        raise SystemExit(1)
+
+    def _exit_now(self) -> None:
+        try:
+            self._stop_scheduler_thread(join=False)
+            self.register_death()
+        finally:
+            os._exit(1)  # job threads are not daemons: only _exit leaves them behind
+
+    # -- RQ's scheduler (scheduled retries), in a thread: no fork of a threaded process -----------
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",
+                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT, log_format: str = DEFAULT_LOGGING_FORMAT):
+        if burst:
+            return super()._start_scheduler(True, logging_level, date_format, log_format)
+        self.scheduler = RQScheduler(self.queues, connection=self.connection, serializer=self.serializer,
+                                     logging_level=logging_level if logging_level is not None else self.log.level,
+                                     date_format=date_format, log_format=log_format)
+        self._scheduler_thread = threading.Thread(target=self._scheduler_loop, name="rop-rq-scheduler", daemon=True)
+        self._scheduler_thread.start()
+
+    def _scheduler_loop(self) -> None:
+        scheduler = self.scheduler
+        try:
+            scheduler.acquire_locks()
+            scheduler.register_birth()
+        except Exception:
+            self.log.warning("Worker %s: RQ scheduler could not start", self.name, exc_info=True)
+        wait = 0.0
+        while not self._scheduler_stop.wait(wait):
+            wait = scheduler.interval
+            try:
+                if scheduler.should_reacquire_locks:
+                    scheduler.acquire_locks()
+                scheduler.heartbeat()
+                if scheduler.acquired_locks:
+                    scheduler.enqueue_scheduled_jobs()
+            except Exception:
+                self.log.warning("Worker %s: RQ scheduler round failed", self.name, exc_info=True)
+        try:
+            scheduler.stop()
+        except Exception:
+            self.log.warning("Worker %s: RQ scheduler did not stop cleanly", self.name, exc_info=True)
+
+    def _stop_scheduler_thread(self, join: bool = True) -> None:
+        self._scheduler_stop.set()
+        if join and self._scheduler_thread is not None:
+            self._scheduler_thread.join(10)
+
+    def stop_scheduler(self):  # RQ's teardown calls it for its forked scheduler process
+        self._stop_scheduler_thread()
+
+    def run_maintenance_tasks(self):
+        # RQ's version restarts a dead scheduler *process* (a fork); ours is a thread.
+        self.clean_registries()
+        self.clean_group_registries()
+
+
+def size_pools_for_threads(state: HubState, threads: int) -> None:
+    """Let ``threads`` jobs share the app's Redis and database pools.
+
+    Redis: redis-py's pool refuses a connection past ``max_connections`` (100 by default)
+    instead of waiting, so it grows to two per thread plus the worker's own (dispatcher,
+    heartbeats, lease keeper, pubsub). Database: the pool stays bounded (PostgreSQL counts
+    connections across every process); a thread waits up to ``pool_timeout`` for one. That is
+    only right because handlers hold a connection for a short unit of work, never across a
+    provider call (the ``own_uow`` contract, docs/bus.md).
+    """
+    pool = state.redis.connection_pool
+    pool.max_connections = max(pool.max_connections or 0, 2 * threads + 32)
+
+
+def make_worker(app: Flask, queue_names: Sequence[str] | None = None, name: str | None = None,
+                threads: int = 1) -> HubWorker:
+    """A worker of ``app`` on ``queue_names`` (all queues by default).
+
+    :param threads: 1 for :class:`HubWorker` (one job at a time); more for a
+        :class:`HubThreadWorker` running that many jobs at once.
+    """
     state: HubState = app.extensions["rop"]
     names = list(queue_names or QUEUES)
-    queues = [queue(n, state.redis) for n in names]
-    worker = HubWorker(queues, connection=state.redis, name=name)
+    if threads > 1:
+        size_pools_for_threads(state, threads)
+        queues = [queue(n, state.redis) for n in names]
+        for q in queues:
+            q.death_penalty_class = ThreadDeathPenalty
+        worker: HubWorker = HubThreadWorker(queues, connection=state.redis, name=name, threads=threads)
+    else:
+        worker = HubWorker([queue(n, state.redis) for n in names], connection=state.redis, name=name)
     worker.flask_app = app
     return worker

@@ -165,7 +165,7 @@ def _requeue_abandoned(app: Flask, before: float | None) -> None:
     from rq.registry import StartedJobRegistry
 
     state = app.extensions["rop"]
-    for name in ("commands", "events", "webhooks"):
+    for name in ("commands", "events", "webhooks", "provider"):
         StartedJobRegistry(name, connection=state.redis).cleanup(timestamp=before)
 
 

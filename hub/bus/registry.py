@@ -4,6 +4,10 @@ The registry lives in the app (``app.extensions["rop"].extras["bus"]``), filled 
 service's ``init_app``. A handler is a plain function ``handler(ctx, uow, message)``; it is
 named by ``module.qualname`` so that a worker can find it again.
 
+A handler registered with ``own_uow=True`` is ``handler(ctx, message)`` instead: the runner
+opens no unit of work around it (it opens its own short ones, never one held across a
+provider call) and records the processed message after it returns (docs/bus.md, "own_uow").
+
 Global listeners see every event (the tenant webhook delivery is one; the plugin manager
 registers ``dispatch_to_plugins`` here through :func:`add_global_listener`).
 """
@@ -28,6 +32,8 @@ class Registry:
     commands: dict[str, Handler] = field(default_factory=dict)
     events: dict[str, dict[str, Handler]] = field(default_factory=dict)
     global_listeners: dict[str, Handler] = field(default_factory=dict)
+    #: Names of the handlers that open their own units of work (``own_uow=True``).
+    own_uow: set[str] = field(default_factory=set)
 
     def handlers_for(self, message_type: str, kind: str) -> dict[str, Handler]:
         """The handlers of a message, by name."""
@@ -47,15 +53,22 @@ class Registry:
                 return handlers[name]
         return self.global_listeners.get(name)
 
+    def owns_uow(self, name: str) -> bool:
+        """Whether handler ``name`` was registered with ``own_uow=True``."""
+        return name in self.own_uow
+
 
 def registry(app: Flask) -> Registry:
     """The bus registry of ``app`` (made on first use)."""
     return app.extensions["rop"].extras.setdefault("bus", Registry())
 
 
-def register_command_handler(app: Flask, command: type[Command], func: Handler) -> None:
+def register_command_handler(app: Flask, command: type[Command], func: Handler, *, own_uow: bool = False) -> None:
     """Make ``func`` the one handler of ``command``.
 
+    :param own_uow: ``func(ctx, message)`` opens its own units of work; the runner skips a
+        message already recorded for it and records it after ``func`` returns. ``func`` must
+        be safe to run again for the same message (docs/bus.md, "own_uow").
     :raise ValueError: when the command already has a different handler.
     """
     reg = registry(app)
@@ -63,11 +76,24 @@ def register_command_handler(app: Flask, command: type[Command], func: Handler) 
     if existing is not None and existing is not func:
         raise ValueError(f"command {command.type!r} already has the handler {handler_name(existing)}")
     reg.commands[command.type] = func
+    _mark_own_uow(reg, func, own_uow)
 
 
-def subscribe(app: Flask, event: type[Event], func: Handler) -> None:
-    """Add ``func`` to the subscribers of ``event`` (each runs and retries on its own)."""
-    registry(app).events.setdefault(event.type, {})[handler_name(func)] = func
+def subscribe(app: Flask, event: type[Event], func: Handler, *, own_uow: bool = False) -> None:
+    """Add ``func`` to the subscribers of ``event`` (each runs and retries on its own).
+
+    :param own_uow: as for :func:`register_command_handler`.
+    """
+    reg = registry(app)
+    reg.events.setdefault(event.type, {})[handler_name(func)] = func
+    _mark_own_uow(reg, func, own_uow)
+
+
+def _mark_own_uow(reg: Registry, func: Handler, own_uow: bool) -> None:
+    if own_uow:
+        reg.own_uow.add(handler_name(func))
+    else:
+        reg.own_uow.discard(handler_name(func))
 
 
 def add_global_listener(app: Flask, func: Handler) -> None:

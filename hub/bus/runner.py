@@ -5,6 +5,13 @@ record ``(message id, handler)``: the effect and the record commit together or n
 all. A message already recorded is skipped (a duplicate publish, a retried job whose
 first run committed). A failure raises so that RQ retries with the message type's
 backoff; the last failure writes a dead letter instead.
+
+A handler registered with ``own_uow=True`` runs outside any unit of work of the runner:
+``func(ctx, message)`` opens its own short ones (a provider call must not hold the
+database's write lock or a pooled connection). The runner checks the record before
+calling it and writes the record after it returns. Between the two the handler may run
+twice for one message (a concurrent duplicate job, or a crash after its effect but before
+the record): its own state machine must make the second run harmless (docs/bus.md).
 """
 from __future__ import annotations
 
@@ -35,6 +42,8 @@ def run_handler(envelope: dict, handler: str) -> str:
             raise LookupError(f"no handler {handler!r} is registered in this worker")
         message = Message.from_envelope(envelope)
         ctx = CallContext.from_dict(message.context or {"tenant_id": message.tenant_id})
+        if registry(app).owns_uow(handler):
+            return _run_own_uow(state.db, func, ctx, message, handler)
         with unit_of_work(state.db) as uow:
             # The record goes in first: a duplicate fails here, before the handler runs.
             uow.session.add(ProcessedMessage(message_id=message.id, handler=handler, tenant_id=message.tenant_id))
@@ -55,6 +64,23 @@ def run_handler(envelope: dict, handler: str) -> str:
         attempts = _attempts(job)
         record_dead_letter(envelope, handler, _one_line(exc), attempts, traceback.format_exc())
         return "dead"
+
+
+def _run_own_uow(db, func, ctx: CallContext, message: Message, handler: str) -> str:
+    """Run an ``own_uow`` handler: skip it when recorded, record it once it returned."""
+    with unit_of_work(db, readonly=True) as uow:
+        if uow.session.get(ProcessedMessage, (message.id, handler)) is not None:
+            return "duplicate"
+    func(ctx, message)
+    with unit_of_work(db) as uow:
+        uow.session.add(ProcessedMessage(message_id=message.id, handler=handler, tenant_id=message.tenant_id))
+        try:
+            uow.commit()
+        except IntegrityError:
+            # A concurrent run of the same message recorded it first; both ran the handler,
+            # whose own state machine made the second run a no-op.
+            log.info("handler run concurrently; recorded by the other run", handler=handler, message_id=message.id)
+    return "done"
 
 
 def _attempts(job) -> int:

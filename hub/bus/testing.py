@@ -6,9 +6,9 @@ import time
 
 from marshmallow import Schema, fields
 
-from hub.bus.messages import Event
+from hub.bus.messages import Command, Event
 from hub.bus.outbox import publish
-from hub.bus.registry import subscribe
+from hub.bus.registry import register_command_handler, subscribe
 
 
 class PingSchema(Schema):
@@ -82,3 +82,116 @@ def make_delivery(app, tenant_id: str) -> str:
         uow.session.add(delivery)
         uow.commit()
     return delivery.id
+
+
+class SlowCallSchema(Schema):
+    url = fields.String(required=True)  # the full URL, query string included
+
+
+class SlowCall(Command):
+    """A provider-like call for ``bench/inflight.py`` (on the provider queue)."""
+
+    type = "bus_test.slow_call"
+    queue = "provider"
+    schema = SlowCallSchema
+    max_retries = 2
+    retry_base = 0.0
+
+
+_HTTP = None
+
+
+def on_slow_call(ctx, message) -> None:
+    """``own_uow`` handler of :class:`SlowCall`: one GET, no unit of work held around it."""
+    import httpx
+
+    global _HTTP
+    if _HTTP is None:
+        _HTTP = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=1024, max_keepalive_connections=1024))
+    _HTTP.get(message.payload["url"]).raise_for_status()
+
+
+def register_slow_call(app) -> None:
+    """Register :func:`on_slow_call` (``own_uow=True``) for :class:`SlowCall` in ``app``."""
+    register_command_handler(app, SlowCall, on_slow_call, own_uow=True)
+
+
+class SlowServer:
+    """A real HTTP server (in a thread) standing in for a slow provider: ``GET /call?delay=S&key=K``
+    answers after S seconds. It counts the requests it serves at once, overall and per key,
+    for the thread-worker tests and ``bench/inflight.py``. ``start()`` / ``stop()``."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        server_self = self
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 1024  # 128+ clients connect at once
+
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.per_key: dict[str, int] = {}
+        self.max_per_key: dict[str, int] = {}
+        self.served = 0
+        self.httpd = Server(("127.0.0.1", 0), _slow_handler(server_self))
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="slow-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/call"
+
+    def start(self) -> SlowServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()  # requests still sleeping answer at once
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _enter(self, key: str) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if key:
+                self.per_key[key] = self.per_key.get(key, 0) + 1
+                self.max_per_key[key] = max(self.max_per_key.get(key, 0), self.per_key[key])
+
+    def _leave(self, key: str) -> None:
+        with self.lock:
+            self.in_flight -= 1
+            self.served += 1
+            if key:
+                self.per_key[key] -= 1
+
+
+def _slow_handler(server: SlowServer):
+    from http.server import BaseHTTPRequestHandler
+    from urllib.parse import parse_qs, urlparse
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: one connection per client thread
+
+        def do_GET(self):
+            query = parse_qs(urlparse(self.path).query)
+            delay = float(query.get("delay", ["0.5"])[0])
+            key = query.get("key", [""])[0]
+            server._enter(key)
+            try:
+                server.stopping.wait(delay)
+            finally:
+                server._leave(key)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    return Handler

@@ -69,8 +69,11 @@ def web(host: str, port: int, workers: int, threads: int) -> None:
 @click.option("--queues", "-q", multiple=True, help="Queue to serve (repeatable); default: all.")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
-def worker(queues: tuple[str, ...], burst: bool, name: str | None) -> None:
-    """Run a worker that processes commands, events and webhooks."""
+@click.option("--threads", "-t", default=1, show_default=True, type=click.IntRange(1, 1024),
+              help="Jobs run at once, each in a thread (1: one job at a time, no threads). "
+                   "For the provider queue, whose jobs wait on providers.")
+def worker(queues: tuple[str, ...], burst: bool, name: str | None, threads: int) -> None:
+    """Run a worker that processes commands, events, webhooks and provider calls."""
     from hub.queues import QUEUES
     from hub.worker import make_worker
 
@@ -80,7 +83,7 @@ def worker(queues: tuple[str, ...], burst: bool, name: str | None) -> None:
                                  param_hint="--queues")
     _ensure_redis_env()
     app = make_app(server=True)
-    w = make_worker(app, queues or None, name=name)
+    w = make_worker(app, queues or None, name=name, threads=threads)
     w.work(burst=burst, with_scheduler=True, logging_level=app.extensions["rop"].config.log_level)
 
 
@@ -97,13 +100,19 @@ def scheduler() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", "-p", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16),
-              help="Worker processes to run.")
-def up(host: str, port: int, workers: int) -> None:
-    """Run web, worker(s) and scheduler together; Ctrl-C or SIGTERM stops them all."""
+              help="Worker processes to run (all queues but provider).")
+@click.option("--provider-threads", default=128, show_default=True, type=click.IntRange(1, 1024),
+              help="Threads of the provider-queue worker (provider calls in flight at once).")
+def up(host: str, port: int, workers: int, provider_threads: int) -> None:
+    """Run web, worker(s), the provider worker and scheduler together; Ctrl-C or SIGTERM stops them all."""
+    from hub.queues import GENERAL_QUEUES
+
     url, embedded = _ensure_redis_env()
     rop = [sys.executable, "-m", "hub.cli"]
+    general = [arg for name in GENERAL_QUEUES for arg in ("--queues", name)]
     commands = [("web", [*rop, "web", "--host", host, "--port", str(port)]),
-                *[(f"worker-{i + 1}", [*rop, "worker"]) for i in range(workers)],
+                *[(f"worker-{i + 1}", [*rop, "worker", *general]) for i in range(workers)],
+                ("provider", [*rop, "worker", "--queues", "provider", "--threads", str(provider_threads)]),
                 ("scheduler", [*rop, "scheduler"])]
     children: list[tuple[str, subprocess.Popen]] = []
     stopping = False
@@ -118,7 +127,8 @@ def up(host: str, port: int, workers: int) -> None:
         for name, cmd in commands:
             # Own process group: the terminal's Ctrl-C reaches us once, and we stop children in order.
             children.append((name, subprocess.Popen(cmd, preexec_fn=_pgroup_and_pdeathsig)))
-        click.echo(f"rop: serving on http://{host}:{port} (web, {workers} worker(s), scheduler); "
+        click.echo(f"rop: serving on http://{host}:{port} (web, {workers} worker(s), provider worker "
+                   f"x{provider_threads} threads, scheduler); "
                    "Ctrl-C to stop", err=True)
         while not stopping:
             for name, proc in children:
