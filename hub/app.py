@@ -30,6 +30,7 @@ SERVICE_PACKAGES: tuple[str, ...] = (
     "hub.wallets",
     "hub.products",
     "hub.transactions",
+    "hub.bulk",
 )
 
 

@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hub.providers.cli",
     "hub.wallets.cli",
     "hub.products.cli",
+    "hub.bulk.cli",
 )
 
 for _module in COMMAND_MODULES:

@@ -1,0 +1,176 @@
+"""Cancel half-way, the same file again, a worker killed mid-chunk: no row is sent twice, none is lost."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from hub.bulk import service
+from hub.bulk.models import BulkItem
+from hub.bus.outbox import sweep
+from hub.db import unit_of_work
+from hub.transactions.models import Transaction
+from hub.worker import make_worker
+
+from .conftest import FUNDS, csv_body, job_view, run_until_settled
+
+
+def _rows(count: int, prefix: str = "row"):
+    return [(f"{prefix}-{n}", "TEL10", f"0812000{n:05d}") for n in range(1, count + 1)]
+
+
+def _transactions_by_row(app, tenant_id, job_id):
+    """row → number of transactions made for it (by their source)."""
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        sources = uow.session.execute(select(Transaction.source, func.count()).where(
+            Transaction.tenant_id == tenant_id, Transaction.source.like(f"bulk:{job_id}:%"))
+            .group_by(Transaction.source)).all()
+    return {int(source.rsplit(":", 1)[1]): n for source, n in sources}
+
+
+def _statuses(app, job_id):
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        return dict(uow.session.execute(select(BulkItem.row, BulkItem.status).where(BulkItem.job_id == job_id)).all())
+
+
+def _available(app, tenant_id, wallet_id):
+    from .test_end_to_end import _wallet
+
+    return _wallet(app, tenant_id, wallet_id)
+
+
+def _price(app, tenant_id, job_id):
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        return uow.session.scalar(select(BulkItem.price).where(BulkItem.job_id == job_id).limit(1))
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(service, "CHUNK_ROWS", 5)
+    monkeypatch.setattr(service, "GROUP_ROWS", 2)
+
+
+def test_cancel_half_way_stops_the_rows_not_sent_and_lets_the_others_finish(app, client, live, funded, fast,
+                                                                             submit, small_chunks):
+    tenant = funded.tenant
+    job_id = submit(tenant, csv_body(_rows(30))).get_json()["id"]
+    make_worker(app, ["commands"]).work(burst=True, max_jobs=1)  # validation: 6 chunks queued
+    assert job_view(app, tenant.id, job_id)["status"] == "queued"
+    make_worker(app, ["commands"]).work(burst=True, max_jobs=2)  # two chunks sent, nothing settled yet
+    sent = job_view(app, tenant.id, job_id)
+    assert (sent["status"], sent["submitted"], sent["succeeded"]) == ("running", 10, 0)
+
+    response = client.post(f"/v1/bulk/{job_id}/cancel", headers=tenant.headers)
+    assert response.status_code == 200, response.get_json()
+    cancelled = response.get_json()
+    assert (cancelled["status"], cancelled["cancelled"], cancelled["pending"]) == ("cancelled", 20, 10)
+    assert client.post(f"/v1/bulk/{job_id}/cancel", headers=tenant.headers).get_json()["cancelled"] == 20
+
+    view = run_until_settled(app, tenant.id, job_id, lambda v: v["succeeded"] == 10)
+    assert {k: view[k] for k in ("status", "valid", "submitted", "succeeded", "cancelled", "pending")} == {
+        "status": "cancelled", "valid": 30, "submitted": 10, "succeeded": 10, "cancelled": 20, "pending": 0}
+    assert view["completed_at"] is not None
+    assert _transactions_by_row(app, tenant.id, job_id) == {row: 1 for row in range(1, 11)}
+    statuses = _statuses(app, job_id)
+    assert [statuses[r] for r in range(1, 31)] == ["succeeded"] * 10 + ["cancelled"] * 20
+    money = _available(app, tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS - 10 * _price(app, tenant.id, job_id), 0)
+    assert client.post(f"/v1/bulk/{job_id}/cancel", headers=tenant.headers).status_code == 200
+    completed = submit(tenant, csv_body(_rows(2, "other"))).get_json()["id"]
+    run_until_settled(app, tenant.id, completed, lambda v: v["status"] == "completed")
+    assert client.post(f"/v1/bulk/{completed}/cancel", headers=tenant.headers).status_code == 409
+
+
+def test_the_same_file_again_sends_nothing_again(app, client, live, funded, fast, submit):
+    tenant = funded.tenant
+    body = csv_body(_rows(6))
+    job_id = submit(tenant, body).get_json()["id"]
+    again = submit(tenant, body)  # while it is still validating
+    assert (again.status_code, again.get_json()["id"]) == (200, job_id)
+    first = run_until_settled(app, tenant.id, job_id, lambda v: v["status"] == "completed")
+    assert first["succeeded"] == 6
+    later = submit(tenant, body)
+    assert (later.status_code, later.get_json()["id"], later.get_json()["succeeded"]) == (200, job_id, 6)
+    # the same rows under another reference: every ref_id is used, so the file is rejected
+    response = submit(tenant, body, reference="second-try")
+    assert response.status_code == 202, response.get_json()
+    other = response.get_json()["id"]
+    rejected = run_until_settled(app, tenant.id, other, lambda v: v["status"] == "rejected")
+    assert (rejected["invalid"], rejected["valid"]) == (6, 0)
+    items = client.get(f"/v1/bulk/{other}/items?status=invalid", headers=tenant.headers).get_json()["items"]
+    assert all("already used" in i["error"] for i in items)
+    assert _transactions_by_row(app, tenant.id, job_id) == {row: 1 for row in range(1, 7)}
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        assert uow.session.scalar(select(func.count()).select_from(Transaction)
+                                  .where(Transaction.tenant_id == tenant.id)) == 6
+
+
+_KILLED_WORKER = """
+import time
+from hub.app import create_app
+from hub.bulk import service
+from hub.plugins import hookimpl
+from hub.worker import make_worker
+
+service.GROUP_ROWS = 4
+
+class Stall:
+    '''The tenth hold of the run stalls (the worker is killed there, mid-chunk).'''
+
+    def __init__(self, redis):
+        self.redis = redis
+
+    @hookimpl
+    def before_wallet_debit(self, ctx, wallet_id, amount):
+        if self.redis.incr("bulk_test:holds") == 10:
+            self.redis.set("bulk_test:stalled", "1")
+            time.sleep(120)
+        return None
+
+app = create_app()
+state = app.extensions["rop"]
+state.extras["plugins"].pm.register(Stall(state.redis))
+make_worker(app, ["commands"]).work()
+"""
+
+
+def test_a_worker_killed_mid_chunk_loses_no_row_and_sends_none_twice(app, config, live, funded, fast, submit,
+                                                                     monkeypatch):
+    from hub.bulk.messages import ProcessBulkChunk
+
+    monkeypatch.setattr(ProcessBulkChunk, "retry_base", 0.0)  # the retry is due at once (no scheduler here)
+    tenant = funded.tenant
+    job_id = submit(tenant, csv_body(_rows(20))).get_json()["id"]
+    make_worker(app, ["commands"]).work(burst=True, max_jobs=1)  # validation: one chunk of 20 rows queued
+    assert job_view(app, tenant.id, job_id)["status"] == "queued"
+    redis = app.extensions["rop"].redis
+    env = dict(os.environ, ROP_DATABASE_URL=config.database_url, ROP_REDIS_URL=app.extensions["rop"].redis_url,
+               ROP_INSTANCE_PATH=str(config.instance_path), ROP_LOG_LEVEL="WARNING")
+    worker = subprocess.Popen([sys.executable, "-c", _KILLED_WORKER], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while redis.get("bulk_test:stalled") is None:
+            assert time.monotonic() < deadline, "the worker never reached the tenth row"
+            assert worker.poll() is None, "the worker exited"
+            time.sleep(0.05)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    # two groups of four committed; the third died with its transaction
+    assert _transactions_by_row(app, tenant.id, job_id) == {row: 1 for row in range(1, 9)}
+    assert job_view(app, tenant.id, job_id)["submitted"] == 8
+
+    sweep(app, abandoned_before=time.time() + 3600)  # the dead worker's chunk goes back to its queue
+    view = run_until_settled(app, tenant.id, job_id, lambda v: v["status"] == "completed")
+    assert (view["submitted"], view["succeeded"], view["failed"], view["pending"]) == (20, 20, 0, 0)
+    assert _transactions_by_row(app, tenant.id, job_id) == {row: 1 for row in range(1, 21)}
+    assert set(_statuses(app, job_id).values()) == {"succeeded"}
+    money = _available(app, tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS - 20 * _price(app, tenant.id, job_id), 0)
