@@ -16,7 +16,7 @@ assets = Blueprint("rop_admin", __name__, url_prefix="/admin", template_folder="
 
 
 def _views() -> list:
-    from rop_admin import catalog, views
+    from rop_admin import catalog, operations, views
 
     return [
         views.TenantsView(name="Tenants", endpoint="admin_tenants", url="tenants"),
@@ -25,6 +25,7 @@ def _views() -> list:
         views.WalletsView(name="Wallets", endpoint="admin_wallets", url="wallets"),
         catalog.CatalogView(name="Products", category="Catalog", endpoint="admin_catalog", url="catalog"),
         catalog.PricingView(name="Pricing", category="Catalog", endpoint="admin_pricing", url="pricing"),
+        *operations.available_views(),
         views.DeadLettersView(name="Dead letters", category="Operations", endpoint="admin_dead_letters",
                               url="dead-letters"),
         views.DeliveriesView(name="Webhook deliveries", category="Operations", endpoint="admin_deliveries",

@@ -9,6 +9,10 @@ import pytest
 from hub.context import CallContext
 from hub.db import unit_of_work
 
+# The transactions service's fixtures (a sandbox catalog, a funded tenant, fast status checks)
+# for the transactions, bulk and dashboard pages.
+from tests.transactions.conftest import fast, funded, sandbox  # noqa: F401
+
 PASSWORD = "correct horse battery staple"
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 

@@ -1,0 +1,208 @@
+"""Transactions and bulk jobs: lists, details, operator actions, a live progress bar.
+
+Transactions are read and acted on through ``hub.transactions.client`` (a platform
+operator's context: every tenant; the service audits re-check, resolve and refund);
+bulk jobs through ``hub.bulk.client`` with the tenant's context (cancel audited here).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Response, flash, jsonify, redirect, request, stream_with_context, url_for
+from flask_admin import expose
+from rop_admin.base import AdminView
+from rop_admin.security import admin_ctx, requires_role
+
+from hub.errors import ValidationFailed
+from hub.state import current_state
+from hub.web import request_uow
+
+
+def _tenants() -> list:
+    from hub.tenancy.service import list_tenants
+
+    return list_tenants(request_uow())
+
+
+def _day(field: str, *, end: bool = False) -> dt.datetime | None:
+    """A ``YYYY-MM-DD`` query argument as UTC midnight (the next midnight for an end date)."""
+    raw = (request.args.get(field) or "").strip()
+    if not raw:
+        return None
+    try:
+        day = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed(f"{field} must be a date (YYYY-MM-DD)", errors={field: ["invalid date"]}) from None
+    return dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time(), tzinfo=dt.UTC)
+
+
+class TransactionsView(AdminView):
+    """Every tenant's transactions: filters, detail with the timeline, re-check, resolve, refund."""
+
+    @expose("/")
+    def index(self):
+        from hub.transactions import client as transactions
+        from hub.transactions.models import STATUSES
+
+        filters = {k: (request.args.get(k) or "").strip() for k in ("tenant", "status", "provider", "ref_id",
+                                                                       "from", "to")}
+        items, next_cursor = transactions.operator_list(
+            admin_ctx(), request_uow(), tenant_id=filters["tenant"] or None, status=filters["status"] or None,
+            provider_code=filters["provider"] or None, ref_id=filters["ref_id"] or None,
+            created_from=_day("from"), created_to=_day("to", end=True),
+            cursor=request.args.get("cursor") or None, limit=50)
+        host = current_state().extras.get("plugins")
+        tenants = _tenants()
+        return self.render("rop_admin/transactions.html", items=items, next_cursor=next_cursor, filters=filters,
+                           statuses=STATUSES, providers=sorted(getattr(host, "providers", {}) or {}),
+                           tenants=tenants, tenant_names={t.id: t.name for t in tenants})
+
+    @expose("/<transaction_id>")
+    def detail(self, transaction_id: str):
+        from hub.transactions import client as transactions
+
+        trx = transactions.get(admin_ctx(), request_uow(), transaction_id)
+        return self.render("rop_admin/transaction.html", trx=trx)
+
+    @expose("/<transaction_id>/recheck", methods=("POST",))
+    @requires_role("operator")
+    def recheck(self, transaction_id: str):
+        """Ask the provider again (a status check command for a worker); audited by the service."""
+        from hub.transactions import client as transactions
+
+        uow = request_uow()
+        transactions.recheck(admin_ctx(), uow, transaction_id)
+        uow.commit()
+        flash("Status check requested: the timeline shows its answer once a worker has asked.", "success")
+        return redirect(url_for(".detail", transaction_id=transaction_id))
+
+    @expose("/<transaction_id>/resolve", methods=("POST",))
+    @requires_role("operator")
+    def resolve(self, transaction_id: str):
+        """Settle a ``review`` transaction: succeeded captures the hold, failed voids it."""
+        from hub.transactions import client as transactions
+
+        uow = request_uow()
+        trx = transactions.resolve(admin_ctx(), uow, transaction_id, request.form.get("outcome", ""),
+                                   request.form.get("reason", ""))
+        uow.commit()
+        flash(f"Resolved as {trx['status']}.", "success")
+        return redirect(url_for(".detail", transaction_id=transaction_id))
+
+    @expose("/<transaction_id>/refund", methods=("POST",))
+    @requires_role("operator")
+    def refund(self, transaction_id: str):
+        """Refund a succeeded transaction: the capture is reversed through the ledger."""
+        from hub.transactions import client as transactions
+
+        uow = request_uow()
+        trx = transactions.refund(admin_ctx(), uow, transaction_id, request.form.get("reason", ""))
+        uow.commit()
+        flash(f"Refunded {trx['price']} {trx['currency']}.", "success")
+        return redirect(url_for(".detail", transaction_id=transaction_id))
+
+
+# -- bulk jobs -------------------------------------------------------------------------------
+#: Job counters shown on the page and updated live.
+COUNTERS = ("total", "valid", "invalid", "submitted", "succeeded", "failed", "refunded", "review", "cancelled",
+            "skipped", "pending")
+_SETTLED = ("succeeded", "failed", "refunded", "review", "cancelled", "skipped")
+
+
+def progress(job: dict[str, Any]) -> dict[str, Any]:
+    """The progress of a job view: ``percent`` of its valid rows settled, and ``done``."""
+    settled = sum(job[name] for name in _SETTLED)
+    done = job["status"] in ("completed", "rejected") or (job["status"] == "cancelled" and not job["pending"])
+    if job["status"] == "completed":
+        percent = 100
+    elif job["valid"]:
+        percent = min(100, settled * 100 // job["valid"])
+    else:
+        percent = 100 if done else 0
+    return {"id": job["id"], "status": job["status"], "percent": percent, "done": done,
+            "counts": {name: job[name] for name in COUNTERS}, "amount": job["amount"],
+            "amount_succeeded": job["amount_succeeded"], "currency": job["currency"]}
+
+
+class BulkJobsView(AdminView):
+    """A tenant's bulk jobs: progress, counts, rows, results file, cancel."""
+
+    @property
+    def extra_js(self) -> list[str]:  # type: ignore[override]
+        return [url_for("rop_admin.static", filename="bulk-progress.js")]
+
+    @expose("/")
+    def index(self):
+        from hub.bulk import client as bulk
+
+        tenants = _tenants()
+        tenant_id = request.args.get("tenant") or (tenants[0].id if tenants else None)
+        jobs, next_cursor = [], None
+        if tenant_id:
+            jobs, next_cursor = bulk.list_(admin_ctx(tenant_id), request_uow(), status=request.args.get("status") or None,
+                                           cursor=request.args.get("cursor") or None, limit=50)
+        return self.render("rop_admin/bulk_jobs.html", tenants=tenants, tenant_id=tenant_id,
+                           jobs=[dict(j, progress=progress(j)) for j in jobs], next_cursor=next_cursor,
+                           status=request.args.get("status", ""))
+
+    @expose("/<tenant_id>/<job_id>")
+    def detail(self, tenant_id: str, job_id: str):
+        from hub.bulk import client as bulk
+
+        ctx, uow = admin_ctx(tenant_id), request_uow()
+        job = bulk.get(ctx, uow, job_id)
+        row_status = request.args.get("rows") or None
+        rows, _ = bulk.items(ctx, uow, job_id, status=row_status, limit=100)
+        return self.render("rop_admin/bulk_job.html", tenant_id=tenant_id, job=job, progress=progress(job),
+                           counters=COUNTERS, rows=rows, row_status=row_status or "")
+
+    @expose("/<tenant_id>/<job_id>/progress.json")
+    def progress_json(self, tenant_id: str, job_id: str):
+        """What the progress bar polls."""
+        from hub.bulk import client as bulk
+
+        response = jsonify(progress(bulk.get(admin_ctx(tenant_id), request_uow(), job_id)))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @expose("/<tenant_id>/<job_id>/results.csv")
+    def results(self, tenant_id: str, job_id: str):
+        """The results file, streamed page by page."""
+        from hub.bulk import client as bulk
+
+        ctx = admin_ctx(tenant_id)
+        bulk.get(ctx, request_uow(), job_id)  # 404 before the stream starts
+        lines = bulk.results_csv(ctx, request_uow(), job_id)
+        return Response(stream_with_context(lines), mimetype="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="{job_id}-results.csv"', "Cache-Control": "no-store"})
+
+    @expose("/<tenant_id>/<job_id>/cancel", methods=("POST",))
+    @requires_role("operator")
+    def cancel(self, tenant_id: str, job_id: str):
+        """Cancel: rows not sent yet are not sent; rows in flight finish."""
+        from hub.bulk import client as bulk
+        from hub.tenancy.service import record_audit
+
+        ctx, uow = admin_ctx(tenant_id), request_uow()
+        before = bulk.get(ctx, uow, job_id)
+        job = bulk.cancel(ctx, uow, job_id)
+        if before["status"] != "cancelled":
+            record_audit(ctx, uow, "bulk_job.cancelled", tenant_id=tenant_id, target_type="bulk_job",
+                         target_id=job_id, before={"status": before["status"]},
+                         after={"status": job["status"], "cancelled": job["cancelled"]})
+        uow.commit()
+        flash(f"Job {job_id} cancelled: {job['cancelled']} row(s) will not be sent.", "success")
+        return redirect(url_for(".detail", tenant_id=tenant_id, job_id=job_id))
+
+
+def available_views() -> list:
+    """The views of the services this app runs (``hub.app.SERVICE_PACKAGES``)."""
+    from hub.app import SERVICE_PACKAGES
+
+    views = []
+    if "hub.transactions" in SERVICE_PACKAGES:
+        views.append(TransactionsView(name="Transactions", endpoint="admin_transactions", url="transactions"))
+    if "hub.bulk" in SERVICE_PACKAGES:
+        views.append(BulkJobsView(name="Bulk jobs", endpoint="admin_bulk", url="bulk"))
+    return views
