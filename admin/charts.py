@@ -1,6 +1,8 @@
-"""The dashboard's figures, each from the owning service's use-cases."""
+"""The dashboard's figures, each from the owning service's use-cases, and the geometry of
+its charts (server-side SVG: no chart library, no CDN)."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from rop_admin.security import admin_ctx
@@ -19,13 +21,69 @@ def dashboard_data() -> dict[str, Any]:
     tenants = list_tenants(uow)
     active = sum(1 for t in tenants if t.status == "active")
     bars = [("active", active), ("disabled", len(tenants) - active)]
-    return {
+    data = {
         "tenants": len(tenants),
         "bars": bars,
         "peak": max([v for _, v in bars] + [1]),
         "dead_letters": len(list_dead_letters(uow, limit=1000)),
         "wallet_totals": totals,
+        "hourly": None,
+        "providers": None,
     }
+    from hub.app import SERVICE_PACKAGES
+
+    if "hub.transactions" in SERVICE_PACKAGES:
+        from hub.db import utcnow
+        from hub.transactions import client as transactions
+
+        now = utcnow()
+        since = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=HOURS - 1)
+        stats = transactions.stats(admin_ctx(), uow, since=since)
+        data["hourly"] = hourly_chart(stats["per_hour"], since)
+        data["providers"] = provider_rows(stats["providers"])
+    return data
+
+
+HOURS = 24
+#: Transaction statuses, in the order their bars stack (bottom first).
+STATUS_ORDER = ("succeeded", "failed", "refunded", "review", "processing", "pending")
+CHART_WIDTH, CHART_HEIGHT, LEFT, BOTTOM = 760, 220, 40, 30
+
+
+def hourly_chart(per_hour: list[dict[str, Any]], since: dt.datetime) -> dict[str, Any]:
+    """A stacked bar per hour (``HOURS`` of them from ``since``): ``bars`` of rects, axis labels,
+    the peak and the totals per status."""
+    slots = [(since + dt.timedelta(hours=n)).strftime("%Y-%m-%dT%H:00") for n in range(HOURS)]
+    counts: dict[str, dict[str, int]] = {slot: {} for slot in slots}
+    totals: dict[str, int] = {}
+    for row in per_hour:
+        if row["hour"] in counts:
+            counts[row["hour"]][row["status"]] = counts[row["hour"]].get(row["status"], 0) + row["count"]
+            totals[row["status"]] = totals.get(row["status"], 0) + row["count"]
+    peak = max([sum(c.values()) for c in counts.values()] + [1])
+    step = (CHART_WIDTH - LEFT) / HOURS
+    plot = CHART_HEIGHT - BOTTOM
+    rects, labels = [], []
+    for n, slot in enumerate(slots):
+        x = LEFT + n * step
+        y = float(plot)
+        for status in STATUS_ORDER:
+            value = counts[slot].get(status, 0)
+            if value:
+                height = value / peak * (plot - 10)
+                y -= height
+                rects.append({"x": round(x + 2, 1), "y": round(y, 1), "width": round(step - 4, 1),
+                              "height": round(height, 1), "status": status, "title": f"{slot} {status}: {value}"})
+        if n % 3 == 0:
+            labels.append({"x": round(x + step / 2, 1), "text": slot[11:16]})
+    return {"rects": rects, "labels": labels, "peak": peak, "totals": totals, "statuses": STATUS_ORDER,
+            "width": CHART_WIDTH, "height": CHART_HEIGHT, "plot": plot, "left": LEFT,
+            "since": slots[0], "until": slots[-1]}
+
+
+def provider_rows(providers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each provider's figures with the width of its success-rate bar (of 200 px)."""
+    return [dict(p, rate_width=round((p["success_rate"] or 0) * 200, 1)) for p in providers]
 
 
 def wallet_totals(max_tenants: int = 500) -> dict[str, dict[str, int]]:

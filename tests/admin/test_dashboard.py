@@ -1,0 +1,33 @@
+"""The dashboard: transactions per hour by status, providers' success rate and latency, wallet
+totals — server-side SVG from the services' own figures."""
+from __future__ import annotations
+
+import re
+
+from tests.transactions.conftest import FUNDS, buy, drain, transaction
+
+
+def test_the_dashboard_charts_the_last_day_of_transactions_and_providers(app, client, admin_kit, funded, fast):
+    ids = [buy(client, funded.tenant, number).json["id"] for number in ("081200001234", "081200001234",
+                                                                        "081200009999")]
+    drain(app, until=lambda: all(transaction(app, funded.tenant.id, i)["status"] in ("succeeded", "failed")
+                                 for i in ids))
+    admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
+    page = client.get("/admin/").get_data(as_text=True)
+    chart = re.search(r'<svg id="hourly-chart".*?</svg>', page, re.S).group(0)
+    assert len(re.findall(r'<rect class="s-succeeded"', chart)) == 1  # one hour, one stacked bar per status
+    assert len(re.findall(r'<rect class="s-failed"', chart)) == 1
+    assert "succeeded: 2" in chart and "failed: 1" in chart
+    assert 'id="total-succeeded">2<' in page and 'id="total-failed">1<' in page
+    row = re.search(r"<tr><td>sandbox</td>(.*?)</tr>", page, re.S).group(1)
+    cells = re.findall(r"<td>([^<]*)</td>", row)
+    assert cells[:4] == ["3", "2", "1", "0"]
+    assert "66.7 %" in row
+    price = transaction(app, funded.tenant.id, ids[0])["price"]
+    assert f"<td>IDR</td><td>1</td><td>{FUNDS - 2 * price}</td><td>0</td>" in page
+
+
+def test_an_empty_dashboard_says_so(app, client, admin_kit):
+    admin_kit.login(client, admin_kit.make_admin(app))
+    page = client.get("/admin/").get_data(as_text=True)
+    assert 'id="hourly-chart"' in page and "No provider calls in the last 24 hours." in page
