@@ -11,7 +11,8 @@ SYNC_EVERY = 900.0
 
 
 def init_app(app, api) -> None:
-    from hub.products import messages  # noqa: F401  (registers the event types)
+    from hub.bus import register_command_handler
+    from hub.products import handlers, messages
     from hub.products.api import bp
     from hub.products.demo import seed_catalog
     from hub.scheduler import PeriodicJob, register_periodic
@@ -19,5 +20,6 @@ def init_app(app, api) -> None:
 
     register_periodic(app, PeriodicJob("products.sync_catalogs", func="hub.products.jobs.sync_catalogs_job",
                                        every=SYNC_EVERY, queue="default", timeout=1800))
+    register_command_handler(app, messages.SyncCatalog, handlers.sync_catalog, own_uow=True)
     register_demo_step("products", seed_catalog)
     api.register_blueprint(bp)

@@ -6,19 +6,20 @@ committed by any process is seen by every web process on its next request.
 """
 from __future__ import annotations
 
-import json
-
-from flask import Response
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import EXCLUDE, ValidationError
 
 from hub.auth import current_ctx, requires
+from hub.errors import ValidationFailed
 from hub.products import service
 from hub.products.schemas import ProductArgs, ProductListSchema, ProductSchema
 from hub.web import request_uow
 
 bp = Blueprint("products", __name__, url_prefix="/v1", description="The catalog, with this tenant's prices")
 
+_ARGS = ProductArgs(unknown=EXCLUDE)
 _LIST = ProductListSchema()
 _ONE = ProductSchema()
 
@@ -27,23 +28,33 @@ def _json(body: bytes) -> Response:
     return Response(body, mimetype="application/json")
 
 
+def _args() -> dict:
+    try:
+        return _ARGS.load(request.args.to_dict(flat=True))
+    except ValidationError as exc:
+        raise ValidationFailed(errors=exc.normalized_messages()) from None
+
+
 @bp.route("/products")
 class Products(MethodView):
     @requires("products:read")
-    @bp.arguments(ProductArgs, location="query")
+    @bp.doc(parameters=[{"in": "query", "schema": ProductArgs}])
     @bp.response(200, ProductListSchema)
-    def get(self, args):
+    def get(self):
         """The catalog with this tenant's prices; filters ``category``, ``brand``, ``type``,
         ``q``, ``active``; cursor-paginated by product code."""
         ctx, uow = current_ctx(), request_uow()
 
         def build(configs):
+            # Parsed only when the answer is not cached: the cache key is the query string
+            # as sent, and a query that fails validation is never cached.
+            args = _args()
             items, next_cursor = service.list_products(
                 ctx, uow, category=args["category"], brand=args["brand"], type_=args["type"], q=args["q"],
                 active=args["active"], cursor=args["cursor"], limit=args["limit"], configs=configs)
             return _LIST.dump({"items": items, "next_cursor": next_cursor})
 
-        return _json(service.cached(ctx, uow, "list:" + json.dumps(args, sort_keys=True), build))
+        return _json(service.cached(ctx, uow, "list:" + request.query_string.decode("latin-1"), build))
 
 
 @bp.route("/products/<code>")

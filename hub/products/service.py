@@ -12,6 +12,8 @@ import base64
 import binascii
 import hashlib
 import json
+import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -26,13 +28,16 @@ from hub.products import pricing
 from hub.products.models import Offer, Product
 from hub.providers import client as providers
 
-#: Redis key of the catalog version: bumped after every committed change of products,
-#: offers or price rules. It is part of every cache key, so all web processes stop using
-#: older cached pages at once.
+#: Redis key of the catalog version: a new random token after every committed change of
+#: products, offers or price rules. It is part of every cache key, so all web processes stop
+#: using older cached pages at once. A token rather than a counter: a Redis restored from an
+#: older snapshot cannot bring back a version whose pages are still cached.
 VERSION_KEY = "rop:products:version"
 CACHE_PREFIX = "rop:products:cache"
 #: Seconds a cached page lives at most (a lost version bump heals within this time).
 CACHE_TTL = 300
+#: Tenants whose usable provider configurations one process remembers (per configurations' version).
+CONFIGS_CACHE_SIZE = 10_000
 
 
 def _state():
@@ -47,37 +52,76 @@ def _hook():
 def bump_version(uow: UnitOfWork) -> None:
     """Invalidate every cached catalog read once ``uow`` commits (in every process)."""
     redis = _state().redis
-    uow.after_commit(lambda: redis.incr(VERSION_KEY))
+    uow.after_commit(lambda: redis.set(VERSION_KEY, uuid.uuid4().hex))
 
 
-def catalog_version() -> int:
-    return int(_state().redis.get(VERSION_KEY) or 0)
+def catalog_version() -> str:
+    """The current catalog version token (made on first read)."""
+    redis = _state().redis
+    token = redis.get(VERSION_KEY)
+    if token is None:
+        redis.set(VERSION_KEY, uuid.uuid4().hex, nx=True)
+        token = redis.get(VERSION_KEY)
+    return token.decode()
 
 
-def _cache_key(tenant_id: str, configs: dict[str, bool], what: str, version: int) -> str:
-    fingerprint = hashlib.sha1(json.dumps([sorted(configs.items()), what], separators=(",", ":"))
-                               .encode()).hexdigest()
-    return f"{CACHE_PREFIX}:{version}:{tenant_id}:{fingerprint}"
+#: One round trip per cached read: both version tokens, the tenant's circuit breakers (open
+#: when ``open_until`` is in the future, as :func:`hub.providers.health.breaker_state` says)
+#: and, under the key they make, the cached page. KEYS: catalog version, configurations
+#: version, then each configuration's ``open_until`` key. ARGV: the key prefix, the key
+#: suffix, the configurations version the caller's list of configurations belongs to, now.
+_LOOKUP = """
+local catalog = redis.call('get', KEYS[1])
+local configs = redis.call('get', KEYS[2])
+if not catalog or not configs or configs ~= ARGV[3] then return {catalog or '', configs or ''} end
+local now = tonumber(ARGV[4])
+local flags = ''
+for i = 3, #KEYS do
+  local until_ = redis.call('get', KEYS[i])
+  if until_ and tonumber(until_) > now then flags = flags .. '0' else flags = flags .. '1' end
+end
+local key = ARGV[1] .. ':' .. catalog .. ':' .. configs .. ':' .. flags .. ':' .. ARGV[2]
+return {catalog, configs, flags, key, redis.call('get', key)}
+"""
 
 
 def cached(ctx: CallContext, uow: UnitOfWork, what: str, build) -> bytes:
-    """The JSON of ``build(configs)`` for this tenant, through the Redis cache.
+    """The JSON of ``build(configs)`` for this tenant (``configs``: :func:`tenant_configs`),
+    through the Redis cache.
 
-    The key holds the catalog version (bumped on every change), the tenant, and the state of
-    the tenant's provider configurations (usable and healthy: the kill switch and circuit
-    breakers change availability without changing the catalog), so a cached answer is
-    never served after a change another process committed.
+    The key holds the catalog version (changed on every committed change of the catalog or
+    the price rules), the providers' configurations version (kill switch, tenant
+    enablement), the health of each configuration the tenant may use (circuit breakers),
+    the tenant and ``what``. All of it is read from Redis for every request, in one round
+    trip, so no process serves an answer older than a change another process committed.
+    Which configurations the tenant may use is remembered in this process under the
+    configurations version.
     """
-    redis = _state().redis
-    version = catalog_version()
-    configs = tenant_configs(uow, _tenant(ctx))
-    key = _cache_key(ctx.tenant_id, configs, what, version)
-    hit = redis.get(key)
-    if hit is not None:
-        return hit
-    body = json.dumps(build(configs), separators=(",", ":")).encode()
-    redis.set(key, body, ex=CACHE_TTL)
-    return body
+    tenant_id = _tenant(ctx)
+    state = _state()
+    redis = state.redis
+    lookup = state.extras.get("products_lookup")
+    if lookup is None:
+        lookup = state.extras.setdefault("products_lookup", redis.register_script(_LOOKUP))
+    remembered: dict = state.extras.setdefault("products_tenant_configs", {})
+    suffix = f"{tenant_id}:{hashlib.sha1(what.encode()).hexdigest()}"
+    for _attempt in range(3):
+        known_version, ids = remembered.get(tenant_id, ("", ()))
+        answer = lookup(keys=[VERSION_KEY, providers.CONFIGS_VERSION_KEY, *providers.breaker_keys(list(ids))],
+                        args=[CACHE_PREFIX, suffix, known_version, repr(time.time())])
+        if len(answer) == 2:  # a version token is missing, or the tenant's configurations changed
+            if not answer[0]:
+                catalog_version()
+            _config_ids(uow, tenant_id, answer[1].decode() if answer[1] else providers.configs_version())
+            continue
+        _catalog, _configs, flags, key, body = answer
+        if body is not None:
+            return body
+        configs = dict(zip(ids, (flag == ord("1") for flag in flags)))
+        body = json.dumps(build(configs), separators=(",", ":")).encode()
+        redis.set(key, body, ex=CACHE_TTL)
+        return body
+    raise RuntimeError("the provider configurations keep changing; try again")
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -87,9 +131,26 @@ def _tenant(ctx: CallContext) -> str:
     return ctx.tenant_id
 
 
+def _config_ids(uow: UnitOfWork, tenant_id: str, version: str) -> tuple[str, ...]:
+    """The configurations ``tenant_id`` may use (any health), remembered in this process
+    under the providers' configurations ``version``."""
+    remembered: dict = _state().extras.setdefault("products_tenant_configs", {})
+    known = remembered.get(tenant_id)
+    if known is not None and known[0] == version:
+        return known[1]
+    ids = tuple(c["config_id"] for c in providers.usable_configs(uow, tenant_id, healthy_only=False))
+    if len(remembered) >= CONFIGS_CACHE_SIZE:
+        remembered.clear()
+    remembered[tenant_id] = (version, ids)
+    return ids
+
+
 def tenant_configs(uow: UnitOfWork, tenant_id: str) -> dict[str, bool]:
-    """The provider configurations ``tenant_id`` may use: ``{config_id: healthy}``."""
-    return {c["config_id"]: c["healthy"] for c in providers.usable_configs(uow, tenant_id, healthy_only=False)}
+    """The provider configurations ``tenant_id`` may use: ``{config_id: healthy}`` (health:
+    the circuit breaker is not open; read from Redis every time)."""
+    ids = _config_ids(uow, tenant_id, providers.configs_version())
+    open_now = providers.breakers_open(list(ids))
+    return {config_id: not open_now[config_id] for config_id in ids}
 
 
 def public_view(product: Product) -> dict[str, Any]:

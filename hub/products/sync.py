@@ -274,11 +274,14 @@ def _finish(units: UnitFactory, sync_id: str, **fields: Any) -> None:
         uow.commit()
 
 
-def sync_config(ctx: CallContext, units: UnitFactory, config_id: str, *, allow_empty: bool = False) -> dict[str, Any]:
+def sync_config(ctx: CallContext, units: UnitFactory, config_id: str, *, allow_empty: bool = False,
+                items: Iterable[CatalogItem] | None = None) -> dict[str, Any]:
     """Sync one provider configuration's catalog (all or nothing).
 
     :param units: makes a unit of work (``lambda: hub.db.unit_of_work(db)``); the sync
         uses several: one to record the run, one to read the catalog, one to apply it.
+    :param items: the configuration's catalog read some other way (a price-list file the
+        provider sent, a bench's synthetic catalog) instead of asking the provider.
     :returns: the run: ``{id, config_id, provider_code, status, items, created, changed,
         vanished, skipped, error}``; ``status`` is ``succeeded`` or ``failed`` (and then
         nothing changed; ``error`` says why).
@@ -297,9 +300,10 @@ def sync_config(ctx: CallContext, units: UnitFactory, config_id: str, *, allow_e
             uow.commit()
             sync_id = record.id
         try:
-            with units() as uow:
-                items = providers.fetch_catalog(uow, config_id)
-                uow.rollback()  # nothing to keep; end the read before the write begins
+            if items is None:
+                with units() as uow:
+                    items = providers.fetch_catalog(uow, config_id)
+                    uow.rollback()  # nothing to keep; end the read before the write begins
             with units() as uow:
                 applied = _Apply(ctx, uow, info, sync_id)
                 counts = applied.run(items, allow_empty=allow_empty)

@@ -42,8 +42,11 @@ __all__ = [
     "State",
     "StatusRequest",
     "balance",
+    "breaker_keys",
+    "breakers_open",
     "catalog",
     "check_status",
+    "configs_version",
     "fetch_catalog",
     "get_config",
     "inquiry",
@@ -157,3 +160,30 @@ def get_config(uow: UnitOfWork, config_id: str) -> dict[str, Any]:
 def list_configs(uow: UnitOfWork) -> list[dict[str, Any]]:
     """Every configuration, as :func:`get_config` describes it (oldest first)."""
     return [_config_info(row) for row in service.list_configs(uow)]
+
+
+#: Redis key of the configurations version token (see :func:`configs_version`).
+CONFIGS_VERSION_KEY = service.CONFIGS_VERSION_KEY
+
+
+def configs_version() -> str:
+    """A token that changes after every committed change of a configuration or of a
+    tenant's enablement: cache what :func:`usable_configs` says under it (health aside)."""
+    return service.configs_version()
+
+
+def breakers_open(config_ids: list[str]) -> dict[str, bool]:
+    """Whether each configuration's circuit breaker is open now (one Redis round trip)."""
+    from hub.providers import health
+    from hub.providers.service import _state
+
+    return health.open_many(_state().redis, config_ids)
+
+
+def breaker_keys(config_ids: list[str]) -> list[str]:
+    """The Redis keys holding each configuration's ``open_until`` (epoch seconds; the breaker
+    is open while it is in the future): for readers that check health inside their own
+    Redis script, in the same round trip as their own keys."""
+    from hub.providers import health
+
+    return [health.open_until_key(c) for c in config_ids]

@@ -54,6 +54,20 @@ def breaker_state(redis, config_id: str) -> str:
     return "open" if float(raw) > time.time() else "half_open"
 
 
+def open_until_key(config_id: str) -> str:
+    """The key of a configuration's ``open_until`` (see :func:`breaker_state`)."""
+    return _key(config_id, "open_until")
+
+
+def open_many(redis, config_ids: list[str]) -> dict[str, bool]:
+    """:func:`breaker_state` ``== "open"`` for many configurations in one round trip."""
+    if not config_ids:
+        return {}
+    now = time.time()
+    values = redis.mget([_key(c, "open_until") for c in config_ids])
+    return {c: raw is not None and float(raw) > now for c, raw in zip(config_ids, values)}
+
+
 def allow_call(redis, config_id: str) -> bool:
     """May a call go to this configuration now? In half-open state only one probe passes."""
     state = breaker_state(redis, config_id)

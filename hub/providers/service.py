@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -47,6 +48,28 @@ def callback_url(config: ProviderConfig) -> str:
 
 
 # -- configurations -------------------------------------------------------------------------
+#: Redis key of the configurations' version: a new random token after every committed change
+#: of a configuration or a tenant enablement. Readers that cache what a tenant may use key
+#: their cache by it (hub.products); a token, not a counter, so that a Redis restored from an
+#: older snapshot never brings back a version some process cached under.
+CONFIGS_VERSION_KEY = "rop:providers:configs-version"
+
+
+def _changed(uow: UnitOfWork) -> None:
+    redis = _state().redis
+    uow.after_commit(lambda: redis.set(CONFIGS_VERSION_KEY, uuid.uuid4().hex))
+
+
+def configs_version() -> str:
+    """The current configurations' version token (made on first read)."""
+    redis = _state().redis
+    token = redis.get(CONFIGS_VERSION_KEY)
+    if token is None:
+        redis.set(CONFIGS_VERSION_KEY, uuid.uuid4().hex, nx=True)
+        token = redis.get(CONFIGS_VERSION_KEY)
+    return token.decode() if isinstance(token, bytes) else str(token)
+
+
 def _validate(cls: type[Provider], settings: Mapping[str, Any], credentials: Mapping[str, Any]) -> None:
     try:
         cls.settings_schema().load({**settings, **credentials})
@@ -67,6 +90,7 @@ def add_config(uow: UnitOfWork, provider_code: str, name: str, *, settings: Mapp
                          enabled=enabled, all_tenants=all_tenants if tenant_id is None else False)
     uow.session.add(row)
     uow.session.flush()
+    _changed(uow)
     return row
 
 
@@ -92,6 +116,7 @@ def set_credentials(uow: UnitOfWork, config_id: str, credentials: Mapping[str, A
     _validate(cls, new_settings, credentials)
     row.credentials_encrypted = crypto.encrypt(_keys(), dict(credentials))
     row.settings = new_settings
+    _changed(uow)
     return row
 
 
@@ -99,6 +124,7 @@ def set_enabled(uow: UnitOfWork, config_id: str, enabled: bool) -> ProviderConfi
     """The kill switch: a disabled configuration is never called (takes effect at once)."""
     row = get_config(uow, config_id)
     row.enabled = enabled
+    _changed(uow)
     return row
 
 
@@ -108,6 +134,7 @@ def enable_for_tenant(uow: UnitOfWork, config_id: str, tenant_id: str, enabled: 
     if row.tenant_id is not None:
         raise Conflict("a tenant's own configuration serves only that tenant")
     row.all_tenants = False
+    _changed(uow)
     link = uow.session.scalar(select(ProviderConfigTenant).where(
         ProviderConfigTenant.config_id == config_id, ProviderConfigTenant.tenant_id == tenant_id))
     if enabled and link is None:

@@ -16,6 +16,7 @@ from hub.errors import Forbidden, NotFound, ValidationFailed
 from hub.products import client, operators
 from hub.products.models import CatalogSync, Product
 from hub.products.testing import seed_sandbox_catalog
+from hub.worker import make_worker
 from tests.products.conftest import add_config, sale_ctx
 
 OPERATOR = CallContext.system(actor="tests:operator")
@@ -73,6 +74,19 @@ def test_the_scheduled_job_syncs_every_catalog_and_records_failures(app):
         reports = {r["config_id"]: r for r in sync_catalogs_job()}
     assert reports[good]["status"] == "succeeded" and reports[broken]["status"] == "failed"
     assert "TEL10" in product_codes(app)
+
+
+def test_sync_catalog_command_runs_on_a_worker(app):
+    config_id = add_config(app)
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        operators.request_sync(OPERATOR, uow, config_id)
+        uow.commit()
+    assert product_codes(app) == []  # nothing until a worker runs it
+    make_worker(app).work(burst=True)
+    assert "TEL10" in product_codes(app)
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        assert [r["status"] for r in operators.list_syncs(OPERATOR, uow)] == ["succeeded"]
+        assert uow.session.scalar(select(CatalogSync.actor)) == "tests:operator"
 
 
 def test_an_operator_takes_a_product_and_an_offer_off_sale(app, run, client, tenant_factory):
