@@ -14,12 +14,12 @@ def test_the_dashboard_charts_the_last_day_of_transactions_and_providers(app, cl
                                  for i in ids))
     admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
     page = client.get("/admin/").get_data(as_text=True)
-    chart = re.search(r'<svg id="hourly-chart".*?</svg>', page, re.S).group(0)
+    chart = re.search(r'<svg id="hourly-chart".*?</svg>', page, re.DOTALL).group(0)
     assert len(re.findall(r'<rect class="s-succeeded"', chart)) == 1  # one hour, one stacked bar per status
     assert len(re.findall(r'<rect class="s-failed"', chart)) == 1
     assert "succeeded: 2" in chart and "failed: 1" in chart
     assert 'id="total-succeeded">2<' in page and 'id="total-failed">1<' in page
-    row = re.search(r"<tr><td>sandbox</td>(.*?)</tr>", page, re.S).group(1)
+    row = re.search(r"<tr><td>sandbox</td>(.*?)</tr>", page, re.DOTALL).group(1)
     cells = re.findall(r"<td>([^<]*)</td>", row)
     assert cells[:4] == ["3", "2", "1", "0"]
     assert "66.7 %" in row
