@@ -10,6 +10,7 @@ from hub.products import rules
 from hub.products.models import Product
 from hub.products.testing import seed_sandbox_catalog
 from hub.providers import service as provider_service
+from tests.products.conftest import open_breaker
 
 PUBLIC_FIELDS = {"code", "name", "category", "brand", "type", "nominal", "description", "price", "currency",
                  "active"}
@@ -118,7 +119,14 @@ def test_cached_reads_are_invalidated_across_processes(app, config, client, tena
         set_rule(other, tenant_id=tenant.id, target="category:pulsa", kind="markup_fixed", value=400)
         second = client.get("/v1/products/TEL10", headers=tenant.headers).get_json()
         assert (second["price"], second["name"]) == (10_750, "Renamed")
-        # Provider state is part of the key: the kill switch, flipped elsewhere, bites at once.
+        # Provider health is part of the key: an open circuit breaker bites at once...
+        with other.app_context(), unit_of_work(other.extensions["rop"].db) as uow:
+            [config_id] = [r.id for r in provider_service.list_configs(uow)]
+        open_breaker(other, config_id)
+        assert client.get("/v1/products/TEL10", headers=tenant.headers).get_json()["active"] is False
+        other.extensions["rop"].redis.delete(*other.extensions["rop"].redis.keys("rop:providers:health:*"))
+        assert client.get("/v1/products/TEL10", headers=tenant.headers).get_json()["active"] is True
+        # ...and so is the kill switch, flipped in another process.
         with other.app_context(), unit_of_work(other.extensions["rop"].db) as uow:
             [row] = provider_service.list_configs(uow)
             provider_service.set_enabled(uow, row.id, False)
