@@ -11,9 +11,11 @@ same token is measured too, as the floor that authentication alone sets.
 Goal: products/healthz >= 0.60. Prints figures as it goes and, last, one JSON line.
 
     .venv/bin/python bench/products.py [--seconds 10] [--workers 2] [--threads 4] [--connections 32]
+                                       [--rounds 3] [--postgres [ADMIN_URL]]
 
-Uses ROP_DATABASE_URL when set (a scratch database: the bench migrates and empties it),
-otherwise a temporary SQLite file; its own embedded Redis.
+With ``--postgres`` a scratch PostgreSQL database is made and dropped again; otherwise
+ROP_DATABASE_URL when set (a scratch database: the bench migrates and empties it), else a
+temporary SQLite file. Its own embedded Redis.
 """
 from __future__ import annotations
 
@@ -30,9 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import create_engine, make_url, text
 
 from hub.app import create_app
 from hub.auth import issue_access_token
@@ -207,12 +210,32 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--postgres", metavar="ADMIN_URL", nargs="?", const="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="run on a scratch PostgreSQL database made (and dropped) through ADMIN_URL")
     args = parser.parse_args()
+    if args.postgres:
+        name = f"rop_bench_products_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(make_url(args.postgres).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            run(args, make_url(args.postgres).set(drivername="postgresql+psycopg", database=name)
+                .render_as_string(hide_password=False))
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+    else:
+        run(args, os.environ.get("ROP_DATABASE_URL"))
+
+
+def run(args: argparse.Namespace, database_url: str | None) -> None:
+    """Seed, serve, measure, print."""
 
     tmp = Path(tempfile.mkdtemp(prefix="rop-bench-products-"))
     redis = EmbeddedRedis(tmp / "redis", persist=False, port=free_port())
     redis_url = redis.ensure_running()
-    database_url = os.environ.get("ROP_DATABASE_URL") or f"sqlite:///{tmp / 'bench.sqlite3'}"
+    database_url = database_url or f"sqlite:///{tmp / 'bench.sqlite3'}"
     backend = "postgresql" if database_url.startswith("postgresql") else "sqlite"
     server = None
     try:
