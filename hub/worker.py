@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import heapq
 import itertools
+import logging
 import os
 import signal
 import threading
@@ -151,6 +152,22 @@ class ThreadDeathPenalty(BaseDeathPenalty):
 
 
 # -- the thread worker ---------------------------------------------------------------------------
+class _PerJobAtDebug(logging.LoggerAdapter):
+    """RQ logs three or four INFO lines per job; at hundreds of jobs a second they cost CPU and
+    say nothing a metric would not: the thread worker sends RQ's INFO lines to DEBUG (warnings
+    and errors unchanged; the worker's own start/stop lines stay INFO)."""
+
+    def info(self, msg, *args, **kwargs):
+        self.debug(msg, *args, **kwargs)
+
+    def process(self, msg, kwargs):
+        return msg, kwargs  # keep RQ's own ``extra`` (the default adapter would replace it)
+
+    @property
+    def level(self) -> int:
+        return self.logger.level
+
+
 # Pop up to ARGV[1] job ids from KEYS (queues in priority order): [queue key, job id, ...].
 # ARGV[2] == 1: one queue, whose jobs move to its intermediate list KEYS[2] (RQ's LMOVE, so the
 # maintenance task can hand back a job whose worker died between dequeue and start).
@@ -212,6 +229,10 @@ class HubThreadWorker(HubWorker):
         return self.job_monitoring_interval + 60
 
     @property
+    def _logger(self) -> logging.Logger:
+        return getattr(self.log, "logger", self.log)
+
+    @property
     def running(self) -> int:
         """How many jobs run right now."""
         return len(self._running)
@@ -225,6 +246,7 @@ class HubThreadWorker(HubWorker):
         :return: whether any job was started.
         """
         self.bootstrap(logging_level, date_format, log_format)
+        self.log = _PerJobAtDebug(self.log)
         self._dequeue_strategy = dequeue_strategy
         if with_scheduler:
             self._start_scheduler(burst, logging_level, date_format, log_format)
@@ -235,7 +257,7 @@ class HubThreadWorker(HubWorker):
         started = 0
         idle_since = time.monotonic()
         backoff = 1.0
-        self.log.info("Worker %s: %d threads", self.name, self.threads)
+        self._logger.info("Worker %s: %d threads", self.name, self.threads)
         try:
             while True:
                 try:
@@ -243,10 +265,10 @@ class HubThreadWorker(HubWorker):
                     if self.should_run_maintenance_tasks:
                         self.run_maintenance_tasks()
                     if self._stop_requested:
-                        self.log.info("Worker %s: stopping on request", self.name)
+                        self._logger.info("Worker %s: stopping on request", self.name)
                         break
                     if max_jobs is not None and started >= max_jobs:
-                        self.log.info("Worker %s: started %d jobs, quitting", self.name, started)
+                        self._logger.info("Worker %s: started %d jobs, quitting", self.name, started)
                         break
                     if not self._free.acquire(timeout=self.poll_seconds):
                         continue  # every thread busy: look at the stop flag again
@@ -268,10 +290,10 @@ class HubThreadWorker(HubWorker):
                                 self._wait_for_change(self.poll_seconds)
                             continue
                         if burst:
-                            self.log.info("Worker %s: done, quitting", self.name)
+                            self._logger.info("Worker %s: done, quitting", self.name)
                             break
                         if max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:
-                            self.log.info("Worker %s: idle for %d seconds, quitting", self.name, max_idle_time)
+                            self._logger.info("Worker %s: idle for %d seconds, quitting", self.name, max_idle_time)
                             break
                         self._set_idle_if_nothing_runs()
                         continue
@@ -283,10 +305,8 @@ class HubThreadWorker(HubWorker):
                     backoff = min(backoff * 2, self.max_connection_wait_time)
         finally:
             self._stop_requested = True
-            if self._cold_stop:
-                self._exit_now()
             if self._running:
-                self.log.info("Worker %s: waiting for %d running job(s) to finish", self.name, len(self._running))
+                self._logger.info("Worker %s: waiting for %d running job(s) to finish", self.name, len(self._running))
             pool.shutdown(wait=True)
             self._beat_stop.set()
             beat.join(5)
@@ -424,7 +444,7 @@ class HubThreadWorker(HubWorker):
         self._stop_requested = True
         signal.signal(signal.SIGINT, self.request_force_stop)
         signal.signal(signal.SIGTERM, self.request_force_stop)
-        self.log.info("Worker %s: warm shut down requested; finishing %d running job(s)", self.name,
+        self._logger.info("Worker %s: warm shut down requested; finishing %d running job(s)", self.name,
                       len(self._running))
 
     def request_force_stop(self, signum, frame):
@@ -432,16 +452,24 @@ class HubThreadWorker(HubWorker):
         their heartbeat lapses (about 90 s), and their handlers run again (idempotent)."""
         if self._shutdown_requested_date and (now() - self._shutdown_requested_date).total_seconds() < 1:
             return  # the same Ctrl-C delivered twice
-        self.log.warning("Worker %s: cold shut down; abandoning %d running job(s)", self.name, len(self._running))
+        if self._cold_stop:
+            return
         self._cold_stop = True
-        raise SystemExit(1)
+        self.log.warning("Worker %s: cold shut down; abandoning %d running job(s)", self.name, len(self._running))
+        # Not from the handler itself: it may have interrupted this thread inside a lock that
+        # register_death needs (the Redis pool's). Job threads are not daemons, so only
+        # os._exit leaves them behind; the timer is the backstop if Redis does not answer.
+        threading.Thread(target=self._exit_now, name="rop-cold-stop", daemon=True).start()
+        threading.Timer(5, os._exit, args=(1,)).start()
 
     def _exit_now(self) -> None:
         try:
-            self._stop_scheduler_thread(join=False)
+            self._scheduler_stop.set()
             self.register_death()
+        except Exception:
+            self.log.warning("Worker %s: could not register its death", self.name, exc_info=True)
         finally:
-            os._exit(1)  # job threads are not daemons: only _exit leaves them behind
+            os._exit(1)
 
     # -- RQ's scheduler (scheduled retries), in a thread: no fork of a threaded process -----------
     def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",

@@ -20,13 +20,14 @@ import traceback
 import structlog
 from flask import current_app
 from rq import get_current_job
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from hub.bus.messages import Message
 from hub.bus.models import DeadLetter, ProcessedMessage
 from hub.bus.registry import registry
 from hub.context import CallContext
-from hub.db import new_id, unit_of_work
+from hub.db import new_id, unit_of_work, utcnow
 
 log = structlog.get_logger("hub.bus")
 
@@ -68,13 +69,18 @@ def run_handler(envelope: dict, handler: str) -> str:
 
 def _run_own_uow(db, func, ctx: CallContext, message: Message, handler: str) -> str:
     """Run an ``own_uow`` handler: skip it when recorded, record it once it returned."""
+    # Core statements rather than the ORM: these two run around every provider call.
     with unit_of_work(db, readonly=True) as uow:
-        if uow.session.get(ProcessedMessage, (message.id, handler)) is not None:
-            return "duplicate"
+        seen = uow.session.execute(
+            select(ProcessedMessage.message_id).where(ProcessedMessage.message_id == message.id,
+                                                      ProcessedMessage.handler == handler)).first()
+    if seen is not None:
+        return "duplicate"
     func(ctx, message)
     with unit_of_work(db) as uow:
-        uow.session.add(ProcessedMessage(message_id=message.id, handler=handler, tenant_id=message.tenant_id))
         try:
+            uow.session.execute(insert(ProcessedMessage).values(
+                message_id=message.id, handler=handler, tenant_id=message.tenant_id, processed_at=utcnow()))
             uow.commit()
         except IntegrityError:
             # A concurrent run of the same message recorded it first; both ran the handler,

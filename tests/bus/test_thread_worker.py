@@ -348,3 +348,25 @@ def test_a_sigkilled_thread_worker_leases_and_jobs_come_back(app, config, slow_s
     # The dead worker's jobs go back to the queue (the bus sweep, once their heartbeat lapsed).
     sweep(app, abandoned_before=time.time() + 3600)
     assert sorted(q.job_ids) == sorted(j.id for j in jobs)
+
+
+def test_a_second_signal_exits_at_once_and_the_abandoned_jobs_come_back(app, config, slow_server):
+    redis = app.extensions["rop"].redis
+    q = Queue("provider", connection=redis)
+    jobs = [q.enqueue(slow_call, slow_server.url, 300, "calls:cold", retry=Retry(max=1)) for _ in range(4)]
+    proc = _worker_process(app, config, threads=4)
+    try:
+        _wait_for(lambda: slow_server.in_flight == 4, proc, "4 calls in flight")
+        proc.send_signal(signal.SIGTERM)  # warm: would wait for the 300 s calls
+        time.sleep(1.5)  # a second signal within 1 s counts as the same Ctrl-C
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)  # cold: exit now
+        assert proc.wait(30) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert redis.get("calls:cold") is None  # none finished
+    assert StartedJobRegistry("provider", connection=redis).count == 4
+    sweep(app, abandoned_before=time.time() + 3600)
+    assert sorted(q.job_ids) == sorted(j.id for j in jobs)
