@@ -28,20 +28,19 @@ import time
 from pathlib import Path
 
 import psutil
-from rq import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bus import _empty, _stop  # noqa: E402 - the sibling bench's helpers
+from bus import _empty, _stop  # the sibling bench (bench/bus.py): empty the database, stop workers
 
-from hub.app import create_app  # noqa: E402
-from hub.bus import publish  # noqa: E402
-from hub.bus.testing import SlowCall, SlowServer, register_slow_call  # noqa: E402
-from hub.config import Config  # noqa: E402
-from hub.context import CallContext  # noqa: E402
-from hub.db import unit_of_work  # noqa: E402
-from hub.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from hub.migrate import upgrade  # noqa: E402
+from hub.app import create_app
+from hub.bus import publish
+from hub.bus.testing import SlowCall, SlowServer, register_slow_call
+from hub.config import Config
+from hub.context import CallContext
+from hub.db import unit_of_work
+from hub.embedded_redis import EmbeddedRedis, free_port
+from hub.migrate import upgrade
 
 WORKER_SCRIPT = """
 import sys
