@@ -31,7 +31,7 @@ from sqlalchemy import select
 
 from hub.bus import publish
 from hub.context import CallContext
-from hub.db import UnitOfWork, utcnow
+from hub.db import UnitOfWork, new_id, utcnow
 from hub.errors import Conflict, ValidationFailed
 from hub.products import service
 from hub.products.messages import ProductChanged, ProductCreated, ProductVanished
@@ -122,7 +122,11 @@ class _Apply:
         self.now = utcnow()
         self.categories = {c.code: c for c in self.session.scalars(select(Category))}
         self.brands = {b.code: b for b in self.session.scalars(select(Brand))}
+        # The whole catalog is matched in memory (thousands of rows): one query, not one per item,
+        # so the write transaction (SQLite's write lock) stays short.
+        self.products = {p.code: p for p in self.session.scalars(select(Product))}
         self.created: dict[str, Product] = {}
+        self.new_products: list[Product] = []
         self.touched: dict[str, list[str]] = {}  # product id -> what changed
         self.loaded: list[CatalogItem] = []
         self.skipped = 0
@@ -158,21 +162,21 @@ class _Apply:
         kind = "postpaid" if item.postpaid else "prepaid"
         category = self._category(item.category)
         code = product_code(item.provider_sku)
-        product = self.session.scalar(select(Product).where(Product.code == code))
+        product = self.products.get(code)
         if product is not None and (product.type != kind or product.category_code != category):
             code = product_code(f"{self.info['provider_code']}-{item.provider_sku}")
-            product = self.session.scalar(select(Product).where(Product.code == code))
+            product = self.products.get(code)
         if product is not None:
             return product
         description = ""
         if isinstance(item.raw, dict) and isinstance(item.raw.get("desc"), str):
             description = item.raw["desc"]
-        product = Product(code=code, name=(item.name or code)[:200], category_code=category,
+        product = Product(id=new_id("prd"), code=code, name=(item.name or code)[:200], category_code=category,
                           brand_code=self._brand(item.brand), type=kind,
                           nominal=parse_nominal(item.name or "", category), description=description,
                           currency=item.currency, status="unavailable")
-        self.session.add(product)
-        self.session.flush()
+        self.new_products.append(product)
+        self.products[code] = product
         self.created[product.id] = product
         self.history(product.id, "created", None, product.code)
         return product
@@ -181,6 +185,7 @@ class _Apply:
         offers = {o.provider_sku: o for o in self.session.scalars(
             select(Offer).where(Offer.config_id == self.info["config_id"]))}
         seen: dict[str, CatalogItem] = {}
+        new_offers: list[Offer] = []
         for item in items:
             # A malformed item fails the whole sync (named in the error) rather than being
             # dropped, which would mark its product vanished.
@@ -203,11 +208,10 @@ class _Apply:
                 if product.currency != item.currency:
                     raise ValidationFailed(f"{sku}: cost in {item.currency}, product {product.code} "
                                            f"is sold in {product.currency}")
-                offer = Offer(product_id=product.id, config_id=self.info["config_id"],
+                offer = Offer(id=new_id("pof"), product_id=product.id, config_id=self.info["config_id"],
                               provider_code=self.info["provider_code"], provider_sku=sku, cost=item.cost,
                               currency=item.currency, status=status, last_seen_at=self.now)
-                self.session.add(offer)
-                self.session.flush()
+                new_offers.append(offer)
                 offers[sku] = offer
                 self.history(product.id, "offer_added", None, f"{self.info['provider_code']}:{sku}", offer.id)
                 continue
@@ -227,7 +231,10 @@ class _Apply:
                 self.history(offer.product_id, "offer_status", offer.status, "vanished", offer.id)
                 offer.status = "vanished"
                 self.offers_vanished += 1
-        self.session.flush()
+        # Inserted in foreign-key order (the models have no ORM relationships to order them).
+        for rows in ((), self.new_products, new_offers):  # () flushes the new categories and brands
+            self.session.add_all(rows)
+            self.session.flush()
         return self.settle()
 
     def settle(self) -> dict[str, int]:
@@ -236,9 +243,11 @@ class _Apply:
         if not self.touched:
             return counts
         ids = list(self.touched)
-        products = {p.id: p for p in self.session.scalars(select(Product).where(Product.id.in_(ids)))}
-        with_active = set(self.session.scalars(select(Offer.product_id).where(
-            Offer.product_id.in_(ids), Offer.status == "active")))
+        products = {p.id: p for p in self.products.values()}
+        with_active: set[str] = set()
+        for start in range(0, len(ids), 500):
+            with_active.update(self.session.scalars(select(Offer.product_id).where(
+                Offer.product_id.in_(ids[start:start + 500]), Offer.status == "active")))
         for product_id in ids:
             product = products[product_id]
             old = product.status
