@@ -223,9 +223,12 @@ class HubThreadWorker(HubWorker):
 
     # RQ's default assumes no heartbeat during a job (timeout + 60 s); ours beats every
     # job_monitoring_interval, so an abandoned job is noticed after ~90 s, as with a forking worker.
+    # A job past its timeout (stuck in a C call the watchdog cannot interrupt) keeps a positive
+    # lease while its thread lives: a non-positive TTL would delete the execution and let the
+    # sweep hand the job to another worker while it still runs.
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         if job.timeout and job.timeout > 0:
-            return int(min(job.timeout - working_time, self.job_monitoring_interval)) + 60
+            return int(min(max(job.timeout - working_time, 0), self.job_monitoring_interval)) + 60
         return self.job_monitoring_interval + 60
 
     @property
