@@ -6,6 +6,7 @@ from flask import current_app
 from hub.queues import QUEUES, queue
 from hub.worker import make_worker
 
+
 def job_that_reads_the_app() -> str:
     """Runs in the worker; proves the app context is there."""
     return current_app.extensions["rop"].config.database_kind
@@ -21,3 +22,24 @@ def test_job_runs_with_the_app_context(app):
 def test_worker_serves_every_queue_by_default(app):
     worker = make_worker(app)
     assert [q.name for q in worker.queues] == list(QUEUES)
+
+
+def job_that_reports_its_thread() -> str:
+    import threading
+
+    return f"{current_app.extensions['rop'].config.database_kind}:{threading.current_thread().name}"
+
+
+def test_thread_worker_runs_jobs_in_its_threads_with_the_app_context(app):
+    from hub.worker import HubThreadWorker, HubWorker
+
+    q = queue("default", app.extensions["rop"].redis)
+    jobs = [q.enqueue(job_that_reports_its_thread, result_ttl=60) for _ in range(20)]
+    worker = make_worker(app, ["default"], threads=4)
+    assert isinstance(worker, HubThreadWorker) and worker.threads == 4
+    assert app.extensions["rop"].redis.connection_pool.max_connections >= 2 * 4 + 32
+    assert worker.work(burst=True) is True
+    kind = app.extensions["rop"].config.database_kind
+    results = [j.latest_result().return_value for j in jobs]
+    assert all(r.startswith(f"{kind}:rq-") for r in results)  # a pool thread, not the main one
+    assert type(make_worker(app, ["default"])) is HubWorker  # threads=1: one job at a time
