@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import structlog
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.bus import publish
@@ -183,6 +183,20 @@ def _record_outcome(step: Step, outcome: Outcome, via: str) -> bool:
 
 
 # -- calling -----------------------------------------------------------------------------------
+def preload_configs(uow: UnitOfWork, tenant_id: str) -> list:
+    """Load the tenant's provider configurations into ``uow``'s session and keep them alive.
+
+    The providers client looks a configuration up by id before each call; with the row in
+    the session (the identity map holds rows only weakly: the returned list keeps them) that
+    lookup is answered from memory, so after the caller ends the read transaction the call
+    itself needs no database connection. Keep the list until the call returns.
+    """
+    loaded: list = []
+    event.listen(uow.session, "loaded_as_persistent", lambda _session, row: loaded.append(row))
+    providers.usable_configs(uow, tenant_id, healthy_only=False)
+    return loaded
+
+
 def _slot(config_id: str):
     from hub.concurrency import limit
 
@@ -199,7 +213,7 @@ def call_provider(step: Step, operation: str) -> Outcome:
     the plugin is an unknown outcome: the request may have left.
     """
     with unit_of_work(_db(), readonly=True) as uow:
-        providers.usable_configs(uow, step.tenant_id)  # loads the configuration rows
+        loaded = preload_configs(uow, step.tenant_id)
         uow.session.commit()  # ends the read: no connection is held during the call
         try:
             if operation == "purchase":
@@ -214,6 +228,7 @@ def call_provider(step: Step, operation: str) -> Outcome:
             log.exception("provider call raised; outcome unknown", operation=operation,
                           transaction_id=step.transaction_id, config_id=step.config_id)
             return Outcome("unknown", message=f"{type(exc).__name__}: {exc}"[:500])
+        del loaded
     return Outcome.from_result(result)
 
 

@@ -229,9 +229,12 @@ def inquire(ctx: CallContext, uow: UnitOfWork, product_code: str, customer_no: s
     candidates = [providers.Route(config_id=o["config_id"], provider_code=o["provider_code"],
                                   provider_sku=o["provider_sku"], cost=int(o.get("cost") or 0))
                   for o in product.get("offers") or []]
+    from hub.transactions.processing import preload_configs
+
+    loaded = preload_configs(uow, ctx.tenant_id)
     routes = providers.routes_for(uow, ctx, product_code, candidates)
     inquiry_id = new_id("inq")
-    uow.commit()  # end the read before calling providers
+    uow.commit()  # end the read before calling providers (the configurations stay in memory)
     last = "no provider is available for this product now"
     for route in routes:
         reference = f"{inquiry_id}-{route.config_id[-6:]}"
@@ -261,6 +264,7 @@ def inquire(ctx: CallContext, uow: UnitOfWork, product_code: str, customer_no: s
         if state == "failed":
             raise _field_error("customer_no", result.message or "no bill for this customer number")
         last = result.message or state  # rejected or unknown: a lookup may ask elsewhere
+    del loaded
     raise ServiceUnavailable(f"no provider could look up the bill: {last}")
 
 

@@ -66,10 +66,11 @@ def funded(app, tenant_factory, sandbox):
 
 
 def drain(app, until=None, timeout: float = 15.0) -> None:
-    """Run burst workers until ``until()`` holds (or, without it, until the queues are empty)."""
+    """Run burst workers until ``until()`` holds (or, without it, until the queues are empty).
+    Retries that RQ scheduled for later are enqueued when due (``with_scheduler``)."""
     deadline = time.monotonic() + timeout
     while True:
-        make_worker(app).work(burst=True)
+        make_worker(app).work(burst=True, with_scheduler=True)
         if until is None or until():
             return
         if time.monotonic() > deadline:
