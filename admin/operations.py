@@ -40,6 +40,10 @@ def _day(field: str, *, end: bool = False) -> dt.datetime | None:
 class TransactionsView(AdminView):
     """Every tenant's transactions: filters, detail with the timeline, re-check, resolve, refund."""
 
+    @property
+    def extra_js(self) -> list[str]:  # type: ignore[override]
+        return [url_for("rop_admin.static", filename="transaction-status.js")]
+
     @expose("/")
     def index(self):
         from hub.transactions import client as transactions
@@ -64,6 +68,16 @@ class TransactionsView(AdminView):
 
         trx = transactions.get(admin_ctx(), request_uow(), transaction_id)
         return self.render("rop_admin/transaction.html", trx=trx)
+
+    @expose("/<transaction_id>/status.json")
+    def status_json(self, transaction_id: str):
+        """What the transaction page polls while the transaction is in flight."""
+        from hub.transactions import client as transactions
+
+        trx = transactions.get(admin_ctx(), request_uow(), transaction_id)
+        response = jsonify({"id": trx["id"], "status": trx["status"], "updated_at": trx["updated_at"]})
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @expose("/<transaction_id>/recheck", methods=("POST",))
     @requires_role("operator")

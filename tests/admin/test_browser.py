@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from hub.app import SERVICE_PACKAGES
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
@@ -68,9 +70,12 @@ def _login(browser, base: str, email: str, password: str) -> None:
 
 
 def _wait(browser, condition, message: str, timeout: float = 15):
+    """Wait for ``condition``; a page that reloads itself meanwhile (stale elements) is retried."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout).until(condition, message)
+    return WebDriverWait(browser, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(condition, message)
 
 
 def test_log_in_in_a_browser(app, live_server, browser, artifacts_dir, admin_kit):
@@ -124,3 +129,104 @@ def test_top_up_a_wallet_and_see_the_statement(app, live_server, browser, artifa
     statement = browser.find_element(By.ID, "statement").text
     assert "topup" in statement and "250000" in statement
     browser.save_screenshot(str(artifacts_dir / "admin-wallet-statement.png"))
+
+
+# -- with a real worker: a transaction reaching succeeded, a bulk job's progress bar -------------
+@pytest.fixture
+def worker_process(app, config):
+    """``rop worker`` (every queue, 4 threads) in a subprocess on this test's database and Redis."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, ROP_DATABASE_URL=config.database_url, ROP_REDIS_URL=app.extensions["rop"].redis_url,
+               ROP_INSTANCE_PATH=str(config.instance_path), ROP_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "worker", "--threads", "4"], env=env)
+    yield proc
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def slow_sandbox(app):
+    """The sandbox's catalog, its purchases taking 1.5 s (the page shows the transaction in flight)."""
+    from hub.products.testing import seed_sandbox_catalog
+
+    seed_sandbox_catalog(app, settings={"latency_ms": 1500})
+
+
+def _funded_tenant(app, tenant_factory):
+    from hub.context import CallContext
+    from hub.db import unit_of_work
+    from hub.wallets import service as wallets
+
+    tenant = tenant_factory()
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        ctx = CallContext.system(actor="tests", tenant_id=tenant.id)
+        wallets.topup(ctx, uow, wallets.get_main_wallet(ctx, uow).id, 10_000_000, "seed")
+        uow.commit()
+    return tenant
+
+
+def test_watch_a_sandbox_transaction_reach_succeeded(app, client, live_server, browser, artifacts_dir, admin_kit,
+                                                     tenant_factory, slow_sandbox, worker_process):
+    from selenium.webdriver.common.by import By
+
+    tenant = _funded_tenant(app, tenant_factory)
+    response = client.post("/v1/transactions", headers=tenant.headers, json={
+        "ref_id": "browser-1", "product_code": "TEL10", "customer_no": "081200001234"})
+    assert response.status_code == 202, response.get_json()
+    trx_id = response.get_json()["id"]
+    _login(browser, live_server, admin_kit.make_admin(app, "op@example.com", role="operator"), admin_kit.PASSWORD)
+    browser.get(f"{live_server}/admin/transactions/?tenant={tenant.id}")
+    browser.find_element(By.CLASS_NAME, "transaction-link").click()
+    _wait(browser, lambda d: d.current_url.endswith(f"/admin/transactions/{trx_id}"), "the detail did not open")
+    first = browser.find_element(By.ID, "transaction-status").text
+    assert first in ("pending", "processing", "succeeded")
+    if first != "succeeded":
+        browser.save_screenshot(str(artifacts_dir / "admin-transaction-in-flight.png"))
+    # the page polls its status and reloads itself: no clicks from here
+    _wait(browser, lambda d: d.find_element(By.ID, "transaction-status").text == "succeeded",
+          f"the transaction did not reach succeeded (worker alive: {worker_process.poll() is None})", timeout=60)
+    assert browser.find_element(By.ID, "serial-number").text
+    timeline = browser.find_element(By.ID, "timeline").text
+    assert "processing" in timeline and "succeeded" in timeline
+    assert "refund-reason" in browser.page_source
+    browser.save_screenshot(str(artifacts_dir / "admin-transaction-succeeded.png"))
+    browser.get(f"{live_server}/admin/")
+    assert browser.find_element(By.ID, "total-succeeded").text == "1"
+    browser.save_screenshot(str(artifacts_dir / "admin-dashboard-charts.png"))
+
+
+@pytest.mark.skipif("hub.bulk" not in SERVICE_PACKAGES, reason="the bulk service is not in this tree yet")
+def test_a_bulk_jobs_progress_bar_reaches_100(app, client, live_server, browser, artifacts_dir, admin_kit,
+                                              tenant_factory, slow_sandbox, worker_process):
+    from selenium.webdriver.common.by import By
+
+    tenant = _funded_tenant(app, tenant_factory)
+    rows = "".join(f"bulk-{n},TEL10,08120000{1000 + n}\n" for n in range(12))
+    response = client.post("/v1/bulk", data=("ref_id,product_code,customer_no\n" + rows).encode(),
+                           headers=tenant.headers, content_type="text/csv")
+    assert response.status_code in (200, 201, 202), response.get_json()
+    job_id = response.get_json()["id"]
+    _login(browser, live_server, admin_kit.make_admin(app, "op@example.com", role="operator"), admin_kit.PASSWORD)
+    browser.get(f"{live_server}/admin/bulk/?tenant={tenant.id}")
+    browser.find_element(By.CLASS_NAME, "bulk-link").click()
+    bar = browser.find_element(By.ID, "bulk-progress")
+    if bar.get_attribute("aria-valuenow") != "100":
+        browser.save_screenshot(str(artifacts_dir / "admin-bulk-in-progress.png"))
+    # the bar polls the progress endpoint by itself
+    _wait(browser, lambda d: d.find_element(By.ID, "bulk-progress").get_attribute("data-done") == "1",
+          f"the bulk job did not finish (worker alive: {worker_process.poll() is None})", timeout=90)
+    bar = browser.find_element(By.ID, "bulk-progress")
+    assert bar.get_attribute("aria-valuenow") == "100" and bar.text == "100%"
+    assert browser.find_element(By.ID, "job-status").text == "completed"
+    assert browser.find_element(By.ID, "count-succeeded").text == "12"
+    assert browser.find_element(By.ID, "count-pending").text == "0"
+    browser.save_screenshot(str(artifacts_dir / "admin-bulk-complete.png"))
+    assert job_id in browser.current_url
