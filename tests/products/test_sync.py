@@ -6,8 +6,10 @@ import pytest
 from rop_digiflazz.simulator import DigiflazzSimulator
 from sqlalchemy import func, select
 
+from hub import hookimpl
 from hub.bus.models import OutboxMessage
 from hub.db import unit_of_work
+from hub.errors import Conflict
 from hub.products.models import CatalogSync, Offer, Product, ProductChange
 from hub.products.sync import sync_config
 from hub.products.testing import seed_sandbox_catalog
@@ -178,3 +180,46 @@ def test_a_switched_off_configuration_is_not_synced_to_empty(app, units, system)
     report = sync(app, units, system, row.id)
     assert report["status"] == "failed" and "switched off" in report["error"]
     assert snapshot(app) == before
+
+
+class LoadedRecorder:
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def catalog_loaded(self, provider_code, config_id, products):
+        self.calls.append((provider_code, config_id, len(products)))
+
+
+def test_catalog_loaded_runs_after_a_committed_sync_only_and_events_carry_no_cost(app, units, system, digiflazz):
+    sim, config_id = digiflazz
+    recorder = LoadedRecorder()
+    host = app.extensions["rop"].extras["plugins"]
+    host.pm.register(recorder)
+    try:
+        assert sync(app, units, system, config_id)["status"] == "succeeded"
+        sim.fail_next = [500]
+        assert sync(app, units, system, config_id)["status"] == "failed"
+    finally:
+        host.pm.unregister(recorder)
+    assert recorder.calls == [("digiflazz", config_id, 4)]
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        payloads = [m.envelope["payload"] for m in uow.session.scalars(
+            select(OutboxMessage).where(OutboxMessage.type.like("product.%")))]
+    assert payloads and all(set(p) == {"code", "name", "category", "brand", "type", "status", "changes", "sync_id"}
+                            for p in payloads)
+
+
+def test_a_second_sync_waits_for_the_first_and_gives_up_with_a_conflict(app, units, system, monkeypatch):
+    from hub.products import sync as sync_module
+
+    config_id = add_config(app)
+    monkeypatch.setattr(sync_module, "LOCK_WAIT", 0.3)
+    held = app.extensions["rop"].redis.lock(sync_module.LOCK_KEY, timeout=30)
+    assert held.acquire()
+    try:
+        with pytest.raises(Conflict):
+            sync(app, units, system, config_id)
+    finally:
+        held.release()
+    assert sync(app, units, system, config_id)["status"] == "succeeded"
