@@ -359,5 +359,14 @@ def syncable_configs(units: UnitFactory, provider_code: str | None = None) -> li
 
 def sync_all(ctx: CallContext, units: UnitFactory, provider_code: str | None = None) -> list[dict[str, Any]]:
     """Sync every syncable configuration (of ``provider_code``), each on its own: one
-    failing configuration does not stop the others."""
-    return [sync_config(ctx, units, c["config_id"]) for c in syncable_configs(units, provider_code)]
+    failing configuration does not stop the others. A configuration whose sync could not
+    get the lock (another sync ran too long) is reported ``skipped``."""
+    reports = []
+    for config in syncable_configs(units, provider_code):
+        try:
+            reports.append(sync_config(ctx, units, config["config_id"]))
+        except Conflict as exc:
+            reports.append({"id": None, "config_id": config["config_id"], "provider_code": config["provider_code"],
+                            "status": "skipped", "items": 0, "created": 0, "changed": 0, "vanished": 0,
+                            "skipped": 0, "error": exc.detail, "started_at": None, "finished_at": None})
+    return reports

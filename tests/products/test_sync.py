@@ -220,6 +220,9 @@ def test_a_second_sync_waits_for_the_first_and_gives_up_with_a_conflict(app, uni
     try:
         with pytest.raises(Conflict):
             sync(app, units, system, config_id)
+        with app.app_context():  # the scheduled job goes on with the next configuration
+            [report] = sync_module.sync_all(system, units)
+        assert (report["config_id"], report["status"]) == (config_id, "skipped")
     finally:
         held.release()
     assert sync(app, units, system, config_id)["status"] == "succeeded"
