@@ -59,6 +59,11 @@ def test_rop_catalog_sync_and_pricing_from_the_cli(app, rop):
     assert [(r["target"], r["kind"], r["value"]) for r in listed] == [("category:pulsa", "markup_fixed", 500)]
     history = rop("catalog", "history", "TEL10")
     assert history.returncode == 0 and "offer_added" in history.stdout
+    assert rop("tenants", "create", "Cli Shop").returncode == 0
+    listed = {p["code"]: p for p in json.loads(rop("catalog", "list", "--tenant", "cli-shop", "--json").stdout)}
+    assert listed["TEL10"]["price"] == 10_350 + 500 and "cost" not in listed["TEL10"]
+    explained = json.loads(rop("pricing", "explain", "--tenant", "cli-shop", "TEL10").stdout)
+    assert (explained["cost"], explained["price"]) == (10_350, 10_850)
 
 
 def test_the_scheduled_job_syncs_every_catalog_and_records_failures(app):
