@@ -472,8 +472,8 @@ def process_chunk(ctx: CallContext, db: Database, job_id: str, first_row: int, l
                 uow.commit()
             break
     with unit_of_work(db) as uow:
-        if _maybe_complete(ctx, uow, job_id):
-            uow.commit()
+        _maybe_complete(ctx, uow, job_id)
+        uow.commit()
 
 
 def _submit_group(ctx: CallContext, db: Database, job_id: str, group: list[tuple]) -> tuple[str, str] | None:
@@ -631,23 +631,31 @@ def _move_item(ctx: CallContext, uow: UnitOfWork, job_id: str, item_id: int, old
 
 
 def _maybe_complete(ctx: CallContext, uow: UnitOfWork, job_id: str) -> bool:
-    """Complete a running job whose valid rows are all settled (exactly once: a guarded UPDATE)."""
-    settled = sum((getattr(BulkJob, name) for name in _STATUS_COUNTERS[1:]), getattr(BulkJob, _STATUS_COUNTERS[0]))
+    """Complete a running job whose valid rows are all settled (exactly once: a guarded UPDATE).
+
+    The read is enough to decide: every counter move UPDATEs the job row first, so of two
+    concurrent last moves the second waits for the first's commit and then sees both.
+    """
+    counters = [getattr(BulkJob, name) for name in _STATUS_COUNTERS]
+    row = uow.session.execute(select(BulkJob.status, BulkJob.valid, BulkJob.completed_at, *counters)
+                              .where(BulkJob.id == job_id)).one()
+    if sum(row[3:]) < row.valid:
+        return False
     now = utcnow()
-    done = uow.session.execute(update(BulkJob).where(BulkJob.id == job_id,
-                                                     BulkJob.status.in_(("running", "queued")),
-                                                     BulkJob.valid == settled)
+    if row.status == "cancelled" and row.completed_at is None:  # its rows in flight are done: note when
+        uow.session.execute(update(BulkJob).where(BulkJob.id == job_id, BulkJob.completed_at.is_(None))
+                            .values(completed_at=now))
+        return False
+    if row.status not in ("running", "queued"):
+        return False
+    done = uow.session.execute(update(BulkJob).where(BulkJob.id == job_id, BulkJob.status.in_(("running", "queued")))
                                .values(status="completed", completed_at=now, updated_at=now)).rowcount
-    if done:
-        job = uow.session.get(BulkJob, job_id, populate_existing=True)
-        _emit(ctx, uow, BulkCompleted(**_event_payload(job)))
-        log.info("bulk job completed", job_id=job_id, succeeded=job.succeeded, failed=job.failed)
-        return True
-    # a cancelled job is done once its rows in flight are: note when
-    uow.session.execute(update(BulkJob).where(BulkJob.id == job_id, BulkJob.status == "cancelled",
-                                              BulkJob.completed_at.is_(None), BulkJob.valid == settled)
-                        .values(completed_at=now))
-    return False
+    if not done:
+        return False
+    job = uow.session.get(BulkJob, job_id, populate_existing=True)
+    _emit(ctx, uow, BulkCompleted(**_event_payload(job)))
+    log.info("bulk job completed", job_id=job_id, succeeded=job.succeeded, failed=job.failed)
+    return True
 
 
 # -- cancelling ------------------------------------------------------------------------------
