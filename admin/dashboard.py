@@ -1,13 +1,12 @@
 """The admin's index view: the dashboard, and the login and logout forms."""
 from __future__ import annotations
 
-import functools
+import time
 
 from flask import redirect, request, session, url_for
 from flask_admin import expose
 from rop_admin.base import GuardedIndexView
 from rop_admin.security import admin_ctx, current_admin, safe_admin_target
-from sqlalchemy import select
 
 from hub.context import CallContext
 from hub.state import current_state
@@ -19,14 +18,6 @@ LOCKOUT_SECONDS = 15 * 60
 
 def _fail_key(email: str) -> str:
     return f"rop:admin:login-failures:{email}"
-
-
-@functools.lru_cache(maxsize=1)
-def _dummy_hash() -> str:
-    """A hash to verify against when the e-mail is unknown (the same time as a known one)."""
-    from argon2 import PasswordHasher
-
-    return PasswordHasher().hash("not-a-real-password")
 
 
 class DashboardView(GuardedIndexView):
@@ -49,11 +40,9 @@ class DashboardView(GuardedIndexView):
         """Log in with e-mail and password; 5 failures lock the e-mail out for 15 minutes."""
         if request.method == "GET":
             return self.render("rop_admin/login.html", next=request.args.get("next", ""))
-        from hub.tenancy.models import AdminUser
-        from hub.tenancy.service import record_audit, verify_password
+        from hub.tenancy.service import authenticate_admin, record_audit
 
         email = (request.form.get("email") or "").strip().lower()
-        password = request.form.get("password") or ""
         redis = current_state().redis
         uow = request_uow()
         anonymous = CallContext.system(actor=f"admin:{email}")
@@ -62,20 +51,18 @@ class DashboardView(GuardedIndexView):
             uow.commit()
             return self.render("rop_admin/login.html", next="", error="Too many failed attempts: "
                                "this account is locked for 15 minutes."), 429
-        user = uow.session.scalar(select(AdminUser).where(AdminUser.email == email))
-        ok = verify_password(user.password_hash if user else _dummy_hash(), password)
-        if not ok or user is None or user.status != "active":
+        user = authenticate_admin(uow, email, request.form.get("password") or "")
+        if user is None:
             pipe = redis.pipeline()
             pipe.incr(_fail_key(email))
             pipe.expire(_fail_key(email), LOCKOUT_SECONDS)
             pipe.execute()
-            record_audit(anonymous, uow, "admin.login_failed", target_type="admin_user",
-                         target_id=user.id if user else None)
+            record_audit(anonymous, uow, "admin.login_failed", target_type="admin_user", target_id=email)
             uow.commit()
             return self.render("rop_admin/login.html", next="", error="Wrong e-mail or password."), 401
         redis.delete(_fail_key(email))
         session.clear()  # a fresh session (and CSRF token) for the logged-in user
-        session["admin"] = {"id": user.id, "email": user.email, "role": user.role}
+        session["admin"] = {"id": user.id, "email": user.email, "role": user.role, "since": int(time.time())}
         record_audit(anonymous, uow, "admin.login", target_type="admin_user", target_id=user.id)
         uow.commit()
         return redirect(safe_admin_target(request.form.get("next")) or url_for("admin.index"))

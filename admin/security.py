@@ -12,6 +12,7 @@ Two layers guard ``/admin``:
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -102,6 +103,38 @@ def safe_admin_target(target: str | None) -> str | None:
     return target
 
 
+#: An admin session ends this long after its login, whatever happens in between.
+DEFAULT_SESSION_SECONDS = 8 * 3600
+
+
+def _session_is_current() -> bool:
+    """The session's user is still an active admin user (their role as it is now), and the
+    session is younger than ``ROP_ADMIN_SESSION_SECONDS``: disabling a user or changing a
+    role takes effect on their next request, not at their next login."""
+    user = current_admin()
+    if user is None:
+        return False
+    from flask import current_app
+
+    from hub.db import unit_of_work
+    from hub.state import current_state
+    from hub.tenancy.service import get_active_admin
+
+    lifetime = current_app.config.get("ROP_ADMIN_SESSION_SECONDS", DEFAULT_SESSION_SECONDS)
+    if time.time() - float(user.get("since") or 0) > lifetime:
+        return False
+    # A short read of its own, closed before the view opens the request's unit of work
+    # (some views write first, in their own unit of work, and SQLite has one writer).
+    with unit_of_work(current_state().db, readonly=True) as uow:
+        row = get_active_admin(uow, user["id"])
+        role = row.role if row is not None else None
+    if role is None:
+        return False
+    if role != user["role"]:
+        session["admin"] = dict(user, role=role)
+    return True
+
+
 def guard(render_refusal: Callable[[str, str, int], Any]) -> Callable[[], Any]:
     """The app-wide before_request hook: login for every /admin URL, CSRF for every form.
 
@@ -111,7 +144,8 @@ def guard(render_refusal: Callable[[str, str, int], Any]) -> Callable[[], Any]:
     def _guard():
         if not is_admin_path(request.path):
             return None
-        if request.endpoint not in PUBLIC_ENDPOINTS and current_admin() is None:
+        if request.endpoint not in PUBLIC_ENDPOINTS and not _session_is_current():
+            session.pop("admin", None)
             return redirect(url_for("admin.login", next=request.path))
         if request.method not in _SAFE_METHODS:
             try:

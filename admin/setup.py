@@ -7,12 +7,18 @@ from flask_admin.theme import Bootstrap4Theme
 from flask_wtf.csrf import generate_csrf
 from rop_admin.base import render_refusal
 from rop_admin.dashboard import DashboardView
-from rop_admin.security import AdminSessionInterface, current_admin, guard
+from rop_admin.security import AdminSessionInterface, current_admin, guard, is_admin_path
 
 #: The admin's own templates and static files (CSS, JS): served locally at /admin/assets/.
 #: Flask-Admin's bundled Bootstrap, jQuery and Font Awesome are served at /admin/static/.
 assets = Blueprint("rop_admin", __name__, url_prefix="/admin", template_folder="templates",
                    static_folder="static", static_url_path="/assets")
+
+
+#: Only the hub's own files; inline style attributes (progress bar widths) but no inline script.
+ADMIN_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+             "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; "
+             "object-src 'none'")
 
 
 def _views() -> list:
@@ -46,6 +52,20 @@ def init_admin(app: Flask) -> Admin:
                   theme=Bootstrap4Theme(base_template="rop_admin/layout.html", fluid=True))
     app.extensions["rop"].extras["admin"] = admin
     app.before_request(guard(render_refusal))
+
+    @app.after_request
+    def _admin_headers(response):
+        """Admin pages are never framed (clickjacking), cached, or given scripts from elsewhere."""
+        from flask import request
+
+        if is_admin_path(request.path):
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Content-Security-Policy", ADMIN_CSP)
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+            if request.endpoint not in ("admin.static", "rop_admin.static"):
+                response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.context_processor
     def _admin_globals():

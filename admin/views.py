@@ -12,7 +12,6 @@ from flask import current_app, flash, redirect, request, url_for
 from flask_admin import expose
 from rop_admin.base import AdminView
 from rop_admin.security import admin_ctx, requires_role
-from sqlalchemy import select
 
 from hub.db import unit_of_work
 from hub.errors import ValidationFailed
@@ -392,15 +391,9 @@ class AuditView(AdminView):
 
     @expose("/")
     def index(self):
-        from hub.tenancy.models import AuditEntry
+        from hub.tenancy.service import list_audit
 
-        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(300)
         filters = {k: (request.args.get(k) or "").strip() for k in ("action", "actor", "tenant")}
-        if filters["action"]:
-            query = query.where(AuditEntry.action.startswith(filters["action"]))
-        if filters["actor"]:
-            query = query.where(AuditEntry.actor.contains(filters["actor"]))
-        if filters["tenant"]:
-            query = query.where(AuditEntry.tenant_id == filters["tenant"])
-        return self.render("rop_admin/audit.html", entries=list(request_uow().session.scalars(query)),
-                           filters=filters)
+        entries = list_audit(request_uow(), action_prefix=filters["action"] or None, actor=filters["actor"] or None,
+                             tenant_id=filters["tenant"] or None)
+        return self.render("rop_admin/audit.html", entries=entries, filters=filters)

@@ -276,6 +276,40 @@ def set_admin_password(ctx: CallContext, uow: UnitOfWork, email: str, password: 
     return user
 
 
+def authenticate_admin(uow: UnitOfWork, email: str, password: str) -> AdminUser | None:
+    """The active admin user with this e-mail and password, else None.
+
+    An unknown e-mail is checked against a dummy hash, so it takes as long as a known one
+    (no e-mail enumeration by timing). Records ``last_login_at`` (the caller commits).
+    """
+    user = uow.session.scalar(select(AdminUser).where(AdminUser.email == (email or "").strip().lower()))
+    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password or "")
+    if not ok or user is None or user.status != "active":
+        return None
+    user.last_login_at = utcnow()
+    return user
+
+
+def get_active_admin(uow: UnitOfWork, user_id: str) -> AdminUser | None:
+    """The admin user ``user_id`` if it exists and is active (an admin session checks it per request)."""
+    user = uow.session.get(AdminUser, user_id)
+    return user if user is not None and user.status == "active" else None
+
+
+def list_audit(uow: UnitOfWork, *, action_prefix: str | None = None, actor: str | None = None,
+               tenant_id: str | None = None, limit: int = 300) -> list[AuditEntry]:
+    """Audit entries, newest first: actions starting with ``action_prefix``, actors containing
+    ``actor``, one tenant's. Read-only: nothing edits or deletes the audit log."""
+    stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(max(1, min(limit, 1000)))
+    if action_prefix:
+        stmt = stmt.where(AuditEntry.action.startswith(action_prefix, autoescape=True))
+    if actor:
+        stmt = stmt.where(AuditEntry.actor.contains(actor, autoescape=True))
+    if tenant_id:
+        stmt = stmt.where(AuditEntry.tenant_id == tenant_id)
+    return list(uow.session.scalars(stmt))
+
+
 def verify_password(password_hash: str, password: str) -> bool:
     """Constant-time check of a password against its argon2 hash."""
     try:

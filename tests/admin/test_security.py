@@ -172,3 +172,52 @@ def test_an_operator_renames_a_tenant_but_only_an_admin_changes_its_settings(app
     client.post(f"/admin/tenants/{tenant.id}/settings", data={"csrf_token": token, "settings": '{"tier": "gold"}'})
     assert '"tier": "gold"' in client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
     assert _audit_actions(app).count("tenant.updated") == 2
+
+
+def _set_admin(app, email, **changes):
+    from hub.tenancy.models import AdminUser
+
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        user = uow.session.scalar(select(AdminUser).where(AdminUser.email == email))
+        for name, value in changes.items():
+            setattr(user, name, value)
+        uow.commit()
+
+
+def test_disabling_a_user_or_lowering_their_role_takes_effect_on_their_next_request(app, client, admin_kit,
+                                                                                    tenant_factory):
+    tenant = tenant_factory()
+    email = admin_kit.make_admin(app)
+    admin_kit.login(client, email)
+    token = admin_kit.csrf_from(client, f"/admin/tenants/{tenant.id}")
+    _set_admin(app, email, role="operator")
+    response = client.post(f"/admin/tenants/{tenant.id}/clients", data={"csrf_token": token, "name": "x"})
+    assert response.status_code == 403  # the session said admin; the user is an operator now
+    assert "(operator)" in client.get("/admin/").get_data(as_text=True)
+    _set_admin(app, email, status="disabled")
+    response = client.get("/admin/tenants/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/admin/login")
+    _set_admin(app, email, status="active")
+    assert client.get("/admin/tenants/").status_code == 302  # the session was dropped: log in again
+
+
+def test_a_session_ends_after_its_lifetime(app, client, admin_kit):
+    admin_kit.login(client, admin_kit.make_admin(app))
+    assert client.get("/admin/").status_code == 200
+    app.config["ROP_ADMIN_SESSION_SECONDS"] = 0
+    try:
+        assert client.get("/admin/").headers["Location"].startswith("/admin/login")
+    finally:
+        app.config.pop("ROP_ADMIN_SESSION_SECONDS")
+
+
+def test_admin_pages_are_not_framed_cached_or_given_foreign_scripts(app, client, admin_kit):
+    for response in (client.get("/admin/login"), client.get("/admin/tenants/")):
+        assert response.headers["X-Frame-Options"] == "DENY"
+        csp = response.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp.split(
+            "script-src", 1)[1].split(";")[0]
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "no-store" not in client.get("/admin/assets/admin.css").headers.get("Cache-Control", "")
+    assert "X-Frame-Options" not in client.get("/healthz").headers
