@@ -22,9 +22,16 @@ class _Guarded:
     #: Method names reachable without a session (the login form).
     public_methods: frozenset[str] = frozenset()
 
+    #: The view's own scripts (from admin/static), after the shared ones.
+    scripts: tuple[str, ...] = ()
+
     @property
     def extra_css(self) -> list[str]:  # type: ignore[override]
         return [url_for("rop_admin.static", filename="admin.css")]
+
+    @property
+    def extra_js(self) -> list[str]:  # type: ignore[override]
+        return [url_for("rop_admin.static", filename=name) for name in ("confirm.js", *self.scripts)]
 
     def is_accessible(self) -> bool:
         """Only a logged-in admin user sees (and reaches) the view."""

@@ -40,9 +40,7 @@ def _day(field: str, *, end: bool = False) -> dt.datetime | None:
 class TransactionsView(AdminView):
     """Every tenant's transactions: filters, detail with the timeline, re-check, resolve, refund."""
 
-    @property
-    def extra_js(self) -> list[str]:  # type: ignore[override]
-        return [url_for("rop_admin.static", filename="transaction-status.js")]
+    scripts = ("transaction-status.js",)
 
     @expose("/")
     def index(self):
@@ -142,9 +140,7 @@ def progress(job: dict[str, Any]) -> dict[str, Any]:
 class BulkJobsView(AdminView):
     """A tenant's bulk jobs: progress, counts, rows, results file, cancel."""
 
-    @property
-    def extra_js(self) -> list[str]:  # type: ignore[override]
-        return [url_for("rop_admin.static", filename="bulk-progress.js")]
+    scripts = ("bulk-progress.js",)
 
     @expose("/")
     def index(self):

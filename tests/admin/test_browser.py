@@ -71,11 +71,15 @@ def _login(browser, base: str, email: str, password: str) -> None:
 
 def _wait(browser, condition, message: str, timeout: float = 15):
     """Wait for ``condition``; a page that reloads itself meanwhile (stale elements) is retried."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        NoAlertPresentException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
-                         ).until(condition, message)
+    ignored = (NoSuchElementException, StaleElementReferenceException, NoAlertPresentException)
+    return WebDriverWait(browser, timeout, ignored_exceptions=ignored).until(condition, message)
 
 
 def test_log_in_in_a_browser(app, live_server, browser, artifacts_dir, admin_kit):
@@ -196,10 +200,18 @@ def test_watch_a_sandbox_transaction_reach_succeeded(app, client, live_server, b
     assert browser.find_element(By.ID, "serial-number").text
     timeline = browser.find_element(By.ID, "timeline").text
     assert "processing" in timeline and "succeeded" in timeline
-    assert "refund-reason" in browser.page_source
     browser.save_screenshot(str(artifacts_dir / "admin-transaction-succeeded.png"))
+    # a refund asks first: dismissed, nothing happens; accepted, the money goes back
+    browser.find_element(By.ID, "refund-reason").send_keys("customer complaint 7")
+    browser.find_element(By.ID, "refund").click()
+    _wait(browser, lambda d: d.switch_to.alert, "the refund did not ask for a confirmation").dismiss()
+    assert browser.find_element(By.ID, "transaction-status").text == "succeeded"
+    browser.find_element(By.ID, "refund").click()
+    _wait(browser, lambda d: d.switch_to.alert, "the refund did not ask for a confirmation").accept()
+    _wait(browser, lambda d: d.find_element(By.ID, "transaction-status").text == "refunded", "no refund")
+    browser.save_screenshot(str(artifacts_dir / "admin-transaction-refunded.png"))
     browser.get(f"{live_server}/admin/")
-    assert browser.find_element(By.ID, "total-succeeded").text == "1"
+    assert browser.find_element(By.ID, "total-refunded").text == "1"
     browser.save_screenshot(str(artifacts_dir / "admin-dashboard-charts.png"))
 
 
