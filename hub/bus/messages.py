@@ -49,8 +49,18 @@ class Message:
         if "type" in cls.__dict__:
             MESSAGE_TYPES[cls.type] = cls
 
+    @classmethod
+    def _schema(cls) -> Schema:
+        """One schema instance per message class (marshmallow schemas are reusable and
+        making one costs more than the dump and validation of a payload)."""
+        instance = cls.__dict__.get("_schema_instance")
+        if instance is None or not isinstance(instance, cls.schema):
+            instance = cls.schema()
+            cls._schema_instance = instance
+        return instance
+
     def __init__(self, **payload: Any):
-        schema = self.schema()
+        schema = self._schema()
         dumped = schema.dump(payload)
         errors = schema.validate(dumped)
         if errors:
@@ -69,7 +79,7 @@ class Message:
     @property
     def data(self) -> dict[str, Any]:
         """The payload loaded through the schema (dates as datetimes and so on)."""
-        return self.schema().load(self.payload)
+        return self._schema().load(self.payload)
 
     @classmethod
     def retry_intervals(cls, rng: random.Random | None = None) -> list[float]:
