@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import current_app, flash, jsonify, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView
 from rop_admin.security import current_admin, has_role, safe_admin_target
 
@@ -66,6 +66,8 @@ class _Guarded:
     def hub_error(self, exc: HubError):
         """A domain error: a page for a GET; a flashed message and a way back for a form."""
         detail = str(getattr(exc, "detail", None) or exc)
+        if request.path.endswith(".json"):  # what the page scripts poll
+            return jsonify({"title": exc.title, "detail": detail}), getattr(exc, "status", 400)
         if request.method == "GET":
             return self.message("Cannot show this", detail, getattr(exc, "status", 400))
         flash(detail, "error")

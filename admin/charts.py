@@ -38,13 +38,30 @@ def dashboard_data() -> dict[str, Any]:
 
         now = utcnow()
         since = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=HOURS - 1)
-        stats = transactions.stats(admin_ctx(), uow, since=since)
+        stats = _cached(f"rop:admin:dashboard:stats:{since:%Y%m%d%H}",
+                        lambda: transactions.stats(admin_ctx(), uow, since=since))
         data["hourly"] = hourly_chart(stats["per_hour"], since)
         data["providers"] = provider_rows(stats["providers"])
     return data
 
 
 HOURS = 24
+#: The dashboard's transaction figures are shared by every admin for this long (seconds):
+#: a day of transactions is grouped once per interval, not once per page view.
+STATS_TTL = 30
+
+
+def _cached(key: str, compute):
+    """``compute()``'s JSON-able result, kept in Redis for ``STATS_TTL`` seconds."""
+    import json
+
+    redis = current_state().redis
+    found = redis.get(key)
+    if found is not None:
+        return json.loads(found)
+    value = compute()
+    redis.set(key, json.dumps(value), ex=STATS_TTL)
+    return value
 #: Transaction statuses, in the order their bars stack (bottom first).
 STATUS_ORDER = ("succeeded", "failed", "refunded", "review", "processing", "pending")
 CHART_WIDTH, CHART_HEIGHT, LEFT, BOTTOM = 760, 220, 40, 30

@@ -70,5 +70,6 @@ def test_another_tenants_job_is_not_found(app, client, admin_kit, funded, tenant
     other = tenant_factory()
     admin_kit.login(client, admin_kit.make_admin(app))
     assert client.get(f"/admin/bulk/{other.id}/{job_id}").status_code == 404
-    assert client.get(f"/admin/bulk/{other.id}/{job_id}/progress.json").status_code == 404
+    missing = client.get(f"/admin/bulk/{other.id}/{job_id}/progress.json")
+    assert missing.status_code == 404 and missing.get_json()["title"] == "Not found"
     assert client.get(f"/admin/bulk/{other.id}/{job_id}/results.csv").status_code == 404

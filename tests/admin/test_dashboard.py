@@ -27,6 +27,20 @@ def test_the_dashboard_charts_the_last_day_of_transactions_and_providers(app, cl
     assert f"<td>IDR</td><td>1</td><td>{FUNDS - 2 * price}</td><td>0</td>" in page
 
 
+def test_the_transaction_figures_are_shared_for_a_short_while(app, client, admin_kit, funded, fast):
+    from rop_admin import charts
+
+    admin_kit.login(client, admin_kit.make_admin(app))
+    assert 'id="total-succeeded">0<' in client.get("/admin/").get_data(as_text=True)
+    trx_id = buy(client, funded.tenant, "081200001234").json["id"]
+    drain(app, until=lambda: transaction(app, funded.tenant.id, trx_id)["status"] == "succeeded")
+    assert 'id="total-succeeded">0<' in client.get("/admin/").get_data(as_text=True)  # cached
+    for key in app.extensions["rop"].redis.scan_iter("rop:admin:dashboard:stats:*"):
+        app.extensions["rop"].redis.delete(key)  # what STATS_TTL seconds do
+    assert charts.STATS_TTL <= 60
+    assert 'id="total-succeeded">1<' in client.get("/admin/").get_data(as_text=True)
+
+
 def test_an_empty_dashboard_says_so(app, client, admin_kit):
     admin_kit.login(client, admin_kit.make_admin(app))
     page = client.get("/admin/").get_data(as_text=True)
