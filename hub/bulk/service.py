@@ -50,7 +50,7 @@ from hub.bulk.models import BulkItem, BulkJob
 from hub.bulk.parsers import format_for, json_options, parse_rows, spool
 from hub.context import CallContext
 from hub.db import Database, UnitOfWork, new_id, unit_of_work, utcnow
-from hub.errors import Conflict, HubError, InsufficientFunds, NotFound, ValidationFailed
+from hub.errors import Conflict, HubError, InsufficientFunds, ValidationFailed
 from hub.scoping import get_owned, tenant_select
 
 log = structlog.get_logger("hub.bulk")
@@ -595,8 +595,8 @@ def apply_transaction_event(ctx: CallContext, uow: UnitOfWork, transaction: dict
         return False
     item = uow.session.execute(select(BulkItem.id, BulkItem.status, BulkItem.transaction_id).where(
         BulkItem.job_id == job_id, BulkItem.row == row, BulkItem.tenant_id == ctx.tenant_id)).first()
-    if item is None or (item.transaction_id and item.transaction_id != transaction.get("id")):
-        return False
+    if item is None or item.transaction_id != transaction.get("id"):
+        return False  # not this row's transaction (the row records it in the same commit that made it)
     if _RANK.get(new_status, 0) <= _RANK.get(item.status, 99):
         return False
     if not _move_item(ctx, uow, job_id, item.id, item.status, new_status, transaction):
@@ -689,10 +689,3 @@ def cancel_job(ctx: CallContext, uow: UnitOfWork, job_id: str) -> BulkJob:
     _emit(ctx, uow, BulkCancelled(**_event_payload(job)))
     log.info("bulk job cancelled", job_id=job_id, cancelled=job.cancelled)
     return job
-
-
-def require_job(ctx: CallContext, uow: UnitOfWork, job_id: str) -> BulkJob:
-    """Like :func:`get_job`, with a plain NotFound for ids of the wrong shape."""
-    if not job_id.startswith("blk_"):
-        raise NotFound(f"bulk job {job_id!r} not found")
-    return get_job(ctx, uow, job_id)

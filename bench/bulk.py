@@ -1,0 +1,315 @@
+"""A bulk file end to end on the Procfile's processes: time to completion, rows/s, peak RSS.
+
+What runs (each its own OS process, as in production): gunicorn (the Procfile's ``web``
+line), ``--workers`` × ``rop worker`` on the commands and events queues (validation,
+chunks, the bulk service's event subscriber, …; every other one takes events first), ``--provider-workers`` × ``rop worker
+--queues provider --threads 128`` (the transactions' provider calls), ``rop scheduler``.
+The sandbox provider answers every purchase after ``--latency-ms``.
+
+The bench writes a CSV of ``--rows`` rows (every number succeeds at the sandbox),
+uploads it with ``POST /v1/bulk`` (streamed from disk), polls ``GET /v1/bulk/{id}`` until
+the job completes, samples every process's RSS (children included) all along, then checks
+that the counts, the transactions and the wallet agree.
+
+    .venv/bin/python bench/bulk.py [--rows 100000] [--latency-ms 200] [--workers 3] [--provider-workers 1]
+    .venv/bin/python bench/bulk.py --validation-only --rows 100000   # intake and validation alone
+
+Database: a fresh PostgreSQL database made on ``--database-url`` (default: the test server
+postgresql://postgres@127.0.0.1:5432) and dropped afterwards; ``--sqlite`` for a SQLite file.
+Redis: its own embedded server. Prints figures as it goes; the last line is one JSON object.
+Goal: 100,000 rows at 200 ms in ≤ 5 minutes, < 500 MB per process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psutil
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+GOAL_SECONDS = 300
+FUNDS = 10**13
+GOAL_RSS_MB = 500
+SPECIAL = {"9999", "4444", "8888", "7777", "6666", "5555", "3333"}
+
+
+def write_csv(path: Path, rows: int) -> None:
+    """``rows`` purchases of TEL10, every number an ordinary (succeeding) Telkomsel number."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write("ref_id,product_code,customer_no\n")
+        for n in range(rows):
+            number = f"0812{n % 100_000_000:08d}"
+            if number[-4:] in SPECIAL:
+                number = number[:-1] + "0"
+            out.write(f"bench-{n},TEL10,{number}\n")
+
+
+def fresh_database(base: str) -> tuple[str, callable]:
+    base = base.replace("postgresql://", "postgresql+psycopg://", 1) if base.startswith("postgresql://") else base
+    name = f"rop_bench_bulk_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(base).set(database=name).render_as_string(hide_password=False), drop
+
+
+def setup(database_url: str, redis_url: str, instance: Path, latency_ms: int, funds: int) -> dict:
+    """Migrate, seed the sandbox catalog, make a funded tenant; return its token and wallet."""
+    from hub.app import create_app
+    from hub.auth import issue_access_token
+    from hub.config import Config
+    from hub.context import CallContext
+    from hub.db import unit_of_work
+    from hub.migrate import upgrade
+    from hub.products.testing import seed_sandbox_catalog
+    from hub.tenancy import service as tenancy
+    from hub.wallets import service as wallets
+
+    upgrade(database_url)
+    config = Config.from_env({}, instance_path=instance, database_url=database_url, redis_url=redis_url,
+                             log_format="console", log_level="ERROR", access_token_ttl=4 * 3600)
+    app = create_app(config)
+    state = app.extensions["rop"]
+    seed_sandbox_catalog(app, settings={"latency_ms": latency_ms, "callback_delay": 0.2})
+    with app.app_context(), unit_of_work(state.db) as uow:
+        system = CallContext.system(actor="bench")
+        tenant = tenancy.create_tenant(system, uow, f"Bench {uuid.uuid4().hex[:6]}")
+        client, _secret = tenancy.create_client(system, uow, tenant.id, rate_limit_per_minute=1_000_000)
+        ctx = CallContext.system(actor="bench", tenant_id=tenant.id)
+        wallet = wallets.get_main_wallet(ctx, uow)
+        if funds:
+            wallets.topup(ctx, uow, wallet.id, funds, "bench-funds")
+        found = {"tenant_id": tenant.id, "wallet_id": wallet.id, "app": app,
+                 "token": issue_access_token(config.secret_key, client.id, tenant.id, client.scope_set, 4 * 3600)}
+        uow.commit()
+    return found
+
+
+class RssSampler(threading.Thread):
+    """Peak RSS (MB) of each named process tree, sampled every ``every`` seconds."""
+
+    def __init__(self, procs: dict[str, subprocess.Popen], every: float = 0.5):
+        super().__init__(daemon=True)
+        self.procs, self.every = procs, every
+        self.peak: dict[str, float] = {}
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.every):
+            for name, proc in self.procs.items():
+                try:
+                    root = psutil.Process(proc.pid)
+                    tree = [root, *root.children(recursive=True)]
+                except psutil.NoSuchProcess:
+                    continue
+                for n, p in enumerate(tree):
+                    try:
+                        rss = p.memory_info().rss / 2**20
+                    except psutil.NoSuchProcess:
+                        continue
+                    key = name if n == 0 else f"{name}/child{n}"
+                    self.peak[key] = max(self.peak.get(key, 0.0), rss)
+
+
+def start(env: dict, workers: int, provider_workers: int, threads: int, port: int) -> dict[str, subprocess.Popen]:
+    rop = str(Path(sys.executable).with_name("rop"))
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    procs = {"web": subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8",
+                                      "--worker-class", "gthread", "--timeout", "600",
+                                      "--config", "python:hub.gunicorn_conf", "hub.app:create_app()"], env=env)}
+    for n in range(workers):
+        # every other worker takes events first, so rows settle while chunks are still being sent
+        order = ("commands", "events") if n % 2 == 0 else ("events", "commands")
+        procs[f"worker{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", order[0], "--queues", order[1]],
+                                                   env=env)
+    for n in range(provider_workers):
+        procs[f"provider{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "provider", "--threads",
+                                                     str(threads)], env=env)
+    procs["scheduler"] = subprocess.Popen([rop, "scheduler"], env=env)
+    return procs
+
+
+def stop(procs: dict[str, subprocess.Popen]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_http(url: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the web process did not answer /healthz")
+
+
+def check(app, tenant_id: str, wallet_id: str, job: dict, funds: int = FUNDS) -> dict:
+    """The counts, the transactions and the wallet agree."""
+    from sqlalchemy import func, select
+
+    from hub.db import unit_of_work
+    from hub.transactions.models import Transaction
+    from hub.wallets.models import Wallet
+
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        by_status = dict(uow.session.execute(select(Transaction.status, func.count()).where(
+            Transaction.tenant_id == tenant_id, Transaction.source.like(f"bulk:{job['id']}:%"))
+            .group_by(Transaction.status)).all())
+        spent = uow.session.scalar(select(func.coalesce(func.sum(Transaction.price), 0)).where(
+            Transaction.tenant_id == tenant_id, Transaction.status == "succeeded"))
+        wallet = uow.session.get(Wallet, wallet_id)
+        balances = (wallet.available, wallet.held)
+    return {"transactions": sum(by_status.values()), "transactions_succeeded": by_status.get("succeeded", 0),
+            "wallet_consistent": balances == (funds - spent, 0),
+            "counts_agree": job["succeeded"] == by_status.get("succeeded", 0)
+            and job["amount_succeeded"] == spent}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--latency-ms", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=3, help="processes on the commands and events queues")
+    parser.add_argument("--provider-workers", type=int, default=1, help="processes on the provider queue")
+    parser.add_argument("--threads", type=int, default=128, help="threads per provider worker")
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--sqlite", action="store_true")
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--validation-only", action="store_true",
+                        help="an unfunded wallet: the job is rejected (on_insufficient_funds=reject) right after "
+                             "validation; measures upload, validation and results.csv of a big file")
+    args = parser.parse_args()
+
+    from hub.embedded_redis import EmbeddedRedis, free_port
+
+    figures: dict = {"load_avg_1m_before": round(os.getloadavg()[0], 2), "rows": args.rows,
+                     "validation_only": args.validation_only, "latency_ms": args.latency_ms, "workers": args.workers,
+                     "provider_workers": args.provider_workers, "threads": args.threads, "cpus": os.cpu_count(),
+                     "goal_seconds": GOAL_SECONDS, "goal_rss_mb": GOAL_RSS_MB}
+    with tempfile.TemporaryDirectory(prefix="rop-bench-bulk-") as tmp:
+        tmp_path = Path(tmp)
+        redis_server = EmbeddedRedis(tmp_path / "redis", persist=False, port=free_port())
+        redis_url = redis_server.ensure_running()
+        if args.sqlite:
+            database_url, drop = f"sqlite:///{tmp_path / 'bench.sqlite3'}", (lambda: None)
+        else:
+            database_url, drop = fresh_database(args.database_url)
+        figures["database"] = "sqlite" if args.sqlite else "postgresql"
+        procs: dict[str, subprocess.Popen] = {}
+        sampler = None
+        try:
+            funds = 0 if args.validation_only else FUNDS
+            found = setup(database_url, redis_url, tmp_path / "instance", args.latency_ms, funds)
+            csv_path = tmp_path / "rows.csv"
+            write_csv(csv_path, args.rows)
+            figures["file_mb"] = round(csv_path.stat().st_size / 2**20, 1)
+            print(f"bench/bulk.py: {args.rows} rows ({figures['file_mb']} MB), sandbox latency {args.latency_ms} ms, "
+                  f"{figures['database']}, {args.workers} worker(s) + {args.provider_workers} provider worker(s) "
+                  f"x {args.threads} threads, {os.cpu_count()} CPUs", flush=True)
+            port = free_port()
+            env = dict(os.environ, ROP_DATABASE_URL=database_url, ROP_REDIS_URL=redis_url,
+                       ROP_INSTANCE_PATH=str(tmp_path / "instance"), ROP_LOG_LEVEL="WARNING", ROP_LOG_FORMAT="console")
+            procs = start(env, args.workers, args.provider_workers, args.threads, port)
+            sampler = RssSampler(procs)
+            sampler.start()
+            base = f"http://127.0.0.1:{port}"
+            wait_http(base)
+            headers = {"Authorization": f"Bearer {found['token']}", "Content-Type": "text/csv"}
+            with httpx.Client(base_url=base, headers={"Authorization": headers["Authorization"]},
+                              timeout=600) as http:
+                started = time.monotonic()
+                with csv_path.open("rb") as body:
+                    response = http.post("/v1/bulk", content=iter(lambda: body.read(64 * 1024), b""),
+                                         headers=headers, params={"on_invalid": "reject"})
+                response.raise_for_status()
+                job = response.json()
+                figures["upload_s"] = round(time.monotonic() - started, 2)
+                print(f"uploaded in {figures['upload_s']} s: {job['id']} {job['status']}, {job['total']} rows",
+                      flush=True)
+                last_print = 0.0
+                while True:
+                    job = http.get(f"/v1/bulk/{job['id']}").json()
+                    elapsed = time.monotonic() - started
+                    if "validated_s" not in figures and job["status"] != "validating":
+                        figures["validated_s"] = round(elapsed, 1)
+                        print(f"validated at {figures['validated_s']} s: {job['status']}, {job['valid']} valid, "
+                              f"{job['invalid']} invalid", flush=True)
+                    done = job["valid"] - job["pending"] if job["status"] != "validating" else 0
+                    if elapsed - last_print >= 10 or job["status"] in ("completed", "rejected"):
+                        last_print = elapsed
+                        print(f"{elapsed:7.1f} s  {job['status']:<10} submitted {job['submitted']:>7}  settled "
+                              f"{done:>7}/{job['valid']}  ({done / elapsed:6.1f} rows/s overall)", flush=True)
+                    if job["status"] in ("completed", "rejected", "cancelled") or elapsed > args.timeout:
+                        break
+                    time.sleep(1.0)
+                figures["status"] = job["status"]
+                if figures.get("validated_s"):
+                    figures["intake_and_validation_rows_per_s"] = round(args.rows / figures["validated_s"], 1)
+                figures["seconds"] = round(time.monotonic() - started, 1)
+                figures["rows_per_s"] = round(job["succeeded"] / figures["seconds"], 1)
+                figures["succeeded"] = job["succeeded"]
+                figures["failed"] = job["failed"]
+                figures["processing_rows_per_s"] = round(job["succeeded"] / max(0.1, figures["seconds"]
+                                                                                 - figures.get("validated_s", 0)), 1)
+                results_started = time.monotonic()
+                size = 0
+                with http.stream("GET", f"/v1/bulk/{job['id']}/results.csv") as results:
+                    for piece in results.iter_bytes():
+                        size += len(piece)
+                figures["results_csv_s"] = round(time.monotonic() - results_started, 2)
+                figures["results_csv_mb"] = round(size / 2**20, 1)
+            sampler.stop_event.set()
+            sampler.join()
+            figures["peak_rss_mb"] = {k: round(v, 1) for k, v in sorted(sampler.peak.items())}
+            figures["peak_rss_mb_max"] = round(max(sampler.peak.values()), 1)
+            figures.update(check(found["app"], found["tenant_id"], found["wallet_id"], job, funds))
+            figures["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+            expected = "rejected" if args.validation_only else "completed"
+            figures["goal_met"] = (figures["status"] == expected and figures["seconds"] <= GOAL_SECONDS
+                                   and figures["peak_rss_mb_max"] < GOAL_RSS_MB)
+            print(f"{figures['status']} in {figures['seconds']} s: {figures['rows_per_s']} rows/s "
+                  f"(after validation {figures['processing_rows_per_s']} rows/s); results.csv in "
+                  f"{figures['results_csv_s']} s; peak RSS {figures['peak_rss_mb']}", flush=True)
+            print(f"transactions {figures['transactions']}, counts agree {figures['counts_agree']}, wallet "
+                  f"consistent {figures['wallet_consistent']}; goal (<= {GOAL_SECONDS} s, < {GOAL_RSS_MB} MB) "
+                  f"{'met' if figures['goal_met'] else 'NOT met'}", flush=True)
+            found["app"].extensions["rop"].close()
+        finally:
+            if sampler is not None:
+                sampler.stop_event.set()
+            stop(procs)
+            redis_server.stop()
+            drop()
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
