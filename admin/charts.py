@@ -103,28 +103,8 @@ def provider_rows(providers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [dict(p, rate_width=round((p["success_rate"] or 0) * 200, 1)) for p in providers]
 
 
-def wallet_totals(max_tenants: int = 500) -> dict[str, dict[str, int]]:
-    """Available and held per currency over every tenant's wallets (through the wallets service).
+def wallet_totals() -> dict[str, dict[str, int]]:
+    """Available and held per currency over every tenant's wallets (the wallets service's totals)."""
+    from hub.wallets.service import wallet_totals as totals
 
-    Runs in its own unit of work, before the request's read-only session: listing a tenant's
-    wallets creates its main wallet on first access (the wallets service's lazy creation).
-    """
-    from hub.db import unit_of_work
-    from hub.tenancy.service import list_tenants
-    from hub.wallets.service import list_wallets
-
-    totals: dict[str, dict[str, int]] = {}
-    with unit_of_work(current_state().db) as uow:
-        for tenant in list_tenants(uow)[:max_tenants]:
-            cursor = None
-            while True:
-                rows, cursor = list_wallets(admin_ctx(tenant.id), uow, cursor=cursor, limit=200)
-                for w in rows:
-                    t = totals.setdefault(w.currency, {"available": 0, "held": 0, "wallets": 0})
-                    t["available"] += w.available
-                    t["held"] += w.held
-                    t["wallets"] += 1
-                if cursor is None:
-                    break
-        uow.commit()
-    return totals
+    return totals(admin_ctx(), request_uow())

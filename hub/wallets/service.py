@@ -541,6 +541,19 @@ def statement(ctx: CallContext, uow: UnitOfWork, wallet_id: str, *, cursor: int 
 
 
 # -- checks and jobs -----------------------------------------------------------------------
+def wallet_totals(ctx: CallContext, uow: UnitOfWork) -> dict[str, dict[str, int]]:
+    """Platform-level (scope ``*``): per currency, the number of wallets and the sums of their
+    cached ``available`` and ``held`` balances, over every tenant. One grouped query.
+
+    :return: ``{currency: {"wallets", "available", "held"}}``.
+    """
+    ctx.require_scope("*")
+    rows = uow.session.execute(select(Wallet.currency, func.count(), func.sum(Wallet.available),
+                                      func.sum(Wallet.held)).group_by(Wallet.currency).order_by(Wallet.currency))
+    return {currency: {"wallets": int(n), "available": int(available or 0), "held": int(held or 0)}
+            for currency, n, available, held in rows}
+
+
 def verify_ledger(uow: UnitOfWork) -> dict[str, Any]:
     """Recompute every wallet balance from the entries and check every journal sums to zero.
 

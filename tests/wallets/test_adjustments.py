@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from hub.db import unit_of_work
-from hub.errors import Conflict, InsufficientFunds, ValidationFailed
+from hub.errors import Conflict, Forbidden, InsufficientFunds, ValidationFailed
 from hub.wallets import service
 
 
@@ -92,3 +92,17 @@ def test_an_adjustment_publishes_a_wallet_event(app, run, admin):
     debited = _events(app, "wallet.debited")
     assert [(p["kind"], p["amount"], p["available"]) for p in credited] == [("adjustment", 70, 70)]
     assert [(p["kind"], p["amount"], p["available"]) for p in debited] == [("adjustment", 20, 50)]
+
+
+def test_wallet_totals_sum_every_tenants_wallets_per_currency(run, ctx, other_ctx, admin):
+    from hub.context import CallContext
+
+    run(service.topup, ctx, None, 700, "t1")
+    sub = run(service.create_wallet, ctx, "customer-9")
+    run(service.transfer, ctx, run(service.get_main_wallet, ctx).id, sub.id, 200, "x1")
+    run(service.topup, other_ctx, None, 300, "t2")
+    run(service.place_hold, other_ctx, run(service.get_main_wallet, other_ctx).id, 100, "h1")
+    platform = CallContext.system(actor="admin:ops@example.com")
+    assert run(service.wallet_totals, platform) == {"IDR": {"wallets": 3, "available": 900, "held": 100}}
+    with pytest.raises(Forbidden):
+        run(service.wallet_totals, ctx)
