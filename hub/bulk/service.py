@@ -59,8 +59,10 @@ log = structlog.get_logger("hub.bulk")
 BATCH_ROWS = 1000
 #: valid rows per ProcessBulkChunk command
 CHUNK_ROWS = 250
-#: rows submitted per unit of work inside a chunk (each holds the wallet's row lock briefly)
-GROUP_ROWS = 25
+#: rows submitted per unit of work inside a chunk. A group holds the tenant's wallet row lock
+#: from its first hold to its commit, which every other hold and every capture (the provider
+#: workers') waits for: a few rows amortise the commit without starving the captures.
+GROUP_ROWS = 5
 #: the most rows one job may have
 MAX_ROWS = 1_000_000
 
