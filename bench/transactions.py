@@ -1,0 +1,410 @@
+"""Transactions on the Procfile's processes over PostgreSQL: accepted/s, completed/s, latency.
+
+What runs (each its own OS process, as the Procfile has them): gunicorn (``web``: 2 workers
+x 8 gthreads), ``rop worker`` on the commands/events/webhooks/default queues (``--workers``
+of them), ``rop worker --queues provider --threads 128`` (``--provider-workers``), ``rop
+scheduler``. The sandbox provider answers purchases after its ``latency_ms``. Clients are
+separate processes (``--clients`` HTTP connections in all) posting ``POST /v1/transactions``.
+
+1. **Accept**: ``--clients`` clients post purchases for ``--seconds``; accepted/s and the
+   p50/p99 accept latency. In the same run, pgbench's built-in TPC-B-like script with as
+   many clients for as long on a scratch database of the same server: the ratio
+   accepted/s ÷ pgbench tps (goal ≥ 0.5).
+2. **End to end**: at sandbox latency 0 ms and 200 ms, ``--count`` purchases are posted as
+   fast as the clients go and the clock runs until every one is final: completed/s
+   (goal at 200 ms: ≥ 500/s). The wallet must agree with the succeeded transactions.
+
+    .venv/bin/python bench/transactions.py [--clients 32] [--seconds 15] [--count 3000]
+        [--workers 1] [--provider-workers 1] [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
+
+Prints its figures as it goes; the last line is one JSON object of them (goals included).
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+GOAL_ACCEPT_RATIO = 0.5
+GOAL_COMPLETED_AT_200MS = 500.0
+FUNDS = 10**14
+TENANT_NUMBER = "0812{:08d}"  # ordinary Telkomsel numbers: every one succeeds at the sandbox
+SPECIAL = {"9999", "4444", "8888", "7777", "6666", "5555", "3333"}
+
+
+def _number(n: int) -> str:
+    number = TENANT_NUMBER.format(n % 100_000_000)
+    return number[:-1] + "0" if number[-4:] in SPECIAL else number
+
+
+# -- set-up -----------------------------------------------------------------------------------
+def scratch_database(base: str, prefix: str) -> tuple[str, callable]:
+    """A new database on ``base``'s server; returns its URL and a function dropping it."""
+    base = base.replace("postgresql://", "postgresql+psycopg://", 1) if base.startswith("postgresql://") else base
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(base).set(database=name).render_as_string(hide_password=False), drop
+
+
+def setup(database_url: str, redis_url: str, instance: Path) -> dict:
+    """Migrate, seed the sandbox catalog, a tenant with a funded wallet and a client token."""
+    from hub.app import create_app
+    from hub.auth import issue_access_token
+    from hub.config import Config
+    from hub.context import CallContext
+    from hub.db import unit_of_work
+    from hub.migrate import upgrade
+    from hub.products.testing import seed_sandbox_catalog
+    from hub.tenancy import service as tenancy
+    from hub.wallets import service as wallets
+
+    upgrade(database_url)
+    config = Config.from_env({}, instance_path=instance, database_url=database_url, redis_url=redis_url,
+                             log_format="console", log_level="ERROR", access_token_ttl=4 * 3600)
+    app = create_app(config)
+    seed_sandbox_catalog(app, settings={"latency_ms": 0, "callback_delay": 0.2})
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        system = CallContext.system(actor="bench")
+        tenant = tenancy.create_tenant(system, uow, f"Bench {uuid.uuid4().hex[:6]}")
+        client, _secret = tenancy.create_client(system, uow, tenant.id, rate_limit_per_minute=10_000_000)
+        ctx = CallContext.system(actor="bench", tenant_id=tenant.id)
+        wallet = wallets.get_main_wallet(ctx, uow)
+        wallets.topup(ctx, uow, wallet.id, FUNDS, "bench-funds")
+        token = issue_access_token(config.secret_key, client.id, tenant.id, client.scope_set, 4 * 3600)
+        found = {"tenant_id": tenant.id, "wallet_id": wallet.id, "token": token, "app": app}
+        uow.commit()
+    return found
+
+
+def set_latency(app, latency_ms: int) -> None:
+    """Change the sandbox configuration's latency (read by the workers on every call)."""
+    from hub.db import unit_of_work
+    from hub.providers import client as providers
+    from hub.providers import service
+
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        for config in providers.list_configs(uow):
+            if config["provider_code"] == "sandbox":
+                row = service.get_config(uow, config["config_id"])
+                row.settings = {**row.settings, "latency_ms": latency_ms}
+        uow.commit()
+
+
+def start(env: dict, port: int, workers: int, provider_workers: int, threads: int) -> dict[str, subprocess.Popen]:
+    """The Procfile's processes (web, worker, provider, scheduler)."""
+    rop = str(Path(sys.executable).with_name("rop"))
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    procs = {"web": subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8",
+                                      "--worker-class", "gthread", "--config", "python:hub.gunicorn_conf",
+                                      "hub.app:create_app()"], env=env)}
+    for n in range(workers):
+        procs[f"worker{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "commands", "--queues", "events",
+                                                   "--queues", "webhooks", "--queues", "default"], env=env)
+    for n in range(provider_workers):
+        procs[f"provider{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "provider", "--threads",
+                                                     str(threads)], env=env)
+    procs["scheduler"] = subprocess.Popen([rop, "scheduler"], env=env)
+    return procs
+
+
+def stop(procs: dict[str, subprocess.Popen]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_ready(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the web process did not answer /healthz")
+
+
+# -- clients ----------------------------------------------------------------------------------
+def _client(port: int, token: str, prefix: str, seconds: float | None, quota: int | None,
+            counter, ready, go, results) -> None:
+    """One connection posting purchases for ``seconds`` after the start signal (or until the
+    shared counter reaches ``quota``); sends back ``[(status, seconds), ...]``."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    out = []
+    ready.release()
+    go.wait()
+    until = time.time() + (seconds if seconds is not None else 7200)
+    while time.time() < until:
+        with counter.get_lock():
+            n = counter.value
+            counter.value += 1
+        if quota is not None and n >= quota:
+            break
+        body = json.dumps({"ref_id": f"{prefix}-{n}", "product_code": "TEL10", "customer_no": _number(n)})
+        started = time.perf_counter()
+        try:
+            conn.request("POST", "/v1/transactions", body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            out.append((response.status, time.perf_counter() - started))
+        except (OSError, http.client.HTTPException):
+            out.append((0, time.perf_counter() - started))
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    results.put(out)
+
+
+def post_load(port: int, token: str, clients: int, prefix: str, *, seconds: float | None = None,
+              quota: int | None = None) -> tuple[list[tuple[int, float]], float]:
+    """``clients`` connections, one client process each, posting purchases."""
+    mp = multiprocessing.get_context("spawn")
+    counter, results, ready, go = mp.Value("l", 0), mp.Queue(), mp.Semaphore(0), mp.Event()
+    procs = [mp.Process(target=_client, args=(port, token, prefix, seconds, quota, counter, ready, go, results))
+             for _ in range(clients)]
+    for proc in procs:
+        proc.start()
+    for _ in procs:
+        ready.acquire(timeout=300)
+    start_at = time.time()
+    go.set()
+    answers: list[tuple[int, float]] = []
+    for _ in procs:
+        answers += results.get(timeout=7200)
+    for proc in procs:
+        proc.join(30)
+    return answers, start_at
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else 0.0
+
+
+# -- pgbench ----------------------------------------------------------------------------------
+def pgbench_tps(base: str, clients: int, seconds: int) -> float:
+    """pgbench's built-in TPC-B-like script on a scratch database of the same server."""
+    url, drop = scratch_database(base, "rop_bench_pgbench")
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        subprocess.run(["pgbench", "-i", "-q", "-s", "10", dsn], check=True, capture_output=True)
+        done = subprocess.run(["pgbench", "-c", str(clients), "-j", str(min(clients, 4)), "-T", str(seconds),
+                               "-n", dsn], check=True, capture_output=True, text=True)
+        match = re.search(r"tps = ([\d.]+)", done.stdout)
+        if not match:
+            raise RuntimeError(f"no tps in pgbench's output: {done.stdout[-500:]}")
+        return float(match.group(1))
+    finally:
+        drop()
+
+
+# -- completion -------------------------------------------------------------------------------
+def count_final(app, tenant_id: str, prefix: str) -> tuple[int, int]:
+    """(final, succeeded) among the transactions whose ref_id starts with ``prefix``."""
+    from hub.db import unit_of_work
+    from hub.transactions.models import Transaction
+
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        rows = dict(uow.session.execute(select(Transaction.status, func.count()).where(
+            Transaction.tenant_id == tenant_id, Transaction.ref_id.startswith(prefix + "-"))
+            .group_by(Transaction.status)).all())
+    final = sum(v for k, v in rows.items() if k in ("succeeded", "failed", "refunded", "review"))
+    return final, rows.get("succeeded", 0)
+
+
+def wait_settled(app, tenant_id: str, timeout: float = 900) -> None:
+    """Wait until no transaction of the tenant is pending or processing."""
+    from hub.db import unit_of_work
+    from hub.transactions.models import Transaction
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+            left = uow.session.scalar(select(func.count()).select_from(Transaction).where(
+                Transaction.tenant_id == tenant_id, Transaction.status.in_(("pending", "processing"))))
+        if not left:
+            return
+        time.sleep(1.0)
+    raise RuntimeError("transactions still in flight after the timeout")
+
+
+def end_to_end(app, port: int, found: dict, clients: int, count: int, latency_ms: int) -> dict:
+    """Post ``count`` purchases as fast as the clients go; the clock runs from the first
+    acceptance to the moment the last one is final."""
+    import threading
+
+    set_latency(app, latency_ms)
+    prefix = f"e2e{latency_ms}-{uuid.uuid4().hex[:6]}"
+    loader = threading.Thread(target=post_load, args=(port, found["token"], clients, prefix), kwargs={"quota": count})
+    loader.start()
+    last_print = 0.0
+    while True:
+        final, succeeded = count_final(app, found["tenant_id"], prefix)
+        now = time.monotonic()
+        if now - last_print >= 2:
+            last_print = now
+            print(f"  latency {latency_ms} ms: {final}/{count} final", flush=True)
+        if final >= count:
+            break
+        time.sleep(0.2)
+    done = time.time()
+    loader.join(120)
+    elapsed = done - _started_at(app, found["tenant_id"], prefix)
+    spans = _spans(app, found["tenant_id"], prefix)
+    return {"count": count, "succeeded": succeeded, "seconds": round(elapsed, 1),
+            "completed_per_s": round(count / elapsed, 1), **spans}
+
+
+def _spans(app, tenant_id: str, prefix: str) -> dict:
+    """How long posting took (first to last acceptance) and each transaction's time to final."""
+    from hub.db import unit_of_work
+    from hub.transactions.models import Transaction
+
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        rows = uow.session.execute(select(Transaction.created_at, Transaction.completed_at).where(
+            Transaction.tenant_id == tenant_id, Transaction.ref_id.startswith(prefix + "-"))).all()
+    created = [c for c, _ in rows]
+    to_final = [(d - c).total_seconds() for c, d in rows if d is not None]
+    return {"posting_s": round((max(created) - min(created)).total_seconds(), 1),
+            "to_final_p50_ms": round(percentile(to_final, 0.5) * 1000, 1),
+            "to_final_p99_ms": round(percentile(to_final, 0.99) * 1000, 1)}
+
+
+def _started_at(app, tenant_id: str, prefix: str) -> float:
+    """When the first of these transactions was accepted (wall clock, seconds)."""
+    from hub.db import unit_of_work
+    from hub.transactions.models import Transaction
+
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        first = uow.session.scalar(select(func.min(Transaction.created_at)).where(
+            Transaction.tenant_id == tenant_id, Transaction.ref_id.startswith(prefix + "-")))
+    return first.timestamp()
+
+
+def check_wallet(app, tenant_id: str, wallet_id: str) -> bool:
+    """The wallet holds the funds minus every succeeded transaction's price, nothing held."""
+    from hub.db import unit_of_work
+    from hub.transactions.models import Transaction
+    from hub.wallets.models import Wallet
+
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        spent = uow.session.scalar(select(func.coalesce(func.sum(Transaction.price), 0)).where(
+            Transaction.tenant_id == tenant_id, Transaction.status == "succeeded"))
+        wallet = uow.session.get(Wallet, wallet_id)
+        return wallet.available == FUNDS - spent and wallet.held == 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--count", type=int, default=3000, help="purchases per end-to-end run")
+    parser.add_argument("--latencies", default="0,200", help="sandbox latencies (ms) of the end-to-end runs")
+    parser.add_argument("--workers", type=int, default=1, help="rop worker processes (commands, events, ...)")
+    parser.add_argument("--provider-workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=128)
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args()
+
+    from hub.embedded_redis import EmbeddedRedis, free_port
+
+    figures: dict = {"cpus": os.cpu_count(), "load_avg_1m_before": round(os.getloadavg()[0], 2),
+                     "clients": args.clients, "workers": args.workers, "provider_workers": args.provider_workers,
+                     "threads": args.threads, "goal_accept_ratio": GOAL_ACCEPT_RATIO,
+                     "goal_completed_per_s_at_200ms": GOAL_COMPLETED_AT_200MS}
+    print(f"bench/transactions.py: PostgreSQL, gunicorn 2x8, {args.workers} worker(s), {args.provider_workers} "
+          f"provider worker(s) x {args.threads} threads, {args.clients} clients, {os.cpu_count()} CPUs, "
+          f"load {figures['load_avg_1m_before']}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="rop-bench-trx-") as tmp:
+        tmp_path = Path(tmp)
+        redis_server = EmbeddedRedis(tmp_path / "redis", persist=False, port=free_port())
+        redis_url = redis_server.ensure_running()
+        database_url, drop = scratch_database(args.database_url, "rop_bench_trx")
+        procs: dict[str, subprocess.Popen] = {}
+        try:
+            found = setup(database_url, redis_url, tmp_path / "instance")
+            app = found["app"]
+            port = free_port()
+            env = dict(os.environ, ROP_DATABASE_URL=database_url, ROP_REDIS_URL=redis_url,
+                       ROP_INSTANCE_PATH=str(tmp_path / "instance"), ROP_LOG_LEVEL="WARNING",
+                       ROP_LOG_FORMAT="console")
+            procs = start(env, port, args.workers, args.provider_workers, args.threads)
+            wait_ready(port)
+            post_load(port, found["token"], 4, "warmup", quota=200)
+            wait_settled(app, found["tenant_id"])
+
+            # 1. accept, and pgbench right after on the same server
+            answers, _ = post_load(port, found["token"], args.clients, f"accept-{uuid.uuid4().hex[:6]}",
+                                   seconds=args.seconds)
+            accepted = [s for code, s in answers if code == 202]
+            figures["accept_errors"] = sum(1 for code, _ in answers if code != 202)
+            figures["accepted_per_s"] = round(len(accepted) / args.seconds, 1)
+            figures["accept_p50_ms"] = round(percentile(accepted, 0.50) * 1000, 1)
+            figures["accept_p99_ms"] = round(percentile(accepted, 0.99) * 1000, 1)
+            figures["accept_mean_ms"] = round(statistics.fmean(accepted) * 1000, 1) if accepted else None
+            print(f"accept: {figures['accepted_per_s']}/s with {args.clients} clients, p50 "
+                  f"{figures['accept_p50_ms']} ms, p99 {figures['accept_p99_ms']} ms, "
+                  f"{figures['accept_errors']} errors", flush=True)
+            wait_settled(app, found["tenant_id"])
+            figures["pgbench_tps"] = round(pgbench_tps(args.database_url, args.clients, args.seconds), 1)
+            figures["accept_ratio"] = round(figures["accepted_per_s"] / figures["pgbench_tps"], 3)
+            print(f"pgbench TPC-B-like, {args.clients} clients: {figures['pgbench_tps']} tps; ratio "
+                  f"{figures['accept_ratio']} (goal >= {GOAL_ACCEPT_RATIO})", flush=True)
+
+            # 2. end to end at each latency
+            for latency in [int(x) for x in args.latencies.split(",") if x.strip()]:
+                result = end_to_end(app, port, found, args.clients, args.count, latency)
+                figures[f"e2e_{latency}ms"] = result
+                print(f"end to end at {latency} ms: {result['count']} in {result['seconds']} s = "
+                      f"{result['completed_per_s']} completed/s ({result['succeeded']} succeeded)", flush=True)
+                wait_settled(app, found["tenant_id"])
+            figures["wallet_consistent"] = check_wallet(app, found["tenant_id"], found["wallet_id"])
+            figures["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+            at_200 = figures.get("e2e_200ms", {}).get("completed_per_s")
+            figures["goal_accept_met"] = figures["accept_ratio"] >= GOAL_ACCEPT_RATIO
+            figures["goal_completed_met"] = at_200 is not None and at_200 >= GOAL_COMPLETED_AT_200MS
+            print(f"wallet consistent: {figures['wallet_consistent']}; goals: accept ratio "
+                  f"{'met' if figures['goal_accept_met'] else 'NOT met'}, completed/s at 200 ms "
+                  f"{'met' if figures['goal_completed_met'] else 'NOT met'}", flush=True)
+            app.extensions["rop"].close()
+        finally:
+            stop(procs)
+            redis_server.stop()
+            drop()
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
