@@ -68,8 +68,9 @@ def scratch_database(base: str, prefix: str) -> tuple[str, callable]:
     return make_url(base).set(database=name).render_as_string(hide_password=False), drop
 
 
-def setup(database_url: str, redis_url: str, instance: Path) -> dict:
-    """Migrate, seed the sandbox catalog, a tenant with a funded wallet and a client token."""
+def setup(database_url: str, redis_url: str, instance: Path, tenants: int = 1) -> dict:
+    """Migrate, seed the sandbox catalog, tenants with a funded wallet and a client token each
+    (the first one's in ``tenant_id``/``wallet_id``/``token``; every token in ``tokens``)."""
     from hub.app import create_app
     from hub.auth import issue_access_token
     from hub.config import Config
@@ -85,15 +86,19 @@ def setup(database_url: str, redis_url: str, instance: Path) -> dict:
                              log_format="console", log_level="ERROR", access_token_ttl=4 * 3600)
     app = create_app(config)
     seed_sandbox_catalog(app, settings={"latency_ms": 0, "callback_delay": 0.2})
+    tokens = []
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
         system = CallContext.system(actor="bench")
-        tenant = tenancy.create_tenant(system, uow, f"Bench {uuid.uuid4().hex[:6]}")
-        client, _secret = tenancy.create_client(system, uow, tenant.id, rate_limit_per_minute=10_000_000)
-        ctx = CallContext.system(actor="bench", tenant_id=tenant.id)
-        wallet = wallets.get_main_wallet(ctx, uow)
-        wallets.topup(ctx, uow, wallet.id, FUNDS, "bench-funds")
-        token = issue_access_token(config.secret_key, client.id, tenant.id, client.scope_set, 4 * 3600)
-        found = {"tenant_id": tenant.id, "wallet_id": wallet.id, "token": token, "app": app}
+        for n in range(tenants):
+            tenant = tenancy.create_tenant(system, uow, f"Bench {uuid.uuid4().hex[:6]}")
+            client, _secret = tenancy.create_client(system, uow, tenant.id, rate_limit_per_minute=10_000_000)
+            ctx = CallContext.system(actor="bench", tenant_id=tenant.id)
+            wallet = wallets.get_main_wallet(ctx, uow)
+            wallets.topup(ctx, uow, wallet.id, FUNDS, "bench-funds")
+            tokens.append(issue_access_token(config.secret_key, client.id, tenant.id, client.scope_set, 4 * 3600))
+            if n == 0:
+                found = {"tenant_id": tenant.id, "wallet_id": wallet.id, "token": tokens[0], "app": app}
+        found["tokens"] = tokens
         uow.commit()
     return found
 
@@ -186,13 +191,15 @@ def _client(port: int, token: str, prefix: str, seconds: float | None, quota: in
     results.put(out)
 
 
-def post_load(port: int, token: str, clients: int, prefix: str, *, seconds: float | None = None,
+def post_load(port: int, token: str | list[str], clients: int, prefix: str, *, seconds: float | None = None,
               quota: int | None = None) -> tuple[list[tuple[int, float]], float]:
-    """``clients`` connections, one client process each, posting purchases."""
+    """``clients`` connections, one client process each, posting purchases (client i with the
+    i-th token, round robin, when given several: several tenants, so several wallets)."""
+    tokens = token if isinstance(token, list) else [token]
     mp = multiprocessing.get_context("spawn")
     counter, results, ready, go = mp.Value("l", 0), mp.Queue(), mp.Semaphore(0), mp.Event()
-    procs = [mp.Process(target=_client, args=(port, token, prefix, seconds, quota, counter, ready, go, results))
-             for _ in range(clients)]
+    procs = [mp.Process(target=_client, args=(port, tokens[i % len(tokens)], prefix, seconds, quota, counter, ready,
+                                              go, results)) for i in range(clients)]
     for proc in procs:
         proc.start()
     for _ in procs:
@@ -244,7 +251,7 @@ def count_final(app, tenant_id: str, prefix: str) -> tuple[int, int]:
 
 
 def wait_settled(app, tenant_id: str, timeout: float = 900) -> None:
-    """Wait until no transaction of the tenant is pending or processing."""
+    """Wait until no transaction (of any tenant) is pending or processing."""
     from hub.db import unit_of_work
     from hub.transactions.models import Transaction
 
@@ -252,7 +259,7 @@ def wait_settled(app, tenant_id: str, timeout: float = 900) -> None:
     while time.monotonic() < deadline:
         with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
             left = uow.session.scalar(select(func.count()).select_from(Transaction).where(
-                Transaction.tenant_id == tenant_id, Transaction.status.in_(("pending", "processing"))))
+                Transaction.status.in_(("pending", "processing"))))
         if not left:
             return
         time.sleep(1.0)
@@ -331,6 +338,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--count", type=int, default=3000, help="purchases per end-to-end run")
     parser.add_argument("--latencies", default="0,200", help="sandbox latencies (ms) of the end-to-end runs")
+    parser.add_argument("--tenants", type=int, default=1,
+                        help="tenants (each its own wallet) the accept clients are spread over")
     parser.add_argument("--workers", type=int, default=1, help="rop worker processes (commands, events, ...)")
     parser.add_argument("--provider-workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=128)
@@ -353,7 +362,7 @@ def main() -> int:
         database_url, drop = scratch_database(args.database_url, "rop_bench_trx")
         procs: dict[str, subprocess.Popen] = {}
         try:
-            found = setup(database_url, redis_url, tmp_path / "instance")
+            found = setup(database_url, redis_url, tmp_path / "instance", args.tenants)
             app = found["app"]
             port = free_port()
             env = dict(os.environ, ROP_DATABASE_URL=database_url, ROP_REDIS_URL=redis_url,
@@ -365,7 +374,7 @@ def main() -> int:
             wait_settled(app, found["tenant_id"])
 
             # 1. accept, and pgbench right after on the same server
-            answers, _ = post_load(port, found["token"], args.clients, f"accept-{uuid.uuid4().hex[:6]}",
+            answers, _ = post_load(port, found["tokens"], args.clients, f"accept-{uuid.uuid4().hex[:6]}",
                                    seconds=args.seconds)
             accepted = [s for code, s in answers if code == 202]
             figures["accept_errors"] = sum(1 for code, _ in answers if code != 202)
@@ -373,7 +382,9 @@ def main() -> int:
             figures["accept_p50_ms"] = round(percentile(accepted, 0.50) * 1000, 1)
             figures["accept_p99_ms"] = round(percentile(accepted, 0.99) * 1000, 1)
             figures["accept_mean_ms"] = round(statistics.fmean(accepted) * 1000, 1) if accepted else None
-            print(f"accept: {figures['accepted_per_s']}/s with {args.clients} clients, p50 "
+            figures["accept_tenants"] = args.tenants
+            print(f"accept: {figures['accepted_per_s']}/s with {args.clients} clients over {args.tenants} "
+                  f"tenant(s), p50 "
                   f"{figures['accept_p50_ms']} ms, p99 {figures['accept_p99_ms']} ms, "
                   f"{figures['accept_errors']} errors", flush=True)
             wait_settled(app, found["tenant_id"])
