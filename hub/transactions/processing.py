@@ -317,10 +317,26 @@ def on_provider_callback(ctx: CallContext, uow: UnitOfWork, message) -> None:
     outcome = Outcome(state=payload["state"], provider_ref=payload.get("provider_ref"),
                       serial_number=payload.get("serial_number"), message=payload.get("message"),
                       cost=payload.get("cost"))
+    weak = _weak_callback_proof(payload.get("provider_code"))
     lifecycle.note(uow, trx, "callback", {"callback_id": payload.get("callback_id"), "attempt": attempt.seq,
-                                          "state": outcome.state})
+                                          "state": outcome.state, **({"weak_proof": True} if weak else {})})
+    if weak and trx.status in lifecycle.IN_FLIGHT and attempt.state in OPEN_ATTEMPT \
+            and outcome.state not in ("pending", "unknown"):
+        # DOMAIN.md pitfall 11: a provider whose callbacks prove little (a static header, a
+        # signature over the reference only) does not move money by callback alone: the
+        # callback triggers a status check with the same reference, whose answer does.
+        publish(lifecycle.tenant_ctx(trx, correlation_id=message.correlation_id), uow,
+                CheckTransactionStatus(transaction_id=trx.id, attempt=attempt.seq, force=True), causation=message)
+        return
     lifecycle.apply_outcome(lifecycle.tenant_ctx(trx, correlation_id=message.correlation_id), uow, trx,
                             attempt, outcome, "callback")
+
+
+def _weak_callback_proof(provider_code: str | None) -> bool:
+    """Whether the provider says its callbacks' authenticity is weak (``weak_callback_auth``)."""
+    host = current_app.extensions["rop"].extras.get("plugins")
+    cls = host.providers.get(provider_code) if host is not None and provider_code else None
+    return bool(getattr(cls, "weak_callback_auth", False))
 
 
 # -- the sweep ---------------------------------------------------------------------------------

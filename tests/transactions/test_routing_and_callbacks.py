@@ -160,3 +160,19 @@ def test_a_duplicated_callback_moves_money_once(app, client, funded, sandbox):
     assert found["status"] == "succeeded" and found["serial_number"] == "SN1"
     _assert_one_capture(app, funded.tenant.id, created["id"])
     assert wallet(app, funded.tenant.id, funded.wallet_id)["available"] == FUNDS - created["price"]
+
+
+def test_a_callback_with_weak_proof_is_confirmed_by_a_status_check(app, client, funded, sandbox, live,
+                                                                    monkeypatch):
+    """A provider declaring ``weak_callback_auth`` (IAK signs only the reference): its
+    callback does not move money by itself; a status check of the same reference does."""
+    from rop_sandbox.plugin import SandboxProvider
+
+    monkeypatch.setattr(SandboxProvider, "weak_callback_auth", True, raising=False)
+    created = buy(client, funded.tenant, "081200008888").json
+    drain(app, lambda: transaction(app, funded.tenant.id, created["id"])["status"] == "succeeded")
+    found = transaction(app, funded.tenant.id, created["id"])
+    assert [e["detail"].get("weak_proof") for e in found["timeline"] if e["kind"] == "callback"] == [True]
+    assert [e["detail"].get("via") for e in found["timeline"] if e["kind"] == "outcome"] == [
+        "purchase", "status_check"]
+    _assert_one_capture(app, funded.tenant.id, created["id"])
