@@ -52,15 +52,21 @@ STATS_TTL = 30
 
 
 def _cached(key: str, compute):
-    """``compute()``'s JSON-able result, kept in Redis for ``STATS_TTL`` seconds."""
+    """``compute()``'s JSON-able result, kept in Redis for ``ROP_ADMIN_STATS_TTL`` seconds
+    (app config, default ``STATS_TTL``; 0: not kept)."""
     import json
 
+    from flask import current_app
+
+    ttl = int(current_app.config.get("ROP_ADMIN_STATS_TTL", STATS_TTL))
+    if ttl <= 0:
+        return compute()
     redis = current_state().redis
     found = redis.get(key)
     if found is not None:
         return json.loads(found)
     value = compute()
-    redis.set(key, json.dumps(value), ex=STATS_TTL)
+    redis.set(key, json.dumps(value), ex=ttl)
     return value
 #: Transaction statuses, in the order their bars stack (bottom first).
 STATUS_ORDER = ("succeeded", "failed", "refunded", "review", "processing", "pending")
