@@ -261,6 +261,11 @@ def main() -> int:
                         figures["validated_s"] = round(elapsed, 1)
                         print(f"validated at {figures['validated_s']} s: {job['status']}, {job['valid']} valid, "
                               f"{job['invalid']} invalid", flush=True)
+                    if ("all_sent_s" not in figures and job["status"] not in ("validating", "rejected")
+                            and job["submitted"] >= job["valid"]):
+                        figures["all_sent_s"] = round(elapsed, 1)
+                        figures["sending_rows_per_s"] = round(job["valid"] / max(0.1, elapsed - figures.get(
+                            "validated_s", 0)), 1)
                     done = job["valid"] - job["pending"] if job["status"] != "validating" else 0
                     if elapsed - last_print >= 10 or job["status"] in ("completed", "rejected"):
                         last_print = elapsed
