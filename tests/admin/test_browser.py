@@ -50,6 +50,7 @@ def browser():
                 "--disable-component-update", "--no-first-run", "--disable-sync",
                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={profile}"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors (CSP violations too)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     driver.implicitly_wait(10)  # find_element waits for the next page's elements
@@ -243,3 +244,26 @@ def test_a_bulk_jobs_progress_bar_reaches_100(app, client, live_server, browser,
     assert browser.find_element(By.ID, "count-pending").text == "0"
     browser.save_screenshot(str(artifacts_dir / "admin-bulk-complete.png"))
     assert job_id in browser.current_url
+
+
+def test_every_menu_page_renders_without_a_console_error(app, live_server, browser, artifacts_dir, admin_kit,
+                                                        tenant_factory):
+    """Each page of the menu loads with its scripts and styles and no error in the console
+    (a Content-Security-Policy violation, a missing asset, a script error)."""
+    from selenium.webdriver.common.by import By
+
+    tenant_factory()
+    _login(browser, live_server, admin_kit.make_admin(app), admin_kit.PASSWORD)
+    links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#admin-navbar-collapse a")
+             if (a.get_attribute("href") or "").startswith(f"{live_server}/admin/")]
+    assert len(links) >= 10, links
+    browser.get_log("browser")  # what the login produced
+    for url in links:
+        browser.get(url)
+        assert browser.find_element(By.TAG_NAME, "h1").text
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], (url, errors)
+        name = url.split("/admin/", 1)[1].strip("/").replace("/", "-") or "dashboard"
+        browser.save_screenshot(str(artifacts_dir / f"admin-page-{name}.png"))
+    browser.get(f"{live_server}/admin/assets/no-such-file.js")  # the console check does see errors
+    assert any(e["level"] == "SEVERE" for e in browser.get_log("browser"))

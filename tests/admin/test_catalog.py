@@ -87,3 +87,22 @@ def test_an_operator_cannot_change_prices(app, client, admin_kit, catalog):
     assert client.post("/admin/pricing/save", data={"csrf_token": token, "target": "all", "kind": "markup_fixed",
                                                     "value": "10"}).status_code == 403
     assert _audit(app, "price_rule") == []
+
+
+def test_a_catalog_sync_is_requested_from_the_providers_page_and_audited(app, client, admin_kit, catalog):
+    from hub.bus.models import OutboxMessage
+
+    admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
+    page = client.get("/admin/providers/").get_data(as_text=True)
+    config_id = re.search(r'name="config_id" value="([^"]+)"', page).group(1)
+    token = admin_kit.csrf_from(client, "/admin/providers/")
+    response = client.post("/admin/catalog/sync", data={"csrf_token": token, "config_id": config_id,
+                                                        "back": "/admin/providers/"})
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/providers/"
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        types = [m.type for m in uow.session.scalars(select(OutboxMessage))]
+    assert any("sync" in t for t in types), types
+    assert [(a[0], a[1]) for a in _audit(app, "catalog.")] == [("catalog.sync_requested", "admin:op@example.com")]
+    evil = client.post("/admin/catalog/sync", data={"csrf_token": token, "config_id": config_id,
+                                                    "back": "https://evil.example/"})
+    assert evil.headers["Location"] == "/admin/catalog/"  # no open redirect
