@@ -46,7 +46,8 @@ def _done(view: dict) -> bool:
 
 def follow(app, ctx: CallContext, job_id: str, *, interval: float = 1.0, timeout: float | None = None,
            stream=None) -> dict:
-    """Poll the job until nothing moves any more, with a tqdm progress bar (rows settled, rate, ETA).
+    """Poll the job until nothing moves any more, with tqdm progress bars (rows validated, then
+    rows settled; each with its rate and ETA).
 
     :return: the last view.
     """
@@ -56,13 +57,22 @@ def follow(app, ctx: CallContext, job_id: str, *, interval: float = 1.0, timeout
 
     stream = stream or sys.stderr
     db = app.extensions["rop"].db
-    bar = None
+    bar = checking = None
     started = time.monotonic()
     try:
         while True:
             with unit_of_work(db, readonly=True) as uow:
                 view = service.job_view(service.get_job(ctx, uow, job_id))
-            if view["status"] != "validating" and view["status"] != "rejected":
+            if view["status"] == "validating":
+                if checking is None:
+                    checking = tqdm(total=view["total"], unit="row", desc=f"{job_id} validating", file=stream,
+                                    dynamic_ncols=True, smoothing=0.1, mininterval=0.5)
+                checking.update(view["validated"] - checking.n)
+            elif view["status"] != "rejected":
+                if checking is not None:
+                    checking.update(view["total"] - checking.n)
+                    checking.close()
+                    checking = None
                 if bar is None:
                     bar = tqdm(total=view["valid"], unit="row", desc=job_id, file=stream, dynamic_ncols=True,
                                smoothing=0.1, mininterval=0.5)
@@ -75,8 +85,9 @@ def follow(app, ctx: CallContext, job_id: str, *, interval: float = 1.0, timeout
                 raise CliError(f"{job_id} is still {view['status']} after {timeout:g} s")
             time.sleep(interval)
     finally:
-        if bar is not None:
-            bar.close()
+        for shown in (checking, bar):
+            if shown is not None:
+                shown.close()
 
 
 @main_group.group()

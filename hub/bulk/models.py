@@ -49,6 +49,8 @@ class BulkJob(Base):
     #: set when a row met 402: the rows not sent yet are skipped
     funds_exhausted: Mapped[bool] = mapped_column(default=False)
     total: Mapped[int] = mapped_column(Integer, default=0)
+    #: rows checked so far (moves while the job is ``validating``)
+    validated: Mapped[int] = mapped_column(Integer, default=0)
     valid: Mapped[int] = mapped_column(Integer, default=0)
     invalid: Mapped[int] = mapped_column(Integer, default=0)
     submitted: Mapped[int] = mapped_column(Integer, default=0)

@@ -37,6 +37,7 @@ class BulkJobSchema(Schema):
     on_insufficient_funds = fields.String()
     wallet_id = fields.String(allow_none=True)
     total = fields.Integer()
+    validated = fields.Integer(metadata={"description": "rows checked so far (moves while validating)"})
     valid = fields.Integer()
     invalid = fields.Integer()
     submitted = fields.Integer()

@@ -90,7 +90,7 @@ def job_view(job: BulkJob) -> dict[str, Any]:
         "id": job.id, "status": job.status, "reference": job.reference, "file_name": job.file_name,
         "format": job.file_format, "file_sha256": job.file_sha256, "on_invalid": job.on_invalid,
         "on_insufficient_funds": job.on_insufficient_funds, "wallet_id": job.wallet_id,
-        "total": job.total, "valid": job.valid, "invalid": job.invalid, "submitted": job.submitted,
+        "total": job.total, "validated": job.validated, "valid": job.valid, "invalid": job.invalid, "submitted": job.submitted,
         "succeeded": job.succeeded, "failed": job.failed, "refunded": job.refunded, "review": job.review,
         "cancelled": job.cancelled, "skipped": job.skipped, "pending": pending,
         "amount": job.amount, "amount_succeeded": job.amount_succeeded, "currency": job.currency,
@@ -336,6 +336,8 @@ def validate_job(ctx: CallContext, db: Database, job_id: str) -> None:
             if not items:
                 break
             _validate_batch(svc, uow, job_id, items, products, wallet["currency"])
+            uow.session.execute(update(BulkJob).where(BulkJob.id == job_id)
+                                .values(validated=BulkJob.validated + len(items), updated_at=utcnow()))
             last_row = items[-1].row
             uow.commit()
     with unit_of_work(db) as uow:
@@ -343,6 +345,7 @@ def validate_job(ctx: CallContext, db: Database, job_id: str) -> None:
         if job.status != "validating":
             return
         _recount(uow, job)
+        job.validated = job.total  # also after a re-run that did not see the rows validated before
         _apply_policies(ctx, svc, uow, job, wallet)
         uow.commit()
 

@@ -56,6 +56,7 @@ def upgrade() -> None:
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('funds_exhausted', sa.Boolean(), nullable=False),
     sa.Column('total', sa.Integer(), nullable=False),
+    sa.Column('validated', sa.Integer(), nullable=False),
     sa.Column('valid', sa.Integer(), nullable=False),
     sa.Column('invalid', sa.Integer(), nullable=False),
     sa.Column('submitted', sa.Integer(), nullable=False),

@@ -63,6 +63,7 @@ def test_a_mixed_file_counts_results_and_wallet_agree(app, client, live, funded,
 
     view = run_until_settled(app, tenant.id, job_id,
                              lambda v: v["status"] == "completed" and v["refunded"] == 1)
+    assert view["validated"] == 13
     assert {k: view[k] for k in ("status", "total", "valid", "invalid", "submitted", "succeeded", "failed",
                                  "refunded", "review", "cancelled", "skipped", "pending")} == {
         "status": "completed", "total": 13, "valid": 8, "invalid": 5, "submitted": 8, "succeeded": 3,

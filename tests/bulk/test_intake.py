@@ -25,7 +25,7 @@ def test_a_csv_body_becomes_a_validating_job_with_one_item_per_row(app, tenant_f
     response = submit(tenant, csv_body(ROWS) + b"r4,TEL10\n")
     assert response.status_code == 202, response.get_json()
     job = response.get_json()
-    assert job["status"] == "validating" and job["total"] == 4 and job["format"] == "csv"
+    assert job["status"] == "validating" and job["total"] == 4 and job["validated"] == 0 and job["format"] == "csv"
     assert job["on_invalid"] == "reject" and job["on_insufficient_funds"] == "reject"
     items = _items(app, job["id"])
     assert [i[:5] for i in items[:3]] == [(n + 1, *row, "received") for n, row in enumerate(ROWS)]
