@@ -176,3 +176,32 @@ def test_a_callback_with_weak_proof_is_confirmed_by_a_status_check(app, client, 
     assert [e["detail"].get("via") for e in found["timeline"] if e["kind"] == "outcome"] == [
         "purchase", "status_check"]
     _assert_one_capture(app, funded.tenant.id, created["id"])
+
+
+def test_a_success_reported_after_a_failure_moves_no_money_and_is_flagged(app, client, funded, sandbox):
+    """A provider changing its mind (an authentic 'success' after its own 'failed') never
+    captures a released hold: the transaction stays failed and the timeline says anomaly."""
+    created = buy(client, funded.tenant, "081200009999").json
+    drain(app)
+    reference = transaction(app, funded.tenant.id, created["id"])["attempts"][0]["reference"]
+    assert _post_callback(client, sandbox, {"ref_id": reference, "rc": "00", "sn": "LATE"},
+                          "sandbox-secret").status_code == 200
+    drain(app)
+    found = transaction(app, funded.tenant.id, created["id"])
+    assert found["status"] == "failed" and found["serial_number"] is None
+    assert [e["kind"] for e in found["timeline"]][-1] == "anomaly"
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS, 0)
+
+
+def test_the_state_machine_refuses_illegal_transitions(app, funded):
+    from hub.transactions import lifecycle
+    from hub.transactions.testing import make_transaction
+
+    transaction_id = make_transaction(app, funded.tenant.id)
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        trx = lifecycle.lock(uow, transaction_id)
+        for target in ("succeeded", "refunded", "review", "pending"):
+            with pytest.raises(lifecycle.IllegalTransition):
+                lifecycle.transition(CallContext.system(tenant_id=trx.tenant_id), uow, trx, target)
+    assert lifecycle.TRANSITIONS["failed"] == frozenset() and lifecycle.TRANSITIONS["refunded"] == frozenset()
