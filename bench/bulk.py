@@ -38,6 +38,7 @@ import psutil
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+GOAL_ROWS = 100_000
 GOAL_SECONDS = 300
 FUNDS = 10**13
 GOAL_RSS_MB = 500
@@ -296,15 +297,20 @@ def main() -> int:
             figures["peak_rss_mb_max"] = round(max(sampler.peak.values()), 1)
             figures.update(check(found["app"], found["tenant_id"], found["wallet_id"], job, funds))
             figures["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
-            expected = "rejected" if args.validation_only else "completed"
-            figures["goal_met"] = (figures["status"] == expected and figures["seconds"] <= GOAL_SECONDS
+            # the goal is 100,000 rows in 300 s: a smaller file must go at the same rate to meet it
+            figures["goal_rows_per_s"] = round(GOAL_ROWS / GOAL_SECONDS, 1)
+            figures["goal_met"] = (not args.validation_only and figures["status"] == "completed"
+                                   and figures["rows_per_s"] >= GOAL_ROWS / GOAL_SECONDS
                                    and figures["peak_rss_mb_max"] < GOAL_RSS_MB)
+            figures["goal_rss_met"] = figures["peak_rss_mb_max"] < GOAL_RSS_MB
             print(f"{figures['status']} in {figures['seconds']} s: {figures['rows_per_s']} rows/s "
                   f"(after validation {figures['processing_rows_per_s']} rows/s); results.csv in "
                   f"{figures['results_csv_s']} s; peak RSS {figures['peak_rss_mb']}", flush=True)
             print(f"transactions {figures['transactions']}, counts agree {figures['counts_agree']}, wallet "
-                  f"consistent {figures['wallet_consistent']}; goal (<= {GOAL_SECONDS} s, < {GOAL_RSS_MB} MB) "
-                  f"{'met' if figures['goal_met'] else 'NOT met'}", flush=True)
+                  f"consistent {figures['wallet_consistent']}; goal ({GOAL_ROWS} rows in <= {GOAL_SECONDS} s, i.e. "
+                  f">= {figures['goal_rows_per_s']} rows/s, < {GOAL_RSS_MB} MB per process) "
+                  f"{'met' if figures['goal_met'] else 'NOT met'} (memory {'met' if figures['goal_rss_met'] else 'NOT met'})",
+                  flush=True)
             found["app"].extensions["rop"].close()
         finally:
             if sampler is not None:
