@@ -1,8 +1,8 @@
 """A bulk file end to end on the Procfile's processes: time to completion, rows/s, peak RSS.
 
 What runs (each its own OS process, as in production): gunicorn (the Procfile's ``web``
-line), ``--workers`` × ``rop worker`` on the commands and events queues (validation,
-chunks, the bulk service's event subscriber, …; every other one takes events first), ``--provider-workers`` × ``rop worker
+line), ``--workers`` × the Procfile's ``worker`` line (commands, events, webhooks, default:
+validation, the bulk service's event subscriber, then chunks), ``--provider-workers`` × ``rop worker
 --queues provider --threads 128`` (the transactions' provider calls), ``rop scheduler``.
 The sandbox provider answers every purchase after ``--latency-ms``.
 
@@ -135,11 +135,9 @@ def start(env: dict, workers: int, provider_workers: int, threads: int, port: in
     procs = {"web": subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8",
                                       "--worker-class", "gthread", "--timeout", "600",
                                       "--config", "python:hub.gunicorn_conf", "hub.app:create_app()"], env=env)}
-    for n in range(workers):
-        # every other worker takes events first, so rows settle while chunks are still being sent
-        order = ("commands", "events") if n % 2 == 0 else ("events", "commands")
-        procs[f"worker{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", order[0], "--queues", order[1]],
-                                                   env=env)
+    for n in range(workers):  # the Procfile's worker line (chunks are on the default queue)
+        procs[f"worker{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "commands", "--queues", "events",
+                                                    "--queues", "webhooks", "--queues", "default"], env=env)
     for n in range(provider_workers):
         procs[f"provider{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "provider", "--threads",
                                                      str(threads)], env=env)
