@@ -522,18 +522,30 @@ class HubThreadWorker(HubWorker):
         self.clean_group_registries()
 
 
+#: How long a job thread of a thread worker waits for a database connection (seconds).
+DB_POOL_WAIT = 300
+
+
 def size_pools_for_threads(state: HubState, threads: int) -> None:
     """Let ``threads`` jobs share the app's Redis and database pools.
 
     Redis: redis-py's pool refuses a connection past ``max_connections`` (100 by default)
     instead of waiting, so it grows to two per thread plus the worker's own (dispatcher,
     heartbeats, lease keeper, pubsub). Database: the pool stays bounded (PostgreSQL counts
-    connections across every process); a thread waits up to ``pool_timeout`` for one. That is
-    only right because handlers hold a connection for a short unit of work, never across a
-    provider call (the ``own_uow`` contract, docs/bus.md).
+    connections across every process); a thread waits for one, up to ``DB_POOL_WAIT`` seconds
+    (SQLAlchemy's default of 30 s turned a busy moment into failed jobs: a wait for a
+    connection is queueing, not an error). That is only right because handlers hold a
+    connection for a short unit of work, never across a provider call (the ``own_uow``
+    contract, docs/bus.md).
     """
     pool = state.redis.connection_pool
     pool.max_connections = max(pool.max_connections or 0, 2 * threads + 32)
+    if not state.db.is_sqlite:
+        from hub.db import Database
+
+        old = state.db
+        state.db = Database(old.url, pool_timeout=DB_POOL_WAIT)
+        old.dispose()
 
 
 def make_worker(app: Flask, queue_names: Sequence[str] | None = None, name: str | None = None,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
@@ -279,6 +280,24 @@ def results_csv(ctx: CallContext, uow: UnitOfWork, job_id: str) -> Iterator[str]
     return _results_lines(ctx, uow, job_id)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as it goes into a results CSV, neutralised against spreadsheet formulas.
+
+    A text cell that a spreadsheet would read as a formula (``=``, ``+``, ``-``, ``@``, tab,
+    carriage return; OWASP's CSV injection) gets a leading apostrophe; a plain signed number
+    such as ``+62812...`` is left alone (a spreadsheet reads it as a number, not a formula).
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def _results_lines(ctx: CallContext, uow: UnitOfWork, job_id: str) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -301,7 +320,7 @@ def _results_lines(ctx: CallContext, uow: UnitOfWork, job_id: str) -> Iterator[s
         if not page:
             return
         for values in page:
-            writer.writerow(["" if v is None else v for v in values])
+            writer.writerow([csv_cell(v) for v in values])
         last = page[-1][0]
         yield take()
 

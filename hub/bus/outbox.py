@@ -164,8 +164,10 @@ def sweep(app: Flask | None = None, *, older_than: float = 5.0, limit: int = 500
 def _requeue_abandoned(app: Flask, before: float | None) -> None:
     from rq.registry import StartedJobRegistry
 
+    from hub.queues import QUEUES
+
     state = app.extensions["rop"]
-    for name in ("commands", "events", "webhooks", "provider"):
+    for name in QUEUES:
         StartedJobRegistry(name, connection=state.redis).cleanup(timestamp=before)
 
 

@@ -30,6 +30,8 @@ class Transaction(Base):
         UniqueConstraint("tenant_id", "ref_id"),
         Index("ix_transactions_tenant_created", "tenant_id", "created_at"),
         Index("ix_transactions_due", "status", "next_check_at"),
+        # the operators' all-tenant list and the dashboard's per-hour figures filter on time alone
+        Index("ix_transactions_created", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("trx"))
@@ -77,7 +79,8 @@ class Attempt(Base):
     """One provider call of a transaction (a purchase), and what came of it."""
 
     __tablename__ = "transaction_attempts"
-    __table_args__ = (UniqueConstraint("transaction_id", "seq"), UniqueConstraint("reference"))
+    __table_args__ = (UniqueConstraint("transaction_id", "seq"), UniqueConstraint("reference"),
+                      Index("ix_transaction_attempts_sent", "sent_at"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                     autoincrement=True)

@@ -157,3 +157,16 @@ def test_parsing_a_large_csv_keeps_memory_bounded():
         tracemalloc.stop()
     assert count == 200_000
     assert peak < 5 * 1024 * 1024, f"parsing held {peak} bytes at its peak"
+
+
+def test_results_cells_that_a_spreadsheet_would_run_are_neutralised():
+    from hub.bulk.service import csv_cell
+
+    assert csv_cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert csv_cell("@SUM(A1)") == "'@SUM(A1)"
+    assert csv_cell("-2+3") == "'-2+3"
+    assert csv_cell("+62812345678") == "+62812345678"  # a phone number is a number, not a formula
+    assert csv_cell("-15") == "-15"
+    assert csv_cell("081234567890") == "081234567890"
+    assert csv_cell(None) == ""
+    assert csv_cell(1500) == 1500
