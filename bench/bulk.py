@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from procfile import start, stop, wait_ready
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -129,46 +129,6 @@ class RssSampler(threading.Thread):
                     self.peak[key] = max(self.peak.get(key, 0.0), rss)
 
 
-def start(env: dict, workers: int, provider_workers: int, threads: int, port: int) -> dict[str, subprocess.Popen]:
-    rop = str(Path(sys.executable).with_name("rop"))
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    procs = {"web": subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8",
-                                      "--worker-class", "gthread", "--timeout", "600",
-                                      "--config", "python:hub.gunicorn_conf", "hub.app:create_app()"], env=env)}
-    for n in range(workers):  # the Procfile's worker line (chunks are on the default queue)
-        procs[f"worker{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "commands", "--queues", "events",
-                                                    "--queues", "webhooks", "--queues", "default"], env=env)
-    for n in range(provider_workers):
-        procs[f"provider{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "provider", "--threads",
-                                                     str(threads)], env=env)
-    procs["scheduler"] = subprocess.Popen([rop, "scheduler"], env=env)
-    return procs
-
-
-def stop(procs: dict[str, subprocess.Popen]) -> None:
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs.values():
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_http(url: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the web process did not answer /healthz")
-
-
 def check(app, tenant_id: str, wallet_id: str, job: dict, funds: int = FUNDS) -> dict:
     """The counts, the transactions and the wallet agree."""
     from sqlalchemy import func, select
@@ -235,11 +195,12 @@ def main() -> int:
             port = free_port()
             env = dict(os.environ, ROP_DATABASE_URL=database_url, ROP_REDIS_URL=redis_url,
                        ROP_INSTANCE_PATH=str(tmp_path / "instance"), ROP_LOG_LEVEL="WARNING", ROP_LOG_FORMAT="console")
-            procs = start(env, args.workers, args.provider_workers, args.threads, port)
+            procs = start(env, port=port, workers=args.workers, provider_workers=args.provider_workers,
+                          threads=args.threads, web_timeout=600)
             sampler = RssSampler(procs)
             sampler.start()
             base = f"http://127.0.0.1:{port}"
-            wait_http(base)
+            wait_ready(port)
             headers = {"Authorization": f"Bearer {found['token']}", "Content-Type": "text/csv"}
             with httpx.Client(base_url=base, headers={"Authorization": headers["Authorization"]},
                               timeout=600) as http:

@@ -27,7 +27,6 @@ import json
 import multiprocessing
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import time
 import uuid
 from pathlib import Path
 
+from procfile import start, stop, wait_ready
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
@@ -115,49 +115,6 @@ def set_latency(app, latency_ms: int) -> None:
                 row = service.get_config(uow, config["config_id"])
                 row.settings = {**row.settings, "latency_ms": latency_ms}
         uow.commit()
-
-
-def start(env: dict, port: int, workers: int, provider_workers: int, threads: int) -> dict[str, subprocess.Popen]:
-    """The Procfile's processes (web, worker, provider, scheduler)."""
-    rop = str(Path(sys.executable).with_name("rop"))
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    procs = {"web": subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8",
-                                      "--worker-class", "gthread", "--config", "python:hub.gunicorn_conf",
-                                      "hub.app:create_app()"], env=env)}
-    for n in range(workers):
-        procs[f"worker{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "commands", "--queues", "events",
-                                                   "--queues", "webhooks", "--queues", "default"], env=env)
-    for n in range(provider_workers):
-        procs[f"provider{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "provider", "--threads",
-                                                     str(threads)], env=env)
-    procs["scheduler"] = subprocess.Popen([rop, "scheduler"], env=env)
-    return procs
-
-
-def stop(procs: dict[str, subprocess.Popen]) -> None:
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs.values():
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_ready(port: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the web process did not answer /healthz")
 
 
 # -- clients ----------------------------------------------------------------------------------
@@ -368,8 +325,9 @@ def main() -> int:
             env = dict(os.environ, ROP_DATABASE_URL=database_url, ROP_REDIS_URL=redis_url,
                        ROP_INSTANCE_PATH=str(tmp_path / "instance"), ROP_LOG_LEVEL="WARNING",
                        ROP_LOG_FORMAT="console")
-            procs = start(env, port, args.workers, args.provider_workers, args.threads)
-            wait_ready(port)
+            procs = start(env, port=port, workers=args.workers, provider_workers=args.provider_workers,
+                          threads=args.threads)
+            wait_ready(port, timeout=120)
             post_load(port, found["token"], 4, "warmup", quota=200)
             wait_settled(app, found["tenant_id"])
 

@@ -1,7 +1,6 @@
 """``rop bulk``: submit a file (and follow it with a progress bar), status, cancel, results."""
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 import time
@@ -9,24 +8,12 @@ from pathlib import Path
 
 import click
 
-from hub.cli.base import CliError, app_context, main_group
+from hub.cli.base import CliError, app_context, main_group, tenant_context
 from hub.context import CallContext
 from hub.db import unit_of_work
 
 #: statuses after which nothing moves any more (a cancelled job: once its rows in flight are done)
 FINAL = ("completed", "rejected")
-
-
-def _tenant_ctx(uow, slug: str) -> CallContext:
-    # TODO(lead): switch to hub.tenancy.client when it exists (as hub.wallets.cli does).
-    from hub.errors import NotFound
-    from hub.tenancy.service import get_tenant
-
-    try:
-        tenant = get_tenant(uow, slug)
-    except NotFound:
-        raise CliError(f"no tenant {slug!r}") from None
-    return CallContext.system(actor=f"cli:{getpass.getuser()}", tenant_id=tenant.id)
 
 
 def _settled(view: dict) -> int:
@@ -116,7 +103,7 @@ def bulk_submit(file: Path, tenant_slug: str, follow_job: bool, reference: str |
     with app_context() as app:
         db = app.extensions["rop"].db
         with unit_of_work(db) as uow, file.open("rb") as stream:
-            ctx = _tenant_ctx(uow, tenant_slug)
+            ctx = tenant_context(uow, tenant_slug)
             parsers = parser_table(app.extensions["rop"].extras.get("plugins"))
             job, created = service.submit_stream(ctx, uow, stream, parsers=parsers, file_name=file.name, options={
                 "format": file_format, "reference": reference, "on_invalid": on_invalid,
@@ -147,7 +134,7 @@ def bulk_status(job_id: str, tenant_slug: str, follow_job: bool, as_json: bool) 
 
     with app_context() as app:
         with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
-            ctx = _tenant_ctx(uow, tenant_slug)
+            ctx = tenant_context(uow, tenant_slug)
             view = service.job_view(service.get_job(ctx, uow, job_id))
         if follow_job:
             view = follow(app, ctx, job_id)
@@ -162,7 +149,7 @@ def bulk_cancel(job_id: str, tenant_slug: str) -> None:
     from hub.bulk import service
 
     with app_context() as app, unit_of_work(app.extensions["rop"].db) as uow:
-        ctx = _tenant_ctx(uow, tenant_slug)
+        ctx = tenant_context(uow, tenant_slug)
         view = service.job_view(service.cancel_job(ctx, uow, job_id))
         uow.commit()
     click.echo(f"cancelled {job_id}: {view['cancelled']} rows will not be sent, {view['pending']} in flight")
@@ -177,7 +164,7 @@ def bulk_results(job_id: str, tenant_slug: str, output: Path | None) -> None:
     from hub.bulk import service
 
     with app_context() as app, unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
-        ctx = _tenant_ctx(uow, tenant_slug)
+        ctx = tenant_context(uow, tenant_slug)
         lines = service.results_csv(ctx, uow, job_id)
         if output is None:
             for piece in lines:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import atexit
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import click
 from flask import Flask
@@ -52,3 +52,28 @@ def app_context() -> Iterator[Flask]:
     app = make_app()
     with app.app_context():
         yield app
+
+
+def operator_context(tenant_id: str | None = None):
+    """The context of the person at the terminal (all scopes, actor ``cli:<user>``)."""
+    import getpass
+
+    from hub.context import CallContext
+
+    return CallContext.system(actor=f"cli:{getpass.getuser()}", tenant_id=tenant_id)
+
+
+def tenant_id_for(uow, slug: str) -> str:
+    """The id of the tenant with ``slug`` (or id). :raise CliError: naming an unknown tenant."""
+    from hub.errors import NotFound
+    from hub.tenancy.service import get_tenant
+
+    try:
+        return get_tenant(uow, slug).id
+    except NotFound:
+        raise CliError(f"no tenant {slug!r}") from None
+
+
+def tenant_context(uow, slug: str):
+    """The operator's context acting in the tenant ``slug``. :raise CliError: unknown tenant."""
+    return operator_context(tenant_id_for(uow, slug))

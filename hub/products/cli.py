@@ -1,32 +1,17 @@
 """``rop catalog`` (sync, list, history) and ``rop pricing`` (the platform price list and tenant rules)."""
 from __future__ import annotations
 
-import getpass
 import json
 from typing import Any
 
 import click
 
-from hub.cli.base import CliError, app_context, main_group
-from hub.context import CallContext
+from hub.cli.base import CliError, app_context, main_group, operator_context, tenant_id_for
 from hub.db import unit_of_work
 
 
-def _operator() -> CallContext:
-    return CallContext.system(actor=f"cli:{getpass.getuser()}")
-
-
 def _tenant_id(uow, slug: str | None) -> str | None:
-    # TODO(lead): switch to hub.tenancy.client when it exists (as hub.wallets.cli does).
-    if slug is None:
-        return None
-    from hub.errors import NotFound
-    from hub.tenancy.service import get_tenant
-
-    try:
-        return get_tenant(uow, slug).id
-    except NotFound:
-        raise CliError(f"no tenant {slug!r}") from None
+    return None if slug is None else tenant_id_for(uow, slug)
 
 
 def _dump(data: Any) -> str:
@@ -60,7 +45,7 @@ def catalog_sync(provider_code: str | None, config_id: str | None, allow_empty: 
             if not targets:
                 raise CliError("no enabled provider configuration with a catalog"
                                + (f" for provider {provider_code!r}" if provider_code else ""))
-        reports = [sync_config(_operator(), units, target, allow_empty=allow_empty) for target in targets]
+        reports = [sync_config(operator_context(), units, target, allow_empty=allow_empty) for target in targets]
     if as_json:
         click.echo(_dump(reports))
     else:
@@ -83,7 +68,7 @@ def catalog_list(tenant_slug: str, category: str | None, query: str | None, as_j
     from hub.products import service
 
     with app_context() as app, unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
-        ctx = _operator().with_changes(tenant_id=_tenant_id(uow, tenant_slug))
+        ctx = operator_context().with_changes(tenant_id=_tenant_id(uow, tenant_slug))
         items, cursor = service.list_products(ctx, uow, category=category, q=query, limit=500)
         while cursor:
             more, cursor = service.list_products(ctx, uow, category=category, q=query, limit=500, cursor=cursor)
@@ -105,7 +90,7 @@ def catalog_history(code: str, as_json: bool) -> None:
     from hub.products import operators
 
     with app_context() as app, unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
-        rows = operators.product_history(_operator(), uow, code)
+        rows = operators.product_history(operator_context(), uow, code)
     if as_json:
         click.echo(_dump(rows))
         return
@@ -143,7 +128,7 @@ def pricing_set(tenant_slug: str | None, product: str | None, category: str | No
     from hub.products import rules
 
     with app_context() as app, unit_of_work(app.extensions["rop"].db) as uow:
-        rule = rules.set_rule(_operator(), uow, tenant_id=_tenant_id(uow, tenant_slug),
+        rule = rules.set_rule(operator_context(), uow, tenant_id=_tenant_id(uow, tenant_slug),
                               target=_target(product, category), kind=kind, value=value)
         uow.commit()
     click.echo(f"{rule['tenant_id'] or 'platform'} {rule['target']}: {rule['kind']} {rule['value']}")
@@ -158,7 +143,7 @@ def pricing_remove(tenant_slug: str | None, product: str | None, category: str |
     from hub.products import rules
 
     with app_context() as app, unit_of_work(app.extensions["rop"].db) as uow:
-        rules.remove_rule(_operator(), uow, tenant_id=_tenant_id(uow, tenant_slug),
+        rules.remove_rule(operator_context(), uow, tenant_id=_tenant_id(uow, tenant_slug),
                           target=_target(product, category))
         uow.commit()
     click.echo("removed")
@@ -173,7 +158,7 @@ def pricing_list(tenant_slug: str | None, everyone: bool, as_json: bool) -> None
     from hub.products import rules
 
     with app_context() as app, unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
-        found = rules.list_rules(_operator(), uow, tenant_id=_tenant_id(uow, tenant_slug), everyone=everyone)
+        found = rules.list_rules(operator_context(), uow, tenant_id=_tenant_id(uow, tenant_slug), everyone=everyone)
     if as_json:
         click.echo(_dump(found))
         return
@@ -189,5 +174,5 @@ def pricing_explain(tenant_slug: str, code: str) -> None:
     from hub.products import rules
 
     with app_context() as app, unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
-        click.echo(_dump(rules.explain_price(_operator(), uow, tenant_id=_tenant_id(uow, tenant_slug),
+        click.echo(_dump(rules.explain_price(operator_context(), uow, tenant_id=_tenant_id(uow, tenant_slug),
                                              product_code=code)))

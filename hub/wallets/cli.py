@@ -1,27 +1,13 @@
 """``rop wallets``: top up, list, verify."""
 from __future__ import annotations
 
-import getpass
 import json
 import uuid
 
 import click
 
-from hub.cli.base import CliError, app_context, main_group
-from hub.context import CallContext
+from hub.cli.base import CliError, app_context, main_group, tenant_context
 from hub.db import unit_of_work
-
-
-def _tenant_ctx(uow, slug: str) -> CallContext:
-    # TODO(lead): switch to hub.tenancy.client when it exists; tenancy has no client.py yet.
-    from hub.errors import NotFound
-    from hub.tenancy.service import get_tenant
-
-    try:
-        tenant = get_tenant(uow, slug)
-    except NotFound:
-        raise CliError(f"no tenant {slug!r}") from None
-    return CallContext.system(actor=f"cli:{getpass.getuser()}", tenant_id=tenant.id)
 
 
 @main_group.group()
@@ -42,7 +28,7 @@ def wallets_topup(tenant_slug: str, amount: int, wallet_id: str | None, ref_id: 
     if amount <= 0:
         raise CliError("AMOUNT must be a positive integer (minor units)")
     with app_context() as app, unit_of_work(app.extensions["rop"].db) as uow:
-        ctx = _tenant_ctx(uow, tenant_slug)
+        ctx = tenant_context(uow, tenant_slug)
         result = service.topup(ctx, uow, wallet_id, amount, ref_id or f"cli-{uuid.uuid4().hex}")
         wallet = service.get_wallet(ctx, uow, result["wallet_id"])
         uow.commit()
@@ -64,7 +50,7 @@ def wallets_list(tenant_slug: str, as_json: bool) -> None:
     from hub.wallets.client import wallet_view
 
     with app_context() as app, unit_of_work(app.extensions["rop"].db) as uow:
-        ctx = _tenant_ctx(uow, tenant_slug)
+        ctx = tenant_context(uow, tenant_slug)
         rows, _cursor = service.list_wallets(ctx, uow, limit=10_000)
         data = [wallet_view(w) for w in rows]
         uow.commit()

@@ -1,0 +1,62 @@
+"""The Procfile's processes for the benches that run the hub end to end (bulk, transactions).
+
+Imported by the bench scripts as a sibling module (``python bench/<name>.py`` puts ``bench/``
+on ``sys.path``).
+"""
+from __future__ import annotations
+
+import http.client
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def start(env: dict, *, port: int, workers: int, provider_workers: int, threads: int,
+          web_timeout: int | None = None) -> dict[str, subprocess.Popen]:
+    """web (gunicorn 2×8 gthread), ``workers`` × the Procfile's worker line, ``provider_workers``
+    thread workers on the provider queue, and the scheduler."""
+    rop = str(Path(sys.executable).with_name("rop"))
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    web = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8", "--worker-class", "gthread",
+           "--config", "python:hub.gunicorn_conf"]
+    if web_timeout is not None:
+        web += ["--timeout", str(web_timeout)]
+    procs = {"web": subprocess.Popen([*web, "hub.app:create_app()"], env=env)}
+    for n in range(workers):
+        procs[f"worker{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "commands", "--queues", "events",
+                                                   "--queues", "webhooks", "--queues", "default"], env=env)
+    for n in range(provider_workers):
+        procs[f"provider{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "provider", "--threads",
+                                                     str(threads)], env=env)
+    procs["scheduler"] = subprocess.Popen([rop, "scheduler"], env=env)
+    return procs
+
+
+def stop(procs: dict[str, subprocess.Popen]) -> None:
+    """SIGTERM every process, then kill what has not exited 20 s later."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_ready(port: int, timeout: float = 300) -> None:
+    """Return once ``/healthz`` answers 200 on ``port``. :raise RuntimeError: after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the web process did not answer /healthz")
