@@ -34,6 +34,7 @@ ISSUER = "rop-hub"
 STATUS_TTL = 2.0  # seconds a client's status is trusted without a database read (< 5 s)
 DEFAULT_RATE_LIMIT_PER_MINUTE = 1200
 ON_BEHALF_HEADER = "ROP-On-Behalf-Of"
+TOKEN_CACHE_SIZE = 10_000  # verified tokens remembered per process
 
 
 def _key(secret: str) -> OctKey:
@@ -58,12 +59,42 @@ def decode_access_token(secret_key: str, token: str, now: float | None = None) -
     except (JoseError, ValueError, TypeError):
         raise Unauthorized("the bearer token is not valid", headers=_challenge("invalid_token")) from None
     claims = decoded.claims
-    current = now if now is not None else time.time()
     if claims.get("iss") != ISSUER or not claims.get("sub") or not isinstance(claims.get("exp"), int):
         raise Unauthorized("the bearer token is not valid", headers=_challenge("invalid_token"))
-    if claims["exp"] <= current:
-        raise Unauthorized("the bearer token has expired", headers=_challenge("invalid_token"))
+    _check_expiry(claims, now)
     return claims
+
+
+def _check_expiry(claims: dict[str, Any], now: float | None = None) -> None:
+    if claims["exp"] <= (now if now is not None else time.time()):
+        raise Unauthorized("the bearer token has expired", headers=_challenge("invalid_token"))
+
+
+class _VerifiedTokens:
+    """Per-process memory of tokens whose signature and claims were verified.
+
+    A client sends the same bearer token on every call until it expires; checking its
+    HMAC and parsing its JSON again each time is most of what authentication costs. The
+    memory is keyed by the exact token string (a changed byte is another key, verified
+    from scratch) and by the signing secret; only valid tokens are kept, and expiry is
+    still checked on every use. Bounded: full, it starts again empty.
+    """
+
+    def __init__(self, size: int = TOKEN_CACHE_SIZE) -> None:
+        self.size = size
+        self._claims: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def decode(self, secret_key: str, token: str) -> dict[str, Any]:
+        key = (secret_key, token)
+        claims = self._claims.get(key)
+        if claims is None:
+            claims = decode_access_token(secret_key, token)
+            if len(self._claims) >= self.size:
+                self._claims.clear()
+            self._claims[key] = claims
+        else:
+            _check_expiry(claims)
+        return claims
 
 
 def _challenge(error: str | None = None) -> dict[str, str]:
@@ -141,28 +172,65 @@ def _tenant_active(tenant_id: str) -> bool:
 
 
 # -- rate limits --------------------------------------------------------------------------
-_RATE_SCRIPT = """
+# A fixed one-minute window per client, counted in Redis so that every web process shares
+# it. The count is one Lua call; a view that makes a Redis script call of its own anyway
+# may carry the count in it instead (``requires(..., count_in_view=True)``, see
+# :class:`RateCount`), so that such a read costs one round trip to Redis, not two.
+RATE_COUNT_LUA = """
 local n = redis.call('incr', KEYS[1])
 if n == 1 then redis.call('expire', KEYS[1], ARGV[1]) end
-local ttl = redis.call('ttl', KEYS[1])
-return {n, ttl}
+return {n, redis.call('ttl', KEYS[1])}
 """
+
+
+@dataclass(frozen=True)
+class RateCount:
+    """One request to count against a client's limit: Redis ``key`` (expires after
+    ``expire`` seconds), over the limit past ``limit`` requests in the window."""
+
+    client_id: str
+    key: str
+    limit: int
+    expire: int
+    window: int
+
+    @classmethod
+    def now(cls, client_id: str, limit_per_minute: int, window: int = 60) -> RateCount:
+        slot = int(time.time() // window)
+        return cls(client_id, f"rop:ratelimit:{client_id}:{slot}", limit_per_minute, window + 1, window)
+
+    def enforce(self, count: int) -> None:
+        """:raise RateLimited: when ``count`` (this request's number in the window) is past the limit."""
+        if int(count) > self.limit:
+            retry_after = max(1, self.window - int(time.time()) % self.window)
+            raise RateLimited(f"at most {self.limit} requests per minute for this client",
+                              headers={"Retry-After": str(retry_after)})
 
 
 def check_rate_limit(client_id: str, limit_per_minute: int, window: int = 60) -> None:
     """Count one request in the client's current window. :raise RateLimited: past the limit."""
-    slot = int(time.time() // window)
-    key = f"rop:ratelimit:{client_id}:{slot}"
-    count, ttl = current_state().redis.eval(_RATE_SCRIPT, 1, key, window + 1)
-    if int(count) > limit_per_minute:
-        retry_after = max(1, window - int(time.time()) % window)
-        raise RateLimited(f"at most {limit_per_minute} requests per minute for this client",
-                          headers={"Retry-After": str(retry_after)})
+    count = RateCount.now(client_id, limit_per_minute, window)
+    state = current_state()
+    script = state.extras.get("auth_rate_script")
+    if script is None:
+        script = state.extras.setdefault("auth_rate_script", state.redis.register_script(RATE_COUNT_LUA))
+    n, _ttl = script(keys=[count.key], args=[count.expire])
+    count.enforce(n)
+
+
+def take_rate_count() -> RateCount | None:
+    """The current request's rate count, for a ``count_in_view`` view to make in its own
+    Redis call (then :meth:`RateCount.enforce` its answer). None once taken."""
+    return g.pop("_rop_rate_count", None)
 
 
 # -- the edge -----------------------------------------------------------------------------
-def authenticate_request(required: tuple[str, ...]) -> CallContext:
-    """Authenticate the current request's bearer token and build its CallContext."""
+def authenticate_request(required: tuple[str, ...], count_in_view: bool = False) -> CallContext:
+    """Authenticate the current request's bearer token and build its CallContext.
+
+    The request is counted against the client's rate limit here, or, with
+    ``count_in_view``, left for the view to count (:func:`take_rate_count`).
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
@@ -171,7 +239,10 @@ def authenticate_request(required: tuple[str, ...]) -> CallContext:
         raise Unauthorized("the Authorization header must be 'Bearer <token>'",
                            headers=_challenge("invalid_request"))
     state = current_state()
-    claims = decode_access_token(state.config.secret_key, token.strip())
+    tokens = state.extras.get("auth_verified_tokens")
+    if tokens is None:
+        tokens = state.extras.setdefault("auth_verified_tokens", _VerifiedTokens())
+    claims = tokens.decode(state.config.secret_key, token.strip())
     client_id = claims["sub"]
     status = _status_cache().get(client_id, _load_status)
     if status is None or not status.active:
@@ -191,27 +262,41 @@ def authenticate_request(required: tuple[str, ...]) -> CallContext:
                                headers=_challenge("invalid_token"))
         tenant_id, on_behalf_of = acting_for, acting_for
     hub_logging.bind(tenant_id=tenant_id, client_id=client_id)
-    check_rate_limit(client_id, status.rate_limit_per_minute or DEFAULT_RATE_LIMIT_PER_MINUTE)
+    limit = status.rate_limit_per_minute or DEFAULT_RATE_LIMIT_PER_MINUTE
     ctx = CallContext(tenant_id=tenant_id, client_id=client_id, scopes=scopes,
                       request_id=g.get("request_id") or uuid.uuid4().hex,
                       on_behalf_of=on_behalf_of, correlation_id=g.get("request_id"))
+    if count_in_view:
+        g._rop_rate_count = RateCount.now(client_id, limit)
+    else:
+        check_rate_limit(client_id, limit)
     for scope in required:
         ctx.require_scope(scope)
     return ctx
 
 
-def requires(*scopes: str) -> Callable:
+def requires(*scopes: str, count_in_view: bool = False) -> Callable:
     """Guard a view: a valid bearer token holding every scope in ``scopes``.
 
     Put it above flask-smorest's decorators so that authentication comes before the
     body is parsed (an anonymous request with a bad body gets 401, not 422).
+
+    ``count_in_view=True`` is for read-only views that call a Redis script first thing:
+    they count the request against the rate limit in that call (:func:`take_rate_count`).
+    A view that did not take the count has it made when it returns, so no request goes
+    uncounted.
     """
 
     def decorator(view: Callable) -> Callable:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            g.ctx = authenticate_request(scopes)
-            return view(*args, **kwargs)
+            try:
+                g.ctx = authenticate_request(scopes, count_in_view=count_in_view)
+                return view(*args, **kwargs)
+            finally:
+                leftover = take_rate_count()
+                if leftover is not None:
+                    check_rate_limit(leftover.client_id, leftover.limit, leftover.window)
 
         wrapper._rop_requires = scopes  # type: ignore[attr-defined]
         security = [{"bearerAuth": list(scopes)}]

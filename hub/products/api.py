@@ -11,7 +11,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, ValidationError
 
-from hub.auth import current_ctx, requires
+from hub.auth import current_ctx, requires, take_rate_count
 from hub.errors import ValidationFailed
 from hub.products import service
 from hub.products.schemas import ProductArgs, ProductListSchema, ProductSchema
@@ -37,32 +37,35 @@ def _args() -> dict:
 
 @bp.route("/products")
 class Products(MethodView):
-    @requires("products:read")
+    @requires("products:read", count_in_view=True)
     @bp.doc(parameters=[{"in": "query", "schema": ProductArgs}])
     @bp.response(200, ProductListSchema)
     def get(self):
         """The catalog with this tenant's prices; filters ``category``, ``brand``, ``type``,
         ``q``, ``active``; cursor-paginated by product code."""
-        ctx, uow = current_ctx(), request_uow()
+        ctx = current_ctx()
 
         def build(configs):
             # Parsed only when the answer is not cached: the cache key is the query string
             # as sent, and a query that fails validation is never cached.
             args = _args()
             items, next_cursor = service.list_products(
-                ctx, uow, category=args["category"], brand=args["brand"], type_=args["type"], q=args["q"],
+                ctx, request_uow(), category=args["category"], brand=args["brand"], type_=args["type"], q=args["q"],
                 active=args["active"], cursor=args["cursor"], limit=args["limit"], configs=configs)
             return _LIST.dump({"items": items, "next_cursor": next_cursor})
 
-        return _json(service.cached(ctx, uow, "list:" + request.query_string.decode("latin-1"), build))
+        return _json(service.cached(ctx, request_uow, "list:" + request.query_string.decode("latin-1"), build,
+                                    rate=take_rate_count()))
 
 
 @bp.route("/products/<code>")
 class ProductOne(MethodView):
-    @requires("products:read")
+    @requires("products:read", count_in_view=True)
     @bp.response(200, ProductSchema)
     def get(self, code: str):
         """One product with this tenant's price; 404 when no product has this code."""
-        ctx, uow = current_ctx(), request_uow()
-        return _json(service.cached(ctx, uow, "one:" + code,
-                                    lambda configs: _ONE.dump(service.get_for_tenant(ctx, uow, code, configs=configs))))
+        ctx = current_ctx()
+        return _json(service.cached(
+            ctx, request_uow, "one:" + code,
+            lambda configs: _ONE.dump(service.get_for_tenant(ctx, request_uow(), code, configs=configs)),
+            rate=take_rate_count()))

@@ -15,12 +15,13 @@ import json
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import Select, func, or_, select
 
+from hub.auth import RateCount
 from hub.context import CallContext
 from hub.db import UnitOfWork
 from hub.errors import NotFound, ValidationFailed
@@ -65,27 +66,38 @@ def catalog_version() -> str:
     return token.decode()
 
 
-#: One round trip per cached read: both version tokens, the tenant's circuit breakers (open
-#: when ``open_until`` is in the future, as :func:`hub.providers.health.breaker_state` says)
-#: and, under the key they make, the cached page. KEYS: catalog version, configurations
-#: version, then each configuration's ``open_until`` key. ARGV: the key prefix, the key
-#: suffix, the configurations version the caller's list of configurations belongs to, now.
+#: One round trip per cached read: the request's rate-limit count (when the view carries
+#: it, :class:`hub.auth.RateCount`), both version tokens, the tenant's circuit breakers
+#: (open when ``open_until`` is in the future, as :func:`hub.providers.health.breaker_state`
+#: says) and, under the key they make, the cached page. KEYS: catalog version,
+#: configurations version, the rate-limit counter, then each configuration's ``open_until``
+#: key. ARGV: the key prefix, the key suffix, the configurations version the caller's list
+#: of configurations belongs to, now, the counter's expiry ('' to count nothing).
+#: Answers {n, ttl} counted but nothing else yet, {count, catalog, configs} when a version
+#: is missing or stale, else {count, catalog, configs, flags, key, page}.
 _LOOKUP = """
+local count = 0
+if ARGV[5] ~= '' then
+  count = redis.call('incr', KEYS[3])
+  if count == 1 then redis.call('expire', KEYS[3], ARGV[5]) end
+end
 local catalog = redis.call('get', KEYS[1])
 local configs = redis.call('get', KEYS[2])
-if not catalog or not configs or configs ~= ARGV[3] then return {catalog or '', configs or ''} end
+if not catalog or not configs or configs ~= ARGV[3] then return {count, catalog or '', configs or ''} end
 local now = tonumber(ARGV[4])
 local flags = ''
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   local until_ = redis.call('get', KEYS[i])
   if until_ and tonumber(until_) > now then flags = flags .. '0' else flags = flags .. '1' end
 end
 local key = ARGV[1] .. ':' .. catalog .. ':' .. configs .. ':' .. flags .. ':' .. ARGV[2]
-return {catalog, configs, flags, key, redis.call('get', key)}
+return {count, catalog, configs, flags, key, redis.call('get', key)}
 """
+NO_COUNT_KEY = "rop:ratelimit:none"
 
 
-def cached(ctx: CallContext, uow: UnitOfWork, what: str, build) -> bytes:
+def cached(ctx: CallContext, uow: UnitOfWork | Callable[[], UnitOfWork], what: str, build,
+           rate: RateCount | None = None) -> bytes:
     """The JSON of ``build(configs)`` for this tenant (``configs``: :func:`tenant_configs`),
     through the Redis cache.
 
@@ -95,7 +107,9 @@ def cached(ctx: CallContext, uow: UnitOfWork, what: str, build) -> bytes:
     the tenant and ``what``. All of it is read from Redis for every request, in one round
     trip, so no process serves an answer older than a change another process committed.
     Which configurations the tenant may use is remembered in this process under the
-    configurations version.
+    configurations version. ``rate``, when given, is counted in that same round trip and
+    enforced before anything is read (:class:`hub.auth.RateLimited` past the limit).
+    ``uow`` may be a function that opens it: a cached page needs no database session.
     """
     tenant_id = _tenant(ctx)
     state = _state()
@@ -105,16 +119,25 @@ def cached(ctx: CallContext, uow: UnitOfWork, what: str, build) -> bytes:
         lookup = state.extras.setdefault("products_lookup", redis.register_script(_LOOKUP))
     remembered: dict = state.extras.setdefault("products_tenant_configs", {})
     suffix = f"{tenant_id}:{hashlib.sha1(what.encode()).hexdigest()}"
+
+    def session() -> UnitOfWork:
+        return uow() if callable(uow) else uow
+
     for _attempt in range(3):
         known_version, ids = remembered.get(tenant_id, ("", ()))
-        answer = lookup(keys=[VERSION_KEY, providers.CONFIGS_VERSION_KEY, *providers.breaker_keys(list(ids))],
-                        args=[CACHE_PREFIX, suffix, known_version, repr(time.time())])
-        if len(answer) == 2:  # a version token is missing, or the tenant's configurations changed
-            if not answer[0]:
+        counting, rate = rate, None  # counted on the first attempt only
+        answer = lookup(keys=[VERSION_KEY, providers.CONFIGS_VERSION_KEY,
+                              counting.key if counting else NO_COUNT_KEY, *providers.breaker_keys(list(ids))],
+                        args=[CACHE_PREFIX, suffix, known_version, repr(time.time()),
+                              counting.expire if counting else ""])
+        if counting is not None:
+            counting.enforce(answer[0])
+        if len(answer) == 3:  # a version token is missing, or the tenant's configurations changed
+            if not answer[1]:
                 catalog_version()
-            _config_ids(uow, tenant_id, answer[1].decode() if answer[1] else providers.configs_version())
+            _config_ids(session(), tenant_id, answer[2].decode() if answer[2] else providers.configs_version())
             continue
-        _catalog, _configs, flags, key, body = answer
+        _count, _catalog, _configs, flags, key, body = answer
         if body is not None:
             return body
         configs = dict(zip(ids, (flag == ord("1") for flag in flags)))

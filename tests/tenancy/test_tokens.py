@@ -121,6 +121,44 @@ def test_expired_token_is_401(app, client, tenant_factory):
     assert "expired" in response.get_json()["detail"]
 
 
+def test_a_remembered_token_still_expires_and_its_tampered_copies_are_still_refused(app, client, tenant_factory,
+                                                                                    monkeypatch):
+    """Verified tokens are remembered per process; that must not keep an expired one alive
+    nor let a changed byte ride on the remembered verification."""
+    t = tenant_factory()
+    state = app.extensions["rop"]
+    now = [time.time()]
+    monkeypatch.setattr(auth.time, "time", lambda: now[0])
+    token = issue_access_token(state.config.secret_key, t.client_id, t.id, t.scopes, ttl=60, now=now[0])
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/v1/tenant", headers=headers).status_code == 200
+    assert client.get("/v1/tenant", headers=headers).status_code == 200  # served from the memory
+    remembered = state.extras["auth_verified_tokens"]
+    assert (state.config.secret_key, token) in remembered._claims
+
+    header, payload, signature = token.split(".")
+    flipped = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
+    _assert_401(client.get("/v1/tenant", headers={"Authorization": f"Bearer {header}.{payload}.{flipped}"}))
+    _assert_401(client.get("/v1/tenant", headers={"Authorization": f"Bearer {token}x"}))
+    assert (state.config.secret_key, f"{header}.{payload}.{flipped}") not in remembered._claims
+
+    now[0] += 61
+    response = client.get("/v1/tenant", headers=headers)
+    _assert_401(response)
+    assert "expired" in response.get_json()["detail"]
+
+
+def test_the_token_memory_is_bounded():
+    memory = auth._VerifiedTokens(size=3)
+    secret = "a-secret-key-of-enough-length-for-hs256"
+    tokens = [issue_access_token(secret, f"cli_{i}", "ten_1", frozenset({"tenant:read"}), 600) for i in range(7)]
+    for token in tokens:
+        assert memory.decode(secret, token)["sub"].startswith("cli_")
+        assert len(memory._claims) <= 3
+    with pytest.raises(auth.Unauthorized):
+        memory.decode("another-secret-key-of-enough-length", tokens[-1])
+
+
 def _forget_status_cache(app):
     app.extensions["rop"].extras.get("auth_status_cache") and app.extensions["rop"].extras["auth_status_cache"].forget()
 
