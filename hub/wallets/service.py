@@ -14,6 +14,13 @@ The order inside every posting use-case is fixed:
    (else 402);
 5. write the journal, its entries and the cached balances, publish the events.
 
+The journal is written first, as ``INSERT … ON CONFLICT (tenant_id, kind, idem_key) DO
+NOTHING``: when a concurrent first attempt with the same key committed between the look-up
+and here, nothing is written and its stored result is re-read (a replay, or 409 for another
+body) — no savepoint needed. Journals and entries are Core inserts (no ORM unit of work);
+:func:`place_hold`, the hot path of every purchase, also reads and writes its wallet row
+and its hold row with Core statements (see its docstring).
+
 Nothing commits here: the caller commits the unit of work once.
 """
 from __future__ import annotations
@@ -24,8 +31,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
 
 from hub.context import CallContext
 from hub.db import UnitOfWork, new_id, utcnow
@@ -76,18 +85,31 @@ def _lock_wallets(ctx: CallContext, uow: UnitOfWork, *wallet_ids: str) -> dict[s
     return found
 
 
+_JOURNALS, _ENTRIES, _HOLDS, _WALLETS = (Journal.__table__, Entry.__table__, Hold.__table__,
+                                         Wallet.__table__)
+#: the journal insert that skips (rowcount 0) when the tenant's kind + key exists already
+_INSERT_JOURNAL = {
+    name: dialect.insert(_JOURNALS).on_conflict_do_nothing(index_elements=["tenant_id", "kind", "idem_key"])
+    .execution_options(preserve_rowcount=True)  # SQLAlchemy keeps an INSERT's rowcount only when asked
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_INSERT_ENTRIES = insert(_ENTRIES)
+_REPLAY = select(Journal.fingerprint, Journal.result).where(
+    Journal.tenant_id == bindparam("tenant_id"), Journal.kind == bindparam("kind"),
+    Journal.idem_key == bindparam("key"))
+
+
 def _replay(ctx: CallContext, uow: UnitOfWork, kind: str, key: str, fp: str) -> dict[str, Any] | None:
     """The stored result of ``key`` when its body matches; Conflict when it does not."""
-    journal = uow.session.scalars(select(Journal).where(
-        Journal.tenant_id == ctx.tenant_id, Journal.kind == kind, Journal.idem_key == key)).first()
-    if journal is None:
+    found = uow.session.execute(_REPLAY, {"tenant_id": ctx.tenant_id, "kind": kind, "key": key}).first()
+    if found is None:
         return None
-    if journal.fingerprint != fp:
+    if found.fingerprint != fp:
         raise Conflict(f"the key {key!r} was already used for another {kind} request")
-    return dict(journal.result or {}, replayed=True)
+    return dict(found.result or {}, replayed=True)
 
 
-def _veto_debit(ctx: CallContext, wallet: Wallet, amount: int, kind: str) -> None:
+def _veto_debit(ctx: CallContext, wallet: Wallet | _Locked, amount: int, kind: str) -> None:
     """Ask the plugins (hook ``before_wallet_debit``) whether this debit may happen.
 
     :raise Forbidden: when a plugin vetoes (403, with the plugin's reason).
@@ -105,7 +127,7 @@ def _veto_debit(ctx: CallContext, wallet: Wallet, amount: int, kind: str) -> Non
         raise Forbidden(f"debit refused: {reason}", slug_reason=str(reason))
 
 
-def _ensure_funds(wallet: Wallet, amount: int) -> None:
+def _ensure_funds(wallet: Wallet | _Locked, amount: int) -> None:
     if wallet.available - amount < -wallet.overdraft_limit:
         raise InsufficientFunds(
             f"wallet {wallet.id} has {wallet.available} {wallet.currency} available, {amount} needed",
@@ -120,22 +142,46 @@ def _emit(ctx: CallContext, uow: UnitOfWork, message) -> None:
 
 
 @dataclass
+class _Locked:
+    """A wallet row as read under its lock by :func:`_lock_wallet_row` (no ORM object)."""
+
+    id: str
+    currency: str
+    available: int
+    held: int
+    overdraft_limit: int
+
+
+@dataclass
 class _Posting:
     kind: str
     key: str | None
     fp: str | None
     currency: str
-    legs: list[tuple[str, Wallet | None, int]] = field(default_factory=list)  # (account, wallet, amount)
+    legs: list[tuple[str, Wallet | _Locked | None, int]] = field(default_factory=list)  # (account, wallet, amount)
     meta: dict[str, Any] | None = None
 
 
-def _write(ctx: CallContext, uow: UnitOfWork, posting: _Posting, result: dict[str, Any]) -> Journal:
-    """Write one journal and its entries, update the cached balances (rows already locked)."""
+def _write(ctx: CallContext, uow: UnitOfWork, posting: _Posting, result: dict[str, Any]) -> dict[str, Any] | None:
+    """Write one journal and its entries and move the wallets' balances (rows already locked).
+
+    The journal goes first and skips on its key: ``None`` when a concurrent first attempt
+    with the same key committed meanwhile (then nothing was written or changed). Balances
+    change on the given objects: an ORM :class:`Wallet` is flushed with the unit of work, a
+    :class:`_Locked` row is the caller's to store (:func:`_store_balances`).
+
+    :return: the stored result (``result`` plus ``journal_id``).
+    """
     if sum(a for _, _, a in posting.legs) != 0:  # never: a bug in a use-case, not a user error
         raise AssertionError(f"unbalanced journal {posting!r}")
-    journal = Journal(id=new_id("jnl"), tenant_id=ctx.tenant_id, kind=posting.kind, idem_key=posting.key,
-                      fingerprint=posting.fp, meta=posting.meta)
-    now = utcnow()
+    journal_id, now = new_id("jnl"), utcnow()
+    stored = dict(result, journal_id=journal_id)
+    conn = uow.session.connection()
+    inserted = conn.execute(_INSERT_JOURNAL[conn.dialect.name], {
+        "id": journal_id, "tenant_id": ctx.tenant_id, "kind": posting.kind, "idem_key": posting.key,
+        "fingerprint": posting.fp, "result": stored, "meta": posting.meta, "created_at": now}).rowcount
+    if inserted != 1:
+        return None
     entries = []
     for account, wallet, amount in posting.legs:
         balance_after = None
@@ -146,39 +192,52 @@ def _write(ctx: CallContext, uow: UnitOfWork, posting: _Posting, result: dict[st
             else:
                 wallet.held += amount
                 balance_after = wallet.held
-        entries.append({"tenant_id": ctx.tenant_id, "wallet_id": wallet.id if wallet else None,
-                            "account": account, "amount": amount, "currency": posting.currency,
-                            "balance_after": balance_after, "created_at": now})
-    journal.result = dict(result, journal_id=journal.id)
-    try:
-        with uow.session.begin_nested():
-            uow.session.add(journal)
-            uow.session.flush()
-            for data in entries:
-                uow.session.add(Entry(journal_id=journal.id, **data))
-            uow.session.flush()
-    except IntegrityError:
-        # a concurrent first attempt with the same key committed between our check and here
-        for _, wallet, amount in posting.legs:
-            if wallet is not None:
-                uow.session.refresh(wallet)
-        raise _KeyRace() from None
-    return journal
-
-
-class _KeyRace(Exception):
-    pass
+        entries.append({"tenant_id": ctx.tenant_id, "journal_id": journal_id,
+                        "wallet_id": wallet.id if wallet is not None else None, "account": account,
+                        "amount": amount, "currency": posting.currency, "balance_after": balance_after,
+                        "created_at": now})
+    conn.execute(_INSERT_ENTRIES, entries)
+    return stored
 
 
 def _post(ctx: CallContext, uow: UnitOfWork, posting: _Posting, result: dict[str, Any]) -> dict[str, Any]:
-    try:
-        journal = _write(ctx, uow, posting, result)
-    except _KeyRace:
+    stored = _write(ctx, uow, posting, result)
+    if stored is None:  # a concurrent first attempt with this key committed first: answer it
         replay = _replay(ctx, uow, posting.kind, posting.key or "", posting.fp or "")
-        if replay is None:  # pragma: no cover - the violation was not the key
-            raise Conflict("concurrent write conflict; retry") from None
+        if replay is None:  # pragma: no cover - it committed, so the look-up finds it
+            raise Conflict("concurrent write conflict; retry")
         return replay
-    return dict(journal.result or {}, replayed=False)
+    return dict(stored, replayed=False)
+
+
+_LOCK_WALLET = select(Wallet.id, Wallet.currency, Wallet.available, Wallet.held, Wallet.overdraft_limit).where(
+    Wallet.tenant_id == bindparam("tenant_id"), Wallet.id == bindparam("wallet_id")).with_for_update()
+_STORE_BALANCES = update(_WALLETS).where(_WALLETS.c.id == bindparam("wallet_id")).values(
+    available=bindparam("available"), held=bindparam("held"))
+_INSERT_HOLD = insert(_HOLDS)
+
+
+def _lock_wallet_row(ctx: CallContext, uow: UnitOfWork, wallet_id: str) -> _Locked:
+    """Lock one wallet row (``SELECT … FOR UPDATE``) and read its balances; 404 for another tenant's.
+
+    The statement autoflushes the session first, so pending ORM changes of the row count.
+    """
+    if ctx.tenant_id is None:
+        raise NotFound("no tenant in this call's context")
+    row = uow.session.execute(_LOCK_WALLET, {"tenant_id": ctx.tenant_id, "wallet_id": wallet_id}).first()
+    if row is None:
+        raise NotFound(f"wallet {wallet_id!r} not found")
+    return _Locked(*row)
+
+
+def _store_balances(uow: UnitOfWork, wallet: _Locked) -> None:
+    """Write a :class:`_Locked` wallet's balances (still under its lock) and expire the session's
+    copy of the row, if it holds one, so that a later read sees them (or a savepoint's undo)."""
+    uow.session.connection().execute(_STORE_BALANCES, {"wallet_id": wallet.id, "available": wallet.available,
+                                                       "held": wallet.held})
+    cached = uow.session.identity_map.get(uow.session.identity_key(Wallet, wallet.id))
+    if cached is not None:
+        uow.session.expire(cached, ["available", "held"])
 
 
 def _movement(wallet: Wallet, journal_id: str, kind: str, amount: int, hold_id: str | None = None) -> dict:
@@ -390,31 +449,42 @@ def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str, amount: int, k
                expires_at: dt.datetime | None = None, reference: str | None = None) -> Hold:
     """Reserve ``amount`` of ``wallet_id``: available → held. Idempotent by ``key``.
 
+    The hot path of every purchase, so it writes with Core statements only: lock and read
+    the wallet row, look up the key, then insert the journal (skipping on a key taken
+    meanwhile), its two entries and the hold, and update the cached balances — one round
+    trip each, no ORM flush. The same checks and order as every posting (module docstring).
+
+    :return: the hold: a new hold as a detached :class:`Hold` (its row as inserted; read
+        it, do not change it — use :func:`get_hold` for a session's copy); a replayed key's
+        hold as the session's row.
     :raise InsufficientFunds: 402 when available (plus overdraft) does not cover it.
     """
     amount, key = _check_amount(amount), _check_key(key)
     if expires_at is not None and expires_at.tzinfo is None:
         raise ValidationFailed("expires_at must be timezone-aware", errors={"expires_at": ["naive"]})
-    wallet = _lock_wallets(ctx, uow, wallet_id)[wallet_id]
     fp = fingerprint({"wallet_id": wallet_id, "amount": amount, "reference": reference,
                       "expires_at": expires_at.isoformat() if expires_at else None})
+    wallet = _lock_wallet_row(ctx, uow, wallet_id)
     replay = _replay(ctx, uow, "hold", key, fp)
     if replay is not None:
         return get_owned(uow.session, ctx, Hold, replay["hold_id"])
     _veto_debit(ctx, wallet, amount, f"hold:{reference or key}")
     _ensure_funds(wallet, amount)
-    hold = Hold(tenant_id=ctx.tenant_id, wallet_id=wallet.id, amount=amount, captured=0, reversed=0,
-                currency=wallet.currency, status="placed", expires_at=expires_at, reference=reference)
-    uow.session.add(hold)
-    uow.session.flush()
+    hold_id = new_id("hld")
     posting = _Posting("hold", key, fp, wallet.currency, [
         (_account(wallet.id, "available"), wallet, -amount),
-        (_account(wallet.id, "held"), wallet, amount)], meta={"hold_id": hold.id})
-    result = _post(ctx, uow, posting, {"kind": "hold", "hold_id": hold.id, "wallet_id": wallet.id, "amount": amount})
-    if result["replayed"]:  # lost a same-key race: drop ours, answer theirs
-        uow.session.delete(hold)
-        uow.session.flush()
+        (_account(wallet.id, "held"), wallet, amount)], meta={"hold_id": hold_id})
+    result = _post(ctx, uow, posting, {"kind": "hold", "hold_id": hold_id, "wallet_id": wallet.id, "amount": amount})
+    if result["replayed"]:  # lost a same-key race (nothing of ours was written): answer theirs
         return get_owned(uow.session, ctx, Hold, result["hold_id"])
+    _store_balances(uow, wallet)
+    now = utcnow()
+    row = {"id": hold_id, "tenant_id": ctx.tenant_id, "wallet_id": wallet.id, "amount": amount, "captured": 0,
+           "reversed": 0, "currency": wallet.currency, "status": "placed", "expires_at": expires_at,
+           "reference": reference, "created_at": now, "updated_at": now}
+    uow.session.connection().execute(_INSERT_HOLD, row)
+    hold = Hold(**row)
+    make_transient_to_detached(hold)
     from hub.wallets.messages import HoldPlaced
 
     _emit(ctx, uow, HoldPlaced(**_hold_payload(hold)))
