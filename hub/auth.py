@@ -28,6 +28,7 @@ from sqlalchemy import select
 from hub import logging as hub_logging
 from hub.context import CallContext
 from hub.errors import Forbidden, RateLimited, Unauthorized
+from hub.redis_scripts import HotScript
 from hub.state import current_state
 
 ISSUER = "rop-hub"
@@ -213,7 +214,7 @@ def check_rate_limit(client_id: str, limit_per_minute: int, window: int = 60) ->
     state = current_state()
     script = state.extras.get("auth_rate_script")
     if script is None:
-        script = state.extras.setdefault("auth_rate_script", state.redis.register_script(RATE_COUNT_LUA))
+        script = state.extras.setdefault("auth_rate_script", HotScript(state.redis, RATE_COUNT_LUA))
     n, _ttl = script(keys=[count.key], args=[count.expire])
     count.enforce(n)
 

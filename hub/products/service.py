@@ -27,6 +27,7 @@ from hub.db import UnitOfWork
 from hub.errors import NotFound, ValidationFailed
 from hub.products import pricing
 from hub.products.models import Offer, Product
+from hub.redis_scripts import HotScript
 from hub.providers import client as providers
 
 #: Redis key of the catalog version: a new random token after every committed change of
@@ -116,7 +117,7 @@ def cached(ctx: CallContext, uow: UnitOfWork | Callable[[], UnitOfWork], what: s
     redis = state.redis
     lookup = state.extras.get("products_lookup")
     if lookup is None:
-        lookup = state.extras.setdefault("products_lookup", redis.register_script(_LOOKUP))
+        lookup = state.extras.setdefault("products_lookup", HotScript(redis, _LOOKUP))
     remembered: dict = state.extras.setdefault("products_tenant_configs", {})
     suffix = f"{tenant_id}:{hashlib.sha1(what.encode()).hexdigest()}"
 
