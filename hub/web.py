@@ -1,6 +1,7 @@
 """Request plumbing: the request id, one unit of work per request, access logs and metrics."""
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -15,6 +16,7 @@ from hub.state import current_state
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 log = structlog.get_logger("hub.http")
+_ACCESS_LOG = logging.getLogger("hub.http")  # its level decides, before any work, whether a line is made
 
 
 def request_uow() -> UnitOfWork:
@@ -49,7 +51,7 @@ def init_web(app: Flask) -> None:
         endpoint = request.url_rule.rule if request.url_rule else "<unmatched>"
         HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
         HTTP_LATENCY.labels(request.method, endpoint).observe(elapsed)
-        if request.path not in ("/healthz", "/metrics"):
+        if _ACCESS_LOG.isEnabledFor(logging.INFO) and request.path not in ("/healthz", "/metrics"):
             log.info("request", method=request.method, path=request.path,
                      status=response.status_code, duration_ms=round(elapsed * 1000, 2))
         return response
