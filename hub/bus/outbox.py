@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import structlog
 from flask import Flask, current_app
 from rq import Queue, Retry
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, insert, select, update
 
 from hub.bus.messages import Event, Message
 from hub.bus.models import OutboxMessage, TenantEvent
@@ -26,6 +26,14 @@ from hub.db import UnitOfWork, unit_of_work, utcnow
 log = structlog.get_logger("hub.bus")
 
 RUN_HANDLER = "hub.bus.runner.run_handler"
+
+# Core statements (built once): a publish and a relay's mark are on every state change's path,
+# and the ORM's unit of work costs several times the statements themselves.
+_OUTBOX = OutboxMessage.__table__
+_INSERT_OUTBOX = insert(_OUTBOX)
+_INSERT_EVENT = insert(TenantEvent.__table__)
+_MARK_PUBLISHED = (update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+                   .values(published_at=bindparam("now"), publish_count=_OUTBOX.c.publish_count + 1))
 
 
 def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Message | None = None) -> Message:
@@ -45,11 +53,15 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
         message.correlation_id = ctx.correlation_id or ctx.request_id
     message.context = ctx.with_changes(correlation_id=message.correlation_id).to_dict()
     envelope = message.envelope()
-    uow.session.add(OutboxMessage(id=message.id, type=message.type, kind=message.kind,
-                                  tenant_id=message.tenant_id, envelope=envelope))
+    # Core inserts into the caller's transaction (at once, not at the next flush: the same
+    # rows, committed or rolled back with it, savepoints included).
+    conn = uow.session.connection()
+    conn.execute(_INSERT_OUTBOX, {"id": message.id, "type": message.type, "kind": message.kind,
+                                  "tenant_id": message.tenant_id, "envelope": envelope, "created_at": utcnow(),
+                                  "published_at": None, "publish_count": 0})
     if isinstance(message, Event) and message.tenant_id and message.public:
-        uow.session.add(TenantEvent(id=message.id, tenant_id=message.tenant_id, type=message.type,
-                                    envelope=_public_envelope(envelope), occurred_at=message.occurred_at))
+        conn.execute(_INSERT_EVENT, {"id": message.id, "tenant_id": message.tenant_id, "type": message.type,
+                                     "envelope": _public_envelope(envelope), "occurred_at": message.occurred_at})
         from hub.bus.webhooks import on_event
 
         on_event(ctx, uow, message)  # a webhook delivery, in the same transaction
@@ -113,16 +125,14 @@ def relay(app: Flask, envelopes: list[dict]) -> int:
 
 
 def _mark_published(app: Flask, ids: list[str]) -> int:
+    """One short transaction on a pooled connection (no ORM session: one UPDATE)."""
     state = app.extensions["rop"]
-    with unit_of_work(state.db) as uow:
+    with state.db.engine.begin() as conn:
         if not state.db.is_sqlite:
             # The mark is advisory: if it is lost in a crash the sweep publishes the row again
             # and the processed-message records absorb the duplicate. No need to wait for fsync.
-            uow.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        result = uow.session.execute(
-            update(OutboxMessage).where(OutboxMessage.id.in_(ids))
-            .values(published_at=utcnow(), publish_count=OutboxMessage.publish_count + 1))
-        uow.commit()
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        result = conn.execute(_MARK_PUBLISHED, {"ids": ids, "now": utcnow()})
     return result.rowcount or 0
 
 

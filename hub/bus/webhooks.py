@@ -26,7 +26,7 @@ import httpx
 import structlog
 from flask import Flask, current_app
 from rq import Queue
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from hub.bus.models import TenantEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from hub.context import CallContext
@@ -176,11 +176,18 @@ def _new_delivery(uow: UnitOfWork, tenant_id: str, event_id: str, event_type: st
     return delivery
 
 
+_ENDPOINTS = WebhookEndpoint.__table__
+_HAS_ENDPOINT = select(_ENDPOINTS.c.tenant_id).where(_ENDPOINTS.c.tenant_id == bindparam("tenant_id"))
+
+
 def on_event(ctx: CallContext, uow: UnitOfWork, event) -> None:
     """A delivery of a tenant's event when the tenant has a webhook (called by ``publish``)."""
     if not event.tenant_id or event.kind != "event":
         return
-    if uow.session.get(WebhookEndpoint, event.tenant_id) is None:
+    # Every event asks, so: its key only, no endpoint row loaded into the session; flushed
+    # first, as the ORM look-up did, so an endpoint added in this unit of work counts.
+    uow.session.flush()
+    if uow.session.connection().execute(_HAS_ENDPOINT, {"tenant_id": event.tenant_id}).first() is None:
         return
     _new_delivery(uow, event.tenant_id, event.id, event.type)
 
