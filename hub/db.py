@@ -9,10 +9,16 @@ On SQLite (the embedded default) the file runs in WAL mode with a busy timeout, 
 keys on, and every writing transaction starts with ``BEGIN IMMEDIATE``: the write lock is
 taken up front, so two read-then-write transactions never deadlock on lock upgrade and
 a row "locked for update" is really serialized.
+
+On PostgreSQL a pooled connection is pinged at checkout when it sat in the pool for more
+than :data:`PING_AFTER_IDLE` seconds (a dead one is replaced, as with ``pool_pre_ping``),
+not at every checkout: a connection handed back a moment ago is alive, and a ping is a
+round trip on every unit of work (two per hold: the hold and the outbox relay's mark).
 """
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, String, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -95,10 +102,42 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    ping_idle = "pool_pre_ping" not in kwargs  # an explicit pool_pre_ping keeps SQLAlchemy's own
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if ping_idle:
+        _ping_after_idle(engine)
+    return engine
+
+
+#: Seconds a pooled connection may sit idle and still be handed out without a ping.
+PING_AFTER_IDLE = 2.0
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Ping (the dialect's own ping) a connection at checkout when it was idle for more than
+    :data:`PING_AFTER_IDLE` s; a failed ping raises ``DisconnectionError``, on which the pool
+    discards that connection and checks out a fresh one (SQLAlchemy's pessimistic recipe)."""
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_conn, record):
+        record.info["rop_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn, record):
+        if record is not None:
+            record.info["rop_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn, record, _proxy):
+        since = record.info.get("rop_idle_since")
+        if since is not None and time.monotonic() - since <= PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # any failure: replace the connection
+            raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
 
 
 class Database:
