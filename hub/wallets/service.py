@@ -94,14 +94,18 @@ _INSERT_JOURNAL = {
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 _INSERT_ENTRIES = insert(_ENTRIES)
-_REPLAY = select(Journal.fingerprint, Journal.result).where(
-    Journal.tenant_id == bindparam("tenant_id"), Journal.kind == bindparam("kind"),
-    Journal.idem_key == bindparam("key"))
+_REPLAY = select(_JOURNALS.c.fingerprint, _JOURNALS.c.result).where(
+    _JOURNALS.c.tenant_id == bindparam("tenant_id"), _JOURNALS.c.kind == bindparam("kind"),
+    _JOURNALS.c.idem_key == bindparam("key"))
 
 
 def _replay(ctx: CallContext, uow: UnitOfWork, kind: str, key: str, fp: str) -> dict[str, Any] | None:
-    """The stored result of ``key`` when its body matches; Conflict when it does not."""
-    found = uow.session.execute(_REPLAY, {"tenant_id": ctx.tenant_id, "kind": kind, "key": key}).first()
+    """The stored result of ``key`` when its body matches; Conflict when it does not.
+
+    (Journals are only ever written by Core inserts, never pending in the session: no flush.)
+    """
+    found = uow.session.connection().execute(_REPLAY, {"tenant_id": ctx.tenant_id, "kind": kind,
+                                                       "key": key}).first()
     if found is None:
         return None
     if found.fingerprint != fp:
@@ -210,8 +214,9 @@ def _post(ctx: CallContext, uow: UnitOfWork, posting: _Posting, result: dict[str
     return dict(stored, replayed=False)
 
 
-_LOCK_WALLET = select(Wallet.id, Wallet.currency, Wallet.available, Wallet.held, Wallet.overdraft_limit).where(
-    Wallet.tenant_id == bindparam("tenant_id"), Wallet.id == bindparam("wallet_id")).with_for_update()
+_LOCK_WALLET = select(_WALLETS.c.id, _WALLETS.c.currency, _WALLETS.c.available, _WALLETS.c.held,
+                      _WALLETS.c.overdraft_limit).where(
+    _WALLETS.c.tenant_id == bindparam("tenant_id"), _WALLETS.c.id == bindparam("wallet_id")).with_for_update()
 _STORE_BALANCES = update(_WALLETS).where(_WALLETS.c.id == bindparam("wallet_id")).values(
     available=bindparam("available"), held=bindparam("held"))
 _INSERT_HOLD = insert(_HOLDS)
@@ -220,11 +225,13 @@ _INSERT_HOLD = insert(_HOLDS)
 def _lock_wallet_row(ctx: CallContext, uow: UnitOfWork, wallet_id: str) -> _Locked:
     """Lock one wallet row (``SELECT … FOR UPDATE``) and read its balances; 404 for another tenant's.
 
-    The statement autoflushes the session first, so pending ORM changes of the row count.
+    The session is flushed first, so pending ORM changes of the row count (a no-op when clean).
     """
     if ctx.tenant_id is None:
         raise NotFound("no tenant in this call's context")
-    row = uow.session.execute(_LOCK_WALLET, {"tenant_id": ctx.tenant_id, "wallet_id": wallet_id}).first()
+    uow.session.flush()
+    row = uow.session.connection().execute(_LOCK_WALLET, {"tenant_id": ctx.tenant_id,
+                                                          "wallet_id": wallet_id}).first()
     if row is None:
         raise NotFound(f"wallet {wallet_id!r} not found")
     return _Locked(*row)
