@@ -29,10 +29,9 @@ def test_a_callers_savepoint_rolled_back_undoes_the_hold(app, run, ctx, verify):
     run(service.topup, ctx, main.id, 1000, "seed")
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
         wallet = service.get_wallet(ctx, uow, main.id)
-        with pytest.raises(RuntimeError):
-            with uow.session.begin_nested():
-                hold = service.place_hold(ctx, uow, main.id, 300, "h1")
-                raise RuntimeError("the caller refuses after the hold")
+        with pytest.raises(RuntimeError), uow.session.begin_nested():
+            hold = service.place_hold(ctx, uow, main.id, 300, "h1")
+            raise RuntimeError("the caller refuses after the hold")
         assert (wallet.available, wallet.held) == (1000, 0)
         with pytest.raises(NotFound):
             service.get_hold(ctx, uow, hold.id)
