@@ -44,7 +44,7 @@ from sqlalchemy.engine import make_url
 from hub.app import create_app
 from hub.config import Config
 from hub.context import CallContext
-from hub.db import new_id, unit_of_work, utcnow
+from hub.db import Database, new_id, unit_of_work, utcnow
 from hub.embedded_redis import EmbeddedRedis, free_port
 from hub.migrate import upgrade
 from hub.wallets import client, service
@@ -208,6 +208,12 @@ def main() -> int:
                                          redis_url=redis_url, log_format="console", log_level="ERROR")
                 upgrade(config.database_url)
                 app = create_app(config)
+                # As many pooled connections as the raw side opens (one per client thread):
+                # with the default pool (10 + 20 overflow) 16 threads keep closing and
+                # reopening overflow connections, which the raw side never does.
+                state = app.extensions["rop"]
+                state.db.dispose()
+                state.db = Database(config.database_url, pool_size=max(CLIENTS), max_overflow=0)
                 print(f"bench/wallets.py: {args.holds} holds per measurement, PostgreSQL, threads as clients",
                       flush=True)
                 ratios = []
