@@ -35,8 +35,7 @@ from pathlib import Path
 import httpx
 import psutil
 from procfile import start, stop, wait_ready
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from scratch import scratch_database
 
 GOAL_ROWS = 100_000
 GOAL_SECONDS = 300
@@ -54,21 +53,6 @@ def write_csv(path: Path, rows: int) -> None:
             if number[-4:] in SPECIAL:
                 number = number[:-1] + "0"
             out.write(f"bench-{n},TEL10,{number}\n")
-
-
-def fresh_database(base: str) -> tuple[str, callable]:
-    base = base.replace("postgresql://", "postgresql+psycopg://", 1) if base.startswith("postgresql://") else base
-    name = f"rop_bench_bulk_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(base).set(database=name).render_as_string(hide_password=False), drop
 
 
 def setup(database_url: str, redis_url: str, instance: Path, latency_ms: int, funds: int) -> dict:
@@ -179,7 +163,7 @@ def main() -> int:
         if args.sqlite:
             database_url, drop = f"sqlite:///{tmp_path / 'bench.sqlite3'}", (lambda: None)
         else:
-            database_url, drop = fresh_database(args.database_url)
+            database_url, drop = scratch_database(args.database_url, "rop_bench_bulk")
         figures["database"] = "sqlite" if args.sqlite else "postgresql"
         procs: dict[str, subprocess.Popen] = {}
         sampler = None

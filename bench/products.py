@@ -32,10 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, make_url, text
+from scratch import scratch_database
+from sqlalchemy import text
 
 from hub.app import create_app
 from hub.auth import issue_access_token
@@ -214,17 +214,11 @@ def main() -> None:
                         help="run on a scratch PostgreSQL database made (and dropped) through ADMIN_URL")
     args = parser.parse_args()
     if args.postgres:
-        name = f"rop_bench_products_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(make_url(args.postgres).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        database_url, drop = scratch_database(args.postgres, "rop_bench_products")
         try:
-            run(args, make_url(args.postgres).set(drivername="postgresql+psycopg", database=name)
-                .render_as_string(hide_password=False))
+            run(args, database_url)
         finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+            drop()
     else:
         run(args, os.environ.get("ROP_DATABASE_URL"))
 

@@ -36,7 +36,8 @@ import uuid
 from pathlib import Path
 
 from procfile import start, stop, wait_ready
-from sqlalchemy import create_engine, func, select, text
+from scratch import scratch_database
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 GOAL_ACCEPT_RATIO = 0.5
@@ -52,22 +53,6 @@ def _number(n: int) -> str:
 
 
 # -- set-up -----------------------------------------------------------------------------------
-def scratch_database(base: str, prefix: str) -> tuple[str, callable]:
-    """A new database on ``base``'s server; returns its URL and a function dropping it."""
-    base = base.replace("postgresql://", "postgresql+psycopg://", 1) if base.startswith("postgresql://") else base
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(base).set(database=name).render_as_string(hide_password=False), drop
-
-
 def setup(database_url: str, redis_url: str, instance: Path, tenants: int = 1) -> dict:
     """Migrate, seed the sandbox catalog, tenants with a funded wallet and a client token each
     (the first one's in ``tenant_id``/``wallet_id``/``token``; every token in ``tokens``)."""

@@ -33,12 +33,11 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
 from psycopg.types.json import Json
-from sqlalchemy import create_engine, text
+from scratch import scratch_database
 from sqlalchemy.engine import make_url
 
 from hub.app import create_app
@@ -189,12 +188,7 @@ def main() -> int:
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
 
-    name = f"rop_bench_wallets_{uuid.uuid4().hex[:8]}"
-    admin_url = make_url(args.admin_url).set(drivername="postgresql+psycopg")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    database_url = admin_url.set(database=name).render_as_string(hide_password=False)
+    database_url, drop = scratch_database(args.admin_url, "rop_bench_wallets")
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     figures: dict[str, object] = {"holds_per_measurement": args.holds, "warmup_per_client": WARMUP,
                                   "database": "postgresql", "goal_ratio": 0.5,
@@ -243,9 +237,7 @@ def main() -> int:
             finally:
                 redis_server.stop()
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop()
     print(json.dumps(figures), flush=True)
     return 0
 

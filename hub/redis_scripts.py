@@ -15,7 +15,8 @@ Use it only on hot paths whose script may run twice when a connection breaks mid
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError

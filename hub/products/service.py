@@ -27,8 +27,8 @@ from hub.db import UnitOfWork
 from hub.errors import NotFound, ValidationFailed
 from hub.products import pricing
 from hub.products.models import Offer, Product
-from hub.redis_scripts import HotScript
 from hub.providers import client as providers
+from hub.redis_scripts import HotScript
 
 #: Redis key of the catalog version: a new random token after every committed change of
 #: products, offers or price rules. It is part of every cache key, so all web processes stop
