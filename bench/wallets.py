@@ -1,12 +1,13 @@
 """Holds per second through the wallets service against the same SQL issued directly via psycopg.
 
 Service: ``hub.wallets.client.place_hold`` in its own committed unit of work per hold
-(wallet row lock, idempotency-key look-up, journal + 2 entries + hold, cached balances,
-the ``wallet.hold_placed`` event through the outbox and the event store, the tenant's
-webhook look-up, and after commit the relay: the event's jobs to Redis and the outbox
-row marked published in a second short transaction). Raw: the same statements written by
-hand with psycopg — lock, key look-up, the journal (``ON CONFLICT DO NOTHING``), entries,
-balance update, hold, outbox, event store, webhook look-up, commit; then the same relay:
+(the wallet read, idempotency-key look-up, journal + hold, then the balance move that
+locks the wallet row, 2 entries, the ``wallet.hold_placed`` event through the outbox and
+the event store, the tenant's webhook look-up, and after commit the relay: the event's
+jobs to Redis and the outbox row marked published in a second short transaction). Raw:
+the same statements written by hand with psycopg, in the same order — wallet read, key
+look-up, the journal (``ON CONFLICT DO NOTHING``), hold, the conditional ``UPDATE …
+RETURNING``, entries, outbox, event store, webhook look-up, commit; then the same relay:
 the event's handlers' jobs (none are registered for ``wallet.hold_placed`` in this app, so
 neither side sends any) and the mark-published transaction (``SET LOCAL
 synchronous_commit TO OFF`` + the UPDATE). Until 2026-11-25 the raw side skipped the
@@ -131,10 +132,12 @@ def bench_raw(app, dsn: str, tenant: str, wallets: list[str], clients: int, per_
             hold_id, journal_id, msg_id = new_id("hld"), new_id("jnl"), new_id("msg")
             with conn.transaction():
                 cur = conn.cursor()
-                available, held, limit, currency = cur.execute(
-                    "SELECT available, held, overdraft_limit, currency FROM wallets "
-                    "WHERE tenant_id = %s AND id = %s FOR UPDATE", (tenant, wallet)).fetchone()
-                found = cur.execute("SELECT id, fingerprint, result FROM wallet_journals WHERE tenant_id = %s "
+                # the service's order: read (no lock), key, journal, hold, then the row lock
+                # with the balance move, the entries with its balances, the event
+                _wid, currency, available, _held, limit = cur.execute(
+                    "SELECT id, currency, available, held, overdraft_limit FROM wallets "
+                    "WHERE tenant_id = %s AND id = %s", (tenant, wallet)).fetchone()
+                found = cur.execute("SELECT fingerprint, result FROM wallet_journals WHERE tenant_id = %s "
                                     "AND kind = 'hold' AND idem_key = %s", (tenant, key)).fetchone()
                 if found is not None or available - 1 < -limit:
                     raise RuntimeError("unexpected state")
@@ -146,16 +149,19 @@ def bench_raw(app, dsn: str, tenant: str, wallets: list[str], clients: int, per_
                                    "journal_id": journal_id}), Json({"hold_id": hold_id}), now))
                 if cur.rowcount != 1:
                     raise RuntimeError("unexpected key race")
-                cur.executemany("INSERT INTO wallet_entries (tenant_id, journal_id, wallet_id, account, amount, "
-                                "currency, balance_after, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                                [(tenant, journal_id, wallet, f"{wallet}:available", -1, currency, available - 1, now),
-                                 (tenant, journal_id, wallet, f"{wallet}:held", 1, currency, held + 1, now)])
-                cur.execute("UPDATE wallets SET available = %s, held = %s WHERE id = %s",
-                            (available - 1, held + 1, wallet))
                 cur.execute("INSERT INTO wallet_holds (id, tenant_id, wallet_id, amount, captured, reversed, "
                             "currency, status, expires_at, reference, created_at, updated_at) VALUES "
                             "(%s, %s, %s, 1, 0, 0, %s, 'placed', NULL, 'bench', %s, %s)",
                             (hold_id, tenant, wallet, currency, now, now))
+                moved = cur.execute("UPDATE wallets SET available = available - 1, held = held + 1 "
+                                    "WHERE id = %s AND available - 1 >= -overdraft_limit "
+                                    "RETURNING available, held", (wallet,)).fetchone()
+                if moved is None:
+                    raise RuntimeError("unexpected funds race")
+                cur.executemany("INSERT INTO wallet_entries (tenant_id, journal_id, wallet_id, account, amount, "
+                                "currency, balance_after, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                                [(tenant, journal_id, wallet, f"{wallet}:available", -1, currency, moved[0], now),
+                                 (tenant, journal_id, wallet, f"{wallet}:held", 1, currency, moved[1], now)])
                 envelope = {"id": msg_id, "type": "wallet.hold_placed", "kind": "event", "version": 1,
                             "tenant_id": tenant, "client_id": "bench", "correlation_id": context["request_id"],
                             "causation_id": None, "occurred_at": now.isoformat(),

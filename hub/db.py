@@ -166,12 +166,24 @@ class UnitOfWork:
     commit themselves; the caller (a view, a handler, a CLI command) commits once.
     Callbacks registered with :meth:`after_commit` run only when the commit succeeded
     (the outbox relay uses this: nothing is published before its transaction commits).
+    Work registered with :meth:`before_commit` runs last inside the transaction.
     """
 
     def __init__(self, session: Session):
         self.session = session
         self._after_commit: list[Callable[[], None]] = []
+        self._before_commit: list[Callable[[], None]] = []
         self.committed = False
+
+    def before_commit(self, work: Callable[[], None]) -> None:
+        """Run ``work`` at :meth:`commit`, inside the transaction, after everything else was
+        written (the session is flushed first) and right before the COMMIT.
+
+        For writes that lock a row many transactions want (a wallet's balances): the lock is
+        held from that write to the commit, so it should be the last thing a transaction
+        does. ``work`` may raise: the commit does not happen, the caller rolls back.
+        """
+        self._before_commit.append(work)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the transaction has committed (not on rollback)."""
@@ -181,7 +193,12 @@ class UnitOfWork:
         self.session.flush()
 
     def commit(self) -> None:
-        """Commit, then run the after-commit callbacks; their failures are logged, not raised."""
+        """Run the before-commit work, commit, then run the after-commit callbacks (their
+        failures are logged, not raised)."""
+        if self._before_commit:
+            self.session.flush()
+            while self._before_commit:
+                self._before_commit.pop(0)()
         self.session.commit()
         self.committed = True
         callbacks, self._after_commit = self._after_commit, []
@@ -196,6 +213,7 @@ class UnitOfWork:
     def rollback(self) -> None:
         self.session.rollback()
         self._after_commit = []
+        self._before_commit = []
 
     def close(self) -> None:
         self.session.close()

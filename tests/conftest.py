@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from hub.app import create_app
 from hub.config import Config
@@ -77,14 +79,39 @@ def is_postgres(database_url) -> bool:
 
 def _empty_tables(engine) -> None:
     metadata = load_models()
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-            if names:
-                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as conn:
             for table in reversed(metadata.sorted_tables):
                 conn.execute(table.delete())
+        return
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    if not names:
+        return
+    for attempt in (1, 2):
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("SET LOCAL lock_timeout = '20s'"))
+                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            return
+        except OperationalError as exc:
+            if attempt == 2 or "lock timeout" not in str(exc):
+                raise
+            _end_stragglers(engine)
+
+
+def _end_stragglers(engine) -> None:
+    """A connection an earlier test left inside a transaction blocks the TRUNCATE: say which
+    (so the leak can be found) and end it, so one leak does not hang the rest of the run."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT pid, state, application_name, now() - xact_start AS age, left(query, 300) AS query "
+            "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )).all()
+        for row in rows:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": row.pid})
+        conn.commit()
+    report = "; ".join(f"pid {r.pid} {r.state} for {r.age}: {r.query!r}" for r in rows)
+    warnings.warn(f"ended {len(rows)} connection(s) an earlier test left open: {report}", stacklevel=2)
 
 
 @pytest.fixture

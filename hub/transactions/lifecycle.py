@@ -163,12 +163,21 @@ def _move_money(ctx: CallContext, uow: UnitOfWork, trx: Transaction, new_status:
     if trx.hold_id is None:
         return
     svc = service_context(ctx.with_changes(tenant_id=trx.tenant_id), "transactions")
+    hold_id = trx.hold_id
     if new_status == "succeeded":
-        wallets.capture_hold(svc, uow, trx.hold_id, key=f"{trx.id}:capture")
+        def move() -> None:
+            wallets.capture_hold(svc, uow, hold_id, key=f"{trx.id}:capture")
     elif new_status == "failed":
-        wallets.void_hold(svc, uow, trx.hold_id, key=f"{trx.id}:void")
+        def move() -> None:
+            wallets.void_hold(svc, uow, hold_id, key=f"{trx.id}:void")
     elif new_status == "refunded":
-        wallets.reverse_capture(svc, uow, trx.hold_id, key=f"{trx.id}:reverse")
+        def move() -> None:
+            wallets.reverse_capture(svc, uow, hold_id, key=f"{trx.id}:reverse")
+    else:
+        return
+    # Last in the unit of work: the capture, void or reversal locks the tenant's wallet row
+    # until the commit, and every purchase and outcome of the tenant queues on that lock.
+    uow.before_commit(move)
 
 
 class _Wake:

@@ -138,12 +138,23 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
     if not offers:
         raise _field_error("product_code", f"product {product_code!r} is not available now")
 
+    # The wallet's checks first, without a lock (404, a plugin's veto, 402 with nothing
+    # written); its row is locked last, by the hold itself, so that the lock is held only
+    # for the hold's own statements and the commit — every purchase of the tenant queues on it.
+    hold_ctx, trx_id = service_context(ctx, "transactions"), new_id("trx")
+    try:
+        plan = wallets.plan_hold(hold_ctx, uow, wallet_id, price, reference=f"transaction:{trx_id}")
+    except NotFound as exc:
+        raise _field_error("wallet_id", str(exc)) from None
+    currency = product.get("currency") or "IDR"
+    if plan.currency != currency:
+        raise _field_error("wallet_id", f"the wallet holds {plan.currency}, the product costs {currency}")
     now = utcnow()
-    trx = Transaction(id=new_id("trx"), tenant_id=ctx.tenant_id, client_id=ctx.on_behalf_of or ctx.client_id,
+    trx = Transaction(id=trx_id, tenant_id=ctx.tenant_id, client_id=ctx.on_behalf_of or ctx.client_id,
                       ref_id=ref_id, fingerprint=fp, product_code=product_code,
                       product_type=product.get("type") or "prepaid", category=product.get("category"),
                       customer_no=number, inquiry_id=inquiry.id if inquiry else None,
-                      wallet_id=wallet_id or "", price=price, currency=product.get("currency") or "IDR",
+                      wallet_id=plan.wallet_id, hold_id=plan.hold_id, price=price, currency=currency,
                       status="pending", offers=[{k: o.get(k) for k in ("config_id", "provider_code",
                                                                        "provider_sku", "cost", "priority")}
                                                 for o in offers],
@@ -154,23 +165,15 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
         # caller's longer unit of work (bulk submits many in one).
         with uow.session.begin_nested():
             uow.session.add(trx)
-            uow.session.flush()  # a concurrent twin with this ref_id fails here, before any hold
-            try:
-                hold = wallets.place_hold(service_context(ctx, "transactions"), uow, wallet_id, price,
-                                          key=trx.id, reference=f"transaction:{trx.id}")
-            except NotFound as exc:
-                raise _field_error("wallet_id", str(exc)) from None
-            if hold["currency"] != trx.currency:
-                raise _field_error("wallet_id", f"the wallet holds {hold['currency']}, the product costs "
-                                                f"{trx.currency}")
-            trx.hold_id, trx.wallet_id = hold["id"], hold["wallet_id"]
             if inquiry is not None:
                 inquiry.transaction_id = trx.id
-            lifecycle.note(uow, trx, "status", {"price": price, "hold_id": hold["id"]},
+            lifecycle.note(uow, trx, "status", {"price": price, "hold_id": plan.hold_id},
                            actor=ctx.actor or trx.client_id, to_status="pending")
+            uow.session.flush()  # a concurrent twin with this ref_id fails here, before any hold
             lifecycle.publish_status(ctx, uow, trx)
             publish(ctx, uow, ProcessTransaction(transaction_id=trx.id))
-            uow.session.flush()
+            wallets.place_hold(hold_ctx, uow, plan.wallet_id, price, key=trx.id,
+                               reference=f"transaction:{trx.id}", plan=plan)
     except IntegrityError:
         existing = _by_ref(ctx, uow, ref_id)
         if existing is None:

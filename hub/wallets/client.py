@@ -46,13 +46,21 @@ def get_main_wallet(ctx: CallContext, uow: UnitOfWork) -> dict[str, Any]:
 
 
 def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int, key: str, *,
-               expires_at: dt.datetime | None = None, reference: str | None = None) -> dict[str, Any]:
-    """Reserve ``amount`` on ``wallet_id`` (the main wallet when None); idempotent by ``key``."""
+               expires_at: dt.datetime | None = None, reference: str | None = None,
+               plan: service.HoldPlan | None = None) -> dict[str, Any]:
+    """Reserve ``amount`` on ``wallet_id`` (the main wallet when None); idempotent by ``key``.
+    With a ``plan`` from :func:`plan_hold` its checks are not done again."""
     ctx.require_scope("wallets:write")
-    if wallet_id is None:
-        wallet_id = service.get_main_wallet(ctx, uow).id
     return hold_view(service.place_hold(ctx, uow, wallet_id, amount, key, expires_at=expires_at,
-                                        reference=reference))
+                                        reference=reference, plan=plan))
+
+
+def plan_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int, *,
+              reference: str | None = None) -> service.HoldPlan:
+    """Check a hold without writing or locking (404, 403 veto, 402 now); pass the plan to
+    :func:`place_hold` after writing the caller's own rows, so the wallet row is locked last."""
+    ctx.require_scope("wallets:write")
+    return service.plan_hold(ctx, uow, wallet_id, amount, reference)
 
 
 def capture_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str, amount: int | None = None, *,

@@ -1,25 +1,33 @@
 """Use-cases of the wallets service: the ledger, its operations and its checks.
 
 Every operation is one journal whose entries sum to zero (see :mod:`hub.wallets.models`).
-The order inside every posting use-case is fixed:
+
+Top-ups, transfers and adjustments (:func:`_post`):
 
 1. validate the amount (a positive integer, else 422);
 2. lock the wallet row(s) (``SELECT … FOR UPDATE``, several in id order; on SQLite the
    transaction already holds the write lock);
 3. look up the idempotency key: same key and same body → the first result, same key and
-   another body → 409 (checked *after* the lock, so a concurrent first attempt with the
-   same key has committed by now — the unique constraint still backs it: a violation in
-   the savepoint is re-read);
+   another body → 409;
 4. ask the plugins for a veto (debits), check ``available - amount >= -overdraft_limit``
    (else 402);
 5. write the journal, its entries and the cached balances, publish the events.
 
-The journal is written first, as ``INSERT … ON CONFLICT (tenant_id, kind, idem_key) DO
+Holds — placed for every purchase, captured, voided or reversed for every outcome — lock
+their wallet row *last* instead: a wallet row lock is held until the commit, and all the
+purchases and outcomes of a tenant queue on it. :func:`place_hold` checks the funds without
+a lock, writes its journal and hold rows, and then moves the balances with one conditional
+``UPDATE … RETURNING`` (402, and its rows deleted again, when a concurrent debit took the
+funds meanwhile). Capture, void and reverse lock the hold's row (so one hold never changes
+twice at once), write the journal, the hold and the events that carry no balance, and then
+move the balances by their deltas (:func:`_move_last`). Entries carry the balances the
+``UPDATE`` returned, so a wallet's entries still follow the order its row was locked in.
+
+The journal is always written as ``INSERT … ON CONFLICT (tenant_id, kind, idem_key) DO
 NOTHING``: when a concurrent first attempt with the same key committed between the look-up
 and here, nothing is written and its stored result is re-read (a replay, or 409 for another
-body) — no savepoint needed. Journals and entries are Core inserts (no ORM unit of work);
-:func:`place_hold`, the hot path of every purchase, also reads and writes its wallet row
-and its hold row with Core statements (see its docstring).
+body) — no savepoint needed. Journals, entries and the hold path are Core statements (no
+ORM unit of work).
 
 Nothing commits here: the caller commits the unit of work once.
 """
@@ -147,7 +155,7 @@ def _emit(ctx: CallContext, uow: UnitOfWork, message) -> None:
 
 @dataclass
 class _Locked:
-    """A wallet row as read under its lock by :func:`_lock_wallet_row` (no ORM object)."""
+    """A wallet row's balances as read by :func:`_read_wallet_row` (no ORM object)."""
 
     id: str
     currency: str
@@ -172,7 +180,7 @@ def _write(ctx: CallContext, uow: UnitOfWork, posting: _Posting, result: dict[st
     The journal goes first and skips on its key: ``None`` when a concurrent first attempt
     with the same key committed meanwhile (then nothing was written or changed). Balances
     change on the given objects: an ORM :class:`Wallet` is flushed with the unit of work, a
-    :class:`_Locked` row is the caller's to store (:func:`_store_balances`).
+    :class:`_Locked` row is the caller's to store.
 
     :return: the stored result (``result`` plus ``journal_id``).
     """
@@ -214,37 +222,39 @@ def _post(ctx: CallContext, uow: UnitOfWork, posting: _Posting, result: dict[str
     return dict(stored, replayed=False)
 
 
-_LOCK_WALLET = select(_WALLETS.c.id, _WALLETS.c.currency, _WALLETS.c.available, _WALLETS.c.held,
-                      _WALLETS.c.overdraft_limit).where(
-    _WALLETS.c.tenant_id == bindparam("tenant_id"), _WALLETS.c.id == bindparam("wallet_id")).with_for_update()
-_STORE_BALANCES = update(_WALLETS).where(_WALLETS.c.id == bindparam("wallet_id")).values(
-    available=bindparam("available"), held=bindparam("held"))
+_READ_WALLET = select(_WALLETS.c.id, _WALLETS.c.currency, _WALLETS.c.available, _WALLETS.c.held,
+                      _WALLETS.c.overdraft_limit).where(_WALLETS.c.tenant_id == bindparam("tenant_id"))
+_READ_WALLET_BY_ID = _READ_WALLET.where(_WALLETS.c.id == bindparam("wallet_id"))
+_READ_MAIN_WALLET = _READ_WALLET.where(_WALLETS.c.main_of == bindparam("tenant_id"))
+#: the hold's balance move, and the moment its wallet row is locked: only when the funds
+#: (plus overdraft) still cover it, judged on the row's latest committed version
+_RESERVE = (update(_WALLETS).where(_WALLETS.c.id == bindparam("wallet_id"),
+                                   _WALLETS.c.available - bindparam("amount") >= -_WALLETS.c.overdraft_limit)
+            .values(available=_WALLETS.c.available - bindparam("amount"),
+                    held=_WALLETS.c.held + bindparam("amount"))
+            .returning(_WALLETS.c.available, _WALLETS.c.held))
 _INSERT_HOLD = insert(_HOLDS)
+_DELETE_HOLD = _HOLDS.delete().where(_HOLDS.c.id == bindparam("hold_id"))
+_DELETE_JOURNAL = _JOURNALS.delete().where(_JOURNALS.c.id == bindparam("journal_id"))
 
 
-def _lock_wallet_row(ctx: CallContext, uow: UnitOfWork, wallet_id: str) -> _Locked:
-    """Lock one wallet row (``SELECT … FOR UPDATE``) and read its balances; 404 for another tenant's.
-
-    The session is flushed first, so pending ORM changes of the row count (a no-op when clean).
-    """
+def _read_wallet_row(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None) -> _Locked:
+    """One wallet's row (the tenant's main wallet when ``wallet_id`` is None), without a lock;
+    404 for another tenant's. The session is flushed first, so its pending changes count."""
     if ctx.tenant_id is None:
         raise NotFound("no tenant in this call's context")
     uow.session.flush()
-    row = uow.session.connection().execute(_LOCK_WALLET, {"tenant_id": ctx.tenant_id,
-                                                          "wallet_id": wallet_id}).first()
+    conn = uow.session.connection()
+    if wallet_id is None:
+        row = conn.execute(_READ_MAIN_WALLET, {"tenant_id": ctx.tenant_id}).first()
+        if row is None:  # first use: create it (race-safe), then read it
+            wallet_id = get_main_wallet(ctx, uow).id
+            uow.session.flush()
+    if wallet_id is not None:
+        row = conn.execute(_READ_WALLET_BY_ID, {"tenant_id": ctx.tenant_id, "wallet_id": wallet_id}).first()
     if row is None:
         raise NotFound(f"wallet {wallet_id!r} not found")
     return _Locked(*row)
-
-
-def _store_balances(uow: UnitOfWork, wallet: _Locked) -> None:
-    """Write a :class:`_Locked` wallet's balances (still under its lock) and expire the session's
-    copy of the row, if it holds one, so that a later read sees them (or a savepoint's undo)."""
-    uow.session.connection().execute(_STORE_BALANCES, {"wallet_id": wallet.id, "available": wallet.available,
-                                                       "held": wallet.held})
-    cached = uow.session.identity_map.get(uow.session.identity_key(Wallet, wallet.id))
-    if cached is not None:
-        uow.session.expire(cached, ["available", "held"])
 
 
 def _movement(wallet: Wallet, journal_id: str, kind: str, amount: int, hold_id: str | None = None) -> dict:
@@ -445,21 +455,115 @@ def transfer(ctx: CallContext, uow: UnitOfWork, from_wallet_id: str, to_wallet_i
     return result
 
 
-def _get_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str) -> tuple[Hold, Wallet]:
-    hold = get_owned(uow.session, ctx, Hold, hold_id)
-    wallet = _lock_wallets(ctx, uow, hold.wallet_id)[hold.wallet_id]
-    uow.session.refresh(hold)  # re-read under the wallet's lock (every hold change holds it)
-    return hold, wallet
+def _get_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str) -> tuple[Hold, _Locked]:
+    """Lock the hold's row (every change of a hold holds it: a capture and a void of one hold
+    never both happen) and read its wallet without a lock; 404 for another tenant's."""
+    hold = uow.session.scalars(tenant_select(ctx, Hold).where(Hold.id == hold_id).with_for_update()
+                               .execution_options(populate_existing=True)).first()
+    if hold is None:
+        raise NotFound(f"hold {hold_id!r} not found")
+    return hold, _read_wallet_row(ctx, uow, hold.wallet_id)
 
 
-def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str, amount: int, key: str,
-               expires_at: dt.datetime | None = None, reference: str | None = None) -> Hold:
-    """Reserve ``amount`` of ``wallet_id``: available → held. Idempotent by ``key``.
+def _journal(ctx: CallContext, uow: UnitOfWork, kind: str, key: str, fp: str, meta: dict[str, Any],
+             result: dict[str, Any]) -> dict[str, Any]:
+    """Insert a hold change's journal first, skipping on its key: the stored result, or the
+    replay of a concurrent first attempt with the same key that committed meanwhile."""
+    journal_id = new_id("jnl")
+    stored = dict(result, journal_id=journal_id)
+    conn = uow.session.connection()
+    if conn.execute(_INSERT_JOURNAL[conn.dialect.name], {
+            "id": journal_id, "tenant_id": ctx.tenant_id, "kind": kind, "idem_key": key, "fingerprint": fp,
+            "result": stored, "meta": meta, "created_at": utcnow()}).rowcount == 1:
+        return dict(stored, replayed=False)
+    replay = _replay(ctx, uow, kind, key, fp)
+    if replay is None:  # pragma: no cover - it committed, so the look-up finds it
+        raise Conflict("concurrent write conflict; retry")
+    return replay
 
-    The hot path of every purchase, so it writes with Core statements only: lock and read
-    the wallet row, look up the key, then insert the journal (skipping on a key taken
-    meanwhile), its two entries and the hold, and update the cached balances — one round
-    trip each, no ORM flush. The same checks and order as every posting (module docstring).
+
+_MOVE_BALANCES = (update(_WALLETS).where(_WALLETS.c.id == bindparam("wallet_id"))
+                  .values(available=_WALLETS.c.available + bindparam("d_available"),
+                          held=_WALLETS.c.held + bindparam("d_held"))
+                  .returning(_WALLETS.c.available, _WALLETS.c.held))
+
+
+def _move_last(ctx: CallContext, uow: UnitOfWork, journal_id: str, wallet: _Locked,
+               legs: list[tuple[str, str | None, int]]) -> _Locked:
+    """The last writes of a hold change: the wallet's balances by their deltas (one ``UPDATE …
+    RETURNING``, which locks the row until the commit), then the journal's entries with the
+    balances it returned. ``legs``: ``(account, side, amount)``, side ``available``, ``held``
+    or None (a system account); at most one leg per side. :return: the wallet as updated."""
+    if sum(amount for _, _, amount in legs) != 0:  # never: a bug in a use-case, not a user error
+        raise AssertionError(f"unbalanced journal {legs!r}")
+    uow.session.flush()  # the use-case's own changes (the hold row) go before the lock
+    conn = uow.session.connection()
+    deltas = {side: amount for _, side, amount in legs if side}
+    available, held = conn.execute(_MOVE_BALANCES, {"wallet_id": wallet.id, "d_available": deltas.get("available", 0),
+                                                     "d_held": deltas.get("held", 0)}).one()
+    after = {"available": available, "held": held}
+    now = utcnow()
+    conn.execute(_INSERT_ENTRIES, [
+        {"tenant_id": ctx.tenant_id, "journal_id": journal_id, "wallet_id": wallet.id if side else None,
+         "account": account, "amount": amount, "currency": wallet.currency,
+         "balance_after": after[side] if side else None, "created_at": now} for account, side, amount in legs])
+    cached = uow.session.identity_map.get(uow.session.identity_key(Wallet, wallet.id))
+    if cached is not None:  # the session's copy of the row, if it holds one, reads the new balances
+        uow.session.expire(cached, ["available", "held"])
+    return _Locked(wallet.id, wallet.currency, available, held, wallet.overdraft_limit)
+
+
+@dataclass(frozen=True)
+class HoldPlan:
+    """A hold checked but not yet placed (:func:`plan_hold`): its wallet as read then, and
+    the hold's id, so that a caller can write its own rows first and lock the wallet last."""
+
+    wallet: _Locked
+    amount: int
+    hold_id: str
+
+    @property
+    def wallet_id(self) -> str:
+        return self.wallet.id
+
+    @property
+    def currency(self) -> str:
+        return self.wallet.currency
+
+
+def plan_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int,
+              reference: str | None = None, key: str | None = None) -> HoldPlan:
+    """Check a hold of ``amount`` on ``wallet_id`` (the main wallet when None) without writing
+    or locking anything: the wallet exists and is the tenant's (404), no plugin vetoes the
+    debit (403), and its funds cover it now (402). :func:`place_hold` with this plan does
+    the rest; its funds check under the lock is the one that counts."""
+    amount = _check_amount(amount)
+    wallet = _read_wallet_row(ctx, uow, wallet_id)
+    _veto_debit(ctx, wallet, amount, f"hold:{reference or key}")
+    _ensure_funds(wallet, amount)
+    return HoldPlan(wallet=wallet, amount=amount, hold_id=new_id("hld"))
+
+
+def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int, key: str,
+               expires_at: dt.datetime | None = None, reference: str | None = None, *,
+               plan: HoldPlan | None = None) -> Hold:
+    """Reserve ``amount`` of ``wallet_id`` (the main wallet when None): available → held.
+    Idempotent by ``key``.
+
+    The hot path of every purchase, so it writes with Core statements only and locks its
+    wallet row as late as it can — the row lock is held until the caller commits, and every
+    other hold on the wallet queues on it:
+
+    1. read the wallet (404; from ``plan`` when given, see :func:`plan_hold`), look up the
+       key (a replay answers at once; another body is 409);
+    2. ask the plugins, check the funds (403, 402 with nothing written; done by the plan);
+    3. insert the journal (skipping when a concurrent attempt with the same key got there
+       first: its result is the answer) and the hold row;
+    4. move the balances with one conditional ``UPDATE … RETURNING``: it locks the row and
+       applies only when ``available - amount >= -overdraft_limit`` on the row's latest
+       committed version. When a concurrent hold took the funds since step 2, it matches
+       nothing: the journal and hold rows of step 3 are deleted again and it is 402;
+    5. insert the two entries with the balances the update returned, publish the event.
 
     :return: the hold: a new hold as a detached :class:`Hold` (its row as inserted; read
         it, do not change it — use :func:`get_hold` for a session's copy); a replayed key's
@@ -469,33 +573,63 @@ def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str, amount: int, k
     amount, key = _check_amount(amount), _check_key(key)
     if expires_at is not None and expires_at.tzinfo is None:
         raise ValidationFailed("expires_at must be timezone-aware", errors={"expires_at": ["naive"]})
-    fp = fingerprint({"wallet_id": wallet_id, "amount": amount, "reference": reference,
-                      "expires_at": expires_at.isoformat() if expires_at else None})
-    wallet = _lock_wallet_row(ctx, uow, wallet_id)
+    if plan is not None and (plan.amount != amount or wallet_id not in (None, plan.wallet_id)):
+        raise AssertionError(f"a hold plan for {plan.amount} on {plan.wallet_id} used for {amount} on {wallet_id}")
+    wallet = plan.wallet if plan is not None else _read_wallet_row(ctx, uow, wallet_id)
+    fp = _hold_fingerprint(wallet.id, amount, reference, expires_at)
     replay = _replay(ctx, uow, "hold", key, fp)
     if replay is not None:
         return get_owned(uow.session, ctx, Hold, replay["hold_id"])
-    _veto_debit(ctx, wallet, amount, f"hold:{reference or key}")
-    _ensure_funds(wallet, amount)
-    hold_id = new_id("hld")
-    posting = _Posting("hold", key, fp, wallet.currency, [
-        (_account(wallet.id, "available"), wallet, -amount),
-        (_account(wallet.id, "held"), wallet, amount)], meta={"hold_id": hold_id})
-    result = _post(ctx, uow, posting, {"kind": "hold", "hold_id": hold_id, "wallet_id": wallet.id, "amount": amount})
-    if result["replayed"]:  # lost a same-key race (nothing of ours was written): answer theirs
-        return get_owned(uow.session, ctx, Hold, result["hold_id"])
-    _store_balances(uow, wallet)
-    now = utcnow()
+    if plan is None:
+        _veto_debit(ctx, wallet, amount, f"hold:{reference or key}")
+        _ensure_funds(wallet, amount)
+        plan = HoldPlan(wallet=wallet, amount=amount, hold_id=new_id("hld"))
+    hold_id, journal_id, now = plan.hold_id, new_id("jnl"), utcnow()
+    conn = uow.session.connection()
+    result = {"kind": "hold", "hold_id": hold_id, "wallet_id": wallet.id, "amount": amount,
+              "journal_id": journal_id}
+    if conn.execute(_INSERT_JOURNAL[conn.dialect.name], {
+            "id": journal_id, "tenant_id": ctx.tenant_id, "kind": "hold", "idem_key": key, "fingerprint": fp,
+            "result": result, "meta": {"hold_id": hold_id}, "created_at": now}).rowcount != 1:
+        # a concurrent first attempt with this key committed meanwhile: answer it
+        replay = _replay(ctx, uow, "hold", key, fp)
+        if replay is None:  # pragma: no cover - it committed, so the look-up finds it
+            raise Conflict("concurrent write conflict; retry")
+        return get_owned(uow.session, ctx, Hold, replay["hold_id"])
     row = {"id": hold_id, "tenant_id": ctx.tenant_id, "wallet_id": wallet.id, "amount": amount, "captured": 0,
            "reversed": 0, "currency": wallet.currency, "status": "placed", "expires_at": expires_at,
            "reference": reference, "created_at": now, "updated_at": now}
-    uow.session.connection().execute(_INSERT_HOLD, row)
+    conn.execute(_INSERT_HOLD, row)
+    balances = conn.execute(_RESERVE, {"wallet_id": wallet.id, "amount": amount}).first()
+    if balances is None:  # a concurrent debit took the funds since they were checked
+        conn.execute(_DELETE_HOLD, {"hold_id": hold_id})
+        conn.execute(_DELETE_JOURNAL, {"journal_id": journal_id})
+        now_available = _read_wallet_row(ctx, uow, wallet.id).available
+        raise InsufficientFunds(f"wallet {wallet.id} has {now_available} {wallet.currency} available, "
+                                f"{amount} needed", available=now_available, needed=amount)
+    available, held = balances
+    conn.execute(_INSERT_ENTRIES, [
+        {"tenant_id": ctx.tenant_id, "journal_id": journal_id, "wallet_id": wallet.id,
+         "account": _account(wallet.id, "available"), "amount": -amount, "currency": wallet.currency,
+         "balance_after": available, "created_at": now},
+        {"tenant_id": ctx.tenant_id, "journal_id": journal_id, "wallet_id": wallet.id,
+         "account": _account(wallet.id, "held"), "amount": amount, "currency": wallet.currency,
+         "balance_after": held, "created_at": now}])
+    cached = uow.session.identity_map.get(uow.session.identity_key(Wallet, wallet.id))
+    if cached is not None:  # the session's copy of the row, if it holds one, reads the new balances
+        uow.session.expire(cached, ["available", "held"])
     hold = Hold(**row)
     make_transient_to_detached(hold)
     from hub.wallets.messages import HoldPlaced
 
     _emit(ctx, uow, HoldPlaced(**_hold_payload(hold)))
     return hold
+
+
+def _hold_fingerprint(wallet_id: str | None, amount: int, reference: str | None,
+                      expires_at: dt.datetime | None) -> str:
+    return fingerprint({"wallet_id": wallet_id, "amount": amount, "reference": reference,
+                        "expires_at": expires_at.isoformat() if expires_at else None})
 
 
 def capture_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str, amount: int | None = None, *,
@@ -520,20 +654,22 @@ def capture_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str, amount: int | 
         raise ValidationFailed(f"amount {amount} exceeds the hold's {hold.amount}",
                                errors={"amount": ["exceeds the hold"]})
     rest = hold.amount - amount
-    legs = [(_account(wallet.id, "held"), wallet, -hold.amount),
-            (SETTLEMENT.format(wallet.currency), None, amount)]
-    if rest:
-        legs.append((_account(wallet.id, "available"), wallet, rest))
-    result = _post(ctx, uow, _Posting("capture", key, fp, wallet.currency, legs, meta={"hold_id": hold.id}),
-                   {"kind": "capture", "hold_id": hold.id, "wallet_id": wallet.id, "amount": amount, "released": rest})
+    result = _journal(ctx, uow, "capture", key, fp, {"hold_id": hold.id},
+                      {"kind": "capture", "hold_id": hold.id, "wallet_id": wallet.id, "amount": amount,
+                       "released": rest})
     if result["replayed"]:
         uow.session.refresh(hold)
         return hold
     hold.captured = amount
     hold.status = "captured" if rest == 0 else "partially_captured"
+    legs = [(_account(wallet.id, "held"), "held", -hold.amount),
+            (SETTLEMENT.format(wallet.currency), None, amount)]
+    if rest:
+        legs.append((_account(wallet.id, "available"), "available", rest))
     from hub.wallets.messages import HoldCaptured, WalletDebited
 
     _emit(ctx, uow, HoldCaptured(**_hold_payload(hold)))
+    wallet = _move_last(ctx, uow, result["journal_id"], wallet, legs)  # the wallet row is locked from here
     _emit(ctx, uow, WalletDebited(**_movement(wallet, result["journal_id"], "capture", amount, hold.id)))
     return hold
 
@@ -548,10 +684,8 @@ def void_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str, *, key: str) -> H
         return hold
     if hold.status != "placed":
         raise Conflict(f"hold {hold_id} is {hold.status}, not placed", hold_status=hold.status)
-    legs = [(_account(wallet.id, "held"), wallet, -hold.amount),
-            (_account(wallet.id, "available"), wallet, hold.amount)]
-    result = _post(ctx, uow, _Posting("void", key, fp, wallet.currency, legs, meta={"hold_id": hold.id}),
-                   {"kind": "void", "hold_id": hold.id, "wallet_id": wallet.id, "amount": hold.amount})
+    result = _journal(ctx, uow, "void", key, fp, {"hold_id": hold.id},
+                      {"kind": "void", "hold_id": hold.id, "wallet_id": wallet.id, "amount": hold.amount})
     if result["replayed"]:
         uow.session.refresh(hold)
         return hold
@@ -559,6 +693,8 @@ def void_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str, *, key: str) -> H
     from hub.wallets.messages import HoldVoided
 
     _emit(ctx, uow, HoldVoided(**_hold_payload(hold)))
+    _move_last(ctx, uow, result["journal_id"], wallet, [(_account(wallet.id, "held"), "held", -hold.amount),
+                                                         (_account(wallet.id, "available"), "available", hold.amount)])
     return hold
 
 
@@ -582,14 +718,14 @@ def reverse_capture(ctx: CallContext, uow: UnitOfWork, hold_id: str, amount: int
     amount = left if amount is None else amount
     if amount <= 0 or amount > left:
         raise ValidationFailed(f"at most {left} can still be reversed", errors={"amount": ["exceeds captured"]})
-    legs = [(SETTLEMENT.format(wallet.currency), None, -amount),
-            (_account(wallet.id, "available"), wallet, amount)]
-    result = _post(ctx, uow, _Posting("reverse", key, fp, wallet.currency, legs, meta={"hold_id": hold.id}),
-                   {"kind": "reverse", "hold_id": hold.id, "wallet_id": wallet.id, "amount": amount})
+    result = _journal(ctx, uow, "reverse", key, fp, {"hold_id": hold.id},
+                      {"kind": "reverse", "hold_id": hold.id, "wallet_id": wallet.id, "amount": amount})
     if result["replayed"]:
         uow.session.refresh(hold)
         return hold
     hold.reversed += amount
+    wallet = _move_last(ctx, uow, result["journal_id"], wallet, [(SETTLEMENT.format(wallet.currency), None, -amount),
+                                                                  (_account(wallet.id, "available"), "available", amount)])
     from hub.wallets.messages import WalletCredited
 
     _emit(ctx, uow, WalletCredited(**_movement(wallet, result["journal_id"], "reverse", amount, hold.id)))
