@@ -1,0 +1,58 @@
+"""UnitOfWork.before_commit: work that runs last inside the transaction."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from hub.db import unit_of_work
+from hub.tenancy.models import Tenant
+
+
+def _tenants(app) -> int:
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        return uow.session.scalar(select(func.count()).select_from(Tenant))
+
+
+def _tenant(n: int) -> Tenant:
+    return Tenant(id=f"ten_uow_{n}", name=f"uow {n}", slug=f"uow-{n}", status="active")
+
+
+def test_before_commit_work_runs_after_the_flush_and_commits_with_the_rest(app):
+    seen = []
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        uow.session.add(_tenant(1))
+
+        def work():
+            # the session was flushed first: the pending row is in the transaction already
+            seen.append(uow.session.connection().scalar(select(func.count()).select_from(Tenant)))
+            uow.session.add(_tenant(2))
+
+        uow.before_commit(work)
+        assert seen == []  # not yet
+        uow.commit()
+    assert seen == [1]
+    assert _tenants(app) == 2
+
+
+def test_before_commit_work_that_raises_prevents_the_commit(app):
+    after = []
+    with pytest.raises(RuntimeError), app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        uow.session.add(_tenant(3))
+        uow.after_commit(lambda: after.append("ran"))
+
+        def work():
+            raise RuntimeError("refused")
+
+        uow.before_commit(work)
+        uow.commit()
+    assert _tenants(app) == 0 and after == []
+
+
+def test_a_rollback_drops_the_before_commit_work(app):
+    ran = []
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        uow.before_commit(lambda: ran.append(1))
+        uow.rollback()
+        uow.session.add(_tenant(4))
+        uow.commit()
+    assert ran == [] and _tenants(app) == 1
