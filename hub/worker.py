@@ -258,6 +258,7 @@ class HubThreadWorker(HubWorker):
         beat = threading.Thread(target=self._heartbeat_loop, name="rop-worker-heartbeat", daemon=True)
         beat.start()
         started = 0
+        looked_after_last_job = False
         idle_since = time.monotonic()
         backoff = 1.0
         self._logger.info("Worker %s: %d threads", self.name, self.threads)
@@ -289,10 +290,16 @@ class HubThreadWorker(HubWorker):
                     if not batch:
                         if self._running:
                             idle_since = time.monotonic()
+                            looked_after_last_job = False
                             if burst:  # a running job may still requeue itself (retry)
                                 self._wait_for_change(self.poll_seconds)
                             continue
                         if burst:
+                            if not looked_after_last_job:
+                                # The last job may have ended between the look-up and now, after
+                                # requeueing itself (an immediate retry): look once more.
+                                looked_after_last_job = True
+                                continue
                             self._logger.info("Worker %s: done, quitting", self.name)
                             break
                         if max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:

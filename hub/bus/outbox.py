@@ -15,13 +15,13 @@ from collections.abc import Iterable
 import structlog
 from flask import Flask, current_app
 from rq import Queue, Retry
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, text, update
 
 from hub.bus.messages import Event, Message
 from hub.bus.models import OutboxMessage, TenantEvent
 from hub.bus.registry import registry
 from hub.context import CallContext
-from hub.db import UnitOfWork, unit_of_work, utcnow
+from hub.db import DriverStatement, UnitOfWork, unit_of_work, utcnow
 
 log = structlog.get_logger("hub.bus")
 
@@ -30,10 +30,13 @@ RUN_HANDLER = "hub.bus.runner.run_handler"
 # Core statements (built once): a publish and a relay's mark are on every state change's path,
 # and the ORM's unit of work costs several times the statements themselves.
 _OUTBOX = OutboxMessage.__table__
-_INSERT_OUTBOX = insert(_OUTBOX)
-_INSERT_EVENT = insert(TenantEvent.__table__)
-_MARK_PUBLISHED = (update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
-                   .values(published_at=bindparam("now"), publish_count=_OUTBOX.c.publish_count + 1))
+# ... and sent through the driver's cursor (hub.db.DriverStatement)
+_INSERT_OUTBOX = DriverStatement(insert(_OUTBOX))
+_INSERT_EVENT = DriverStatement(insert(TenantEvent.__table__))
+# one row per parameter set: psycopg sends an executemany's statements in one pipeline
+_MARK_PUBLISHED = DriverStatement(update(_OUTBOX).where(_OUTBOX.c.id == bindparam("message_id"))
+                                  .values(published_at=bindparam("now"), publish_count=_OUTBOX.c.publish_count + 1))
+_NO_FSYNC_WAIT = DriverStatement(text("SET LOCAL synchronous_commit TO OFF"))
 
 
 def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Message | None = None) -> Message:
@@ -56,11 +59,11 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
     # Core inserts into the caller's transaction (at once, not at the next flush: the same
     # rows, committed or rolled back with it, savepoints included).
     conn = uow.session.connection()
-    conn.execute(_INSERT_OUTBOX, {"id": message.id, "type": message.type, "kind": message.kind,
+    _INSERT_OUTBOX.run(conn, {"id": message.id, "type": message.type, "kind": message.kind,
                                   "tenant_id": message.tenant_id, "envelope": envelope, "created_at": utcnow(),
                                   "published_at": None, "publish_count": 0})
     if isinstance(message, Event) and message.tenant_id and message.public:
-        conn.execute(_INSERT_EVENT, {"id": message.id, "tenant_id": message.tenant_id, "type": message.type,
+        _INSERT_EVENT.run(conn, {"id": message.id, "tenant_id": message.tenant_id, "type": message.type,
                                      "envelope": _public_envelope(envelope), "occurred_at": message.occurred_at})
         from hub.bus.webhooks import on_event
 
@@ -127,13 +130,13 @@ def relay(app: Flask, envelopes: list[dict]) -> int:
 def _mark_published(app: Flask, ids: list[str]) -> int:
     """One short transaction on a pooled connection (no ORM session: one UPDATE)."""
     state = app.extensions["rop"]
+    now = utcnow()
     with state.db.engine.begin() as conn:
         if not state.db.is_sqlite:
             # The mark is advisory: if it is lost in a crash the sweep publishes the row again
             # and the processed-message records absorb the duplicate. No need to wait for fsync.
-            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-        result = conn.execute(_MARK_PUBLISHED, {"ids": ids, "now": utcnow()})
-    return result.rowcount or 0
+            _NO_FSYNC_WAIT.run(conn, {})
+        return max(_MARK_PUBLISHED.run(conn, [{"message_id": i, "now": now} for i in ids]), 0)
 
 
 def sweep(app: Flask | None = None, *, older_than: float = 5.0, limit: int = 500,

@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, select
 
 from hub.bus.models import TenantEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from hub.context import CallContext
-from hub.db import UnitOfWork, new_id, unit_of_work, utcnow
+from hub.db import DriverStatement, UnitOfWork, new_id, unit_of_work, utcnow
 from hub.errors import NotFound, ValidationFailed
 from hub.scoping import get_owned
 
@@ -177,7 +177,8 @@ def _new_delivery(uow: UnitOfWork, tenant_id: str, event_id: str, event_type: st
 
 
 _ENDPOINTS = WebhookEndpoint.__table__
-_HAS_ENDPOINT = select(_ENDPOINTS.c.tenant_id).where(_ENDPOINTS.c.tenant_id == bindparam("tenant_id"))
+_HAS_ENDPOINT = DriverStatement(select(_ENDPOINTS.c.tenant_id).where(_ENDPOINTS.c.tenant_id == bindparam("tenant_id"))
+                                .limit(1))
 
 
 def on_event(ctx: CallContext, uow: UnitOfWork, event) -> None:
@@ -187,7 +188,7 @@ def on_event(ctx: CallContext, uow: UnitOfWork, event) -> None:
     # Every event asks, so: its key only, no endpoint row loaded into the session; flushed
     # first, as the ORM look-up did, so an endpoint added in this unit of work counts.
     uow.session.flush()
-    if uow.session.connection().execute(_HAS_ENDPOINT, {"tenant_id": event.tenant_id}).first() is None:
+    if _HAS_ENDPOINT.first(uow.session.connection(), {"tenant_id": event.tenant_id}) is None:
         return
     _new_delivery(uow, event.tenant_id, event.id, event.type)
 

@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 
 from hub.context import CallContext
-from hub.db import UnitOfWork, new_id, utcnow
+from hub.db import DriverStatement, UnitOfWork, new_id, utcnow
 from hub.errors import Conflict, Forbidden, InsufficientFunds, NotFound, ValidationFailed
 from hub.scoping import get_owned, tenant_select
 from hub.wallets.models import Entry, Hold, Journal, Wallet
@@ -102,9 +102,15 @@ _INSERT_JOURNAL = {
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 _INSERT_ENTRIES = insert(_ENTRIES)
+# The hold path's statements, sent through the driver's cursor (hub.db.DriverStatement).
+_FAST_JOURNAL = {name: DriverStatement(stmt) for name, stmt in _INSERT_JOURNAL.items()}
+_FAST_ENTRIES = DriverStatement(_INSERT_ENTRIES)
 _REPLAY = select(_JOURNALS.c.fingerprint, _JOURNALS.c.result).where(
     _JOURNALS.c.tenant_id == bindparam("tenant_id"), _JOURNALS.c.kind == bindparam("kind"),
     _JOURNALS.c.idem_key == bindparam("key"))
+_FAST_REPLAY = DriverStatement(select(_JOURNALS.c.id).where(
+    _JOURNALS.c.tenant_id == bindparam("tenant_id"), _JOURNALS.c.kind == bindparam("kind"),
+    _JOURNALS.c.idem_key == bindparam("key")))
 
 
 def _replay(ctx: CallContext, uow: UnitOfWork, kind: str, key: str, fp: str) -> dict[str, Any] | None:
@@ -112,7 +118,11 @@ def _replay(ctx: CallContext, uow: UnitOfWork, kind: str, key: str, fp: str) -> 
 
     (Journals are only ever written by Core inserts, never pending in the session: no flush.)
     """
-    found = uow.session.connection().execute(_REPLAY, {"tenant_id": ctx.tenant_id, "kind": kind,
+    params = {"tenant_id": ctx.tenant_id, "kind": kind, "key": key}
+    conn = uow.session.connection()
+    if _FAST_REPLAY.first(conn, params) is None:  # the usual case: a new key
+        return None
+    found = conn.execute(_REPLAY, {"tenant_id": ctx.tenant_id, "kind": kind,
                                                        "key": key}).first()
     if found is None:
         return None
@@ -233,7 +243,9 @@ _RESERVE = (update(_WALLETS).where(_WALLETS.c.id == bindparam("wallet_id"),
             .values(available=_WALLETS.c.available - bindparam("amount"),
                     held=_WALLETS.c.held + bindparam("amount"))
             .returning(_WALLETS.c.available, _WALLETS.c.held))
-_INSERT_HOLD = insert(_HOLDS)
+_INSERT_HOLD = DriverStatement(insert(_HOLDS))
+_READ_WALLET_BY_ID, _READ_MAIN_WALLET, _RESERVE = (DriverStatement(_READ_WALLET_BY_ID),
+                                                   DriverStatement(_READ_MAIN_WALLET), DriverStatement(_RESERVE))
 _DELETE_HOLD = _HOLDS.delete().where(_HOLDS.c.id == bindparam("hold_id"))
 _DELETE_JOURNAL = _JOURNALS.delete().where(_JOURNALS.c.id == bindparam("journal_id"))
 
@@ -246,12 +258,12 @@ def _read_wallet_row(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None) -
     uow.session.flush()
     conn = uow.session.connection()
     if wallet_id is None:
-        row = conn.execute(_READ_MAIN_WALLET, {"tenant_id": ctx.tenant_id}).first()
+        row = _READ_MAIN_WALLET.first(conn, {"tenant_id": ctx.tenant_id})
         if row is None:  # first use: create it (race-safe), then read it
             wallet_id = get_main_wallet(ctx, uow).id
             uow.session.flush()
     if wallet_id is not None:
-        row = conn.execute(_READ_WALLET_BY_ID, {"tenant_id": ctx.tenant_id, "wallet_id": wallet_id}).first()
+        row = _READ_WALLET_BY_ID.first(conn, {"tenant_id": ctx.tenant_id, "wallet_id": wallet_id})
     if row is None:
         raise NotFound(f"wallet {wallet_id!r} not found")
     return _Locked(*row)
@@ -472,9 +484,9 @@ def _journal(ctx: CallContext, uow: UnitOfWork, kind: str, key: str, fp: str, me
     journal_id = new_id("jnl")
     stored = dict(result, journal_id=journal_id)
     conn = uow.session.connection()
-    if conn.execute(_INSERT_JOURNAL[conn.dialect.name], {
+    if _FAST_JOURNAL[conn.dialect.name].run(conn, {
             "id": journal_id, "tenant_id": ctx.tenant_id, "kind": kind, "idem_key": key, "fingerprint": fp,
-            "result": stored, "meta": meta, "created_at": utcnow()}).rowcount == 1:
+            "result": stored, "meta": meta, "created_at": utcnow()}) == 1:
         return dict(stored, replayed=False)
     replay = _replay(ctx, uow, kind, key, fp)
     if replay is None:  # pragma: no cover - it committed, so the look-up finds it
@@ -482,7 +494,7 @@ def _journal(ctx: CallContext, uow: UnitOfWork, kind: str, key: str, fp: str, me
     return replay
 
 
-_MOVE_BALANCES = (update(_WALLETS).where(_WALLETS.c.id == bindparam("wallet_id"))
+_MOVE_BALANCES = DriverStatement(update(_WALLETS).where(_WALLETS.c.id == bindparam("wallet_id"))
                   .values(available=_WALLETS.c.available + bindparam("d_available"),
                           held=_WALLETS.c.held + bindparam("d_held"))
                   .returning(_WALLETS.c.available, _WALLETS.c.held))
@@ -499,11 +511,11 @@ def _move_last(ctx: CallContext, uow: UnitOfWork, journal_id: str, wallet: _Lock
     uow.session.flush()  # the use-case's own changes (the hold row) go before the lock
     conn = uow.session.connection()
     deltas = {side: amount for _, side, amount in legs if side}
-    available, held = conn.execute(_MOVE_BALANCES, {"wallet_id": wallet.id, "d_available": deltas.get("available", 0),
-                                                     "d_held": deltas.get("held", 0)}).one()
+    available, held = _MOVE_BALANCES.first(conn, {"wallet_id": wallet.id, "d_available": deltas.get("available", 0),
+                                                  "d_held": deltas.get("held", 0)})
     after = {"available": available, "held": held}
     now = utcnow()
-    conn.execute(_INSERT_ENTRIES, [
+    _FAST_ENTRIES.run(conn, [
         {"tenant_id": ctx.tenant_id, "journal_id": journal_id, "wallet_id": wallet.id if side else None,
          "account": account, "amount": amount, "currency": wallet.currency,
          "balance_after": after[side] if side else None, "created_at": now} for account, side, amount in legs])
@@ -588,9 +600,9 @@ def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount:
     conn = uow.session.connection()
     result = {"kind": "hold", "hold_id": hold_id, "wallet_id": wallet.id, "amount": amount,
               "journal_id": journal_id}
-    if conn.execute(_INSERT_JOURNAL[conn.dialect.name], {
+    if _FAST_JOURNAL[conn.dialect.name].run(conn, {
             "id": journal_id, "tenant_id": ctx.tenant_id, "kind": "hold", "idem_key": key, "fingerprint": fp,
-            "result": result, "meta": {"hold_id": hold_id}, "created_at": now}).rowcount != 1:
+            "result": result, "meta": {"hold_id": hold_id}, "created_at": now}) != 1:
         # a concurrent first attempt with this key committed meanwhile: answer it
         replay = _replay(ctx, uow, "hold", key, fp)
         if replay is None:  # pragma: no cover - it committed, so the look-up finds it
@@ -599,8 +611,8 @@ def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount:
     row = {"id": hold_id, "tenant_id": ctx.tenant_id, "wallet_id": wallet.id, "amount": amount, "captured": 0,
            "reversed": 0, "currency": wallet.currency, "status": "placed", "expires_at": expires_at,
            "reference": reference, "created_at": now, "updated_at": now}
-    conn.execute(_INSERT_HOLD, row)
-    balances = conn.execute(_RESERVE, {"wallet_id": wallet.id, "amount": amount}).first()
+    _INSERT_HOLD.run(conn, row)
+    balances = _RESERVE.first(conn, {"wallet_id": wallet.id, "amount": amount})
     if balances is None:  # a concurrent debit took the funds since they were checked
         conn.execute(_DELETE_HOLD, {"hold_id": hold_id})
         conn.execute(_DELETE_JOURNAL, {"journal_id": journal_id})
@@ -608,7 +620,7 @@ def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount:
         raise InsufficientFunds(f"wallet {wallet.id} has {now_available} {wallet.currency} available, "
                                 f"{amount} needed", available=now_available, needed=amount)
     available, held = balances
-    conn.execute(_INSERT_ENTRIES, [
+    _FAST_ENTRIES.run(conn, [
         {"tenant_id": ctx.tenant_id, "journal_id": journal_id, "wallet_id": wallet.id,
          "account": _account(wallet.id, "available"), "amount": -amount, "currency": wallet.currency,
          "balance_after": available, "created_at": now},
