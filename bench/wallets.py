@@ -12,9 +12,10 @@ the event's handlers' jobs (none are registered for ``wallet.hold_placed`` in th
 neither side sends any) and the mark-published transaction (``SET LOCAL
 synchronous_commit TO OFF`` + the UPDATE). Until 2026-11-25 the raw side skipped the
 webhook look-up and the whole relay, work the service must do: it was made to do them
-too (the service side skips nothing). Each with 1, 4 and 16 concurrent clients (threads,
-each with its own connection), all on one wallet (they queue on its row lock) and on one
-wallet each. Prints figures as it goes and, last, one JSON line.
+too (the service side skips nothing); until 22:00 UTC that day both sides locked the
+wallet row first (``SELECT … FOR UPDATE``), as the service did then. Each with 1, 4 and
+16 concurrent clients (threads, each with its own connection), all on one wallet (they
+queue on its row lock) and on one wallet each. Prints figures as it goes and, last, one JSON line.
 
     .venv/bin/python bench/wallets.py [--holds 960] [--admin-url postgresql://postgres@127.0.0.1:5432/postgres]
 
