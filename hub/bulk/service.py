@@ -512,10 +512,17 @@ def _submit_group(ctx: CallContext, db: Database, job_id: str, group: list[tuple
                 _mark_unsent(ctx, uow, job_id, [i[0] for i in pending], *stop)
                 uow.commit()
                 return stop
-            failure = _submit_rows(ctx, uow, job_id, pending)
+            holds: dict[str, int] = {}
+            failure = _submit_rows(ctx, uow, job_id, pending, holds)
             if failure is None:
-                uow.commit()
-                return out_of_funds
+                try:
+                    uow.commit()  # the group's holds are placed here, the wallet locked once
+                    return out_of_funds
+                except HubError as exc:  # a hold refused at the commit (the funds went meanwhile)
+                    index = holds.get(getattr(exc, "transaction_id", ""))
+                    if index is None:
+                        raise
+                    failure = (index, exc)
             index, error = failure
             uow.rollback()
         with unit_of_work(db) as uow:
@@ -541,9 +548,11 @@ def _stopped(uow: UnitOfWork, job_id: str, *, check_funds: bool = True) -> tuple
     return None
 
 
-def _submit_rows(ctx: CallContext, uow: UnitOfWork, job_id: str, rows: list[tuple]) -> tuple[int, HubError] | None:
+def _submit_rows(ctx: CallContext, uow: UnitOfWork, job_id: str, rows: list[tuple],
+                 holds: dict[str, int]) -> tuple[int, HubError] | None:
     """Claim and submit ``rows`` in ``uow``; on a refusal, return (its index, the error) — the
-    caller rolls ``uow`` back."""
+    caller rolls ``uow`` back. The holds are placed at the commit (``hold_at_commit``):
+    ``holds`` maps each new transaction's id to its row's index, for a refusal then."""
     from hub.auth import service_context
     from hub.transactions import client as transactions
 
@@ -557,11 +566,13 @@ def _submit_rows(ctx: CallContext, uow: UnitOfWork, job_id: str, rows: list[tupl
         source = f"bulk:{job_id}:{row}"
         try:
             view, created = transactions.submit(svc, uow, ref_id=ref_id, product_code=product_code,
-                                                customer_no=customer_no, source=source)
+                                                customer_no=customer_no, source=source, hold_at_commit=True)
         except HubError as exc:
             return index, exc
         if not created and view.get("source") != source:
             return index, Conflict(f"ref_id {ref_id!r} was already used by transaction {view['id']}")
+        if created:
+            holds[view["id"]] = index
         values: dict[str, Any] = {"transaction_id": view["id"]}
         if view.get("price") is not None:
             values["price"] = view["price"]

@@ -22,7 +22,7 @@ from hub.auth import service_context
 from hub.bus import publish
 from hub.context import CallContext
 from hub.db import UnitOfWork, new_id, utcnow
-from hub.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from hub.errors import Conflict, HubError, NotFound, ServiceUnavailable, ValidationFailed
 from hub.scoping import get_owned, tenant_select
 from hub.transactions import lifecycle
 from hub.transactions.messages import CheckTransactionStatus, ProcessTransaction
@@ -94,11 +94,16 @@ def _replay(trx: Transaction, fp: str) -> tuple[Transaction, bool]:
 
 def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str, customer_no: str,
            wallet_id: str | None = None, inquiry_id: str | None = None,
-           source: str | None = None) -> tuple[Transaction, bool]:
+           source: str | None = None, hold_at_commit: bool = False) -> tuple[Transaction, bool]:
     """Accept a purchase: validate, price, hold, write the transaction and its first command.
 
     Idempotent by ``(tenant, ref_id)``: the same body again returns the existing transaction
     (``created`` False); another body raises Conflict. Nothing commits here.
+
+    ``hold_at_commit``: place the hold when the unit of work commits (``before_commit``),
+    after everything else the caller writes — for callers that submit several purchases in
+    one unit of work (bulk), so that the tenant's wallet row is locked once, at the end. A
+    refused hold then raises from ``uow.commit()`` with the ``transaction_id`` attribute set.
 
     :return: ``(transaction, created)``.
     :raise ValidationFailed: unknown or unavailable product, bad customer number, bad inquiry.
@@ -172,13 +177,23 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
             uow.session.flush()  # a concurrent twin with this ref_id fails here, before any hold
             lifecycle.publish_status(ctx, uow, trx)
             publish(ctx, uow, ProcessTransaction(transaction_id=trx.id))
-            wallets.place_hold(hold_ctx, uow, plan.wallet_id, price, key=trx.id,
-                               reference=f"transaction:{trx.id}", plan=plan)
+            if not hold_at_commit:
+                wallets.place_hold(hold_ctx, uow, plan.wallet_id, price, key=trx.id,
+                                   reference=f"transaction:{trx.id}", plan=plan)
     except IntegrityError:
         existing = _by_ref(ctx, uow, ref_id)
         if existing is None:
             raise
         return _replay(existing, fp)
+    if hold_at_commit:
+        def hold() -> None:
+            try:
+                wallets.place_hold(hold_ctx, uow, plan.wallet_id, price, key=trx.id,
+                                   reference=f"transaction:{trx.id}", plan=plan)
+            except HubError as exc:
+                exc.transaction_id = trx.id  # type: ignore[attr-defined]
+                raise
+        uow.before_commit(hold)
     return trx, True
 
 

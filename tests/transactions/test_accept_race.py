@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from sqlalchemy import func, select
 
 from hub.context import CallContext
@@ -43,3 +44,42 @@ def test_a_hundred_purchases_from_four_processes_on_funds_for_fifty(app, client,
             == set(uow.session.scalars(select(Hold.id).where(Hold.tenant_id == tenant.id)))
         report = wallets.verify_ledger(uow)
     assert report["ok"], report["differences"]
+
+
+def test_holds_at_commit_lock_the_wallet_once_and_a_refused_one_names_its_transaction(app, client, tenant_factory,
+                                                                                      sandbox):
+    from hub.errors import InsufficientFunds
+    from hub.transactions import client as transactions
+
+    tenant = tenant_factory()
+    price = client.get("/v1/products/TEL10", headers=tenant.headers).get_json()["price"]
+    ctx = CallContext(tenant_id=tenant.id, client_id="tests", scopes=frozenset({"transactions:write"}))
+    system = CallContext.system(actor="tests", tenant_id=tenant.id)
+    db = app.extensions["rop"].db
+    with app.app_context(), unit_of_work(db) as uow:
+        wallet_id = wallets.get_main_wallet(system, uow).id
+        wallets.topup(system, uow, wallet_id, 2 * price, "seed")
+        uow.commit()
+
+    def three(uow):
+        return [transactions.submit(ctx, uow, ref_id=f"c-{i}", product_code="TEL10", customer_no="081200001234",
+                                    hold_at_commit=True)[0]["id"] for i in range(3)]
+
+    with app.app_context(), unit_of_work(db) as uow:
+        ids = three(uow)  # each checked against 2 prices: all pass; the holds come at the commit
+        with pytest.raises(InsufficientFunds) as refused:
+            uow.commit()
+    assert refused.value.transaction_id == ids[2]
+    with app.app_context(), unit_of_work(db, readonly=True) as uow:
+        assert uow.session.scalar(select(func.count()).select_from(Transaction)
+                                  .where(Transaction.tenant_id == tenant.id)) == 0
+        assert wallets.get_wallet(system, uow, wallet_id).available == 2 * price
+    with app.app_context(), unit_of_work(db) as uow:
+        ids = [transactions.submit(ctx, uow, ref_id=f"d-{i}", product_code="TEL10", customer_no="081200001234",
+                                   hold_at_commit=True)[0]["id"] for i in range(2)]
+        uow.commit()
+    with app.app_context(), unit_of_work(db, readonly=True) as uow:
+        wallet = wallets.get_wallet(system, uow, wallet_id)
+        assert (wallet.available, wallet.held) == (0, 2 * price)
+        assert set(uow.session.scalars(select(Hold.id).where(Hold.tenant_id == tenant.id))) == set(
+            uow.session.scalars(select(Transaction.hold_id).where(Transaction.id.in_(ids))))
