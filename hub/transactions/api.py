@@ -70,7 +70,9 @@ class Transactions(MethodView):
         ``ref_id`` and body). ``Prefer: wait=N`` answers once it is final or N seconds passed."""
         ctx = current_ctx()
         uow = request_uow()
-        trx, created = service.submit(ctx, uow, **body)
+        # The hold is placed by the commit, last: the tenant's wallet row stays locked for the
+        # hold's own statements only (a hold refused then is the 402 of this request).
+        trx, created = service.submit(ctx, uow, **body, hold_at_commit=True)
         uow.commit()
         wait = _requested_wait()
         headers = {}
