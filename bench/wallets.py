@@ -7,7 +7,8 @@ the event store, the tenant's webhook look-up, and after commit the relay: the e
 jobs to Redis and the outbox row marked published in a second short transaction). Raw:
 the same statements written by hand with psycopg, in the same order — wallet read, key
 look-up, the journal (``ON CONFLICT DO NOTHING``), hold, the conditional ``UPDATE …
-RETURNING``, entries, outbox, event store, webhook look-up, commit; then the same relay:
+RETURNING``, entries, the outbox and event-store rows (one ``WITH … INSERT`` statement, as
+the service sends on PostgreSQL), webhook look-up, commit; then the same relay:
 the event's handlers' jobs (none are registered for ``wallet.hold_placed`` in this app, so
 neither side sends any) and the mark-published transaction (``SET LOCAL
 synchronous_commit TO OFF`` + the UPDATE). Until 2026-11-25 the raw side skipped the
@@ -170,11 +171,11 @@ def bench_raw(app, dsn: str, tenant: str, wallets: list[str], clients: int, per_
                                         "currency": currency, "status": "placed", "reference": "bench"},
                             "context": context}
                 public = {k: v for k, v in envelope.items() if k not in ("context", "kind")}
-                cur.execute("INSERT INTO bus_outbox (id, type, kind, tenant_id, envelope, created_at, published_at, "
-                            "publish_count) VALUES (%s, 'wallet.hold_placed', 'event', %s, %s, %s, NULL, 0)",
-                            (msg_id, tenant, Json(envelope), now))
-                cur.execute("INSERT INTO bus_events (id, tenant_id, type, envelope, occurred_at) "
-                            "VALUES (%s, %s, 'wallet.hold_placed', %s, %s)", (msg_id, tenant, Json(public), now))
+                cur.execute("WITH outbox_row AS (INSERT INTO bus_outbox (id, type, kind, tenant_id, envelope, "
+                            "created_at, published_at, publish_count) VALUES (%s, 'wallet.hold_placed', 'event', "
+                            "%s, %s, %s, NULL, 0)) INSERT INTO bus_events (id, tenant_id, type, envelope, "
+                            "occurred_at) VALUES (%s, %s, 'wallet.hold_placed', %s, %s)",
+                            (msg_id, tenant, Json(envelope), now, msg_id, tenant, Json(public), now))
                 cur.execute("SELECT tenant_id FROM bus_webhook_endpoints WHERE tenant_id = %s", (tenant,)).fetchone()
             # the relay, after commit: the handlers' jobs (none here), then mark the row published
             if handlers:

@@ -174,6 +174,8 @@ class UnitOfWork:
         self._after_commit: list[Callable[[], None]] = []
         self._before_commit: list[Callable[[], None]] = []
         self.committed = False
+        #: what a service learnt in this transaction and may reuse in it (cleared on rollback)
+        self.memo: dict[Any, Any] = {}
 
     def before_commit(self, work: Callable[[], None]) -> None:
         """Run ``work`` at :meth:`commit`, inside the transaction, after everything else was
@@ -214,6 +216,7 @@ class UnitOfWork:
         self.session.rollback()
         self._after_commit = []
         self._before_commit = []
+        self.memo.clear()
 
     def close(self) -> None:
         self.session.close()

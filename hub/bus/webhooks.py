@@ -109,6 +109,7 @@ def set_webhook(ctx: CallContext, uow: UnitOfWork, url: str, *, rotate_secret: b
         raise ValidationFailed("invalid schedule", errors={"schedule": ["1 to 50 delays in seconds, none negative"]})
     endpoint = uow.session.get(WebhookEndpoint, ctx.tenant_id)
     now = utcnow()
+    uow.memo.pop(("webhook_endpoint", ctx.tenant_id), None)
     if endpoint is None:
         endpoint = WebhookEndpoint(tenant_id=ctx.tenant_id, url=url, secret=_new_secret(), created_at=now)
         uow.session.add(endpoint)
@@ -185,12 +186,17 @@ def on_event(ctx: CallContext, uow: UnitOfWork, event) -> None:
     """A delivery of a tenant's event when the tenant has a webhook (called by ``publish``)."""
     if not event.tenant_id or event.kind != "event":
         return
-    # Every event asks, so: its key only, no endpoint row loaded into the session; flushed
-    # first, as the ORM look-up did, so an endpoint added in this unit of work counts.
-    uow.session.flush()
-    if _HAS_ENDPOINT.first(uow.session.connection(), {"tenant_id": event.tenant_id}) is None:
-        return
-    _new_delivery(uow, event.tenant_id, event.id, event.type)
+    # Every event asks, so: its key only, no endpoint row loaded into the session, and once
+    # per tenant and unit of work (a purchase publishes three events, the last one while its
+    # wallet row is locked); flushed first, so an endpoint added in this unit of work counts
+    # (set_webhook forgets the answer).
+    key = ("webhook_endpoint", event.tenant_id)
+    has = uow.memo.get(key)
+    if has is None:
+        uow.session.flush()
+        has = uow.memo[key] = _HAS_ENDPOINT.first(uow.session.connection(), {"tenant_id": event.tenant_id}) is not None
+    if has:
+        _new_delivery(uow, event.tenant_id, event.id, event.type)
 
 
 def enqueue_delivery(app: Flask, delivery_id: str, delay: float = 0) -> None:

@@ -183,3 +183,24 @@ def test_internal_events_stay_out_of_the_feed_and_webhooks(bus_app, client, tena
     make_worker(bus_app).work(burst=True)
     assert client.get("/v1/events", headers=tenant.headers).get_json()["items"] == []
     assert receiver.requests == []
+
+
+def test_the_endpoint_look_up_is_once_per_unit_of_work_and_a_new_endpoint_counts_at_once(
+        bus_app, client, tenant_factory, receiver_factory):
+    from sqlalchemy import select
+
+    from hub.bus.models import WebhookDelivery
+    from hub.bus.webhooks import set_webhook
+
+    tenant = tenant_factory(scopes=SCOPES)
+    receiver = receiver_factory()
+    with bus_app.app_context(), unit_of_work(bus_app.extensions["rop"].db) as uow:
+        before = publish(tenant.ctx, uow, Ping(n=1))  # no endpoint yet: remembered for this unit of work
+        assert uow.memo[("webhook_endpoint", tenant.id)] is False
+        set_webhook(tenant.ctx, uow, receiver.url)  # forgets it
+        after = publish(tenant.ctx, uow, Ping(n=2))
+        again = publish(tenant.ctx, uow, Ping(n=3))
+        uow.commit()
+    with unit_of_work(bus_app.extensions["rop"].db, readonly=True) as uow:
+        delivered = set(uow.session.scalars(select(WebhookDelivery.event_id)))
+    assert delivered == {after.id, again.id} and before.id not in delivered
