@@ -26,7 +26,8 @@ def start(env: dict, *, port: int, workers: int, provider_workers: int, threads:
     procs = {"web": subprocess.Popen([*web, "hub.app:create_app()"], env=env)}
     for n in range(workers):
         procs[f"worker{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "commands", "--queues", "events",
-                                                   "--queues", "webhooks", "--queues", "default"], env=env)
+                                                   "--queues", "webhooks", "--queues", "default",
+                                                   "--queues", "bulk"], env=env)
     for n in range(provider_workers):
         procs[f"provider{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "provider", "--threads",
                                                      str(threads)], env=env)

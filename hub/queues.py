@@ -9,7 +9,9 @@ from __future__ import annotations
 from rq import Queue
 
 #: Queue names, most urgent first. A worker started without ``--queues`` serves them all.
-QUEUES: tuple[str, ...] = ("commands", "events", "webhooks", "default", "provider")
+#: ``bulk`` (the chunks of bulk files) comes after the others, so that a tenant's large file
+#: never holds up other commands, the events that settle its own rows, or webhooks.
+QUEUES: tuple[str, ...] = ("commands", "events", "webhooks", "default", "bulk", "provider")
 
 #: The queues of the general worker (``rop up``, Procfile ``worker``): all but ``provider``.
 GENERAL_QUEUES: tuple[str, ...] = tuple(q for q in QUEUES if q != "provider")

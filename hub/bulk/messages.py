@@ -29,6 +29,7 @@ class ProcessBulkChunk(Command):
     """Submit the valid rows ``first_row..last_row`` of a job as transactions (each by its own ref_id)."""
 
     type = "bulk.process_chunk"
+    queue = "bulk"  # after every other queue of the general workers (hub.queues)
     schema = ChunkSchema
     max_retries = 8
     retry_base = 2.0

@@ -61,7 +61,7 @@ def test_cancel_half_way_stops_the_rows_not_sent_and_lets_the_others_finish(app,
     job_id = submit(tenant, csv_body(_rows(30))).get_json()["id"]
     make_worker(app, ["commands"]).work(burst=True, max_jobs=1)  # validation: 6 chunks queued
     assert job_view(app, tenant.id, job_id)["status"] == "queued"
-    make_worker(app, ["commands"]).work(burst=True, max_jobs=2)  # two chunks sent, nothing settled yet
+    make_worker(app, ["bulk"]).work(burst=True, max_jobs=2)  # two chunks sent, nothing settled yet
     sent = job_view(app, tenant.id, job_id)
     assert (sent["status"], sent["submitted"], sent["succeeded"]) == ("running", 10, 0)
 
@@ -135,7 +135,7 @@ class Stall:
 app = create_app()
 state = app.extensions["rop"]
 state.extras["plugins"].pm.register(Stall(state.redis))
-make_worker(app, ["commands"]).work()
+make_worker(app, ["bulk"]).work()
 """
 
 
