@@ -532,18 +532,29 @@ class HubThreadWorker(HubWorker):
 #: How long a job thread of a thread worker waits for a database connection (seconds).
 DB_POOL_WAIT = 300
 
+#: Database connections of a thread worker (``rop worker --db-connections``): how many of its
+#: jobs are inside a unit of work at once.
+DB_CONNECTIONS = 4
 
-def size_pools_for_threads(state: HubState, threads: int) -> None:
+
+def size_pools_for_threads(state: HubState, threads: int, db_connections: int = DB_CONNECTIONS) -> None:
     """Let ``threads`` jobs share the app's Redis and database pools.
 
     Redis: redis-py's pool refuses a connection past ``max_connections`` (100 by default)
     instead of waiting, so it grows to two per thread plus the worker's own (dispatcher,
-    heartbeats, lease keeper, pubsub). Database: the pool stays bounded (PostgreSQL counts
-    connections across every process); a thread waits for one, up to ``DB_POOL_WAIT`` seconds
-    (SQLAlchemy's default of 30 s turned a busy moment into failed jobs: a wait for a
-    connection is queueing, not an error). That is only right because handlers hold a
-    connection for a short unit of work, never across a provider call (the ``own_uow``
-    contract, docs/bus.md).
+    heartbeats, lease keeper, pubsub). Database: ``db_connections`` connections, no overflow;
+    a thread waits for one, up to ``DB_POOL_WAIT`` seconds (SQLAlchemy's default of 30 s
+    turned a busy moment into failed jobs: a wait for a connection is queueing, not an
+    error). That is only right because handlers hold a connection for a short unit of work,
+    never across a provider call (the ``own_uow`` contract, docs/bus.md).
+
+    Why so few: the jobs' Python runs under one GIL, so more units of work at once do not
+    make more progress, they only take longer each — and each holds its row locks (a
+    tenant's wallet row, under a capture) for as long as it takes, while that tenant's
+    purchases queue on them. With the Procfile's 128 threads and the pool's former 10 + 20,
+    one tenant's purchases were accepted at 40/s; with 4 connections, 140/s (bench/
+    transactions.py, docs/transactions.md). The provider calls themselves hold no connection
+    and stay ``threads`` at once.
     """
     pool = state.redis.connection_pool
     pool.max_connections = max(pool.max_connections or 0, 2 * threads + 32)
@@ -551,21 +562,24 @@ def size_pools_for_threads(state: HubState, threads: int) -> None:
         from hub.db import Database
 
         old = state.db
-        state.db = Database(old.url, pool_timeout=DB_POOL_WAIT)
+        state.db = Database(old.url, pool_timeout=DB_POOL_WAIT, pool_size=max(1, min(threads, db_connections)),
+                            max_overflow=0)
         old.dispose()
 
 
 def make_worker(app: Flask, queue_names: Sequence[str] | None = None, name: str | None = None,
-                threads: int = 1) -> HubWorker:
+                threads: int = 1, db_connections: int = DB_CONNECTIONS) -> HubWorker:
     """A worker of ``app`` on ``queue_names`` (all queues by default).
 
     :param threads: 1 for :class:`HubWorker` (one job at a time); more for a
         :class:`HubThreadWorker` running that many jobs at once.
+    :param db_connections: a thread worker's database connections (its jobs inside a unit of
+        work at once; see :func:`size_pools_for_threads`).
     """
     state: HubState = app.extensions["rop"]
     names = list(queue_names or QUEUES)
     if threads > 1:
-        size_pools_for_threads(state, threads)
+        size_pools_for_threads(state, threads, db_connections)
         queues = [queue(n, state.redis) for n in names]
         for q in queues:
             q.death_penalty_class = ThreadDeathPenalty

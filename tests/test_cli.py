@@ -37,7 +37,8 @@ def test_every_command_has_help(path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["nope"], ["worker", "--bogus"], ["web", "--port", "http"],
-                                  ["db", "upgrade", "extra-arg"], ["worker", "--queues", "nosuchqueue"]])
+                                  ["db", "upgrade", "extra-arg"], ["worker", "--queues", "nosuchqueue"],
+                                  ["worker", "--threads", "8", "--db-connections", "0"]])
 def test_bad_input_is_a_one_line_error(argv, capsys):
     code = main(argv)
     captured = capsys.readouterr()

@@ -1,6 +1,7 @@
 """Workers run jobs inside the hub's app context, against the real Redis."""
 from __future__ import annotations
 
+import pytest
 from flask import current_app
 
 from hub.queues import QUEUES, queue
@@ -43,3 +44,17 @@ def test_thread_worker_runs_jobs_in_its_threads_with_the_app_context(app):
     results = [j.latest_result().return_value for j in jobs]
     assert all(r.startswith(f"{kind}:rq-") for r in results)  # a pool thread, not the main one
     assert type(make_worker(app, ["default"])) is HubWorker  # threads=1: one job at a time
+
+
+def test_a_thread_worker_keeps_few_database_connections(app, is_postgres):
+    """Its jobs' Python runs under one GIL: more units of work at once only take longer each
+    (and hold their row locks longer), so the pool is small, fixed, and waited on."""
+    from hub.worker import DB_CONNECTIONS, DB_POOL_WAIT
+
+    if not is_postgres:
+        pytest.skip("SQLite has no connection pool to size")
+    make_worker(app, ["provider"], threads=64)
+    pool = app.extensions["rop"].db.engine.pool
+    assert (pool.size(), pool._max_overflow, pool._timeout) == (DB_CONNECTIONS, 0, DB_POOL_WAIT)
+    make_worker(app, ["provider"], threads=2, db_connections=8)
+    assert app.extensions["rop"].db.engine.pool.size() == 2  # never more than the threads

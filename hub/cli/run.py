@@ -72,7 +72,10 @@ def web(host: str, port: int, workers: int, threads: int) -> None:
 @click.option("--threads", "-t", default=1, show_default=True, type=click.IntRange(1, 1024),
               help="Jobs run at once, each in a thread (1: one job at a time, no threads). "
                    "For the provider queue, whose jobs wait on providers.")
-def worker(queues: tuple[str, ...], burst: bool, name: str | None, threads: int) -> None:
+@click.option("--db-connections", default=4, show_default=True, type=click.IntRange(1, 256),
+              help="With --threads: database connections, i.e. jobs inside a unit of work at once "
+                   "(provider calls hold none). More only lengthens each under one GIL.")
+def worker(queues: tuple[str, ...], burst: bool, name: str | None, threads: int, db_connections: int) -> None:
     """Run a worker that processes commands, events, webhooks and provider calls."""
     from hub.queues import QUEUES
     from hub.worker import make_worker
@@ -83,7 +86,7 @@ def worker(queues: tuple[str, ...], burst: bool, name: str | None, threads: int)
                                  param_hint="--queues")
     _ensure_redis_env()
     app = make_app(server=True)
-    w = make_worker(app, queues or None, name=name, threads=threads)
+    w = make_worker(app, queues or None, name=name, threads=threads, db_connections=db_connections)
     w.work(burst=burst, with_scheduler=True, logging_level=app.extensions["rop"].config.log_level)
 
 
