@@ -162,22 +162,16 @@ def _move_money(ctx: CallContext, uow: UnitOfWork, trx: Transaction, new_status:
 
     if trx.hold_id is None:
         return
-    svc = service_context(ctx.with_changes(tenant_id=trx.tenant_id), "transactions")
-    hold_id = trx.hold_id
-    if new_status == "succeeded":
-        def move() -> None:
-            wallets.capture_hold(svc, uow, hold_id, key=f"{trx.id}:capture")
-    elif new_status == "failed":
-        def move() -> None:
-            wallets.void_hold(svc, uow, hold_id, key=f"{trx.id}:void")
-    elif new_status == "refunded":
-        def move() -> None:
-            wallets.reverse_capture(svc, uow, hold_id, key=f"{trx.id}:reverse")
-    else:
+    operation = {"succeeded": (wallets.capture_hold, "capture"), "failed": (wallets.void_hold, "void"),
+                 "refunded": (wallets.reverse_capture, "reverse")}.get(new_status)
+    if operation is None:
         return
+    move, suffix = operation
+    svc = service_context(ctx.with_changes(tenant_id=trx.tenant_id), "transactions")
+    hold_id, key = trx.hold_id, f"{trx.id}:{suffix}"
     # Last in the unit of work: the capture, void or reversal locks the tenant's wallet row
     # until the commit, and every purchase and outcome of the tenant queues on that lock.
-    uow.before_commit(move)
+    uow.before_commit(lambda: move(svc, uow, hold_id, key=key))
 
 
 class _Wake:

@@ -165,6 +165,15 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
                                                 for o in offers],
                       attempt_count=0, check_count=0, source=source, created_at=now, updated_at=now,
                       next_check_at=now + dt.timedelta(seconds=lifecycle.settings().redrive_after))
+
+    def hold() -> None:
+        try:
+            wallets.place_hold(hold_ctx, uow, plan.wallet_id, price, key=trx.id,
+                               reference=f"transaction:{trx.id}", plan=plan)
+        except HubError as exc:
+            exc.transaction_id = trx.id  # type: ignore[attr-defined]  # which purchase, at a commit
+            raise
+
     try:
         # One savepoint around everything: a refusal (402, 422) leaves nothing behind in a
         # caller's longer unit of work (bulk submits many in one).
@@ -178,21 +187,13 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
             lifecycle.publish_status(ctx, uow, trx)
             publish(ctx, uow, ProcessTransaction(transaction_id=trx.id))
             if not hold_at_commit:
-                wallets.place_hold(hold_ctx, uow, plan.wallet_id, price, key=trx.id,
-                                   reference=f"transaction:{trx.id}", plan=plan)
+                hold()
     except IntegrityError:
         existing = _by_ref(ctx, uow, ref_id)
         if existing is None:
             raise
         return _replay(existing, fp)
     if hold_at_commit:
-        def hold() -> None:
-            try:
-                wallets.place_hold(hold_ctx, uow, plan.wallet_id, price, key=trx.id,
-                                   reference=f"transaction:{trx.id}", plan=plan)
-            except HubError as exc:
-                exc.transaction_id = trx.id  # type: ignore[attr-defined]
-                raise
         uow.before_commit(hold)
     return trx, True
 

@@ -122,8 +122,7 @@ def _replay(ctx: CallContext, uow: UnitOfWork, kind: str, key: str, fp: str) -> 
     conn = uow.session.connection()
     if _FAST_REPLAY.first(conn, params) is None:  # the usual case: a new key
         return None
-    found = conn.execute(_REPLAY, {"tenant_id": ctx.tenant_id, "kind": kind,
-                                                       "key": key}).first()
+    found = conn.execute(_REPLAY, params).first()
     if found is None:
         return None
     if found.fingerprint != fp:
@@ -513,16 +512,24 @@ def _move_last(ctx: CallContext, uow: UnitOfWork, journal_id: str, wallet: _Lock
     deltas = {side: amount for _, side, amount in legs if side}
     available, held = _MOVE_BALANCES.first(conn, {"wallet_id": wallet.id, "d_available": deltas.get("available", 0),
                                                   "d_held": deltas.get("held", 0)})
-    after = {"available": available, "held": held}
+    moved = _Locked(wallet.id, wallet.currency, available, held, wallet.overdraft_limit)
+    _entries_after(ctx, uow, journal_id, moved, legs)
+    return moved
+
+
+def _entries_after(ctx: CallContext, uow: UnitOfWork, journal_id: str, wallet: _Locked,
+                   legs: list[tuple[str, str | None, int]]) -> None:
+    """Insert a journal's entries with the balances its wallet update returned (``wallet``),
+    and expire the session's copy of the wallet row, if it holds one, so a later read sees them."""
     now = utcnow()
-    _FAST_ENTRIES.run(conn, [
+    _FAST_ENTRIES.run(uow.session.connection(), [
         {"tenant_id": ctx.tenant_id, "journal_id": journal_id, "wallet_id": wallet.id if side else None,
          "account": account, "amount": amount, "currency": wallet.currency,
-         "balance_after": after[side] if side else None, "created_at": now} for account, side, amount in legs])
+         "balance_after": getattr(wallet, side) if side else None, "created_at": now}
+        for account, side, amount in legs])
     cached = uow.session.identity_map.get(uow.session.identity_key(Wallet, wallet.id))
-    if cached is not None:  # the session's copy of the row, if it holds one, reads the new balances
+    if cached is not None:
         uow.session.expire(cached, ["available", "held"])
-    return _Locked(wallet.id, wallet.currency, available, held, wallet.overdraft_limit)
 
 
 @dataclass(frozen=True)
@@ -596,18 +603,13 @@ def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount:
         _veto_debit(ctx, wallet, amount, f"hold:{reference or key}")
         _ensure_funds(wallet, amount)
         plan = HoldPlan(wallet=wallet, amount=amount, hold_id=new_id("hld"))
-    hold_id, journal_id, now = plan.hold_id, new_id("jnl"), utcnow()
+    hold_id, now = plan.hold_id, utcnow()
+    result = _journal(ctx, uow, "hold", key, fp, {"hold_id": hold_id},
+                      {"kind": "hold", "hold_id": hold_id, "wallet_id": wallet.id, "amount": amount})
+    if result["replayed"]:  # a concurrent first attempt with this key committed meanwhile
+        return get_owned(uow.session, ctx, Hold, result["hold_id"])
+    journal_id = result["journal_id"]
     conn = uow.session.connection()
-    result = {"kind": "hold", "hold_id": hold_id, "wallet_id": wallet.id, "amount": amount,
-              "journal_id": journal_id}
-    if _FAST_JOURNAL[conn.dialect.name].run(conn, {
-            "id": journal_id, "tenant_id": ctx.tenant_id, "kind": "hold", "idem_key": key, "fingerprint": fp,
-            "result": result, "meta": {"hold_id": hold_id}, "created_at": now}) != 1:
-        # a concurrent first attempt with this key committed meanwhile: answer it
-        replay = _replay(ctx, uow, "hold", key, fp)
-        if replay is None:  # pragma: no cover - it committed, so the look-up finds it
-            raise Conflict("concurrent write conflict; retry")
-        return get_owned(uow.session, ctx, Hold, replay["hold_id"])
     row = {"id": hold_id, "tenant_id": ctx.tenant_id, "wallet_id": wallet.id, "amount": amount, "captured": 0,
            "reversed": 0, "currency": wallet.currency, "status": "placed", "expires_at": expires_at,
            "reference": reference, "created_at": now, "updated_at": now}
@@ -619,17 +621,9 @@ def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount:
         now_available = _read_wallet_row(ctx, uow, wallet.id).available
         raise InsufficientFunds(f"wallet {wallet.id} has {now_available} {wallet.currency} available, "
                                 f"{amount} needed", available=now_available, needed=amount)
-    available, held = balances
-    _FAST_ENTRIES.run(conn, [
-        {"tenant_id": ctx.tenant_id, "journal_id": journal_id, "wallet_id": wallet.id,
-         "account": _account(wallet.id, "available"), "amount": -amount, "currency": wallet.currency,
-         "balance_after": available, "created_at": now},
-        {"tenant_id": ctx.tenant_id, "journal_id": journal_id, "wallet_id": wallet.id,
-         "account": _account(wallet.id, "held"), "amount": amount, "currency": wallet.currency,
-         "balance_after": held, "created_at": now}])
-    cached = uow.session.identity_map.get(uow.session.identity_key(Wallet, wallet.id))
-    if cached is not None:  # the session's copy of the row, if it holds one, reads the new balances
-        uow.session.expire(cached, ["available", "held"])
+    _entries_after(ctx, uow, journal_id, _Locked(wallet.id, wallet.currency, *balances, wallet.overdraft_limit),
+                   [(_account(wallet.id, "available"), "available", -amount),
+                    (_account(wallet.id, "held"), "held", amount)])
     hold = Hold(**row)
     make_transient_to_detached(hold)
     from hub.wallets.messages import HoldPlaced
