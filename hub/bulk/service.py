@@ -60,10 +60,12 @@ log = structlog.get_logger("hub.bulk")
 BATCH_ROWS = 1000
 #: valid rows per ProcessBulkChunk command
 CHUNK_ROWS = 250
-#: rows submitted per unit of work inside a chunk. A group holds the tenant's wallet row lock
-#: from its first hold to its commit, which every other hold and every capture (the provider
-#: workers') waits for: a few rows amortise the commit without starving the captures.
-GROUP_ROWS = 5
+#: rows submitted per unit of work inside a chunk. The group's holds are placed at its commit
+#: (the tenant's wallet row is locked for those statements and the COMMIT only), and its
+#: ProcessTransaction commands reach the provider workers as one job (processed together,
+#: ``transactions.processing.run_many``): bigger groups mean fewer commits and jobs, smaller
+#: ones less work redone when one row is refused.
+GROUP_ROWS = 25
 #: the most rows one job may have
 MAX_ROWS = 1_000_000
 
@@ -582,8 +584,7 @@ def _submit_rows(ctx: CallContext, uow: UnitOfWork, job_id: str, rows: list[tupl
         if status:  # final already (a re-run meeting its own transaction)
             _move_item(ctx, uow, job_id, item_id, "submitted", status, view)
     if sent:
-        uow.session.execute(update(BulkJob).where(BulkJob.id == job_id)
-                            .values(submitted=BulkJob.submitted + sent, updated_at=utcnow()))
+        _add_to_counters(ctx, uow, job_id, {"submitted": sent})
     return None
 
 
@@ -634,15 +635,15 @@ def apply_transaction_event(ctx: CallContext, uow: UnitOfWork, transaction: dict
         return False  # not this row's transaction (the row records it in the same commit that made it)
     if _RANK.get(new_status, 0) <= _RANK.get(item.status, 99):
         return False
-    if not _move_item(ctx, uow, job_id, item.id, item.status, new_status, transaction):
-        return False
-    _maybe_complete(ctx, uow, job_id)
-    return True
+    return _move_item(ctx, uow, job_id, item.id, item.status, new_status, transaction, complete=True)
 
 
 def _move_item(ctx: CallContext, uow: UnitOfWork, job_id: str, item_id: int, old: str, new: str,
-               transaction: dict[str, Any]) -> bool:
-    """``old`` → ``new`` for one item and the job's counters, if the item is still ``old``."""
+               transaction: dict[str, Any], *, complete: bool = False) -> bool:
+    """``old`` → ``new`` for one item and the job's counters, if the item is still ``old``.
+
+    :param complete: see whether the job is complete, once its counters have moved.
+    """
     values: dict[str, Any] = {"status": new, "updated_at": utcnow()}
     if transaction.get("serial_number"):
         values["serial_number"] = transaction["serial_number"]
@@ -653,16 +654,46 @@ def _move_item(ctx: CallContext, uow: UnitOfWork, job_id: str, item_id: int, old
     if not moved:
         return False
     price = transaction.get("price") or 0
-    changes: dict[Any, Any] = {BulkJob.updated_at: utcnow()}
+    changes: dict[str, int] = {new: 1}
     if old in _STATUS_COUNTERS:
-        changes[getattr(BulkJob, old)] = getattr(BulkJob, old) - 1
-    changes[getattr(BulkJob, new)] = getattr(BulkJob, new) + 1
+        changes[old] = -1
     if new == "succeeded":
-        changes[BulkJob.amount_succeeded] = BulkJob.amount_succeeded + price
+        changes["amount_succeeded"] = price
     elif old == "succeeded":
-        changes[BulkJob.amount_succeeded] = BulkJob.amount_succeeded - price
-    uow.session.execute(update(BulkJob).where(BulkJob.id == job_id).values(changes))
+        changes["amount_succeeded"] = -price
+    _add_to_counters(ctx, uow, job_id, changes, complete=complete)
     return True
+
+
+def _add_to_counters(ctx: CallContext, uow: UnitOfWork, job_id: str, changes: dict[str, int], *,
+                     complete: bool = False) -> None:
+    """Move the job's counters by ``changes`` when ``uow`` commits: one UPDATE per job and unit
+    of work, last (``before_commit``). The job's row is locked by that UPDATE until the commit,
+    and every chunk and every outcome of the job writes it: taken last, it is held for the
+    commit only, however many rows the unit of work moved (a batch of outcomes, a group of
+    sent rows). A rollback forgets the changes with the rest."""
+    key = ("bulk.counters", job_id)
+    pending = uow.memo.get(key)
+    if pending is None:
+        pending = uow.memo[key] = {"changes": {}, "complete": False}
+
+        def apply() -> None:
+            found = uow.memo.pop(key, None)
+            if not found or not any(found["changes"].values()) and not found["complete"]:
+                return
+            values: dict[Any, Any] = {BulkJob.updated_at: utcnow()}
+            for name, delta in found["changes"].items():
+                if delta:
+                    column = getattr(BulkJob, name)
+                    values[column] = column + delta
+            uow.session.execute(update(BulkJob).where(BulkJob.id == job_id).values(values))
+            if found["complete"]:
+                _maybe_complete(ctx, uow, job_id)
+
+        uow.before_commit(apply)
+    for name, delta in changes.items():
+        pending["changes"][name] = pending["changes"].get(name, 0) + delta
+    pending["complete"] = pending["complete"] or complete
 
 
 def _maybe_complete(ctx: CallContext, uow: UnitOfWork, job_id: str) -> bool:

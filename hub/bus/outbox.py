@@ -2,8 +2,8 @@
 
 :func:`publish` adds an outbox row (and, for a tenant's event, its row in the event store)
 to the caller's unit of work; nothing reaches Redis before that transaction commits. After
-the commit the relay enqueues one RQ job per (message, handler) and marks the row
-published. When the relay cannot (Redis down, process killed between commit and relay),
+the commit the relay enqueues the messages for their handlers (one RQ job per handler for the
+messages of one transaction, :func:`enqueue_envelopes`) and marks the rows published. When the relay cannot (Redis down, process killed between commit and relay),
 the periodic :func:`sweep` publishes what was left behind. A crash between enqueue and
 mark publishes a row twice; the processed-message record makes the second run a no-op.
 """
@@ -26,6 +26,9 @@ from hub.db import DriverStatement, UnitOfWork, unit_of_work, utcnow
 log = structlog.get_logger("hub.bus")
 
 RUN_HANDLER = "hub.bus.runner.run_handler"
+RUN_HANDLER_BATCH = "hub.bus.runner.run_handler_batch"
+#: the most messages one job carries to one handler (docs/bus.md, "Batches")
+MAX_BATCH = 50
 
 # Core statements (built once): a publish and a relay's mark are on every state change's path,
 # and the ORM's unit of work costs several times the statements themselves.
@@ -110,22 +113,70 @@ def _public_envelope(envelope: dict) -> dict:
     return {k: v for k, v in envelope.items() if k not in ("context", "kind")}
 
 
-def enqueue_envelope(app: Flask, envelope: dict, handlers: Iterable[str] | None = None, pipeline=None) -> int:
-    """Enqueue one job per handler of ``envelope`` (or the given ones); return how many."""
+def _job_options(klass: type[Message]) -> dict:
+    intervals = klass.retry_intervals()
+    return {"retry": Retry(max=klass.max_retries, interval=intervals) if klass.max_retries else None,
+            "meta": {"max_retries": klass.max_retries}, "result_ttl": 0, "failure_ttl": 7 * 86400,
+            "job_timeout": 300}
+
+
+def _message_class(envelope: dict) -> type[Message]:
     from hub.bus.messages import MESSAGE_TYPES
 
+    return MESSAGE_TYPES.get(envelope["type"], Message)
+
+
+def _queue(state, klass: type[Message]) -> Queue:
+    return Queue(klass.queue if klass is not Message else "default", connection=state.redis)
+
+
+def enqueue_envelope(app: Flask, envelope: dict, handlers: Iterable[str] | None = None, pipeline=None) -> int:
+    """Enqueue one job per handler of ``envelope`` (or the given ones); return how many."""
     state = app.extensions["rop"]
-    reg = registry(app)
-    names = list(handlers) if handlers is not None else list(reg.handlers_for(envelope["type"], envelope["kind"]))
-    klass = MESSAGE_TYPES.get(envelope["type"], Message)
-    queue = Queue(klass.queue if klass is not Message else "default", connection=state.redis)
+    names = list(handlers) if handlers is not None else list(
+        registry(app).handlers_for(envelope["type"], envelope["kind"]))
+    klass = _message_class(envelope)
+    queue = _queue(state, klass)
     for name in names:
-        intervals = klass.retry_intervals()
-        queue.enqueue(RUN_HANDLER, envelope, name, pipeline=pipeline,
-                      retry=Retry(max=klass.max_retries, interval=intervals) if klass.max_retries else None,
-                      meta={"max_retries": klass.max_retries}, result_ttl=0, failure_ttl=7 * 86400, job_timeout=300,
+        queue.enqueue(RUN_HANDLER, envelope, name, pipeline=pipeline, **_job_options(klass),
                       description=f"{envelope['type']} {envelope['id']} -> {name}")
     return len(names)
+
+
+def enqueue_envelopes(app: Flask, envelopes: list[dict], pipeline=None) -> int:
+    """Enqueue ``envelopes`` for their handlers: the messages one handler gets from them go
+    in one job (up to :data:`MAX_BATCH` each), in their order; return how many jobs.
+
+    One job per (message, handler) costs RQ's bookkeeping per message; a unit of work that
+    publishes many messages for one handler (a bulk group's commands, a batch's outcome
+    events) makes one job of them. Messages of different retry policies are not mixed; an
+    ``own_uow`` handler gets a batch only when it has a batch form.
+    """
+    state = app.extensions["rop"]
+    reg = registry(app)
+    groups: dict[tuple, list[dict]] = {}
+    for envelope in envelopes:
+        klass = _message_class(envelope)
+        for name in reg.handlers_for(envelope["type"], envelope["kind"]):
+            groups.setdefault((klass.queue if klass is not Message else "default", name, klass.max_retries),
+                              []).append(envelope)
+    jobs = 0
+    for (_queue_name, name, _retries), members in groups.items():
+        klass = _message_class(members[0])
+        queue = _queue(state, klass)
+        # An own_uow handler without a batch form would take its messages one after the
+        # other in one job: one job each keeps them concurrent (its calls wait on the network).
+        size = 1 if reg.owns_uow(name) and reg.batch_for(name) is None else MAX_BATCH
+        for start in range(0, len(members), size):
+            part = members[start:start + size]
+            if len(part) == 1:
+                queue.enqueue(RUN_HANDLER, part[0], name, pipeline=pipeline, **_job_options(klass),
+                              description=f"{part[0]['type']} {part[0]['id']} -> {name}")
+            else:
+                queue.enqueue(RUN_HANDLER_BATCH, part, name, pipeline=pipeline, **_job_options(klass),
+                              description=f"{len(part)} x {part[0]['type']} {part[0]['id']}… -> {name}")
+            jobs += 1
+    return jobs
 
 
 def relay(app: Flask, envelopes: list[dict]) -> int:
@@ -138,8 +189,7 @@ def relay(app: Flask, envelopes: list[dict]) -> int:
     state = app.extensions["rop"]
     try:
         with state.redis.pipeline(transaction=False) as pipe:
-            for envelope in envelopes:
-                enqueue_envelope(app, envelope, pipeline=pipe)
+            enqueue_envelopes(app, envelopes, pipeline=pipe)
             pipe.execute()
     except Exception as exc:  # noqa: BLE001 - Redis down: the rows wait for the sweep
         log.warning("outbox relay failed; the sweep will publish", error=str(exc), count=len(envelopes))
@@ -183,8 +233,7 @@ def sweep(app: Flask | None = None, *, older_than: float = 5.0, limit: int = 500
         if not rows:
             break
         with state.redis.pipeline(transaction=False) as pipe:
-            for envelope in rows:
-                enqueue_envelope(app, envelope, pipeline=pipe)
+            enqueue_envelopes(app, rows, pipeline=pipe)
             pipe.execute()
         total += _mark_published(app, [e["id"] for e in rows])
         if len(rows) < limit:

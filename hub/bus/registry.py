@@ -34,6 +34,9 @@ class Registry:
     global_listeners: dict[str, Handler] = field(default_factory=dict)
     #: Names of the handlers that open their own units of work (``own_uow=True``).
     own_uow: set[str] = field(default_factory=set)
+    #: ``own_uow`` handlers' batch forms, by the handler's name: ``batch(messages)`` does for
+    #: many messages at once what the handler does for one (see :func:`register_command_handler`).
+    batches: dict[str, Handler] = field(default_factory=dict)
 
     def handlers_for(self, message_type: str, kind: str) -> dict[str, Handler]:
         """The handlers of a message, by name."""
@@ -57,26 +60,42 @@ class Registry:
         """Whether handler ``name`` was registered with ``own_uow=True``."""
         return name in self.own_uow
 
+    def batch_for(self, name: str) -> Handler | None:
+        """The batch form of ``own_uow`` handler ``name``, if it has one."""
+        return self.batches.get(name)
+
 
 def registry(app: Flask) -> Registry:
     """The bus registry of ``app`` (made on first use)."""
     return app.extensions["rop"].extras.setdefault("bus", Registry())
 
 
-def register_command_handler(app: Flask, command: type[Command], func: Handler, *, own_uow: bool = False) -> None:
+def register_command_handler(app: Flask, command: type[Command], func: Handler, *, own_uow: bool = False,
+                             batch: Handler | None = None) -> None:
     """Make ``func`` the one handler of ``command``.
 
     :param own_uow: ``func(ctx, message)`` opens its own units of work; the runner skips a
         message already recorded for it and records it after ``func`` returns. ``func`` must
         be safe to run again for the same message (docs/bus.md, "own_uow").
-    :raise ValueError: when the command already has a different handler.
+    :param batch: with ``own_uow``: ``batch(messages)`` handles several of these commands at
+        once (the ones published by one unit of work reach one job; docs/bus.md, "Batches").
+        It must have the effect of ``func`` on each, be as safe to run again, and may raise
+        only for a failure that a retry of all of them can mend.
+    :raise ValueError: when the command already has a different handler, or ``batch`` is
+        given without ``own_uow``.
     """
+    if batch is not None and not own_uow:
+        raise ValueError("a batch form is for own_uow handlers (the others are batched by the runner)")
     reg = registry(app)
     existing = reg.commands.get(command.type)
     if existing is not None and existing is not func:
         raise ValueError(f"command {command.type!r} already has the handler {handler_name(existing)}")
     reg.commands[command.type] = func
     _mark_own_uow(reg, func, own_uow)
+    if batch is not None:
+        reg.batches[handler_name(func)] = batch
+    else:
+        reg.batches.pop(handler_name(func), None)
 
 
 def subscribe(app: Flask, event: type[Event], func: Handler, *, own_uow: bool = False) -> None:

@@ -67,6 +67,108 @@ def run_handler(envelope: dict, handler: str) -> str:
         return "dead"
 
 
+def run_handler_batch(envelopes: list[dict], handler: str) -> str:
+    """Run ``handler`` for several messages (one unit of work's, :func:`enqueue_envelopes`).
+
+    An ordinary handler runs for all of them in one unit of work, each message's record
+    beside its effect, so they commit together. Messages recorded before are skipped. When
+    the batch fails (a handler raised, a concurrent run recorded one first), nothing of it
+    is kept and each message goes back to the queue as a job of its own, with its own
+    retries and dead letter: one bad message never holds the others up or takes them down.
+
+    An ``own_uow`` handler gets the messages not recorded yet through its batch form
+    (``register_command_handler(batch=…)``), or one after the other; they are recorded after
+    it returns. It fails as one job: retried whole (its messages must be safe to run again),
+    then a dead letter for each.
+
+    :return: ``"done"``, ``"duplicate"`` (every message recorded before), ``"split"`` or ``"dead"``.
+    """
+    app = current_app._get_current_object()
+    state = app.extensions["rop"]
+    reg = registry(app)
+    func = reg.lookup(handler)
+    if func is not None and not reg.owns_uow(handler):
+        return _run_batch(app, state.db, func, envelopes, handler)
+    job = get_current_job()
+    try:
+        if func is None:
+            raise LookupError(f"no handler {handler!r} is registered in this worker")
+        return _run_own_uow_batch(state.db, func, reg.batch_for(handler), envelopes, handler)
+    except Exception as exc:
+        retries_left = job.retries_left if job is not None else 0
+        if retries_left:
+            log.warning("batch handler failed; will retry", handler=handler, count=len(envelopes),
+                        first_message_id=envelopes[0].get("id"), error=_one_line(exc), retries_left=retries_left)
+            raise
+        trace = traceback.format_exc()
+        for envelope in envelopes:
+            record_dead_letter(envelope, handler, _one_line(exc), _attempts(job), trace)
+        return "dead"
+
+
+def _recorded(uow, ids: list[str], handler: str) -> set[str]:
+    return set(uow.session.scalars(select(ProcessedMessage.message_id).where(
+        ProcessedMessage.message_id.in_(ids), ProcessedMessage.handler == handler)))
+
+
+def _run_batch(app, db, func, envelopes: list[dict], handler: str) -> str:
+    from hub.bus.outbox import enqueue_envelope
+
+    messages = [Message.from_envelope(e) for e in envelopes]
+    try:
+        with unit_of_work(db) as uow:
+            seen = _recorded(uow, [m.id for m in messages], handler)
+            todo = [m for m in messages if m.id not in seen]
+            if not todo:
+                return "duplicate"
+            uow.session.execute(insert(ProcessedMessage), [
+                {"message_id": m.id, "handler": handler, "tenant_id": m.tenant_id, "processed_at": utcnow()}
+                for m in todo])
+            for message in todo:
+                func(CallContext.from_dict(message.context or {"tenant_id": message.tenant_id}), uow, message)
+            uow.commit()
+        return "done"
+    except Exception as exc:  # noqa: BLE001 - any failure: each message is retried on its own
+        # Nothing of the batch was kept: each message runs again as a job of its own.
+        log.warning("batch failed; its messages run one by one", handler=handler, count=len(envelopes),
+                    error=_one_line(exc))
+        with app.extensions["rop"].redis.pipeline(transaction=False) as pipe:
+            for envelope in envelopes:
+                enqueue_envelope(app, envelope, [handler], pipeline=pipe)
+            pipe.execute()
+        return "split"
+
+
+def _run_own_uow_batch(db, func, batch, envelopes: list[dict], handler: str) -> str:
+    messages = [Message.from_envelope(e) for e in envelopes]
+    with unit_of_work(db, readonly=True) as uow:
+        seen = _recorded(uow, [m.id for m in messages], handler)
+    todo = [m for m in messages if m.id not in seen]
+    if not todo:
+        return "duplicate"
+    if batch is not None:
+        batch(todo)
+    else:
+        for message in todo:
+            func(CallContext.from_dict(message.context or {"tenant_id": message.tenant_id}), message)
+    rows = [{"message_id": m.id, "handler": handler, "tenant_id": m.tenant_id, "processed_at": utcnow()}
+            for m in todo]
+    try:
+        with unit_of_work(db) as uow:
+            uow.session.execute(insert(ProcessedMessage), rows)
+            uow.commit()
+    except IntegrityError:
+        # A concurrent run recorded some of them first: record the others one by one.
+        for row in rows:
+            with unit_of_work(db) as uow:
+                try:
+                    uow.session.execute(insert(ProcessedMessage).values(**row))
+                    uow.commit()
+                except IntegrityError:
+                    pass
+    return "done"
+
+
 def _run_own_uow(db, func, ctx: CallContext, message: Message, handler: str) -> str:
     """Run an ``own_uow`` handler: skip it when recorded, record it once it returned."""
     # Core statements rather than the ORM: these two run around every provider call.

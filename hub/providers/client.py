@@ -87,7 +87,10 @@ def routes_for(uow: UnitOfWork, ctx: CallContext, sku: str, candidates: list[Rou
     from hub.providers import health
     from hub.providers.service import _host, _state
 
-    usable = {r.id for r in service.usable_configs(uow, ctx.tenant_id)}
+    key = ("providers.usable_config_ids", ctx.tenant_id)
+    usable = uow.memo.get(key)
+    if usable is None:  # once per unit of work (a batch routes many purchases of one tenant)
+        usable = uow.memo[key] = frozenset(r.id for r in service.usable_configs(uow, ctx.tenant_id))
     kept = []
     for c in candidates:
         if c.config_id in usable:

@@ -18,6 +18,8 @@ purchase answered ``rejected`` moves on to the next offer.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import structlog
@@ -26,6 +28,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.bus import publish
+from hub.concurrency import release
 from hub.context import CallContext
 from hub.db import UnitOfWork, unit_of_work, utcnow
 from hub.providers import client as providers
@@ -100,24 +103,28 @@ def _plan(transaction_id: str, *, force_check: bool = False) -> Step | None:
             return None  # pending/unknown: callbacks and scheduled checks; or already decided
         if trx.status == "review":
             return None
-        if trx.route is None:
-            trx.route = _route(uow, trx)
-        tried = trx.attempt_count
-        if tried >= len(trx.route):
-            last = attempt.message if attempt is not None else None
-            error = ("no provider could fulfil it" + (f": {last}" if last else "")
-                     if trx.route else "no provider is available for this product now")
-            lifecycle.transition(lifecycle.tenant_ctx(trx), uow, trx, "failed", error=error)
-            uow.commit()
-            return None
-        config_id = trx.route[tried]
-        offer = _offer(trx, config_id)
-        seq = tried + 1
-        reference = _reference(uow, trx, seq)
-        step = Step("purchase", trx.id, trx.tenant_id, seq, config_id, offer["provider_code"],
-                    offer["provider_sku"], reference, trx.customer_no, amount=_bill_amount(uow, trx))
-        uow.commit()  # the route, if just decided
+        step = _next_purchase(uow, trx, attempt)
+        uow.commit()  # the route, if just decided; or the failure
         return step
+
+
+def _next_purchase(uow: UnitOfWork, trx: Transaction, attempt: Attempt | None) -> Step | None:
+    """The purchase at the route's next offer (the route decided now if it was not yet); with
+    no offer left the transaction fails (the hold is voided at the commit) and it is None."""
+    if trx.route is None:
+        trx.route = _route(uow, trx)
+    tried = trx.attempt_count
+    if tried >= len(trx.route):
+        last = attempt.message if attempt is not None else None
+        error = ("no provider could fulfil it" + (f": {last}" if last else "")
+                 if trx.route else "no provider is available for this product now")
+        lifecycle.transition(lifecycle.tenant_ctx(trx), uow, trx, "failed", error=error)
+        return None
+    config_id = trx.route[tried]
+    offer = _offer(trx, config_id)
+    return Step("purchase", trx.id, trx.tenant_id, tried + 1, config_id, offer["provider_code"],
+                offer["provider_sku"], _reference(uow, trx, tried + 1), trx.customer_no,
+                amount=_bill_amount(uow, trx))
 
 
 def _reference(uow: UnitOfWork, trx: Transaction, seq: int) -> str:
@@ -148,25 +155,29 @@ def _record_attempt(step: Step) -> bool:
         trx = lifecycle.lock(uow, step.transaction_id)
         if trx is None or trx.status not in ("pending", "processing") or trx.attempt_count != step.seq - 1:
             return False
-        now = utcnow()
-        uow.session.add(Attempt(transaction_id=trx.id, tenant_id=trx.tenant_id, seq=step.seq,
-                                config_id=step.config_id, provider_code=step.provider_code,
-                                provider_sku=step.provider_sku, reference=step.reference, state="sent",
-                                sent_at=now))
-        trx.attempt_count = step.seq
-        trx.config_id, trx.provider_code = step.config_id, step.provider_code
-        trx.check_count = 0
-        trx.next_check_at = now + dt.timedelta(seconds=lifecycle.settings().sent_timeout)
-        lifecycle.note(uow, trx, "attempt", {"attempt": step.seq, "provider_code": step.provider_code,
-                                             "config_id": step.config_id, "provider_sku": step.provider_sku,
-                                             "reference": step.reference})
-        if trx.status == "pending":
-            lifecycle.transition(lifecycle.tenant_ctx(trx), uow, trx, "processing")
+        _add_attempt(uow, trx, step)
         try:
             uow.commit()
         except IntegrityError:  # a concurrent run recorded this attempt first
             return False
     return True
+
+
+def _add_attempt(uow: UnitOfWork, trx: Transaction, step: Step) -> None:
+    now = utcnow()
+    uow.session.add(Attempt(transaction_id=trx.id, tenant_id=trx.tenant_id, seq=step.seq,
+                            config_id=step.config_id, provider_code=step.provider_code,
+                            provider_sku=step.provider_sku, reference=step.reference, state="sent",
+                            sent_at=now))
+    trx.attempt_count = step.seq
+    trx.config_id, trx.provider_code = step.config_id, step.provider_code
+    trx.check_count = 0
+    trx.next_check_at = now + dt.timedelta(seconds=lifecycle.settings().sent_timeout)
+    lifecycle.note(uow, trx, "attempt", {"attempt": step.seq, "provider_code": step.provider_code,
+                                         "config_id": step.config_id, "provider_sku": step.provider_sku,
+                                         "reference": step.reference})
+    if trx.status == "pending":
+        lifecycle.transition(lifecycle.tenant_ctx(trx), uow, trx, "processing")
 
 
 def _record_outcome(step: Step, outcome: Outcome, via: str) -> bool:
@@ -205,30 +216,38 @@ def _slot(config_id: str):
     return limit(_redis(), f"provider:{config_id}", bound, opts.slot_timeout, ttl=60.0)
 
 
-def call_provider(step: Step, operation: str) -> Outcome:
+def call_provider(step: Step, operation: str, configs: list | None = None) -> Outcome:
     """Call ``operation`` (purchase or check_status) for ``step`` with no database session open.
 
     The configuration is read first and the read transaction ends before the call (the
-    session keeps the row, so the call itself touches no connection). An exception from
-    the plugin is an unknown outcome: the request may have left.
+    session keeps the row, so the call itself touches no connection); ``configs``, the
+    tenant's configurations read before (detached rows, :func:`_configs_of`), spare that
+    read: a session that never connects gets copies of them. An exception from the plugin
+    is an unknown outcome: the request may have left.
     """
-    with unit_of_work(_db(), readonly=True) as uow:
+    if configs is None:
+        uow = UnitOfWork(_db().session(readonly=True))
         loaded = preload_configs(uow, step.tenant_id)
         uow.session.commit()  # ends the read: no connection is held during the call
-        try:
-            if operation == "purchase":
-                result = providers.purchase(uow, step.config_id, providers.PurchaseRequest(
-                    ref_id=step.reference, provider_sku=step.provider_sku, customer_no=step.customer_no,
-                    amount=step.amount))
-            else:
-                result = providers.check_status(uow, step.config_id, providers.StatusRequest(
-                    ref_id=step.reference, provider_sku=step.provider_sku, customer_no=step.customer_no,
-                    provider_ref=step.provider_ref))
-        except Exception as exc:
-            log.exception("provider call raised; outcome unknown", operation=operation,
-                          transaction_id=step.transaction_id, config_id=step.config_id)
-            return Outcome("unknown", message=f"{type(exc).__name__}: {exc}"[:500])
+    else:
+        uow = UnitOfWork(_db().session(readonly=True))
+        loaded = [uow.session.merge(row, load=False) for row in configs]
+    try:
+        if operation == "purchase":
+            result = providers.purchase(uow, step.config_id, providers.PurchaseRequest(
+                ref_id=step.reference, provider_sku=step.provider_sku, customer_no=step.customer_no,
+                amount=step.amount))
+        else:
+            result = providers.check_status(uow, step.config_id, providers.StatusRequest(
+                ref_id=step.reference, provider_sku=step.provider_sku, customer_no=step.customer_no,
+                provider_ref=step.provider_ref))
+    except Exception as exc:
+        log.exception("provider call raised; outcome unknown", operation=operation,
+                      transaction_id=step.transaction_id, config_id=step.config_id)
+        return Outcome("unknown", message=f"{type(exc).__name__}: {exc}"[:500])
+    finally:
         del loaded
+        uow.session.close()
     return Outcome.from_result(result)
 
 
@@ -254,6 +273,174 @@ def run(transaction_id: str) -> None:
             outcome = call_provider(step, "purchase")
         if not _record_outcome(step, outcome, "purchase"):
             return
+
+
+# -- many at once ------------------------------------------------------------------------------
+#: threads per process that make the provider calls of batches (their calls wait on the network)
+CALL_THREADS = 128
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _call_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="rop-provider-call")
+        return _pool
+
+
+def process_transactions(messages: list) -> None:
+    """Batch form of :func:`process_transaction` (the ``ProcessTransaction`` commands one unit
+    of work published, e.g. a bulk group's): :func:`run_many`."""
+    run_many([m.payload["transaction_id"] for m in messages])
+
+
+def run_many(transaction_ids: list[str]) -> None:
+    """Drive several transactions as far as they go now, with the same rules as :func:`run`.
+
+    The same five steps, each for all of them at once: one unit of work plans them all (row
+    locks in id order), slots are taken, one unit of work records every attempt ``sent``,
+    the calls go out together (a thread each, no session open), and one unit of work
+    records every outcome (the captures last: the tenant's wallet row is locked once).
+    Slots are taken without waiting while the batch holds any (it never sits on slots while
+    it waits for more); a purchase without one goes in the next round, with the purchases
+    whose provider rejected them (their next offer). When no slot is free at all the batch
+    waits for one, as :func:`run` does. An unanswered attempt found by the plan (a worker
+    killed mid-call) gets its status check through :func:`run`, after the batch.
+    """
+    app = current_app._get_current_object()
+    pending = list(dict.fromkeys(transaction_ids))
+    checks: list[str] = []
+    while pending:  # each round records or drops a step, or raises Busy; routes are finite
+        steps, unanswered = _plan_many(pending)
+        checks.extend(unanswered)
+        leased = _take_slots(steps)
+        recorded = _record_attempts([s for s in steps if s.transaction_id in leased])
+        for step in steps:
+            if step.transaction_id in leased and step.transaction_id not in recorded:
+                release(leased.pop(step.transaction_id))  # another run took this step; it carries on
+        configs = _configs_of({s.tenant_id for s in steps if s.transaction_id in recorded})
+        calls = [(step, _call_pool().submit(_call_in_app, app, step, leased[step.transaction_id],
+                                            configs[step.tenant_id]))
+                 for step in steps if step.transaction_id in recorded]
+        pending = _record_outcomes([(step, future.result()) for step, future in calls])
+        pending.extend(s.transaction_id for s in steps if s.transaction_id not in leased)
+    for transaction_id in dict.fromkeys(checks):
+        run(transaction_id)
+
+
+def _call_in_app(app, step: Step, lease, configs: list) -> Outcome:
+    try:
+        with app.app_context():
+            return call_provider(step, "purchase", configs)
+    finally:
+        release(lease)
+
+
+def _configs_of(tenant_ids: set[str]) -> dict[str, list]:
+    """Each tenant's provider configurations, read once for a batch's calls (detached rows)."""
+    found: dict[str, list] = {}
+    for tenant_id in tenant_ids:  # a session each: a row already in a session is not loaded again
+        with unit_of_work(_db(), readonly=True) as uow:
+            found[tenant_id] = preload_configs(uow, tenant_id)
+            uow.session.commit()
+    return found
+
+
+def _locked_many(uow: UnitOfWork, ids: list[str]) -> list[Transaction]:
+    """The transactions, locked in id order (two batches never wait on each other in a circle)."""
+    return list(uow.session.scalars(select(Transaction).where(Transaction.id.in_(ids)).order_by(Transaction.id)
+                                    .with_for_update().execution_options(populate_existing=True)))
+
+
+def _plan_many(ids: list[str]) -> tuple[list[Step], list[str]]:
+    """:func:`_plan` for many in one unit of work: the purchase steps, and the ids to drive alone
+    (a status check to make)."""
+    steps: list[Step] = []
+    others: list[str] = []
+    with unit_of_work(_db()) as uow:
+        for trx in _locked_many(uow, ids):
+            if trx.status not in ("pending", "processing"):
+                continue
+            attempt = lifecycle.current_attempt(uow, trx)
+            if attempt is not None and attempt.state != "rejected":
+                if attempt.state == "sent":
+                    others.append(trx.id)  # an unknown outcome: run() asks its status
+                continue
+            step = _next_purchase(uow, trx, attempt)
+            if step is not None:
+                steps.append(step)
+        uow.commit()
+    return steps, others
+
+
+def _take_slots(steps: list[Step]) -> dict[str, object]:
+    """A slot of its configuration for each step that can have one now; by transaction id.
+
+    No waiting while one is held (a batch never sits on slots while it waits for more);
+    with none free at all, wait for the first step's as :func:`run` does.
+    :raise Busy: when that wait timed out.
+    """
+    from hub.concurrency import Busy, acquire
+
+    opts = lifecycle.settings()
+    leased: dict[str, object] = {}
+    for step in steps:
+        bound = opts.provider_limits.get(step.config_id, opts.provider_limit)
+        try:
+            leased[step.transaction_id] = acquire(_redis(), f"provider:{step.config_id}", bound, 0, ttl=60.0)
+        except Busy:
+            continue
+    if steps and not leased:
+        step = steps[0]
+        bound = opts.provider_limits.get(step.config_id, opts.provider_limit)
+        leased[step.transaction_id] = acquire(_redis(), f"provider:{step.config_id}", bound, opts.slot_timeout,
+                                              ttl=60.0)
+    return leased
+
+
+def _record_attempts(steps: list[Step]) -> set[str]:
+    """:func:`_record_attempt` for many in one unit of work; the ids recorded."""
+    if not steps:
+        return set()
+    by_id = {s.transaction_id: s for s in steps}
+    recorded: set[str] = set()
+    try:
+        with unit_of_work(_db()) as uow:
+            for trx in _locked_many(uow, list(by_id)):
+                step = by_id[trx.id]
+                if trx.status in ("pending", "processing") and trx.attempt_count == step.seq - 1:
+                    _add_attempt(uow, trx, step)
+                    recorded.add(trx.id)
+            uow.commit()
+        return recorded
+    except IntegrityError:  # a concurrent run recorded one of them first: one by one, then
+        return {s.transaction_id for s in steps if _record_attempt(s)}
+
+
+def _record_outcomes(results: list[tuple[Step, Outcome]]) -> list[str]:
+    """:func:`_record_outcome` for many in one unit of work; the ids whose next offer is due."""
+    if not results:
+        return []
+    by_id = {step.transaction_id: (step, outcome) for step, outcome in results}
+    try_next: list[str] = []
+    try:
+        with unit_of_work(_db()) as uow:
+            transactions = _locked_many(uow, list(by_id))
+            attempts = {(a.transaction_id, a.seq): a for a in uow.session.scalars(
+                select(Attempt).where(Attempt.transaction_id.in_(list(by_id))))}
+            for trx in transactions:
+                step, outcome = by_id[trx.id]
+                attempt = attempts.get((trx.id, step.seq))
+                if attempt is not None and lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt,
+                                                                   outcome, "purchase"):
+                    try_next.append(trx.id)
+            uow.commit()
+        return try_next
+    except Exception:
+        log.exception("recording a batch's outcomes failed; recording them one by one", count=len(results))
+        return [step.transaction_id for step, outcome in results if _record_outcome(step, outcome, "purchase")]
 
 
 def _check(step: Step) -> None:

@@ -50,7 +50,12 @@ def _check_text(name: str, value: Any, max_len: int) -> str:
 def _product(ctx: CallContext, uow: UnitOfWork, product_code: str) -> dict[str, Any]:
     from hub.products import client as products
 
-    product = products.get_for_sale(service_context(ctx, "transactions"), uow, product_code)
+    key = ("transactions.product", ctx.tenant_id, product_code)
+    product = uow.memo.get(key)
+    if product is None:  # once per unit of work (a bulk group buys the same products again and again)
+        product = products.get_for_sale(service_context(ctx, "transactions"), uow, product_code)
+        if product is not None:
+            uow.memo[key] = product
     if product is None:
         raise _field_error("product_code", f"unknown product {product_code!r}")
     if not product.get("active") or product.get("price") is None:

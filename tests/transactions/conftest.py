@@ -11,6 +11,7 @@ from sqlalchemy import select
 from hub.bus.models import TenantEvent
 from hub.context import CallContext
 from hub.db import unit_of_work
+from hub.plugins.markers import hookimpl
 from hub.providers.testing import LiveServer
 from hub.transactions.lifecycle import Settings
 from hub.worker import make_worker
@@ -106,3 +107,29 @@ def buy(client, tenant, customer_no: str, product_code: str = "TEL10", ref_id: s
 
     body = {"ref_id": ref_id or uuid.uuid4().hex, "product_code": product_code, "customer_no": customer_no, **extra}
     return client.post("/v1/transactions", json=body, headers=tenant.headers)
+
+
+class FirstConfig:
+    """A routing plugin: the named configuration first, then the rest as they came."""
+
+    def __init__(self, config_id: str):
+        self.config_id = config_id
+
+    @hookimpl
+    def route_transaction(self, ctx, sku, candidates):
+        return sorted(candidates, key=lambda c: c.config_id != self.config_id)
+
+
+@pytest.fixture
+def route_first(app):
+    host = app.extensions["rop"].extras["plugins"]
+    registered = []
+
+    def use(config_id: str):
+        plugin = FirstConfig(config_id)
+        host.pm.register(plugin)
+        registered.append(plugin)
+
+    yield use
+    for plugin in registered:
+        host.pm.unregister(plugin)

@@ -9,7 +9,6 @@ from sqlalchemy import select
 
 from hub.context import CallContext
 from hub.db import unit_of_work
-from hub.plugins.markers import hookimpl
 from hub.providers.models import ProviderCallback
 
 from .conftest import FUNDS, buy, drain, transaction, wallet
@@ -28,32 +27,6 @@ def _add_sandbox(app, name: str, tenant_id: str | None = None, **settings) -> st
         report = sync_config(CallContext.system(actor="tests"), lambda: unit_of_work(db), row.id)
         assert report["status"] == "succeeded"
     return row.id
-
-
-class FirstConfig:
-    """A routing plugin: the named configuration first, then the rest as they came."""
-
-    def __init__(self, config_id: str):
-        self.config_id = config_id
-
-    @hookimpl
-    def route_transaction(self, ctx, sku, candidates):
-        return sorted(candidates, key=lambda c: c.config_id != self.config_id)
-
-
-@pytest.fixture
-def route_first(app):
-    host = app.extensions["rop"].extras["plugins"]
-    registered = []
-
-    def use(config_id: str):
-        plugin = FirstConfig(config_id)
-        host.pm.register(plugin)
-        registered.append(plugin)
-
-    yield use
-    for plugin in registered:
-        host.pm.unregister(plugin)
 
 
 def test_out_of_stock_at_the_first_provider_falls_back_to_the_second(app, client, live, funded, route_first,

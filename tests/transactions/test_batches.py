@@ -1,0 +1,150 @@
+"""Purchases accepted together (one unit of work, as a bulk group is) are processed together
+(one job, ``processing.run_many``) with every rule of one alone: outcomes, fallback, slots,
+never a second purchase of a reference."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+from rop_sandbox.plugin import purchase_count, purchase_counts
+from rq import Queue
+
+from hub.auth import service_context
+from hub.bus.outbox import sweep as bus_sweep
+from hub.concurrency import holders
+from hub.context import CallContext
+from hub.db import unit_of_work, utcnow
+from hub.transactions import client as transactions
+from hub.transactions import processing
+
+from .conftest import FUNDS, drain, event_types, transaction, wallet
+from .test_end_to_end import CASES
+from .test_routing_and_callbacks import _add_sandbox
+
+
+def _submit_together(app, tenant_id: str, numbers: list[str]) -> list[dict]:
+    """Accept one purchase per number in one unit of work (the holds at its commit)."""
+    ctx = service_context(CallContext.system(actor="tests", tenant_id=tenant_id), "bulk")
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        views = [transactions.submit(ctx, uow, ref_id=uuid.uuid4().hex, product_code="TEL10", customer_no=n,
+                                     hold_at_commit=True)[0] for n in numbers]
+        uow.commit()
+    return views
+
+
+def _provider_jobs(app) -> list:
+    return Queue("provider", connection=app.extensions["rop"].redis).get_jobs()
+
+
+def _statuses(app, tenant_id: str, views: list[dict]) -> list[str]:
+    return [transaction(app, tenant_id, v["id"])["status"] for v in views]
+
+
+def test_every_sandbox_number_in_one_batch(app, live, funded, fast):
+    numbers = sorted(CASES)
+    views = _submit_together(app, funded.tenant.id, numbers)
+    jobs = _provider_jobs(app)
+    assert len(jobs) == 1 and len(jobs[0].args[0]) == len(numbers)  # one job carries them all
+
+    def settled():
+        with app.app_context():
+            processing.sweep(now=utcnow() + dt.timedelta(seconds=1))  # due status checks
+        return _statuses(app, funded.tenant.id, views) == [CASES[n][0] for n in numbers]
+
+    drain(app, settled, timeout=30)
+    drain(app)
+    redis = app.extensions["rop"].redis
+    for number, view in zip(numbers, views):
+        status, _charged, events = CASES[number]
+        found = transaction(app, funded.tenant.id, view["id"])
+        assert [a["reference"] for a in found["attempts"]] == [f"{view['id']}-1"], number
+        assert purchase_count(redis, f"{view['id']}-1") == 1, number
+        assert event_types(app, funded.tenant.id, view["id"]) == ["transaction.accepted"] + [
+            f"transaction.{e}" for e in events], number
+        if status in ("succeeded", "refunded"):
+            assert found["serial_number"] and found["provider_ref"], number
+    charged = sum(v["price"] for n, v in zip(numbers, views) if CASES[n][1])
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS - charged, 0)
+
+
+def test_a_batch_falls_back_to_the_next_provider_with_one_capture_each(app, live, funded, route_first, sandbox):
+    empty = _add_sandbox(app, "Empty shelves", reject_rate=1.0)
+    route_first(empty)
+    views = _submit_together(app, funded.tenant.id, ["081200001234"] * 4)
+    drain(app)
+    redis = app.extensions["rop"].redis
+    for view in views:
+        found = transaction(app, funded.tenant.id, view["id"])
+        assert found["status"] == "succeeded"
+        assert [(a["config_id"], a["state"]) for a in found["attempts"]] == [(empty, "rejected"),
+                                                                               (sandbox, "success")]
+        assert [purchase_count(redis, a["reference"]) for a in found["attempts"]] == [1, 1]
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS - sum(v["price"] for v in views), 0)
+
+
+def test_a_batch_takes_only_the_free_slots_and_the_rest_wait_their_turn(app, live, funded, fast, sandbox):
+    fast.provider_limit = 2
+    views = _submit_together(app, funded.tenant.id, ["081200001234"] * 6)
+    drain(app)
+    assert _statuses(app, funded.tenant.id, views) == ["succeeded"] * 6
+    redis = app.extensions["rop"].redis
+    assert purchase_counts(redis) == {f"{v['id']}-1": 1 for v in views}
+    assert holders(redis, f"provider:{sandbox}") == 0  # every slot given back
+
+
+def test_a_batch_run_again_buys_nothing_twice(app, live, funded, sandbox):
+    views = _submit_together(app, funded.tenant.id, ["081200001234"] * 3)
+    drain(app)
+    with app.app_context():
+        processing.run_many([v["id"] for v in views])  # a redelivered batch: nothing left to do
+    redis = app.extensions["rop"].redis
+    assert purchase_counts(redis) == {f"{v['id']}-1": 1 for v in views}
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS - sum(v["price"] for v in views), 0)
+
+
+def test_a_worker_killed_mid_batch_never_buys_twice(app, config, funded, sandbox):
+    from hub.providers import service as providers
+
+    _add_sandbox(app, "Slow", latency_ms=1500)
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        providers.set_enabled(uow, sandbox, False)  # only the slow configuration remains
+        uow.commit()
+    views = _submit_together(app, funded.tenant.id, ["081200001234"] * 5)
+    references = [f"{v['id']}-1" for v in views]
+    redis = app.extensions["rop"].redis
+    env = dict(os.environ, ROP_DATABASE_URL=config.database_url, ROP_REDIS_URL=app.extensions["rop"].redis_url,
+               ROP_INSTANCE_PATH=str(config.instance_path), ROP_LOG_LEVEL="WARNING")
+    script = ("from hub.app import create_app; from hub.worker import make_worker;"
+              "app = create_app(); make_worker(app, ['provider']).work()")
+    worker = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not all(purchase_count(redis, r) for r in references):  # every request has left
+            assert time.monotonic() < deadline, "the worker never called the provider"
+            assert worker.poll() is None, "the worker exited"
+            time.sleep(0.02)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert _statuses(app, funded.tenant.id, views) == ["processing"] * 5
+
+    # The batch's job is handed back; the re-run finds every attempt sent and unanswered:
+    # status checks with the same references, no purchase again.
+    bus_sweep(app, abandoned_before=time.time() + 3600)
+    drain(app, lambda: _statuses(app, funded.tenant.id, views) == ["succeeded"] * 5, timeout=30)
+    assert purchase_counts(redis) == {r: 1 for r in references}
+    for view in views:
+        found = transaction(app, funded.tenant.id, view["id"])
+        assert [e["detail"].get("via") for e in found["timeline"] if e["kind"] == "outcome"] == ["status_check"]
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS - sum(v["price"] for v in views), 0)
