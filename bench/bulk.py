@@ -87,14 +87,31 @@ def setup(database_url: str, redis_url: str, instance: Path, latency_ms: int, fu
     return found
 
 
+def _postgres_cpu() -> float:
+    """CPU seconds used so far by the PostgreSQL server processes on this machine."""
+    total = 0.0
+    for p in psutil.process_iter(["name"]):
+        if (p.info["name"] or "").startswith("postgres"):
+            try:
+                times = p.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                continue
+    return total
+
+
 class RssSampler(threading.Thread):
-    """Peak RSS (MB) of each named process tree, sampled every ``every`` seconds."""
+    """Peak RSS (MB) and CPU seconds of each named process tree, sampled every ``every`` seconds;
+    and the PostgreSQL server's CPU seconds meanwhile."""
 
     def __init__(self, procs: dict[str, subprocess.Popen], every: float = 0.5):
         super().__init__(daemon=True)
         self.procs, self.every = procs, every
         self.peak: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
         self.stop_event = threading.Event()
+        self.postgres_start = _postgres_cpu()
+        self.postgres_cpu = 0.0
 
     def run(self) -> None:
         while not self.stop_event.wait(self.every):
@@ -107,10 +124,13 @@ class RssSampler(threading.Thread):
                 for n, p in enumerate(tree):
                     try:
                         rss = p.memory_info().rss / 2**20
+                        times = p.cpu_times()
                     except psutil.NoSuchProcess:
                         continue
                     key = name if n == 0 else f"{name}/child{n}"
                     self.peak[key] = max(self.peak.get(key, 0.0), rss)
+                    self.cpu[key] = max(self.cpu.get(key, 0.0), times.user + times.system)
+            self.postgres_cpu = _postgres_cpu() - self.postgres_start
 
 
 def check(app, tenant_id: str, wallet_id: str, job: dict, funds: int = FUNDS) -> dict:
@@ -142,6 +162,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3, help="processes on the commands and events queues")
     parser.add_argument("--provider-workers", type=int, default=1, help="processes on the provider queue")
     parser.add_argument("--threads", type=int, default=128, help="threads per provider worker")
+    parser.add_argument("--db-connections", type=int, default=None,
+                        help="database connections per provider worker (rop worker --db-connections)")
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--sqlite", action="store_true")
     parser.add_argument("--timeout", type=float, default=3600)
@@ -154,7 +176,8 @@ def main() -> int:
 
     figures: dict = {"load_avg_1m_before": round(os.getloadavg()[0], 2), "rows": args.rows,
                      "validation_only": args.validation_only, "latency_ms": args.latency_ms, "workers": args.workers,
-                     "provider_workers": args.provider_workers, "threads": args.threads, "cpus": os.cpu_count(),
+                     "provider_workers": args.provider_workers, "threads": args.threads,
+                     "db_connections": args.db_connections, "cpus": os.cpu_count(),
                      "goal_seconds": GOAL_SECONDS, "goal_rss_mb": GOAL_RSS_MB}
     with tempfile.TemporaryDirectory(prefix="rop-bench-bulk-") as tmp:
         tmp_path = Path(tmp)
@@ -180,7 +203,7 @@ def main() -> int:
             env = dict(os.environ, ROP_DATABASE_URL=database_url, ROP_REDIS_URL=redis_url,
                        ROP_INSTANCE_PATH=str(tmp_path / "instance"), ROP_LOG_LEVEL="WARNING", ROP_LOG_FORMAT="console")
             procs = start(env, port=port, workers=args.workers, provider_workers=args.provider_workers,
-                          threads=args.threads, web_timeout=600)
+                          threads=args.threads, web_timeout=600, db_connections=args.db_connections)
             sampler = RssSampler(procs)
             sampler.start()
             base = f"http://127.0.0.1:{port}"
@@ -238,6 +261,9 @@ def main() -> int:
             sampler.join()
             figures["peak_rss_mb"] = {k: round(v, 1) for k, v in sorted(sampler.peak.items())}
             figures["peak_rss_mb_max"] = round(max(sampler.peak.values()), 1)
+            figures["cpu_s"] = {k: round(v, 1) for k, v in sorted(sampler.cpu.items())}
+            figures["cpu_s"]["postgres"] = round(sampler.postgres_cpu, 1)
+            figures["cpu_ms_per_row"] = round(1000 * sum(figures["cpu_s"].values()) / max(1, job["succeeded"]), 2)
             figures.update(check(found["app"], found["tenant_id"], found["wallet_id"], job, funds))
             figures["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
             # the goal is 100,000 rows in 300 s: a smaller file must go at the same rate to meet it
@@ -249,6 +275,7 @@ def main() -> int:
             print(f"{figures['status']} in {figures['seconds']} s: {figures['rows_per_s']} rows/s "
                   f"(after validation {figures['processing_rows_per_s']} rows/s); results.csv in "
                   f"{figures['results_csv_s']} s; peak RSS {figures['peak_rss_mb']}", flush=True)
+            print(f"CPU seconds {figures['cpu_s']}: {figures['cpu_ms_per_row']} ms of CPU per row", flush=True)
             print(f"transactions {figures['transactions']}, counts agree {figures['counts_agree']}, wallet "
                   f"consistent {figures['wallet_consistent']}; goal ({GOAL_ROWS} rows in <= {GOAL_SECONDS} s, i.e. "
                   f">= {figures['goal_rows_per_s']} rows/s, < {GOAL_RSS_MB} MB per process) "

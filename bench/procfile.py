@@ -14,9 +14,9 @@ from pathlib import Path
 
 
 def start(env: dict, *, port: int, workers: int, provider_workers: int, threads: int,
-          web_timeout: int | None = None) -> dict[str, subprocess.Popen]:
+          web_timeout: int | None = None, db_connections: int | None = None) -> dict[str, subprocess.Popen]:
     """web (gunicorn 2×8 gthread), ``workers`` × the Procfile's worker line, ``provider_workers``
-    thread workers on the provider queue, and the scheduler."""
+    thread workers on the provider queue (``--db-connections`` when given), and the scheduler."""
     rop = str(Path(sys.executable).with_name("rop"))
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     web = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8", "--worker-class", "gthread",
@@ -29,8 +29,9 @@ def start(env: dict, *, port: int, workers: int, provider_workers: int, threads:
                                                    "--queues", "webhooks", "--queues", "default",
                                                    "--queues", "bulk"], env=env)
     for n in range(provider_workers):
+        pool = ["--db-connections", str(db_connections)] if db_connections else []
         procs[f"provider{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "provider", "--threads",
-                                                     str(threads)], env=env)
+                                                     str(threads), *pool], env=env)
     procs["scheduler"] = subprocess.Popen([rop, "scheduler"], env=env)
     return procs
 

@@ -171,7 +171,21 @@ def _move_money(ctx: CallContext, uow: UnitOfWork, trx: Transaction, new_status:
     hold_id, key = trx.hold_id, f"{trx.id}:{suffix}"
     # Last in the unit of work: the capture, void or reversal locks the tenant's wallet row
     # until the commit, and every purchase and outcome of the tenant queues on that lock.
-    uow.before_commit(lambda: move(svc, uow, hold_id, key=key))
+    if suffix != "capture":
+        uow.before_commit(lambda: move(svc, uow, hold_id, key=key))
+        return
+    # The captures of one unit of work (a batch's outcomes) are made together: the wallet's
+    # balances move once for all of a tenant's (wallets.capture_holds).
+    memo_key = ("transactions.captures", trx.tenant_id)
+    captures = uow.memo.get(memo_key)
+    if captures is None:
+        captures = uow.memo[memo_key] = []
+
+        def capture_all() -> None:
+            wallets.capture_holds(svc, uow, uow.memo.pop(memo_key, captures))
+
+        uow.before_commit(capture_all)
+    captures.append((hold_id, key))
 
 
 class _Wake:

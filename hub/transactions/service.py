@@ -199,8 +199,32 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
             raise
         return _replay(existing, fp)
     if hold_at_commit:
-        uow.before_commit(hold)
+        _hold_at_commit(hold_ctx, uow, plan, trx.id, hold)
     return trx, True
+
+
+def _hold_at_commit(hold_ctx: CallContext, uow: UnitOfWork, plan, transaction_id: str, hold) -> None:
+    """Place the hold when ``uow`` commits; the holds of one unit of work (a bulk group) are
+    placed together (``wallets.place_holds``: the wallet's balances move once), or, when they
+    cannot all be (funds for only some of them, a key used before), one by one in their
+    order, so that the first one refused names its transaction."""
+    from hub.wallets import client as wallets
+
+    key = ("transactions.holds", hold_ctx.tenant_id)
+    pending = uow.memo.get(key)
+    if pending is None:
+        pending = uow.memo[key] = []
+
+        def place_all() -> None:
+            batch = uow.memo.pop(key, pending)
+            if len(batch) > 1 and wallets.place_holds(hold_ctx, uow, [
+                    (plan_, trx_id, f"transaction:{trx_id}") for plan_, trx_id, _ in batch]) is not None:
+                return
+            for _plan, _trx_id, one in batch:
+                one()
+
+        uow.before_commit(place_all)
+    pending.append((plan, transaction_id, hold))
 
 
 def _inquiry_for_payment(ctx: CallContext, uow: UnitOfWork, inquiry_id: str | None, product_code: str,

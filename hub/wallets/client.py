@@ -70,6 +70,22 @@ def capture_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str, amount: int | 
     return hold_view(service.capture_hold(ctx, uow, hold_id, amount, key=key))
 
 
+def place_holds(ctx: CallContext, uow: UnitOfWork, holds: list) -> list[dict[str, Any]] | None:
+    """Place several planned holds (``(plan, key, reference)``, plans of :func:`plan_hold` on one
+    wallet) at once; None when they cannot all be placed together (nothing written: place them
+    one by one with :func:`place_hold` for each one's answer). See the service."""
+    ctx.require_scope("wallets:write")
+    placed = service.place_holds(ctx, uow, holds)
+    return None if placed is None else [hold_view(h) for h in placed]
+
+
+def capture_holds(ctx: CallContext, uow: UnitOfWork, captures: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Capture all of each hold of ``captures`` (``(hold_id, key)`` pairs, one tenant's): each
+    as :func:`capture_hold` would, the wallet's balances moved once (see the service)."""
+    ctx.require_scope("wallets:write")
+    return [hold_view(h) for h in service.capture_holds(ctx, uow, captures)]
+
+
 def void_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str, *, key: str) -> dict[str, Any]:
     """Release a placed hold back to available."""
     ctx.require_scope("wallets:write")

@@ -632,6 +632,88 @@ def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount:
     return hold
 
 
+def place_holds(ctx: CallContext, uow: UnitOfWork, holds: list[tuple[HoldPlan, str, str | None]]) -> list[Hold] | None:
+    """:func:`place_hold` of several planned holds on one wallet at once, or None.
+
+    ``holds``: ``(plan, key, reference)`` triples (no expiry). Each hold is its own posting,
+    as if :func:`place_hold` had placed them one after the other in this order — its journal
+    (idempotent by its key), its row, its two entries with the balances after it, its
+    ``wallet.hold_placed`` event — but the keys are looked up by one statement, the hold rows
+    go in one batch, the funds of all of them are taken by one conditional ``UPDATE …
+    RETURNING`` (which locks the wallet row until the commit) and the entries go in one batch.
+
+    :return: the holds (detached, as :func:`place_hold` returns new ones); None when they
+        cannot all be placed together — the plans are on several wallets, a key was used
+        before, or the funds do not cover all of them: nothing was written, and placing them
+        one by one gives each its own answer (its replay, its 402).
+    """
+    if not holds or len({plan.wallet_id for plan, _, _ in holds}) != 1:
+        return None
+    keys = [_check_key(key) for _, key, _ in holds]
+    wallet = holds[0][0].wallet
+    conn = uow.session.connection()
+    if conn.execute(select(_JOURNALS.c.id).where(_JOURNALS.c.tenant_id == ctx.tenant_id, _JOURNALS.c.kind == "hold",
+                                                 _JOURNALS.c.idem_key.in_(keys)).limit(1)).first() is not None:
+        return None
+    now = utcnow()
+    journal_ids: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for plan, key, reference in holds:
+        result = _journal(ctx, uow, "hold", key, _hold_fingerprint(wallet.id, plan.amount, reference, None),
+                          {"hold_id": plan.hold_id},
+                          {"kind": "hold", "hold_id": plan.hold_id, "wallet_id": wallet.id, "amount": plan.amount})
+        if result["replayed"]:  # a concurrent first attempt with this key committed meanwhile
+            _undo_holds(conn, journal_ids, [])
+            return None
+        journal_ids.append(result["journal_id"])
+        rows.append({"id": plan.hold_id, "tenant_id": ctx.tenant_id, "wallet_id": wallet.id, "amount": plan.amount,
+                     "captured": 0, "reversed": 0, "currency": wallet.currency, "status": "placed",
+                     "expires_at": None, "reference": reference, "created_at": now, "updated_at": now})
+    _INSERT_HOLD.run(conn, rows)
+    total = sum(plan.amount for plan, _, _ in holds)
+    balances = _RESERVE.first(conn, {"wallet_id": wallet.id, "amount": total})
+    if balances is None:  # the funds do not cover them all (or a concurrent debit took them)
+        _undo_holds(conn, journal_ids, [row["id"] for row in rows])
+        return None
+    available, held = balances
+    # each hold's balances as if placed one after the other: the last one's are the row's now
+    available_after, held_after = available + total, held - total
+    entries: list[dict[str, Any]] = []
+    placed: list[Hold] = []
+    from hub.wallets.messages import HoldPlaced
+
+    for (plan, _key, _reference), journal_id, row in zip(holds, journal_ids, rows):
+        available_after, held_after = available_after - plan.amount, held_after + plan.amount
+        entries += [
+            {"tenant_id": ctx.tenant_id, "journal_id": journal_id, "wallet_id": wallet.id,
+             "account": _account(wallet.id, "available"), "amount": -plan.amount, "currency": wallet.currency,
+             "balance_after": available_after, "created_at": now},
+            {"tenant_id": ctx.tenant_id, "journal_id": journal_id, "wallet_id": wallet.id,
+             "account": _account(wallet.id, "held"), "amount": plan.amount, "currency": wallet.currency,
+             "balance_after": held_after, "created_at": now}]
+        hold = Hold(**row)
+        make_transient_to_detached(hold)
+        placed.append(hold)
+    _FAST_ENTRIES.run(conn, entries)
+    cached = uow.session.identity_map.get(uow.session.identity_key(Wallet, wallet.id))
+    if cached is not None:
+        uow.session.expire(cached, ["available", "held"])
+    for hold in placed:
+        _emit(ctx, uow, HoldPlaced(**_hold_payload(hold)))
+    return placed
+
+
+_DELETE_HOLDS = _HOLDS.delete().where(_HOLDS.c.id.in_(bindparam("hold_ids", expanding=True)))
+_DELETE_JOURNALS = _JOURNALS.delete().where(_JOURNALS.c.id.in_(bindparam("journal_ids", expanding=True)))
+
+
+def _undo_holds(conn, journal_ids: list[str], hold_ids: list[str]) -> None:
+    if hold_ids:
+        conn.execute(_DELETE_HOLDS, {"hold_ids": hold_ids})
+    if journal_ids:
+        conn.execute(_DELETE_JOURNALS, {"journal_ids": journal_ids})
+
+
 def _hold_fingerprint(wallet_id: str | None, amount: int, reference: str | None,
                       expires_at: dt.datetime | None) -> str:
     return fingerprint({"wallet_id": wallet_id, "amount": amount, "reference": reference,
@@ -678,6 +760,86 @@ def capture_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str, amount: int | 
     wallet = _move_last(ctx, uow, result["journal_id"], wallet, legs)  # the wallet row is locked from here
     _emit(ctx, uow, WalletDebited(**_movement(wallet, result["journal_id"], "capture", amount, hold.id)))
     return hold
+
+
+def capture_holds(ctx: CallContext, uow: UnitOfWork, captures: list[tuple[str, str]]) -> list[Hold]:
+    """:func:`capture_hold` of all of each hold, for many holds of one tenant at once.
+
+    ``captures``: ``(hold_id, key)`` pairs. Each capture is its own posting, as if made by
+    :func:`capture_hold` one after the other in this order — its journal (idempotent by its
+    key), its two entries with the balances after it, its ``hold.captured`` and
+    ``wallet.debited`` events — but the holds are locked by one statement (in id order),
+    the keys are looked up by one, each wallet's balances move by one ``UPDATE … RETURNING``
+    (the row is locked from there to the commit) and the entries go in one batch.
+
+    :raise NotFound: a hold that is not the tenant's. :raise Conflict: a hold that is not
+        ``placed`` (and whose key was not used before), or a key used for another request.
+    """
+    if not captures:
+        return []
+    pairs = [(hold_id, _check_key(key)) for hold_id, key in captures]
+    ids = sorted({hold_id for hold_id, _ in pairs})
+    holds = {h.id: h for h in uow.session.scalars(tenant_select(ctx, Hold).where(Hold.id.in_(ids))
+                                                   .order_by(Hold.id).with_for_update()
+                                                   .execution_options(populate_existing=True))}
+    missing = [hold_id for hold_id in ids if hold_id not in holds]
+    if missing:
+        raise NotFound(f"hold {missing[0]!r} not found")
+    conn = uow.session.connection()
+    used = set(conn.execute(select(_JOURNALS.c.idem_key).where(
+        _JOURNALS.c.tenant_id == ctx.tenant_id, _JOURNALS.c.kind == "capture",
+        _JOURNALS.c.idem_key.in_([key for _, key in pairs]))).scalars())
+    wallets: dict[str, _Locked] = {}
+    done: list[tuple[Hold, str]] = []  # (hold, journal id) of the captures made now
+    for hold_id, key in pairs:
+        hold = holds[hold_id]
+        fp = fingerprint({"hold_id": hold_id, "amount": None})
+        if key in used and _replay(ctx, uow, "capture", key, fp) is not None:
+            continue
+        if hold.status != "placed":
+            raise Conflict(f"hold {hold_id} is {hold.status}, not placed", hold_status=hold.status)
+        wallet = wallets.get(hold.wallet_id) or wallets.setdefault(hold.wallet_id,
+                                                                   _read_wallet_row(ctx, uow, hold.wallet_id))
+        result = _journal(ctx, uow, "capture", key, fp, {"hold_id": hold.id},
+                          {"kind": "capture", "hold_id": hold.id, "wallet_id": wallet.id, "amount": hold.amount,
+                           "released": 0})
+        if result["replayed"]:
+            uow.session.refresh(hold)
+            continue
+        hold.captured = hold.amount
+        hold.status = "captured"
+        done.append((hold, result["journal_id"]))
+    if not done:
+        return [holds[hold_id] for hold_id, _ in pairs]
+    from hub.wallets.messages import HoldCaptured, WalletDebited
+
+    for hold, _journal_id in done:
+        _emit(ctx, uow, HoldCaptured(**_hold_payload(hold)))
+    uow.session.flush()  # the holds' own changes go before the wallet lock
+    now = utcnow()
+    entries: list[dict[str, Any]] = []
+    for wallet_id, wallet in sorted(wallets.items()):
+        mine = [(hold, journal_id) for hold, journal_id in done if hold.wallet_id == wallet_id]
+        total = sum(hold.amount for hold, _ in mine)
+        available, held = _MOVE_BALANCES.first(conn, {"wallet_id": wallet_id, "d_available": 0, "d_held": -total})
+        # each capture's balances as if made one after the other: the last one's are the row's now
+        held_after = held + total
+        for hold, journal_id in mine:
+            held_after -= hold.amount
+            after = _Locked(wallet_id, wallet.currency, available, held_after, wallet.overdraft_limit)
+            entries += [
+                {"tenant_id": ctx.tenant_id, "journal_id": journal_id, "wallet_id": wallet_id,
+                 "account": _account(wallet_id, "held"), "amount": -hold.amount, "currency": wallet.currency,
+                 "balance_after": held_after, "created_at": now},
+                {"tenant_id": ctx.tenant_id, "journal_id": journal_id, "wallet_id": None,
+                 "account": SETTLEMENT.format(wallet.currency), "amount": hold.amount, "currency": wallet.currency,
+                 "balance_after": None, "created_at": now}]
+            _emit(ctx, uow, WalletDebited(**_movement(after, journal_id, "capture", hold.amount, hold.id)))
+        cached = uow.session.identity_map.get(uow.session.identity_key(Wallet, wallet_id))
+        if cached is not None:
+            uow.session.expire(cached, ["available", "held"])
+    _FAST_ENTRIES.run(conn, entries)
+    return [holds[hold_id] for hold_id, _ in pairs]
 
 
 def void_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str, *, key: str) -> Hold:
