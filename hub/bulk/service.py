@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 import structlog
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.bulk.messages import (
@@ -50,7 +50,7 @@ from hub.bulk.messages import (
 from hub.bulk.models import BulkItem, BulkJob
 from hub.bulk.parsers import format_for, json_options, parse_rows, spool
 from hub.context import CallContext
-from hub.db import Database, UnitOfWork, new_id, unit_of_work, utcnow
+from hub.db import Database, DriverStatement, UnitOfWork, new_id, unit_of_work, utcnow
 from hub.errors import Conflict, HubError, InsufficientFunds, ValidationFailed
 from hub.scoping import get_owned, tenant_select
 
@@ -550,41 +550,55 @@ def _stopped(uow: UnitOfWork, job_id: str, *, check_funds: bool = True) -> tuple
     return None
 
 
+_ITEMS = BulkItem.__table__
+#: a group's rows claimed by one statement (valid → submitted); RETURNING the ones it got
+_CLAIM = (update(_ITEMS).where(_ITEMS.c.id.in_(bindparam("item_ids", expanding=True)), _ITEMS.c.status == "valid")
+          .values(status="submitted", updated_at=bindparam("now")).returning(_ITEMS.c.id))
+#: each sent row's transaction, in one batch (an executemany)
+_SENT = DriverStatement(update(_ITEMS).where(_ITEMS.c.id == bindparam("item_id"))
+                        .values(transaction_id=bindparam("trx_id"), updated_at=bindparam("now"),
+                                price=func.coalesce(bindparam("trx_price", type_=_ITEMS.c.price.type), _ITEMS.c.price)))
+
+
 def _submit_rows(ctx: CallContext, uow: UnitOfWork, job_id: str, rows: list[tuple],
                  holds: dict[str, int]) -> tuple[int, HubError] | None:
     """Claim and submit ``rows`` in ``uow``; on a refusal, return (its index, the error) — the
     caller rolls ``uow`` back. The holds are placed at the commit (``hold_at_commit``):
-    ``holds`` maps each new transaction's id to its row's index, for a refusal then."""
+    ``holds`` maps each new transaction's id to its row's index, for a refusal then.
+
+    The rows are claimed by one statement (a row cancelled or sent meanwhile is skipped),
+    their ``ref_id`` looked up by one, and their transactions recorded on them by one batch."""
     from hub.auth import service_context
     from hub.transactions import client as transactions
 
     svc = service_context(ctx, "bulk")
-    sent = 0
+    conn = uow.session.connection()
+    claimed = set(conn.execute(_CLAIM, {"item_ids": [r[0] for r in rows], "now": utcnow()}).scalars())
+    used = transactions.used_ref_ids(svc, uow, [r[2] for r in rows if r[0] in claimed]) if claimed else set()
+    sent: list[dict[str, Any]] = []
     for index, (item_id, row, ref_id, product_code, customer_no) in enumerate(rows):
-        claimed = uow.session.execute(update(BulkItem).where(BulkItem.id == item_id, BulkItem.status == "valid")
-                                      .values(status="submitted", updated_at=utcnow())).rowcount
-        if not claimed:
+        if item_id not in claimed:
             continue  # cancelled, or sent by an earlier run of this chunk
         source = f"bulk:{job_id}:{row}"
         try:
             view, created = transactions.submit(svc, uow, ref_id=ref_id, product_code=product_code,
-                                                customer_no=customer_no, source=source, hold_at_commit=True)
+                                                customer_no=customer_no, source=source, hold_at_commit=True,
+                                                known_new=ref_id not in used)
         except HubError as exc:
             return index, exc
         if not created and view.get("source") != source:
             return index, Conflict(f"ref_id {ref_id!r} was already used by transaction {view['id']}")
         if created:
             holds[view["id"]] = index
-        values: dict[str, Any] = {"transaction_id": view["id"]}
-        if view.get("price") is not None:
-            values["price"] = view["price"]
-        uow.session.execute(update(BulkItem).where(BulkItem.id == item_id).values(**values))
-        sent += 1
-        status = _FROM_TRANSACTION.get(view.get("status", ""))
-        if status:  # final already (a re-run meeting its own transaction)
-            _move_item(ctx, uow, job_id, item_id, "submitted", status, view)
+        sent.append({"item_id": item_id, "trx_id": view["id"], "trx_price": view.get("price"), "now": utcnow(),
+                     "view": view})
     if sent:
-        _add_to_counters(ctx, uow, job_id, {"submitted": sent})
+        _SENT.run(uow.session.connection(), [{k: v for k, v in s.items() if k != "view"} for s in sent])
+        for one in sent:
+            status = _FROM_TRANSACTION.get(one["view"].get("status", ""))
+            if status:  # final already (a re-run meeting its own transaction)
+                _move_item(ctx, uow, job_id, one["item_id"], "submitted", status, one["view"])
+        _add_to_counters(ctx, uow, job_id, {"submitted": len(sent)})
     return None
 
 

@@ -94,7 +94,10 @@ def routes_for(uow: UnitOfWork, ctx: CallContext, sku: str, candidates: list[Rou
     kept = []
     for c in candidates:
         if c.config_id in usable:
-            c.health = health.health(_state().redis, c.config_id)
+            known = uow.memo.get(("providers.health", c.config_id))
+            if known is None:  # once per unit of work and configuration, as the usable ones
+                known = uow.memo[("providers.health", c.config_id)] = health.health(_state().redis, c.config_id)
+            c.health = known
             kept.append(c)
     ordered = _host().hook.route_transaction(ctx=ctx, sku=sku, candidates=kept)
     return list(ordered if ordered is not None else kept)

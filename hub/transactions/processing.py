@@ -278,6 +278,10 @@ def run(transaction_id: str) -> None:
 # -- many at once ------------------------------------------------------------------------------
 #: threads per process that make the provider calls of batches (their calls wait on the network)
 CALL_THREADS = 128
+#: batches one process drives at once; more wait their turn (their rows' calls would only queue
+#: for the same database connections and the same GIL, each taking longer: measured, docs/bulk.md)
+BATCHES_AT_ONCE = 8
+_batch_gate = threading.BoundedSemaphore(BATCHES_AT_ONCE)
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 
@@ -292,42 +296,93 @@ def _call_pool() -> ThreadPoolExecutor:
 
 def process_transactions(messages: list) -> None:
     """Batch form of :func:`process_transaction` (the ``ProcessTransaction`` commands one unit
-    of work published, e.g. a bulk group's): :func:`run_many`."""
-    run_many([m.payload["transaction_id"] for m in messages])
+    of work published, e.g. a bulk group's): :func:`run_many`, at most
+    :data:`BATCHES_AT_ONCE` at a time in this process."""
+    with _batch_gate:
+        run_many([m.payload["transaction_id"] for m in messages])
 
 
 def run_many(transaction_ids: list[str]) -> None:
     """Drive several transactions as far as they go now, with the same rules as :func:`run`.
 
-    The same five steps, each for all of them at once: one unit of work plans them all (row
-    locks in id order), slots are taken, one unit of work records every attempt ``sent``,
-    the calls go out together (a thread each, no session open), and one unit of work
-    records every outcome (the captures last: the tenant's wallet row is locked once).
-    Slots are taken without waiting while the batch holds any (it never sits on slots while
-    it waits for more); a purchase without one goes in the next round, with the purchases
-    whose provider rejected them (their next offer). When no slot is free at all the batch
-    waits for one, as :func:`run` does. An unanswered attempt found by the plan (a worker
+    The same steps, each for all of them at once. One unit of work plans them all (row locks
+    in id order), takes the slots of their configurations and records every attempt that has
+    one ``sent``; the calls go out together (a thread each, no session open); one unit of
+    work records every outcome (the captures last: the tenant's wallet row is locked once).
+    Slots are taken without waiting (a batch never sits on slots while it waits for more): a
+    purchase without one goes in the next round, with the purchases whose provider rejected
+    them (their next offer). When no slot is free at all the batch waits for one, outside any
+    unit of work, as :func:`run` does. An unanswered attempt found by the plan (a worker
     killed mid-call) gets its status check through :func:`run`, after the batch.
     """
     app = current_app._get_current_object()
     pending = list(dict.fromkeys(transaction_ids))
     checks: list[str] = []
+    spare: dict[str, list] = {}  # a slot waited for, by configuration: the next round uses it
     while pending:  # each round records or drops a step, or raises Busy; routes are finite
-        steps, unanswered = _plan_many(pending)
+        steps, unanswered, leased = _start_many(pending, spare)
         checks.extend(unanswered)
-        leased = _take_slots(steps)
-        recorded = _record_attempts([s for s in steps if s.transaction_id in leased])
-        for step in steps:
-            if step.transaction_id in leased and step.transaction_id not in recorded:
-                release(leased.pop(step.transaction_id))  # another run took this step; it carries on
-        configs = _configs_of({s.tenant_id for s in steps if s.transaction_id in recorded})
+        configs = _configs_of({s.tenant_id for s in steps if s.transaction_id in leased})
         calls = [(step, _call_pool().submit(_call_in_app, app, step, leased[step.transaction_id],
                                             configs[step.tenant_id]))
-                 for step in steps if step.transaction_id in recorded]
+                 for step in steps if step.transaction_id in leased]
         pending = _record_outcomes([(step, future.result()) for step, future in calls])
-        pending.extend(s.transaction_id for s in steps if s.transaction_id not in leased)
+        waiting = [s for s in steps if s.transaction_id not in leased]
+        if waiting and not calls:
+            spare.setdefault(waiting[0].config_id, []).append(_wait_for_slot(waiting[0].config_id))
+        pending.extend(s.transaction_id for s in waiting)
+    for leases in spare.values():
+        for lease in leases:
+            release(lease)
     for transaction_id in dict.fromkeys(checks):
         run(transaction_id)
+
+
+def _start_many(ids: list[str], spare: dict[str, list]) -> tuple[list[Step], list[str], dict[str, object]]:
+    """:func:`_plan` and :func:`_record_attempt` for many, in one unit of work: the purchase
+    steps, the ids with an unanswered attempt to check, and the slot of each step recorded
+    ``sent`` (by transaction id; the others had no free slot and are not recorded)."""
+    steps: list[Step] = []
+    others: list[str] = []
+    leased: dict[str, object] = {}
+    try:
+        with unit_of_work(_db()) as uow:
+            locked = {}
+            for trx in _locked_many(uow, ids):
+                if trx.status not in ("pending", "processing"):
+                    continue
+                attempt = lifecycle.current_attempt(uow, trx)
+                if attempt is not None and attempt.state != "rejected":
+                    if attempt.state == "sent":
+                        others.append(trx.id)  # an unknown outcome: run() asks its status
+                    continue
+                step = _next_purchase(uow, trx, attempt)
+                if step is not None:
+                    steps.append(step)
+                    locked[trx.id] = trx
+            leased = _take_slots(steps, spare)
+            for step in steps:
+                if step.transaction_id in leased:
+                    _add_attempt(uow, locked[step.transaction_id], step)
+            uow.commit()
+    except IntegrityError:  # a concurrent run recorded one of these attempts first: one by one
+        for lease in leased.values():
+            release(lease)
+        return [], others + [s.transaction_id for s in steps], {}
+    except BaseException:
+        for lease in leased.values():
+            release(lease)
+        raise
+    return steps, others, leased
+
+
+def _wait_for_slot(config_id: str):
+    """Wait for a slot of ``config_id`` as :func:`run` does (:raise Busy: after the timeout)."""
+    from hub.concurrency import acquire
+
+    opts = lifecycle.settings()
+    return acquire(_redis(), f"provider:{config_id}", opts.provider_limits.get(config_id, opts.provider_limit),
+                   opts.slot_timeout, ttl=60.0)
 
 
 def _call_in_app(app, step: Step, lease, configs: list) -> Outcome:
@@ -354,69 +409,23 @@ def _locked_many(uow: UnitOfWork, ids: list[str]) -> list[Transaction]:
                                     .with_for_update().execution_options(populate_existing=True)))
 
 
-def _plan_many(ids: list[str]) -> tuple[list[Step], list[str]]:
-    """:func:`_plan` for many in one unit of work: the purchase steps, and the ids to drive alone
-    (a status check to make)."""
-    steps: list[Step] = []
-    others: list[str] = []
-    with unit_of_work(_db()) as uow:
-        for trx in _locked_many(uow, ids):
-            if trx.status not in ("pending", "processing"):
-                continue
-            attempt = lifecycle.current_attempt(uow, trx)
-            if attempt is not None and attempt.state != "rejected":
-                if attempt.state == "sent":
-                    others.append(trx.id)  # an unknown outcome: run() asks its status
-                continue
-            step = _next_purchase(uow, trx, attempt)
-            if step is not None:
-                steps.append(step)
-        uow.commit()
-    return steps, others
-
-
-def _take_slots(steps: list[Step]) -> dict[str, object]:
-    """A slot of its configuration for each step that can have one now; by transaction id.
-
-    No waiting while one is held (a batch never sits on slots while it waits for more);
-    with none free at all, wait for the first step's as :func:`run` does.
-    :raise Busy: when that wait timed out.
-    """
+def _take_slots(steps: list[Step], spare: dict[str, list]) -> dict[str, object]:
+    """A slot of its configuration for each step that can have one now (a spare one first),
+    without waiting; by transaction id."""
     from hub.concurrency import Busy, acquire
 
     opts = lifecycle.settings()
     leased: dict[str, object] = {}
     for step in steps:
+        if spare.get(step.config_id):
+            leased[step.transaction_id] = spare[step.config_id].pop()
+            continue
         bound = opts.provider_limits.get(step.config_id, opts.provider_limit)
         try:
             leased[step.transaction_id] = acquire(_redis(), f"provider:{step.config_id}", bound, 0, ttl=60.0)
         except Busy:
             continue
-    if steps and not leased:
-        step = steps[0]
-        bound = opts.provider_limits.get(step.config_id, opts.provider_limit)
-        leased[step.transaction_id] = acquire(_redis(), f"provider:{step.config_id}", bound, opts.slot_timeout,
-                                              ttl=60.0)
     return leased
-
-
-def _record_attempts(steps: list[Step]) -> set[str]:
-    """:func:`_record_attempt` for many in one unit of work; the ids recorded."""
-    if not steps:
-        return set()
-    by_id = {s.transaction_id: s for s in steps}
-    recorded: set[str] = set()
-    try:
-        with unit_of_work(_db()) as uow:
-            for trx in _locked_many(uow, list(by_id)):
-                step = by_id[trx.id]
-                if trx.status in ("pending", "processing") and trx.attempt_count == step.seq - 1:
-                    _add_attempt(uow, trx, step)
-                    recorded.add(trx.id)
-            uow.commit()
-        return recorded
-    except IntegrityError:  # a concurrent run recorded one of them first: one by one, then
-        return {s.transaction_id for s in steps if _record_attempt(s)}
 
 
 def _record_outcomes(results: list[tuple[Step, Outcome]]) -> list[str]:

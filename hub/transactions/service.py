@@ -99,7 +99,8 @@ def _replay(trx: Transaction, fp: str) -> tuple[Transaction, bool]:
 
 def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str, customer_no: str,
            wallet_id: str | None = None, inquiry_id: str | None = None,
-           source: str | None = None, hold_at_commit: bool = False) -> tuple[Transaction, bool]:
+           source: str | None = None, hold_at_commit: bool = False,
+           known_new: bool = False) -> tuple[Transaction, bool]:
     """Accept a purchase: validate, price, hold, write the transaction and its first command.
 
     Idempotent by ``(tenant, ref_id)``: the same body again returns the existing transaction
@@ -109,6 +110,10 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
     after everything else the caller writes — for callers that submit several purchases in
     one unit of work (bulk), so that the tenant's wallet row is locked once, at the end. A
     refused hold then raises from ``uow.commit()`` with the ``transaction_id`` attribute set.
+
+    ``known_new``: the caller found ``ref_id`` unused in this unit of work (``used_ref_ids``
+    for many at once): the look-up is skipped. A concurrent twin still fails at the insert
+    and is answered as a replay.
 
     :return: ``(transaction, created)``.
     :raise ValidationFailed: unknown or unavailable product, bad customer number, bad inquiry.
@@ -125,7 +130,7 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
         raise _field_error("customer_no", "customer_no must be a string")
     fp = fingerprint({"product_code": product_code, "customer_no": customer_no, "wallet_id": wallet_id,
                       "inquiry_id": inquiry_id})
-    existing = _by_ref(ctx, uow, ref_id)
+    existing = None if known_new else _by_ref(ctx, uow, ref_id)
     if existing is not None:
         return _replay(existing, fp)
 
