@@ -114,8 +114,8 @@ def _recorded(uow, ids: list[str], handler: str) -> set[str]:
 def _run_batch(app, db, func, envelopes: list[dict], handler: str) -> str:
     from hub.bus.outbox import enqueue_envelope
 
-    messages = [Message.from_envelope(e) for e in envelopes]
     try:
+        messages = [Message.from_envelope(e) for e in envelopes]  # a bad one splits the batch too
         with unit_of_work(db) as uow:
             seen = _recorded(uow, [m.id for m in messages], handler)
             todo = [m for m in messages if m.id not in seen]
