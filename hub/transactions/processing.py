@@ -225,28 +225,28 @@ def call_provider(step: Step, operation: str, configs: list | None = None) -> Ou
     read: a session that never connects gets copies of them. An exception from the plugin
     is an unknown outcome: the request may have left.
     """
-    if configs is None:
-        uow = UnitOfWork(_db().session(readonly=True))
-        loaded = preload_configs(uow, step.tenant_id)
-        uow.session.commit()  # ends the read: no connection is held during the call
-    else:
-        uow = UnitOfWork(_db().session(readonly=True))
-        loaded = [uow.session.merge(row, load=False) for row in configs]
+    uow = UnitOfWork(_db().session(readonly=True))
     try:
-        if operation == "purchase":
-            result = providers.purchase(uow, step.config_id, providers.PurchaseRequest(
-                ref_id=step.reference, provider_sku=step.provider_sku, customer_no=step.customer_no,
-                amount=step.amount))
+        if configs is None:
+            loaded = preload_configs(uow, step.tenant_id)
+            uow.session.commit()  # ends the read: no connection is held during the call
         else:
-            result = providers.check_status(uow, step.config_id, providers.StatusRequest(
-                ref_id=step.reference, provider_sku=step.provider_sku, customer_no=step.customer_no,
-                provider_ref=step.provider_ref))
-    except Exception as exc:
-        log.exception("provider call raised; outcome unknown", operation=operation,
-                      transaction_id=step.transaction_id, config_id=step.config_id)
-        return Outcome("unknown", message=f"{type(exc).__name__}: {exc}"[:500])
+            loaded = [uow.session.merge(row, load=False) for row in configs]
+        try:
+            if operation == "purchase":
+                result = providers.purchase(uow, step.config_id, providers.PurchaseRequest(
+                    ref_id=step.reference, provider_sku=step.provider_sku, customer_no=step.customer_no,
+                    amount=step.amount))
+            else:
+                result = providers.check_status(uow, step.config_id, providers.StatusRequest(
+                    ref_id=step.reference, provider_sku=step.provider_sku, customer_no=step.customer_no,
+                    provider_ref=step.provider_ref))
+        except Exception as exc:
+            log.exception("provider call raised; outcome unknown", operation=operation,
+                          transaction_id=step.transaction_id, config_id=step.config_id)
+            return Outcome("unknown", message=f"{type(exc).__name__}: {exc}"[:500])
+        del loaded  # the rows were kept alive for the call's look-ups
     finally:
-        del loaded
         uow.session.close()
     return Outcome.from_result(result)
 
