@@ -2,7 +2,12 @@
 over real HTTP."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -133,3 +138,50 @@ def route_first(app):
     yield use
     for plugin in registered:
         host.pm.unregister(plugin)
+
+
+def only_a_slow_sandbox(app, sandbox: str, latency_ms: int = 1500) -> str:
+    """Switch the platform sandbox off and add one that answers after ``latency_ms``."""
+    from hub.providers import service as providers
+
+    slow = add_sandbox(app, "Slow", latency_ms=latency_ms)
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        providers.set_enabled(uow, sandbox, False)
+        uow.commit()
+    return slow
+
+
+def kill_a_provider_worker_when(app, config, sent: Callable[[], bool]) -> None:
+    """Start a provider worker process and SIGKILL it as soon as ``sent()`` holds (the
+    requests have left: the worker dies mid-call)."""
+    env = dict(os.environ, ROP_DATABASE_URL=config.database_url, ROP_REDIS_URL=app.extensions["rop"].redis_url,
+               ROP_INSTANCE_PATH=str(config.instance_path), ROP_LOG_LEVEL="WARNING")
+    script = ("from hub.app import create_app; from hub.worker import make_worker;"
+              "app = create_app(); make_worker(app, ['provider']).work()")
+    worker = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not sent():
+            assert time.monotonic() < deadline, "the worker never called the provider"
+            assert worker.poll() is None, "the worker exited"
+            time.sleep(0.02)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
+def add_sandbox(app, name: str, tenant_id: str | None = None, **settings) -> str:
+    from hub.products.sync import sync_config
+    from hub.providers import service as providers
+
+    db = app.extensions["rop"].db
+    with app.app_context():
+        with unit_of_work(db) as uow:
+            row = providers.add_config(uow, "sandbox", name, settings={"callback_delay": 0.05, **settings},
+                                       credentials={"callback_secret": f"secret-{name}"}, tenant_id=tenant_id)
+            uow.commit()
+        report = sync_config(CallContext.system(actor="tests"), lambda: unit_of_work(db), row.id)
+        assert report["status"] == "succeeded"
+    return row.id

@@ -4,10 +4,6 @@ never a second purchase of a reference."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -22,9 +18,17 @@ from hub.db import unit_of_work, utcnow
 from hub.transactions import client as transactions
 from hub.transactions import processing
 
-from .conftest import FUNDS, drain, event_types, transaction, wallet
+from .conftest import (
+    FUNDS,
+    add_sandbox,
+    drain,
+    event_types,
+    kill_a_provider_worker_when,
+    only_a_slow_sandbox,
+    transaction,
+    wallet,
+)
 from .test_end_to_end import CASES
-from .test_routing_and_callbacks import _add_sandbox
 
 
 def _submit_together(app, tenant_id: str, numbers: list[str]) -> list[dict]:
@@ -74,7 +78,7 @@ def test_every_sandbox_number_in_one_batch(app, live, funded, fast):
 
 
 def test_a_batch_falls_back_to_the_next_provider_with_one_capture_each(app, live, funded, route_first, sandbox):
-    empty = _add_sandbox(app, "Empty shelves", reject_rate=1.0)
+    empty = add_sandbox(app, "Empty shelves", reject_rate=1.0)
     route_first(empty)
     views = _submit_together(app, funded.tenant.id, ["081200001234"] * 4)
     drain(app)
@@ -111,31 +115,11 @@ def test_a_batch_run_again_buys_nothing_twice(app, live, funded, sandbox):
 
 
 def test_a_worker_killed_mid_batch_never_buys_twice(app, config, funded, sandbox):
-    from hub.providers import service as providers
-
-    _add_sandbox(app, "Slow", latency_ms=1500)
-    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
-        providers.set_enabled(uow, sandbox, False)  # only the slow configuration remains
-        uow.commit()
+    only_a_slow_sandbox(app, sandbox)
     views = _submit_together(app, funded.tenant.id, ["081200001234"] * 5)
     references = [f"{v['id']}-1" for v in views]
     redis = app.extensions["rop"].redis
-    env = dict(os.environ, ROP_DATABASE_URL=config.database_url, ROP_REDIS_URL=app.extensions["rop"].redis_url,
-               ROP_INSTANCE_PATH=str(config.instance_path), ROP_LOG_LEVEL="WARNING")
-    script = ("from hub.app import create_app; from hub.worker import make_worker;"
-              "app = create_app(); make_worker(app, ['provider']).work()")
-    worker = subprocess.Popen([sys.executable, "-c", script], env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while not all(purchase_count(redis, r) for r in references):  # every request has left
-            assert time.monotonic() < deadline, "the worker never called the provider"
-            assert worker.poll() is None, "the worker exited"
-            time.sleep(0.02)
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    kill_a_provider_worker_when(app, config, lambda: all(purchase_count(redis, r) for r in references))
     assert _statuses(app, funded.tenant.id, views) == ["processing"] * 5
 
     # The batch's job is handed back; the re-run finds every attempt sent and unanswered:

@@ -58,9 +58,9 @@ def test_a_slow_provider_gets_more_than_a_hundred_calls_in_flight_from_one_worke
     from hub.transactions.lifecycle import Settings
     from hub.worker import make_worker
 
-    from .test_routing_and_callbacks import _add_sandbox
+    from .conftest import add_sandbox
 
-    slow = _add_sandbox(app, "Slow", latency_ms=3000)
+    slow = add_sandbox(app, "Slow", latency_ms=3000)
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
         providers.set_enabled(uow, sandbox, False)
         uow.commit()

@@ -11,27 +11,12 @@ from hub.context import CallContext
 from hub.db import unit_of_work
 from hub.providers.models import ProviderCallback
 
-from .conftest import FUNDS, buy, drain, transaction, wallet
-
-
-def _add_sandbox(app, name: str, tenant_id: str | None = None, **settings) -> str:
-    from hub.products.sync import sync_config
-    from hub.providers import service as providers
-
-    db = app.extensions["rop"].db
-    with app.app_context():
-        with unit_of_work(db) as uow:
-            row = providers.add_config(uow, "sandbox", name, settings={"callback_delay": 0.05, **settings},
-                                       credentials={"callback_secret": f"secret-{name}"}, tenant_id=tenant_id)
-            uow.commit()
-        report = sync_config(CallContext.system(actor="tests"), lambda: unit_of_work(db), row.id)
-        assert report["status"] == "succeeded"
-    return row.id
+from .conftest import FUNDS, add_sandbox, buy, drain, transaction, wallet
 
 
 def test_out_of_stock_at_the_first_provider_falls_back_to_the_second(app, client, live, funded, route_first,
                                                                       sandbox):
-    empty = _add_sandbox(app, "Empty shelves", reject_rate=1.0)
+    empty = add_sandbox(app, "Empty shelves", reject_rate=1.0)
     route_first(empty)
     created = buy(client, funded.tenant, "081200001234").json
     drain(app)
@@ -46,7 +31,7 @@ def test_out_of_stock_at_the_first_provider_falls_back_to_the_second(app, client
 
 
 def test_a_failed_purchase_is_never_tried_elsewhere(app, client, live, funded, route_first, sandbox):
-    other = _add_sandbox(app, "Second")
+    other = add_sandbox(app, "Second")
     route_first(sandbox)
     created = buy(client, funded.tenant, "081200009999").json
     drain(app)
@@ -58,7 +43,7 @@ def test_a_failed_purchase_is_never_tried_elsewhere(app, client, live, funded, r
 
 
 def test_every_provider_rejecting_fails_and_releases_the_hold(app, client, live, funded, sandbox):
-    _add_sandbox(app, "Also out", reject_rate=1.0)
+    add_sandbox(app, "Also out", reject_rate=1.0)
     created = buy(client, funded.tenant, "081200004444").json
     drain(app)
     found = transaction(app, funded.tenant.id, created["id"])
@@ -109,7 +94,7 @@ def test_an_authentic_callback_from_another_configuration_changes_nothing(app, c
                                                                           tenant_factory):
     """Another tenant's own configuration can sign callbacks with its own secret; it must
     not settle a purchase that was sent to another configuration."""
-    intruder = _add_sandbox(app, "Another tenant's own", tenant_id=tenant_factory().id)
+    intruder = add_sandbox(app, "Another tenant's own", tenant_id=tenant_factory().id)
     created = buy(client, funded.tenant, "081200008888").json
     drain(app)
     reference = transaction(app, funded.tenant.id, created["id"])["attempts"][0]["reference"]

@@ -4,10 +4,6 @@ killed in the middle of the provider call."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
 import time
 
 from rop_sandbox.plugin import purchase_count, purchase_counts
@@ -20,8 +16,15 @@ from hub.db import unit_of_work, utcnow
 from hub.transactions import processing
 from hub.transactions.messages import ProcessTransaction
 
-from .conftest import FUNDS, buy, drain, transaction, wallet
-from .test_routing_and_callbacks import _add_sandbox
+from .conftest import (
+    FUNDS,
+    buy,
+    drain,
+    kill_a_provider_worker_when,
+    only_a_slow_sandbox,
+    transaction,
+    wallet,
+)
 
 
 def _redeliver(app, tenant_id: str, transaction_id: str, times: int) -> None:
@@ -68,31 +71,11 @@ def test_redeliveries_and_a_restarted_hub_never_buy_an_unknown_outcome_again(app
 
 
 def test_a_worker_killed_mid_call_never_buys_twice(app, client, config, funded, sandbox):
-    from hub.providers import service as providers
-
-    _add_sandbox(app, "Slow", latency_ms=1500)
-    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
-        providers.set_enabled(uow, sandbox, False)  # only the slow configuration remains
-        uow.commit()
+    only_a_slow_sandbox(app, sandbox)
     created = buy(client, funded.tenant, "081200001234").json
     reference = f"{created['id']}-1"
     redis = app.extensions["rop"].redis
-    env = dict(os.environ, ROP_DATABASE_URL=config.database_url, ROP_REDIS_URL=app.extensions["rop"].redis_url,
-               ROP_INSTANCE_PATH=str(config.instance_path), ROP_LOG_LEVEL="WARNING")
-    script = ("from hub.app import create_app; from hub.worker import make_worker;"
-              "app = create_app(); make_worker(app, ['provider']).work()")
-    worker = subprocess.Popen([sys.executable, "-c", script], env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while purchase_count(redis, reference) == 0:  # the request has left: kill it mid-call
-            assert time.monotonic() < deadline, "the worker never called the provider"
-            assert worker.poll() is None, "the worker exited"
-            time.sleep(0.02)
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    kill_a_provider_worker_when(app, config, lambda: purchase_count(redis, reference) > 0)
     found = transaction(app, funded.tenant.id, created["id"])
     assert found["status"] == "processing" and found["attempts"][0]["state"] == "sent"
 
