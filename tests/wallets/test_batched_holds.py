@@ -150,3 +150,17 @@ def test_holds_on_two_wallets_are_not_placed_together(app, run, ctx):
     plans = _plans(run, ctx, main.id, [100]) + _plans(run, ctx, other.id, [100])
     assert run(service.place_holds, ctx, [(p, f"k{n}", None) for n, p in enumerate(plans)]) is None
     assert _rows(app, Hold) == []
+
+
+def test_captures_on_two_wallets_move_each_wallet_by_its_own(run, ctx, verify):
+    main = run(service.get_main_wallet, ctx)
+    other = run(service.create_wallet, ctx, "Branch", "IDR")
+    run(service.topup, ctx, main.id, 1000, "fund")
+    run(service.topup, ctx, other.id, 500, "fund-2")
+    holds = [run(service.place_hold, ctx, main.id, 100, "h0"), run(service.place_hold, ctx, other.id, 70, "h1"),
+             run(service.place_hold, ctx, main.id, 30, "h2")]
+    run(service.capture_holds, ctx, [(h.id, f"c{n}") for n, h in enumerate(holds)])
+    mine, theirs = run(service.get_wallet, ctx, main.id), run(service.get_wallet, ctx, other.id)
+    assert (mine.available, mine.held, theirs.available, theirs.held) == (870, 0, 430, 0)
+    report = verify()
+    assert report["ok"], report
