@@ -537,15 +537,16 @@ def _weak_callback_proof(provider_code: str | None) -> bool:
 
 # -- the sweep ---------------------------------------------------------------------------------
 def sweep(now: dt.datetime | None = None, limit: int = 500) -> dict[str, int]:
-    """Publish due status checks, re-drive accepted transactions that were never processed,
-    and move transactions pending past their deadline to ``review``.
+    """Publish due status checks, re-drive accepted transactions that were never processed
+    (not while the provider queue has jobs waiting: theirs may be among them), and move
+    transactions pending past their deadline to ``review``.
 
     Each due transaction is claimed by moving its ``next_check_at`` forward with a guarded
     update, so overlapping sweeps do not both publish it.
     """
     now = now or utcnow()
     opts = lifecycle.settings()
-    counts = {"checks": 0, "redriven": 0, "review": 0}
+    counts = {"checks": 0, "redriven": 0, "review": 0, "waiting": 0}
     with unit_of_work(_db(), readonly=True) as uow:
         due = uow.session.execute(
             select(Transaction.id, Transaction.status, Transaction.next_check_at)
@@ -555,7 +556,14 @@ def sweep(now: dt.datetime | None = None, limit: int = 500) -> dict[str, int]:
             select(Transaction.id).where(Transaction.status == "processing", Transaction.deadline_at <= now)
             .limit(limit)).all()
     lease = dt.timedelta(seconds=max(opts.sent_timeout, 60.0))
+    # A pending transaction whose command waits in a busy provider queue is not lost: driving
+    # it again would add a job per transaction to that backlog (each doing alone what its
+    # batch will do), and slow the queue further. It is re-driven once the queue has drained.
+    backlog = _provider_backlog() if any(status == "pending" for _, status, _ in due) else 0
     for transaction_id, status, due_at in due:
+        if status == "pending" and backlog:
+            counts["waiting"] += 1
+            continue
         with unit_of_work(_db()) as uow:
             claimed = uow.session.execute(
                 update(Transaction).where(Transaction.id == transaction_id, Transaction.status == status,
@@ -581,9 +589,16 @@ def sweep(now: dt.datetime | None = None, limit: int = 500) -> dict[str, int]:
                                  error="no final answer from the provider before the deadline")
             uow.commit()
             counts["review"] += 1
-    if any(counts.values()):
+    if counts["checks"] or counts["redriven"] or counts["review"]:
         log.info("transactions sweep", **counts)
     return counts
+
+
+def _provider_backlog() -> int:
+    """Jobs waiting (not started) in the ``provider`` queue."""
+    from rq import Queue
+
+    return Queue(ProcessTransaction.queue, connection=_redis()).count
 
 
 def sweep_job() -> dict[str, int]:

@@ -132,3 +132,20 @@ def test_a_worker_killed_mid_batch_never_buys_twice(app, config, funded, sandbox
         assert [e["detail"].get("via") for e in found["timeline"] if e["kind"] == "outcome"] == ["status_check"]
     money = wallet(app, funded.tenant.id, funded.wallet_id)
     assert (money["available"], money["held"]) == (FUNDS - sum(v["price"] for v in views), 0)
+
+
+def test_the_sweep_does_not_drive_again_what_waits_in_a_busy_provider_queue(app, funded, fast, sandbox):
+    views = _submit_together(app, funded.tenant.id, ["081200001234"] * 3)
+    later = utcnow() + dt.timedelta(seconds=1)  # past redrive_after (0 s here): all three are due
+    with app.app_context():
+        counts = processing.sweep(now=later)
+    # their batch's job is still in the queue: nothing is published again
+    assert (counts["redriven"], counts["waiting"]) == (0, 3)
+    assert len(_provider_jobs(app)) == 1
+    Queue("provider", connection=app.extensions["rop"].redis).empty()  # the command is lost
+    with app.app_context():
+        counts = processing.sweep(now=later)
+    assert counts["redriven"] == 3  # the queue is empty: each is driven again
+    drain(app)
+    assert _statuses(app, funded.tenant.id, views) == ["succeeded"] * 3
+    assert purchase_counts(app.extensions["rop"].redis) == {f"{v['id']}-1": 1 for v in views}
