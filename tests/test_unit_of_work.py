@@ -56,3 +56,18 @@ def test_a_rollback_drops_the_before_commit_work(app):
         uow.session.add(_tenant(4))
         uow.commit()
     assert ran == [] and _tenants(app) == 1
+
+
+def test_a_before_commit_batch_runs_once_for_its_items_and_starts_again_after_a_commit_or_rollback(app):
+    runs = []
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        uow.before_commit_batch("k", 1, runs.append)
+        uow.before_commit_batch("k", 2, runs.append)
+        uow.before_commit_batch("other", "x", runs.append)
+        uow.commit()
+        assert runs == [[1, 2], ["x"]]
+        uow.before_commit_batch("k", 3, runs.append)
+        uow.rollback()  # the batch goes with the rest
+        uow.before_commit_batch("k", 4, runs.append)
+        uow.commit()
+    assert runs == [[1, 2], ["x"], [4]]

@@ -686,28 +686,22 @@ def _add_to_counters(ctx: CallContext, uow: UnitOfWork, job_id: str, changes: di
     and every chunk and every outcome of the job writes it: taken last, it is held for the
     commit only, however many rows the unit of work moved (a batch of outcomes, a group of
     sent rows). A rollback forgets the changes with the rest."""
-    key = ("bulk.counters", job_id)
-    pending = uow.memo.get(key)
-    if pending is None:
-        pending = uow.memo[key] = {"changes": {}, "complete": False}
-
-        def apply() -> None:
-            found = uow.memo.pop(key, None)
-            if not found or not any(found["changes"].values()) and not found["complete"]:
-                return
+    def apply(moves: list[tuple[dict[str, int], bool]]) -> None:
+        totals: dict[str, int] = {}
+        for one, _ in moves:
+            for name, delta in one.items():
+                totals[name] = totals.get(name, 0) + delta
+        if any(totals.values()):
             values: dict[Any, Any] = {BulkJob.updated_at: utcnow()}
-            for name, delta in found["changes"].items():
+            for name, delta in totals.items():
                 if delta:
                     column = getattr(BulkJob, name)
                     values[column] = column + delta
             uow.session.execute(update(BulkJob).where(BulkJob.id == job_id).values(values))
-            if found["complete"]:
-                _maybe_complete(ctx, uow, job_id)
+        if any(wants for _, wants in moves):
+            _maybe_complete(ctx, uow, job_id)
 
-        uow.before_commit(apply)
-    for name, delta in changes.items():
-        pending["changes"][name] = pending["changes"].get(name, 0) + delta
-    pending["complete"] = pending["complete"] or complete
+    uow.before_commit_batch(("bulk.counters", job_id), (changes, complete), apply)
 
 
 def _maybe_complete(ctx: CallContext, uow: UnitOfWork, job_id: str) -> bool:

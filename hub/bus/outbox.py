@@ -126,8 +126,12 @@ def _message_class(envelope: dict) -> type[Message]:
     return MESSAGE_TYPES.get(envelope["type"], Message)
 
 
+def _queue_name(klass: type[Message]) -> str:
+    return klass.queue if klass is not Message else "default"
+
+
 def _queue(state, klass: type[Message]) -> Queue:
-    return Queue(klass.queue if klass is not Message else "default", connection=state.redis)
+    return Queue(_queue_name(klass), connection=state.redis)
 
 
 def enqueue_envelope(app: Flask, envelope: dict, handlers: Iterable[str] | None = None, pipeline=None) -> int:
@@ -158,10 +162,9 @@ def enqueue_envelopes(app: Flask, envelopes: list[dict], pipeline=None) -> int:
     for envelope in envelopes:
         klass = _message_class(envelope)
         for name in reg.handlers_for(envelope["type"], envelope["kind"]):
-            groups.setdefault((klass.queue if klass is not Message else "default", name, klass.max_retries),
-                              []).append(envelope)
+            groups.setdefault((_queue_name(klass), name, klass.max_retries), []).append(envelope)
     jobs = 0
-    for (_queue_name, name, _retries), members in groups.items():
+    for (_, name, _), members in groups.items():
         klass = _message_class(members[0])
         queue = _queue(state, klass)
         # An own_uow handler without a batch form would take its messages one after the

@@ -160,32 +160,21 @@ def transition(ctx: CallContext, uow: UnitOfWork, trx: Transaction, new_status: 
 def _move_money(ctx: CallContext, uow: UnitOfWork, trx: Transaction, new_status: str) -> None:
     from hub.wallets import client as wallets
 
-    if trx.hold_id is None:
+    if trx.hold_id is None or new_status not in ("succeeded", "failed", "refunded"):
         return
-    operation = {"succeeded": (wallets.capture_hold, "capture"), "failed": (wallets.void_hold, "void"),
-                 "refunded": (wallets.reverse_capture, "reverse")}.get(new_status)
-    if operation is None:
-        return
-    move, suffix = operation
     svc = service_context(ctx.with_changes(tenant_id=trx.tenant_id), "transactions")
-    hold_id, key = trx.hold_id, f"{trx.id}:{suffix}"
+    hold_id = trx.hold_id
     # Last in the unit of work: the capture, void or reversal locks the tenant's wallet row
     # until the commit, and every purchase and outcome of the tenant queues on that lock.
-    if suffix != "capture":
-        uow.before_commit(lambda: move(svc, uow, hold_id, key=key))
-        return
-    # The captures of one unit of work (a batch's outcomes) are made together: the wallet's
-    # balances move once for all of a tenant's (wallets.capture_holds).
-    memo_key = ("transactions.captures", trx.tenant_id)
-    captures = uow.memo.get(memo_key)
-    if captures is None:
-        captures = uow.memo[memo_key] = []
-
-        def capture_all() -> None:
-            wallets.capture_holds(svc, uow, uow.memo.pop(memo_key, captures))
-
-        uow.before_commit(capture_all)
-    captures.append((hold_id, key))
+    if new_status == "succeeded":
+        # The captures of one unit of work (a batch's outcomes) are made together: the
+        # wallet's balances move once for all of a tenant's (wallets.capture_holds).
+        uow.before_commit_batch(("transactions.captures", trx.tenant_id), (hold_id, f"{trx.id}:capture"),
+                                lambda captures: wallets.capture_holds(svc, uow, captures))
+    elif new_status == "failed":
+        uow.before_commit(lambda: wallets.void_hold(svc, uow, hold_id, key=f"{trx.id}:void"))
+    else:
+        uow.before_commit(lambda: wallets.reverse_capture(svc, uow, hold_id, key=f"{trx.id}:reverse"))
 
 
 class _Wake:

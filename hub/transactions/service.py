@@ -215,21 +215,14 @@ def _hold_at_commit(hold_ctx: CallContext, uow: UnitOfWork, plan, transaction_id
     order, so that the first one refused names its transaction."""
     from hub.wallets import client as wallets
 
-    key = ("transactions.holds", hold_ctx.tenant_id)
-    pending = uow.memo.get(key)
-    if pending is None:
-        pending = uow.memo[key] = []
+    def place_all(batch: list) -> None:
+        if len(batch) > 1 and wallets.place_holds(hold_ctx, uow, [
+                (plan_, trx_id, f"transaction:{trx_id}") for plan_, trx_id, _ in batch]) is not None:
+            return
+        for _plan, _trx_id, one in batch:
+            one()
 
-        def place_all() -> None:
-            batch = uow.memo.pop(key, pending)
-            if len(batch) > 1 and wallets.place_holds(hold_ctx, uow, [
-                    (plan_, trx_id, f"transaction:{trx_id}") for plan_, trx_id, _ in batch]) is not None:
-                return
-            for _plan, _trx_id, one in batch:
-                one()
-
-        uow.before_commit(place_all)
-    pending.append((plan, transaction_id, hold))
+    uow.before_commit_batch(("transactions.holds", hold_ctx.tenant_id), (plan, transaction_id, hold), place_all)
 
 
 def _inquiry_for_payment(ctx: CallContext, uow: UnitOfWork, inquiry_id: str | None, product_code: str,

@@ -798,8 +798,9 @@ def capture_holds(ctx: CallContext, uow: UnitOfWork, captures: list[tuple[str, s
             continue
         if hold.status != "placed":
             raise Conflict(f"hold {hold_id} is {hold.status}, not placed", hold_status=hold.status)
-        wallet = wallets.get(hold.wallet_id) or wallets.setdefault(hold.wallet_id,
-                                                                   _read_wallet_row(ctx, uow, hold.wallet_id))
+        if hold.wallet_id not in wallets:
+            wallets[hold.wallet_id] = _read_wallet_row(ctx, uow, hold.wallet_id)
+        wallet = wallets[hold.wallet_id]
         result = _journal(ctx, uow, "capture", key, fp, {"hold_id": hold.id},
                           {"kind": "capture", "hold_id": hold.id, "wallet_id": wallet.id, "amount": hold.amount,
                            "released": 0})
