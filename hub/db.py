@@ -106,9 +106,50 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     engine = create_engine(url, **kwargs)
+    if engine.dialect.driver == "psycopg":
+        cache_batch_statements()
     if ping_idle:
         _ping_after_idle(engine)
     return engine
+
+
+#: psycopg's cache of converted statements: how many, and the longest statement it keeps
+PSYCOPG_CACHED_STATEMENTS = 1024
+PSYCOPG_CACHED_LENGTH = 64 * 1024
+PSYCOPG_CACHED_PARAMS = 4096
+
+
+def cache_batch_statements() -> bool:
+    """Let psycopg keep the batch statements of the hub in its cache of converted queries.
+
+    psycopg converts every query's ``%(name)s`` placeholders to ``$n`` with a regular
+    expression, and caches the result only for statements of at most 4,096 characters and
+    50 parameters (``psycopg._queries``): an ORM's multi-row ``INSERT … VALUES (…), (…)
+    RETURNING`` (SQLAlchemy's insertmanyvalues: a batch's attempts, timeline lines, ledger
+    entries) is longer, and was converted anew each time — measured at 9 % of a provider
+    worker's CPU. The hub's batches come in a few sizes (at most 50 rows), so those statements
+    repeat; the cache is made larger so that they stay in it. psycopg's own limits are module
+    constants of a private module: when a psycopg release renames them, nothing changes
+    (returns False) and the hub runs as before, only slower.
+    """
+    try:
+        from functools import lru_cache
+
+        from psycopg import _queries
+    except ImportError:  # pragma: no cover - no psycopg
+        return False
+    convert = getattr(_queries, "_query2pg_nocache", None)
+    if convert is None or not hasattr(_queries, "MAX_CACHED_STATEMENT_PARAMS") \
+            or not hasattr(_queries, "MAX_CACHED_STATEMENT_LENGTH") or not hasattr(_queries, "_query2pg"):
+        return False
+    if getattr(_queries._query2pg, "rop_cache", False):
+        return True
+    cached = lru_cache(maxsize=PSYCOPG_CACHED_STATEMENTS)(convert)
+    cached.rop_cache = True  # type: ignore[attr-defined]
+    _queries._query2pg = cached
+    _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, PSYCOPG_CACHED_LENGTH)
+    _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, PSYCOPG_CACHED_PARAMS)
+    return True
 
 
 #: Seconds a pooled connection may sit idle and still be handed out without a ping.
@@ -173,6 +214,7 @@ class UnitOfWork:
         self.session = session
         self._after_commit: list[Callable[[], None]] = []
         self._before_commit: list[Callable[[], None]] = []
+        self._first_batches = 0  # how many of _before_commit are batches marked first
         self.committed = False
         #: what a service learnt in this transaction and may reuse in it (cleared on rollback)
         self.memo: dict[Any, Any] = {}
@@ -187,12 +229,17 @@ class UnitOfWork:
         """
         self._before_commit.append(work)
 
-    def before_commit_batch(self, key: Any, item: Any, work: Callable[[list[Any]], None]) -> None:
+    def before_commit_batch(self, key: Any, item: Any, work: Callable[[list[Any]], None], *,
+                            first: bool = False) -> None:
         """Add ``item`` to the batch ``key``; at :meth:`commit`, ``work(items)`` runs once for
         all the items added under ``key`` (in their order), as :meth:`before_commit` work —
         for writes that are cheaper together (one wallet update for a group's holds). A
         rollback drops the batch with the rest; after a commit the next item starts a new one.
-        ``work`` is the first caller's (later callers' are not kept)."""
+        ``work`` is the first caller's (later callers' are not kept).
+
+        ``first``: the batch is written before every other piece of before-commit work (the
+        batches marked ``first`` in the order they began): for plain inserts (outbox rows)
+        that should not lengthen the time a hot row written last (a wallet) stays locked."""
         batch = self.memo.get(("before_commit_batch", key))
         if batch is None:
             batch = self.memo[("before_commit_batch", key)] = []
@@ -200,7 +247,11 @@ class UnitOfWork:
             def run() -> None:
                 work(self.memo.pop(("before_commit_batch", key), batch))
 
-            self._before_commit.append(run)
+            if first:
+                self._before_commit.insert(self._first_batches, run)
+                self._first_batches += 1
+            else:
+                self._before_commit.append(run)
         batch.append(item)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -216,6 +267,7 @@ class UnitOfWork:
         if self._before_commit:
             self.session.flush()
             while self._before_commit:
+                self._first_batches = max(0, self._first_batches - 1)
                 self._before_commit.pop(0)()
         self.session.commit()
         self.committed = True
@@ -232,6 +284,7 @@ class UnitOfWork:
         self.session.rollback()
         self._after_commit = []
         self._before_commit = []
+        self._first_batches = 0
         self.memo.clear()
 
     def close(self) -> None:

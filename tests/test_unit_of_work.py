@@ -71,3 +71,21 @@ def test_a_before_commit_batch_runs_once_for_its_items_and_starts_again_after_a_
         uow.before_commit_batch("k", 4, runs.append)
         uow.commit()
     assert runs == [[1, 2], ["x"], [4]]
+
+
+def test_batches_marked_first_run_before_the_other_work_in_the_order_they_began(app):
+    order = []
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        uow.before_commit(lambda: order.append("plain"))
+        uow.before_commit_batch("hot", "h", lambda items: order.append(("hot", items)))
+        uow.before_commit_batch("a", 1, lambda items: order.append(("a", items)), first=True)
+        uow.before_commit_batch("b", 2, lambda items: order.append(("b", items)), first=True)
+        uow.before_commit_batch("a", 3, lambda items: order.append(("a", items)), first=True)
+        uow.commit()
+        assert order == [("a", [1, 3]), ("b", [2]), "plain", ("hot", ["h"])]
+        order.clear()
+        # after a commit the count starts again: a new first batch goes before new plain work
+        uow.before_commit(lambda: order.append("plain"))
+        uow.before_commit_batch("c", 4, lambda items: order.append(("c", items)), first=True)
+        uow.commit()
+    assert order == [("c", [4]), "plain"]

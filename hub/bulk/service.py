@@ -507,6 +507,7 @@ def _submit_group(ctx: CallContext, db: Database, job_id: str, group: list[tuple
     submitted again without it. :return: (status, reason) for the unsent rows when the job stops sending."""
     pending = list(group)
     out_of_funds: tuple[str, str] | None = None
+    batched = True  # until a concurrent twin of a ref_id fails a batch's insert
     while pending:
         with unit_of_work(db) as uow:
             stop = _stopped(uow, job_id, check_funds=out_of_funds is None)
@@ -515,7 +516,7 @@ def _submit_group(ctx: CallContext, db: Database, job_id: str, group: list[tuple
                 uow.commit()
                 return stop
             holds: dict[str, int] = {}
-            failure = _submit_rows(ctx, uow, job_id, pending, holds)
+            failure = _submit_rows(ctx, uow, job_id, pending, holds, batched=batched)
             if failure is None:
                 try:
                     uow.commit()  # the group's holds are placed here, the wallet locked once
@@ -525,6 +526,15 @@ def _submit_group(ctx: CallContext, db: Database, job_id: str, group: list[tuple
                     if index is None:
                         raise
                     failure = (index, exc)
+                except IntegrityError:
+                    if not batched:
+                        raise
+                    # a row's ref_id was used meanwhile by another path: again, one savepoint
+                    # a row, so that the twin is met as a replay or a 409 of its own row
+                    log.info("bulk group hit a concurrent ref_id; submitting it row by row", job_id=job_id)
+                    uow.rollback()
+                    batched = False
+                    continue
             index, error = failure
             uow.rollback()
         with unit_of_work(db) as uow:
@@ -561,13 +571,16 @@ _SENT = DriverStatement(update(_ITEMS).where(_ITEMS.c.id == bindparam("item_id")
 
 
 def _submit_rows(ctx: CallContext, uow: UnitOfWork, job_id: str, rows: list[tuple],
-                 holds: dict[str, int]) -> tuple[int, HubError] | None:
+                 holds: dict[str, int], *, batched: bool = True) -> tuple[int, HubError] | None:
     """Claim and submit ``rows`` in ``uow``; on a refusal, return (its index, the error) — the
     caller rolls ``uow`` back. The holds are placed at the commit (``hold_at_commit``):
     ``holds`` maps each new transaction's id to its row's index, for a refusal then.
 
     The rows are claimed by one statement (a row cancelled or sent meanwhile is skipped),
-    their ``ref_id`` looked up by one, and their transactions recorded on them by one batch."""
+    their ``ref_id`` looked up by one, and their transactions recorded on them by one batch.
+    ``batched``: the new transactions are written together at the commit
+    (``transactions.submit(batched=True)``); a concurrent twin of a ``ref_id`` then fails the
+    commit with ``IntegrityError``."""
     from hub.auth import service_context
     from hub.transactions import client as transactions
 
@@ -580,10 +593,12 @@ def _submit_rows(ctx: CallContext, uow: UnitOfWork, job_id: str, rows: list[tupl
         if item_id not in claimed:
             continue  # cancelled, or sent by an earlier run of this chunk
         source = f"bulk:{job_id}:{row}"
+        new = ref_id not in used
         try:
-            view, created = transactions.submit(svc, uow, ref_id=ref_id, product_code=product_code,
-                                                customer_no=customer_no, source=source, hold_at_commit=True,
-                                                known_new=ref_id not in used)
+            with uow.session.no_autoflush:
+                view, created = transactions.submit(svc, uow, ref_id=ref_id, product_code=product_code,
+                                                    customer_no=customer_no, source=source, hold_at_commit=True,
+                                                    known_new=new, batched=batched and new)
         except HubError as exc:
             return index, exc
         if not created and view.get("source") != source:

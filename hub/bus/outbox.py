@@ -54,12 +54,17 @@ _INSERT_OUTBOX_AND_EVENT = DriverStatement(
                                     published_at=None, publish_count=0).cte("outbox_row")))
 
 
-def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Message | None = None) -> Message:
+def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Message | None = None, *,
+            at_commit: bool = False) -> Message:
     """Write ``message`` to the outbox in ``uow``'s transaction; relay it once that commits.
 
     :param ctx: the caller; its tenant, client and correlation id go into the envelope.
     :param causation: the message being handled that caused this one (sets causation and
         correlation ids).
+    :param at_commit: write the rows when ``uow`` commits, with the other messages published
+        so, in one batch (an executemany: one round trip), before any other before-commit
+        work. Only for a caller without savepoints around the publish (a savepoint rolled
+        back would not take the message back): a bulk group.
     :return: the message, with its envelope fields filled in.
     """
     message.tenant_id = ctx.tenant_id
@@ -73,20 +78,14 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
     envelope = message.envelope()
     # Core inserts into the caller's transaction (at once, not at the next flush: the same
     # rows, committed or rolled back with it, savepoints included).
-    conn = uow.session.connection()
-    tenant_event = isinstance(message, Event) and message.tenant_id and message.public
-    if tenant_event and conn.dialect.name == "postgresql":
-        _INSERT_OUTBOX_AND_EVENT.run(conn, {
-            "id": message.id, "type": message.type, "kind": message.kind, "tenant_id": message.tenant_id,
-            "envelope": envelope, "created_at": utcnow(), "public": _public_envelope(envelope),
-            "occurred_at": message.occurred_at})
+    tenant_event = bool(isinstance(message, Event) and message.tenant_id and message.public)
+    row = {"id": message.id, "type": message.type, "kind": message.kind, "tenant_id": message.tenant_id,
+           "envelope": envelope, "created_at": utcnow(), "occurred_at": message.occurred_at}
+    if at_commit:
+        uow.before_commit_batch(("bus.outbox", tenant_event), row,
+                                lambda rows: _write(uow, rows, tenant_event), first=True)
     else:
-        _INSERT_OUTBOX.run(conn, {"id": message.id, "type": message.type, "kind": message.kind,
-                                  "tenant_id": message.tenant_id, "envelope": envelope, "created_at": utcnow(),
-                                  "published_at": None, "publish_count": 0})
-        if tenant_event:
-            _INSERT_EVENT.run(conn, {"id": message.id, "tenant_id": message.tenant_id, "type": message.type,
-                                     "envelope": _public_envelope(envelope), "occurred_at": message.occurred_at})
+        _write(uow, [row], tenant_event)
     if tenant_event:
         from hub.bus.webhooks import on_event
 
@@ -106,6 +105,23 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
         uow.after_commit(relay_batch)
     batch[0].append(envelope)
     return message
+
+
+def _write(uow: UnitOfWork, rows: list[dict], tenant_event: bool) -> None:
+    """Insert ``rows`` (messages of one kind: tenant events or not) into the outbox, and a
+    tenant's events into the event store too; several rows are one executemany."""
+    conn = uow.session.connection()
+    if tenant_event and conn.dialect.name == "postgresql":
+        _INSERT_OUTBOX_AND_EVENT.run(conn, [{**row, "public": _public_envelope(row["envelope"])} for row in rows]
+                                     if len(rows) > 1 else {**rows[0], "public": _public_envelope(rows[0]["envelope"])})
+        return
+    outbox = [{k: row[k] for k in ("id", "type", "kind", "tenant_id", "envelope", "created_at")}
+              | {"published_at": None, "publish_count": 0} for row in rows]
+    _INSERT_OUTBOX.run(conn, outbox if len(outbox) > 1 else outbox[0])
+    if tenant_event:
+        events = [{"id": row["id"], "tenant_id": row["tenant_id"], "type": row["type"],
+                   "envelope": _public_envelope(row["envelope"]), "occurred_at": row["occurred_at"]} for row in rows]
+        _INSERT_EVENT.run(conn, events if len(events) > 1 else events[0])
 
 
 def _public_envelope(envelope: dict) -> dict:

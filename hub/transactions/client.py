@@ -27,14 +27,16 @@ def _can_read(ctx: CallContext) -> None:
 def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str, customer_no: str,
            wallet_id: str | None = None, inquiry_id: str | None = None,
            source: str | None = None, hold_at_commit: bool = False,
-           known_new: bool = False) -> tuple[dict[str, Any], bool]:
+           known_new: bool = False, batched: bool = False) -> tuple[dict[str, Any], bool]:
     """Accept a purchase exactly like ``POST /v1/transactions``; the caller commits.
 
     ``hold_at_commit``: the hold is placed when the caller's unit of work commits, after its
     other writes (several purchases in one unit of work lock the wallet once, at the end); a
     refused hold raises from ``uow.commit()``, its ``transaction_id`` attribute set.
     ``known_new``: the caller found ``ref_id`` unused (:func:`used_ref_ids`) in this unit of
-    work; its look-up is not made again.
+    work; its look-up is not made again. ``batched``: written with the unit of work's other
+    purchases at its flush (no savepoint; a concurrent twin fails that flush with
+    ``IntegrityError``, and the caller submits again without ``batched``).
 
     :return: ``(transaction view, created)``.
     :raise ValidationFailed: unknown/unavailable product, bad customer number (422).
@@ -43,7 +45,7 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
     ctx.require_scope("transactions:write")
     trx, created = service.submit(ctx, uow, ref_id=ref_id, product_code=product_code, customer_no=customer_no,
                                   wallet_id=wallet_id, inquiry_id=inquiry_id, source=source,
-                                  hold_at_commit=hold_at_commit, known_new=known_new)
+                                  hold_at_commit=hold_at_commit, known_new=known_new, batched=batched)
     return lifecycle.view(trx), created
 
 

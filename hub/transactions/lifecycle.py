@@ -119,13 +119,14 @@ def note(uow: UnitOfWork, trx: Transaction, kind: str, detail: dict[str, Any] | 
                                   actor=actor, at=utcnow()))
 
 
-def publish_status(ctx: CallContext, uow: UnitOfWork, trx: Transaction) -> None:
-    """Publish the event of the transaction's current status (payload: its view)."""
+def publish_status(ctx: CallContext, uow: UnitOfWork, trx: Transaction, *, at_commit: bool = False) -> None:
+    """Publish the event of the transaction's current status (payload: its view);
+    ``at_commit``: as :func:`hub.bus.publish`'s."""
     from hub.bus import publish
     from hub.transactions.messages import EVENT_FOR_STATUS
 
     payload = view(trx)
-    publish(ctx, uow, EVENT_FOR_STATUS[trx.status](**payload))
+    publish(ctx, uow, EVENT_FOR_STATUS[trx.status](**payload), at_commit=at_commit)
 
 
 def transition(ctx: CallContext, uow: UnitOfWork, trx: Transaction, new_status: str, *,

@@ -100,7 +100,7 @@ def _replay(trx: Transaction, fp: str) -> tuple[Transaction, bool]:
 def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str, customer_no: str,
            wallet_id: str | None = None, inquiry_id: str | None = None,
            source: str | None = None, hold_at_commit: bool = False,
-           known_new: bool = False) -> tuple[Transaction, bool]:
+           known_new: bool = False, batched: bool = False) -> tuple[Transaction, bool]:
     """Accept a purchase: validate, price, hold, write the transaction and its first command.
 
     Idempotent by ``(tenant, ref_id)``: the same body again returns the existing transaction
@@ -115,6 +115,14 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
     for many at once): the look-up is skipped. A concurrent twin still fails at the insert
     and is answered as a replay.
 
+    ``batched`` (with ``hold_at_commit`` and ``known_new``; a bulk group): nothing is written
+    until the caller's unit of work flushes or commits — no savepoint, no flush per purchase,
+    the wallet read once (``plan_hold(reuse_read=True)``), the messages published at the
+    commit — so the purchases of one unit of work are written together. A refusal (422, 402)
+    still raises before anything of its purchase is added. A concurrent twin then fails the
+    caller's whole flush with ``IntegrityError``: the caller rolls back and submits again
+    without ``batched``, where each purchase has its savepoint.
+
     :return: ``(transaction, created)``.
     :raise ValidationFailed: unknown or unavailable product, bad customer number, bad inquiry.
     :raise InsufficientFunds: the wallet cannot cover the price.
@@ -124,6 +132,8 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
 
     if ctx.tenant_id is None:
         raise NotFound("no tenant in this call's context")
+    if batched and not (hold_at_commit and known_new):
+        raise AssertionError("batched submits place their holds at the commit and know their ref_ids new")
     ref_id = _check_text("ref_id", ref_id, MAX_REF)
     product_code = _check_text("product_code", product_code, 64)
     if not isinstance(customer_no, str):
@@ -158,7 +168,8 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
     # for the hold's own statements and the commit — every purchase of the tenant queues on it.
     hold_ctx, trx_id = service_context(ctx, "transactions"), new_id("trx")
     try:
-        plan = wallets.plan_hold(hold_ctx, uow, wallet_id, price, reference=f"transaction:{trx_id}")
+        plan = wallets.plan_hold(hold_ctx, uow, wallet_id, price, reference=f"transaction:{trx_id}",
+                                 reuse_read=batched)
     except NotFound as exc:
         raise _field_error("wallet_id", str(exc)) from None
     currency = product.get("currency") or "IDR"
@@ -184,25 +195,32 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
             exc.transaction_id = trx.id  # type: ignore[attr-defined]  # which purchase, at a commit
             raise
 
-    try:
-        # One savepoint around everything: a refusal (402, 422) leaves nothing behind in a
-        # caller's longer unit of work (bulk submits many in one).
-        with uow.session.begin_nested():
-            uow.session.add(trx)
-            if inquiry is not None:
-                inquiry.transaction_id = trx.id
-            lifecycle.note(uow, trx, "status", {"price": price, "hold_id": plan.hold_id},
-                           actor=ctx.actor or trx.client_id, to_status="pending")
+    def write(batch: bool) -> None:
+        uow.session.add(trx)
+        if inquiry is not None:
+            inquiry.transaction_id = trx.id
+        lifecycle.note(uow, trx, "status", {"price": price, "hold_id": plan.hold_id},
+                       actor=ctx.actor or trx.client_id, to_status="pending")
+        if not batch:
             uow.session.flush()  # a concurrent twin with this ref_id fails here, before any hold
-            lifecycle.publish_status(ctx, uow, trx)
-            publish(ctx, uow, ProcessTransaction(transaction_id=trx.id))
-            if not hold_at_commit:
-                hold()
-    except IntegrityError:
-        existing = _by_ref(ctx, uow, ref_id)
-        if existing is None:
-            raise
-        return _replay(existing, fp)
+        lifecycle.publish_status(ctx, uow, trx, at_commit=batch)
+        publish(ctx, uow, ProcessTransaction(transaction_id=trx.id), at_commit=batch)
+
+    if batched:  # written at the caller's flush; an IntegrityError there is the caller's
+        write(batch=True)
+    else:
+        try:
+            # One savepoint around everything: a refusal (402, 422) leaves nothing behind in a
+            # caller's longer unit of work (bulk submits many in one).
+            with uow.session.begin_nested():
+                write(batch=False)
+                if not hold_at_commit:
+                    hold()
+        except IntegrityError:
+            existing = _by_ref(ctx, uow, ref_id)
+            if existing is None:
+                raise
+            return _replay(existing, fp)
     if hold_at_commit:
         _hold_at_commit(hold_ctx, uow, plan, trx.id, hold)
     return trx, True

@@ -551,13 +551,23 @@ class HoldPlan:
 
 
 def plan_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int,
-              reference: str | None = None, key: str | None = None) -> HoldPlan:
+              reference: str | None = None, key: str | None = None, *, reuse_read: bool = False) -> HoldPlan:
     """Check a hold of ``amount`` on ``wallet_id`` (the main wallet when None) without writing
     or locking anything: the wallet exists and is the tenant's (404), no plugin vetoes the
     debit (403), and its funds cover it now (402). :func:`place_hold` with this plan does
-    the rest; its funds check under the lock is the one that counts."""
+    the rest; its funds check under the lock is the one that counts.
+
+    ``reuse_read``: the wallet as an earlier ``reuse_read`` plan of this unit of work read it
+    (no flush, no query): for many plans whose holds are all placed at the commit (a bulk
+    group), where the balance read first is the one every later read would see too."""
     amount = _check_amount(amount)
-    wallet = _read_wallet_row(ctx, uow, wallet_id)
+    if reuse_read:
+        memo_key = ("wallets.plan_read", ctx.tenant_id, wallet_id)
+        wallet = uow.memo.get(memo_key)
+        if wallet is None:
+            wallet = uow.memo[memo_key] = _read_wallet_row(ctx, uow, wallet_id)
+    else:
+        wallet = _read_wallet_row(ctx, uow, wallet_id)
     _veto_debit(ctx, wallet, amount, f"hold:{reference or key}")
     _ensure_funds(wallet, amount)
     return HoldPlan(wallet=wallet, amount=amount, hold_id=new_id("hld"))

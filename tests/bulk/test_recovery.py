@@ -14,6 +14,7 @@ from hub.bulk import service
 from hub.bulk.models import BulkItem
 from hub.bus.outbox import sweep
 from hub.db import unit_of_work
+from hub.plugins.markers import hookimpl
 from hub.transactions.models import Transaction
 from hub.worker import make_worker
 
@@ -174,3 +175,63 @@ def test_a_worker_killed_mid_chunk_loses_no_row_and_sends_none_twice(app, config
     assert set(_statuses(app, job_id).values()) == {"succeeded"}
     money = _available(app, tenant.id, funded.wallet_id)
     assert (money["available"], money["held"]) == (FUNDS - 20 * _price(app, tenant.id, job_id), 0)
+
+
+class TwinFirst:
+    """At the first purchase hold of a group, another client buys with a ref_id of the file
+    (committed at once): the group's batched insert then meets it."""
+
+    def __init__(self, app, tenant_id: str, ref_id: str, customer_no: str):
+        self.app, self.tenant_id, self.ref_id, self.customer_no = app, tenant_id, ref_id, customer_no
+        self.twin_id: str | None = None
+
+    @hookimpl
+    def before_wallet_debit(self, ctx, wallet_id, amount, currency, reason):
+        if self.twin_id is not None or not reason.startswith("hold:transaction:"):
+            return None
+        from hub.context import CallContext
+        from hub.transactions import client as transactions
+
+        self.twin_id = "pending"
+        twin_ctx = CallContext(tenant_id=self.tenant_id, client_id="other-client",
+                               scopes=frozenset({"transactions:write", "wallets:write"}), actor="other-client")
+        with unit_of_work(self.app.extensions["rop"].db) as uow:
+            view, _created = transactions.submit(twin_ctx, uow, ref_id=self.ref_id, product_code="TEL10",
+                                                 customer_no=self.customer_no)
+            uow.commit()
+        self.twin_id = view["id"]
+        return None
+
+
+def test_a_ref_id_taken_while_its_group_is_written_fails_that_row_alone_postgres(app, client, live, funded, fast,
+                                                                                 submit, is_postgres, monkeypatch):
+    """The group's purchases are written together at its commit (no savepoint each): a twin
+    committed meanwhile fails that insert, and the group is submitted again row by row —
+    the twin's row is refused (409), the others are sent once, the wallet pays for each once."""
+    if not is_postgres:
+        pytest.skip("SQLite serializes writers with BEGIN IMMEDIATE: no window for a twin")
+    from hub.bulk.messages import ProcessBulkChunk
+
+    monkeypatch.setattr(ProcessBulkChunk, "max_retries", 0)  # the chunk's own run copes, not a retry
+    tenant = funded.tenant
+    rows = _rows(6, prefix="twin")
+    twin = TwinFirst(app, tenant.id, rows[-1][0], rows[-1][2])
+    host = app.extensions["rop"].extras["plugins"]
+    host.pm.register(twin)
+    try:
+        job_id = submit(tenant, csv_body(rows)).get_json()["id"]
+        view = run_until_settled(app, tenant.id, job_id, lambda v: v["status"] == "completed", timeout=20)
+    finally:
+        host.pm.unregister(twin)
+    assert twin.twin_id and twin.twin_id.startswith("trx_")
+    assert (view["succeeded"], view["failed"], view["submitted"]) == (5, 1, 5)
+    failed = client.get(f"/v1/bulk/{job_id}/items?status=failed", headers=tenant.headers).get_json()["items"]
+    assert [i["row"] for i in failed] == [6] and "already used" in failed[0]["error"]
+    assert _transactions_by_row(app, tenant.id, job_id) == {row: 1 for row in range(1, 6)}
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        twins = uow.session.execute(select(Transaction.id, Transaction.source).where(
+            Transaction.tenant_id == tenant.id, Transaction.ref_id == rows[-1][0])).all()
+    assert [tuple(t) for t in twins] == [(twin.twin_id, None)]
+    price = _price(app, tenant.id, job_id)
+    money = _available(app, tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS - 6 * price, 0)

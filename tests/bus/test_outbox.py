@@ -203,3 +203,25 @@ def test_the_outbox_sweep_is_a_periodic_job(app):
     from hub.scheduler import periodic_jobs
 
     assert any(j.func == "hub.bus.outbox.sweep_job" for j in periodic_jobs(app))
+
+
+def test_messages_published_at_commit_are_written_together_then_relayed_like_the_others(bus_app):
+    """``publish(at_commit=True)``: the rows appear at the commit (one executemany for each
+    kind), with the event store's copy; a rollback drops them; the relay is the same."""
+    with bus_app.app_context(), unit_of_work(bus_app.extensions["rop"].db) as uow:
+        publish(CTX, uow, Ping(n=1), at_commit=True)
+        uow.rollback()
+        first = publish(CTX, uow, Ping(n=2), at_commit=True)
+        second = publish(CTX, uow, Ping(n=3), at_commit=True)
+        now = publish(CTX, uow, Ping(n=4))  # written at once, as ever
+        conn = uow.session.connection()
+        assert conn.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+        uow.commit()
+        jobs = Queue("events", connection=bus_app.extensions["rop"].redis).get_jobs()
+        assert [[e["payload"]["n"] for e in job.args[0]] for job in jobs] == [[2, 3, 4]]
+    ids = {first.id, second.id, now.id}
+    assert _count(bus_app, OutboxMessage, OutboxMessage.id.in_(ids), OutboxMessage.published_at.is_not(None)) == 3
+    assert _count(bus_app, TenantEvent, TenantEvent.id.in_(ids)) == 3
+    assert _count(bus_app, OutboxMessage) == 3
+    make_worker(bus_app).work(burst=True)
+    assert [_echoes(bus_app, m.id) for m in (first, second, now)] == [1, 1, 1]
