@@ -116,6 +116,27 @@ def purchase(uow: UnitOfWork, config_id: str, request: PurchaseRequest) -> Provi
     return service.call_provider(uow, config_id, "purchase", request)
 
 
+#: a configuration read once for many calls without a database session (:func:`prepare`)
+PreparedConfig = service.PreparedConfig
+
+
+def prepare(uow: UnitOfWork, tenant_id: str) -> dict[str, PreparedConfig]:
+    """The configurations ``tenant_id`` may use (enabled, breaker open or not), by id, each
+    read and decrypted once: for a batch's calls (:func:`call_prepared`), made with no
+    session open."""
+    return {row.id: service.PreparedConfig(row)
+            for row in service.usable_configs(uow, tenant_id, healthy_only=False)}
+
+
+def call_prepared(config: PreparedConfig, operation: str, request: PurchaseRequest | StatusRequest) -> ProviderResult:
+    """``purchase`` or ``check_status`` of a prepared configuration, as :func:`purchase` and
+    :func:`check_status` make it (switched off or an open breaker: ``REJECTED`` unsent;
+    health recorded)."""
+    if operation not in ("purchase", "check_status"):
+        raise ValueError(f"not a call of a prepared configuration: {operation}")
+    return service.call_prepared(config, operation, request)
+
+
 def check_status(uow: UnitOfWork, config_id: str, request: StatusRequest) -> ProviderResult:
     return service.call_provider(uow, config_id, "check_status", request)
 

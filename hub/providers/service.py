@@ -192,12 +192,30 @@ def rotate_keys(uow: UnitOfWork) -> int:
 # -- calling providers ----------------------------------------------------------------------
 def provider_for(row: ProviderConfig) -> Provider:
     """An instance of the configuration's provider, with decrypted credentials."""
-    cls = _host().provider_class(row.provider_code)
-    view = ProviderConfigView(
-        id=row.id, provider_code=row.provider_code, tenant_id=row.tenant_id, settings=dict(row.settings),
-        credentials=crypto.decrypt(_keys(), row.credentials_encrypted), callback_url=callback_url(row),
-        allow_private=_state().config.webhook_allow_private)
-    return cls(view)
+    return PreparedConfig(row).provider()
+
+
+class PreparedConfig:
+    """A configuration read once, its credentials decrypted once, for many calls with no
+    database session (a batch's purchases, :func:`call_prepared`). Every call still gets a
+    provider instance of its own, with copies of the settings and credentials, as
+    :func:`provider_for` gives. Build it in an app context (it reads the keys and the
+    public URL there); use it from any thread."""
+
+    def __init__(self, row: ProviderConfig):
+        self.id, self.provider_code, self.tenant_id = row.id, row.provider_code, row.tenant_id
+        self.enabled = row.enabled
+        self._settings = dict(row.settings)
+        self._credentials = crypto.decrypt(_keys(), row.credentials_encrypted)
+        self._callback_url = callback_url(row)
+        self._allow_private = _state().config.webhook_allow_private
+        self._cls = _host().provider_class(row.provider_code)
+
+    def provider(self) -> Provider:
+        return self._cls(ProviderConfigView(
+            id=self.id, provider_code=self.provider_code, tenant_id=self.tenant_id,
+            settings=dict(self._settings), credentials=dict(self._credentials), callback_url=self._callback_url,
+            allow_private=self._allow_private))
 
 
 def call_provider(uow: UnitOfWork, config_id: str, operation: str, request: Any = None) -> ProviderResult:
@@ -205,7 +223,13 @@ def call_provider(uow: UnitOfWork, config_id: str, operation: str, request: Any 
     ``catalog``) of a configuration, recording its health. A disabled configuration or an
     open breaker returns ``REJECTED`` without calling (nothing left: safe to route elsewhere).
     For ``catalog`` the items are in ``result.data["items"]``."""
-    row = get_config(uow, config_id)
+    return call_prepared(PreparedConfig(get_config(uow, config_id)), operation, request)
+
+
+def call_prepared(row: PreparedConfig, operation: str, request: Any = None) -> ProviderResult:
+    """:func:`call_provider` for a configuration prepared before (no database access; an
+    app context is needed for Redis, the health records)."""
+    config_id = row.id
     if not row.enabled:
         return ProviderResult(State.REJECTED, message="provider configuration is switched off",
                               data={"not_sent": True})
@@ -213,7 +237,7 @@ def call_provider(uow: UnitOfWork, config_id: str, operation: str, request: Any 
     if operation != "check_status" and not health.allow_call(redis, config_id):
         return ProviderResult(State.REJECTED, message="provider circuit breaker is open",
                               data={"not_sent": True})
-    provider = provider_for(row)
+    provider = row.provider()
     method: Callable = getattr(provider, operation)
     started = time.perf_counter()
     if operation == "catalog":

@@ -216,38 +216,43 @@ def _slot(config_id: str):
     return limit(_redis(), f"provider:{config_id}", bound, opts.slot_timeout, ttl=60.0)
 
 
-def call_provider(step: Step, operation: str, configs: list | None = None) -> Outcome:
+def call_provider(step: Step, operation: str, configs: dict | None = None) -> Outcome:
     """Call ``operation`` (purchase or check_status) for ``step`` with no database session open.
 
     The configuration is read first and the read transaction ends before the call (the
     session keeps the row, so the call itself touches no connection); ``configs``, the
-    tenant's configurations read before (detached rows, :func:`_configs_of`), spare that
-    read: a session that never connects gets copies of them. An exception from the plugin
-    is an unknown outcome: the request may have left.
+    tenant's configurations prepared before (:func:`_configs_of`, by id), spare that read
+    and any session. An exception from the plugin is an unknown outcome: the request may
+    have left.
     """
-    uow = UnitOfWork(_db().session(readonly=True))
+    prepared = (configs or {}).get(step.config_id)
+    uow = None if prepared is not None else UnitOfWork(_db().session(readonly=True))
     try:
-        if configs is None:
+        if uow is not None:
             loaded = preload_configs(uow, step.tenant_id)
             uow.session.commit()  # ends the read: no connection is held during the call
-        else:
-            loaded = [uow.session.merge(row, load=False) for row in configs]
         try:
             if operation == "purchase":
-                result = providers.purchase(uow, step.config_id, providers.PurchaseRequest(
-                    ref_id=step.reference, provider_sku=step.provider_sku, customer_no=step.customer_no,
-                    amount=step.amount))
+                request = providers.PurchaseRequest(ref_id=step.reference, provider_sku=step.provider_sku,
+                                                    customer_no=step.customer_no, amount=step.amount)
             else:
-                result = providers.check_status(uow, step.config_id, providers.StatusRequest(
-                    ref_id=step.reference, provider_sku=step.provider_sku, customer_no=step.customer_no,
-                    provider_ref=step.provider_ref))
+                request = providers.StatusRequest(ref_id=step.reference, provider_sku=step.provider_sku,
+                                                  customer_no=step.customer_no, provider_ref=step.provider_ref)
+            if prepared is not None:
+                result = providers.call_prepared(prepared, operation, request)
+            elif operation == "purchase":
+                result = providers.purchase(uow, step.config_id, request)
+            else:
+                result = providers.check_status(uow, step.config_id, request)
         except Exception as exc:
             log.exception("provider call raised; outcome unknown", operation=operation,
                           transaction_id=step.transaction_id, config_id=step.config_id)
             return Outcome("unknown", message=f"{type(exc).__name__}: {exc}"[:500])
-        del loaded  # the rows were kept alive for the call's look-ups
+        if uow is not None:
+            del loaded  # the rows were kept alive for the call's look-ups
     finally:
-        uow.session.close()
+        if uow is not None:
+            uow.session.close()
     return Outcome.from_result(result)
 
 
@@ -385,7 +390,7 @@ def _wait_for_slot(config_id: str):
                    opts.slot_timeout, ttl=60.0)
 
 
-def _call_in_app(app, step: Step, lease, configs: list) -> Outcome:
+def _call_in_app(app, step: Step, lease, configs: dict) -> Outcome:
     try:
         with app.app_context():
             return call_provider(step, "purchase", configs)
@@ -393,12 +398,14 @@ def _call_in_app(app, step: Step, lease, configs: list) -> Outcome:
         release(lease)
 
 
-def _configs_of(tenant_ids: set[str]) -> dict[str, list]:
-    """Each tenant's provider configurations, read once for a batch's calls (detached rows)."""
-    found: dict[str, list] = {}
-    for tenant_id in tenant_ids:  # a session each: a row already in a session is not loaded again
+def _configs_of(tenant_ids: set[str]) -> dict[str, dict]:
+    """Each tenant's provider configurations, read and decrypted once for a batch's calls
+    (``providers.prepare``: by configuration id)."""
+    found: dict[str, dict] = {}
+    if tenant_ids:
         with unit_of_work(_db(), readonly=True) as uow:
-            found[tenant_id] = preload_configs(uow, tenant_id)
+            for tenant_id in tenant_ids:
+                found[tenant_id] = providers.prepare(uow, tenant_id)
             uow.session.commit()
     return found
 

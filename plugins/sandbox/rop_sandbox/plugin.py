@@ -120,6 +120,10 @@ class SandboxSettings(Schema):
     balance = fields.Integer(load_default=100_000_000)
 
 
+#: one schema for every instance (a provider instance is made per call; a schema is reusable)
+_SETTINGS = SandboxSettings()
+
+
 def _suffix(customer_no: str) -> str:
     return (customer_no or "")[-4:]
 
@@ -139,8 +143,7 @@ class SandboxProvider(Provider):
 
     def __init__(self, config):
         super().__init__(config)
-        self.opts = SandboxSettings().load({k: v for k, v in self.settings.items()
-                                            if k in SandboxSettings().fields})
+        self.opts = _SETTINGS.load({k: v for k, v in self.settings.items() if k in _SETTINGS.fields})
         self.rng = random.Random(self.opts["seed"])
 
     # -- helpers ---------------------------------------------------------------------------
