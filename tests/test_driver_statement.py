@@ -76,3 +76,29 @@ def test_driver_errors_are_sqlalchemys_exceptions(app):
     with unit_of_work(db) as uow:  # the pooled connection is fine afterwards
         INSERT.run(uow.session.connection(), _row(2))
         uow.commit()
+
+
+def test_a_statement_longer_than_psycopg_caches_is_converted_once_postgres(app, is_postgres):
+    """hub.db.cache_batch_statements: a statement over psycopg's own limits of 4,096
+    characters and 50 parameters (the shape of a batch's multi-row INSERT) is converted
+    once, then found in psycopg's cache."""
+    if not is_postgres:
+        pytest.skip("psycopg's statement cache: PostgreSQL only")
+    from psycopg import _queries
+
+    from hub.db import cache_batch_statements
+
+    assert cache_batch_statements() is True
+    assert _queries.MAX_CACHED_STATEMENT_PARAMS >= 4096 and _queries.MAX_CACHED_STATEMENT_LENGTH >= 64 * 1024
+    values = ", ".join(f"(%(id{n})s, 'test.event', 'event', %(n{n})s, 0)" for n in range(100))
+    query = f"SELECT * FROM (VALUES {values}) AS v(id, type, kind, n, c)"  # > 4,096 characters, 200 parameters
+    params = {k: v for n in range(100) for k, v in ((f"id{n}", f"msg_{n}"), (f"n{n}", str(n)))}
+    assert len(query) > 4096 and len(params) > 50
+    with app.extensions["rop"].db.engine.connect() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        cursor.execute(query, params)
+        assert len(cursor.fetchall()) == 100
+        hits = _queries._query2pg.cache_info().hits
+        cursor.execute(query, params)  # the second time: from the cache
+        assert _queries._query2pg.cache_info().hits == hits + 1
+        assert cursor.fetchall()[99][0] == "msg_99"

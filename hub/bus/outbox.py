@@ -15,7 +15,8 @@ from collections.abc import Iterable
 import structlog
 from flask import Flask, current_app
 from rq import Queue, Retry
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import String, any_, bindparam, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from hub.bus.messages import Event, Message
 from hub.bus.models import OutboxMessage, TenantEvent
@@ -39,6 +40,10 @@ _INSERT_EVENT = DriverStatement(insert(TenantEvent.__table__))
 # one row per parameter set: psycopg sends an executemany's statements in one pipeline
 _MARK_PUBLISHED = DriverStatement(update(_OUTBOX).where(_OUTBOX.c.id == bindparam("message_id"))
                                   .values(published_at=bindparam("now"), publish_count=_OUTBOX.c.publish_count + 1))
+#: PostgreSQL: the same for all the relayed rows in one statement (``id = ANY(array)``)
+_MARK_ALL_PUBLISHED = DriverStatement(
+    update(_OUTBOX).where(_OUTBOX.c.id == any_(bindparam("message_ids", type_=ARRAY(String(40)))))
+    .values(published_at=bindparam("now"), publish_count=_OUTBOX.c.publish_count + 1))
 _NO_FSYNC_WAIT = DriverStatement(text("SET LOCAL synchronous_commit TO OFF"))
 _EVENTS = TenantEvent.__table__
 #: PostgreSQL: a tenant's event into the outbox and the event store in one statement (a
@@ -79,18 +84,25 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
     # Core inserts into the caller's transaction (at once, not at the next flush: the same
     # rows, committed or rolled back with it, savepoints included).
     tenant_event = bool(isinstance(message, Event) and message.tenant_id and message.public)
+    app = current_app._get_current_object()
+    # A tenant's event that no handler takes would be relayed to nobody: it is kept in the
+    # event store (and goes to the tenant's webhook) without an outbox row. Any other message
+    # keeps its row, the record of the platform's own events.
+    handled = bool(registry(app).handlers_for(message.type, message.kind))
+    outbox = handled or not tenant_event
     row = {"id": message.id, "type": message.type, "kind": message.kind, "tenant_id": message.tenant_id,
            "envelope": envelope, "created_at": utcnow(), "occurred_at": message.occurred_at}
     if at_commit:
-        uow.before_commit_batch(("bus.outbox", tenant_event), row,
-                                lambda rows: _write(uow, rows, tenant_event), first=True)
+        uow.before_commit_batch(("bus.outbox", tenant_event, outbox), row,
+                                lambda rows: _write(uow, rows, tenant_event, outbox=outbox), first=True)
     else:
-        _write(uow, [row], tenant_event)
+        _write(uow, [row], tenant_event, outbox=outbox)
     if tenant_event:
         from hub.bus.webhooks import on_event
 
         on_event(ctx, uow, message)  # a webhook delivery, in the same transaction
-    app = current_app._get_current_object()
+    if not outbox:
+        return message
     # One relay per transaction for all its messages; a new one after a commit or a rollback
     # (both drop the unit of work's callbacks).
     batch = getattr(uow, "_bus_relay", None)
@@ -107,17 +119,19 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
     return message
 
 
-def _write(uow: UnitOfWork, rows: list[dict], tenant_event: bool) -> None:
-    """Insert ``rows`` (messages of one kind: tenant events or not) into the outbox, and a
-    tenant's events into the event store too; several rows are one executemany."""
+def _write(uow: UnitOfWork, rows: list[dict], tenant_event: bool, *, outbox: bool = True) -> None:
+    """Insert ``rows`` (messages of one kind: tenant events or not) into the outbox (unless
+    ``outbox`` is False: no handler takes them), and a tenant's events into the event store;
+    several rows are one executemany."""
     conn = uow.session.connection()
-    if tenant_event and conn.dialect.name == "postgresql":
+    if tenant_event and outbox and conn.dialect.name == "postgresql":
         _INSERT_OUTBOX_AND_EVENT.run(conn, [{**row, "public": _public_envelope(row["envelope"])} for row in rows]
                                      if len(rows) > 1 else {**rows[0], "public": _public_envelope(rows[0]["envelope"])})
         return
-    outbox = [{k: row[k] for k in ("id", "type", "kind", "tenant_id", "envelope", "created_at")}
-              | {"published_at": None, "publish_count": 0} for row in rows]
-    _INSERT_OUTBOX.run(conn, outbox if len(outbox) > 1 else outbox[0])
+    if outbox:
+        outbox_rows = [{k: row[k] for k in ("id", "type", "kind", "tenant_id", "envelope", "created_at")}
+                       | {"published_at": None, "publish_count": 0} for row in rows]
+        _INSERT_OUTBOX.run(conn, outbox_rows if len(outbox_rows) > 1 else outbox_rows[0])
     if tenant_event:
         events = [{"id": row["id"], "tenant_id": row["tenant_id"], "type": row["type"],
                    "envelope": _public_envelope(row["envelope"]), "occurred_at": row["occurred_at"]} for row in rows]
@@ -225,6 +239,7 @@ def _mark_published(app: Flask, ids: list[str]) -> int:
             # The mark is advisory: if it is lost in a crash the sweep publishes the row again
             # and the processed-message records absorb the duplicate. No need to wait for fsync.
             _NO_FSYNC_WAIT.run(conn, {})
+            return max(_MARK_ALL_PUBLISHED.run(conn, {"message_ids": list(ids), "now": now}), 0)
         return max(_MARK_PUBLISHED.run(conn, [{"message_id": i, "now": now} for i in ids]), 0)
 
 

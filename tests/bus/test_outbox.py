@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 from hub.app import create_app
 from hub.bus import publish
-from hub.bus.models import DeadLetter, OutboxMessage, ProcessedMessage, TenantEvent
+from hub.bus.models import DeadLetter, OutboxMessage, ProcessedMessage, TenantEvent, WebhookDelivery
 from hub.bus.outbox import enqueue_envelope, sweep
-from hub.bus.testing import Ping, register
+from hub.bus.testing import Echoed, Ping, register
 from hub.config import Config
 from hub.context import CallContext
 from hub.db import unit_of_work
@@ -225,3 +225,24 @@ def test_messages_published_at_commit_are_written_together_then_relayed_like_the
     assert _count(bus_app, OutboxMessage) == 3
     make_worker(bus_app).work(burst=True)
     assert [_echoes(bus_app, m.id) for m in (first, second, now)] == [1, 1, 1]
+
+
+def test_a_tenant_event_no_handler_takes_is_stored_and_sent_to_the_webhook_without_an_outbox_row(bus_app):
+    """Nothing would relay it: no outbox row, no job; GET /v1/events and the tenant's webhook
+    still have it. A platform event keeps its outbox row (its only record)."""
+    from hub.bus.webhooks import set_webhook
+
+    with bus_app.app_context(), unit_of_work(bus_app.extensions["rop"].db) as uow:
+        set_webhook(CTX, uow, "https://hooks.example.com/rop")
+        uow.commit()
+    with bus_app.app_context(), unit_of_work(bus_app.extensions["rop"].db) as uow:
+        stored = publish(CTX, uow, Echoed(source="unhandled"))
+        platform = publish(CallContext.system(actor="tests"), uow, Echoed(source="platform"))
+        later = publish(CTX, uow, Echoed(source="at-commit"), at_commit=True)
+        uow.commit()
+    assert _count(bus_app, TenantEvent, TenantEvent.id.in_([stored.id, later.id])) == 2
+    assert _count(bus_app, OutboxMessage, OutboxMessage.id.in_([stored.id, later.id])) == 0
+    assert _count(bus_app, OutboxMessage, OutboxMessage.id == platform.id) == 1
+    assert _queued(bus_app) == 0
+    assert _count(bus_app, WebhookDelivery, WebhookDelivery.event_id.in_([stored.id, later.id])) == 2
+    assert _queued(bus_app, "webhooks") == 2
