@@ -23,11 +23,12 @@ def _audit(app, action):
 
 
 def _events(app, type_):
-    from hub.bus.models import OutboxMessage
+    """The tenant's events of ``type_`` in the event store (GET /v1/events), oldest first."""
+    from hub.bus.models import TenantEvent
 
     with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
         return [m.envelope["payload"] for m in uow.session.scalars(
-            select(OutboxMessage).where(OutboxMessage.type == type_).order_by(OutboxMessage.created_at))]
+            select(TenantEvent).where(TenantEvent.type == type_).order_by(TenantEvent.seq))]
 
 
 def test_a_credit_and_a_debit_adjustment_post_against_the_adjustments_account(app, run, admin, verify):

@@ -189,8 +189,9 @@ def test_verify_finds_a_tampered_balance_and_the_daily_job_raises_an_event(app, 
     assert "wallet.ledger_mismatch" in types
 
 
-def test_operations_publish_wallet_events_through_the_outbox(app, run, ctx):
-    from hub.bus.models import OutboxMessage
+def test_operations_publish_wallet_events_to_the_event_store(app, run, ctx):
+    """Tenant events: in the event store (no handler takes them here, so no outbox row)."""
+    from hub.bus.models import TenantEvent
 
     main = run(service.get_main_wallet, ctx)
     run(service.topup, ctx, main.id, 500, "t")
@@ -200,7 +201,7 @@ def test_operations_publish_wallet_events_through_the_outbox(app, run, ctx):
     run(service.void_hold, ctx, hold2.id, key="v")
     run(service.topup, ctx, main.id, 500, "t")  # replay: no second event
     with unit_of_work(app.extensions["rop"].db) as uow:
-        types = sorted(uow.session.scalars(select(OutboxMessage.type)).all())
+        types = sorted(uow.session.scalars(select(TenantEvent.type).where(TenantEvent.tenant_id == ctx.tenant_id)))
     assert types == sorted(["wallet.credited", "wallet.hold_placed", "wallet.hold_captured", "wallet.debited",
                             "wallet.hold_placed", "wallet.hold_voided"])
 
