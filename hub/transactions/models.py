@@ -27,7 +27,8 @@ class Transaction(Base):
     __tablename__ = "transactions"
     __public_name__ = "transaction"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "ref_id"),
+        # ref_id first: a look-up of many (``used_ref_ids``) has them as its index condition (0015)
+        UniqueConstraint("ref_id", "tenant_id"),
         Index("ix_transactions_tenant_created", "tenant_id", "created_at"),
         Index("ix_transactions_due", "status", "next_check_at"),
         # the operators' all-tenant list and the dashboard's per-hour figures filter on time alone

@@ -44,10 +44,12 @@ class Journal(Base):
     """One posting: its entries sum to zero. Carries the caller's idempotency key."""
 
     __tablename__ = "wallet_journals"
-    __table_args__ = (UniqueConstraint("tenant_id", "kind", "idem_key"),)
+    #: idem_key first: a look-up of many keys (``idem_key IN (...)``) has them as its index
+    #: condition whatever statistics PostgreSQL has (migration 0015)
+    __table_args__ = (UniqueConstraint("idem_key", "tenant_id", "kind"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("jnl"))
-    tenant_id: Mapped[str] = mapped_column(String(40), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(40))
     kind: Mapped[str] = mapped_column(String(20))
     idem_key: Mapped[str | None] = mapped_column(String(255))
     fingerprint: Mapped[str | None] = mapped_column(String(64))
