@@ -49,10 +49,52 @@ from hub.queues import QUEUES, queue
 from hub.state import HubState
 
 
+#: How long the worker's command-channel thread blocks waiting for a message (seconds). RQ
+#: subscribes with ``sleep_time=60``; from redis-py 8.2 on, ``PubSubWorkerThread.stop()`` joins
+#: the thread, which after ``unsubscribe()`` sits out its whole wait: every worker teardown took
+#: up to 60 s. A short poll bounds a stop by this much, whatever the redis-py and rq versions.
+COMMAND_POLL_SECONDS = 0.5
+
+
 class HubWorker(SimpleWorker):
     """A SimpleWorker that pushes the hub's app context around each job."""
 
     flask_app: Flask | None = None
+
+    def subscribe(self):
+        """Listen on this worker's command channel (RQ's ``rq worker`` commands: stop, kill).
+
+        RQ's own version, with a poll of :data:`COMMAND_POLL_SECONDS` instead of 60 s.
+        """
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=COMMAND_POLL_SECONDS, daemon=True, exception_handler=self._command_channel_failed)
+
+    def _command_channel_failed(self, exc: BaseException, pubsub, thread) -> None:
+        """The command thread's exception handler: retry after a Redis outage, else stop."""
+        if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+            self.log.warning("Worker %s: command channel lost (%s); retrying", self.name, exc)
+            time.sleep(COMMAND_POLL_SECONDS)
+            return
+        self.log.warning("Worker %s: command channel thread exiting on %r", self.name, exc)
+        thread.stop()
+
+    def unsubscribe(self):
+        """Stop the command thread first (it wakes within :data:`COMMAND_POLL_SECONDS`), then
+        unsubscribe and close: no read of the socket races the close."""
+        thread, pubsub = self.pubsub_thread, self.pubsub
+        if thread is None or pubsub is None:
+            return
+        self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+        thread.stop()
+        thread.join(timeout=2 * COMMAND_POLL_SECONDS + 1)
+        try:
+            pubsub.unsubscribe()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            pass  # the connection is gone: nothing to unsubscribe
+        pubsub.close()
 
     def perform_job(self, *args, **kwargs):
         app = self.flask_app

@@ -58,3 +58,38 @@ def test_a_thread_worker_keeps_few_database_connections(app, is_postgres):
     assert (pool.size(), pool._max_overflow, pool._timeout) == (DB_CONNECTIONS, 0, DB_POOL_WAIT)
     make_worker(app, ["provider"], threads=2, db_connections=8)
     assert app.extensions["rop"].db.engine.pool.size() == 2  # never more than the threads
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_the_command_channel_thread_polls_briefly_and_is_dead_after_unsubscribe(app, threads):
+    """RQ subscribes its command channel with a 60 s wait; with redis-py 8.2, whose
+    ``PubSubWorkerThread.stop()`` joins the thread, every teardown sat out that wait. The hub's
+    workers poll for at most a second, and the thread is gone once the worker unsubscribes."""
+    from hub.worker import COMMAND_POLL_SECONDS
+
+    worker = make_worker(app, ["default"], threads=threads)
+    worker.subscribe()
+    thread = worker.pubsub_thread
+    assert thread.is_alive()
+    assert thread.sleep_time == COMMAND_POLL_SECONDS <= 1
+    worker.unsubscribe()
+    assert not thread.is_alive()
+
+
+def test_a_command_sent_on_the_channel_reaches_the_worker(app):
+    """The short poll still delivers RQ's commands (``rq.command.send_command``)."""
+    import threading
+
+    from rq.command import send_command
+
+    worker = make_worker(app, ["default"])
+    received = threading.Event()
+    payloads = []
+    worker.handle_payload = lambda message: (payloads.append(message["data"]), received.set())
+    worker.subscribe()
+    try:
+        send_command(app.extensions["rop"].redis, worker.name, "ping-from-test")
+        assert received.wait(10)
+        assert b"ping-from-test" in payloads[0]
+    finally:
+        worker.unsubscribe()
