@@ -1,4 +1,4 @@
-"""HTTP of the transactions service (API.md, "Transactions")."""
+"""HTTP of the transactions service (docs/transactions.md, "API")."""
 from __future__ import annotations
 
 import re
