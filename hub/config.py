@@ -1,4 +1,4 @@
-"""Configuration from the environment (README.md, "Running on PostgreSQL and Redis").
+"""Configuration from the environment (docs/api.md, "Environment").
 
 Every setting has an embedded default so that a fresh clone runs with nothing else
 installed; secrets that are not given are generated once into the instance folder

@@ -1,6 +1,6 @@
 """Tenant webhooks: signed POSTs of every event, retried on a schedule, every attempt recorded.
 
-- ``ROP-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>``; while
+- ``ROP-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`` (docs/api.md, "Webhooks"); while
   a secret rotates, the previous secret signs too (``v1=`` twice) for :data:`ROTATION_OVERLAP`.
 - A delivery is retried until a 2xx on the tenant's schedule (default :data:`DEFAULT_SCHEDULE`,
   about a day), then marked failed; it can be re-sent on demand (a new delivery of the event).
