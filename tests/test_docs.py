@@ -5,7 +5,7 @@
   options, and every ``ROP_*`` environment variable the code reads; it names no route or
   command that does not exist.
 - No file of the repository points at documents outside it (users have only the project).
-- Every relative link of README.md and docs/*.md reaches a file of the repository, and a
+- Every relative link of README.md, docs/*.md and bench/*.md reaches a file of the repository, and a
   heading of it when the link has an anchor.
 """
 from __future__ import annotations
@@ -186,7 +186,7 @@ def _anchors(markdown: str) -> set[str]:
 
 
 def _docs() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "bench").glob("*.md"))]
 
 
 @pytest.mark.parametrize("page", _docs(), ids=lambda p: str(p.relative_to(ROOT)))
