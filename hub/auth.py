@@ -29,8 +29,10 @@ from joserfc.jwk import OctKey
 from sqlalchemy import select
 
 from hub import logging as hub_logging
+from hub.availability import REDIS_ERRORS
 from hub.context import CallContext
 from hub.errors import Forbidden, RateLimited, Unauthorized
+from hub.metrics import RATE_LIMIT_UNENFORCED
 from hub.redis_scripts import HotScript
 from hub.state import current_state
 
@@ -217,14 +219,54 @@ class RateCount:
                               headers={"Retry-After": str(retry_after)})
 
 
+#: After Redis failed a count, the limiter of this process does not ask it again for this
+#: many seconds (each request would otherwise wait out a connect timeout, twice).
+LIMITER_RETRY_AFTER = 1.0
+_LIMITER_LOG_EVERY = 10.0  # seconds between two log lines about unmetered requests
+
+
+def _limiter_reachable(state) -> bool:
+    """False while a recent failure says Redis is away (the request is let through unmetered)."""
+    down_until = state.extras.get("auth_limiter_down_until")
+    if down_until is None:
+        return True
+    if time.monotonic() < down_until:
+        RATE_LIMIT_UNENFORCED.inc()
+        return False
+    state.extras.pop("auth_limiter_down_until", None)
+    return True
+
+
+def limiter_unreachable(state, exc: BaseException) -> None:
+    """The rate limiter fails open: Redis could not count this request, so it proceeds
+    unmetered — counted in ``rop_rate_limit_unenforced_total`` and logged (at most one line
+    per :data:`_LIMITER_LOG_EVERY` seconds per process). Redis is not asked again for
+    :data:`LIMITER_RETRY_AFTER` seconds."""
+    RATE_LIMIT_UNENFORCED.inc()
+    now = time.monotonic()
+    state.extras["auth_limiter_down_until"] = now + LIMITER_RETRY_AFTER
+    if now >= state.extras.get("auth_limiter_logged_at", float("-inf")) + _LIMITER_LOG_EVERY:
+        state.extras["auth_limiter_logged_at"] = now
+        log.warning("rate limits not enforced: Redis is unreachable; requests proceed unmetered",
+                    error=f"{type(exc).__name__}: {exc}"[:300])
+
+
 def check_rate_limit(client_id: str, limit_per_minute: int, window: int = 60) -> None:
-    """Count one request in the client's current window. :raise RateLimited: past the limit."""
+    """Count one request in the client's current window. :raise RateLimited: past the limit.
+
+    Fails open: while Redis is unreachable the request proceeds (:func:`limiter_unreachable`)."""
     count = RateCount.now(client_id, limit_per_minute, window)
     state = current_state()
     script = state.extras.get("auth_rate_script")
     if script is None:
         script = state.extras.setdefault("auth_rate_script", HotScript(state.redis, RATE_COUNT_LUA))
-    n, _ttl = script(keys=[count.key], args=[count.expire])
+    if not _limiter_reachable(state):
+        return
+    try:
+        n, _ttl = script(keys=[count.key], args=[count.expire])
+    except REDIS_ERRORS as exc:
+        limiter_unreachable(state, exc)
+        return
     count.enforce(n)
 
 
