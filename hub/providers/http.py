@@ -46,8 +46,10 @@ def check_destination(url: str, *, allow_private: bool, resolver: Resolver | Non
     very address it judged. This is the early answer, for a configuration being saved.
     """
     host = _http_host(url)
+    if allow_private:
+        return
     try:
-        Guard(allow_private=allow_private, resolver=resolver or system_resolver).addresses(
+        Guard(resolver=resolver or system_resolver).addresses(
             host, urlsplit(url).port or (443 if url.startswith("https") else 80))
     except DestinationRefused as exc:
         raise RequestNotSent(str(exc)) from exc
