@@ -83,3 +83,20 @@ def test_a_database_bug_is_still_a_500_not_a_503(app, client, tmp_path):
 
     response = client.get("/test-only/bad-sql")
     assert response.status_code == 500 and response.mimetype == "application/problem+json"
+
+
+def test_a_pool_with_no_connection_to_give_is_a_503(app, client, tenant_factory, database_url):
+    """Every connection of the process's pool is taken and none comes back in time."""
+    from hub.db import Database
+
+    t = tenant_factory()
+    state = app.extensions["rop"]
+    state.db.dispose()
+    state.db = Database(database_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    assert client.get("/v1/wallets", headers=t.headers).status_code == 200
+    taken = state.db.engine.connect()
+    try:
+        _assert_503(client.get("/v1/wallets", headers=t.headers), "database")
+    finally:
+        taken.close()
+    assert client.get("/v1/wallets", headers=t.headers).status_code == 200
