@@ -105,11 +105,13 @@ def test_requests_in_flight_when_the_database_restarts_get_503_and_leave_nothing
     threads = [threading.Thread(target=topup, args=(ref,)) for ref in refs]
     for thread in threads:
         thread.start()
-    watcher = locker.connect()
+    # Autocommit: inside one transaction pg_stat_activity is a snapshot, and the poll would
+    # never see the top-ups that had not reached the lock at its first look.
+    watcher = locker.connect().execution_options(isolation_level="AUTOCOMMIT")
     deadline = time.monotonic() + 120  # generous: a loaded machine (CI) is slow to start 4 requests
     while watcher.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                               "AND datname = current_database()")) < len(refs):
-        assert time.monotonic() < deadline, "the top-ups never reached the lock"
+        assert time.monotonic() < deadline, f"the top-ups never reached the lock: {answers!r}"
         time.sleep(0.02)
 
     cluster.stop("fast")  # every session ends: the waiting statements fail mid-transaction
