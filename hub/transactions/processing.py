@@ -69,10 +69,9 @@ def _redis():
 def _route(uow: UnitOfWork, trx: Transaction) -> list[str]:
     """The configuration ids to try, in order: usable ones through the ``route_transaction`` hook."""
     candidates = [providers.Route(config_id=o["config_id"], provider_code=o["provider_code"],
-                                  provider_sku=o["provider_sku"], cost=int(o.get("cost") or 0))
+                                  sku=o["provider_sku"], cost=int(o.get("cost") or 0),
+                                  priority=int(o.get("priority") or 0))
                   for o in trx.offers or []]
-    for route, offer in zip(candidates, trx.offers or []):
-        route.priority = int(offer.get("priority") or 0)  # the built-in router's second key
     ordered = providers.routes_for(uow, lifecycle.tenant_ctx(trx), trx.product_code, candidates)
     seen: list[str] = []
     for route in ordered:
@@ -233,10 +232,10 @@ def call_provider(step: Step, operation: str, configs: dict | None = None) -> Ou
             uow.session.commit()  # ends the read: no connection is held during the call
         try:
             if operation == "purchase":
-                request = providers.PurchaseRequest(ref_id=step.reference, provider_sku=step.provider_sku,
+                request = providers.PurchaseRequest(ref_id=step.reference, sku=step.provider_sku,
                                                     customer_no=step.customer_no, amount=step.amount)
             else:
-                request = providers.StatusRequest(ref_id=step.reference, provider_sku=step.provider_sku,
+                request = providers.StatusRequest(ref_id=step.reference, sku=step.provider_sku,
                                                   customer_no=step.customer_no, provider_ref=step.provider_ref)
             if prepared is not None:
                 result = providers.call_prepared(prepared, operation, request)

@@ -89,5 +89,5 @@ def test_built_in_router_orders_by_cost_and_keeps_only_usable_configs(app):
 
 def test_built_in_pricing_adds_the_margin(app):
     host = app.extensions["rop"].extras["plugins"]
-    assert host.hook.price_product(tenant_id="t", sku="TEL10", cost=10_000, currency="IDR",
-                                   product={"margin": 500}) == 10_500
+    assert host.hook.price_product(tenant_id="t", product_code="TEL10", sku="TEL10", cost=10_000,
+                                   currency="IDR", product={"margin": 500}) == 10_500
