@@ -26,6 +26,7 @@ from hub.providers.contract import (
     CatalogItem,
     CatalogUnavailable,
     InquiryRequest,
+    Provider,
     ProviderResult,
     PurchaseRequest,
     State,
@@ -52,6 +53,7 @@ __all__ = [
     "get_config",
     "inquiry",
     "list_configs",
+    "provider_class",
     "purchase",
     "routes_for",
     "usable_configs",
@@ -114,6 +116,14 @@ def routes_for(uow: UnitOfWork, ctx: CallContext, product_code: str, candidates:
     ordered = _host().hook.route_transaction(ctx=ctx, product_code=product_code, sku=product_code,
                                              candidates=kept)
     return list(ordered if ordered is not None else kept)
+
+
+def provider_class(provider_code: str) -> type[Provider] | None:
+    """The installed provider class of ``provider_code`` (None when no plugin provides it):
+    for what it declares (``weak_callback_auth``, ``not_found_grace``...)."""
+    from hub.providers.service import _host
+
+    return _host().providers.get(provider_code)
 
 
 def validate_customer_number(product_type: str, operator: str | None, customer_no: str) -> str | None:

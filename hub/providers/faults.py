@@ -14,7 +14,8 @@ Faults (each applies to every request from now, or to the ``only``-th one):
 
 - ``REFUSE``: the proxy stops listening; connections are refused before anything is sent.
 - ``HOLD``: the request is forwarded (the provider acts on it) and the answer is never
-  sent, until the client gives up (its read timeout) or ``hold_max`` seconds pass.
+  sent, until the client gives up (its read timeout) or ``hold_max`` seconds pass; with
+  ``forward=False`` the request is lost on the way (the provider never receives it).
 - ``CUT``: forwarded, then the connection is reset without an answer.
 - ``STATUS``: an HTTP ``status`` answer with an HTML body instead of the provider's; with
   ``forward=True`` (the default for 5xx) the request reached the provider first.
@@ -147,8 +148,10 @@ class FaultProxy:
     def set(self, fault: Fault, *, status: int = 502, forward: bool | None = None, delay: float = 0.0,
             only: int | None = None) -> None:
         """Apply ``fault`` from now on (or to the ``only``-th request from now)."""
+        if forward is None:
+            forward = status >= 500 if fault is Fault.STATUS else True
         with self._lock:
-            self._setting = _Setting(fault, status, status >= 500 if forward is None else forward, delay, only)
+            self._setting = _Setting(fault, status, forward, delay, only)
             self._seen_since_set = 0
         if fault is Fault.REFUSE:
             self._unlisten()
@@ -236,7 +239,7 @@ class FaultProxy:
                 return
             setting = self._setting_for_next()
             line = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            forwarded = setting.fault is not Fault.STATUS or setting.forward
+            forwarded = setting.forward or setting.fault not in (Fault.STATUS, Fault.HOLD)
             self.requests.append(ProxiedRequest(line[0], line[1] if len(line) > 1 else "/",
                                                 request.partition(b"\r\n\r\n")[2], setting.fault, forwarded))
             try:

@@ -44,10 +44,12 @@ def callback_signature(secret: str, body: bytes) -> str:
 
 class AcmeSimulator(LiveServer):
     def __init__(self, api_key: str = "key", api_secret: str = "secret", callback_secret: str = "cbsecret",
-                 callback_delay: float = 0.05, balance: int = 5_000_000):
+                 callback_delay: float = 0.05, balance: int = 5_000_000,
+                 products: dict[str, tuple[str, str, str, int]] | None = None):
         self.api_key, self.api_secret, self.callback_secret = api_key, api_secret, callback_secret
         self.callback_delay, self.balance = callback_delay, balance
         self.orders: dict[str, dict[str, Any]] = {}
+        self.products = dict(products or PRODUCTS)
         self.lock = threading.Lock()
         super().__init__(self.wsgi)
 
@@ -73,7 +75,7 @@ class AcmeSimulator(LiveServer):
                 self._error(404, "ORDER_NOT_FOUND", "no order with this reference")
         elif request.path == "/v2/products":
             response = self._json({"products": [{"code": c, "name": n, "category": k, "brand": b, "price": p}
-                                                 for c, (n, k, b, p) in PRODUCTS.items()]})
+                                                 for c, (n, k, b, p) in self.products.items()]})
         elif request.path == "/v2/balance":
             response = self._json({"balance": self.balance})
         else:
@@ -88,10 +90,10 @@ class AcmeSimulator(LiveServer):
                 if existing["destination"] != destination or existing["product"] != product:
                     return self._error(409, "DUPLICATE_REFERENCE", "reference used for another order")
                 return self._json({"order": existing})
-            if product not in PRODUCTS:
+            if product not in self.products:
                 return self._error(422, "PRODUCT_UNAVAILABLE", "unknown or unavailable product")
             order = {"reference": reference, "id": "ACM-" + uuid.uuid4().hex[:10], "product": product,
-                     "destination": destination, "price": PRODUCTS[product][3], "sn": None}
+                     "destination": destination, "price": self.products[product][3], "sn": None}
             ending = destination[-4:]
             if ending == "0002":
                 order.update(status="FAILED", code="INVALID_DESTINATION", message="invalid destination")
