@@ -211,7 +211,9 @@ class DigiflazzProvider(Provider):
         deposit = _int((data or {}).get("deposit")) if isinstance(data, dict) else None
         if deposit is None:
             rc = str((data or {}).get("rc", "")) if isinstance(data, dict) else ""
-            return ProviderResult(self.map_code(rc) if rc else State.UNKNOWN, message="no deposit", raw=data)
+            message = str((data or {}).get("message") or "no deposit") if isinstance(data, dict) else "no deposit"
+            return ProviderResult(self.map_code(rc) if rc else State.UNKNOWN, message=message, raw=data,
+                                  provider_code=rc or None)
         return ProviderResult(State.SUCCESS, cost=deposit, raw=data)
 
 
