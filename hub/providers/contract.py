@@ -4,8 +4,7 @@ A provider class has a ``code``, ``name``, ``version``, ``capabilities``, a mars
 ``settings_schema`` (its credentials and settings), a ``code_table``, and six operations,
 each returning one :class:`ProviderResult` (``catalog`` a list of :class:`CatalogItem`).
 Operations never raise for provider-side outcomes: a timeout, a 5xx or an unreadable answer
-is ``UNKNOWN``; only programming errors raise. The reference is docs/plugins.md and
-docs/provider-contract.md.
+is ``UNKNOWN``; only programming errors raise. The reference is docs/plugins.md.
 
 The word ``sku`` means the provider's own product code everywhere in this contract (the
 hub's product code is ``product_code``). The 0.1 names (``provider_sku``) still work, with a

@@ -3,6 +3,7 @@ HTTP call) each fail the check that enforces the rule they break, a correct plug
 and checks of undeclared capabilities are skipped with the reason."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -91,3 +92,19 @@ def test_checks_of_undeclared_capabilities_are_skipped_with_the_reason(simulator
                  "callback_repeated", "inquiry"):
         assert "does not declare" in report.skipped[name]
     assert "declares no not_found_grace" in report.skipped["status_not_found"]
+
+
+GUIDE = (Path(__file__).resolve().parents[2] / "docs" / "plugins.md").read_text()
+
+
+def test_the_guide_lists_every_check_with_the_rule_it_enforces():
+    missing = [name for name, spec in CHECKS.items() if f"| `{name}` | {spec.rule} |" not in GUIDE]
+    assert not missing, f"docs/plugins.md does not list {missing} with their rules"
+
+
+def test_the_guide_documents_every_attribute_of_the_provider_class():
+    from hub.providers.contract import Provider
+
+    table = GUIDE.split("## The Provider class", 1)[1].split("###", 1)[0]
+    missing = [attr for attr in Provider.__annotations__ if f"`{attr}`" not in table]
+    assert not missing, f"docs/plugins.md's Provider table misses {missing}"
