@@ -9,9 +9,13 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hub.transactions.settings import Settings as TransactionSettings
 
 
 class ConfigError(Exception):
@@ -52,6 +56,8 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "json"  # or "console"
     access_token_ttl: int = 900
+    #: the transactions service's tunables (``ROP_TX_*``; hub.transactions.settings)
+    transactions: TransactionSettings | None = None
     testing: bool = False
     extra: Mapping[str, object] = field(default_factory=dict)
 
@@ -122,6 +128,15 @@ class Config:
         except ValueError:
             raise ConfigError("ROP_ACCESS_TOKEN_TTL must be a number of seconds") from None
 
+        from hub.transactions.settings import Settings as TransactionSettings
+
+        transactions = overrides.pop("transactions", None)
+        if transactions is None:
+            try:
+                transactions = TransactionSettings.from_env(env)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+
         return cls(
             instance_path=instance,
             database_url=database_url,
@@ -135,6 +150,7 @@ class Config:
             log_level=str(overrides.pop("log_level", None) or env.get("ROP_LOG_LEVEL") or "INFO").upper(),
             log_format=str(overrides.pop("log_format", None) or env.get("ROP_LOG_FORMAT") or "json"),
             access_token_ttl=ttl,
+            transactions=transactions,
             testing=bool(overrides.pop("testing", False)),
             extra=dict(overrides),
         )
