@@ -39,6 +39,9 @@ class ProviderHttpError(Exception):
 
     #: whether the provider may have received the request (and acted on it)
     may_have_been_sent: ClassVar[bool] = True
+    #: always True: the provider's transport failed (refused, timeout, cut, 5xx, unreadable);
+    #: an answer about the request is a response, never this error
+    transport_failure: ClassVar[bool] = True
 
 
 class RequestNotSent(ProviderHttpError):
