@@ -1,4 +1,4 @@
-"""``rop providers list|add|enable|disable|enable-tenant|set-credentials|balance|rotate-keys``."""
+"""``rop providers list|add|check|enable|disable|set-credentials|balance|rotate-keys``."""
 from __future__ import annotations
 
 import json
@@ -131,6 +131,26 @@ def balance_cmd(config_id) -> None:
     if result.state.value != "success":
         raise CliError(f"balance: {result.state.value}: {result.message}")
     click.echo(f"{result.cost}")
+
+
+@providers_group.command("check")
+@click.argument("config_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def check_cmd(config_id: str, as_json: bool) -> None:
+    """Check a configuration live: provider installed, reachable, credentials accepted, catalog
+    readable, balance (what the provider declares). Exits 1 when a check fails. Never buys."""
+    from hub.providers.live_check import check_config
+
+    with app_context() as app, _uow(app) as uow:
+        lines = check_config(uow, config_id)
+    if as_json:
+        click.echo(json.dumps([line.as_dict() for line in lines], indent=2))
+    else:
+        for line in lines:
+            click.echo(f"{line.status:<8} {line.name:<22} {line.detail}".rstrip())
+    failed = [line.name for line in lines if line.status == "failed"]
+    if failed:
+        raise CliError(f"{config_id}: {', '.join(failed)} failed")
 
 
 @providers_group.command("rotate-keys")

@@ -3,7 +3,7 @@ unit of work; nothing here commits.
 
     from hub.providers import client as providers
 
-    routes = providers.routes_for(uow, ctx, sku, candidates)        # ordered, usable
+    routes = providers.routes_for(uow, ctx, product_code, candidates)  # ordered, usable
     result = providers.purchase(uow, config_id, PurchaseRequest(...))
     result = providers.check_status(uow, config_id, StatusRequest(...))
     result = providers.inquiry(uow, config_id, InquiryRequest(...))
@@ -26,10 +26,12 @@ from hub.providers.contract import (
     CatalogItem,
     CatalogUnavailable,
     InquiryRequest,
+    Provider,
     ProviderResult,
     PurchaseRequest,
     State,
     StatusRequest,
+    _renamed,
 )
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "get_config",
     "inquiry",
     "list_configs",
+    "provider_class",
     "purchase",
     "routes_for",
     "usable_configs",
@@ -58,12 +61,23 @@ __all__ = [
 ]
 
 
+@_renamed("provider_sku", "sku")
 @dataclass
 class Route:
+    """One way to buy a product: an offer of a provider configuration (what
+    ``route_transaction`` orders).
+
+    :param sku: the provider's code of the product.
+    :param cost: what the provider charges the hub (minor units).
+    :param priority: the offer's priority (lower first, after cost).
+    :param health: the configuration's health (``success_rate``, ``latency_ms_p50``...).
+    """
+
     config_id: str
     provider_code: str
-    provider_sku: str
+    sku: str
     cost: int
+    priority: int = 0
     health: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,7 +95,7 @@ def usable_configs(uow: UnitOfWork, tenant_id: str, provider_codes: list[str] | 
     return [c for c in found if c["healthy"] or not healthy_only]
 
 
-def routes_for(uow: UnitOfWork, ctx: CallContext, sku: str, candidates: list[Route]) -> list[Route]:
+def routes_for(uow: UnitOfWork, ctx: CallContext, product_code: str, candidates: list[Route]) -> list[Route]:
     """Filter ``candidates`` to usable configurations (kill switch, tenant enablement, breaker)
     and order them through the ``route_transaction`` hook (built-in: cheapest first)."""
     from hub.providers import health
@@ -99,8 +113,17 @@ def routes_for(uow: UnitOfWork, ctx: CallContext, sku: str, candidates: list[Rou
                 known = uow.memo[("providers.health", c.config_id)] = health.health(_state().redis, c.config_id)
             c.health = known
             kept.append(c)
-    ordered = _host().hook.route_transaction(ctx=ctx, sku=sku, candidates=kept)
+    ordered = _host().hook.route_transaction(ctx=ctx, product_code=product_code, sku=product_code,
+                                             candidates=kept)
     return list(ordered if ordered is not None else kept)
+
+
+def provider_class(provider_code: str) -> type[Provider] | None:
+    """The installed provider class of ``provider_code`` (None when no plugin provides it):
+    for what it declares (``weak_callback_auth``, ``not_found_grace``...)."""
+    from hub.providers.service import _host
+
+    return _host().providers.get(provider_code)
 
 
 def validate_customer_number(product_type: str, operator: str | None, customer_no: str) -> str | None:

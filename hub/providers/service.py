@@ -5,6 +5,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -207,14 +208,14 @@ class PreparedConfig:
         self.enabled = row.enabled
         self._settings = dict(row.settings)
         self._credentials = crypto.decrypt(_keys(), row.credentials_encrypted)
-        self._callback_url = callback_url(row)
+        self.callback_url = callback_url(row)
         self._allow_private = _state().config.webhook_allow_private
         self._cls = _host().provider_class(row.provider_code)
 
     def provider(self) -> Provider:
         return self._cls(ProviderConfigView(
             id=self.id, provider_code=self.provider_code, tenant_id=self.tenant_id,
-            settings=dict(self._settings), credentials=dict(self._credentials), callback_url=self._callback_url,
+            settings=dict(self._settings), credentials=dict(self._credentials), callback_url=self.callback_url,
             allow_private=self._allow_private))
 
 
@@ -238,6 +239,8 @@ def call_prepared(row: PreparedConfig, operation: str, request: Any = None) -> P
         return ProviderResult(State.REJECTED, message="provider circuit breaker is open",
                               data={"not_sent": True})
     provider = row.provider()
+    if operation == "purchase" and request.callback_url is None:
+        request = replace(request, callback_url=row.callback_url)
     method: Callable = getattr(provider, operation)
     started = time.perf_counter()
     if operation == "catalog":

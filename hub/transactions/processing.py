@@ -33,7 +33,7 @@ from hub.context import CallContext
 from hub.db import UnitOfWork, unit_of_work, utcnow
 from hub.providers import client as providers
 from hub.transactions import lifecycle
-from hub.transactions.lifecycle import OPEN_ATTEMPT, Outcome
+from hub.transactions.lifecycle import NOTHING_BOUGHT, OPEN_ATTEMPT, Outcome
 from hub.transactions.messages import CheckTransactionStatus, ProcessTransaction
 from hub.transactions.models import Attempt, Inquiry, Transaction
 
@@ -69,10 +69,9 @@ def _redis():
 def _route(uow: UnitOfWork, trx: Transaction) -> list[str]:
     """The configuration ids to try, in order: usable ones through the ``route_transaction`` hook."""
     candidates = [providers.Route(config_id=o["config_id"], provider_code=o["provider_code"],
-                                  provider_sku=o["provider_sku"], cost=int(o.get("cost") or 0))
+                                  sku=o["provider_sku"], cost=int(o.get("cost") or 0),
+                                  priority=int(o.get("priority") or 0))
                   for o in trx.offers or []]
-    for route, offer in zip(candidates, trx.offers or []):
-        route.priority = int(offer.get("priority") or 0)  # the built-in router's second key
     ordered = providers.routes_for(uow, lifecycle.tenant_ctx(trx), trx.product_code, candidates)
     seen: list[str] = []
     for route in ordered:
@@ -96,7 +95,7 @@ def _plan(transaction_id: str, *, force_check: bool = False) -> Step | None:
         if trx.status not in allowed:
             return None
         attempt = lifecycle.current_attempt(uow, trx)
-        if attempt is not None and attempt.state != "rejected":
+        if attempt is not None and attempt.state not in NOTHING_BOUGHT:
             if attempt.state == "sent" or (force_check and attempt.state in OPEN_ATTEMPT):
                 # Sent and never answered: an unknown outcome. Same reference, status only.
                 return _step("check", trx, attempt)
@@ -188,7 +187,8 @@ def _record_outcome(step: Step, outcome: Outcome, via: str) -> bool:
                                                             Attempt.seq == step.seq)).first()
         if trx is None or attempt is None:
             return False
-        try_next = lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt, outcome, via)
+        try_next = lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt, outcome, via,
+                                           not_found_grace=_declared(step.provider_code, "not_found_grace"))
         uow.commit()
     return try_next
 
@@ -233,10 +233,10 @@ def call_provider(step: Step, operation: str, configs: dict | None = None) -> Ou
             uow.session.commit()  # ends the read: no connection is held during the call
         try:
             if operation == "purchase":
-                request = providers.PurchaseRequest(ref_id=step.reference, provider_sku=step.provider_sku,
+                request = providers.PurchaseRequest(ref_id=step.reference, sku=step.provider_sku,
                                                     customer_no=step.customer_no, amount=step.amount)
             else:
-                request = providers.StatusRequest(ref_id=step.reference, provider_sku=step.provider_sku,
+                request = providers.StatusRequest(ref_id=step.reference, sku=step.provider_sku,
                                                   customer_no=step.customer_no, provider_ref=step.provider_ref)
             if prepared is not None:
                 result = providers.call_prepared(prepared, operation, request)
@@ -357,7 +357,7 @@ def _start_many(ids: list[str], spare: dict[str, list]) -> tuple[list[Step], lis
                 if trx.status not in ("pending", "processing"):
                     continue
                 attempt = lifecycle.current_attempt(uow, trx)
-                if attempt is not None and attempt.state != "rejected":
+                if attempt is not None and attempt.state not in NOTHING_BOUGHT:
                     if attempt.state == "sent":
                         others.append(trx.id)  # an unknown outcome: run() asks its status
                     continue
@@ -462,7 +462,8 @@ def _record_outcomes(results: list[tuple[Step, Outcome]]) -> list[str]:
 def _check(step: Step) -> None:
     with _slot(step.config_id):
         outcome = call_provider(step, "check_status")
-    _record_outcome(step, outcome, "status_check")
+    if _record_outcome(step, outcome, "status_check"):
+        run(step.transaction_id)  # never received: the next offer, or failed with the hold released
 
 
 def check_transaction_status(ctx: CallContext, message) -> None:
@@ -477,8 +478,8 @@ def check_transaction_status(ctx: CallContext, message) -> None:
         attempt = lifecycle.current_attempt(uow, trx)
         status = trx.status
         current = (attempt.seq, attempt.state) if attempt is not None else (None, None)
-    if current == (seq, "rejected") and status == "processing":
-        run(transaction_id)  # interrupted between a rejection and the next offer
+    if current[0] == seq and current[1] in NOTHING_BOUGHT and status == "processing":
+        run(transaction_id)  # interrupted between a rejection (or "never received") and the next offer
         return
     if current[0] != seq or current[1] not in OPEN_ATTEMPT:
         return
@@ -520,7 +521,7 @@ def on_provider_callback(ctx: CallContext, uow: UnitOfWork, message) -> None:
     outcome = Outcome(state=payload["state"], provider_ref=payload.get("provider_ref"),
                       serial_number=payload.get("serial_number"), message=payload.get("message"),
                       cost=payload.get("cost"))
-    weak = _weak_callback_proof(payload.get("provider_code"))
+    weak = bool(_declared(payload.get("provider_code"), "weak_callback_auth"))
     lifecycle.note(uow, trx, "callback", {"callback_id": payload.get("callback_id"), "attempt": attempt.seq,
                                           "state": outcome.state, **({"weak_proof": True} if weak else {})})
     if weak and trx.status in lifecycle.IN_FLIGHT and attempt.state in OPEN_ATTEMPT \
@@ -535,11 +536,11 @@ def on_provider_callback(ctx: CallContext, uow: UnitOfWork, message) -> None:
                             attempt, outcome, "callback")
 
 
-def _weak_callback_proof(provider_code: str | None) -> bool:
-    """Whether the provider says its callbacks' authenticity is weak (``weak_callback_auth``)."""
-    host = current_app.extensions["rop"].extras.get("plugins")
-    cls = host.providers.get(provider_code) if host is not None and provider_code else None
-    return bool(getattr(cls, "weak_callback_auth", False))
+def _declared(provider_code: str | None, attribute: str):
+    """What the provider class declares (``weak_callback_auth``, ``not_found_grace``), or None
+    when it is not installed."""
+    cls = providers.provider_class(provider_code) if provider_code else None
+    return getattr(cls, attribute) if cls is not None else None
 
 
 # -- the sweep ---------------------------------------------------------------------------------

@@ -89,5 +89,35 @@ def test_built_in_router_orders_by_cost_and_keeps_only_usable_configs(app):
 
 def test_built_in_pricing_adds_the_margin(app):
     host = app.extensions["rop"].extras["plugins"]
-    assert host.hook.price_product(tenant_id="t", sku="TEL10", cost=10_000, currency="IDR",
-                                   product={"margin": 500}) == 10_500
+    assert host.hook.price_product(tenant_id="t", product_code="TEL10", sku="TEL10", cost=10_000,
+                                   currency="IDR", product={"margin": 500}) == 10_500
+
+
+def test_http_errors_say_whether_the_request_may_have_been_sent_and_results_carry_the_transport_marker():
+    from hub.providers.faults import Fault, FaultProxy
+    from hub.providers.http import ProviderServerError, UnreadableAnswer, failure_result, read_json
+
+    def ok(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"ok": true}']
+
+    http = ProviderHttp()
+    with LiveServer(ok) as server, FaultProxy(server.url) as proxy:
+        assert read_json(http.get(proxy.url, allow_private=True)) == {"ok": True}
+        cases = [(Fault.REFUSE, {}, RequestNotSent, False), (Fault.CUT, {}, OutcomeUnknown, True),
+                 (Fault.STATUS, {"status": 503}, ProviderServerError, True)]
+        for fault, options, error, sent in cases:
+            proxy.set(fault, **options)
+            with pytest.raises(error) as raised:
+                http.post(proxy.url, json={}, allow_private=True, timeout=1)
+            proxy.clear()
+            assert raised.value.may_have_been_sent is sent and raised.value.transport_failure
+            purchase = failure_result(raised.value, "purchase")
+            assert purchase.transport_failure and purchase.state is (State.UNKNOWN if sent else State.REJECTED)
+            assert purchase.data.get("not_sent", False) is not sent
+            assert failure_result(raised.value, "check_status").state is State.UNKNOWN  # never "not sent"
+        proxy.set(Fault.GARBAGE)
+        with pytest.raises(UnreadableAnswer):
+            read_json(http.get(proxy.url, allow_private=True))
+        proxy.clear()
+        assert http.post(proxy.url, allow_private=True, server_errors=False).status_code == 200

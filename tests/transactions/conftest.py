@@ -121,7 +121,7 @@ class FirstConfig:
         self.config_id = config_id
 
     @hookimpl
-    def route_transaction(self, ctx, sku, candidates):
+    def route_transaction(self, ctx, product_code, candidates):
         return sorted(candidates, key=lambda c: c.config_id != self.config_id)
 
 

@@ -80,10 +80,14 @@ def sim(receiver):
         yield simulator
 
 
-def make(sim, **settings):
-    return DigiflazzProvider(view("digiflazz", settings={"base_url": sim.url, "testing": True, **settings},
+def make_at(base_url, **settings):
+    return DigiflazzProvider(view("digiflazz", settings={"base_url": base_url, "testing": True, **settings},
                                   credentials={"username": "hubuser", "api_key": "dev-key",
                                                "webhook_secret": "whsec"}))
+
+
+def make(sim, **settings):
+    return make_at(sim.url, **settings)
 
 
 @pytest.mark.parametrize("number,state,status", [
@@ -124,7 +128,7 @@ def test_webhooks_are_verified_with_hmac_sha1(sim, receiver, number, final):
 
 def test_price_list_balance_and_loose_typing(sim):
     provider = make(sim)
-    items = {i.provider_sku: i for i in provider.catalog()}
+    items = {i.sku: i for i in provider.catalog()}
     assert items["xld10"].cost == 10_200 and items["tsel25"].cost == 25_150
     assert items["pln20"].available is False and items["pln"].postpaid
     assert provider.balance().cost == 5_000_000
@@ -181,12 +185,11 @@ def test_a_webhook_without_a_configured_secret_is_rejected(sim):
 
 class TestDigiflazzContract(ProviderContractTests):
     @pytest.fixture
-    def contract_case(self, sim):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        unreachable = DigiflazzProvider(view("digiflazz", settings={"base_url": f"http://127.0.0.1:{port}"},
-                                             credentials={"username": "u", "api_key": "k"}))
-        return ContractCase(provider=make(sim), sku="xld10", success_no="087800001230",
-                            failed_no="087800001232", postpaid_sku="pln", postpaid_no="530000000001",
-                            unreachable=unreachable)
+    def contract_case(self, callback_inbox):
+        with DigiflazzSimulator(username="hubuser", api_key="dev-key", webhook_url=callback_inbox.url,
+                                webhook_secret="whsec") as simulator:
+            yield ContractCase(
+                make_provider=lambda base_url: make_at(base_url, timeout=1.0),
+                simulator_url=simulator.url, callbacks=callback_inbox,
+                sku="xld10", success_no="087800001230", failed_no="087800001232", pending_no="087800001233",
+                postpaid_sku="pln", postpaid_no="530000000001")

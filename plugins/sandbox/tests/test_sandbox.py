@@ -39,12 +39,12 @@ def test_every_sandbox_code_maps_to_its_state(code, state):
 EXPECTED = {
     "081200009999": State.FAILED, "081200004444": State.REJECTED, "081200008888": State.PENDING,
     "081200007777": State.PENDING, "081200006666": State.UNKNOWN, "081200005555": State.UNKNOWN,
-    "081200003333": State.SUCCESS, "081200001234": State.SUCCESS,
+    "081200003333": State.SUCCESS, "081200001234": State.SUCCESS, "081200002222": State.UNKNOWN,
 }
 STATUS = {
     "081200009999": State.FAILED, "081200004444": State.REJECTED, "081200008888": State.SUCCESS,
     "081200007777": State.FAILED, "081200006666": State.SUCCESS, "081200005555": State.FAILED,
-    "081200003333": State.REFUNDED, "081200001234": State.SUCCESS,
+    "081200003333": State.REFUNDED, "081200001234": State.SUCCESS, "081200002222": State.NOT_FOUND,
 }
 
 
@@ -114,8 +114,18 @@ def test_a_forged_callback_is_rejected():
         make().parse_callback({SIGNATURE_HEADER: sign("wrong", body)}, body)
 
 
+def test_simulated_timeouts_are_marked_transport_failures_and_answers_are_not():
+    provider = make()
+    assert provider.purchase(PurchaseRequest("t1", "TEL10", "081200006666")).transport_failure
+    assert provider.purchase(PurchaseRequest("t2", "TEL10", "081200002222")).transport_failure
+    assert not provider.purchase(PurchaseRequest("t3", "TEL10", "081200009999")).transport_failure
+    assert not provider.check_status(StatusRequest("t2", "TEL10", "081200002222")).transport_failure
+
+
 class TestSandboxContract(ProviderContractTests):
     @pytest.fixture
-    def contract_case(self):
-        return ContractCase(provider=make(), sku="TEL10", success_no="081212345678",
-                            failed_no="081200009999", postpaid_sku="PLNPOST", postpaid_no="123456789012")
+    def contract_case(self, callback_inbox):
+        return ContractCase(make_provider=lambda base_url: make(callback_url=callback_inbox.url),
+                            callbacks=callback_inbox, sku="TEL10", success_no="081212345678",
+                            failed_no="081200009999", pending_no="081200008888", not_found_no="081200002222",
+                            postpaid_sku="PLNPOST", postpaid_no="123456789012")
