@@ -48,13 +48,15 @@ class TenantsView(AdminView):
 
     @expose("/<tenant_id>")
     def detail(self, tenant_id: str):
-        from hub.tenancy.scopes import TENANT_SCOPES
+        from hub.tenancy.scopes import DEFAULT_TENANT_SCOPES, TENANT_SCOPES
         from hub.tenancy.service import get_tenant, list_clients
 
         uow = request_uow()
         tenant = get_tenant(uow, tenant_id)
+        # The New client form starts with read and purchase scopes ticked (least privilege);
+        # a top-up is never a tenant's scope (the platform records money it received).
         return self.render("rop_admin/tenant.html", tenant=tenant, clients=list_clients(uow, tenant.id),
-                           scopes=sorted(TENANT_SCOPES))
+                           scopes=[(s, TENANT_SCOPES[s], s in DEFAULT_TENANT_SCOPES) for s in sorted(TENANT_SCOPES)])
 
     @expose("/<tenant_id>/status", methods=("POST",))
     @requires_role("operator")
@@ -283,18 +285,13 @@ class WalletsView(AdminView):
     @expose("/<tenant_id>/<wallet_id>/topup", methods=("POST",))
     @requires_role("operator")
     def topup(self, tenant_id: str, wallet_id: str):
-        """Top up: a ledger posting from the funding account, with a reason (in the audit log)."""
+        """Top up: a ledger posting from the funding account, with a reason (audited by the use-case)."""
         from hub.wallets.service import topup
 
         reason = _reason()
         amount = _amount()
-        ctx = admin_ctx(tenant_id)
         uow = request_uow()
-        result = topup(ctx, uow, wallet_id, amount, request.form.get("ref") or "")
-        if not result["replayed"]:
-            _record_audit(ctx, uow, "wallet.topped_up", tenant_id=tenant_id, target_type="wallet",
-                          target_id=wallet_id, after={"amount": amount, "currency": result["currency"],
-                                                      "journal_id": result["journal_id"], "reason": reason})
+        result = topup(admin_ctx(tenant_id), uow, wallet_id, amount, request.form.get("ref") or "", reason=reason)
         uow.commit()
         flash(f"Topped up {amount} {result['currency']} (journal {result['journal_id']}).", "success")
         return redirect(url_for(".detail", tenant_id=tenant_id, wallet_id=wallet_id))
