@@ -192,7 +192,10 @@ class ProvidersView(AdminView):
                       after={"provider_code": row.provider_code, "name": row.name, "settings": settings,
                              "credential_keys": sorted(credentials)})
         uow.commit()
-        flash(f"Provider configuration {row.id} added.", "success")
+        setting = current_state().extras["plugins"].provider_class(row.provider_code).callback_secret_setting
+        generated = (f" The hub generated its callback secret ({setting}); to give the provider one of "
+                     "your own, replace the credentials." if setting and not credentials.get(setting) else "")
+        flash(f"Provider configuration {row.id} added.{generated}", "success")
         return redirect(url_for(".index"))
 
     @expose("/<config_id>/credentials", methods=("POST",))

@@ -63,15 +63,25 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--credentials", default=None, help="JSON object, or - to read it from stdin.")
 @click.option("--disabled", is_flag=True)
 def add_cmd(provider_code, name, tenant_id, settings, credentials, disabled) -> None:
-    """Add a provider configuration."""
+    """Add a provider configuration; print its id.
+
+    When the provider signs its callbacks and --credentials does not give the secret, the hub
+    generates one and prints it once on standard error, with the callback URL, for you to
+    give the provider (the sandbox needs nothing: it signs with it itself).
+    """
     from hub.providers import service
 
+    given = _read_json(credentials, "--credentials")
     with app_context() as app, _uow(app) as uow:
         row = service.add_config(uow, provider_code, name, settings=_read_json(settings, "--settings"),
-                                 credentials=_read_json(credentials, "--credentials"),
-                                 tenant_id=tenant_id, enabled=not disabled)
+                                 credentials=given, tenant_id=tenant_id, enabled=not disabled)
         uow.commit()
+        setting = app.extensions["rop"].extras["plugins"].provider_class(provider_code).callback_secret_setting
+        generated = service.callback_secret(row) if setting and not given.get(setting) else None
         click.echo(row.id)
+        if generated:
+            click.echo(f"generated callback secret ({setting}, shown once): {generated}\n"
+                       f"callback URL: {service.callback_url(row)}", err=True)
 
 
 @providers_group.command("set-credentials")

@@ -132,6 +132,15 @@ class Provider(ABC):
     settings_schema: ClassVar[type[Schema]]
     #: The provider's response codes → normalized states (tests cover it code by code).
     code_table: ClassVar[Mapping[str, State]] = {}
+    #: The name of the credential the provider's callbacks are signed with (a field of
+    #: ``settings_schema``; never give it a default). Where the hub creates a configuration
+    #: without it, it generates a random one; a configuration without it has callbacks
+    #: whose authenticity cannot be proven, and they move no money (a status check does).
+    callback_secret_setting: ClassVar[str | None] = None
+    #: True when even a verified callback proves little (a static header, a signature over
+    #: the reference only): its callbacks move no money by themselves;
+    #: each triggers a status check of the same reference, whose answer does.
+    weak_callback_auth: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfigView):
         self.config = config
@@ -159,7 +168,12 @@ class Provider(ABC):
         """The current outcome of an earlier purchase, by the same reference."""
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ProviderResult:
-        """Verify a callback (raise :class:`CallbackRejected` if unauthentic) and read it."""
+        """Verify a callback (raise :class:`CallbackRejected` if unauthentic) and read it.
+
+        With the secret of :attr:`callback_secret_setting` empty there is nothing to verify
+        with: read the callback (its ``ref_id`` and claimed state) without verifying. The hub
+        knows the configuration has no secret and uses such a callback only to check the
+        status of that reference."""
         raise CallbackRejected("this provider sends no callbacks")
 
     def balance(self) -> ProviderResult:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -78,12 +79,30 @@ def _validate(cls: type[Provider], settings: Mapping[str, Any], credentials: Map
                                errors=exc.normalized_messages()) from exc
 
 
+def _with_callback_secret(cls: type[Provider], settings: Mapping[str, Any], credentials: dict[str, Any],
+                          current: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``credentials`` with the provider's callback secret (``callback_secret_setting``):
+    the one given, else the configuration's ``current`` one, else a new random one. No
+    plugin has a default secret: each configuration gets its own."""
+    setting = cls.callback_secret_setting
+    if not setting or credentials.get(setting) or settings.get(setting):
+        return credentials
+    kept = (current or {}).get(setting)
+    return {**credentials, setting: kept or secrets.token_urlsafe(32)}
+
+
 def add_config(uow: UnitOfWork, provider_code: str, name: str, *, settings: Mapping[str, Any] | None = None,
                credentials: Mapping[str, Any] | None = None, tenant_id: str | None = None,
                enabled: bool = True, all_tenants: bool = True) -> ProviderConfig:
-    """Create a provider configuration (platform-wide when ``tenant_id`` is None)."""
+    """Create a provider configuration (platform-wide when ``tenant_id`` is None).
+
+    When the provider signs its callbacks (``callback_secret_setting``) and no secret is
+    given, a random one is generated and stored with the credentials (encrypted);
+    :func:`callback_secret` reads it for the operator to give the provider.
+    """
     cls = _host().provider_class(provider_code)
-    settings, credentials = dict(settings or {}), dict(credentials or {})
+    settings = dict(settings or {})
+    credentials = _with_callback_secret(cls, settings, dict(credentials or {}))
     _validate(cls, settings, credentials)
     row = ProviderConfig(id=new_id("pcf"), provider_code=provider_code, tenant_id=tenant_id, name=name,
                          settings=settings, credentials_encrypted=crypto.encrypt(_keys(), credentials),
@@ -110,9 +129,13 @@ def list_configs(uow: UnitOfWork, *, tenant_id: str | None = None) -> list[Provi
 
 def set_credentials(uow: UnitOfWork, config_id: str, credentials: Mapping[str, Any],
                     settings: Mapping[str, Any] | None = None) -> ProviderConfig:
+    """Replace a configuration's credentials. The callback secret, when the new credentials
+    do not name it, stays as it was (a provider keeps signing with it), or is generated
+    where the configuration had none."""
     row = get_config(uow, config_id)
     cls = _host().provider_class(row.provider_code)
     new_settings = {**row.settings, **(settings or {})}
+    credentials = _with_callback_secret(cls, new_settings, dict(credentials), _decrypted(row))
     _validate(cls, new_settings, credentials)
     row.credentials_encrypted = crypto.encrypt(_keys(), dict(credentials))
     row.settings = new_settings
@@ -165,6 +188,34 @@ def usable_configs(uow: UnitOfWork, tenant_id: str, *, provider_codes: list[str]
             continue
         rows.append(row)
     return rows
+
+
+def _decrypted(row: ProviderConfig) -> dict[str, Any]:
+    try:
+        return crypto.decrypt(_keys(), row.credentials_encrypted)
+    except crypto.CredentialsError:
+        return {}
+
+
+def callback_secret(row: ProviderConfig) -> str | None:
+    """The secret this configuration's callbacks are signed with (None: the provider signs
+    none, or the configuration has none), for the operator to give the provider. Never
+    log it."""
+    setting = _host().provider_class(row.provider_code).callback_secret_setting
+    if not setting:
+        return None
+    return _decrypted(row).get(setting) or row.settings.get(setting) or None
+
+
+def ensure_callback_secret(uow: UnitOfWork, config_id: str) -> bool:
+    """Give a configuration whose provider signs callbacks, and which has no secret (made
+    before the hub generated them), a generated one, its other credentials kept. True when
+    one was added."""
+    row = get_config(uow, config_id)
+    if not _host().provider_class(row.provider_code).callback_secret_setting or callback_secret(row):
+        return False
+    set_credentials(uow, config_id, _decrypted(row))
+    return True
 
 
 def masked(row: ProviderConfig) -> dict[str, Any]:
@@ -254,9 +305,23 @@ def call_prepared(row: PreparedConfig, operation: str, request: Any = None) -> P
 
 
 # -- callbacks ------------------------------------------------------------------------------
+def callback_proof(cls: type[Provider], row: ProviderConfig) -> str:
+    """How much a verified callback of this configuration proves: ``signed`` (verified with
+    the configuration's own secret, or by the plugin's own means), ``weak`` (the provider's
+    callbacks prove little: ``weak_callback_auth``) or ``unproven`` (the provider signs its
+    callbacks but this configuration has no secret to verify them with)."""
+    if cls.weak_callback_auth:
+        return "weak"
+    if cls.callback_secret_setting and not callback_secret(row):
+        return "unproven"
+    return "signed"
+
+
 def receive_callback(uow: UnitOfWork, provider_code: str, config_id: str, headers: Mapping[str, str],
                      body: bytes, remote_addr: str | None = None) -> tuple[ProviderCallback, ProviderResult | None]:
-    """Verify and record one callback. Authentic ones publish ``provider.callback_received``.
+    """Verify and record one callback. Readable ones publish ``provider.callback_received``
+    with ``proven``: only a ``signed`` one (:func:`callback_proof`) may move money; the
+    others only make the transactions service check the status of their reference.
 
     :returns: the recorded row and the parsed result (None when rejected).
     """
@@ -281,16 +346,20 @@ def receive_callback(uow: UnitOfWork, provider_code: str, config_id: str, header
         log.exception("parse_callback failed", provider=provider_code, config_id=config_id)
         record.reason = f"parse_callback error: {type(exc).__name__}"
         return record, None
+    proof = callback_proof(_host().provider_class(provider_code), row)
     record.accepted = True
     record.ref_id = result.ref_id
     record.state = result.state.value
-    record.result = {k: v for k, v in result.as_dict().items() if k != "raw"}
-    _hand_on(uow, record, result, row)
+    record.result = {**{k: v for k, v in result.as_dict().items() if k != "raw"}, "proof": proof}
+    if proof != "signed":
+        record.reason = f"{proof}: moves no money; a status check of the reference decides"
+    _hand_on(uow, record, result, row, proven=proof == "signed")
     return record, result
 
 
-def _hand_on(uow: UnitOfWork, record: ProviderCallback, result: ProviderResult, row: ProviderConfig) -> None:
-    """Publish the authentic callback as ``provider.callback_received`` (hub.bus outbox)."""
+def _hand_on(uow: UnitOfWork, record: ProviderCallback, result: ProviderResult, row: ProviderConfig, *,
+             proven: bool) -> None:
+    """Publish the callback as ``provider.callback_received`` (hub.bus outbox)."""
     from hub.bus import publish
     from hub.providers.messages import ProviderCallbackReceived
 
@@ -298,4 +367,4 @@ def _hand_on(uow: UnitOfWork, record: ProviderCallback, result: ProviderResult, 
     publish(ctx, uow, ProviderCallbackReceived(
         callback_id=record.id, provider_code=row.provider_code, config_id=row.id, ref_id=result.ref_id,
         state=result.state.value, provider_ref=result.provider_ref, serial_number=result.serial_number,
-        cost=result.cost, message=result.message))
+        cost=result.cost, message=result.message, proven=proven))

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
 import pytest
-from marshmallow import Schema
+from marshmallow import Schema, missing
 
 from hub.providers.contract import (
     CallbackRejected,
@@ -80,6 +80,13 @@ def check_declaration(case: ContractCase) -> None:
     assert all(isinstance(c, Capability) for c in cls.capabilities), "capabilities must be Capability values"
     assert cls.code_table, "code_table must map the provider's codes"
     assert all(isinstance(s, State) for s in cls.code_table.values()), "code_table values must be States"
+    if Capability.CALLBACKS in cls.capabilities:
+        setting = cls.callback_secret_setting
+        assert setting, "a provider with callbacks names the credential they are signed with (callback_secret_setting)"
+        field = cls.settings_schema().fields.get(setting)
+        assert field is not None, f"callback_secret_setting {setting!r} is not a field of settings_schema"
+        assert field.load_default in (None, "") or field.load_default is missing, \
+            f"{setting} must have no default: a constant secret lets anyone sign callbacks"
 
 
 def check_catalog(case: ContractCase) -> None:
@@ -132,12 +139,18 @@ def check_inquiry(case: ContractCase) -> None:
 
 
 def check_forged_callback_rejected(case: ContractCase) -> None:
+    """With its callback secret configured (the case's own, or one set here), a provider
+    refuses a callback signed with anything else."""
     if Capability.CALLBACKS not in case.provider.capabilities:
         return
+    provider, setting = case.provider, type(case.provider).callback_secret_setting
+    if setting and not {**provider.config.settings, **provider.config.credentials}.get(setting):
+        config = replace(provider.config, credentials={**provider.config.credentials, setting: "contract-kit-secret"})
+        provider = type(provider)(config)
     body = b'{"ref_id": "forged", "rc": "00", "data": {"ref_id": "forged", "rc": "00", "status": "Sukses"}}'
     try:
-        case.provider.parse_callback({"Content-Type": "application/json", "X-Hub-Signature": "sha1=00",
-                                      "X-Sandbox-Signature": "00"}, body)
+        provider.parse_callback({"Content-Type": "application/json", "X-Hub-Signature": "sha1=00",
+                                 "X-Sandbox-Signature": "00"}, body)
     except CallbackRejected:
         return
     raise AssertionError("an unsigned/forged callback was accepted")

@@ -185,3 +185,11 @@ def add_sandbox(app, name: str, tenant_id: str | None = None, **settings) -> str
         report = sync_config(CallContext.system(actor="tests"), lambda: unit_of_work(db), row.id)
         assert report["status"] == "succeeded"
     return row.id
+
+
+def callback_secret(app, config_id: str) -> str:
+    """The callback secret the hub generated for (or was given with) a configuration."""
+    from hub.providers import service as providers
+
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        return providers.callback_secret(providers.get_config(uow, config_id))

@@ -16,7 +16,10 @@ other  success at once
 The sandbox is stateless: ``check_status`` derives the final outcome from the number too.
 Callbacks are real HTTP POSTs to the configuration's callback URL, sent from a daemon
 ``threading.Timer`` after ``callback_delay`` seconds, signed with HMAC-SHA256 of the raw
-body under the ``callback_secret`` credential in ``X-Sandbox-Signature``.
+body under the ``callback_secret`` credential in ``X-Sandbox-Signature``. The credential has
+no default: the hub generates one for each configuration it creates; a configuration
+without one sends its callbacks unsigned, and the hub only checks the status of their
+reference (they cannot be told from a forgery).
 Settings: ``latency_ms``, ``callback_delay``, ``fault_rate`` (a fraction of purchases that
 answer ``unknown``), ``reject_rate`` (a fraction answered ``rejected``), ``seed``.
 
@@ -111,7 +114,7 @@ CODE_TABLE: dict[str, State] = {
 
 
 class SandboxSettings(Schema):
-    callback_secret = fields.String(load_default="sandbox-secret", metadata={"secret": True})
+    callback_secret = fields.String(load_default=None, allow_none=True, metadata={"secret": True})
     latency_ms = fields.Integer(load_default=0, validate=validate.Range(0, 60_000))
     callback_delay = fields.Float(load_default=0.2, validate=validate.Range(0, 3600))
     fault_rate = fields.Float(load_default=0.0, validate=validate.Range(0, 1))
@@ -140,6 +143,7 @@ class SandboxProvider(Provider):
                               Capability.BALANCE, Capability.CATALOG})
     settings_schema = SandboxSettings
     code_table = CODE_TABLE
+    callback_secret_setting = "callback_secret"
 
     def __init__(self, config):
         super().__init__(config)
@@ -173,8 +177,9 @@ class SandboxProvider(Provider):
             return
         body = json.dumps({"ref_id": request.ref_id, "rc": code, "sn": sn, "message": message,
                            "customer_no": request.customer_no, "sku": request.provider_sku}).encode()
-        headers = {"Content-Type": "application/json",
-                   SIGNATURE_HEADER: sign(self.opts["callback_secret"], body)}
+        headers = {"Content-Type": "application/json"}
+        if self.opts["callback_secret"]:
+            headers[SIGNATURE_HEADER] = sign(self.opts["callback_secret"], body)
         allow_private = self.config.allow_private
 
         def send() -> None:
@@ -243,9 +248,11 @@ class SandboxProvider(Provider):
         return result
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ProviderResult:
-        given = {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER.lower(), "")
-        if not hmac.compare_digest(given, sign(self.opts["callback_secret"], body)):
-            raise CallbackRejected("bad signature")
+        secret = self.opts["callback_secret"]
+        if secret:  # without one nothing can be verified: read it (the hub treats it as unproven)
+            given = {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER.lower(), "")
+            if not hmac.compare_digest(given, sign(secret, body)):
+                raise CallbackRejected("bad signature")
         try:
             data = json.loads(body)
             code = str(data["rc"])
