@@ -163,17 +163,29 @@ def _parse_pairs(text: str, what: str) -> dict[str, Any]:
     return out
 
 
+def kill_switch_message(config_id: str, enabled: bool, in_flight: int) -> str:
+    """What switching a configuration off or on does, with its purchases in flight."""
+    if enabled:
+        return f"{config_id} is switched on: new purchases may go to it."
+    return (f"{config_id} is switched off: no new purchase goes to it. {in_flight} purchase(s) in flight there "
+            "keep their status checks and callbacks until the provider answers.")
+
+
 class ProvidersView(AdminView):
     """Provider configurations: masked credentials, write-only credential forms, kill switch."""
 
     @expose("/")
     def index(self):
         from hub.providers.service import list_configs, masked
+        from hub.transactions.client import in_flight_by_config
 
         host = current_state().extras.get("plugins")
         codes = sorted(getattr(host, "providers", {}) or {})
-        rows = [masked(row) for row in list_configs(request_uow())]
-        return self.render("rop_admin/providers.html", configs=rows, codes=codes)
+        uow = request_uow()
+        rows = [masked(row) for row in list_configs(uow)]
+        # The kill switch's confirmation says how many purchases are in flight there.
+        in_flight = in_flight_by_config(admin_ctx(), uow, [r["id"] for r in rows])
+        return self.render("rop_admin/providers.html", configs=rows, codes=codes, in_flight=in_flight)
 
     @expose("/new", methods=("POST",))
     @requires_role("admin")
@@ -217,15 +229,21 @@ class ProvidersView(AdminView):
     @expose("/<config_id>/enabled", methods=("POST",))
     @requires_role("operator")
     def enabled(self, config_id: str):
-        """The kill switch: enable or disable a configuration."""
+        """The kill switch: enable or disable a configuration. Disabling stops new purchases
+        only: the purchases in flight there (counted in the confirmation and the message) keep
+        their status checks and callbacks."""
         from hub.providers.service import set_enabled
+        from hub.transactions.client import in_flight_by_config
 
         enabled = request.form.get("enabled") == "1"
         uow = request_uow()
         row = set_enabled(uow, config_id, enabled)
+        in_flight = in_flight_by_config(admin_ctx(), uow, [row.id])[row.id]
         _record_audit(admin_ctx(), uow, f"provider_config.{'enabled' if enabled else 'disabled'}",
-                      tenant_id=row.tenant_id, target_type="provider_config", target_id=row.id)
+                      tenant_id=row.tenant_id, target_type="provider_config", target_id=row.id,
+                      after={"enabled": enabled, "in_flight": in_flight})
         uow.commit()
+        flash(kill_switch_message(row.id, enabled, in_flight), "success")
         return redirect(url_for(".index"))
 
 

@@ -117,16 +117,23 @@ def enable_cmd(config_id, tenant_id) -> None:
 @click.argument("config_id")
 @click.option("--tenant", "tenant_id", default=None, help="Disable for this tenant only.")
 def disable_cmd(config_id, tenant_id) -> None:
-    """The kill switch: stop using a configuration at once (or for one tenant)."""
+    """The kill switch: no new purchase goes to a configuration (or, with --tenant, none of that
+    tenant's) from now on. Purchases already in flight there (counted) keep their status
+    checks and callbacks."""
+    from hub.cli.base import operator_context
     from hub.providers import service
+    from hub.transactions.client import in_flight_by_config
 
     with app_context() as app, _uow(app) as uow:
         if tenant_id:
             service.enable_for_tenant(uow, config_id, tenant_id, False)
         else:
             service.set_enabled(uow, config_id, False)
+        in_flight = in_flight_by_config(operator_context(), uow, [config_id], tenant_id=tenant_id)[config_id]
         uow.commit()
-    click.echo(f"{config_id} disabled" + (f" for {tenant_id}" if tenant_id else ""))
+    click.echo(f"{config_id} disabled" + (f" for {tenant_id}" if tenant_id else "")
+               + f": no new purchase goes to it; {in_flight} purchase(s) in flight there keep their status "
+                 "checks and callbacks")
 
 
 @providers_group.command("balance")

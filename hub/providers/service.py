@@ -144,7 +144,10 @@ def set_credentials(uow: UnitOfWork, config_id: str, credentials: Mapping[str, A
 
 
 def set_enabled(uow: UnitOfWork, config_id: str, enabled: bool) -> ProviderConfig:
-    """The kill switch: a disabled configuration is never called (takes effect at once)."""
+    """The kill switch: a disabled configuration gets no new purchase, inquiry, catalog or
+    balance call (at once). Purchases already sent there are not abandoned: their status
+    checks still go to the provider and its callbacks are still received (an unknown
+    outcome must be asked, never decided by switching the provider off)."""
     row = get_config(uow, config_id)
     row.enabled = enabled
     _changed(uow)
@@ -271,9 +274,10 @@ class PreparedConfig:
 
 def call_provider(uow: UnitOfWork, config_id: str, operation: str, request: Any = None) -> ProviderResult:
     """Call one operation (``purchase``, ``inquiry``, ``check_status``, ``balance``,
-    ``catalog``) of a configuration, recording its health. A disabled configuration or an
-    open breaker returns ``REJECTED`` without calling (nothing left: safe to route elsewhere).
-    For ``catalog`` the items are in ``result.data["items"]``."""
+    ``catalog``) of a configuration, recording its health. A new call to a disabled
+    configuration or through an open breaker returns ``REJECTED`` without calling (nothing
+    left: safe to route elsewhere). ``check_status`` — about a purchase already sent — always
+    goes to the provider. For ``catalog`` the items are in ``result.data["items"]``."""
     return call_prepared(PreparedConfig(get_config(uow, config_id)), operation, request)
 
 
@@ -281,7 +285,9 @@ def call_prepared(row: PreparedConfig, operation: str, request: Any = None) -> P
     """:func:`call_provider` for a configuration prepared before (no database access; an
     app context is needed for Redis, the health records)."""
     config_id = row.id
-    if not row.enabled:
+    # The kill switch and the breaker stop new calls only: a status check asks about a
+    # purchase already sent, and only the provider knows its outcome.
+    if not row.enabled and operation != "check_status":
         return ProviderResult(State.REJECTED, message="provider configuration is switched off",
                               data={"not_sent": True})
     redis = _state().redis

@@ -218,11 +218,21 @@ def apply_outcome(ctx: CallContext, uow: UnitOfWork, trx: Transaction, attempt: 
 
     :param via: ``purchase`` (the call's own answer), ``status_check`` or ``callback``.
     :return: True when the purchase was rejected and the next offer may be tried.
+
+    ``rejected`` means the *request* was refused before anything existed at the provider.
+    To the purchase itself that settles it: the purchase did not happen (the next offer may
+    be tried). To a status check it says nothing about the purchase — the check was not sent
+    (a switched-off configuration, a breaker), or refused (rate limited, a bad key, an IP
+    not allowed) — so the outcome stays unknown: checked again later, ``review`` past the
+    deadline; never failed, never tried elsewhere.
     """
     state = outcome.state
     now = utcnow()
-    note(uow, trx, "outcome", {"via": via, "attempt": attempt.seq, "reference": attempt.reference,
-                               **outcome.as_detail()})
+    detail = {"via": via, "attempt": attempt.seq, "reference": attempt.reference, **outcome.as_detail()}
+    if via == "status_check" and state == "rejected":
+        state = "unknown"
+        detail["treated_as"] = "unknown"
+    note(uow, trx, "outcome", detail)
     if attempt.state in OPEN_ATTEMPT:
         attempt.state = state
         attempt.answered_at = now
@@ -272,8 +282,9 @@ def apply_outcome(ctx: CallContext, uow: UnitOfWork, trx: Transaction, attempt: 
     elif state == "rejected":
         if via == "purchase":
             return status == "processing"
-        # A status check or callback saying the provider refused it: definitive, but the
-        # purchase was already sent once — never try elsewhere.
+        # A callback saying the provider refused the purchase: definitive, but the purchase
+        # was already sent once — never try elsewhere. (A status check's rejection never
+        # gets here: it leaves the outcome unknown, above.)
         if status in IN_FLIGHT:
             transition(ctx, uow, trx, "failed", error=outcome.message or "refused by the provider",
                        detail={"via": via})
