@@ -41,7 +41,16 @@ class Capability(str, enum.Enum):
 
 @dataclass
 class ProviderResult:
-    """One normalized result. ``cost`` is what the provider charges the hub (minor units)."""
+    """One normalized result. ``cost`` is what the provider charges the hub (minor units).
+
+    ``transport_failure``: True when the call failed on the way to or from the provider —
+    the connection refused, DNS, a timeout, a reset, an HTTP 5xx — rather than the provider
+    answering about this purchase. Only transport failures count against the configuration's
+    shared circuit breaker (every tenant's routing); every other bad outcome counts against
+    the calling tenant's breaker on it only. The hub's HTTP client sets it: its errors build
+    such results (:meth:`hub.providers.http.ProviderHttpError.result`), and a call that met
+    one is marked even when the plugin forgot.
+    """
 
     state: State
     provider_ref: str | None = None
@@ -52,12 +61,13 @@ class ProviderResult:
     ref_id: str | None = None  # the hub's reference the result is about (callbacks)
     provider_code: str | None = None  # the provider's own response code, verbatim
     data: dict[str, Any] = field(default_factory=dict)  # extras: bill details, balance, catalog
+    transport_failure: bool = False  # the provider's transport failed (see above), not an answer
 
     def as_dict(self) -> dict[str, Any]:
         return {"state": self.state.value, "provider_ref": self.provider_ref,
                 "serial_number": self.serial_number, "cost": self.cost, "message": self.message,
                 "ref_id": self.ref_id, "provider_code": self.provider_code, "data": self.data,
-                "raw": self.raw}
+                "transport_failure": self.transport_failure, "raw": self.raw}
 
 
 @dataclass

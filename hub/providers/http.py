@@ -1,39 +1,95 @@
 """The one outbound HTTP client providers use: timeouts, connection pooling, an SSRF guard,
-and a clear line between "the request never left" and "the outcome is unknown".
+a clear line between "the request never left" and "the outcome is unknown", and the mark
+of a transport failure.
 
-    from hub.providers.http import provider_http, RequestNotSent, OutcomeUnknown
+    from hub.providers.http import provider_http, RequestNotSent, OutcomeUnknown, ProviderHttpError
 
     try:
         response = provider_http().post(url, json=body, allow_private=config.allow_private)
-    except RequestNotSent:   # DNS, refused connection, connect timeout, blocked address
-        return ProviderResult(State.REJECTED, ...)  # safe to try elsewhere
-    except OutcomeUnknown:   # sent, but no (complete) answer: read timeout, reset
-        return ProviderResult(State.UNKNOWN, ...)   # never retry elsewhere; check status
+    except ProviderHttpError as exc:   # RequestNotSent: DNS, refused, connect timeout, blocked
+        return exc.result(ref_id=...)  #   -> REJECTED, not sent: safe to try elsewhere
+                                       # OutcomeUnknown: sent, no (complete) answer
+                                       #   -> UNKNOWN: never retry elsewhere; check status
+    if response.status_code >= 500:
+        return server_error(response)  # UNKNOWN
+
+Every one of those results has ``transport_failure`` set: it was the provider's transport,
+not an answer about this purchase (only transport failures feed a configuration's shared
+circuit breaker). The client also notes each transport failure it meets during a provider
+call (:func:`watch_transport`), so that the hub marks the call's result even when a plugin
+built it by hand.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from hub.netguard import DestinationRefused, Guard, Resolver, guarded_client, system_resolver
+from hub.providers.contract import ProviderResult, State
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 
 class ProviderHttpError(Exception):
-    pass
+    """A failure of the provider's transport (never an answer about a purchase)."""
+
+    transport_failure = True
+
+    def result(self, **fields: Any) -> ProviderResult:
+        """The normalized result of this failure (``transport_failure`` set)."""
+        raise NotImplementedError
 
 
 class RequestNotSent(ProviderHttpError):
     """The request never reached the provider: nothing can have happened there."""
 
+    def result(self, **fields: Any) -> ProviderResult:
+        """``REJECTED``, not sent: safe to try the next provider."""
+        return ProviderResult(State.REJECTED, message=f"not sent: {self}", data={"not_sent": True},
+                              transport_failure=True, **fields)
+
 
 class OutcomeUnknown(ProviderHttpError):
     """The request may have reached the provider; its outcome is unknown."""
+
+    def result(self, **fields: Any) -> ProviderResult:
+        """``UNKNOWN``: check the status with the same reference; never buy elsewhere."""
+        return ProviderResult(State.UNKNOWN, message=f"no answer: {self}", transport_failure=True, **fields)
+
+
+def server_error(response: httpx.Response, **fields: Any) -> ProviderResult:
+    """``UNKNOWN`` for an HTTP 5xx answer (the request may have been processed)."""
+    return ProviderResult(State.UNKNOWN, message=f"HTTP {response.status_code} from the provider",
+                          raw=response.text[:2000], transport_failure=True, **fields)
+
+
+#: the transport failures met during the current provider call (None: no call is watched)
+_seen: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("rop_provider_transport", default=None)
+
+
+@contextlib.contextmanager
+def watch_transport() -> Iterator[list[str]]:
+    """Collect the transport failures (refused, timeouts, resets, 5xx answers) the client
+    meets in this thread until the block ends: the hub wraps each provider call in it."""
+    seen: list[str] = []
+    token = _seen.set(seen)
+    try:
+        yield seen
+    finally:
+        _seen.reset(token)
+
+
+def _note(what: str) -> None:
+    seen = _seen.get()
+    if seen is not None:
+        seen.append(what)
 
 
 def check_destination(url: str, *, allow_private: bool, resolver: Resolver | None = None) -> None:
@@ -84,16 +140,25 @@ class ProviderHttp:
 
     def request(self, method: str, url: str, *, allow_private: bool = False,
                 timeout: float | None = None, **kwargs: Any) -> httpx.Response:
-        _http_host(url)
+        try:
+            _http_host(url)
+        except RequestNotSent:
+            _note("not an http(s) URL")
+            raise
         if timeout is not None:
             kwargs["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 5.0))
         try:
-            return self.clients[bool(allow_private)].request(method, url, **kwargs)
+            response = self.clients[bool(allow_private)].request(method, url, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol,
                 httpx.InvalidURL, httpx.PoolTimeout) as exc:
+            _note(type(exc).__name__)
             raise RequestNotSent(f"{type(exc).__name__}: {exc}") from exc
         except httpx.HTTPError as exc:  # ReadTimeout, RemoteProtocolError, ReadError, WriteError...
+            _note(type(exc).__name__)
             raise OutcomeUnknown(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500:
+            _note(f"HTTP {response.status_code}")
+        return response
 
     def post(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("POST", url, **kwargs)

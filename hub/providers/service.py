@@ -23,6 +23,7 @@ from hub.providers.contract import (
     ProviderResult,
     State,
 )
+from hub.providers.http import watch_transport
 from hub.providers.models import ProviderCallback, ProviderConfig, ProviderConfigTenant
 
 log = structlog.get_logger("hub.providers")
@@ -172,7 +173,8 @@ def enable_for_tenant(uow: UnitOfWork, config_id: str, tenant_id: str, enabled: 
 def usable_configs(uow: UnitOfWork, tenant_id: str, *, provider_codes: list[str] | None = None,
                    healthy_only: bool = True) -> list[ProviderConfig]:
     """The configurations a tenant's transactions may use now: enabled, enabled for this
-    tenant (its own, or platform-wide for all or for it), provider installed, breaker not open."""
+    tenant (its own, or platform-wide for all or for it), provider installed, and (with
+    ``healthy_only``) neither the configuration's shared breaker nor this tenant's on it open."""
     host = _host()
     linked = set(uow.session.scalars(select(ProviderConfigTenant.config_id).where(
         ProviderConfigTenant.tenant_id == tenant_id)))
@@ -187,7 +189,7 @@ def usable_configs(uow: UnitOfWork, tenant_id: str, *, provider_codes: list[str]
             continue
         if row.tenant_id is None and not row.all_tenants and row.id not in linked:
             continue
-        if healthy_only and health.breaker_state(_state().redis, row.id) == "open":
+        if healthy_only and health.is_open(_state().redis, row.id, tenant_id):
             continue
         rows.append(row)
     return rows
@@ -272,16 +274,22 @@ class PreparedConfig:
             allow_private=self._allow_private))
 
 
-def call_provider(uow: UnitOfWork, config_id: str, operation: str, request: Any = None) -> ProviderResult:
+def call_provider(uow: UnitOfWork, config_id: str, operation: str, request: Any = None, *,
+                  tenant_id: str | None = None) -> ProviderResult:
     """Call one operation (``purchase``, ``inquiry``, ``check_status``, ``balance``,
     ``catalog``) of a configuration, recording its health. A new call to a disabled
     configuration or through an open breaker returns ``REJECTED`` without calling (nothing
     left: safe to route elsewhere). ``check_status`` — about a purchase already sent — always
-    goes to the provider. For ``catalog`` the items are in ``result.data["items"]``."""
-    return call_prepared(PreparedConfig(get_config(uow, config_id)), operation, request)
+    goes to the provider. For ``catalog`` the items are in ``result.data["items"]``.
+
+    ``tenant_id``: the tenant the call is made for (a purchase, its status, an inquiry): its
+    breaker on the configuration is consulted and fed too (hub.providers.health).
+    """
+    return call_prepared(PreparedConfig(get_config(uow, config_id)), operation, request, tenant_id=tenant_id)
 
 
-def call_prepared(row: PreparedConfig, operation: str, request: Any = None) -> ProviderResult:
+def call_prepared(row: PreparedConfig, operation: str, request: Any = None, *,
+                  tenant_id: str | None = None) -> ProviderResult:
     """:func:`call_provider` for a configuration prepared before (no database access; an
     app context is needed for Redis, the health records)."""
     config_id = row.id
@@ -291,22 +299,26 @@ def call_prepared(row: PreparedConfig, operation: str, request: Any = None) -> P
         return ProviderResult(State.REJECTED, message="provider configuration is switched off",
                               data={"not_sent": True})
     redis = _state().redis
-    if operation != "check_status" and not health.allow_call(redis, config_id):
+    if operation != "check_status" and not health.allow_call(redis, config_id, tenant_id):
         return ProviderResult(State.REJECTED, message="provider circuit breaker is open",
                               data={"not_sent": True})
     provider = row.provider()
     method: Callable = getattr(provider, operation)
     started = time.perf_counter()
-    if operation == "catalog":
-        items = method()
-        result = ProviderResult(State.SUCCESS, data={"items": items})
-    else:
-        result = method(request) if request is not None else method()
+    with watch_transport() as transport_failures:
+        if operation == "catalog":
+            items = method()
+            result = ProviderResult(State.SUCCESS, data={"items": items})
+        else:
+            result = method(request) if request is not None else method()
     elapsed = (time.perf_counter() - started) * 1000
-    outcome = "not_sent" if result.data.get("not_sent") else result.state.value
-    health.record(redis, config_id, outcome, elapsed)
+    not_sent = bool(result.data.get("not_sent"))
+    if transport_failures and (result.state is State.UNKNOWN or not_sent):
+        result.transport_failure = True  # the HTTP client met one; the plugin did not say so
+    health.record(redis, config_id, "not_sent" if not_sent else result.state.value, elapsed,
+                  tenant_id=tenant_id, transport_failure=result.transport_failure)
     log.info("provider call", config_id=config_id, provider=row.provider_code, operation=operation,
-             state=result.state.value, ms=round(elapsed, 1))
+             state=result.state.value, ms=round(elapsed, 1), transport_failure=result.transport_failure)
     return result
 
 

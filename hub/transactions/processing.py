@@ -238,12 +238,13 @@ def call_provider(step: Step, operation: str, configs: dict | None = None) -> Ou
             else:
                 request = providers.StatusRequest(ref_id=step.reference, provider_sku=step.provider_sku,
                                                   customer_no=step.customer_no, provider_ref=step.provider_ref)
+            # For this tenant: its breaker on the configuration is consulted and fed too.
             if prepared is not None:
-                result = providers.call_prepared(prepared, operation, request)
+                result = providers.call_prepared(prepared, operation, request, tenant_id=step.tenant_id)
             elif operation == "purchase":
-                result = providers.purchase(uow, step.config_id, request)
+                result = providers.purchase(uow, step.config_id, request, tenant_id=step.tenant_id)
             else:
-                result = providers.check_status(uow, step.config_id, request)
+                result = providers.check_status(uow, step.config_id, request, tenant_id=step.tenant_id)
         except Exception as exc:
             log.exception("provider call raised; outcome unknown", operation=operation,
                           transaction_id=step.transaction_id, config_id=step.config_id)

@@ -8,7 +8,7 @@ import pytest
 from hub.context import CallContext
 from hub.db import unit_of_work
 from hub.providers import client, health, service
-from hub.providers.contract import PurchaseRequest, State
+from hub.providers.contract import ProviderResult, PurchaseRequest, State
 from hub.providers.http import OutcomeUnknown, ProviderHttp, RequestNotSent, check_destination
 from hub.providers.testing import LiveServer
 
@@ -16,7 +16,7 @@ from hub.providers.testing import LiveServer
 def test_breaker_opens_on_failures_and_a_good_probe_closes_it(app):
     redis = app.extensions["rop"].redis
     for _ in range(health.MIN_CALLS):
-        health.record(redis, "pcf_x", "unknown", 30_000)
+        health.record(redis, "pcf_x", "unknown", 30_000, transport_failure=True)
     assert health.breaker_state(redis, "pcf_x") == "open" and not health.allow_call(redis, "pcf_x")
     redis.set("rop:providers:health:pcf_x:open_until", 0)  # the open period is over
     assert health.breaker_state(redis, "pcf_x") == "half_open"
@@ -91,3 +91,39 @@ def test_built_in_pricing_adds_the_margin(app):
     host = app.extensions["rop"].extras["plugins"]
     assert host.hook.price_product(tenant_id="t", sku="TEL10", cost=10_000, currency="IDR",
                                    product={"margin": 500}) == 10_500
+
+
+def test_a_tenants_own_failures_open_its_breaker_only_and_transport_failures_open_the_shared_one(app):
+    redis = app.extensions["rop"].redis
+    for _ in range(health.MIN_CALLS):
+        health.record(redis, "pcf_t", "unknown", 30_000, tenant_id="ten_a")
+    assert health.breaker_state(redis, "pcf_t", "ten_a") == "open"
+    assert health.breaker_state(redis, "pcf_t") == "closed"
+    assert health.is_open(redis, "pcf_t", "ten_a") and not health.is_open(redis, "pcf_t", "ten_b")
+    assert not health.allow_call(redis, "pcf_t", "ten_a") and health.allow_call(redis, "pcf_t", "ten_b")
+    assert health.open_many(redis, ["pcf_t", "pcf_other"], "ten_a") == {"pcf_t": True, "pcf_other": False}
+    for _ in range(health.MIN_CALLS):
+        health.record(redis, "pcf_t", "unknown", 30_000, tenant_id="ten_c", transport_failure=True)
+    assert health.breaker_state(redis, "pcf_t") == "open"
+    assert health.is_open(redis, "pcf_t", "ten_b") and not health.allow_call(redis, "pcf_t")
+
+
+def test_the_http_clients_failures_are_transport_failures(app):
+    from hub.providers.http import server_error, watch_transport
+
+    assert RequestNotSent("refused").result(ref_id="r").transport_failure
+    assert RequestNotSent("refused").result().data == {"not_sent": True}
+    assert OutcomeUnknown("timeout").result().state is State.UNKNOWN
+    assert ProviderResult(State.UNKNOWN).transport_failure is False  # by default: an answer about the purchase
+
+    def unavailable(environ, start_response):
+        start_response("503 Service Unavailable", [("Content-Type", "text/html")])
+        return [b"<html>down</html>"]
+
+    http = ProviderHttp()
+    with LiveServer(unavailable) as server, watch_transport() as seen:
+        response = http.post(server.url, allow_private=True, timeout=5)
+    assert seen == ["HTTP 503"]
+    result = server_error(response)
+    assert (result.state, result.transport_failure) == (State.UNKNOWN, True)
+

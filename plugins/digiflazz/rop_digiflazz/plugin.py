@@ -29,7 +29,7 @@ from hub.providers.contract import (
     State,
     StatusRequest,
 )
-from hub.providers.http import OutcomeUnknown, RequestNotSent, provider_http
+from hub.providers.http import ProviderHttpError, provider_http, server_error
 
 
 def _codes(states: dict[State, list[int | str]]) -> dict[str, State]:
@@ -101,18 +101,16 @@ class DigiflazzProvider(Provider):
         try:
             response = provider_http().post(url, json=body, allow_private=self.config.allow_private,
                                             timeout=self.opts["timeout"])
-        except RequestNotSent as exc:
-            return None, ProviderResult(State.REJECTED, message=f"not sent: {exc}", data={"not_sent": True})
-        except OutcomeUnknown as exc:
-            return None, ProviderResult(State.UNKNOWN, message=f"no answer: {exc}")
+        except ProviderHttpError as exc:  # refused, DNS, timeout, reset: the transport, not an answer
+            return None, exc.result()
+        if response.status_code >= 500:  # the provider's server failed: unknown, and its transport's fault
+            return None, server_error(response)
         try:
             payload = response.json()
             data = payload["data"]
         except (ValueError, KeyError, TypeError):
             return None, ProviderResult(State.UNKNOWN, message=f"unreadable answer (HTTP {response.status_code})",
                                         raw=response.text[:2000])
-        if response.status_code >= 500:
-            return None, ProviderResult(State.UNKNOWN, message=f"HTTP {response.status_code}", raw=payload)
         return data, None
 
     def _sign(self, word: str) -> str:

@@ -21,7 +21,7 @@ no default: the hub generates one for each configuration it creates; a configura
 without one sends its callbacks unsigned, and the hub only checks the status of their
 reference (they cannot be told from a forgery).
 Settings: ``latency_ms``, ``callback_delay``, ``fault_rate`` (a fraction of purchases that
-answer ``unknown``), ``reject_rate`` (a fraction answered ``rejected``), ``seed``.
+answer ``unknown`` as a transport failure: the provider flaking for everyone), ``reject_rate`` (a fraction answered ``rejected``), ``seed``.
 
 Every purchase request is counted per reference (``ref_id``) in the hub's Redis when it runs
 inside a hub app, before the simulated latency (so a caller killed mid-call is counted too):
@@ -218,7 +218,11 @@ class SandboxProvider(Provider):
             self._callback(request, "50", None, "failed at operator")
             return self._result("01", request, message="pending")
         if self.opts["fault_rate"] and self.rng.random() < self.opts["fault_rate"]:
-            return self._result("99", request, message="random fault: timeout")
+            # A flaky provider, for everyone: a transport failure (the test numbers 6666 and
+            # 5555 are about their own purchase instead).
+            fault = self._result("99", request, message="random fault: timeout")
+            fault.transport_failure = True
+            return fault
         if self.opts["reject_rate"] and self.rng.random() < self.opts["reject_rate"]:
             return self._result("41", request, message="random fault: out of stock")
         sn = self._sn(request)
