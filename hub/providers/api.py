@@ -20,4 +20,7 @@ def callback(provider_code: str, config_id: str):
     uow.commit()  # the rejection is recorded too
     if result is None:
         raise Forbidden(f"callback rejected: {record.reason}", callback_id=record.id)
-    return jsonify({"accepted": True, "callback_id": record.id, "state": result.state.value})
+    # 200 either way (a provider retries anything else); "verified": false says the claim
+    # moves no money by itself: the hub checks the reference's status with the provider.
+    return jsonify({"accepted": True, "callback_id": record.id, "state": result.state.value,
+                    "verified": record.result.get("proof") == "signed"})

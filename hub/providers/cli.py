@@ -63,15 +63,25 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--credentials", default=None, help="JSON object, or - to read it from stdin.")
 @click.option("--disabled", is_flag=True)
 def add_cmd(provider_code, name, tenant_id, settings, credentials, disabled) -> None:
-    """Add a provider configuration."""
+    """Add a provider configuration; print its id.
+
+    When the provider signs its callbacks and --credentials does not give the secret, the hub
+    generates one and prints it once on standard error, with the callback URL, for you to
+    give the provider (the sandbox needs nothing: it signs with it itself).
+    """
     from hub.providers import service
 
+    given = _read_json(credentials, "--credentials")
     with app_context() as app, _uow(app) as uow:
         row = service.add_config(uow, provider_code, name, settings=_read_json(settings, "--settings"),
-                                 credentials=_read_json(credentials, "--credentials"),
-                                 tenant_id=tenant_id, enabled=not disabled)
+                                 credentials=given, tenant_id=tenant_id, enabled=not disabled)
         uow.commit()
+        setting = app.extensions["rop"].extras["plugins"].provider_class(provider_code).callback_secret_setting
+        generated = service.callback_secret(row) if setting and not given.get(setting) else None
         click.echo(row.id)
+        if generated:
+            click.echo(f"generated callback secret ({setting}, shown once): {generated}\n"
+                       f"callback URL: {service.callback_url(row)}", err=True)
 
 
 @providers_group.command("set-credentials")
@@ -107,16 +117,23 @@ def enable_cmd(config_id, tenant_id) -> None:
 @click.argument("config_id")
 @click.option("--tenant", "tenant_id", default=None, help="Disable for this tenant only.")
 def disable_cmd(config_id, tenant_id) -> None:
-    """The kill switch: stop using a configuration at once (or for one tenant)."""
+    """The kill switch: no new purchase goes to a configuration (or, with --tenant, none of that
+    tenant's) from now on. Purchases already in flight there (counted) keep their status
+    checks and callbacks."""
+    from hub.cli.base import operator_context
     from hub.providers import service
+    from hub.transactions.client import in_flight_by_config
 
     with app_context() as app, _uow(app) as uow:
         if tenant_id:
             service.enable_for_tenant(uow, config_id, tenant_id, False)
         else:
             service.set_enabled(uow, config_id, False)
+        in_flight = in_flight_by_config(operator_context(), uow, [config_id], tenant_id=tenant_id)[config_id]
         uow.commit()
-    click.echo(f"{config_id} disabled" + (f" for {tenant_id}" if tenant_id else ""))
+    click.echo(f"{config_id} disabled" + (f" for {tenant_id}" if tenant_id else "")
+               + f": no new purchase goes to it; {in_flight} purchase(s) in flight there keep their status "
+                 "checks and callbacks")
 
 
 @providers_group.command("balance")

@@ -104,7 +104,11 @@ class ProviderResult:
     :param transport_failure: True when there is no answer about this purchase because the
         provider's transport failed: connection refused, timeout, connection cut, HTTP 5xx, an
         unreadable body. False for any answer the provider gave about this request (even
-        ``UNKNOWN`` for an undefined code). Circuit breakers count only transport failures.
+        ``UNKNOWN`` for an undefined code). Only transport failures count against the
+        configuration's shared circuit breaker (every tenant's routing); every other bad outcome
+        counts against the calling tenant's breaker on it only. The hub's HTTP client sets it
+        (its errors build such results), and a call that met one is marked even when the plugin
+        forgot.
     """
 
     state: State
@@ -237,6 +241,11 @@ class Provider(ABC):
     settings_schema: ClassVar[type[Schema]]
     #: The provider's response codes → normalized states (tests cover it code by code).
     code_table: ClassVar[Mapping[str, State]] = {}
+    #: The name of the credential the provider's callbacks are signed with (a field of
+    #: ``settings_schema``; never give it a default). Where the hub creates a configuration
+    #: without it, it generates a random one; a configuration without it has callbacks
+    #: whose authenticity cannot be proven, and they move no money (a status check does).
+    callback_secret_setting: ClassVar[str | None] = None
     #: True when even a verified callback proves little (a static header, a signature over
     #: the reference only, not the body): such a callback moves no money by itself; the
     #: hub checks the status of its reference and the status answer decides.
@@ -278,7 +287,12 @@ class Provider(ABC):
         """The current outcome of an earlier purchase, by the same reference."""
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ProviderResult:
-        """Verify a callback (raise :class:`CallbackRejected` if unauthentic) and read it."""
+        """Verify a callback (raise :class:`CallbackRejected` if unauthentic) and read it.
+
+        With the secret of :attr:`callback_secret_setting` empty there is nothing to verify
+        with: read the callback (its ``ref_id`` and claimed state) without verifying. The hub
+        knows the configuration has no secret and uses such a callback only to check the
+        status of that reference."""
         raise CallbackRejected("this provider sends no callbacks")
 
     def balance(self) -> ProviderResult:

@@ -15,10 +15,18 @@ Every :class:`ProviderHttpError` is a *transport failure*: no answer about this 
 reached the provider. :class:`OutcomeUnknown` (read timeout, connection cut, 5xx, unreadable
 body): it may have, and may have acted on it. :func:`failure_result` turns either into the
 result the contract asks for (docs/plugins.md, "What each answer means").
+
+The client also notes each transport failure it raises during a provider call
+(:func:`watch_transport`), so that the hub marks the call's result as a transport failure
+even when a plugin built that result by hand (only transport failures feed a configuration's
+shared circuit breaker).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
+from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -42,6 +50,33 @@ class ProviderHttpError(Exception):
     #: always True: the provider's transport failed (refused, timeout, cut, 5xx, unreadable);
     #: an answer about the request is a response, never this error
     transport_failure: ClassVar[bool] = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        _note(f"{type(self).__name__}: {self}")
+
+
+#: the transport failures met during the current provider call (None: no call is watched)
+_seen: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("rop_provider_transport", default=None)
+
+
+@contextlib.contextmanager
+def watch_transport() -> Iterator[list[str]]:
+    """Collect the transport failures (refused, timeouts, resets, 5xx answers, unreadable
+    bodies) the client raises in this thread until the block ends: the hub wraps each provider
+    call in it."""
+    seen: list[str] = []
+    token = _seen.set(seen)
+    try:
+        yield seen
+    finally:
+        _seen.reset(token)
+
+
+def _note(what: str) -> None:
+    seen = _seen.get()
+    if seen is not None:
+        seen.append(what)
 
 
 class RequestNotSent(ProviderHttpError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode
 
-from marshmallow import Schema
+from marshmallow import Schema, missing
 
 from hub.providers.contract import (
     CallbackRejected,
@@ -287,7 +287,8 @@ _NOT_AN_ANSWER = ("map timeouts, refused or cut connections, HTTP 5xx and unread
 
 @check("declaration",
        rule="a provider declares code, name, version, capabilities, settings schema and code table "
-            "with the contract's types",
+            "with the contract's types; a provider with callbacks names its callback_secret_setting, "
+            "a settings field without a default",
        fix="set the class attributes of hub.providers.contract.Provider (docs/plugins.md, \"The Provider class\")")
 def check_declaration(kit: Kit) -> None:
     cls = kit.provider_class
@@ -304,6 +305,14 @@ def check_declaration(kit: Kit) -> None:
     _expect(grace is not None or State.NOT_FOUND not in cls.code_table.values(),
             "code_table maps a code to NOT_FOUND but not_found_grace is not declared")
     _expect(isinstance(cls.weak_callback_auth, bool), "weak_callback_auth must be a bool")
+    if Capability.CALLBACKS in cls.capabilities:
+        setting = cls.callback_secret_setting
+        _expect(bool(setting), "a provider with callbacks names the credential they are signed with "
+                               "(callback_secret_setting)")
+        declared = schema().fields.get(setting) if isinstance(schema, type) and setting else None
+        _expect(declared is not None, f"callback_secret_setting {setting!r} is not a field of settings_schema")
+        _expect(declared.load_default in (None, "") or declared.load_default is missing,
+                f"{setting} must have no default: a constant secret lets anyone sign callbacks")
 
 
 @check("calls_reach_the_provider",

@@ -18,6 +18,7 @@ from hub.state import current_state
 from hub.tenancy import service
 from hub.tenancy.models import ApiClient, Tenant
 from hub.tenancy.schemas import ClientListSchema, ClientSchema, TenantSchema, TokenResponseSchema
+from hub.tenancy.scopes import allowed_scopes
 from hub.web import request_uow
 
 oauth_bp = Blueprint("oauth", __name__, description="OAuth 2.0 client credentials (RFC 6749 §4.4)")
@@ -65,7 +66,7 @@ def token():
     client = service.authenticate_client(uow, *credentials)
     if client is None:
         return _oauth_error(401, "invalid_client", "unknown client, wrong secret, or client disabled", True)
-    granted = client.scope_set
+    granted = client.scope_set & allowed_scopes(client.kind)  # never more than its kind may hold
     if request.form.get("scope"):
         asked = frozenset(request.form["scope"].split())
         if not asked <= granted:

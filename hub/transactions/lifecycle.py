@@ -238,14 +238,24 @@ def apply_outcome(ctx: CallContext, uow: UnitOfWork, trx: Transaction, attempt: 
         after it means the purchase was never received (nothing bought); before it, or
         without one, "not found" is an unknown outcome.
     :return: True when nothing was bought (rejected; never received) and the next offer may be tried.
+
+    ``rejected`` means the *request* was refused before anything existed at the provider.
+    To the purchase itself that settles it: the purchase did not happen (the next offer may
+    be tried). To a status check it says nothing about the purchase — the check was not sent
+    (a switched-off configuration, a breaker), or refused (rate limited, a bad key, an IP
+    not allowed) — so the outcome stays unknown: checked again later, ``review`` past the
+    deadline; never failed, never tried elsewhere. Only "not found" past the provider's
+    grace period tells a status check that nothing was bought.
     """
     state = outcome.state
     now = utcnow()
-    reading = None
+    detail = {"via": via, "attempt": attempt.seq, "reference": attempt.reference, **outcome.as_detail()}
     if state == "not_found":
-        state, reading = _read_not_found(outcome, attempt, via, not_found_grace, now)
-    note(uow, trx, "outcome", {"via": via, "attempt": attempt.seq, "reference": attempt.reference,
-                               **outcome.as_detail(), **({"reading": reading} if reading else {})})
+        state, detail["reading"] = _read_not_found(outcome, attempt, via, not_found_grace, now)
+    elif via == "status_check" and state == "rejected":
+        state = "unknown"
+        detail["treated_as"] = "unknown"
+    note(uow, trx, "outcome", detail)
     if attempt.state in OPEN_ATTEMPT:
         attempt.state = state
         attempt.answered_at = now
@@ -299,12 +309,13 @@ def apply_outcome(ctx: CallContext, uow: UnitOfWork, trx: Transaction, attempt: 
         if status == "processing":
             return True
         if status == "review":
-            transition(ctx, uow, trx, "failed", error=reading, detail={"via": via})
+            transition(ctx, uow, trx, "failed", error=detail["reading"], detail={"via": via})
     elif state == "rejected":
         if via == "purchase":
             return status == "processing"
-        # A status check or callback saying the provider refused it: definitive, but the
-        # purchase was already sent once — never try elsewhere.
+        # A callback saying the provider refused the purchase: definitive, but the purchase
+        # was already sent once — never try elsewhere. (A status check's rejection never
+        # gets here: it leaves the outcome unknown, above.)
         if status in IN_FLIGHT:
             transition(ctx, uow, trx, "failed", error=outcome.message or "refused by the provider",
                        detail={"via": via})

@@ -238,12 +238,13 @@ def call_provider(step: Step, operation: str, configs: dict | None = None) -> Ou
             else:
                 request = providers.StatusRequest(ref_id=step.reference, sku=step.provider_sku,
                                                   customer_no=step.customer_no, provider_ref=step.provider_ref)
+            # For this tenant: its breaker on the configuration is consulted and fed too.
             if prepared is not None:
-                result = providers.call_prepared(prepared, operation, request)
+                result = providers.call_prepared(prepared, operation, request, tenant_id=step.tenant_id)
             elif operation == "purchase":
-                result = providers.purchase(uow, step.config_id, request)
+                result = providers.purchase(uow, step.config_id, request, tenant_id=step.tenant_id)
             else:
-                result = providers.check_status(uow, step.config_id, request)
+                result = providers.check_status(uow, step.config_id, request, tenant_id=step.tenant_id)
         except Exception as exc:
             log.exception("provider call raised; outcome unknown", operation=operation,
                           transaction_id=step.transaction_id, config_id=step.config_id)
@@ -468,9 +469,12 @@ def _check(step: Step) -> None:
 
 def check_transaction_status(ctx: CallContext, message) -> None:
     """Handler of :class:`CheckTransactionStatus` (``own_uow``): ask the provider about the
-    current attempt by its reference; a stale command (a later attempt exists) does nothing."""
+    current attempt by its reference; a stale command (a later attempt exists) does nothing.
+    ``confirm``: a succeeded transaction's reference is asked too (an unproven callback
+    claimed a refund: only the provider's answer may reverse it)."""
     payload = message.payload
-    transaction_id, seq, force = payload["transaction_id"], payload["attempt"], payload.get("force", False)
+    transaction_id, seq = payload["transaction_id"], payload["attempt"]
+    force, confirm = payload.get("force", False), payload.get("confirm", False)
     with unit_of_work(_db(), readonly=True) as uow:
         trx = uow.session.get(Transaction, transaction_id)
         if trx is None:
@@ -481,20 +485,28 @@ def check_transaction_status(ctx: CallContext, message) -> None:
     if current[0] == seq and current[1] in NOTHING_BOUGHT and status == "processing":
         run(transaction_id)  # interrupted between a rejection (or "never received") and the next offer
         return
-    if current[0] != seq or current[1] not in OPEN_ATTEMPT:
-        return
-    if status != "processing" and not (force and status == "review"):
+    if current[0] != seq or not _checkable(status, current[1], force=force, confirm=confirm):
         return
     with unit_of_work(_db()) as uow:
         trx = lifecycle.lock(uow, transaction_id)
         attempt = lifecycle.current_attempt(uow, trx)
-        if attempt is None or attempt.seq != seq or attempt.state not in OPEN_ATTEMPT:
+        if attempt is None or attempt.seq != seq or not _checkable(trx.status, attempt.state, force=force,
+                                                                    confirm=confirm):
             return
         step = _step("check", trx, attempt)
         lifecycle.note(uow, trx, "status_check", {"attempt": seq, "reference": attempt.reference,
-                                                  "forced": bool(force)})
+                                                  "forced": bool(force), **({"confirm": True} if confirm else {})})
         uow.commit()
     _check(step)
+
+
+def _checkable(status: str, attempt_state: str | None, *, force: bool, confirm: bool) -> bool:
+    """Whether a status check of the current attempt may go out: an open attempt of a
+    processing transaction (or of one in review, forced), or — to confirm a claimed
+    refund — the successful attempt of a succeeded one."""
+    if attempt_state in OPEN_ATTEMPT:
+        return status == "processing" or (force and status == "review")
+    return confirm and status == "succeeded" and attempt_state == "success"
 
 
 def on_provider_callback(ctx: CallContext, uow: UnitOfWork, message) -> None:
@@ -521,16 +533,15 @@ def on_provider_callback(ctx: CallContext, uow: UnitOfWork, message) -> None:
     outcome = Outcome(state=payload["state"], provider_ref=payload.get("provider_ref"),
                       serial_number=payload.get("serial_number"), message=payload.get("message"),
                       cost=payload.get("cost"))
-    weak = bool(_declared(payload.get("provider_code"), "weak_callback_auth"))
+    proven = bool(payload.get("proven"))
     lifecycle.note(uow, trx, "callback", {"callback_id": payload.get("callback_id"), "attempt": attempt.seq,
-                                          "state": outcome.state, **({"weak_proof": True} if weak else {})})
-    if weak and trx.status in lifecycle.IN_FLIGHT and attempt.state in OPEN_ATTEMPT \
-            and outcome.state not in ("pending", "unknown"):
-        # Weak callback proof: a provider whose callbacks prove little (a static header, a
-        # signature over the reference only) does not move money by callback alone: the
-        # callback triggers a status check with the same reference, whose answer does.
-        publish(lifecycle.tenant_ctx(trx, correlation_id=message.correlation_id), uow,
-                CheckTransactionStatus(transaction_id=trx.id, attempt=attempt.seq, force=True), causation=message)
+                                          "state": outcome.state, **({} if proven else {"weak_proof": True})})
+    if not proven:
+        # A callback whose authenticity cannot be proven (the configuration has no secret,
+        # or the provider's callbacks prove little: a static header, a signature over the
+        # reference only) never moves money: it only triggers a status check with the same
+        # reference, whose answer does.
+        _confirm_by_status_check(uow, trx, attempt, outcome, message)
         return
     lifecycle.apply_outcome(lifecycle.tenant_ctx(trx, correlation_id=message.correlation_id), uow, trx,
                             attempt, outcome, "callback")
@@ -541,6 +552,31 @@ def _declared(provider_code: str | None, attribute: str):
     when it is not installed."""
     cls = providers.provider_class(provider_code) if provider_code else None
     return getattr(cls, attribute) if cls is not None else None
+#: seconds between two status checks one reference's unproven callbacks may trigger
+CALLBACK_CHECK_SPACING = 60
+
+
+def _confirm_by_status_check(uow: UnitOfWork, trx: Transaction, attempt: Attempt, outcome: Outcome,
+                             message) -> None:
+    """Publish a status check of ``attempt``'s reference when the unproven callback claims an
+    answer that would move money: a final one while the transaction is in flight, a refund
+    (or a failure) of a succeeded one. At most one per reference every
+    :data:`CALLBACK_CHECK_SPACING` seconds (a forger must not make the hub hammer the
+    provider); the scheduled checks go on as before."""
+    in_flight = trx.status in lifecycle.IN_FLIGHT and attempt.state in OPEN_ATTEMPT \
+        and outcome.state not in ("pending", "unknown")
+    reversal = trx.status == "succeeded" and attempt.state == "success" and outcome.state in ("refunded", "failed")
+    if not (in_flight or reversal):
+        return
+    if not _redis().set(f"rop:transactions:callback-check:{attempt.reference}", "1", nx=True,
+                        ex=CALLBACK_CHECK_SPACING):
+        lifecycle.note(uow, trx, "status_check", {"attempt": attempt.seq, "reference": attempt.reference,
+                                                  "skipped": "one was asked for this reference within "
+                                                             f"{CALLBACK_CHECK_SPACING} s"})
+        return
+    publish(lifecycle.tenant_ctx(trx, correlation_id=message.correlation_id), uow,
+            CheckTransactionStatus(transaction_id=trx.id, attempt=attempt.seq, force=trx.status == "review",
+                                   confirm=reversal), causation=message)
 
 
 # -- the sweep ---------------------------------------------------------------------------------

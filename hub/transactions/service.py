@@ -305,7 +305,7 @@ def inquire(ctx: CallContext, uow: UnitOfWork, product_code: str, customer_no: s
         reference = f"{inquiry_id}-{route.config_id[-6:]}"
         try:
             result = providers.inquiry(uow, route.config_id, providers.InquiryRequest(
-                ref_id=reference, sku=route.sku, customer_no=number))
+                ref_id=reference, sku=route.sku, customer_no=number), tenant_id=ctx.tenant_id)
         finally:
             uow.commit()
         state = result.state.value

@@ -8,7 +8,7 @@ import pytest
 from hub.context import CallContext
 from hub.db import unit_of_work
 from hub.providers import client, health, service
-from hub.providers.contract import PurchaseRequest, State
+from hub.providers.contract import ProviderResult, PurchaseRequest, State
 from hub.providers.http import OutcomeUnknown, ProviderHttp, RequestNotSent, check_destination
 from hub.providers.testing import LiveServer
 
@@ -16,7 +16,7 @@ from hub.providers.testing import LiveServer
 def test_breaker_opens_on_failures_and_a_good_probe_closes_it(app):
     redis = app.extensions["rop"].redis
     for _ in range(health.MIN_CALLS):
-        health.record(redis, "pcf_x", "unknown", 30_000)
+        health.record(redis, "pcf_x", "unknown", 30_000, transport_failure=True)
     assert health.breaker_state(redis, "pcf_x") == "open" and not health.allow_call(redis, "pcf_x")
     redis.set("rop:providers:health:pcf_x:open_until", 0)  # the open period is over
     assert health.breaker_state(redis, "pcf_x") == "half_open"
@@ -121,3 +121,36 @@ def test_http_errors_say_whether_the_request_may_have_been_sent_and_results_carr
             read_json(http.get(proxy.url, allow_private=True))
         proxy.clear()
         assert http.post(proxy.url, allow_private=True, server_errors=False).status_code == 200
+
+
+def test_a_tenants_own_failures_open_its_breaker_only_and_transport_failures_open_the_shared_one(app):
+    redis = app.extensions["rop"].redis
+    for _ in range(health.MIN_CALLS):
+        health.record(redis, "pcf_t", "unknown", 30_000, tenant_id="ten_a")
+    assert health.breaker_state(redis, "pcf_t", "ten_a") == "open"
+    assert health.breaker_state(redis, "pcf_t") == "closed"
+    assert health.is_open(redis, "pcf_t", "ten_a") and not health.is_open(redis, "pcf_t", "ten_b")
+    assert not health.allow_call(redis, "pcf_t", "ten_a") and health.allow_call(redis, "pcf_t", "ten_b")
+    assert health.open_many(redis, ["pcf_t", "pcf_other"], "ten_a") == {"pcf_t": True, "pcf_other": False}
+    for _ in range(health.MIN_CALLS):
+        health.record(redis, "pcf_t", "unknown", 30_000, tenant_id="ten_c", transport_failure=True)
+    assert health.breaker_state(redis, "pcf_t") == "open"
+    assert health.is_open(redis, "pcf_t", "ten_b") and not health.allow_call(redis, "pcf_t")
+
+
+def test_the_http_clients_failures_are_noted_as_transport_failures_during_a_watched_call(app):
+    from hub.providers.http import failure_result, watch_transport
+
+    assert ProviderResult(State.UNKNOWN).transport_failure is False  # by default: an answer about the purchase
+
+    def unavailable(environ, start_response):
+        start_response("503 Service Unavailable", [("Content-Type", "text/html")])
+        return [b"<html>down</html>"]
+
+    http = ProviderHttp()
+    with LiveServer(unavailable) as server, watch_transport() as seen, pytest.raises(OutcomeUnknown) as raised:
+        http.post(server.url, allow_private=True, timeout=5)
+    assert len(seen) == 1 and "503" in seen[0]
+    result = failure_result(raised.value, "purchase")
+    assert (result.state, result.transport_failure) == (State.UNKNOWN, True)
+    assert failure_result(RequestNotSent("refused"), "purchase").data == {"not_sent": True}

@@ -55,7 +55,7 @@ CODE_TABLE: dict[str, State] = _codes({
 class DigiflazzSettings(Schema):
     username = fields.String(required=True)
     api_key = fields.String(required=True, metadata={"secret": True})
-    webhook_secret = fields.String(load_default="", metadata={"secret": True})
+    webhook_secret = fields.String(load_default=None, allow_none=True, metadata={"secret": True})
     base_url = fields.String(load_default="https://api.digiflazz.com")
     testing = fields.Boolean(load_default=False)
     max_price = fields.Integer(load_default=None, allow_none=True)
@@ -87,6 +87,7 @@ class DigiflazzProvider(Provider):
                               Capability.BALANCE, Capability.CATALOG})
     settings_schema = DigiflazzSettings
     code_table = CODE_TABLE
+    callback_secret_setting = "webhook_secret"
 
     def __init__(self, config):
         super().__init__(config)
@@ -189,9 +190,8 @@ class DigiflazzProvider(Provider):
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ProviderResult:
         lower = {k.lower(): v for k, v in headers.items()}
         secret = self.opts["webhook_secret"]
-        if not secret:
-            raise CallbackRejected("no webhook secret configured")
-        if not hmac.compare_digest(lower.get("x-hub-signature", ""), webhook_signature(secret, body)):
+        # Without a secret nothing can be verified: read it (the hub treats it as unproven).
+        if secret and not hmac.compare_digest(lower.get("x-hub-signature", ""), webhook_signature(secret, body)):
             raise CallbackRejected("bad signature")
         try:
             data = json.loads(body)["data"]

@@ -7,7 +7,13 @@ import socket
 from importlib.metadata import entry_points
 
 import pytest
-from rop_digiflazz.plugin import CODE_TABLE, DigiflazzProvider, sign, webhook_signature
+from rop_digiflazz.plugin import (
+    CODE_TABLE,
+    DigiflazzProvider,
+    DigiflazzSettings,
+    sign,
+    webhook_signature,
+)
 from rop_digiflazz.simulator import DigiflazzSimulator
 
 from hub.providers.contract import (
@@ -175,12 +181,16 @@ def test_an_unreachable_provider_is_not_sent_so_it_may_be_routed_elsewhere():
     assert provider.check_status(StatusRequest("n1", "xld10", "087800001230")).state is State.UNKNOWN
 
 
-def test_a_webhook_without_a_configured_secret_is_rejected(sim):
+def test_the_webhook_secret_has_no_default_and_without_one_a_webhook_is_only_read(sim):
+    """No secret, nothing to verify with: the webhook is read (its ref_id), and the hub, which
+    knows the configuration has no ``webhook_secret`` (``callback_secret_setting``), only
+    checks that reference's status with it."""
+    assert DigiflazzProvider.callback_secret_setting == "webhook_secret"
+    assert DigiflazzSettings().load({"username": "u", "api_key": "k"}).get("webhook_secret") is None
     provider = DigiflazzProvider(view("digiflazz", settings={"base_url": sim.url},
                                       credentials={"username": "u", "api_key": "k"}))
     body = json.dumps({"data": {"ref_id": "x", "rc": "00"}}).encode()
-    with pytest.raises(CallbackRejected):
-        provider.parse_callback({"X-Hub-Signature": webhook_signature("", body)}, body)
+    assert provider.parse_callback({}, body).ref_id == "x"
 
 
 class TestDigiflazzContract(ProviderContractTests):

@@ -20,9 +20,12 @@ The sandbox is stateless: ``check_status`` derives the final outcome from the nu
 purchase was sent: the hub then releases the hold or tries the next provider.
 Callbacks are real HTTP POSTs to the configuration's callback URL, sent from a daemon
 ``threading.Timer`` after ``callback_delay`` seconds, signed with HMAC-SHA256 of the raw
-body under the ``callback_secret`` credential in ``X-Sandbox-Signature``.
+body under the ``callback_secret`` credential in ``X-Sandbox-Signature``. The credential has
+no default: the hub generates one for each configuration it creates; a configuration
+without one sends its callbacks unsigned, and the hub only checks the status of their
+reference (they cannot be told from a forgery).
 Settings: ``latency_ms``, ``callback_delay``, ``fault_rate`` (a fraction of purchases that
-answer ``unknown``), ``reject_rate`` (a fraction answered ``rejected``), ``seed``.
+answer ``unknown`` as a transport failure: the provider flaking for everyone), ``reject_rate`` (a fraction answered ``rejected``), ``seed``.
 
 Every purchase request is counted per reference (``ref_id``) in the hub's Redis when it runs
 inside a hub app, before the simulated latency (so a caller killed mid-call is counted too):
@@ -118,7 +121,7 @@ TRANSPORT_CODES = frozenset({"99"})
 
 
 class SandboxSettings(Schema):
-    callback_secret = fields.String(load_default="sandbox-secret", metadata={"secret": True})
+    callback_secret = fields.String(load_default=None, allow_none=True, metadata={"secret": True})
     latency_ms = fields.Integer(load_default=0, validate=validate.Range(0, 60_000))
     callback_delay = fields.Float(load_default=0.2, validate=validate.Range(0, 3600))
     fault_rate = fields.Float(load_default=0.0, validate=validate.Range(0, 1))
@@ -151,6 +154,7 @@ class SandboxProvider(Provider):
     not_found_grace = 60.0
     #: the sandbox simulates everything in-process (its callbacks aside)
     makes_network_calls = False
+    callback_secret_setting = "callback_secret"
 
     def __init__(self, config):
         super().__init__(config)
@@ -185,8 +189,9 @@ class SandboxProvider(Provider):
             return
         body = json.dumps({"ref_id": request.ref_id, "rc": code, "sn": sn, "message": message,
                            "customer_no": request.customer_no, "sku": request.sku}).encode()
-        headers = {"Content-Type": "application/json",
-                   SIGNATURE_HEADER: sign(self.opts["callback_secret"], body)}
+        headers = {"Content-Type": "application/json"}
+        if self.opts["callback_secret"]:
+            headers[SIGNATURE_HEADER] = sign(self.opts["callback_secret"], body)
         allow_private = self.config.allow_private
 
         def send() -> None:
@@ -228,7 +233,11 @@ class SandboxProvider(Provider):
             self._callback(request, "50", None, "failed at operator")
             return self._result("01", request, message="pending")
         if self.opts["fault_rate"] and self.rng.random() < self.opts["fault_rate"]:
-            return self._result("99", request, message="random fault: timeout")
+            # A flaky provider, for everyone: a transport failure (the test numbers 6666 and
+            # 5555 are about their own purchase instead).
+            fault = self._result("99", request, message="random fault: timeout")
+            fault.transport_failure = True
+            return fault
         if self.opts["reject_rate"] and self.rng.random() < self.opts["reject_rate"]:
             return self._result("41", request, message="random fault: out of stock")
         sn = self._sn(request)
@@ -258,9 +267,11 @@ class SandboxProvider(Provider):
         return result
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ProviderResult:
-        given = {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER.lower(), "")
-        if not hmac.compare_digest(given, sign(self.opts["callback_secret"], body)):
-            raise CallbackRejected("bad signature")
+        secret = self.opts["callback_secret"]
+        if secret:  # without one nothing can be verified: read it (the hub treats it as unproven)
+            given = {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER.lower(), "")
+            if not hmac.compare_digest(given, sign(secret, body)):
+                raise CallbackRejected("bad signature")
         try:
             data = json.loads(body)
             code = str(data["rc"])

@@ -108,6 +108,23 @@ def test_callbacks_are_signed_http_posts_that_parse_callback_accepts(number, fin
     assert result.state is final and result.ref_id == "cb-" + number
 
 
+def test_the_callback_secret_has_no_default_and_without_one_callbacks_go_unsigned():
+    """There is no constant to forge with: the hub generates each configuration's secret. A
+    configuration without one signs nothing; the hub knows (``callback_secret_setting``) and
+    only checks the status of such a callback's reference."""
+    assert SandboxProvider.callback_secret_setting == "callback_secret"
+    unsigned = SandboxProvider(view("sandbox", settings={"callback_delay": 0.05}))
+    assert unsigned.opts["callback_secret"] is None
+    app, received = _receiver()
+    with LiveServer(app) as server:
+        unsigned.config.callback_url = server.url + "/cb"
+        unsigned.purchase(PurchaseRequest("cb-unsigned", "TEL10", "081200008888"))
+        wait_for(lambda: received)
+    headers, body = received[0]
+    assert SIGNATURE_HEADER.title() not in headers
+    assert unsigned.parse_callback(headers, body).ref_id == "cb-unsigned"
+
+
 def test_a_forged_callback_is_rejected():
     body = json.dumps({"ref_id": "x", "rc": "00"}).encode()
     with pytest.raises(CallbackRejected):

@@ -51,6 +51,7 @@ class AcmeProvider(Provider):
     capabilities = frozenset({Capability.PREPAID, Capability.CATALOG, Capability.CALLBACKS, Capability.BALANCE})
     settings_schema = AcmeSettings
     code_table = CODE_TABLE
+    callback_secret_setting = "callback_secret"
     not_found_grace = 300.0  # Acme: "an order not found 5 minutes after it was sent was never received"
 
     def __init__(self, config):
