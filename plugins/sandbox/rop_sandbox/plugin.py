@@ -116,8 +116,6 @@ CODE_TABLE: dict[str, State] = {
     "44": State.NOT_FOUND,   # status: no transaction under this reference
     "99": State.UNKNOWN,     # timeout
 }
-#: codes that stand for the sandbox's simulated transport failures (no answer)
-TRANSPORT_CODES = frozenset({"99"})
 
 
 class SandboxSettings(Schema):
@@ -169,8 +167,7 @@ class SandboxProvider(Provider):
                "sku": request.sku, "sn": sn, "message": message}
         return ProviderResult(state, provider_ref=f"SBX-{request.ref_id}", serial_number=sn,
                               cost=item.cost if item and state in {State.SUCCESS, State.PENDING} else None,
-                              message=message, raw=raw, ref_id=request.ref_id, provider_code=code,
-                              transport_failure=code in TRANSPORT_CODES)
+                              message=message, raw=raw, ref_id=request.ref_id, provider_code=code)
 
     @staticmethod
     def _sn(request) -> str:
