@@ -6,9 +6,9 @@ import time
 import marshmallow as ma
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import text
 
+from hub.edge import Blueprint
 from hub.errors import problem
 from hub.metrics import render_metrics
 from hub.state import current_state

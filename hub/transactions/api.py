@@ -6,9 +6,9 @@ import time
 
 from flask import g, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from hub.auth import current_ctx, requires
+from hub.edge import Blueprint
 from hub.state import current_state
 from hub.transactions import lifecycle, service
 from hub.transactions.schemas import (
@@ -65,6 +65,7 @@ class Transactions(MethodView):
     @bp.arguments(TransactionCreateSchema)
     @bp.response(202, TransactionSchema)
     @bp.alt_response(200, schema=TransactionSchema, description="A replay of the same request")
+    @bp.doc(responses={402: "PAYMENT_REQUIRED"})
     def post(self, body):
         """Buy a product: 202 with the accepted transaction (200 for a replay of the same
         ``ref_id`` and body). ``Prefer: wait=N`` answers once it is final or N seconds passed."""

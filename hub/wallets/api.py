@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from hub.auth import current_ctx, requires
+from hub.edge import Blueprint
 from hub.errors import ValidationFailed
 from hub.wallets import service
 from hub.wallets.client import wallet_view
@@ -91,6 +91,7 @@ class WalletTopups(MethodView):
 class Transfers(MethodView):
     @requires("wallets:write")
     @bp.arguments(TransferSchema)
+    @bp.doc(responses={402: "PAYMENT_REQUIRED"})
     @bp.response(201, JournalResultSchema)
     def post(self, body):
         """Move funds between two of the tenant's wallets; idempotent by ``ref_id``; 402 if short."""
