@@ -6,7 +6,7 @@
   authentication give it, from what the operation is: 401/403/429 when it needs a token,
   404 when its path names something, 413 for a POST/PUT/PATCH (any body is bounded), 400
   when it reads a body (not JSON), 422 when it takes a body or parameters, 409 for an authenticated write, 503 (a dependency is down) for all. A view
-  declares the rest itself (``@bp.doc(responses={402: "PAYMENT_REQUIRED"})``, replays with
+  declares the rest itself (``@bp.doc(responses={402: HTTPStatus(402).name})``, replays with
   ``alt_response``).
 - An operation whose errors are not problem+json (the OAuth token endpoint, RFC 6749
   bodies) says so with ``@bp.doc(**{"x-rop-errors": "own"})`` and declares its own.

@@ -52,7 +52,7 @@ from hub.bulk.parsers import format_for, parse_rows, scan, spool
 from hub.context import CallContext
 from hub.db import Database, DriverStatement, UnitOfWork, new_id, unit_of_work, utcnow
 from hub.edge import text_problem
-from hub.errors import Conflict, HubError, InsufficientFunds, ValidationFailed
+from hub.errors import Conflict, HubError, InsufficientFunds, NotFound, ValidationFailed
 from hub.scoping import get_owned, tenant_select
 
 log = structlog.get_logger("hub.bulk")
@@ -150,6 +150,14 @@ def submit_file(ctx: CallContext, uow: UnitOfWork, stream: IO[bytes], *, sha256:
     existing = _find_by_key(ctx, uow, idem_key)
     if existing is not None:
         return _same_or_conflict(existing, options, reference), False
+    if wallet_id is not None:
+        from hub.auth import service_context
+
+        try:
+            _wallet(service_context(ctx, "bulk"), uow, wallet_id)
+        except NotFound:
+            raise ValidationFailed(f"no wallet {wallet_id!r} in this tenant",
+                                   errors={"wallet_id": ["no such wallet"]}) from None
     job = BulkJob(id=new_id("blk"), tenant_id=ctx.tenant_id, client_id=ctx.on_behalf_of or ctx.client_id,
                   idem_key=idem_key, reference=reference, file_format=file_format,
                   file_name=(file_name or None) and file_name[:255], status="validating", **options)
@@ -352,7 +360,12 @@ def validate_job(ctx: CallContext, db: Database, job_id: str) -> None:
         job = uow.session.get(BulkJob, job_id)
         if job is None or job.tenant_id != ctx.tenant_id or job.status != "validating":
             return
-        wallet = _wallet(svc, uow, job.wallet_id)
+        try:
+            wallet = _wallet(svc, uow, job.wallet_id)
+        except NotFound:  # named at submission, gone since (submit_file checks it exists)
+            _reject(ctx, uow, job, f"the wallet {job.wallet_id} is not the tenant's", ("received", "valid"))
+            uow.commit()
+            return
         job.wallet_id = wallet["id"]
         job.currency = wallet["currency"]
         uow.commit()
@@ -470,12 +483,7 @@ def _apply_policies(ctx: CallContext, svc: CallContext, uow: UnitOfWork, job: Bu
             reason = (f"the wallet {job.wallet_id} has {fresh['available']} {job.currency} available and the valid "
                       f"rows cost {job.amount} (on_insufficient_funds=reject)")
     if reason is not None:
-        skipped = uow.session.execute(update(BulkItem).where(BulkItem.job_id == job.id, BulkItem.status == "valid")
-                                      .values(status="skipped", error="not sent: the file was rejected",
-                                              updated_at=utcnow())).rowcount
-        job.skipped += skipped
-        job.status, job.error, job.completed_at = "rejected", reason, utcnow()
-        _emit(ctx, uow, BulkRejected(**_event_payload(job)))
+        _reject(ctx, uow, job, reason)
         return
     job.status = "queued"
     bounds = _chunk_bounds(uow, job.id)
@@ -485,6 +493,16 @@ def _apply_policies(ctx: CallContext, svc: CallContext, uow: UnitOfWork, job: Bu
     if not bounds:  # nothing valid to send (every row invalid, on_invalid=skip)
         job.status, job.completed_at = "completed", utcnow()
         _emit(ctx, uow, BulkCompleted(**_event_payload(job)))
+
+
+def _reject(ctx: CallContext, uow: UnitOfWork, job: BulkJob, reason: str, unsent: tuple[str, ...] = ("valid",)) -> None:
+    """Reject the job: its ``unsent`` rows become ``skipped``; ``bulk.rejected`` is published."""
+    skipped = uow.session.execute(update(BulkItem).where(BulkItem.job_id == job.id, BulkItem.status.in_(unsent))
+                                  .values(status="skipped", error="not sent: the file was rejected",
+                                          updated_at=utcnow())).rowcount
+    job.skipped += skipped
+    job.status, job.error, job.completed_at = "rejected", reason, utcnow()
+    _emit(ctx, uow, BulkRejected(**_event_payload(job)))
 
 
 def _chunk_bounds(uow: UnitOfWork, job_id: str) -> list[tuple[int, int]]:

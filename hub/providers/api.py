@@ -2,6 +2,8 @@
 authenticity is proven by the plugin's ``parse_callback``)."""
 from __future__ import annotations
 
+from http import HTTPStatus
+
 import marshmallow as ma
 from flask import request
 
@@ -31,10 +33,10 @@ _ANY_BODY = {"required": False, "content": {
 @body_limit("callback")
 @bp.doc(security=[], requestBody=_ANY_BODY, **{OWN_ERRORS: "own"})
 @bp.response(200, CallbackAcceptedSchema)
-@bp.alt_response(403, response="FORBIDDEN", description="Rejected by the plugin, or no such configuration "
+@bp.alt_response(403, response=HTTPStatus(403).name, description="Rejected by the plugin, or no such configuration "
                                                          "(recorded with the reason)")
-@bp.alt_response(404, response="NOT_FOUND", description="The path holds a NUL character or a lone surrogate")
-@bp.alt_response(413, response="PAYLOAD_TOO_LARGE", description="The body is larger than ROP_MAX_BODY_CALLBACK")
+@bp.alt_response(404, response=HTTPStatus(404).name, description="The path holds a NUL character or a lone surrogate")
+@bp.alt_response(413, response=HTTPStatus(413).name, description="The body is larger than ROP_MAX_BODY_CALLBACK")
 def callback(provider_code: str, config_id: str):
     """A provider's callback: recorded whole (the body as bytes, at most ``ROP_MAX_BODY_CALLBACK``),
     then judged by the configuration's plugin."""

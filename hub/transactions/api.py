@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import time
+from http import HTTPStatus
 
 from flask import g, request
 from flask.views import MethodView
@@ -65,7 +66,7 @@ class Transactions(MethodView):
     @bp.arguments(TransactionCreateSchema)
     @bp.response(202, TransactionSchema)
     @bp.alt_response(200, schema=TransactionSchema, description="A replay of the same request")
-    @bp.doc(responses={402: "PAYMENT_REQUIRED"})
+    @bp.doc(responses={402: HTTPStatus(402).name})
     def post(self, body):
         """Buy a product: 202 with the accepted transaction (200 for a replay of the same
         ``ref_id`` and body). ``Prefer: wait=N`` answers once it is final or N seconds passed."""

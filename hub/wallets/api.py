@@ -1,6 +1,8 @@
 """HTTP of the wallets service (API.md, "Wallets")."""
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from flask.views import MethodView
 
 from hub.auth import current_ctx, requires
@@ -91,7 +93,7 @@ class WalletTopups(MethodView):
 class Transfers(MethodView):
     @requires("wallets:write")
     @bp.arguments(TransferSchema)
-    @bp.doc(responses={402: "PAYMENT_REQUIRED"})
+    @bp.doc(responses={402: HTTPStatus(402).name})
     @bp.response(201, JournalResultSchema)
     def post(self, body):
         """Move funds between two of the tenant's wallets; idempotent by ``ref_id``; 402 if short."""
