@@ -25,7 +25,7 @@ import hashlib
 import io
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
@@ -343,14 +343,18 @@ def scan(table: dict[str, Any], file_format: str, stream: IO[bytes], *, max_rows
     """
     meta: dict[str, Any] = {}
     if file_format == "json":
-        rows: Iterator[Any] = (_item(element) for element in walk_json(stream, meta))
+        rows: Generator[Any, None, None] = (_item(element) for element in walk_json(stream, meta))
     else:
         rows = parse_rows(table, file_format, stream)
     count = 0
-    for _ in rows:
-        count += 1
-        if count > max_rows:
-            raise ValidationFailed(f"a bulk file may have at most {max_rows} rows", errors={"file": ["too many rows"]})
+    try:
+        for _ in rows:
+            count += 1
+            if count > max_rows:
+                raise ValidationFailed(f"a bulk file may have at most {max_rows} rows",
+                                       errors={"file": ["too many rows"]})
+    finally:
+        rows.close()  # now, while the file is open (a parser's clean-up may need it)
     return count, meta
 
 

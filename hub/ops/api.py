@@ -9,8 +9,9 @@ from flask.views import MethodView
 from sqlalchemy import text
 
 from hub.edge import Blueprint
-from hub.errors import problem
+from hub.errors import PROBLEM_JSON, problem
 from hub.metrics import render_metrics
+from hub.openapi import ProblemSchema
 from hub.state import current_state
 
 bp = Blueprint("ops", __name__, description="Health, readiness and metrics")
@@ -53,7 +54,8 @@ def _timed(check) -> dict:
 @bp.route("/readyz")
 class Ready(MethodView):
     @bp.response(200, ReadySchema)
-    @bp.alt_response(503, description="problem+json naming the database or Redis as unreachable, with `checks`")
+    @bp.alt_response(503, schema=ProblemSchema, content_type=PROBLEM_JSON,
+                     description="problem+json naming the database or Redis as unreachable, with `checks`")
     def get(self):
         """The database and Redis answer."""
         state = current_state()
