@@ -6,7 +6,9 @@
   token, or a revoked client or disabled tenant, answers 401; a missing scope 403; too
   many requests 429 with ``Retry-After``. It builds the :class:`CallContext`.
 - The status of a token's client and tenant is re-read from the database at most every
-  :data:`STATUS_TTL` seconds per process, so revocation and disabling bite within 5 s.
+  :data:`STATUS_TTL` seconds per process, so revocation and disabling bite within 5 s. So
+  does a secret rotation: a token carries its client's token version (claim ``ver``), which
+  every rotation moves on, and a token whose ``tid`` is not its client's tenant is refused.
 - :func:`service_context` is how one service calls another: the callee sees the calling
   service's identity and scopes, the originating tenant, and the originating client.
 """
@@ -19,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import structlog
 from flask import g, request
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -26,8 +29,10 @@ from joserfc.jwk import OctKey
 from sqlalchemy import select
 
 from hub import logging as hub_logging
+from hub.availability import REDIS_ERRORS
 from hub.context import CallContext
 from hub.errors import Forbidden, RateLimited, Unauthorized
+from hub.metrics import RATE_LIMIT_UNENFORCED
 from hub.redis_scripts import HotScript
 from hub.state import current_state
 
@@ -37,17 +42,20 @@ DEFAULT_RATE_LIMIT_PER_MINUTE = 1200
 ON_BEHALF_HEADER = "ROP-On-Behalf-Of"
 TOKEN_CACHE_SIZE = 10_000  # verified tokens remembered per process
 
+log = structlog.get_logger("hub.auth")
+
 
 def _key(secret: str) -> OctKey:
     return OctKey.import_key(secret.encode())
 
 
 def issue_access_token(secret_key: str, client_id: str, tenant_id: str | None, scopes: frozenset[str],
-                       ttl: int, now: float | None = None) -> str:
-    """A signed access token for ``client_id`` valid ``ttl`` seconds."""
+                       ttl: int, now: float | None = None, version: int = 0) -> str:
+    """A signed access token for ``client_id`` valid ``ttl`` seconds, under the client's
+    token ``version`` (``ApiClient.token_version``: a rotation of its secret ends the token)."""
     issued = int(now if now is not None else time.time())
     claims = {"iss": ISSUER, "sub": client_id, "tid": tenant_id, "scope": " ".join(sorted(scopes)),
-              "iat": issued, "exp": issued + ttl, "jti": uuid.uuid4().hex}
+              "iat": issued, "exp": issued + ttl, "jti": uuid.uuid4().hex, "ver": version}
     return jwt.encode({"alg": "HS256", "typ": "JWT"}, claims, _key(secret_key))
 
 
@@ -112,6 +120,8 @@ class ClientStatus:
     scopes: frozenset[str]
     kind: str
     rate_limit_per_minute: int | None
+    tenant_id: str | None = None
+    token_version: int = 0
 
 
 class _StatusCache:
@@ -162,7 +172,8 @@ def _load_status(client_id: str) -> ClientStatus | None:
         return ClientStatus(active=client.status == "active",
                             tenant_active=client.tenant_id is None or tenant_status == "active",
                             scopes=client.scope_set, kind=client.kind,
-                            rate_limit_per_minute=client.rate_limit_per_minute)
+                            rate_limit_per_minute=client.rate_limit_per_minute,
+                            tenant_id=client.tenant_id, token_version=client.token_version or 0)
 
 
 def _tenant_active(tenant_id: str) -> bool:
@@ -211,18 +222,56 @@ class RateCount:
                               headers={"Retry-After": str(retry_after)})
 
 
+#: After Redis failed a count, the limiter of this process does not ask it again for this
+#: many seconds (each request would otherwise wait out a connect timeout, twice).
+LIMITER_RETRY_AFTER = 1.0
+_LIMITER_LOG_EVERY = 10.0  # seconds between two log lines about unmetered requests
+
+
+def _limiter_reachable(state) -> bool:
+    """False while a recent failure says Redis is away (the request is let through unmetered)."""
+    down_until = state.extras.get("auth_limiter_down_until")
+    if down_until is None:
+        return True
+    if time.monotonic() < down_until:
+        RATE_LIMIT_UNENFORCED.inc()
+        return False
+    state.extras.pop("auth_limiter_down_until", None)
+    return True
+
+
+def limiter_unreachable(state, exc: BaseException) -> None:
+    """The rate limiter fails open: Redis could not count this request, so it proceeds
+    unmetered — counted in ``rop_rate_limit_unenforced_total`` and logged (at most one line
+    per :data:`_LIMITER_LOG_EVERY` seconds per process). Redis is not asked again for
+    :data:`LIMITER_RETRY_AFTER` seconds."""
+    RATE_LIMIT_UNENFORCED.inc()
+    now = time.monotonic()
+    state.extras["auth_limiter_down_until"] = now + LIMITER_RETRY_AFTER
+    if now >= state.extras.get("auth_limiter_logged_at", float("-inf")) + _LIMITER_LOG_EVERY:
+        state.extras["auth_limiter_logged_at"] = now
+        log.warning("rate limits not enforced: Redis is unreachable; requests proceed unmetered",
+                    error=f"{type(exc).__name__}: {exc}"[:300])
+
+
 def check_rate_limit(client_id: str, limit_per_minute: int, window: int = 60, *, prefix: str = "rop:ratelimit",
                      subject: str = "this client") -> None:
     """Count one request in ``client_id``'s current window (keys under ``prefix``).
 
-    :raise RateLimited: past the limit.
-    """
+    :raise RateLimited: past the limit. Fails open: while Redis is unreachable the request
+        proceeds (:func:`limiter_unreachable`)."""
     count = RateCount.now(client_id, limit_per_minute, window, prefix=prefix, subject=subject)
     state = current_state()
     script = state.extras.get("auth_rate_script")
     if script is None:
         script = state.extras.setdefault("auth_rate_script", HotScript(state.redis, RATE_COUNT_LUA))
-    n, _ttl = script(keys=[count.key], args=[count.expire])
+    if not _limiter_reachable(state):
+        return
+    try:
+        n, _ttl = script(keys=[count.key], args=[count.expire])
+    except REDIS_ERRORS as exc:
+        limiter_unreachable(state, exc)
+        return
     count.enforce(n)
 
 
@@ -257,6 +306,15 @@ def authenticate_request(required: tuple[str, ...], count_in_view: bool = False)
         raise Unauthorized("the client of this token is revoked or unknown", headers=_challenge("invalid_token"))
     if not status.tenant_active:
         raise Unauthorized("the tenant of this client is disabled", headers=_challenge("invalid_token"))
+    if claims.get("ver", 0) != status.token_version:
+        raise Unauthorized("the client's secret was rotated after this token was issued; get a new token",
+                           headers=_challenge("invalid_token"))
+    if claims.get("tid") != status.tenant_id:
+        # Only a token signed with the hub's key gets here: a mismatch is a forgery with a
+        # leaked key or a bug, never a client's mistake. Refused, and said so in the log.
+        log.warning("token refused: its tenant is not its client's", client_id=client_id,
+                    token_tenant=claims.get("tid"), client_tenant=status.tenant_id)
+        raise Unauthorized("the bearer token is not valid", headers=_challenge("invalid_token"))
     # A token never carries more than its client holds now (scopes may have been narrowed).
     scopes = frozenset(str(claims.get("scope", "")).split()) & status.scopes
     tenant_id = claims.get("tid")

@@ -1,4 +1,4 @@
-"""Configuration from the environment (API.md, "Configuration").
+"""Configuration from the environment (docs/api.md, "Environment").
 
 Every setting has an embedded default so that a fresh clone runs with nothing else
 installed; secrets that are not given are generated once into the instance folder
@@ -13,6 +13,10 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hub.transactions.settings import Settings as TransactionSettings
 
 
 class ConfigError(Exception):
@@ -104,6 +108,8 @@ class Config:
     log_format: str = "json"  # or "console"
     access_token_ttl: int = 900
     limits: Limits = field(default_factory=Limits)
+    #: the transactions service's tunables (``ROP_TX_*``; hub.transactions.settings)
+    transactions: TransactionSettings | None = None
     testing: bool = False
     extra: Mapping[str, object] = field(default_factory=dict)
 
@@ -174,6 +180,15 @@ class Config:
         except ValueError:
             raise ConfigError("ROP_ACCESS_TOKEN_TTL must be a number of seconds") from None
 
+        from hub.transactions.settings import Settings as TransactionSettings
+
+        transactions = overrides.pop("transactions", None)
+        if transactions is None:
+            try:
+                transactions = TransactionSettings.from_env(env)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+
         return cls(
             instance_path=instance,
             database_url=database_url,
@@ -188,6 +203,7 @@ class Config:
             log_format=str(overrides.pop("log_format", None) or env.get("ROP_LOG_FORMAT") or "json"),
             access_token_ttl=ttl,
             limits=overrides.pop("limits", None) or Limits.from_env(env),  # type: ignore[arg-type]
+            transactions=transactions,
             testing=bool(overrides.pop("testing", False)),
             extra=dict(overrides),
         )

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, String, TypeDecorator, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -103,6 +103,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     ping_idle = "pool_pre_ping" not in kwargs  # an explicit pool_pre_ping keeps SQLAlchemy's own
+    if url.startswith("postgresql") and "connect_timeout" not in make_url(url).query:
+        # An unreachable server is a 503 within seconds, not a request hung on TCP's own timeout.
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT, **kwargs.get("connect_args", {})}
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     engine = create_engine(url, **kwargs)
@@ -112,6 +115,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _ping_after_idle(engine)
     return engine
 
+
+#: Seconds to wait for a new PostgreSQL connection (unless the URL sets ``connect_timeout``).
+CONNECT_TIMEOUT = 5
 
 #: psycopg's cache of converted statements: how many, and the longest statement it keeps
 PSYCOPG_CACHED_STATEMENTS = 1024

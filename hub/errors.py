@@ -1,7 +1,9 @@
 """Domain errors and their one mapping to RFC 9457 problem+json.
 
 Services raise these; the edge (``register_error_handlers``) renders them. No view and no
-service calls ``abort()``; nothing catches ``Exception`` to hide a failure.
+service calls ``abort()``; nothing catches ``Exception`` to hide a failure. An unreachable
+database or Redis (``hub.availability``) is a 503 with ``Retry-After`` for every route,
+rendered here once.
 """
 from __future__ import annotations
 
@@ -11,10 +13,14 @@ import structlog
 from flask import Flask, Response, g, json, request
 from werkzeug.exceptions import HTTPException
 
+from hub.availability import DATABASE_ERRORS, REDIS_ERRORS, RETRY_AFTER, unavailable_dependency
+from hub.metrics import DEPENDENCY_UNAVAILABLE
+
 PROBLEM_BASE = "https://rop.ralali.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
 
 log = structlog.get_logger("hub.errors")
+_DEPENDENCY_NAMES = {"database": "The database", "redis": "Redis"}
 
 
 class HubError(Exception):
@@ -203,3 +209,20 @@ def register_error_handlers(app: Flask) -> None:
             return _as_oauth(500, "The hub failed to answer; the error has been logged.", None)
         return problem(500, "Internal server error",
                        "The hub failed to answer; the error has been logged with this request id.")
+
+    def _dependency_error(exc: Exception):
+        dependency = unavailable_dependency(exc)
+        if dependency is None:
+            return _unexpected(exc)
+        DEPENDENCY_UNAVAILABLE.labels(dependency).inc()
+        log.warning("dependency unavailable", dependency=dependency, path=request.path,
+                    error=f"{type(exc).__name__}: {exc}"[:300])
+        detail = f"{_DEPENDENCY_NAMES[dependency]} is unreachable just now; try again in {RETRY_AFTER} seconds."
+        headers = {"Retry-After": str(RETRY_AFTER)}
+        if _oauth_request():
+            return _as_oauth(503, detail, headers)
+        return problem(503, "Service unavailable", detail, slug="dependency-unavailable", headers=headers,
+                       dependency=dependency)
+
+    for kind in (*REDIS_ERRORS, *DATABASE_ERRORS):
+        app.register_error_handler(kind, _dependency_error)

@@ -6,6 +6,7 @@ logging, so every line the web process writes is one JSON object.
 from __future__ import annotations
 
 import os
+import sys
 
 from gunicorn.glogging import Logger
 from prometheus_client import multiprocess
@@ -29,6 +30,16 @@ logger_class = HubGunicornLogger
 def on_starting(server):  # gunicorn hook: the master process
     configure_logging(os.environ.get("ROP_LOG_LEVEL", "INFO").upper(),
                       os.environ.get("ROP_LOG_FORMAT", "json"))
+    # A bad setting stops the server here with one line, before any worker boots (each would
+    # otherwise fail with a traceback, and gunicorn retry them).
+    from hub.config import Config, ConfigError
+
+    try:
+        Config.from_env()
+    except ConfigError as exc:
+        sys.stderr.write(f"rop: error: {exc}\n")
+        sys.stderr.flush()
+        os._exit(1)
 
 
 def child_exit(server, worker):  # gunicorn hook: drop a dead worker's live gauges

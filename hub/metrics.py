@@ -24,6 +24,14 @@ HTTP_LATENCY = Histogram(
     "rop_http_request_duration_seconds", "Time to answer an HTTP request", ["method", "route"]
 )
 
+DEPENDENCY_UNAVAILABLE = Counter(
+    "rop_dependency_unavailable_total", "Requests answered 503 because a dependency was unreachable",
+    ["dependency"]
+)
+RATE_LIMIT_UNENFORCED = Counter(
+    "rop_rate_limit_unenforced_total", "Requests let through without a rate-limit count (Redis unreachable)"
+)
+
 
 def render_metrics() -> tuple[bytes, str]:
     """The metrics in Prometheus' text format, summed over processes when multiprocess."""

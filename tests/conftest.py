@@ -77,6 +77,36 @@ def is_postgres(database_url) -> bool:
     return database_url.startswith("postgresql")
 
 
+#: Set by .ci/run for its PostgreSQL run: the run must really be on PostgreSQL, and a test
+#: marked ``postgres`` may not skip there (a skipped money race is a race nobody checked).
+REQUIRE_POSTGRES = os.environ.get("ROP_TEST_REQUIRE_POSTGRES") == "1"
+
+
+def pytest_sessionstart(session):
+    url = os.environ.get("ROP_TEST_DATABASE_URL", "")
+    if REQUIRE_POSTGRES and not url.startswith(("postgresql", "postgres://")):
+        raise pytest.UsageError(
+            "ROP_TEST_REQUIRE_POSTGRES=1 needs ROP_TEST_DATABASE_URL=postgresql://... (got "
+            f"{url or 'nothing'})")
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only(request):
+    """``@pytest.mark.postgres``: the test needs PostgreSQL (skipped on SQLite)."""
+    marker = request.node.get_closest_marker("postgres")
+    if marker is not None and not request.getfixturevalue("is_postgres"):
+        pytest.skip(marker.kwargs.get("reason") or (marker.args[0] if marker.args else "PostgreSQL only"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_POSTGRES and report.skipped and item.get_closest_marker("postgres") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"a PostgreSQL-only test skipped in the PostgreSQL run: {report.longrepr}"
+
+
 def _empty_tables(engine) -> None:
     metadata = load_models()
     if engine.dialect.name != "postgresql":

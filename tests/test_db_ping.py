@@ -7,11 +7,11 @@ from sqlalchemy import text
 from hub import db as hub_db
 from hub.db import make_engine
 
+pytestmark = pytest.mark.postgres("SQLite connections are files: no ping")
+
 
 @pytest.fixture
-def engine(database_url, is_postgres):
-    if not is_postgres:
-        pytest.skip("SQLite connections are files: no ping")
+def engine(database_url):
     engine = make_engine(database_url, pool_size=1, max_overflow=0)
     yield engine
     engine.dispose()

@@ -78,12 +78,11 @@ def test_driver_errors_are_sqlalchemys_exceptions(app):
         uow.commit()
 
 
+@pytest.mark.postgres("psycopg's statement cache: PostgreSQL only")
 def test_a_statement_longer_than_psycopg_caches_is_converted_once_postgres(app, is_postgres):
     """hub.db.cache_batch_statements: a statement over psycopg's own limits of 4,096
     characters and 50 parameters (the shape of a batch's multi-row INSERT) is converted
     once, then found in psycopg's cache."""
-    if not is_postgres:
-        pytest.skip("psycopg's statement cache: PostgreSQL only")
     from psycopg import _queries
 
     from hub.db import cache_batch_statements

@@ -46,13 +46,12 @@ def test_thread_worker_runs_jobs_in_its_threads_with_the_app_context(app):
     assert type(make_worker(app, ["default"])) is HubWorker  # threads=1: one job at a time
 
 
+@pytest.mark.postgres("SQLite has no connection pool to size")
 def test_a_thread_worker_keeps_few_database_connections(app, is_postgres):
     """Its jobs' Python runs under one GIL: more units of work at once only take longer each
     (and hold their row locks longer), so the pool is small, fixed, and waited on."""
     from hub.worker import DB_CONNECTIONS, DB_POOL_WAIT
 
-    if not is_postgres:
-        pytest.skip("SQLite has no connection pool to size")
     make_worker(app, ["provider"], threads=64)
     pool = app.extensions["rop"].db.engine.pool
     assert (pool.size(), pool._max_overflow, pool._timeout) == (DB_CONNECTIONS, 0, DB_POOL_WAIT)

@@ -1,4 +1,4 @@
-"""HTTP of the bulk service (API.md, "Bulk")."""
+"""HTTP of the bulk service (docs/bulk.md)."""
 from __future__ import annotations
 
 from flask import Response, current_app, request, stream_with_context

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, new_id, utcnow
 
-#: Job statuses. ``rejected`` (a policy refused the file) is ours, beyond API.md's list.
+#: Job statuses. ``rejected``: a policy (``on_invalid``, ``on_insufficient_funds``) refused the file.
 JOB_STATUSES = ("validating", "queued", "running", "completed", "cancelled", "rejected")
 #: Item statuses: ``received`` (parsed, not yet validated), ``invalid``, ``valid`` (waiting to be
 #: sent), ``submitted`` (a transaction exists, not final yet), ``succeeded``, ``failed``,

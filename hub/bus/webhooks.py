@@ -1,11 +1,13 @@
 """Tenant webhooks: signed POSTs of every event, retried on a schedule, every attempt recorded.
 
-- ``ROP-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`` (API.md); while
+- ``ROP-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`` (docs/api.md, "Webhooks"); while
   a secret rotates, the previous secret signs too (``v1=`` twice) for :data:`ROTATION_OVERLAP`.
 - A delivery is retried until a 2xx on the tenant's schedule (default :data:`DEFAULT_SCHEDULE`,
   about a day), then marked failed; it can be re-sent on demand (a new delivery of the event).
-- URLs resolving to private, loopback, link-local (and other non-global) addresses are refused
-  unless ``ROP_WEBHOOK_ALLOW_PRIVATE`` is on.
+- URLs resolving to private, loopback, link-local (and other non-global) addresses, or to
+  IPv6 forms carrying such an IPv4 address, are refused unless ``ROP_WEBHOOK_ALLOW_PRIVATE``
+  is on — when set, and again at each delivery, on the address the delivery connects to
+  (hub.netguard: no DNS rebinding).
 - A per-endpoint circuit breaker (Redis) opens after :data:`BREAKER_THRESHOLD` consecutive
   failures: deliveries wait until it half-opens instead of hammering a dead endpoint.
 """
@@ -14,11 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import ipaddress
 import json
 import random
 import secrets
-import socket
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -32,6 +33,7 @@ from hub.bus.models import TenantEvent, WebhookAttempt, WebhookDelivery, Webhook
 from hub.context import CallContext
 from hub.db import DriverStatement, UnitOfWork, new_id, unit_of_work, utcnow
 from hub.errors import NotFound, ValidationFailed
+from hub.netguard import DestinationRefused, Guard, guarded_client
 from hub.scoping import get_owned
 
 log = structlog.get_logger("hub.bus.webhooks")
@@ -71,27 +73,46 @@ def verify_signature(secret: str, header: str, body: bytes, tolerance: int = 300
 
 # -- SSRF guard ------------------------------------------------------------------------------
 def check_url(url: str, allow_private: bool) -> None:
-    """Refuse URLs that are not http(s) or that resolve to a non-public address.
+    """Refuse URLs that are not http(s) or that resolve to a non-public address (an IPv6 form
+    carrying a private IPv4 address included: hub.netguard).
+
+    This is the answer to ``PUT /v1/webhook``; a delivery does not rely on it (DNS may change
+    after): it connects through the guarded transport, which judges the addresses it resolves
+    and connects to one of those.
 
     :raise ValidationFailed: with the reason under ``url``.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        parts, host, port = None, None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
         raise ValidationFailed("the webhook URL must be an http or https URL", errors={"url": ["not an http(s) URL"]})
     if allow_private:
-        return
+        return  # any address will do: nothing to judge before the delivery resolves it
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                                   proto=socket.IPPROTO_TCP)
-    except socket.gaierror:
-        raise ValidationFailed("the webhook host does not resolve", errors={"url": ["host does not resolve"]}) from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if getattr(address, "ipv4_mapped", None):
-            address = address.ipv4_mapped
-        if not address.is_global or address.is_multicast:
-            raise ValidationFailed("the webhook URL points at a private, loopback or link-local address",
-                                   errors={"url": [f"{parts.hostname} resolves to the non-public address {address}"]})
+        Guard().addresses(host, port or (443 if parts.scheme == "https" else 80))
+    except DestinationRefused as exc:
+        if str(exc).startswith("cannot resolve"):
+            raise ValidationFailed("the webhook host does not resolve", errors={"url": [str(exc)]}) from None
+        raise ValidationFailed("the webhook URL points at a private, loopback or link-local address",
+                               errors={"url": [str(exc)]}) from None
+
+
+_clients: dict[bool, httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def delivery_client(allow_private: bool) -> httpx.Client:
+    """The process's client for deliveries: pooled, no redirects followed, every connection
+    through the SSRF guard (:func:`hub.netguard.guarded_client`)."""
+    with _clients_lock:
+        found = _clients.get(allow_private)
+        if found is None:
+            found = _clients[allow_private] = guarded_client(allow_private=allow_private, timeout=TIMEOUT,
+                                                             follow_redirects=False)
+        return found
 
 
 # -- use-cases -------------------------------------------------------------------------------
@@ -266,14 +287,12 @@ def deliver_job(delivery_id: str) -> str:
         started = time.perf_counter()
         status_code, error = None, None
         try:
-            check_url(endpoint.url, state.config.webhook_allow_private)  # DNS may have changed since PUT
-            with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
-                response = client.post(endpoint.url, content=body, headers=headers)
+            # The guarded client judges the address it connects to (DNS may have changed since PUT).
+            response = delivery_client(state.config.webhook_allow_private).post(endpoint.url, content=body,
+                                                                                 headers=headers)
             status_code = response.status_code
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}"
-        except ValidationFailed as exc:
-            error = exc.detail
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         elapsed = int((time.perf_counter() - started) * 1000)

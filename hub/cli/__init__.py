@@ -1,4 +1,4 @@
-"""The ``rop`` command line (API.md, "CLI").
+"""The ``rop`` command line (docs/api.md, "The rop command line").
 
 Every command has ``--help``. Bad input gets one line on stderr and a non-zero exit,
 never a traceback: usage errors exit 2, operational errors exit 1.

@@ -8,6 +8,7 @@ from flask import Response
 from flask.views import MethodView
 from sqlalchemy import text
 
+from hub.availability import RETRY_AFTER
 from hub.edge import Blueprint
 from hub.errors import PROBLEM_JSON, problem
 from hub.metrics import render_metrics
@@ -23,6 +24,7 @@ class HealthSchema(ma.Schema):
 
 class CheckSchema(ma.Schema):
     ok = ma.fields.Boolean(required=True)
+    state = ma.fields.String(required=True, metadata={"description": "`up` or `down`"})
     latency_ms = ma.fields.Float()
     detail = ma.fields.String()
     backend = ma.fields.String()
@@ -46,18 +48,20 @@ def _timed(check) -> dict:
     try:
         check()
     except Exception as exc:  # readiness reports the failure instead of raising it
-        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300],
+        return {"ok": False, "state": "down", "detail": f"{type(exc).__name__}: {exc}"[:300],
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
-    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    return {"ok": True, "state": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
 @bp.route("/readyz")
 class Ready(MethodView):
     @bp.response(200, ReadySchema)
     @bp.alt_response(503, schema=ProblemSchema, content_type=PROBLEM_JSON,
-                     description="problem+json naming the database or Redis as unreachable, with `checks`")
+                     description="problem+json naming the database or Redis as unreachable (`down`), "
+                                 "with `checks` and `Retry-After`")
     def get(self):
-        """The database and Redis answer."""
+        """The database and Redis answer: `checks.database.state` and `checks.redis.state` are
+        `up` or `down`; 503 names what is down."""
         state = current_state()
 
         def database():
@@ -69,8 +73,9 @@ class Ready(MethodView):
         checks["redis"]["backend"] = state.redis_origin
         ready = all(c["ok"] for c in checks.values())
         if not ready:
-            failing = ", ".join(name for name, c in checks.items() if not c["ok"])
-            return problem(503, "Not ready", f"Not reachable: {failing}", slug="not-ready", checks=checks)
+            down = [name for name, c in checks.items() if not c["ok"]]
+            return problem(503, "Not ready", f"Not reachable: {', '.join(down)}", slug="not-ready",
+                           headers={"Retry-After": str(RETRY_AFTER)}, down=down, checks=checks)
         return {"status": "ready", "checks": checks}
 
 

@@ -143,7 +143,7 @@ def route_transaction(ctx: CallContext, sku: str, candidates: list[Any]) -> list
 @hookspec
 def transaction_state_changed(ctx: CallContext, transaction: Any, old_state: str,
                               new_state: str) -> None:
-    """A transaction moved from one state to another (DESIGN.md lifecycle).
+    """A transaction moved from one state to another (docs/transactions.md, "Lifecycle").
 
     Called after the change is committed.
 

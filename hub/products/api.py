@@ -1,4 +1,4 @@
-"""HTTP of the products service (API.md, "Products").
+"""HTTP of the products service (docs/products.md, "The API").
 
 Reads are served from the Redis cache (:func:`hub.products.service.cached`): the key holds
 the catalog version, the tenant and the state of its provider configurations, so a change

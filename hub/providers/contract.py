@@ -17,7 +17,7 @@ from marshmallow import Schema
 
 
 class State(str, enum.Enum):
-    """The normalized outcome of a provider call (DOMAIN.md)."""
+    """The normalized outcome of a provider call (docs/plugins.md, "States")."""
 
     SUCCESS = "success"      # done: capture the hold, store the serial number/token
     PENDING = "pending"      # accepted, outcome later (callback or status check)

@@ -12,13 +12,13 @@ and a clear line between "the request never left" and "the outcome is unknown".
 """
 from __future__ import annotations
 
-import ipaddress
-import socket
 import threading
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from hub.netguard import DestinationRefused, Guard, Resolver, guarded_client, system_resolver
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
@@ -36,38 +36,59 @@ class OutcomeUnknown(ProviderHttpError):
     """The request may have reached the provider; its outcome is unknown."""
 
 
-def check_destination(url: str, *, allow_private: bool) -> None:
-    """Refuse URLs that resolve to loopback/private/link-local addresses (unless allowed)."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise RequestNotSent(f"not an http(s) URL: {url!r}")
+def check_destination(url: str, *, allow_private: bool, resolver: Resolver | None = None) -> None:
+    """Refuse URLs that are not http(s) or whose host resolves to a non-public address (loopback,
+    private, link-local, reserved, multicast, or an IPv6 form carrying one: hub.netguard),
+    unless private ones are allowed.
+
+    The call itself does not rely on this look-up: :class:`ProviderHttp` connects through
+    :class:`hub.netguard.GuardedTransport`, which resolves again, judges, and connects to the
+    very address it judged. This is the early answer, for a configuration being saved.
+    """
+    host = _http_host(url)
     if allow_private:
         return
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except OSError as exc:
-        raise RequestNotSent(f"cannot resolve {parts.hostname}: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if (address.is_private or address.is_loopback or address.is_link_local
-                or address.is_reserved or address.is_multicast or address.is_unspecified):
-            raise RequestNotSent(f"{parts.hostname} resolves to a non-public address {address}")
+        Guard(resolver=resolver or system_resolver).addresses(
+            host, urlsplit(url).port or (443 if url.startswith("https") else 80))
+    except DestinationRefused as exc:
+        raise RequestNotSent(str(exc)) from exc
+
+
+def _http_host(url: str) -> str:
+    """The host of an http(s) URL. :raise RequestNotSent: for anything else."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname if parts.scheme in {"http", "https"} else None
+    except ValueError:
+        host = None
+    if not host:
+        raise RequestNotSent(f"not an http(s) URL: {url!r}")
+    return host
 
 
 class ProviderHttp:
-    """A pooled, thread-safe HTTP client shared by every provider of the process."""
+    """A pooled, thread-safe HTTP client shared by every provider of the process.
 
-    def __init__(self, timeout: httpx.Timeout = DEFAULT_TIMEOUT):
-        self.client = httpx.Client(timeout=timeout, limits=_LIMITS,
-                                   headers={"User-Agent": "rop-hub-provider/0.1"})
+    Two pools: one whose connections go only to public addresses, one for configurations
+    allowed private ones (``allow_private``). Both resolve a host once per connection and
+    connect to the address they checked (:class:`hub.netguard.GuardedTransport`).
+    """
+
+    def __init__(self, timeout: httpx.Timeout = DEFAULT_TIMEOUT, *, resolver: Resolver | None = None,
+                 verify: bool | object = True):
+        headers = {"User-Agent": "rop-hub-provider/0.1"}
+        self.clients = {allow: guarded_client(allow_private=allow, resolver=resolver, verify=verify, limits=_LIMITS,
+                                              timeout=timeout, headers=headers)
+                        for allow in (False, True)}
 
     def request(self, method: str, url: str, *, allow_private: bool = False,
                 timeout: float | None = None, **kwargs: Any) -> httpx.Response:
-        check_destination(url, allow_private=allow_private)
+        _http_host(url)
         if timeout is not None:
             kwargs["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 5.0))
         try:
-            return self.client.request(method, url, **kwargs)
+            return self.clients[bool(allow_private)].request(method, url, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol,
                 httpx.InvalidURL, httpx.PoolTimeout) as exc:
             raise RequestNotSent(f"{type(exc).__name__}: {exc}") from exc

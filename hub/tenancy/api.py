@@ -102,7 +102,8 @@ def token():
         granted = asked
     state = current_state()
     ttl = state.config.access_token_ttl
-    access_token = issue_access_token(state.config.secret_key, client.id, client.tenant_id, granted, ttl)
+    access_token = issue_access_token(state.config.secret_key, client.id, client.tenant_id, granted, ttl,
+                                      version=client.token_version or 0)
     client.last_used_at = utcnow()
     uow.commit()
     response = jsonify({"access_token": access_token, "token_type": "Bearer", "expires_in": ttl,

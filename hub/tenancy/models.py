@@ -42,6 +42,8 @@ class ApiClient(Base):
     scopes: Mapped[str] = mapped_column(Text, default="")  # space-separated (RFC 6749 §3.3)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: goes up by one on every secret rotation; tokens issued under an older one are refused
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)

@@ -1,7 +1,7 @@
 """The scopes of the hub, and the identities of its internal services."""
 from __future__ import annotations
 
-#: Scopes a tenant's API client may hold (API.md). A new client gets all of them unless told.
+#: Scopes a tenant's API client may hold (docs/security.md, "Scopes"). A new client gets all of them unless told.
 TENANT_SCOPES: dict[str, str] = {
     "tenant:read": "read the caller's own tenant and its clients",
     "products:read": "list products and this tenant's prices",

@@ -195,14 +195,20 @@ def revoke_client(ctx: CallContext, uow: UnitOfWork, client_id: str) -> ApiClien
 
 
 def rotate_client_secret(ctx: CallContext, uow: UnitOfWork, client_id: str) -> tuple[ApiClient, str]:
-    """Give a client a new secret (returned once); the old one stops working at once."""
+    """Give a client a new secret (returned once); the old one stops working at once, and the
+    tokens issued with it within seconds (the client's token version moves on: hub.auth)."""
     client = get_client(uow, client_id)
     if client.status != "active":
         raise Conflict("a revoked client cannot get a new secret")
     secret = secrets.token_urlsafe(32)
     client.secret_hash = _hasher.hash(secret)
+    before = client.token_version
+    # Counted by the database (two rotations at once make two versions, never one).
+    client.token_version = ApiClient.token_version + 1
+    uow.session.flush()
     record_audit(ctx, uow, "client.secret_rotated", tenant_id=client.tenant_id,
-                 target_type="client", target_id=client.id)
+                 target_type="client", target_id=client.id, before={"token_version": before},
+                 after={"token_version": client.token_version})
     return client, secret
 
 

@@ -1,14 +1,16 @@
-"""HTTP of the transactions service (API.md, "Transactions")."""
+"""HTTP of the transactions service (docs/transactions.md, "API")."""
 from __future__ import annotations
 
 import re
 import time
 from http import HTTPStatus
 
+import structlog
 from flask import g, request
 from flask.views import MethodView
 
 from hub.auth import current_ctx, requires
+from hub.availability import REDIS_ERRORS
 from hub.edge import Blueprint
 from hub.state import current_state
 from hub.transactions import lifecycle, service
@@ -25,6 +27,8 @@ from hub.web import request_uow
 
 bp = Blueprint("transactions", __name__, url_prefix="/v1", description="Purchases, bill inquiries and their outcomes")
 
+log = structlog.get_logger("hub.transactions.api")
+
 _WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
@@ -36,28 +40,37 @@ def _requested_wait() -> float:
     return min(float(match.group(1)), lifecycle.settings().max_wait)
 
 
-def _wait_until_final(transaction_id: str, status: str, seconds: float) -> None:
+def _wait_until_final(transaction_id: str, status: str, seconds: float) -> bool:
     """Block on Redis (no database connection held) until the transaction is final or in
     review, or ``seconds`` pass. The state change pushes to a per-transaction key after its
-    commit; the list persists, so a change between our read and our wait is not missed."""
+    commit; the list persists, so a change between our read and our wait is not missed.
+
+    :return: False when Redis could not be waited on (unreachable): the caller answers at
+        once, without ``Preference-Applied`` — the purchase itself is committed already.
+    """
     if seconds <= 0 or status in lifecycle.FINAL or status == "review":
-        return
+        return True
     uow = g.get("_rop_uow")
     if uow is not None:
         uow.close()  # give the connection back while waiting
     redis = current_state().redis
     key = lifecycle.WAIT_KEY.format(transaction_id)
     deadline = time.monotonic() + seconds
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        # In slices shorter than the Redis client's socket timeout.
-        popped = redis.blpop([key], timeout=min(left, 5.0))
-        if popped is not None:
-            redis.lpush(key, "1")  # another request may wait on the same transaction
-            redis.expire(key, 120)
-            return
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            # In slices shorter than the Redis client's socket timeout.
+            popped = redis.blpop([key], timeout=min(left, 5.0))
+            if popped is not None:
+                redis.lpush(key, "1")  # another request may wait on the same transaction
+                redis.expire(key, 120)
+                return True
+    except REDIS_ERRORS as exc:
+        log.warning("Prefer: wait not honoured: Redis is unreachable", transaction_id=transaction_id,
+                    error=f"{type(exc).__name__}: {exc}"[:300])
+        return False
 
 
 @bp.route("/transactions")
@@ -79,8 +92,8 @@ class Transactions(MethodView):
         wait = _requested_wait()
         headers = {}
         if wait:
-            headers["Preference-Applied"] = f"wait={wait:g}"
-            _wait_until_final(trx.id, trx.status, wait)
+            if _wait_until_final(trx.id, trx.status, wait):
+                headers["Preference-Applied"] = f"wait={wait:g}"
             trx = service.get(ctx, request_uow(), trx.id)
         return lifecycle.view(trx), (202 if created else 200), headers
 

@@ -12,7 +12,7 @@ Outcomes from purchases, status checks and callbacks all go through :func:`apply
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -23,6 +23,7 @@ from hub.auth import service_context
 from hub.context import CallContext
 from hub.db import UnitOfWork, utcnow
 from hub.transactions.models import FINAL, Attempt, TimelineEntry, Transaction
+from hub.transactions.settings import Settings
 
 log = structlog.get_logger("hub.transactions")
 
@@ -48,36 +49,12 @@ class IllegalTransition(Exception):
     """A status change the state machine does not allow (a bug or a stale caller)."""
 
 
-@dataclass
-class Settings:
-    """Tunables of the service (``app.extensions["rop"].extras["transactions.settings"]``)."""
-
-    #: seconds between status checks of one pending/unknown attempt (the last repeats);
-    #: spaced so that one reference is not asked more than about once a minute
-    check_schedule: tuple[float, ...] = (20.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0)
-    #: a transaction still pending at its provider this long after the first purchase → review
-    review_after: float = 3600.0
-    #: an accepted transaction not processed after this is driven again by the sweep
-    redrive_after: float = 60.0
-    #: an attempt sent this long ago without an answer (a killed worker) gets a status check
-    sent_timeout: float = 120.0
-    #: provider calls in flight per provider configuration (all processes together)
-    provider_limit: int = 64
-    #: per configuration id, overriding ``provider_limit``
-    provider_limits: dict[str, int] = field(default_factory=dict)
-    #: how long a call waits for a free slot of its configuration before the job is retried
-    slot_timeout: float = 30.0
-    #: how long a postpaid inquiry can be paid
-    inquiry_ttl: float = 3600.0
-    #: the longest ``Prefer: wait=N`` honoured
-    max_wait: float = 60.0
-
-
 def settings() -> Settings:
-    extras = current_app.extensions["rop"].extras
-    found = extras.get("transactions.settings")
+    """The service's tunables: the configuration's (``ROP_TX_*``), unless a test set its own."""
+    state = current_app.extensions["rop"]
+    found = state.extras.get("transactions.settings")
     if found is None:
-        found = extras["transactions.settings"] = Settings()
+        found = state.extras["transactions.settings"] = state.config.transactions or Settings()
     return found
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, new_id, utcnow
 
-#: Statuses (API.md). ``pending``: accepted, hold placed, not yet at a provider.
+#: Statuses (docs/transactions.md, "Lifecycle"). ``pending``: accepted, hold placed, not yet at a provider.
 STATUSES = ("pending", "processing", "succeeded", "failed", "refunded", "review")
 FINAL = frozenset({"succeeded", "failed", "refunded"})
 

@@ -525,7 +525,7 @@ def on_provider_callback(ctx: CallContext, uow: UnitOfWork, message) -> None:
                                           "state": outcome.state, **({"weak_proof": True} if weak else {})})
     if weak and trx.status in lifecycle.IN_FLIGHT and attempt.state in OPEN_ATTEMPT \
             and outcome.state not in ("pending", "unknown"):
-        # DOMAIN.md pitfall 11: a provider whose callbacks prove little (a static header, a
+        # Weak callback proof: a provider whose callbacks prove little (a static header, a
         # signature over the reference only) does not move money by callback alone: the
         # callback triggers a status check with the same reference, whose answer does.
         publish(lifecycle.tenant_ctx(trx, correlation_id=message.correlation_id), uow,

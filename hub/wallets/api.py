@@ -1,4 +1,4 @@
-"""HTTP of the wallets service (API.md, "Wallets")."""
+"""HTTP of the wallets service (docs/wallets.md)."""
 from __future__ import annotations
 
 from http import HTTPStatus

@@ -203,13 +203,12 @@ class TwinFirst:
         return None
 
 
+@pytest.mark.postgres("SQLite serializes writers with BEGIN IMMEDIATE: no window for a twin")
 def test_a_ref_id_taken_while_its_group_is_written_fails_that_row_alone_postgres(app, client, live, funded, fast,
                                                                                  submit, is_postgres, monkeypatch):
     """The group's purchases are written together at its commit (no savepoint each): a twin
     committed meanwhile fails that insert, and the group is submitted again row by row —
     the twin's row is refused (409), the others are sent once, the wallet pays for each once."""
-    if not is_postgres:
-        pytest.skip("SQLite serializes writers with BEGIN IMMEDIATE: no window for a twin")
     from hub.bulk.messages import ProcessBulkChunk
 
     monkeypatch.setattr(ProcessBulkChunk, "max_retries", 0)  # the chunk's own run copes, not a retry

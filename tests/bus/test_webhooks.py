@@ -204,3 +204,61 @@ def test_the_endpoint_look_up_is_once_per_unit_of_work_and_a_new_endpoint_counts
     with unit_of_work(bus_app.extensions["rop"].db, readonly=True) as uow:
         delivered = set(uow.session.scalars(select(WebhookDelivery.event_id)))
     assert delivered == {after.id, again.id} and before.id not in delivered
+
+
+@pytest.fixture
+def strict_app(config):
+    """An app on the same database and Redis that refuses private webhook addresses (the
+    default; the suite's config allows them so that the receiver on loopback can be used)."""
+    import dataclasses
+
+    from hub.app import create_app
+
+    strict = create_app(dataclasses.replace(config, webhook_allow_private=False))
+    register(strict)
+    yield strict
+    strict.extensions["rop"].close()
+
+
+@pytest.mark.parametrize("host, inside", [
+    ("[64:ff9b::7f00:1]", "127.0.0.1"), ("[64:ff9b::a9fe:a9fe]", "169.254.169.254"), ("[2002:7f00:1::]", "127.0.0.1"),
+    ("[::7f00:1]", "127.0.0.1"), ("[::ffff:7f00:1]", "127.0.0.1"), ("[::ffff:0:a01:203]", "10.1.2.3"),
+    ("localhost", "127.0.0.1"),
+])
+def test_put_webhook_refuses_every_form_of_a_private_address(bus_app, strict_app, tenant_factory, host, inside):
+    tenant = tenant_factory(scopes=SCOPES)
+    response = strict_app.test_client().put("/v1/webhook", json={"url": f"http://{host}:8080/hook"},
+                                            headers=tenant.headers)
+    assert response.status_code == 422
+    assert inside in response.get_json()["errors"]["url"][0]
+
+
+def test_put_webhook_takes_the_same_forms_carrying_a_public_address(bus_app, strict_app, tenant_factory):
+    tenant = tenant_factory(scopes=SCOPES)
+    client = strict_app.test_client()
+    for url in ("http://[64:ff9b::808:808]/hook", "http://[2002:808:808::]/hook", "https://8.8.8.8/hook"):
+        assert client.put("/v1/webhook", json={"url": url}, headers=tenant.headers).status_code == 200, url
+
+
+@pytest.mark.parametrize("host, says", [("[64:ff9b::7f00:1]", "carrying the IPv4 address 127.0.0.1"),
+                                        ("localhost", "localhost resolves to 127.0.0.1")])
+def test_a_delivery_is_judged_on_the_address_it_connects_to(bus_app, strict_app, tenant_factory, receiver_factory,
+                                                             host, says):
+    """The URL was accepted when set; since then its name points at loopback (or the row was
+    changed): the delivery resolves, judges and refuses, and nothing reaches the receiver."""
+    from hub.bus.models import WebhookEndpoint
+
+    tenant = tenant_factory(scopes=SCOPES)
+    receiver = receiver_factory()
+    client = strict_app.test_client()
+    _set_hook(client, tenant, "http://[64:ff9b::808:808]/hook", schedule=[0])
+    port = receiver.server.server_address[1]
+    with unit_of_work(strict_app.extensions["rop"].db) as uow:
+        uow.session.get(WebhookEndpoint, tenant.id).url = f"http://{host}:{port}/hook"
+        uow.commit()
+    _publish(strict_app, tenant)
+    make_worker(strict_app).work(burst=True)
+    assert receiver.requests == []
+    delivery = client.get("/v1/webhook/deliveries", headers=tenant.headers).get_json()["items"][0]
+    attempts = client.get(f"/v1/webhook/deliveries/{delivery['id']}", headers=tenant.headers).get_json()["attempt_log"]
+    assert attempts and all(says in a["error"] and a["status_code"] is None for a in attempts)

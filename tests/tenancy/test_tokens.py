@@ -276,3 +276,77 @@ def test_client_management_is_audited(app, tenant_factory):
     revoked = entries[-1]
     assert revoked.actor == "admin:ops@example.com" and revoked.actor_type == "admin"
     assert revoked.before["status"] == "active" and revoked.after["status"] == "revoked"
+
+
+def _token_for(client, client_id: str, secret: str) -> dict[str, str]:
+    response = client.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=_basic(client_id, secret))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+def test_rotating_the_secret_ends_the_tokens_issued_before_it(app, config, client, tenant_factory, monkeypatch,
+                                                               capsys):
+    from hub.cli import main
+
+    t = tenant_factory()
+    before = _token_for(client, t.client_id, t.client_secret)
+    assert client.get("/v1/tenant", headers=before).status_code == 200  # the client's status is cached now
+
+    # The operator rotates from the CLI, another process as far as this app is concerned.
+    monkeypatch.setenv("ROP_DATABASE_URL", config.database_url)
+    monkeypatch.setenv("ROP_REDIS_URL", app.extensions["rop"].redis_url)
+    monkeypatch.setenv("ROP_INSTANCE_PATH", str(config.instance_path))
+    assert main(["clients", "rotate-secret", t.client_id]) == 0
+    new_secret = capsys.readouterr().out.strip().removeprefix("client_secret: ")
+    assert new_secret and new_secret != t.client_secret
+
+    # Within the status TTL (<= 5 s, as for a revocation) the old token is dead.
+    assert auth.STATUS_TTL <= 5
+    clock = [time.monotonic() + auth.STATUS_TTL + 0.01]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    refused = client.get("/v1/tenant", headers=before)
+    _assert_401(refused)
+    assert "rotated" in refused.get_json()["detail"]
+    # The old secret gets no token; the new one does, and that token works.
+    assert client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                       headers=_basic(t.client_id, t.client_secret)).status_code == 401
+    after = _token_for(client, t.client_id, new_secret)
+    assert client.get("/v1/tenant", headers=after).get_json()["id"] == t.id
+    # A second rotation ends that one too; the audit log has both versions.
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        service.rotate_client_secret(CallContext.system(), uow, t.client_id)
+        uow.commit()
+    clock[0] += auth.STATUS_TTL + 0.01
+    _assert_401(client.get("/v1/tenant", headers=after))
+    from hub.tenancy.models import AuditEntry
+
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        rotations = uow.session.scalars(select(AuditEntry).where(AuditEntry.action == "client.secret_rotated",
+                                                                 AuditEntry.target_id == t.client_id)
+                                        .order_by(AuditEntry.id)).all()
+        assert [(e.before, e.after) for e in rotations] == [
+            ({"token_version": 0}, {"token_version": 1}), ({"token_version": 1}, {"token_version": 2})]
+
+
+def test_a_token_signed_with_the_real_key_but_naming_another_tenant_is_refused(app, client, tenant_factory):
+    """Defence in depth: were the signing key to leak (or a bug mint one), a token claiming
+    another tenant for a client does not act for that tenant."""
+    victim, attacker = tenant_factory(), tenant_factory()
+    state = app.extensions["rop"]
+    key = state.config.secret_key
+    forged = issue_access_token(key, attacker.client_id, victim.id, attacker.scopes, 600)
+    response = client.get("/v1/tenant", headers={"Authorization": f"Bearer {forged}"})
+    _assert_401(response)
+    assert client.get("/v1/wallets", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    # No tenant at all for a tenant's client, and a tenant for a platform (service) client: refused too.
+    _assert_401(client.get("/v1/tenant", headers={
+        "Authorization": "Bearer " + issue_access_token(key, attacker.client_id, None, attacker.scopes, 600)}))
+    with unit_of_work(state.db) as uow:
+        svc, _ = service.create_client(CallContext.system(), uow, None, kind="service",
+                                       scopes=["tenants:act-as", "tenant:read"])
+        uow.commit()
+    _assert_401(client.get("/v1/tenant", headers={
+        "Authorization": "Bearer " + issue_access_token(key, svc.id, victim.id, svc.scope_set, 600)}))
+    # The untampered tokens of both still work.
+    assert client.get("/v1/tenant", headers=attacker.headers).get_json()["id"] == attacker.id
+    assert client.get("/v1/tenant", headers=victim.headers).get_json()["id"] == victim.id

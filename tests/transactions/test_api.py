@@ -1,4 +1,4 @@
-"""POST/GET /v1/transactions and POST /v1/inquiries: the contract of API.md."""
+"""POST/GET /v1/transactions and POST /v1/inquiries: the contract of docs/transactions.md, "API"."""
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,4 @@
-"""The wallets HTTP API (API.md "Wallets"): scopes, tenancy, problems, pagination."""
+"""The wallets HTTP API (docs/wallets.md): scopes, tenancy, problems, pagination."""
 from __future__ import annotations
 
 import json

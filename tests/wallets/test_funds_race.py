@@ -62,11 +62,10 @@ def test_a_plan_refuses_what_the_funds_do_not_cover_now_writing_nothing(app, run
     assert _counts(app) == before
 
 
+@pytest.mark.postgres("SQLite serializes writers with BEGIN IMMEDIATE: no window for a race")
 def test_a_hold_waiting_on_the_lock_sees_the_funds_the_first_took_postgres(app, run, ctx, verify, is_postgres):
     """The second hold's check passes (the first has not committed), its update waits on the
     row lock, re-reads the committed row when the first commits, and matches nothing."""
-    if not is_postgres:
-        pytest.skip("SQLite serializes writers with BEGIN IMMEDIATE: no window for a race")
     main = run(service.get_main_wallet, ctx)
     run(service.topup, ctx, main.id, 1000, "seed")
     db = app.extensions["rop"].db

@@ -68,11 +68,10 @@ def test_a_key_taken_after_the_lookup_with_another_body_is_409(app, run, ctx, ve
     assert verify()["ok"]
 
 
+@pytest.mark.postgres("SQLite serializes writers with BEGIN IMMEDIATE: no window for a race")
 def test_two_transactions_racing_on_one_key_postgres(app, run, ctx, verify, is_postgres):
     """Two wallets (two row locks), one key, the second transaction's journal insert waits
     for the first: it commits, so the second writes nothing and answers 409 (another body)."""
-    if not is_postgres:
-        pytest.skip("SQLite serializes writers with BEGIN IMMEDIATE: no window for a race")
     main = run(service.get_main_wallet, ctx)
     sub = run(service.create_wallet, ctx, "customer")
     run(service.topup, ctx, main.id, 1000, "seed-a")

@@ -1,4 +1,4 @@
-"""A Digiflazz connector (DOMAIN.md): md5-signed JSON POSTs, status by re-sending the same
+"""A Digiflazz connector: md5-signed JSON POSTs, status by re-sending the same
 ``ref_id``, postpaid inquiry/pay, HMAC-SHA1 signed webhooks, and every rc mapped explicitly.
 
 Signatures: ``md5(username + api_key + X)``, X = the ``ref_id`` for transactions,
@@ -40,7 +40,7 @@ def _codes(states: dict[State, list[int | str]]) -> dict[str, State]:
     return table
 
 
-#: Digiflazz rc → normalized state, code by code (DOMAIN.md). Codes not listed → unknown.
+#: Digiflazz rc → normalized state, code by code, from Digiflazz's rc list. Codes not listed → unknown.
 CODE_TABLE: dict[str, State] = _codes({
     State.SUCCESS: [0],
     State.UNKNOWN: [1],  # "Timeout": listed so nobody maps it by accident

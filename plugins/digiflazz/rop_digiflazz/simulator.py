@@ -6,7 +6,7 @@
 Implements ``/v1/price-list`` (prepaid and pasca), ``/v1/cek-saldo``, ``/v1/transaction``
 (prepaid, status by re-sent ``ref_id``, ``inq-pasca``/``pay-pasca``), signature checks
 (rc 41), ``ref_id`` reuse with another number (rc 49), and signed webhooks sent over real
-HTTP. Testing-mode numbers (DOMAIN.md): 087800001230 success; …232 failed; …233 pending
+HTTP. Digiflazz's testing-mode numbers: 087800001230 success; …232 failed; …233 pending
 then a success webhook; …234 pending then a failure webhook. Other numbers succeed,
 except ``fault`` settings: ``fail_next`` (list of HTTP statuses to answer next, e.g. 500),
 ``slow_next`` (seconds to sleep before the next answer).

@@ -27,7 +27,7 @@ def test_plugin_is_installed():
     assert build_plugin_manager().providers["digiflazz"] is DigiflazzProvider
 
 
-# DOMAIN.md, code by code: 00 success; 01 (timeout) unknown; 02 (Transaksi Gagal) failed; 03, 99 pending; 40-49, 61-69, 80-83, 87, 88 rejected;
+# Digiflazz's rc list, code by code: 00 success; 01 (timeout) unknown; 02 (Transaksi Gagal) failed; 03, 99 pending; 40-49, 61-69, 80-83, 87, 88 rejected;
 # 50-60, 70-74, 84-86 failed; anything else (undefined) unknown.
 def _expected(code: int) -> State:
     if code == 0:

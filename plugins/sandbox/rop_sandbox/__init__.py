@@ -1,1 +1,1 @@
-"""The sandbox provider of ROP Hub (API.md, "Sandbox provider: test numbers")."""
+"""The sandbox provider of ROP Hub: test numbers choose each purchase's outcome (see ``plugin``)."""

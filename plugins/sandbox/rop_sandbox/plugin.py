@@ -1,6 +1,6 @@
 """The sandbox provider: a deterministic simulator for tenants' integration tests.
 
-The last four digits of ``customer_no`` choose the outcome (API.md):
+The last four digits of ``customer_no`` choose the outcome:
 
 ====== ===================================================================
 9999   failed: invalid customer number (never tried elsewhere)
