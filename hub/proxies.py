@@ -97,7 +97,9 @@ class TrustedProxies:
         if self.trusted:
             peer = environ.get("REMOTE_ADDR")
             environ["rop.peer_addr"] = peer
-            environ["REMOTE_ADDR"] = client_address(peer, environ.get("HTTP_X_FORWARDED_FOR"), self.trusted)
+            client = client_address(peer, environ.get("HTTP_X_FORWARDED_FOR"), self.trusted)
+            if client is not None:
+                environ["REMOTE_ADDR"] = client
         return self.app(environ, start_response)
 
 
