@@ -120,33 +120,38 @@ def test_rows_are_counted_before_anything_is_stored(app_with_limits, tenant_fact
 
 
 _SERVE_AND_POST = """
-import http.client, json, sys, tracemalloc
+import json, sys, tempfile, tracemalloc
 sys.path.insert(0, sys.argv[1])
 from test_hostile_files import MB, repeated
 from hub.app import create_app
 from hub.config import Config
-from hub.providers.testing import LiveServer
 
 settings = json.loads(sys.argv[2])
 app = create_app(Config.from_env({}, **settings))
-with LiveServer(app) as server:
-    tracemalloc.start()
-    connection = http.client.HTTPConnection("127.0.0.1", server.server.server_port, timeout=120)
-    body = repeated(b"ref_id,product_code,customer_no\\n", b",", 30 * MB, b"\\n")
-    connection.request("POST", "/v1/bulk", body=body, encode_chunked=True,
-                       headers={"Authorization": sys.argv[3], "Content-Type": "text/csv",
-                                "Transfer-Encoding": "chunked"})
-    response = connection.getresponse()
-    answer = json.loads(response.read())
-    peak = tracemalloc.get_traced_memory()[1]
-print(json.dumps({"status": response.status, "detail": answer.get("detail"), "peak": peak}))
+body = tempfile.TemporaryFile()  # the file on disk, as a client would stream it
+for piece in repeated(b"ref_id,product_code,customer_no\\n", b",", 30 * MB, b"\\n"):
+    body.write(piece)
+size = body.tell()
+body.seek(0)
+client = app.test_client()
+headers = {"Authorization": sys.argv[3]}
+# an ordinary request first: the database connection, the driver's types, the compiled
+# statements are made once per process, not per request
+assert client.get("/v1/bulk", headers=headers).status_code == 200
+tracemalloc.start()
+response = client.post("/v1/bulk", input_stream=body, content_type="text/csv",
+                       headers={**headers, "Content-Length": str(size)})
+peak = tracemalloc.get_traced_memory()[1]
+print(json.dumps({"status": response.status_code, "detail": response.get_json().get("detail"), "peak": peak}))
 """
 
 
-def test_a_30_mb_line_through_http_is_refused_in_bounded_memory(app, config, tenant_factory):
-    """The whole request over real HTTP — the body streamed to disk, then scanned — allocates a
-    few pieces, not the file. In a process of its own, so that nothing else the suite left
-    running counts in the peak (tracemalloc sees every thread)."""
+def test_a_30_mb_line_through_the_app_is_refused_in_bounded_memory(app, config, tenant_factory):
+    """The whole request through the WSGI app — a 30 MB body read from the client's stream to
+    disk, then scanned — allocates a few pieces, not the file. In a process of its own, so
+    that nothing else the suite left running counts in the peak (tracemalloc sees every
+    thread). (Not through werkzeug's development server: its chunked-body reader has peaks
+    of its own; the hub is served by gunicorn.)"""
     import subprocess
     import sys
     from pathlib import Path
@@ -159,6 +164,6 @@ def test_a_30_mb_line_through_http_is_refused_in_bounded_memory(app, config, ten
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome["status"] == 422, outcome
     assert "longer than 4096 characters" in outcome["detail"]
-    assert outcome["peak"] < 4 * MB, f"the request held {outcome['peak']} bytes at its peak"
+    assert outcome["peak"] < 1 * MB, f"the request held {outcome['peak']} bytes at its peak"
     with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
         assert uow.session.scalar(select(func.count()).select_from(BulkJob)) == 0
