@@ -48,13 +48,15 @@ class TenantsView(AdminView):
 
     @expose("/<tenant_id>")
     def detail(self, tenant_id: str):
-        from hub.tenancy.scopes import TENANT_SCOPES
+        from hub.tenancy.scopes import DEFAULT_TENANT_SCOPES, TENANT_SCOPES
         from hub.tenancy.service import get_tenant, list_clients
 
         uow = request_uow()
         tenant = get_tenant(uow, tenant_id)
+        # The New client form starts with read and purchase scopes ticked (least privilege);
+        # a top-up is never a tenant's scope (the platform records money it received).
         return self.render("rop_admin/tenant.html", tenant=tenant, clients=list_clients(uow, tenant.id),
-                           scopes=sorted(TENANT_SCOPES))
+                           scopes=[(s, TENANT_SCOPES[s], s in DEFAULT_TENANT_SCOPES) for s in sorted(TENANT_SCOPES)])
 
     @expose("/<tenant_id>/status", methods=("POST",))
     @requires_role("operator")
@@ -161,17 +163,29 @@ def _parse_pairs(text: str, what: str) -> dict[str, Any]:
     return out
 
 
+def kill_switch_message(config_id: str, enabled: bool, in_flight: int) -> str:
+    """What switching a configuration off or on does, with its purchases in flight."""
+    if enabled:
+        return f"{config_id} is switched on: new purchases may go to it."
+    return (f"{config_id} is switched off: no new purchase goes to it. {in_flight} purchase(s) in flight there "
+            "keep their status checks and callbacks until the provider answers.")
+
+
 class ProvidersView(AdminView):
     """Provider configurations: masked credentials, write-only credential forms, kill switch."""
 
     @expose("/")
     def index(self):
         from hub.providers.service import list_configs, masked
+        from hub.transactions.client import in_flight_by_config
 
         host = current_state().extras.get("plugins")
         codes = sorted(getattr(host, "providers", {}) or {})
-        rows = [masked(row) for row in list_configs(request_uow())]
-        return self.render("rop_admin/providers.html", configs=rows, codes=codes)
+        uow = request_uow()
+        rows = [masked(row) for row in list_configs(uow)]
+        # The kill switch's confirmation says how many purchases are in flight there.
+        in_flight = in_flight_by_config(admin_ctx(), uow, [r["id"] for r in rows])
+        return self.render("rop_admin/providers.html", configs=rows, codes=codes, in_flight=in_flight)
 
     @expose("/new", methods=("POST",))
     @requires_role("admin")
@@ -190,7 +204,10 @@ class ProvidersView(AdminView):
                       after={"provider_code": row.provider_code, "name": row.name, "settings": settings,
                              "credential_keys": sorted(credentials)})
         uow.commit()
-        flash(f"Provider configuration {row.id} added.", "success")
+        setting = current_state().extras["plugins"].provider_class(row.provider_code).callback_secret_setting
+        generated = (f" The hub generated its callback secret ({setting}); to give the provider one of "
+                     "your own, replace the credentials." if setting and not credentials.get(setting) else "")
+        flash(f"Provider configuration {row.id} added.{generated}", "success")
         return redirect(url_for(".index"))
 
     @expose("/<config_id>/credentials", methods=("POST",))
@@ -212,15 +229,21 @@ class ProvidersView(AdminView):
     @expose("/<config_id>/enabled", methods=("POST",))
     @requires_role("operator")
     def enabled(self, config_id: str):
-        """The kill switch: enable or disable a configuration."""
+        """The kill switch: enable or disable a configuration. Disabling stops new purchases
+        only: the purchases in flight there (counted in the confirmation and the message) keep
+        their status checks and callbacks."""
         from hub.providers.service import set_enabled
+        from hub.transactions.client import in_flight_by_config
 
         enabled = request.form.get("enabled") == "1"
         uow = request_uow()
         row = set_enabled(uow, config_id, enabled)
+        in_flight = in_flight_by_config(admin_ctx(), uow, [row.id])[row.id]
         _record_audit(admin_ctx(), uow, f"provider_config.{'enabled' if enabled else 'disabled'}",
-                      tenant_id=row.tenant_id, target_type="provider_config", target_id=row.id)
+                      tenant_id=row.tenant_id, target_type="provider_config", target_id=row.id,
+                      after={"enabled": enabled, "in_flight": in_flight})
         uow.commit()
+        flash(kill_switch_message(row.id, enabled, in_flight), "success")
         return redirect(url_for(".index"))
 
 
@@ -283,18 +306,13 @@ class WalletsView(AdminView):
     @expose("/<tenant_id>/<wallet_id>/topup", methods=("POST",))
     @requires_role("operator")
     def topup(self, tenant_id: str, wallet_id: str):
-        """Top up: a ledger posting from the funding account, with a reason (in the audit log)."""
+        """Top up: a ledger posting from the funding account, with a reason (audited by the use-case)."""
         from hub.wallets.service import topup
 
         reason = _reason()
         amount = _amount()
-        ctx = admin_ctx(tenant_id)
         uow = request_uow()
-        result = topup(ctx, uow, wallet_id, amount, request.form.get("ref") or "")
-        if not result["replayed"]:
-            _record_audit(ctx, uow, "wallet.topped_up", tenant_id=tenant_id, target_type="wallet",
-                          target_id=wallet_id, after={"amount": amount, "currency": result["currency"],
-                                                      "journal_id": result["journal_id"], "reason": reason})
+        result = topup(admin_ctx(tenant_id), uow, wallet_id, amount, request.form.get("ref") or "", reason=reason)
         uow.commit()
         flash(f"Topped up {amount} {result['currency']} (journal {result['journal_id']}).", "success")
         return redirect(url_for(".detail", tenant_id=tenant_id, wallet_id=wallet_id))

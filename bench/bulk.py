@@ -76,7 +76,8 @@ def setup(database_url: str, redis_url: str, instance: Path, latency_ms: int, fu
     with app.app_context(), unit_of_work(state.db) as uow:
         system = CallContext.system(actor="bench")
         tenant = tenancy.create_tenant(system, uow, f"Bench {uuid.uuid4().hex[:6]}")
-        client, _secret = tenancy.create_client(system, uow, tenant.id, rate_limit_per_minute=1_000_000)
+        client, _secret = tenancy.create_client(system, uow, tenant.id, scopes=["bulk:read", "bulk:write"],
+                                                rate_limit_per_minute=1_000_000)
         ctx = CallContext.system(actor="bench", tenant_id=tenant.id)
         wallet = wallets.get_main_wallet(ctx, uow)
         if funds:

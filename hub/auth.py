@@ -9,6 +9,13 @@
   :data:`STATUS_TTL` seconds per process, so revocation and disabling bite within 5 s. So
   does a secret rotation: a token carries its client's token version (claim ``ver``), which
   every rotation moves on, and a token whose ``tid`` is not its client's tenant is refused.
+- A ``platform`` client (the platform's own systems, e.g. its finance back office) belongs
+  to no tenant: each call names the tenant it acts for in ``ROP-On-Behalf-Of`` (slug or
+  id), else 400; an unknown tenant is 404, a disabled one 403. Its CallContext has that
+  tenant and the platform client's id, so what it does is recorded with both.
+- A token never carries more scopes than its client's kind may hold
+  (:func:`hub.tenancy.scopes.allowed_scopes`): a tenant's client never holds
+  ``wallets:topup``, whatever its row or its token says.
 - :func:`service_context` is how one service calls another: the callee sees the calling
   service's identity and scopes, the originating tenant, and the originating client.
 """
@@ -18,8 +25,9 @@ import functools
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 from flask import g, request
@@ -31,10 +39,11 @@ from sqlalchemy import select
 from hub import logging as hub_logging
 from hub.availability import REDIS_ERRORS
 from hub.context import CallContext
-from hub.errors import Forbidden, RateLimited, Unauthorized
+from hub.errors import Forbidden, HubError, NotFound, RateLimited, Unauthorized
 from hub.metrics import RATE_LIMIT_UNENFORCED
 from hub.redis_scripts import HotScript
 from hub.state import current_state
+from hub.tenancy.scopes import allowed_scopes
 
 ISSUER = "rop-hub"
 STATUS_TTL = 2.0  # seconds a client's status is trusted without a database read (< 5 s)
@@ -169,18 +178,29 @@ def _load_status(client_id: str) -> ClientStatus | None:
         if row is None:
             return None
         client, tenant_status = row
+        # Never more than the client's kind may hold, whatever its row says (a row written
+        # before a scope became platform-only, or by hand): a tenant's client never tops up.
         return ClientStatus(active=client.status == "active",
                             tenant_active=client.tenant_id is None or tenant_status == "active",
-                            scopes=client.scope_set, kind=client.kind,
+                            scopes=client.scope_set & allowed_scopes(client.kind), kind=client.kind,
                             rate_limit_per_minute=client.rate_limit_per_minute,
                             tenant_id=client.tenant_id, token_version=client.token_version or 0)
 
 
-def _tenant_active(tenant_id: str) -> bool:
+def _acting_for(ident: str) -> str:
+    """The id of the tenant a platform or service client names in ``ROP-On-Behalf-Of``
+    (its slug or id). :raise NotFound: no such tenant. :raise Forbidden: it is disabled."""
     from hub.tenancy.models import Tenant
 
+    ident = ident.strip()
     with current_state().db.session(readonly=True) as session:
-        return session.scalar(select(Tenant.status).where(Tenant.id == tenant_id)) == "active"
+        row = session.execute(select(Tenant.id, Tenant.status).where(
+            (Tenant.id == ident) | (Tenant.slug == ident))).first() if ident else None
+    if row is None:
+        raise NotFound(f"no tenant {ident!r} (named in {ON_BEHALF_HEADER})")
+    if row.status != "active":
+        raise Forbidden(f"the tenant {ident!r} named in {ON_BEHALF_HEADER} is disabled")
+    return row.id
 
 
 # -- rate limits --------------------------------------------------------------------------
@@ -317,16 +337,20 @@ def authenticate_request(required: tuple[str, ...], count_in_view: bool = False)
         raise Unauthorized("the bearer token is not valid", headers=_challenge("invalid_token"))
     # A token never carries more than its client holds now (scopes may have been narrowed).
     scopes = frozenset(str(claims.get("scope", "")).split()) & status.scopes
-    tenant_id = claims.get("tid")
+    tenant_id = claims.get("tid") if status.kind == "tenant" else None
     on_behalf_of = None
     acting_for = request.headers.get(ON_BEHALF_HEADER)
-    if acting_for is not None:
+    if status.kind == "platform":
+        # A platform client belongs to no tenant: every call names the one it acts for.
+        if acting_for is None or not acting_for.strip():
+            raise HubError(f"a platform client acts for one tenant per call: name it (slug or id) in the "
+                           f"{ON_BEHALF_HEADER} header")
+        tenant_id = _acting_for(acting_for)
+    elif acting_for is not None:
         if status.kind != "service" or "tenants:act-as" not in scopes:
-            raise Forbidden(f"only a service client with the scope 'tenants:act-as' may send {ON_BEHALF_HEADER}")
-        if not _tenant_active(acting_for):
-            raise Unauthorized(f"the tenant in {ON_BEHALF_HEADER} is unknown or disabled",
-                               headers=_challenge("invalid_token"))
-        tenant_id, on_behalf_of = acting_for, acting_for
+            raise Forbidden(f"only a platform client, or a service client with the scope 'tenants:act-as', "
+                            f"may send {ON_BEHALF_HEADER}")
+        tenant_id = on_behalf_of = _acting_for(acting_for)
     hub_logging.bind(tenant_id=tenant_id, client_id=client_id)
     limit = status.rate_limit_per_minute or DEFAULT_RATE_LIMIT_PER_MINUTE
     ctx = CallContext(tenant_id=tenant_id, client_id=client_id, scopes=scopes,

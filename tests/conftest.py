@@ -8,8 +8,10 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 import warnings
 from pathlib import Path
 
@@ -48,6 +50,22 @@ def redis_url(redis_server) -> str:
     return redis_server[1]
 
 
+@contextlib.contextmanager
+def postgres_database(base: str, prefix: str = "rop_test") -> Iterator[str]:
+    """A new database on the PostgreSQL server of ``base``, dropped afterwards: its URL."""
+    base = _psycopg_url(base)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory):
     """A migrated database for this run: SQLite, or a fresh PostgreSQL database."""
@@ -57,19 +75,9 @@ def database_url(tmp_path_factory):
         upgrade(url)
         yield url
         return
-    base = _psycopg_url(base)
-    name = f"rop_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
-    try:
+    with postgres_database(base) as url:
         upgrade(url)
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -204,15 +212,21 @@ class TestTenant:
         self.token = token
         self.headers = {"Authorization": f"Bearer {token}"}
         self.ctx = CallContext(tenant_id=tenant.id, client_id=client.id, scopes=client.scope_set)
+        #: the operator acting in this tenant (top-ups: only the platform records money received)
+        self.operator = CallContext.system(actor="cli:tests", tenant_id=tenant.id)
 
 
 @pytest.fixture
 def tenant_factory(app):
-    """Make tenants: ``tenant_factory(name=None, scopes=None, rate_limit_per_minute=None)``."""
+    """Make tenants: ``tenant_factory(name=None, scopes=None, rate_limit_per_minute=None)``.
+
+    ``scopes=None`` gives the client every scope a tenant's client may hold (the tests use the
+    whole tenant API; a real client created without scopes gets read and purchase only)."""
     from hub.auth import issue_access_token
     from hub.context import CallContext
     from hub.db import unit_of_work
     from hub.tenancy import service
+    from hub.tenancy.scopes import TENANT_SCOPES
 
     counter = iter(range(1, 10_000))
 
@@ -223,12 +237,51 @@ def tenant_factory(app):
         with unit_of_work(state.db) as uow:
             ctx = CallContext.system(actor="cli:tests")
             tenant = service.create_tenant(ctx, uow, name)
-            client, secret = service.create_client(ctx, uow, tenant.id, scopes=scopes,
+            client, secret = service.create_client(ctx, uow, tenant.id, scopes=scopes or sorted(TENANT_SCOPES),
                                                    rate_limit_per_minute=rate_limit_per_minute)
             uow.commit()
         token = issue_access_token(state.config.secret_key, client.id, tenant.id, client.scope_set,
                                    state.config.access_token_ttl)
         return TestTenant(app, tenant, client, secret, token)
+
+    return make
+
+
+class TestPlatformClient:
+    """A platform client (no tenant) and its token: ``headers_for(tenant)`` names the tenant
+    it acts for in ``ROP-On-Behalf-Of``."""
+
+    __test__ = False
+
+    def __init__(self, client, secret, token):
+        self.client_id = client.id
+        self.client_secret = secret
+        self.scopes = client.scope_set
+        self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def headers_for(self, tenant) -> dict[str, str]:
+        """Headers acting for ``tenant`` (a TestTenant, or a slug or id)."""
+        return {**self.headers, "ROP-On-Behalf-Of": getattr(tenant, "slug", tenant)}
+
+
+@pytest.fixture
+def platform_factory(app):
+    """Make platform clients: ``platform_factory(scopes=None)`` (None: ``wallets:topup``)."""
+    from hub.auth import issue_access_token
+    from hub.context import CallContext
+    from hub.db import unit_of_work
+    from hub.tenancy import service
+
+    def make(scopes=None) -> TestPlatformClient:
+        state = app.extensions["rop"]
+        with unit_of_work(state.db) as uow:
+            client, secret = service.create_client(CallContext.system(actor="cli:tests"), uow, None,
+                                                   kind="platform", scopes=scopes, name="finance")
+            uow.commit()
+        token = issue_access_token(state.config.secret_key, client.id, None, client.scope_set,
+                                   state.config.access_token_ttl)
+        return TestPlatformClient(client, secret, token)
 
     return make
 

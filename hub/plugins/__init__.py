@@ -22,6 +22,11 @@ def init_app(app, api) -> None:
     """Build the plugin manager for this app and apply ``register_blueprints``."""
     host = build_plugin_manager()
     app.extensions["rop"].extras["plugins"] = host
+    if host.warnings:
+        import structlog
+
+        for warning in host.warnings:
+            structlog.get_logger("hub.plugins").warning("plugin installation", problem=warning)
     for blueprints in host.hook.register_blueprints(app=app):
         for blueprint in blueprints or []:
             app.register_blueprint(blueprint)

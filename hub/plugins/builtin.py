@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.plugins.markers import hookimpl
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hub.plugins.types import ProductView
+    from hub.providers.client import Route
 
 #: Indonesian mobile prefixes (after the leading 0) per operator.
 MOBILE_PREFIXES: dict[str, tuple[str, ...]] = {
@@ -45,7 +49,7 @@ def validate_customer_number(product_type: str, operator: str | None, customer_n
 
 
 @hookimpl(trylast=True)
-def route_transaction(ctx, sku: str, candidates: list[Any]) -> list[Any]:
+def route_transaction(ctx, product_code: str, candidates: list[Route]) -> list[Route]:
     def key(c: Any):
         health = getattr(c, "health", None) or {}
         rate = health.get("success_rate") if isinstance(health, dict) else None
@@ -55,7 +59,7 @@ def route_transaction(ctx, sku: str, candidates: list[Any]) -> list[Any]:
 
 
 @hookimpl(trylast=True)
-def price_product(tenant_id: str, sku: str, cost: int, currency: str, product: Any) -> int:
+def price_product(tenant_id: str, product_code: str, cost: int, currency: str, product: ProductView) -> int:
     margin = getattr(product, "margin", None)
     if margin is None and isinstance(product, dict):
         margin = product.get("margin")

@@ -21,6 +21,8 @@ def list_cmd(as_json: bool) -> None:
     from hub.plugins.manager import build_plugin_manager
 
     host = build_plugin_manager()  # no app (and no database) needed
+    for warning in host.warnings:
+        click.echo(f"warning: {warning}", err=True)
     rows = [info.as_dict() for info in host.plugins]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -34,12 +36,16 @@ def list_cmd(as_json: bool) -> None:
 @click.argument("name")
 @click.option("--directory", "-d", type=click.Path(file_okay=False, path_type=Path),
               default=Path("plugins"), show_default=True, help="Where to create the package.")
-def new_cmd(name: str, directory: Path) -> None:
-    """Scaffold a provider plugin package NAME (setup.cfg, provider, code table, tests)."""
+@click.option("--distribution", default=None,
+              help="The distribution's name on the package index (default rop-provider-NAME).")
+def new_cmd(name: str, directory: Path, distribution: str | None) -> None:
+    """Scaffold a provider plugin package NAME: a provider speaking an example JSON protocol
+    through the hub's HTTP client, a simulator of it, tests with the contract kit, a CI
+    workflow and a README."""
     from hub.plugins.scaffold import ScaffoldError, scaffold
 
     try:
-        path = scaffold(name, directory)
+        path = scaffold(name, directory, distribution)
     except ScaffoldError as exc:
         raise CliError(str(exc)) from exc
-    click.echo(f"created {path}; next: pip install -e {path} && pytest {path}")
+    click.echo(f"created {path}; next: pip install -e {path} && pytest {path}/tests")

@@ -12,7 +12,9 @@ Implementations may take fewer arguments than the spec names (pluggy passes only
 asked for), so hooks evolve by adding arguments only. ``firstresult`` hooks stop at the
 first implementation returning something other than ``None``; the hub's built-in
 behaviour is registered through the same hooks with ``trylast=True`` so any plugin can
-override it. A misspelt hook name fails start-up (``pm.check_pending()``).
+override it. A misspelt hook name fails start-up (``pm.check_pending()``). docs/hooks.md documents
+each hook with an example; docs/plugins.md says what the hub promises about them
+("Compatibility").
 """
 from __future__ import annotations
 
@@ -23,13 +25,21 @@ from hub.plugins.markers import hookspec
 if TYPE_CHECKING:  # pragma: no cover
     import click
     from flask import Blueprint, Flask
+    from flask_admin import Admin, BaseView
 
     from hub.context import CallContext
+    from hub.plugins.types import BulkParser, ProductView, TransactionView
+    from hub.providers.client import Route
+    from hub.providers.contract import CatalogItem, Provider
+
+#: The hooks' arguments renamed in 0.2, still passed under their old names until hub 0.3.
+_SKU_RENAMED = DeprecationWarning("the hook argument 'sku' is deprecated: use 'product_code' "
+                                  "(the hub's product code; removed in hub 0.3)")
 
 
 # -- providers ------------------------------------------------------------------------------
 @hookspec
-def register_providers() -> list[type]:
+def register_providers() -> list[type[Provider]]:
     """Register provider classes (the Provider Connector contract, ``hub.providers.contract``).
 
     Called once per app at start-up, when the plugin manager is built.
@@ -43,7 +53,7 @@ def register_providers() -> list[type]:
 
 # -- products / catalog ---------------------------------------------------------------------
 @hookspec
-def catalog_loaded(provider_code: str, config_id: str, products: list[Any]) -> None:
+def catalog_loaded(provider_code: str, config_id: str, products: list[CatalogItem]) -> None:
     """The catalog of one provider configuration was fetched and stored.
 
     Called after the products service committed a successful sync of one configuration
@@ -59,28 +69,31 @@ def catalog_loaded(provider_code: str, config_id: str, products: list[Any]) -> N
     """
 
 
-@hookspec(firstresult=True)
-def price_product(tenant_id: str, sku: str, cost: int, currency: str, product: Any) -> int | None:
+@hookspec(firstresult=True, warn_on_impl_args={"sku": _SKU_RENAMED})
+def price_product(tenant_id: str, product_code: str, cost: int, currency: str, product: ProductView,
+                  sku: str) -> int | None:
     """Return the sell price (minor units) of a product for a tenant.
 
     Called by the products service whenever it prices a product for a tenant: in
     ``GET /v1/products`` and, at purchase, in ``hub.products.client.get_for_sale``.
 
     :param tenant_id: the tenant being priced for.
-    :param sku: the hub's product code.
+    :param product_code: the hub's product code.
     :param cost: what the cheapest active offer on a provider configuration the tenant may
         use (a healthy one when there is any) charges the hub, in minor units.
     :param currency: ISO 4217 code.
     :param product: the product as a dict (read-only): ``code``, ``name``, ``category``,
         ``brand``, ``type``, ``nominal``, ``currency``, and ``margin``: what the platform
         price list and the tenant's own price rules add to the cost (docs/products.md).
+    :param sku: deprecated alias of ``product_code`` (removed in hub 0.3).
     :returns: the price in minor units (a non-negative ``int``; anything else is refused
         with ``TypeError``), or ``None`` to let the next plugin decide.
         Stops at first non-None result. The built-in rule (``trylast``) returns
         ``cost + product["margin"]``.
 
     .. versionadded:: 0.1
-    .. versionchanged:: 0.2 ``product`` carries the price rules' ``margin``.
+    .. versionchanged:: 0.2 ``product`` carries the price rules' ``margin``; ``sku`` is
+       renamed ``product_code``.
     """
 
 
@@ -122,26 +135,30 @@ def validate_customer_number(product_type: str, operator: str | None, customer_n
     """
 
 
-@hookspec(firstresult=True)
-def route_transaction(ctx: CallContext, sku: str, candidates: list[Any]) -> list[Any] | None:
+@hookspec(firstresult=True, warn_on_impl_args={"sku": _SKU_RENAMED})
+def route_transaction(ctx: CallContext, product_code: str, candidates: list[Route],
+                      sku: str) -> list[Route] | None:
     """Choose the order in which provider configurations are tried for one transaction.
 
     Called by the transactions service before the first provider call.
 
     :param ctx: the caller's context.
-    :param sku: the hub's SKU.
-    :param candidates: the usable routes (objects with ``config_id``, ``provider_code``,
-        ``cost``, ``health``); unhealthy or switched-off configurations are already removed.
+    :param product_code: the hub's product code.
+    :param candidates: the usable routes (:class:`hub.providers.client.Route`: ``config_id``,
+        ``provider_code``, ``sku`` (the provider's code), ``cost``, ``priority``,
+        ``health``); unhealthy or switched-off configurations are already removed.
+    :param sku: deprecated alias of ``product_code`` (removed in hub 0.3).
     :returns: the candidates in the order to try (a subset is allowed), or ``None`` to
         let the next plugin decide. Stops at first non-None result. The built-in router
         (``trylast``) orders by cost, then the offer's priority (lower first), then success rate.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2 ``sku`` is renamed ``product_code``; a route's ``provider_sku`` is ``sku``.
     """
 
 
 @hookspec
-def transaction_state_changed(ctx: CallContext, transaction: Any, old_state: str,
+def transaction_state_changed(ctx: CallContext, transaction: TransactionView, old_state: str,
                               new_state: str) -> None:
     """A transaction moved from one state to another (docs/transactions.md, "Lifecycle").
 
@@ -159,14 +176,15 @@ def transaction_state_changed(ctx: CallContext, transaction: Any, old_state: str
 
 # -- bulk -----------------------------------------------------------------------------------
 @hookspec
-def register_bulk_parsers() -> list[Any]:
+def register_bulk_parsers() -> list[BulkParser]:
     """Register more input formats for bulk jobs.
 
     Called when the bulk service builds its parser table.
 
-    :returns: a list of parsers: objects with ``name`` (format name, e.g. ``"xlsx"``),
-        ``content_types`` (list of str) and ``parse(stream) -> Iterator[dict]`` yielding
-        one row dict (``sku``, ``customer_no``, ``ref_id``...) per line.
+    :returns: a list of parsers (:class:`hub.plugins.types.BulkParser`): objects with
+        ``name`` (format name, e.g. ``"xlsx"``), ``content_types`` (list of str) and
+        ``parse(stream) -> Iterator[dict]`` yielding one row dict (``ref_id``,
+        ``product_code``, ``customer_no``) per line.
 
     .. versionadded:: 0.1
     """
@@ -187,7 +205,7 @@ def register_blueprints(app: Flask) -> list[Blueprint]:
 
 
 @hookspec
-def register_admin_views(app: Flask, admin: Any) -> list[Any] | None:
+def register_admin_views(app: Flask, admin: Admin) -> list[BaseView | Blueprint] | None:
     """Add views to the admin UI at ``/admin`` (Flask-Admin).
 
     Called once when the admin UI is mounted.
@@ -217,7 +235,7 @@ def register_cli_commands(cli: click.Group) -> None:
 
 # -- events ---------------------------------------------------------------------------------
 @hookspec
-def handle_event(event_type: str, payload: dict, envelope: dict) -> None:
+def handle_event(event_type: str, payload: dict[str, Any], envelope: dict[str, Any]) -> None:
     """See every event the hub publishes (``transaction.succeeded``, ``wallet.debited``...).
 
     Called from a worker, once per event, after the event was committed.

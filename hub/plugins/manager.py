@@ -41,11 +41,13 @@ class PluginInfo:
 
 @dataclass
 class PluginHost:
-    """The loaded plugins: the pluggy manager, what each plugin is, and the provider classes."""
+    """The loaded plugins: the pluggy manager, what each plugin is, the provider classes, and
+    warnings about the installation (``rop plugins list`` prints them)."""
 
     pm: pluggy.PluginManager
     plugins: list[PluginInfo]
     providers: dict[str, type]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def hook(self):
@@ -87,14 +89,11 @@ def build_plugin_manager(*, entry_point_group: str = ENTRY_POINT_GROUP,
 
         infos.append(PluginInfo(module_name.rsplit(".", 1)[-1], "rop-hub", __version__,
                                 module_name, builtin=True))
-    seen: set[str] = set()
-    for ep in sorted(entry_points(group=entry_point_group), key=lambda e: e.name):
+    warnings: list[str] = []
+    for ep in _unique_entry_points(entry_point_group, warnings):
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
         label = f"plugin {ep.name!r} (distribution {dist})"
-        if ep.name in seen:
-            continue  # the same distribution seen twice on sys.path
-        seen.add(ep.name)
         try:
             obj = ep.load()
         except Exception as exc:
@@ -139,7 +138,34 @@ def build_plugin_manager(*, entry_point_group: str = ENTRY_POINT_GROUP,
         plugin = pm.get_plugin(info.module if info.builtin else info.name)
         if plugin is not None:
             info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-    return PluginHost(pm=pm, plugins=infos, providers=providers)
+    return PluginHost(pm=pm, plugins=infos, providers=providers, warnings=warnings)
+
+
+def _unique_entry_points(group: str, warnings: list[str]) -> list[Any]:
+    """The group's entry points, one per name and per module: the first found on ``sys.path``.
+
+    The same distribution seen twice on ``sys.path`` is silently one. Two *distributions*
+    with the same entry point name or module (a plugin re-installed under another
+    distribution name, the old one left behind) load one and add a warning naming both.
+    """
+    kept: dict[str, Any] = {}
+    by_module: dict[str, Any] = {}
+    for ep in entry_points(group=group):
+        dist = _dist(ep)
+        first = kept.get(ep.name) or by_module.get(ep.value)
+        if first is None:
+            kept[ep.name] = by_module[ep.value] = ep
+            continue
+        if _dist(first) == dist:
+            continue
+        what = f"entry point {ep.name!r}" if first.name == ep.name else f"module {ep.value!r}"
+        warnings.append(f"{what} is installed by two distributions: {_dist(first)} (loaded) and {dist} "
+                        f"(ignored); uninstall one: pip uninstall {dist}")
+    return sorted(kept.values(), key=lambda e: e.name)
+
+
+def _dist(ep: Any) -> str:
+    return f"{ep.dist.name} {ep.dist.version}" if ep.dist else "?"
 
 
 def plugin_host(app=None) -> PluginHost:

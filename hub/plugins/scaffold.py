@@ -1,9 +1,10 @@
-"""``rop plugins new NAME``: scaffold a provider plugin package from templates.
+"""``rop plugins new NAME``: scaffold a provider plugin package from the templates in
+``hub/plugins/template``.
 
-The package installs (``pip install -e plugins/NAME``) and passes its own tests at once:
-``test_plugin_is_installed``, its code table code by code, and the contract test kit
-(:mod:`hub.providers.testing`). The skeleton answers from memory; replace its bodies with
-calls to the provider's API through :func:`hub.providers.http.provider_http`.
+The package installs (``pip install -e``) and passes its own tests at once: installed, its
+code table code by code, and the contract kit (:mod:`hub.providers.testing`) against the
+simulator it ships. Its provider speaks an example JSON protocol through the hub's HTTP
+client; the partner replaces the protocol (plugin and simulator) with the provider's.
 """
 from __future__ import annotations
 
@@ -11,186 +12,58 @@ import re
 from pathlib import Path
 from string import Template
 
+TEMPLATES = Path(__file__).resolve().parent / "template"
+
+#: template → path in the package (``{name}`` is the plugin's name)
+FILES = {
+    "setup.cfg.tmpl": "setup.cfg",
+    "pyproject.toml.tmpl": "pyproject.toml",
+    "setup.py.tmpl": "setup.py",
+    "README.md.tmpl": "README.md",
+    "gitignore.tmpl": ".gitignore",
+    "github-workflow.yml.tmpl": ".github/workflows/test.yml",
+    "package/__init__.py.tmpl": "rop_{name}/__init__.py",
+    "package/plugin.py.tmpl": "rop_{name}/plugin.py",
+    "package/simulator.py.tmpl": "rop_{name}/simulator.py",
+    "tests/test_plugin.py.tmpl": "tests/test_{name}.py",
+}
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{1,30}")
+_DISTRIBUTION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")  # PEP 508
+
 
 class ScaffoldError(Exception):
     pass
 
 
-SETUP_CFG = """\
-[metadata]
-name = rop-provider-$name
-version = 0.1.0
-description = ROP Hub provider plugin: $title
+def _hub_minor() -> str:
+    """The hub version the plugin is made against, as ``MAJOR.MINOR`` (its lowest requirement)."""
+    from hub import __version__
 
-[options]
-packages = find:
-python_requires = >=3.11
-install_requires =
-    rop-hub
-
-[options.packages.find]
-exclude = tests
-
-[options.entry_points]
-rop =
-    $name = rop_$name.plugin
-"""
-
-PYPROJECT = """\
-[build-system]
-requires = ["setuptools>=68", "wheel"]
-build-backend = "setuptools.build_meta"
-"""
-
-SETUP_PY = "from setuptools import setup\n\nsetup()\n"
-
-PLUGIN = '''\
-"""The $title provider for ROP Hub.
-
-Replace the bodies below with calls to the provider's API (hub.providers.http.provider_http()),
-and CODE_TABLE with every response code the provider documents.
-"""
-from __future__ import annotations
-
-import hashlib
-import hmac
-import json
-from typing import Mapping
-
-from marshmallow import Schema, fields
-
-from hub import hookimpl
-from hub.providers.contract import (
-    CallbackRejected,
-    Capability,
-    CatalogItem,
-    Provider,
-    ProviderResult,
-    PurchaseRequest,
-    State,
-    StatusRequest,
-)
-
-#: The provider's response codes -> normalized states. Every code needs a line and a test.
-CODE_TABLE: dict[str, State] = {
-    "00": State.SUCCESS,
-    "01": State.PENDING,
-    "40": State.FAILED,     # invalid customer number
-    "41": State.REJECTED,   # product unavailable: the next provider may be tried
-    "99": State.UNKNOWN,    # timeout at the provider
-}
-
-CATALOG = {
-    "PULSA10": CatalogItem("PULSA10", "Pulsa 10,000", "pulsa", "telkomsel", 10_300),
-}
+    return ".".join(__version__.split(".")[:2])
 
 
-class Settings(Schema):
-    api_key = fields.String(load_default="change-me", metadata={"secret": True})
-    base_url = fields.String(load_default="https://api.example.invalid")
+def scaffold(name: str, directory: Path, distribution: str | None = None) -> Path:
+    """Create ``directory/name`` with a provider plugin package; return its path.
 
-
-class ${klass}Provider(Provider):
-    code = "$name"
-    name = "$title"
-    version = "0.1.0"
-    capabilities = frozenset({Capability.PREPAID, Capability.CATALOG, Capability.CALLBACKS,
-                              Capability.BALANCE})
-    settings_schema = Settings
-    code_table = CODE_TABLE
-
-    def _result(self, code: str, ref_id: str, sku: str, message: str) -> ProviderResult:
-        item = CATALOG.get(sku)
-        return ProviderResult(self.map_code(code), provider_ref=f"$name-{ref_id}",
-                              cost=item.cost if item else None, message=message,
-                              raw={"rc": code, "ref_id": ref_id}, ref_id=ref_id, provider_code=code)
-
-    def catalog(self) -> list[CatalogItem]:
-        return list(CATALOG.values())
-
-    def purchase(self, request: PurchaseRequest) -> ProviderResult:
-        if request.provider_sku not in CATALOG:
-            return self._result("41", request.ref_id, request.provider_sku, "unknown product")
-        if request.customer_no.endswith("9999"):
-            return self._result("40", request.ref_id, request.provider_sku, "invalid number")
-        return self._result("00", request.ref_id, request.provider_sku, "success")
-
-    def check_status(self, request: StatusRequest) -> ProviderResult:
-        code = "40" if request.customer_no.endswith("9999") else "00"
-        return self._result(code, request.ref_id, request.provider_sku, "status")
-
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ProviderResult:
-        expected = hmac.new(self.settings["api_key"].encode(), body, hashlib.sha256).hexdigest()
-        given = {k.lower(): v for k, v in headers.items()}.get("x-signature", "")
-        if not hmac.compare_digest(given, expected):
-            raise CallbackRejected("bad signature")
-        data = json.loads(body)
-        return self._result(str(data["rc"]), str(data["ref_id"]), str(data.get("sku", "")), "callback")
-
-    def balance(self) -> ProviderResult:
-        return ProviderResult(State.SUCCESS, cost=1_000_000, raw={})
-
-
-@hookimpl
-def register_providers():
-    return [${klass}Provider]
-'''
-
-TESTS = '''\
-"""Tests of the $title provider plugin."""
-from __future__ import annotations
-
-from importlib.metadata import entry_points
-
-import pytest
-from rop_$name.plugin import CODE_TABLE, ${klass}Provider
-
-from hub.providers.testing import ContractCase, ProviderContractTests, view
-
-
-def test_plugin_is_installed():
-    assert "$name" in {ep.name for ep in entry_points(group="rop")}
-    from hub.plugins import build_plugin_manager
-
-    assert build_plugin_manager().providers["$name"] is ${klass}Provider
-
-
-@pytest.mark.parametrize("code,state", sorted(CODE_TABLE.items()))
-def test_every_code_maps_to_its_state(code, state):
-    assert ${klass}Provider(view("$name")).map_code(code) is state
-
-
-class Test${klass}Contract(ProviderContractTests):
-    @pytest.fixture
-    def contract_case(self):
-        return ContractCase(provider=${klass}Provider(view("$name", settings={"api_key": "k"})),
-                            sku="PULSA10", success_no="081212345678", failed_no="081200009999")
-'''
-
-README = """\
-# rop-provider-$name
-
-A ROP Hub provider plugin. Install: `pip install -e .`; test: `pytest tests`.
-Read the hub's docs/plugins.md first.
-"""
-
-
-def scaffold(name: str, directory: Path) -> Path:
-    """Create ``directory/name`` with a provider plugin package; return its path."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]{1,30}", name):
+    :param name: the plugin's name: its provider code, entry point and package ``rop_NAME``.
+    :param distribution: the distribution's name on the package index (``rop-provider-NAME``
+        by default).
+    :raise ScaffoldError: a bad name, or the directory exists.
+    """
+    if not _NAME.fullmatch(name):
         raise ScaffoldError(f"plugin name {name!r}: use lower-case letters, digits and _ (2-31 chars)")
+    distribution = distribution or f"rop-provider-{name.replace('_', '-')}"
+    if not _DISTRIBUTION.fullmatch(distribution):
+        raise ScaffoldError(f"distribution name {distribution!r}: letters, digits, '.', '_' and '-' "
+                            "(starting and ending with a letter or digit)")
     target = Path(directory) / name
     if target.exists():
         raise ScaffoldError(f"{target} already exists")
-    values = {"name": name, "title": name.replace("_", " ").title(),
-              "klass": "".join(part.title() for part in name.split("_"))}
-    files = {
-        "setup.cfg": SETUP_CFG, "pyproject.toml": PYPROJECT, "setup.py": SETUP_PY, "README.md": README,
-        f"rop_{name}/__init__.py": '"""' + values["title"] + ' provider plugin for ROP Hub."""\n',
-        f"rop_{name}/plugin.py": PLUGIN, f"tests/test_{name}.py": TESTS,
-    }
-    for relative, template in files.items():
-        path = target / relative
+    values = {"name": name, "title": name.replace("_", " ").title(), "dist": distribution,
+              "klass": "".join(part.title() for part in name.split("_")), "hub_minor": _hub_minor()}
+    for template, relative in FILES.items():
+        path = target / relative.format(name=name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(Template(template).substitute(values))
+        path.write_text(Template((TEMPLATES / template).read_text()).substitute(values))
     return target

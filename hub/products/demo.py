@@ -21,7 +21,11 @@ def seed_catalog(app, uow, tenant, out: dict[str, str]) -> None:
     ctx = CallContext.system(actor="cli:demo")
     config = next((c for c in providers.list_configs(uow)
                    if c["provider_code"] == "sandbox" and c["tenant_id"] is None), None)
-    config_id = config["config_id"] if config else provider_service.add_config(uow, "sandbox", "Sandbox").id
+    if config is None:  # the hub generates its callback secret: no constant anyone could sign with
+        config_id = provider_service.add_config(uow, "sandbox", "Sandbox").id
+    else:
+        config_id = config["config_id"]
+        provider_service.ensure_callback_secret(uow, config_id)  # one made before secrets were generated
     if not rules.list_rules(ctx, uow, tenant_id=None):
         rules.set_rule(ctx, uow, tenant_id=None, target="all", kind="markup_percent", value=DEMO_MARKUP_BP)
     out["catalog"] = f"sandbox configuration {config_id}: sync pending"

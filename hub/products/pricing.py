@@ -104,7 +104,7 @@ def tenant_price(hook: Any, tenant_id: str, product: dict[str, Any], cost: int, 
         a non-negative int (a plugin bug must not turn into a wrong charge).
     """
     ruled = rules.price(cost, product["code"], product["category"])
-    answer = hook.price_product(tenant_id=tenant_id, sku=product["code"], cost=cost,
+    answer = hook.price_product(tenant_id=tenant_id, product_code=product["code"], sku=product["code"], cost=cost,
                                 currency=product["currency"], product={**product, "margin": ruled - cost})
     if answer is None:  # no implementation answered (the built-in one always does)
         return ruled

@@ -71,9 +71,11 @@ def catalog_version() -> str:
 #: it, :class:`hub.auth.RateCount`), both version tokens, the tenant's circuit breakers
 #: (open when ``open_until`` is in the future, as :func:`hub.providers.health.breaker_state`
 #: says) and, under the key they make, the cached page. KEYS: catalog version,
-#: configurations version, the rate-limit counter, then each configuration's ``open_until``
-#: key. ARGV: the key prefix, the key suffix, the configurations version the caller's list
-#: of configurations belongs to, now, the counter's expiry ('' to count nothing).
+#: configurations version, the rate-limit counter, then for each configuration the pair of
+#: ``open_until`` keys of the breakers guarding this tenant's calls to it (the shared one,
+#: the tenant's: :func:`hub.providers.client.breaker_keys`; unhealthy when either is open).
+#: ARGV: the key prefix, the key suffix, the configurations version the caller's list of
+#: configurations belongs to, now, the counter's expiry ('' to count nothing).
 #: Answers {n, ttl} counted but nothing else yet, {count, catalog, configs} when a version
 #: is missing or stale, else {count, catalog, configs, flags, key, page}.
 _LOOKUP = """
@@ -87,9 +89,10 @@ local configs = redis.call('get', KEYS[2])
 if not catalog or not configs or configs ~= ARGV[3] then return {count, catalog or '', configs or ''} end
 local now = tonumber(ARGV[4])
 local flags = ''
-for i = 4, #KEYS do
-  local until_ = redis.call('get', KEYS[i])
-  if until_ and tonumber(until_) > now then flags = flags .. '0' else flags = flags .. '1' end
+for i = 4, #KEYS, 2 do
+  local shared, own = redis.call('get', KEYS[i]), redis.call('get', KEYS[i + 1])
+  if (shared and tonumber(shared) > now) or (own and tonumber(own) > now) then
+    flags = flags .. '0' else flags = flags .. '1' end
 end
 local key = ARGV[1] .. ':' .. catalog .. ':' .. configs .. ':' .. flags .. ':' .. ARGV[2]
 return {count, catalog, configs, flags, key, redis.call('get', key)}
@@ -128,7 +131,8 @@ def cached(ctx: CallContext, uow: UnitOfWork | Callable[[], UnitOfWork], what: s
         known_version, ids = remembered.get(tenant_id, ("", ()))
         counting, rate = rate, None  # counted on the first attempt only
         answer = lookup(keys=[VERSION_KEY, providers.CONFIGS_VERSION_KEY,
-                              counting.key if counting else NO_COUNT_KEY, *providers.breaker_keys(list(ids))],
+                              counting.key if counting else NO_COUNT_KEY,
+                              *providers.breaker_keys(list(ids), tenant_id)],
                         args=[CACHE_PREFIX, suffix, known_version, repr(time.time()),
                               counting.expire if counting else ""])
         if counting is not None:
@@ -171,9 +175,10 @@ def _config_ids(uow: UnitOfWork, tenant_id: str, version: str) -> tuple[str, ...
 
 def tenant_configs(uow: UnitOfWork, tenant_id: str) -> dict[str, bool]:
     """The provider configurations ``tenant_id`` may use: ``{config_id: healthy}`` (health:
-    the circuit breaker is not open; read from Redis every time)."""
+    neither the configuration's shared circuit breaker nor this tenant's on it is open;
+    read from Redis every time)."""
     ids = _config_ids(uow, tenant_id, providers.configs_version())
-    open_now = providers.breakers_open(list(ids))
+    open_now = providers.breakers_open(list(ids), tenant_id)
     return {config_id: not open_now[config_id] for config_id in ids}
 
 

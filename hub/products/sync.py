@@ -104,7 +104,7 @@ def _problem(item: Any) -> str | None:
     """What makes a catalog item unusable, or None."""
     if not isinstance(item, CatalogItem):
         return f"not a CatalogItem: {type(item).__name__}"
-    if not isinstance(item.provider_sku, str) or not _CODE.sub("", item.provider_sku.strip().upper()):
+    if not isinstance(item.sku, str) or not _CODE.sub("", item.sku.strip().upper()):
         return "the SKU makes no product code"
     if isinstance(item.cost, bool) or not isinstance(item.cost, int) or item.cost < 0:
         return f"cost {item.cost!r} is not a non-negative int of minor units"
@@ -161,10 +161,10 @@ class _Apply:
     def product_for(self, item: CatalogItem) -> Product:
         kind = "postpaid" if item.postpaid else "prepaid"
         category = self._category(item.category)
-        code = product_code(item.provider_sku)
+        code = product_code(item.sku)
         product = self.products.get(code)
         if product is not None and (product.type != kind or product.category_code != category):
-            code = product_code(f"{self.info['provider_code']}-{item.provider_sku}")
+            code = product_code(f"{self.info['provider_code']}-{item.sku}")
             product = self.products.get(code)
         if product is not None:
             return product
@@ -191,8 +191,8 @@ class _Apply:
             # dropped, which would mark its product vanished.
             problem = _problem(item)
             if problem:
-                raise ValidationFailed(f"catalog item {getattr(item, 'provider_sku', None)!r}: {problem}")
-            sku = item.provider_sku.strip()
+                raise ValidationFailed(f"catalog item {getattr(item, 'sku', None)!r}: {problem}")
+            sku = item.sku.strip()
             if sku in seen:
                 first = seen[sku]
                 if (first.cost, first.available, first.postpaid) != (item.cost, item.available, item.postpaid):

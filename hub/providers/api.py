@@ -20,6 +20,8 @@ class CallbackAcceptedSchema(ma.Schema):
     accepted = ma.fields.Boolean(required=True)
     callback_id = ma.fields.String(required=True)
     state = ma.fields.String(required=True, metadata={"description": "the outcome the callback reports"})
+    verified = ma.fields.Boolean(required=True, metadata={"description": "false: the claim moves no money by "
+                                                          "itself; the hub checks the reference's status"})
 
 
 _ANY_BODY = {"required": False, "content": {
@@ -48,4 +50,7 @@ def callback(provider_code: str, config_id: str):
     uow.commit()  # the rejection is recorded too
     if result is None:
         raise Forbidden(f"callback rejected: {record.reason}", callback_id=record.id)
-    return {"accepted": True, "callback_id": record.id, "state": result.state.value}
+    # 200 either way (a provider retries anything else); "verified": false says the claim
+    # moves no money by itself: the hub checks the reference's status with the provider.
+    return {"accepted": True, "callback_id": record.id, "state": result.state.value,
+            "verified": record.result.get("proof") == "signed"}

@@ -1,4 +1,4 @@
-"""``rop providers list|add|enable|disable|enable-tenant|set-credentials|balance|rotate-keys``."""
+"""``rop providers list|add|check|enable|disable|set-credentials|balance|rotate-keys``."""
 from __future__ import annotations
 
 import json
@@ -63,15 +63,25 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--credentials", default=None, help="JSON object, or - to read it from stdin.")
 @click.option("--disabled", is_flag=True)
 def add_cmd(provider_code, name, tenant_id, settings, credentials, disabled) -> None:
-    """Add a provider configuration."""
+    """Add a provider configuration; print its id.
+
+    When the provider signs its callbacks and --credentials does not give the secret, the hub
+    generates one and prints it once on standard error, with the callback URL, for you to
+    give the provider (the sandbox needs nothing: it signs with it itself).
+    """
     from hub.providers import service
 
+    given = _read_json(credentials, "--credentials")
     with app_context() as app, _uow(app) as uow:
         row = service.add_config(uow, provider_code, name, settings=_read_json(settings, "--settings"),
-                                 credentials=_read_json(credentials, "--credentials"),
-                                 tenant_id=tenant_id, enabled=not disabled)
+                                 credentials=given, tenant_id=tenant_id, enabled=not disabled)
         uow.commit()
+        setting = app.extensions["rop"].extras["plugins"].provider_class(provider_code).callback_secret_setting
+        generated = service.callback_secret(row) if setting and not given.get(setting) else None
         click.echo(row.id)
+        if generated:
+            click.echo(f"generated callback secret ({setting}, shown once): {generated}\n"
+                       f"callback URL: {service.callback_url(row)}", err=True)
 
 
 @providers_group.command("set-credentials")
@@ -107,16 +117,23 @@ def enable_cmd(config_id, tenant_id) -> None:
 @click.argument("config_id")
 @click.option("--tenant", "tenant_id", default=None, help="Disable for this tenant only.")
 def disable_cmd(config_id, tenant_id) -> None:
-    """The kill switch: stop using a configuration at once (or for one tenant)."""
+    """The kill switch: no new purchase goes to a configuration (or, with --tenant, none of that
+    tenant's) from now on. Purchases already in flight there (counted) keep their status
+    checks and callbacks."""
+    from hub.cli.base import operator_context
     from hub.providers import service
+    from hub.transactions.client import in_flight_by_config
 
     with app_context() as app, _uow(app) as uow:
         if tenant_id:
             service.enable_for_tenant(uow, config_id, tenant_id, False)
         else:
             service.set_enabled(uow, config_id, False)
+        in_flight = in_flight_by_config(operator_context(), uow, [config_id], tenant_id=tenant_id)[config_id]
         uow.commit()
-    click.echo(f"{config_id} disabled" + (f" for {tenant_id}" if tenant_id else ""))
+    click.echo(f"{config_id} disabled" + (f" for {tenant_id}" if tenant_id else "")
+               + f": no new purchase goes to it; {in_flight} purchase(s) in flight there keep their status "
+                 "checks and callbacks")
 
 
 @providers_group.command("balance")
@@ -131,6 +148,26 @@ def balance_cmd(config_id) -> None:
     if result.state.value != "success":
         raise CliError(f"balance: {result.state.value}: {result.message}")
     click.echo(f"{result.cost}")
+
+
+@providers_group.command("check")
+@click.argument("config_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def check_cmd(config_id: str, as_json: bool) -> None:
+    """Check a configuration live: provider installed, reachable, credentials accepted, catalog
+    readable, balance (what the provider declares). Exits 1 when a check fails. Never buys."""
+    from hub.providers.live_check import check_config
+
+    with app_context() as app, _uow(app) as uow:
+        lines = check_config(uow, config_id)
+    if as_json:
+        click.echo(json.dumps([line.as_dict() for line in lines], indent=2))
+    else:
+        for line in lines:
+            click.echo(f"{line.status:<8} {line.name:<22} {line.detail}".rstrip())
+    failed = [line.name for line in lines if line.status == "failed"]
+    if failed:
+        raise CliError(f"{config_id}: {', '.join(failed)} failed")
 
 
 @providers_group.command("rotate-keys")

@@ -3,7 +3,7 @@ unit of work; nothing here commits.
 
     from hub.providers import client as providers
 
-    routes = providers.routes_for(uow, ctx, sku, candidates)        # ordered, usable
+    routes = providers.routes_for(uow, ctx, product_code, candidates)  # ordered, usable
     result = providers.purchase(uow, config_id, PurchaseRequest(...))
     result = providers.check_status(uow, config_id, StatusRequest(...))
     result = providers.inquiry(uow, config_id, InquiryRequest(...))
@@ -26,10 +26,12 @@ from hub.providers.contract import (
     CatalogItem,
     CatalogUnavailable,
     InquiryRequest,
+    Provider,
     ProviderResult,
     PurchaseRequest,
     State,
     StatusRequest,
+    _renamed,
 )
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "get_config",
     "inquiry",
     "list_configs",
+    "provider_class",
     "purchase",
     "routes_for",
     "usable_configs",
@@ -58,30 +61,41 @@ __all__ = [
 ]
 
 
+@_renamed("provider_sku", "sku")
 @dataclass
 class Route:
+    """One way to buy a product: an offer of a provider configuration (what
+    ``route_transaction`` orders).
+
+    :param sku: the provider's code of the product.
+    :param cost: what the provider charges the hub (minor units).
+    :param priority: the offer's priority (lower first, after cost).
+    :param health: the configuration's health (``success_rate``, ``latency_ms_p50``...).
+    """
+
     config_id: str
     provider_code: str
-    provider_sku: str
+    sku: str
     cost: int
+    priority: int = 0
     health: dict[str, Any] = field(default_factory=dict)
 
 
 def usable_configs(uow: UnitOfWork, tenant_id: str, provider_codes: list[str] | None = None, *,
                    healthy_only: bool = True) -> list[dict]:
     """Enabled, tenant-enabled configurations: ``[{"config_id", "provider_code", "healthy"}]``;
-    only the healthy ones (circuit breaker not open) unless ``healthy_only=False``."""
+    only the healthy ones (neither the shared breaker nor this tenant's open) unless
+    ``healthy_only=False``."""
     from hub.providers import health
     from hub.providers.service import _state
 
-    redis = _state().redis
     rows = service.usable_configs(uow, tenant_id, provider_codes=provider_codes, healthy_only=False)
-    found = [{"config_id": r.id, "provider_code": r.provider_code,
-              "healthy": health.breaker_state(redis, r.id) != "open"} for r in rows]
+    opened = health.open_many(_state().redis, [r.id for r in rows], tenant_id)
+    found = [{"config_id": r.id, "provider_code": r.provider_code, "healthy": not opened[r.id]} for r in rows]
     return [c for c in found if c["healthy"] or not healthy_only]
 
 
-def routes_for(uow: UnitOfWork, ctx: CallContext, sku: str, candidates: list[Route]) -> list[Route]:
+def routes_for(uow: UnitOfWork, ctx: CallContext, product_code: str, candidates: list[Route]) -> list[Route]:
     """Filter ``candidates`` to usable configurations (kill switch, tenant enablement, breaker)
     and order them through the ``route_transaction`` hook (built-in: cheapest first)."""
     from hub.providers import health
@@ -99,8 +113,17 @@ def routes_for(uow: UnitOfWork, ctx: CallContext, sku: str, candidates: list[Rou
                 known = uow.memo[("providers.health", c.config_id)] = health.health(_state().redis, c.config_id)
             c.health = known
             kept.append(c)
-    ordered = _host().hook.route_transaction(ctx=ctx, sku=sku, candidates=kept)
+    ordered = _host().hook.route_transaction(ctx=ctx, product_code=product_code, sku=product_code,
+                                             candidates=kept)
     return list(ordered if ordered is not None else kept)
+
+
+def provider_class(provider_code: str) -> type[Provider] | None:
+    """The installed provider class of ``provider_code`` (None when no plugin provides it):
+    for what it declares (``weak_callback_auth``, ``not_found_grace``...)."""
+    from hub.providers.service import _host
+
+    return _host().providers.get(provider_code)
 
 
 def validate_customer_number(product_type: str, operator: str | None, customer_no: str) -> str | None:
@@ -112,8 +135,10 @@ def validate_customer_number(product_type: str, operator: str | None, customer_n
     return answer or None
 
 
-def purchase(uow: UnitOfWork, config_id: str, request: PurchaseRequest) -> ProviderResult:
-    return service.call_provider(uow, config_id, "purchase", request)
+def purchase(uow: UnitOfWork, config_id: str, request: PurchaseRequest, *,
+             tenant_id: str | None = None) -> ProviderResult:
+    """Buy at a configuration for ``tenant_id`` (whose breaker there is consulted and fed)."""
+    return service.call_provider(uow, config_id, "purchase", request, tenant_id=tenant_id)
 
 
 #: a configuration read once for many calls without a database session (:func:`prepare`)
@@ -128,21 +153,26 @@ def prepare(uow: UnitOfWork, tenant_id: str) -> dict[str, PreparedConfig]:
             for row in service.usable_configs(uow, tenant_id, healthy_only=False)}
 
 
-def call_prepared(config: PreparedConfig, operation: str, request: PurchaseRequest | StatusRequest) -> ProviderResult:
+def call_prepared(config: PreparedConfig, operation: str, request: PurchaseRequest | StatusRequest, *,
+                  tenant_id: str | None = None) -> ProviderResult:
     """``purchase`` or ``check_status`` of a prepared configuration, as :func:`purchase` and
-    :func:`check_status` make it (switched off or an open breaker: ``REJECTED`` unsent;
-    health recorded)."""
+    :func:`check_status` make it (a purchase switched off or through an open breaker:
+    ``REJECTED`` unsent; health recorded, for ``tenant_id`` too)."""
     if operation not in ("purchase", "check_status"):
         raise ValueError(f"not a call of a prepared configuration: {operation}")
-    return service.call_prepared(config, operation, request)
+    return service.call_prepared(config, operation, request, tenant_id=tenant_id)
 
 
-def check_status(uow: UnitOfWork, config_id: str, request: StatusRequest) -> ProviderResult:
-    return service.call_provider(uow, config_id, "check_status", request)
+def check_status(uow: UnitOfWork, config_id: str, request: StatusRequest, *,
+                 tenant_id: str | None = None) -> ProviderResult:
+    """Ask about a purchase already sent (always goes to the provider)."""
+    return service.call_provider(uow, config_id, "check_status", request, tenant_id=tenant_id)
 
 
-def inquiry(uow: UnitOfWork, config_id: str, request: InquiryRequest) -> ProviderResult:
-    return service.call_provider(uow, config_id, "inquiry", request)
+def inquiry(uow: UnitOfWork, config_id: str, request: InquiryRequest, *,
+            tenant_id: str | None = None) -> ProviderResult:
+    """Look a postpaid bill up at a configuration for ``tenant_id``."""
+    return service.call_provider(uow, config_id, "inquiry", request, tenant_id=tenant_id)
 
 
 def catalog(uow: UnitOfWork, config_id: str) -> list[CatalogItem]:
@@ -199,18 +229,21 @@ def configs_version() -> str:
     return service.configs_version()
 
 
-def breakers_open(config_ids: list[str]) -> dict[str, bool]:
-    """Whether each configuration's circuit breaker is open now (one Redis round trip)."""
+def breakers_open(config_ids: list[str], tenant_id: str | None = None) -> dict[str, bool]:
+    """Whether calls to each configuration are stopped now — its shared breaker open, or
+    ``tenant_id``'s breaker on it (one Redis round trip)."""
     from hub.providers import health
     from hub.providers.service import _state
 
-    return health.open_many(_state().redis, config_ids)
+    return health.open_many(_state().redis, config_ids, tenant_id)
 
 
-def breaker_keys(config_ids: list[str]) -> list[str]:
-    """The Redis keys holding each configuration's ``open_until`` (epoch seconds; the breaker
-    is open while it is in the future): for readers that check health inside their own
-    Redis script, in the same round trip as their own keys."""
+def breaker_keys(config_ids: list[str], tenant_id: str) -> list[str]:
+    """The Redis keys holding the ``open_until`` (epoch seconds; a breaker is open while it
+    is in the future) of the two breakers guarding ``tenant_id``'s calls to each
+    configuration, in pairs — the configuration's shared breaker, then the tenant's: for
+    readers that check health inside their own Redis script, in the same round trip as
+    their own keys (calls are stopped when either is open)."""
     from hub.providers import health
 
-    return [health.open_until_key(c) for c in config_ids]
+    return [key for c in config_ids for key in health.open_until_keys(c, tenant_id)]

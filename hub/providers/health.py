@@ -1,11 +1,24 @@
-"""Provider health: a rolling success rate and latency per configuration, and a circuit
-breaker that stops routing to a failing configuration and probes it back (in Redis, so every
-process shares it).
+"""Provider health: rolling windows of outcomes and latency, and circuit breakers that stop
+calls to a failing configuration and probe it back (in Redis, so every process shares them).
 
-Window: the last ``WINDOW`` outcomes. The breaker opens when at least ``MIN_CALLS`` outcomes
-are in the window and the failure rate (unknown + transport failures) reaches
-``FAILURE_RATE``; it stays open ``OPEN_SECONDS``, then lets one probe call through
-(half-open): a good probe closes it, a bad one re-opens it.
+Each configuration has two kinds of breaker:
+
+- its **shared** breaker, fed only by transport failures
+  (:attr:`hub.providers.contract.ProviderResult.transport_failure`: the connection refused,
+  DNS, timeouts, resets, HTTP 5xx). Open, the configuration leaves every tenant's routing;
+- one breaker **per (tenant, configuration)**, fed by everything that counts against
+  health — every ``unknown`` or unsent outcome of that tenant's calls, transport failures
+  included. Open, that tenant's purchases stop going there; no other tenant's.
+
+So purchases that fail for reasons of their own — a tenant buying numbers the provider
+chokes on, 50 sandbox purchases ending 5555 — switch the configuration off for that tenant
+only, while a provider that is down is switched off for everyone.
+
+Window: the last ``WINDOW`` outcomes of a breaker's scope. A breaker opens when at least
+``MIN_CALLS`` outcomes are in its window and its failure rate reaches ``FAILURE_RATE``; it
+stays open ``OPEN_SECONDS``, then lets one probe call through (half-open): a good probe
+closes it, a bad one re-opens it. A tenant's window expires after ``TENANT_WINDOW_TTL``
+seconds without a call.
 """
 from __future__ import annotations
 
@@ -17,77 +30,127 @@ WINDOW = 50
 MIN_CALLS = 10
 FAILURE_RATE = 0.5
 OPEN_SECONDS = 30.0
+TENANT_WINDOW_TTL = 86_400
 
-#: Outcomes that count against a provider's health (its fault, not the customer's).
+#: Outcomes that count against a tenant's health on a configuration.
 BAD = {"unknown", "not_sent"}
 
 
-def _key(config_id: str, part: str) -> str:
-    return f"rop:providers:health:{config_id}:{part}"
+def _scope(config_id: str, tenant_id: str | None = None) -> str:
+    return config_id if tenant_id is None else f"{config_id}:tenant:{tenant_id}"
 
 
-def record(redis, config_id: str, outcome: str, latency_ms: float) -> None:
-    """Record one call's outcome (a state value, or ``not_sent``) and latency."""
-    item = json.dumps([outcome, round(latency_ms, 1)])
+def _key(scope: str, part: str) -> str:
+    return f"rop:providers:health:{scope}:{part}"
+
+
+def record(redis, config_id: str, outcome: str, latency_ms: float, *, tenant_id: str | None = None,
+           transport_failure: bool = False) -> None:
+    """Record one call's outcome (a state value, or ``not_sent``) and latency: in the
+    configuration's shared window (bad only for a transport failure) and, for a tenant's
+    call, in that tenant's window on it (bad for any unknown or unsent outcome)."""
+    _record(redis, _scope(config_id), outcome, latency_ms, bad=transport_failure)
+    if tenant_id is not None:
+        _record(redis, _scope(config_id, tenant_id), outcome, latency_ms,
+                bad=transport_failure or outcome in BAD, ttl=TENANT_WINDOW_TTL)
+
+
+def _record(redis, scope: str, outcome: str, latency_ms: float, *, bad: bool, ttl: int | None = None) -> None:
+    calls = _key(scope, "calls")
     pipe = redis.pipeline()
-    pipe.lpush(_key(config_id, "calls"), item)
-    pipe.ltrim(_key(config_id, "calls"), 0, WINDOW - 1)
+    pipe.lpush(calls, json.dumps([outcome, round(latency_ms, 1), bad]))
+    pipe.ltrim(calls, 0, WINDOW - 1)
+    if ttl:
+        pipe.expire(calls, ttl)
     pipe.execute()
-    bad = outcome in BAD
-    state = breaker_state(redis, config_id)
+    state = _state(redis, scope)
     if state == "half_open":
         if bad:
-            redis.set(_key(config_id, "open_until"), time.time() + OPEN_SECONDS)
+            redis.set(_key(scope, "open_until"), time.time() + OPEN_SECONDS)
         else:
-            redis.delete(_key(config_id, "open_until"), _key(config_id, "calls"))
-        redis.delete(_key(config_id, "probe"))
+            redis.delete(_key(scope, "open_until"), calls)
+        redis.delete(_key(scope, "probe"))
         return
-    stats = health(redis, config_id)
+    stats = _stats(redis, scope)
     if stats["calls"] >= MIN_CALLS and stats["failure_rate"] >= FAILURE_RATE and state == "closed":
-        redis.set(_key(config_id, "open_until"), time.time() + OPEN_SECONDS)
+        redis.set(_key(scope, "open_until"), time.time() + OPEN_SECONDS)
 
 
-def breaker_state(redis, config_id: str) -> str:
-    raw = redis.get(_key(config_id, "open_until"))
+def _state(redis, scope: str) -> str:
+    raw = redis.get(_key(scope, "open_until"))
     if raw is None:
         return "closed"
     return "open" if float(raw) > time.time() else "half_open"
 
 
-def open_until_key(config_id: str) -> str:
-    """The key of a configuration's ``open_until`` (see :func:`breaker_state`)."""
-    return _key(config_id, "open_until")
+def breaker_state(redis, config_id: str, tenant_id: str | None = None) -> str:
+    """``closed``, ``open`` or ``half_open``: the configuration's shared breaker, or with
+    ``tenant_id`` that tenant's breaker on it."""
+    return _state(redis, _scope(config_id, tenant_id))
 
 
-def open_many(redis, config_ids: list[str]) -> dict[str, bool]:
-    """:func:`breaker_state` ``== "open"`` for many configurations in one round trip."""
+def is_open(redis, config_id: str, tenant_id: str | None = None) -> bool:
+    """Whether calls to the configuration are stopped now: its shared breaker is open, or
+    (for ``tenant_id``) that tenant's breaker on it is."""
+    return open_many(redis, [config_id], tenant_id)[config_id]
+
+
+def open_until_keys(config_id: str, tenant_id: str | None = None) -> list[str]:
+    """The keys of the ``open_until`` of the breakers guarding a tenant's calls to a
+    configuration: the shared breaker's, then (with ``tenant_id``) the tenant's."""
+    keys = [_key(_scope(config_id), "open_until")]
+    if tenant_id is not None:
+        keys.append(_key(_scope(config_id, tenant_id), "open_until"))
+    return keys
+
+
+def open_many(redis, config_ids: list[str], tenant_id: str | None = None) -> dict[str, bool]:
+    """:func:`is_open` for many configurations in one round trip."""
     if not config_ids:
         return {}
     now = time.time()
-    values = redis.mget([_key(c, "open_until") for c in config_ids])
-    return {c: raw is not None and float(raw) > now for c, raw in zip(config_ids, values)}
+    keys = [open_until_keys(c, tenant_id) for c in config_ids]
+    values = iter(redis.mget([k for pair in keys for k in pair]))
+    return {c: any(raw is not None and float(raw) > now for raw in [next(values) for _ in pair])
+            for c, pair in zip(config_ids, keys)}
 
 
-def allow_call(redis, config_id: str) -> bool:
-    """May a call go to this configuration now? In half-open state only one probe passes."""
-    state = breaker_state(redis, config_id)
-    if state == "closed":
-        return True
-    if state == "open":
+def allow_call(redis, config_id: str, tenant_id: str | None = None) -> bool:
+    """May a (new) call go to this configuration now, for ``tenant_id``? Not while either
+    breaker is open; a half-open one lets one probe through."""
+    scopes = [_scope(config_id)] + ([_scope(config_id, tenant_id)] if tenant_id is not None else [])
+    states = [_state(redis, s) for s in scopes]
+    if "open" in states:
         return False
-    return bool(redis.set(_key(config_id, "probe"), "1", nx=True, ex=int(OPEN_SECONDS)))
+    taken = []
+    for scope, state in zip(scopes, states):
+        if state != "half_open":
+            continue
+        if not redis.set(_key(scope, "probe"), "1", nx=True, ex=int(OPEN_SECONDS)):
+            if taken:
+                redis.delete(*taken)  # the other breaker's probe is not used after all
+            return False
+        taken.append(_key(scope, "probe"))
+    return True
 
 
-def health(redis, config_id: str) -> dict[str, Any]:
-    items = [json.loads(x) for x in redis.lrange(_key(config_id, "calls"), 0, -1)]
+def _stats(redis, scope: str) -> dict[str, Any]:
+    items = [json.loads(x) for x in redis.lrange(_key(scope, "calls"), 0, -1)]
     calls = len(items)
-    bad = sum(1 for o, _ in items if o in BAD)
-    latencies = sorted(ms for _, ms in items)
+    # [outcome, ms, bad]; a window written before the bad flag: bad = an unknown or unsent outcome
+    bad = sum(1 for item in items if (item[2] if len(item) > 2 else item[0] in BAD))
+    latencies = sorted(item[1] for item in items)
     return {
         "calls": calls,
-        "success_rate": (sum(1 for o, _ in items if o not in BAD) / calls) if calls else None,
+        "success_rate": (calls - bad) / calls if calls else None,
         "failure_rate": bad / calls if calls else 0.0,
         "latency_ms_p50": latencies[calls // 2] if calls else None,
         "latency_ms_p95": latencies[min(calls - 1, int(calls * 0.95))] if calls else None,
-        "breaker": breaker_state(redis, config_id),
+        "breaker": _state(redis, scope),
     }
+
+
+def health(redis, config_id: str, tenant_id: str | None = None) -> dict[str, Any]:
+    """The window's figures (calls, success and failure rate, latency p50/p95) and the
+    breaker's state: the configuration's shared ones, or with ``tenant_id`` that tenant's."""
+    return _stats(redis, _scope(config_id, tenant_id))

@@ -16,10 +16,14 @@ class CallbackPayload(Schema):
     serial_number = fields.String(allow_none=True)
     cost = fields.Integer(allow_none=True)
     message = fields.String(allow_none=True)
+    #: verified with the configuration's own secret, by a provider whose callbacks prove
+    #: enough: only then may the callback move money (absent: not proven)
+    proven = fields.Boolean(load_default=False)
 
 
 class ProviderCallbackReceived(Event):
-    """An authentic provider callback arrived (the transactions service subscribes)."""
+    """A readable provider callback arrived (the transactions service subscribes); ``proven``
+    says whether it may move money or only triggers a status check of its reference."""
 
     type = "provider.callback_received"
     schema = CallbackPayload

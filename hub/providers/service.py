@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -22,6 +24,7 @@ from hub.providers.contract import (
     ProviderResult,
     State,
 )
+from hub.providers.http import watch_transport
 from hub.providers.models import ProviderCallback, ProviderConfig, ProviderConfigTenant
 
 log = structlog.get_logger("hub.providers")
@@ -80,12 +83,30 @@ def _validate(cls: type[Provider], settings: Mapping[str, Any], credentials: Map
                                errors=exc.normalized_messages()) from exc
 
 
+def _with_callback_secret(cls: type[Provider], settings: Mapping[str, Any], credentials: dict[str, Any],
+                          current: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``credentials`` with the provider's callback secret (``callback_secret_setting``):
+    the one given, else the configuration's ``current`` one, else a new random one. No
+    plugin has a default secret: each configuration gets its own."""
+    setting = cls.callback_secret_setting
+    if not setting or credentials.get(setting) or settings.get(setting):
+        return credentials
+    kept = (current or {}).get(setting)
+    return {**credentials, setting: kept or secrets.token_urlsafe(32)}
+
+
 def add_config(uow: UnitOfWork, provider_code: str, name: str, *, settings: Mapping[str, Any] | None = None,
                credentials: Mapping[str, Any] | None = None, tenant_id: str | None = None,
                enabled: bool = True, all_tenants: bool = True) -> ProviderConfig:
-    """Create a provider configuration (platform-wide when ``tenant_id`` is None)."""
+    """Create a provider configuration (platform-wide when ``tenant_id`` is None).
+
+    When the provider signs its callbacks (``callback_secret_setting``) and no secret is
+    given, a random one is generated and stored with the credentials (encrypted);
+    :func:`callback_secret` reads it for the operator to give the provider.
+    """
     cls = _host().provider_class(provider_code)
-    settings, credentials = dict(settings or {}), dict(credentials or {})
+    settings = dict(settings or {})
+    credentials = _with_callback_secret(cls, settings, dict(credentials or {}))
     _validate(cls, settings, credentials)
     row = ProviderConfig(id=new_id("pcf"), provider_code=provider_code, tenant_id=tenant_id, name=name,
                          settings=settings, credentials_encrypted=crypto.encrypt(_keys(), credentials),
@@ -112,9 +133,13 @@ def list_configs(uow: UnitOfWork, *, tenant_id: str | None = None) -> list[Provi
 
 def set_credentials(uow: UnitOfWork, config_id: str, credentials: Mapping[str, Any],
                     settings: Mapping[str, Any] | None = None) -> ProviderConfig:
+    """Replace a configuration's credentials. The callback secret, when the new credentials
+    do not name it, stays as it was (a provider keeps signing with it), or is generated
+    where the configuration had none."""
     row = get_config(uow, config_id)
     cls = _host().provider_class(row.provider_code)
     new_settings = {**row.settings, **(settings or {})}
+    credentials = _with_callback_secret(cls, new_settings, dict(credentials), _decrypted(row))
     _validate(cls, new_settings, credentials)
     row.credentials_encrypted = crypto.encrypt(_keys(), dict(credentials))
     row.settings = new_settings
@@ -123,7 +148,10 @@ def set_credentials(uow: UnitOfWork, config_id: str, credentials: Mapping[str, A
 
 
 def set_enabled(uow: UnitOfWork, config_id: str, enabled: bool) -> ProviderConfig:
-    """The kill switch: a disabled configuration is never called (takes effect at once)."""
+    """The kill switch: a disabled configuration gets no new purchase, inquiry, catalog or
+    balance call (at once). Purchases already sent there are not abandoned: their status
+    checks still go to the provider and its callbacks are still received (an unknown
+    outcome must be asked, never decided by switching the provider off)."""
     row = get_config(uow, config_id)
     row.enabled = enabled
     _changed(uow)
@@ -148,7 +176,8 @@ def enable_for_tenant(uow: UnitOfWork, config_id: str, tenant_id: str, enabled: 
 def usable_configs(uow: UnitOfWork, tenant_id: str, *, provider_codes: list[str] | None = None,
                    healthy_only: bool = True) -> list[ProviderConfig]:
     """The configurations a tenant's transactions may use now: enabled, enabled for this
-    tenant (its own, or platform-wide for all or for it), provider installed, breaker not open."""
+    tenant (its own, or platform-wide for all or for it), provider installed, and (with
+    ``healthy_only``) neither the configuration's shared breaker nor this tenant's on it open."""
     host = _host()
     linked = set(uow.session.scalars(select(ProviderConfigTenant.config_id).where(
         ProviderConfigTenant.tenant_id == tenant_id)))
@@ -163,10 +192,38 @@ def usable_configs(uow: UnitOfWork, tenant_id: str, *, provider_codes: list[str]
             continue
         if row.tenant_id is None and not row.all_tenants and row.id not in linked:
             continue
-        if healthy_only and health.breaker_state(_state().redis, row.id) == "open":
+        if healthy_only and health.is_open(_state().redis, row.id, tenant_id):
             continue
         rows.append(row)
     return rows
+
+
+def _decrypted(row: ProviderConfig) -> dict[str, Any]:
+    try:
+        return crypto.decrypt(_keys(), row.credentials_encrypted)
+    except crypto.CredentialsError:
+        return {}
+
+
+def callback_secret(row: ProviderConfig) -> str | None:
+    """The secret this configuration's callbacks are signed with (None: the provider signs
+    none, or the configuration has none), for the operator to give the provider. Never
+    log it."""
+    setting = _host().provider_class(row.provider_code).callback_secret_setting
+    if not setting:
+        return None
+    return _decrypted(row).get(setting) or row.settings.get(setting) or None
+
+
+def ensure_callback_secret(uow: UnitOfWork, config_id: str) -> bool:
+    """Give a configuration whose provider signs callbacks, and which has no secret (made
+    before the hub generated them), a generated one, its other credentials kept. True when
+    one was added."""
+    row = get_config(uow, config_id)
+    if not _host().provider_class(row.provider_code).callback_secret_setting or callback_secret(row):
+        return False
+    set_credentials(uow, config_id, _decrypted(row))
+    return True
 
 
 def masked(row: ProviderConfig) -> dict[str, Any]:
@@ -209,56 +266,85 @@ class PreparedConfig:
         self.enabled = row.enabled
         self._settings = dict(row.settings)
         self._credentials = crypto.decrypt(_keys(), row.credentials_encrypted)
-        self._callback_url = callback_url(row)
+        self.callback_url = callback_url(row)
         self._allow_private = _state().config.webhook_allow_private
         self._cls = _host().provider_class(row.provider_code)
 
     def provider(self) -> Provider:
         return self._cls(ProviderConfigView(
             id=self.id, provider_code=self.provider_code, tenant_id=self.tenant_id,
-            settings=dict(self._settings), credentials=dict(self._credentials), callback_url=self._callback_url,
+            settings=dict(self._settings), credentials=dict(self._credentials), callback_url=self.callback_url,
             allow_private=self._allow_private))
 
 
-def call_provider(uow: UnitOfWork, config_id: str, operation: str, request: Any = None) -> ProviderResult:
+def call_provider(uow: UnitOfWork, config_id: str, operation: str, request: Any = None, *,
+                  tenant_id: str | None = None) -> ProviderResult:
     """Call one operation (``purchase``, ``inquiry``, ``check_status``, ``balance``,
-    ``catalog``) of a configuration, recording its health. A disabled configuration or an
-    open breaker returns ``REJECTED`` without calling (nothing left: safe to route elsewhere).
-    For ``catalog`` the items are in ``result.data["items"]``."""
-    return call_prepared(PreparedConfig(get_config(uow, config_id)), operation, request)
+    ``catalog``) of a configuration, recording its health. A new call to a disabled
+    configuration or through an open breaker returns ``REJECTED`` without calling (nothing
+    left: safe to route elsewhere). ``check_status`` — about a purchase already sent — always
+    goes to the provider. For ``catalog`` the items are in ``result.data["items"]``.
+
+    ``tenant_id``: the tenant the call is made for (a purchase, its status, an inquiry): its
+    breaker on the configuration is consulted and fed too (hub.providers.health).
+    """
+    return call_prepared(PreparedConfig(get_config(uow, config_id)), operation, request, tenant_id=tenant_id)
 
 
-def call_prepared(row: PreparedConfig, operation: str, request: Any = None) -> ProviderResult:
+def call_prepared(row: PreparedConfig, operation: str, request: Any = None, *,
+                  tenant_id: str | None = None) -> ProviderResult:
     """:func:`call_provider` for a configuration prepared before (no database access; an
     app context is needed for Redis, the health records)."""
     config_id = row.id
-    if not row.enabled:
+    # The kill switch and the breaker stop new calls only: a status check asks about a
+    # purchase already sent, and only the provider knows its outcome.
+    if not row.enabled and operation != "check_status":
         return ProviderResult(State.REJECTED, message="provider configuration is switched off",
                               data={"not_sent": True})
     redis = _state().redis
-    if operation != "check_status" and not health.allow_call(redis, config_id):
+    if operation != "check_status" and not health.allow_call(redis, config_id, tenant_id):
         return ProviderResult(State.REJECTED, message="provider circuit breaker is open",
                               data={"not_sent": True})
     provider = row.provider()
+    if operation == "purchase" and request.callback_url is None:
+        request = replace(request, callback_url=row.callback_url)
     method: Callable = getattr(provider, operation)
     started = time.perf_counter()
-    if operation == "catalog":
-        items = method()
-        result = ProviderResult(State.SUCCESS, data={"items": items})
-    else:
-        result = method(request) if request is not None else method()
+    with watch_transport() as transport_failures:
+        if operation == "catalog":
+            items = method()
+            result = ProviderResult(State.SUCCESS, data={"items": items})
+        else:
+            result = method(request) if request is not None else method()
     elapsed = (time.perf_counter() - started) * 1000
-    outcome = "not_sent" if result.data.get("not_sent") else result.state.value
-    health.record(redis, config_id, outcome, elapsed)
+    not_sent = bool(result.data.get("not_sent"))
+    if transport_failures and (result.state is State.UNKNOWN or not_sent):
+        result.transport_failure = True  # the HTTP client met one; the plugin did not say so
+    health.record(redis, config_id, "not_sent" if not_sent else result.state.value, elapsed,
+                  tenant_id=tenant_id, transport_failure=result.transport_failure)
     log.info("provider call", config_id=config_id, provider=row.provider_code, operation=operation,
-             state=result.state.value, ms=round(elapsed, 1))
+             state=result.state.value, ms=round(elapsed, 1), transport_failure=result.transport_failure)
     return result
 
 
 # -- callbacks ------------------------------------------------------------------------------
+def callback_proof(cls: type[Provider], row: ProviderConfig) -> str:
+    """How much a verified callback of this configuration proves: ``signed`` (verified with
+    the configuration's own secret, or by the plugin's own means), ``weak`` (the provider's
+    callbacks prove little: ``weak_callback_auth``) or ``unproven`` (the provider signs its
+    callbacks but this configuration has no secret to verify them with)."""
+    if cls.weak_callback_auth:
+        return "weak"
+    if cls.callback_secret_setting and not callback_secret(row):
+        return "unproven"
+    return "signed"
+
+
 def receive_callback(uow: UnitOfWork, provider_code: str, config_id: str, headers: Mapping[str, str],
                      body: bytes, remote_addr: str | None = None) -> tuple[ProviderCallback, ProviderResult | None]:
-    """Verify and record one callback. Authentic ones publish ``provider.callback_received``.
+    """Verify and record one callback. Readable ones publish ``provider.callback_received``
+    with ``proven``: only a ``signed`` one (:func:`callback_proof`) may move money; the
+    others only make the transactions service check the status of their reference.
 
     The body is the provider's: it is stored whole, as the bytes that came (the edge bounds
     it, ``ROP_MAX_BODY_CALLBACK``), and only the plugin reads it. What the hub stores as text
@@ -297,16 +383,20 @@ def receive_callback(uow: UnitOfWork, provider_code: str, config_id: str, header
         record.reason = "the plugin's result cannot be stored: " + "; ".join(
             f"{name} {', '.join(why)}" for name, why in sorted(problems.items()))
         return record, None
+    proof = callback_proof(_host().provider_class(provider_code), row)
     record.accepted = True
     record.ref_id = result.ref_id
     record.state = result.state.value
-    record.result = stored
-    _hand_on(uow, record, result, row)
+    record.result = {**stored, "proof": proof}
+    if proof != "signed":
+        record.reason = f"{proof}: moves no money; a status check of the reference decides"
+    _hand_on(uow, record, result, row, proven=proof == "signed")
     return record, result
 
 
-def _hand_on(uow: UnitOfWork, record: ProviderCallback, result: ProviderResult, row: ProviderConfig) -> None:
-    """Publish the authentic callback as ``provider.callback_received`` (hub.bus outbox)."""
+def _hand_on(uow: UnitOfWork, record: ProviderCallback, result: ProviderResult, row: ProviderConfig, *,
+             proven: bool) -> None:
+    """Publish the callback as ``provider.callback_received`` (hub.bus outbox)."""
     from hub.bus import publish
     from hub.providers.messages import ProviderCallbackReceived
 
@@ -314,4 +404,4 @@ def _hand_on(uow: UnitOfWork, record: ProviderCallback, result: ProviderResult, 
     publish(ctx, uow, ProviderCallbackReceived(
         callback_id=record.id, provider_code=row.provider_code, config_id=row.id, ref_id=result.ref_id,
         state=result.state.value, provider_ref=result.provider_ref, serial_number=result.serial_number,
-        cost=result.cost, message=result.message))
+        cost=result.cost, message=result.message, proven=proven))

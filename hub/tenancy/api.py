@@ -26,6 +26,7 @@ from hub.tenancy.schemas import (
     TenantSchema,
     TokenResponseSchema,
 )
+from hub.tenancy.scopes import allowed_scopes
 from hub.web import request_uow
 
 oauth_bp = Blueprint("oauth", __name__, description="OAuth 2.0 client credentials (RFC 6749 §4.4)")
@@ -94,7 +95,7 @@ def token():
                                                  subject="token requests for this client"))
     if client is None:
         raise _invalid_client("unknown client, wrong secret, or client disabled")
-    granted = client.scope_set
+    granted = client.scope_set & allowed_scopes(client.kind)  # never more than its kind may hold
     if request.form.get("scope"):
         asked = frozenset(request.form["scope"].split())
         if not asked <= granted:

@@ -80,40 +80,54 @@ def tenants_enable(tenant: str) -> None:
 
 @main_group.group()
 def clients() -> None:
-    """API clients: client ids and secrets of tenants' systems."""
+    """API clients: client ids and secrets of tenants' systems and of the platform's own."""
 
 
 @clients.command("create")
-@click.option("--tenant", required=True, help="Tenant slug or id.")
-@click.option("--scope", "scopes", multiple=True, help="Scope to grant (repeatable; default: all tenant scopes).")
+@click.option("--tenant", help="Tenant slug or id (a tenant's client).")
+@click.option("--platform", is_flag=True,
+              help="A platform client: belongs to no tenant, names the tenant it acts for in the "
+                   "ROP-On-Behalf-Of header of each call (e.g. --scope wallets:topup for the finance system).")
+@click.option("--scope", "scopes", multiple=True,
+              help="Scope to grant (repeatable). Default: a tenant's client gets read and purchase "
+                   "scopes; a platform client wallets:topup.")
 @click.option("--name", default="", help="A label for the client.")
 @click.option("--rate-limit", type=click.IntRange(1), default=None, help="Requests per minute.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def clients_create(tenant: str, scopes: tuple[str, ...], name: str, rate_limit: int | None, as_json: bool) -> None:
+def clients_create(tenant: str | None, platform: bool, scopes: tuple[str, ...], name: str, rate_limit: int | None,
+                   as_json: bool) -> None:
     """Create a client; its secret is printed once and never again."""
     from hub.tenancy.service import create_client
 
+    if platform == bool(tenant):
+        raise CliError("give either --tenant SLUG (a tenant's client) or --platform (a platform client)")
     with app_context() as app, _uow(app) as uow:
         client, secret = create_client(_ctx(), uow, tenant, scopes=list(scopes) or None, name=name,
+                                       kind="platform" if platform else "tenant",
                                        rate_limit_per_minute=rate_limit)
         uow.commit()
         data = {"client_id": client.id, "client_secret": secret, "tenant_id": client.tenant_id,
-                "scopes": sorted(client.scope_set)}
+                "kind": client.kind, "scopes": sorted(client.scope_set)}
     if as_json:
         click.echo(json.dumps(data))
     else:
+        note = "\n(a platform client: send ROP-On-Behalf-Of: <tenant slug or id> on every call)" if platform else ""
         click.echo(f"client_id:     {data['client_id']}\nclient_secret: {secret}\n"
-                   f"scopes:        {' '.join(data['scopes'])}\n(the secret is shown once; store it now)")
+                   f"scopes:        {' '.join(data['scopes'])}\n(the secret is shown once; store it now){note}")
 
 
 @clients.command("list")
-@click.option("--tenant", required=True, help="Tenant slug or id.")
-def clients_list(tenant: str) -> None:
-    """List a tenant's clients (never their secrets)."""
+@click.option("--tenant", help="Tenant slug or id.")
+@click.option("--platform", is_flag=True, help="The platform clients instead of a tenant's.")
+def clients_list(tenant: str | None, platform: bool) -> None:
+    """List a tenant's clients, or the platform clients (never their secrets)."""
     from hub.tenancy.service import get_tenant, list_clients
 
+    if platform == bool(tenant):
+        raise CliError("give either --tenant SLUG or --platform")
     with app_context() as app, _uow(app) as uow:
-        for c in list_clients(uow, get_tenant(uow, tenant).id):
+        rows = list_clients(uow, None if platform else get_tenant(uow, tenant).id)
+        for c in rows:
             click.echo(f"{c.id:<30} {c.status:<8} {c.name or '-':<20} {c.scopes}")
 
 

@@ -15,6 +15,7 @@ from hub.context import CallContext
 from hub.db import unit_of_work
 from hub.tenancy import service
 from hub.tenancy.models import AdminUser, ApiClient, Tenant
+from hub.tenancy.scopes import TENANT_SCOPES
 
 DemoStep = Callable[[Any, Any, Tenant, dict[str, str]], None]
 _STEPS: list[tuple[str, DemoStep]] = []
@@ -47,7 +48,10 @@ def seed_demo(app) -> dict[str, str]:
         client = uow.session.scalar(select(ApiClient).where(ApiClient.tenant_id == tenant.id,
                                                             ApiClient.name == DEMO_CLIENT_NAME))
         if client is None:
-            client, secret = service.create_client(ctx, uow, tenant.id, name=DEMO_CLIENT_NAME)
+            # Every scope a tenant's client may hold, to try the whole tenant API (top-ups
+            # are not among them: only the platform records money received).
+            client, secret = service.create_client(ctx, uow, tenant.id, name=DEMO_CLIENT_NAME,
+                                                   scopes=sorted(TENANT_SCOPES))
         else:
             client, secret = service.rotate_client_secret(ctx, uow, client.id)
         out["tenant"] = f"{tenant.name} (slug {tenant.slug}, id {tenant.id})"

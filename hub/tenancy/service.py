@@ -15,7 +15,7 @@ from hub.context import CallContext
 from hub.db import UnitOfWork, new_id, utcnow
 from hub.errors import Conflict, NotFound, ValidationFailed
 from hub.tenancy.models import AdminUser, ApiClient, AuditEntry, Tenant
-from hub.tenancy.scopes import parse_scopes
+from hub.tenancy.scopes import CLIENT_KINDS, parse_scopes
 
 _hasher = PasswordHasher()
 # A hash to verify against when the client id is unknown, so that unknown and known ids
@@ -146,10 +146,19 @@ def create_client(ctx: CallContext, uow: UnitOfWork, tenant_ident: str | None, *
                   rate_limit_per_minute: int | None = None) -> tuple[ApiClient, str]:
     """Create an API client and return it with its secret (shown once, stored only hashed).
 
-    :raise ValidationFailed: for an unknown scope or a bad rate limit.
+    :param tenant_ident: the tenant (slug or id) of a ``tenant`` client; None for a
+        ``platform`` or ``service`` client, which belong to no tenant.
+    :param scopes: None gives the kind's defaults (a tenant's client: read and purchase).
+    :param kind: ``tenant``, ``platform`` (the platform's own systems: record top-ups for a
+        tenant named per call) or ``service`` (the hub's services).
+    :raise ValidationFailed: an unknown kind, a scope the kind may not hold (a tenant's
+        client never holds ``wallets:topup``), a tenant given to or missing from the kind,
+        a bad rate limit.
     """
+    if kind not in CLIENT_KINDS:
+        raise ValidationFailed(f"kind must be one of {', '.join(CLIENT_KINDS)}", errors={"kind": ["invalid"]})
     try:
-        scope_set = parse_scopes(scopes, allow_service=(kind == "service"))
+        scope_set = parse_scopes(scopes, kind=kind)
     except ValueError as exc:
         raise ValidationFailed(str(exc), errors={"scopes": [str(exc)]}) from None
     if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
@@ -160,6 +169,10 @@ def create_client(ctx: CallContext, uow: UnitOfWork, tenant_ident: str | None, *
         if not tenant_ident:
             raise ValidationFailed("a tenant client needs a tenant", errors={"tenant": ["required"]})
         tenant_id = get_tenant(uow, tenant_ident).id
+    elif tenant_ident:
+        raise ValidationFailed(f"a {kind} client belongs to no tenant (a platform client names the tenant "
+                               "it acts for in the ROP-On-Behalf-Of header of each call)",
+                               errors={"tenant": ["not allowed"]})
     secret = secrets.token_urlsafe(32)
     client = ApiClient(id=client_id or new_id("cli"), tenant_id=tenant_id, name=name, kind=kind,
                        secret_hash=_hasher.hash(secret), scopes=" ".join(sorted(scope_set)),
@@ -178,9 +191,15 @@ def get_client(uow: UnitOfWork, client_id: str) -> ApiClient:
     return client
 
 
-def list_clients(uow: UnitOfWork, tenant_id: str) -> list[ApiClient]:
-    return list(uow.session.scalars(
-        select(ApiClient).where(ApiClient.tenant_id == tenant_id).order_by(ApiClient.created_at, ApiClient.id)))
+def list_clients(uow: UnitOfWork, tenant_id: str | None, *, kind: str | None = None) -> list[ApiClient]:
+    """A tenant's clients, oldest first; with ``tenant_id`` None, the clients of ``kind``
+    that belong to no tenant (``platform``)."""
+    stmt = select(ApiClient).order_by(ApiClient.created_at, ApiClient.id)
+    if tenant_id is not None:
+        stmt = stmt.where(ApiClient.tenant_id == tenant_id)
+    else:
+        stmt = stmt.where(ApiClient.tenant_id.is_(None), ApiClient.kind == (kind or "platform"))
+    return list(uow.session.scalars(stmt))
 
 
 def revoke_client(ctx: CallContext, uow: UnitOfWork, client_id: str) -> ApiClient:

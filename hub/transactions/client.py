@@ -98,6 +98,39 @@ def refund(ctx: CallContext, uow: UnitOfWork, transaction_id: str, reason: str) 
 
 
 # -- for the admin UI: every tenant, and figures for the dashboard ---------------------------
+def in_flight_by_config(ctx: CallContext, uow: UnitOfWork, config_ids: list[str] | None = None, *,
+                        tenant_id: str | None = None) -> dict[str, int]:
+    """Operator: how many purchases are in flight at each provider configuration — sent
+    there, outcome not known yet (transaction ``processing`` or ``review``, its current
+    attempt ``sent``, ``pending`` or ``unknown`` at that configuration). Switching a
+    configuration off leaves them in flight: their status checks and callbacks go on.
+
+    :param config_ids: only these configurations (None: every one with purchases in flight).
+    :param tenant_id: only this tenant's purchases.
+    :return: ``{config_id: count}``; a configuration asked for with none in flight is 0.
+    Needs ``transactions:process``.
+    """
+    from sqlalchemy import and_, func, select
+
+    from hub.transactions.models import Attempt, Transaction
+
+    ctx.require_scope("transactions:process")
+    stmt = (select(Attempt.config_id, func.count())
+            .join(Transaction, and_(Transaction.id == Attempt.transaction_id, Attempt.seq == Transaction.attempt_count))
+            .where(Transaction.status.in_(sorted(lifecycle.IN_FLIGHT)),
+                   Attempt.state.in_(sorted(lifecycle.OPEN_ATTEMPT)))
+            .group_by(Attempt.config_id))
+    if config_ids is not None:
+        if not config_ids:
+            return {}
+        stmt = stmt.where(Attempt.config_id.in_(list(config_ids)))
+    if tenant_id is not None:
+        stmt = stmt.where(Transaction.tenant_id == tenant_id)
+    counts = {config_id: int(n) for config_id, n in uow.session.execute(stmt)}
+    return {c: counts.get(c, 0) for c in config_ids} if config_ids is not None else counts
+
+
+
 def operator_list(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = None, status: str | None = None,
                   provider_code: str | None = None, ref_id: str | None = None,
                   created_from: dt.datetime | None = None, created_to: dt.datetime | None = None,

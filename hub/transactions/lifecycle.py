@@ -39,6 +39,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 #: Attempt states that an answer may still change (no definitive outcome yet).
 OPEN_ATTEMPT = frozenset({"sent", "pending", "unknown"})
+#: Attempt states under which nothing was bought: the purchase was refused (``rejected``) or
+#: the provider never received it (``not_found`` after its grace period). The next offer of
+#: the route may be tried.
+NOTHING_BOUGHT = frozenset({"rejected", "not_found"})
 #: Statuses whose transaction is waiting for a provider's answer.
 IN_FLIGHT = frozenset({"processing", "review"})
 
@@ -212,17 +216,46 @@ def _schedule_check(trx: Transaction, now: dt.datetime) -> None:
         trx.deadline_at = now + dt.timedelta(seconds=settings().review_after)
 
 
+def _read_not_found(outcome: Outcome, attempt: Attempt, via: str, grace: float | None,
+                    now: dt.datetime) -> tuple[str, str]:
+    """What a "not found" answer means: ``not_found`` (never received: nothing was bought)
+    when a status check gives it after the provider's grace period; otherwise ``unknown`` (the
+    request may still be on its way, or the provider cannot tell): keep checking."""
+    if via != "status_check" or grace is None:
+        return "unknown", "not found: the provider declares no grace period, the outcome stays unknown"
+    age = (now - attempt.sent_at).total_seconds()
+    if age < grace:
+        return "unknown", f"not found {age:.0f} s after sending (grace {grace:.0f} s): checking again"
+    return "not_found", f"not found {age:.0f} s after sending (grace {grace:.0f} s): never received"
+
+
 def apply_outcome(ctx: CallContext, uow: UnitOfWork, trx: Transaction, attempt: Attempt, outcome: Outcome,
-                  via: str) -> bool:
+                  via: str, *, not_found_grace: float | None = None) -> bool:
     """Record ``outcome`` of ``attempt`` and move ``trx`` (both locked by the caller) accordingly.
 
     :param via: ``purchase`` (the call's own answer), ``status_check`` or ``callback``.
-    :return: True when the purchase was rejected and the next offer may be tried.
+    :param not_found_grace: the provider's ``not_found_grace``: a status check's "not found"
+        after it means the purchase was never received (nothing bought); before it, or
+        without one, "not found" is an unknown outcome.
+    :return: True when nothing was bought (rejected; never received) and the next offer may be tried.
+
+    ``rejected`` means the *request* was refused before anything existed at the provider.
+    To the purchase itself that settles it: the purchase did not happen (the next offer may
+    be tried). To a status check it says nothing about the purchase — the check was not sent
+    (a switched-off configuration, a breaker), or refused (rate limited, a bad key, an IP
+    not allowed) — so the outcome stays unknown: checked again later, ``review`` past the
+    deadline; never failed, never tried elsewhere. Only "not found" past the provider's
+    grace period tells a status check that nothing was bought.
     """
     state = outcome.state
     now = utcnow()
-    note(uow, trx, "outcome", {"via": via, "attempt": attempt.seq, "reference": attempt.reference,
-                               **outcome.as_detail()})
+    detail = {"via": via, "attempt": attempt.seq, "reference": attempt.reference, **outcome.as_detail()}
+    if state == "not_found":
+        state, detail["reading"] = _read_not_found(outcome, attempt, via, not_found_grace, now)
+    elif via == "status_check" and state == "rejected":
+        state = "unknown"
+        detail["treated_as"] = "unknown"
+    note(uow, trx, "outcome", detail)
     if attempt.state in OPEN_ATTEMPT:
         attempt.state = state
         attempt.answered_at = now
@@ -269,11 +302,20 @@ def apply_outcome(ctx: CallContext, uow: UnitOfWork, trx: Transaction, attempt: 
         elif status in IN_FLIGHT:
             transition(ctx, uow, trx, "failed", error=outcome.message or "reversed by the provider",
                        detail={"via": via})
+    elif state == "not_found":
+        # Never received, the provider's grace period over: nothing was bought under this
+        # reference. In flight: the next offer of the route, as after a rejection (none left:
+        # failed, the hold released); in review (no more offers are tried): failed.
+        if status == "processing":
+            return True
+        if status == "review":
+            transition(ctx, uow, trx, "failed", error=detail["reading"], detail={"via": via})
     elif state == "rejected":
         if via == "purchase":
             return status == "processing"
-        # A status check or callback saying the provider refused it: definitive, but the
-        # purchase was already sent once — never try elsewhere.
+        # A callback saying the provider refused the purchase: definitive, but the purchase
+        # was already sent once — never try elsewhere. (A status check's rejection never
+        # gets here: it leaves the outcome unknown, above.)
         if status in IN_FLIGHT:
             transition(ctx, uow, trx, "failed", error=outcome.message or "refused by the provider",
                        detail={"via": via})

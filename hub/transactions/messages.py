@@ -21,6 +21,8 @@ class CheckRef(Schema):
     attempt = fields.Integer(required=True)
     #: an operator's recheck: also for a transaction in ``review``
     force = fields.Boolean(load_default=False)
+    #: an unproven callback claimed a refund: also for a ``succeeded`` transaction
+    confirm = fields.Boolean(load_default=False)
 
 
 class ProcessTransaction(Command):

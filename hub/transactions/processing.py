@@ -33,7 +33,7 @@ from hub.context import CallContext
 from hub.db import UnitOfWork, unit_of_work, utcnow
 from hub.providers import client as providers
 from hub.transactions import lifecycle
-from hub.transactions.lifecycle import OPEN_ATTEMPT, Outcome
+from hub.transactions.lifecycle import NOTHING_BOUGHT, OPEN_ATTEMPT, Outcome
 from hub.transactions.messages import CheckTransactionStatus, ProcessTransaction
 from hub.transactions.models import Attempt, Inquiry, Transaction
 
@@ -69,10 +69,9 @@ def _redis():
 def _route(uow: UnitOfWork, trx: Transaction) -> list[str]:
     """The configuration ids to try, in order: usable ones through the ``route_transaction`` hook."""
     candidates = [providers.Route(config_id=o["config_id"], provider_code=o["provider_code"],
-                                  provider_sku=o["provider_sku"], cost=int(o.get("cost") or 0))
+                                  sku=o["provider_sku"], cost=int(o.get("cost") or 0),
+                                  priority=int(o.get("priority") or 0))
                   for o in trx.offers or []]
-    for route, offer in zip(candidates, trx.offers or []):
-        route.priority = int(offer.get("priority") or 0)  # the built-in router's second key
     ordered = providers.routes_for(uow, lifecycle.tenant_ctx(trx), trx.product_code, candidates)
     seen: list[str] = []
     for route in ordered:
@@ -96,7 +95,7 @@ def _plan(transaction_id: str, *, force_check: bool = False) -> Step | None:
         if trx.status not in allowed:
             return None
         attempt = lifecycle.current_attempt(uow, trx)
-        if attempt is not None and attempt.state != "rejected":
+        if attempt is not None and attempt.state not in NOTHING_BOUGHT:
             if attempt.state == "sent" or (force_check and attempt.state in OPEN_ATTEMPT):
                 # Sent and never answered: an unknown outcome. Same reference, status only.
                 return _step("check", trx, attempt)
@@ -188,7 +187,8 @@ def _record_outcome(step: Step, outcome: Outcome, via: str) -> bool:
                                                             Attempt.seq == step.seq)).first()
         if trx is None or attempt is None:
             return False
-        try_next = lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt, outcome, via)
+        try_next = lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt, outcome, via,
+                                           not_found_grace=_declared(step.provider_code, "not_found_grace"))
         uow.commit()
     return try_next
 
@@ -233,17 +233,18 @@ def call_provider(step: Step, operation: str, configs: dict | None = None) -> Ou
             uow.session.commit()  # ends the read: no connection is held during the call
         try:
             if operation == "purchase":
-                request = providers.PurchaseRequest(ref_id=step.reference, provider_sku=step.provider_sku,
+                request = providers.PurchaseRequest(ref_id=step.reference, sku=step.provider_sku,
                                                     customer_no=step.customer_no, amount=step.amount)
             else:
-                request = providers.StatusRequest(ref_id=step.reference, provider_sku=step.provider_sku,
+                request = providers.StatusRequest(ref_id=step.reference, sku=step.provider_sku,
                                                   customer_no=step.customer_no, provider_ref=step.provider_ref)
+            # For this tenant: its breaker on the configuration is consulted and fed too.
             if prepared is not None:
-                result = providers.call_prepared(prepared, operation, request)
+                result = providers.call_prepared(prepared, operation, request, tenant_id=step.tenant_id)
             elif operation == "purchase":
-                result = providers.purchase(uow, step.config_id, request)
+                result = providers.purchase(uow, step.config_id, request, tenant_id=step.tenant_id)
             else:
-                result = providers.check_status(uow, step.config_id, request)
+                result = providers.check_status(uow, step.config_id, request, tenant_id=step.tenant_id)
         except Exception as exc:
             log.exception("provider call raised; outcome unknown", operation=operation,
                           transaction_id=step.transaction_id, config_id=step.config_id)
@@ -357,7 +358,7 @@ def _start_many(ids: list[str], spare: dict[str, list]) -> tuple[list[Step], lis
                 if trx.status not in ("pending", "processing"):
                     continue
                 attempt = lifecycle.current_attempt(uow, trx)
-                if attempt is not None and attempt.state != "rejected":
+                if attempt is not None and attempt.state not in NOTHING_BOUGHT:
                     if attempt.state == "sent":
                         others.append(trx.id)  # an unknown outcome: run() asks its status
                     continue
@@ -462,14 +463,18 @@ def _record_outcomes(results: list[tuple[Step, Outcome]]) -> list[str]:
 def _check(step: Step) -> None:
     with _slot(step.config_id):
         outcome = call_provider(step, "check_status")
-    _record_outcome(step, outcome, "status_check")
+    if _record_outcome(step, outcome, "status_check"):
+        run(step.transaction_id)  # never received: the next offer, or failed with the hold released
 
 
 def check_transaction_status(ctx: CallContext, message) -> None:
     """Handler of :class:`CheckTransactionStatus` (``own_uow``): ask the provider about the
-    current attempt by its reference; a stale command (a later attempt exists) does nothing."""
+    current attempt by its reference; a stale command (a later attempt exists) does nothing.
+    ``confirm``: a succeeded transaction's reference is asked too (an unproven callback
+    claimed a refund: only the provider's answer may reverse it)."""
     payload = message.payload
-    transaction_id, seq, force = payload["transaction_id"], payload["attempt"], payload.get("force", False)
+    transaction_id, seq = payload["transaction_id"], payload["attempt"]
+    force, confirm = payload.get("force", False), payload.get("confirm", False)
     with unit_of_work(_db(), readonly=True) as uow:
         trx = uow.session.get(Transaction, transaction_id)
         if trx is None:
@@ -477,23 +482,31 @@ def check_transaction_status(ctx: CallContext, message) -> None:
         attempt = lifecycle.current_attempt(uow, trx)
         status = trx.status
         current = (attempt.seq, attempt.state) if attempt is not None else (None, None)
-    if current == (seq, "rejected") and status == "processing":
-        run(transaction_id)  # interrupted between a rejection and the next offer
+    if current[0] == seq and current[1] in NOTHING_BOUGHT and status == "processing":
+        run(transaction_id)  # interrupted between a rejection (or "never received") and the next offer
         return
-    if current[0] != seq or current[1] not in OPEN_ATTEMPT:
-        return
-    if status != "processing" and not (force and status == "review"):
+    if current[0] != seq or not _checkable(status, current[1], force=force, confirm=confirm):
         return
     with unit_of_work(_db()) as uow:
         trx = lifecycle.lock(uow, transaction_id)
         attempt = lifecycle.current_attempt(uow, trx)
-        if attempt is None or attempt.seq != seq or attempt.state not in OPEN_ATTEMPT:
+        if attempt is None or attempt.seq != seq or not _checkable(trx.status, attempt.state, force=force,
+                                                                    confirm=confirm):
             return
         step = _step("check", trx, attempt)
         lifecycle.note(uow, trx, "status_check", {"attempt": seq, "reference": attempt.reference,
-                                                  "forced": bool(force)})
+                                                  "forced": bool(force), **({"confirm": True} if confirm else {})})
         uow.commit()
     _check(step)
+
+
+def _checkable(status: str, attempt_state: str | None, *, force: bool, confirm: bool) -> bool:
+    """Whether a status check of the current attempt may go out: an open attempt of a
+    processing transaction (or of one in review, forced), or — to confirm a claimed
+    refund — the successful attempt of a succeeded one."""
+    if attempt_state in OPEN_ATTEMPT:
+        return status == "processing" or (force and status == "review")
+    return confirm and status == "succeeded" and attempt_state == "success"
 
 
 def on_provider_callback(ctx: CallContext, uow: UnitOfWork, message) -> None:
@@ -520,26 +533,50 @@ def on_provider_callback(ctx: CallContext, uow: UnitOfWork, message) -> None:
     outcome = Outcome(state=payload["state"], provider_ref=payload.get("provider_ref"),
                       serial_number=payload.get("serial_number"), message=payload.get("message"),
                       cost=payload.get("cost"))
-    weak = _weak_callback_proof(payload.get("provider_code"))
+    proven = bool(payload.get("proven"))
     lifecycle.note(uow, trx, "callback", {"callback_id": payload.get("callback_id"), "attempt": attempt.seq,
-                                          "state": outcome.state, **({"weak_proof": True} if weak else {})})
-    if weak and trx.status in lifecycle.IN_FLIGHT and attempt.state in OPEN_ATTEMPT \
-            and outcome.state not in ("pending", "unknown"):
-        # Weak callback proof: a provider whose callbacks prove little (a static header, a
-        # signature over the reference only) does not move money by callback alone: the
-        # callback triggers a status check with the same reference, whose answer does.
-        publish(lifecycle.tenant_ctx(trx, correlation_id=message.correlation_id), uow,
-                CheckTransactionStatus(transaction_id=trx.id, attempt=attempt.seq, force=True), causation=message)
+                                          "state": outcome.state, **({} if proven else {"weak_proof": True})})
+    if not proven:
+        # A callback whose authenticity cannot be proven (the configuration has no secret,
+        # or the provider's callbacks prove little: a static header, a signature over the
+        # reference only) never moves money: it only triggers a status check with the same
+        # reference, whose answer does.
+        _confirm_by_status_check(uow, trx, attempt, outcome, message)
         return
     lifecycle.apply_outcome(lifecycle.tenant_ctx(trx, correlation_id=message.correlation_id), uow, trx,
                             attempt, outcome, "callback")
 
 
-def _weak_callback_proof(provider_code: str | None) -> bool:
-    """Whether the provider says its callbacks' authenticity is weak (``weak_callback_auth``)."""
-    host = current_app.extensions["rop"].extras.get("plugins")
-    cls = host.providers.get(provider_code) if host is not None and provider_code else None
-    return bool(getattr(cls, "weak_callback_auth", False))
+def _declared(provider_code: str | None, attribute: str):
+    """What the provider class declares (``weak_callback_auth``, ``not_found_grace``), or None
+    when it is not installed."""
+    cls = providers.provider_class(provider_code) if provider_code else None
+    return getattr(cls, attribute) if cls is not None else None
+#: seconds between two status checks one reference's unproven callbacks may trigger
+CALLBACK_CHECK_SPACING = 60
+
+
+def _confirm_by_status_check(uow: UnitOfWork, trx: Transaction, attempt: Attempt, outcome: Outcome,
+                             message) -> None:
+    """Publish a status check of ``attempt``'s reference when the unproven callback claims an
+    answer that would move money: a final one while the transaction is in flight, a refund
+    (or a failure) of a succeeded one. At most one per reference every
+    :data:`CALLBACK_CHECK_SPACING` seconds (a forger must not make the hub hammer the
+    provider); the scheduled checks go on as before."""
+    in_flight = trx.status in lifecycle.IN_FLIGHT and attempt.state in OPEN_ATTEMPT \
+        and outcome.state not in ("pending", "unknown")
+    reversal = trx.status == "succeeded" and attempt.state == "success" and outcome.state in ("refunded", "failed")
+    if not (in_flight or reversal):
+        return
+    if not _redis().set(f"rop:transactions:callback-check:{attempt.reference}", "1", nx=True,
+                        ex=CALLBACK_CHECK_SPACING):
+        lifecycle.note(uow, trx, "status_check", {"attempt": attempt.seq, "reference": attempt.reference,
+                                                  "skipped": "one was asked for this reference within "
+                                                             f"{CALLBACK_CHECK_SPACING} s"})
+        return
+    publish(lifecycle.tenant_ctx(trx, correlation_id=message.correlation_id), uow,
+            CheckTransactionStatus(transaction_id=trx.id, attempt=attempt.seq, force=trx.status == "review",
+                                   confirm=reversal), causation=message)
 
 
 # -- the sweep ---------------------------------------------------------------------------------

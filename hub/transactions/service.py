@@ -291,7 +291,8 @@ def inquire(ctx: CallContext, uow: UnitOfWork, product_code: str, customer_no: s
         raise _field_error("customer_no", error)
     number = normalize_customer_no(product, customer_no)
     candidates = [providers.Route(config_id=o["config_id"], provider_code=o["provider_code"],
-                                  provider_sku=o["provider_sku"], cost=int(o.get("cost") or 0))
+                                  sku=o["provider_sku"], cost=int(o.get("cost") or 0),
+                                  priority=int(o.get("priority") or 0))
                   for o in product.get("offers") or []]
     from hub.transactions.processing import preload_configs
 
@@ -304,7 +305,7 @@ def inquire(ctx: CallContext, uow: UnitOfWork, product_code: str, customer_no: s
         reference = f"{inquiry_id}-{route.config_id[-6:]}"
         try:
             result = providers.inquiry(uow, route.config_id, providers.InquiryRequest(
-                ref_id=reference, provider_sku=route.provider_sku, customer_no=number))
+                ref_id=reference, sku=route.sku, customer_no=number), tenant_id=ctx.tenant_id)
         finally:
             uow.commit()
         state = result.state.value
@@ -317,7 +318,7 @@ def inquire(ctx: CallContext, uow: UnitOfWork, product_code: str, customer_no: s
             details = {k: v for k, v in result.data.items() if k not in ("amount", "customer_name")}
             inquiry = Inquiry(id=inquiry_id, tenant_id=ctx.tenant_id, product_code=product_code,
                               customer_no=number, config_id=route.config_id, provider_code=route.provider_code,
-                              provider_sku=route.provider_sku, reference=reference,
+                              provider_sku=route.sku, reference=reference,
                               amount=bill + int(product["price"]), bill_amount=bill,
                               currency=product.get("currency") or "IDR",
                               customer_name=result.data.get("customer_name"),

@@ -5,7 +5,7 @@ from http import HTTPStatus
 
 from flask.views import MethodView
 
-from hub.auth import current_ctx, requires
+from hub.auth import ON_BEHALF_HEADER, current_ctx, requires
 from hub.edge import Blueprint
 from hub.errors import ValidationFailed
 from hub.wallets import service
@@ -81,10 +81,20 @@ class WalletTopups(MethodView):
     @requires("wallets:topup")
     @bp.arguments(TopupSchema)
     @bp.response(201, JournalResultSchema)
+    @bp.doc(parameters=[{
+        "name": ON_BEHALF_HEADER, "in": "header", "required": True, "schema": {"type": "string"},
+        "description": "the tenant (slug or id) the platform client records this top-up for"}])
     def post(self, body, wallet_id: str):
-        """Credit the wallet (scope ``wallets:topup``); idempotent by ``ref_id``."""
+        """Record money the platform received for a tenant (a bank transfer); idempotent by ``ref_id``.
+
+        Only the platform may: a **platform client** (scope ``wallets:topup``, created with
+        ``rop clients create --platform``) naming the tenant in the ``ROP-On-Behalf-Of``
+        header, or the operator (admin UI, ``rop wallets topup``). A tenant's own client
+        gets 403 whatever its scopes; a wallet of another tenant than the one named is 404.
+        Every top-up is written to the audit log with the platform client and the tenant.
+        """
         uow = request_uow()
-        result = service.topup(current_ctx(), uow, wallet_id, body["amount"], body["ref_id"])
+        result = service.topup(current_ctx(), uow, wallet_id, body["amount"], body["ref_id"], reason=body["reason"])
         uow.commit()
         return result
 

@@ -19,17 +19,22 @@ def wallets() -> None:
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug or id.")
 @click.argument("amount", type=int)
 @click.option("--wallet", "wallet_id", help="The wallet id (default: the tenant's main wallet).")
-@click.option("--ref", "ref_id", help="Idempotency reference (default: a new one).")
+@click.option("--ref", "ref_id", help="Idempotency reference, e.g. the bank transfer's (default: a new one).")
+@click.option("--reason", required=True, help="Why: the money received (bank, statement line); in the audit log.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def wallets_topup(tenant_slug: str, amount: int, wallet_id: str | None, ref_id: str | None, as_json: bool) -> None:
-    """Credit AMOUNT (minor units) to a tenant's wallet through the ledger."""
+def wallets_topup(tenant_slug: str, amount: int, wallet_id: str | None, ref_id: str | None, reason: str,
+                  as_json: bool) -> None:
+    """Record AMOUNT (minor units) the platform received for a tenant: a ledger posting
+    from its funding account, audited with the operator and the reason."""
     from hub.wallets import service
 
     if amount <= 0:
         raise CliError("AMOUNT must be a positive integer (minor units)")
+    if not reason.strip():
+        raise CliError("--reason must say why (the money received)")
     with app_context() as app, unit_of_work(app.extensions["rop"].db) as uow:
         ctx = tenant_context(uow, tenant_slug)
-        result = service.topup(ctx, uow, wallet_id, amount, ref_id or f"cli-{uuid.uuid4().hex}")
+        result = service.topup(ctx, uow, wallet_id, amount, ref_id or f"cli-{uuid.uuid4().hex}", reason=reason)
         wallet = service.get_wallet(ctx, uow, result["wallet_id"])
         uow.commit()
         result["available"] = wallet.available

@@ -60,8 +60,11 @@ class AmountField(fields.Integer):
 
 
 class TopupSchema(Schema):
-    amount = AmountField(required=True)
-    ref_id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    amount = AmountField(required=True, metadata={"description": "what the platform received, in minor units"})
+    ref_id = fields.String(required=True, validate=validate.Length(min=1, max=255),
+                           metadata={"description": "the idempotency key (e.g. the bank transfer's reference)"})
+    reason = fields.String(load_default=None, validate=validate.Length(min=1, max=500),
+                           metadata={"description": "a note for the audit log (e.g. the bank and its statement line)"})
 
 
 class TransferSchema(Schema):

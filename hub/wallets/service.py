@@ -362,12 +362,27 @@ def list_wallets(ctx: CallContext, uow: UnitOfWork, *, cursor: str | None = None
 
 
 # -- operations ----------------------------------------------------------------------------
-def topup(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int, ref_id: str) -> dict[str, Any]:
-    """Credit ``wallet_id`` (the main wallet when None) from the tenant's funding account.
+def topup(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int, ref_id: str, *,
+          reason: str | None = None) -> dict[str, Any]:
+    """Record money the platform received for the tenant (a bank transfer): credit
+    ``wallet_id`` (the main wallet when None) from the tenant's funding account.
+
+    Only the platform may: the operator (the admin UI and the CLI, whose contexts hold
+    ``*`` and give a ``reason``) or a platform client acting for the tenant (scope
+    ``wallets:topup``, which no tenant's client can hold). Each new top-up is written to the
+    audit log in the same transaction, with the caller (the operator, or the platform
+    client's id), the tenant, the amount and the reason. Idempotent by ``ref_id``.
 
     :return: ``{journal_id, kind, wallet_id, amount, currency, ref_id, replayed}``.
+    :raise Forbidden: the caller lacks ``wallets:topup``.
+    :raise ValidationFailed: a bad amount, key or reason.
     """
+    ctx.require_scope("wallets:topup")
     amount, ref_id = _check_amount(amount), _check_key(ref_id)
+    if reason is not None:
+        reason = reason.strip() if isinstance(reason, str) else ""
+        if not reason or len(reason) > 500:
+            raise ValidationFailed("a top-up's reason has 1-500 characters", errors={"reason": ["1-500 characters"]})
     if wallet_id is None:
         wallet_id = get_main_wallet(ctx, uow).id
     wallet = _lock_wallets(ctx, uow, wallet_id)[wallet_id]
@@ -377,13 +392,18 @@ def topup(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int,
         return replay
     posting = _Posting("topup", ref_id, fp, wallet.currency, [
         (FUNDING.format(wallet.currency), None, -amount),
-        (_account(wallet.id, "available"), wallet, amount)])
+        (_account(wallet.id, "available"), wallet, amount)], meta={"reason": reason, "actor": ctx.actor or ctx.client_id})
     result = _post(ctx, uow, posting, {"kind": "topup", "wallet_id": wallet.id, "amount": amount,
                                            "currency": wallet.currency, "ref_id": ref_id})
     if not result["replayed"]:
+        from hub.tenancy.service import record_audit
         from hub.wallets.messages import WalletCredited
 
         _emit(ctx, uow, WalletCredited(**_movement(wallet, result["journal_id"], "topup", amount)))
+        record_audit(ctx, uow, "wallet.topped_up", target_type="wallet", target_id=wallet.id,
+                     before={"available": wallet.available - amount},
+                     after={"available": wallet.available, "amount": amount, "currency": wallet.currency,
+                            "journal_id": result["journal_id"], "ref_id": ref_id, "reason": reason})
     return result
 
 

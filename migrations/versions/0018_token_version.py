@@ -6,7 +6,7 @@ one was issued under 0) and is refused once its client's version moved on (check
 the client's status, so within the same few seconds as a revocation).
 
 Revision ID: 0018_token_version
-Revises: 0015_keys_first
+Revises: 0016_topups_are_platform_only
 Create Date: 2026-12-06 13:00:00
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018_token_version"
-down_revision = "0015_keys_first"
+down_revision = "0016_topups_are_platform_only"
 branch_labels = None
 depends_on = None
 

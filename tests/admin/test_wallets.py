@@ -62,8 +62,8 @@ def test_the_dashboard_shows_wallet_totals(app, client, admin_kit, tenant_factor
 
     one, two = tenant_factory(), tenant_factory()
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
-        topup(one.ctx, uow, None, 700, "t1")
-        topup(two.ctx, uow, None, 300, "t2")
+        topup(one.operator, uow, None, 700, "t1")
+        topup(two.operator, uow, None, 300, "t2")
         uow.commit()
     admin_kit.login(client, admin_kit.make_admin(app))
     page = client.get("/admin/").get_data(as_text=True)

@@ -91,16 +91,17 @@ def test_the_largest_64_bit_cursor_is_fine(client, funded):
 
 @pytest.mark.parametrize("amount", [2**63, 10**30, -(2**63) - 1, 1e300])
 def test_an_amount_past_64_bits_is_422(client, funded, amount):
-    response = client.post(f"/v1/wallets/{funded.wallet_id}/topups", json={"amount": amount, "ref_id": "t-1"},
-                           headers=funded.tenant.headers)
+    transfer = {"from_wallet_id": funded.wallet_id, "to_wallet_id": funded.wallet_id, "amount": amount,
+                "ref_id": "t-1"}
+    response = client.post("/v1/transfers", json=transfer, headers=funded.tenant.headers)
     body = problem(response, 422)
     assert "amount" in body["errors"]
 
 
 def test_nan_and_infinity_are_not_json(client, funded):
     for literal in ("NaN", "Infinity", "-Infinity", "1e400"):
-        text = f'{{"amount": {literal}, "ref_id": "t-1"}}'
-        body = problem(post_json(client, f"/v1/wallets/{funded.wallet_id}/topups", text, funded.tenant.headers), 400)
+        text = f'{{"from_wallet_id": "{funded.wallet_id}", "to_wallet_id": "w", "amount": {literal}, "ref_id": "t"}}'
+        body = problem(post_json(client, "/v1/transfers", text, funded.tenant.headers), 400)
         assert body["errors"] == {"body": ["not valid JSON"]}
 
 

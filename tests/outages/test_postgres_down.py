@@ -64,14 +64,16 @@ def _until_served(client, path: str, headers: dict, tries: int = 50):
     raise AssertionError(f"{path} still 503 after the database came back")
 
 
-def test_a_stopped_database_is_a_503_with_retry_after_and_readyz_says_which(app, client, tenant_factory, cluster):
+def test_a_stopped_database_is_a_503_with_retry_after_and_readyz_says_which(app, client, tenant_factory,
+                                                                           platform_factory, cluster):
     t = tenant_factory()
+    finance = platform_factory().headers_for(t)  # top-ups: the platform records money received
     wallet_id = client.get("/v1/wallets", headers=t.headers).get_json()["items"][0]["id"]
     cluster.stop("fast")
 
     _assert_503(client.get("/v1/wallets", headers=t.headers))
     _assert_503(client.post(f"/v1/wallets/{wallet_id}/topups", json={"amount": 300, "ref_id": "stopped"},
-                            headers=t.headers))
+                            headers=finance))
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.headers["Retry-After"] == str(RETRY_AFTER)
     body = ready.get_json()
@@ -82,13 +84,14 @@ def test_a_stopped_database_is_a_503_with_retry_after_and_readyz_says_which(app,
     assert _until_served(client, "/v1/wallets", t.headers).status_code == 200
     assert client.get("/readyz").status_code == 200
     done = client.post(f"/v1/wallets/{wallet_id}/topups", json={"amount": 300, "ref_id": "stopped"},
-                       headers=t.headers)
+                       headers=finance)
     assert done.status_code == 201 and done.get_json()["replayed"] is False
 
 
 def test_requests_in_flight_when_the_database_restarts_get_503_and_leave_nothing_half_done(
-        app, client, tenant_factory, cluster, database_url):
+        app, client, tenant_factory, platform_factory, cluster, database_url):
     t = tenant_factory()
+    finance = platform_factory().headers_for(t)  # top-ups: the platform records money received
     wallet_id = client.get("/v1/wallets", headers=t.headers).get_json()["items"][0]["id"]
     # Another session holds the wallet's row: the top-ups below wait on it, inside their transaction.
     locker = create_engine(database_url)
@@ -98,18 +101,20 @@ def test_requests_in_flight_when_the_database_restarts_get_503_and_leave_nothing
     answers: dict[str, object] = {}
 
     def topup(ref_id: str) -> None:
-        answers[ref_id] = app.test_client().post(f"/v1/wallets/{wallet_id}/topups", headers=t.headers,
+        answers[ref_id] = app.test_client().post(f"/v1/wallets/{wallet_id}/topups", headers=finance,
                                                  json={"amount": 1000, "ref_id": ref_id})
 
     refs = [f"in-flight-{n}" for n in range(4)]
     threads = [threading.Thread(target=topup, args=(ref,)) for ref in refs]
     for thread in threads:
         thread.start()
-    watcher = locker.connect()
-    deadline = time.monotonic() + 30
+    # Autocommit: inside one transaction pg_stat_activity is a snapshot, and the poll would
+    # never see the top-ups that had not reached the lock at its first look.
+    watcher = locker.connect().execution_options(isolation_level="AUTOCOMMIT")
+    deadline = time.monotonic() + 120  # generous: a loaded machine (CI) is slow to start 4 requests
     while watcher.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                               "AND datname = current_database()")) < len(refs):
-        assert time.monotonic() < deadline, "the top-ups never reached the lock"
+        assert time.monotonic() < deadline, f"the top-ups never reached the lock: {answers!r}"
         time.sleep(0.02)
 
     cluster.stop("fast")  # every session ends: the waiting statements fail mid-transaction
@@ -127,6 +132,6 @@ def test_requests_in_flight_when_the_database_restarts_get_503_and_leave_nothing
     assert wallet.get_json()["available"] == 0 and wallet.get_json()["held"] == 0  # nothing half-written
     for ref in refs:  # each retried with its ref_id is done once
         again = client.post(f"/v1/wallets/{wallet_id}/topups", json={"amount": 1000, "ref_id": ref},
-                            headers=t.headers)
+                            headers=finance)
         assert again.status_code == 201 and again.get_json()["replayed"] is False
     assert client.get(f"/v1/wallets/{wallet_id}", headers=t.headers).get_json()["available"] == 4000

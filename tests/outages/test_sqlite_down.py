@@ -33,8 +33,9 @@ def _assert_503(response, dependency: str) -> None:
 
 
 def test_an_unreachable_database_file_is_a_503_and_the_same_requests_work_once_it_is_back(
-        app, client, tenant_factory, database_url):
+        app, client, tenant_factory, platform_factory, database_url):
     t = tenant_factory()
+    finance = platform_factory().headers_for(t)  # top-ups: the platform records money received
     wallet_id = client.get("/v1/wallets", headers=t.headers).get_json()["items"][0]["id"]
     topup = {"amount": 700, "ref_id": "while-away"}
 
@@ -46,7 +47,7 @@ def test_an_unreachable_database_file_is_a_503_and_the_same_requests_work_once_i
     counted = metric("rop_dependency_unavailable_total", dependency="database")
 
     _assert_503(client.get("/v1/wallets", headers=t.headers), "database")
-    _assert_503(client.post(f"/v1/wallets/{wallet_id}/topups", json=topup, headers=t.headers), "database")
+    _assert_503(client.post(f"/v1/wallets/{wallet_id}/topups", json=topup, headers=finance), "database")
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.headers["Retry-After"] == str(RETRY_AFTER)
     assert ready.get_json()["down"] == ["database"]
@@ -57,7 +58,7 @@ def test_an_unreachable_database_file_is_a_503_and_the_same_requests_work_once_i
     store.unlink()
     away.rename(store)
     assert client.get("/readyz").status_code == 200
-    done = client.post(f"/v1/wallets/{wallet_id}/topups", json=topup, headers=t.headers)
+    done = client.post(f"/v1/wallets/{wallet_id}/topups", json=topup, headers=finance)
     assert done.status_code == 201 and done.get_json()["replayed"] is False  # it was not done while away
     assert client.get(f"/v1/wallets/{wallet_id}", headers=t.headers).get_json()["available"] == 700
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pluggy
+import pytest
 from flask import Blueprint
 
 from hub import hookimpl
@@ -33,8 +34,8 @@ class Recorder:
         self.calls.append(("catalog_loaded", {"provider_code": provider_code, "n": len(products)}))
 
     @hookimpl
-    def price_product(self, tenant_id, sku, cost):
-        return cost * 2 if sku == "VIP" else None
+    def price_product(self, tenant_id, product_code, cost):
+        return cost * 2 if product_code == "VIP" else None
 
     @hookimpl
     def before_wallet_debit(self, ctx, wallet_id, amount):
@@ -45,8 +46,8 @@ class Recorder:
         return "blocked number" if customer_no == "081299999999" else None
 
     @hookimpl
-    def route_transaction(self, sku, candidates):
-        return list(reversed(candidates)) if sku == "REVERSE" else None
+    def route_transaction(self, product_code, candidates):
+        return list(reversed(candidates)) if product_code == "REVERSE" else None
 
     @hookimpl
     def transaction_state_changed(self, transaction, old_state, new_state):
@@ -115,8 +116,9 @@ def test_catalog_loaded_calls_every_implementation():
 
 def test_price_product_first_result_wins_over_the_built_in_margin():
     hook = host_with(Recorder()).hook
-    assert hook.price_product(tenant_id="t", sku="VIP", cost=100, currency="IDR", product={"margin": 5}) == 200
-    assert hook.price_product(tenant_id="t", sku="STD", cost=100, currency="IDR", product={"margin": 5}) == 105
+    for code, price in (("VIP", 200), ("STD", 105)):
+        assert hook.price_product(tenant_id="t", product_code=code, sku=code, cost=100, currency="IDR",
+                                  product={"margin": 5}) == price
 
 
 def test_before_wallet_debit_veto_stops_at_the_first_reason():
@@ -144,8 +146,8 @@ def test_route_transaction_plugin_order_overrides_the_default_router():
             self.cost, self.health = cost, {}
 
     a, b = C(2), C(1)
-    assert hook.route_transaction(ctx=ctx, sku="REVERSE", candidates=[a, b]) == [b, a]
-    assert hook.route_transaction(ctx=ctx, sku="ANY", candidates=[a, b]) == [b, a]  # by cost
+    assert hook.route_transaction(ctx=ctx, product_code="REVERSE", sku="REVERSE", candidates=[a, b]) == [b, a]
+    assert hook.route_transaction(ctx=ctx, product_code="ANY", sku="ANY", candidates=[a, b]) == [b, a]  # by cost
 
 
 def test_transaction_state_changed_calls_every_implementation():
@@ -224,3 +226,28 @@ def test_hook_specs_are_pluggy_specs():
     pm.add_hookspecs(hookspecs)
     assert sorted(n for n in dir(pm.hook) if not n.startswith("_")) == HOOKS
     assert Blueprint
+
+
+class OldNames:
+    """A plugin written against hub 0.1: the hook argument ``sku`` (now ``product_code``)."""
+
+    @hookimpl
+    def price_product(self, sku, cost):
+        return cost * 3 if sku == "OLD" else None
+
+
+def test_the_old_sku_argument_still_works_for_one_release_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="use 'product_code'"):
+        hook = host_with(OldNames()).hook
+    assert hook.price_product(tenant_id="t", product_code="OLD", sku="OLD", cost=10, currency="IDR",
+                              product={"margin": 0}) == 30
+
+
+def test_contract_requests_accept_the_old_provider_sku_name_with_a_deprecation_warning():
+    from hub.providers.contract import CatalogItem, PurchaseRequest
+
+    with pytest.warns(DeprecationWarning, match="use sku"):
+        request = PurchaseRequest("r1", provider_sku="TEL10", customer_no="0812")
+    assert request.sku == "TEL10"
+    with pytest.warns(DeprecationWarning):
+        assert CatalogItem("TEL10", "Pulsa", "pulsa", "telkomsel", 10).provider_sku == "TEL10"

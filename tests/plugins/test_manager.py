@@ -129,3 +129,34 @@ def test_a_plugin_installed_with_pip_is_discovered_and_gone_once_uninstalled(tmp
     rows = json.loads(subprocess.run(list_cmd, check=True, capture_output=True, text=True).stdout)
     assert "throwaway" not in {r["name"] for r in rows}
     assert "throwaway" not in {ep.name for ep in entry_points(group="rop")}
+
+
+def _dist_info(root, dist: str, version: str, entry_point: str) -> None:
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[rop]\n{entry_point}\n")
+
+
+def test_a_plugin_reinstalled_under_another_distribution_name_is_listed_with_a_warning(tmp_path, monkeypatch,
+                                                                                        capsys):
+    import importlib
+
+    (tmp_path / "rop_twice.py").write_text(GOOD)
+    _dist_info(tmp_path, "rop-provider-twice", "0.1.0", "twice = rop_twice")
+    _dist_info(tmp_path, "acme-twice-connector", "0.2.0", "twice = rop_twice")
+    _dist_info(tmp_path, "acme-twice-other", "0.2.0", "twice_again = rop_twice")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    try:
+        host = build_plugin_manager()
+        assert [p.name for p in host.plugins if p.module == "rop_twice"] == ["twice"]  # loaded once
+        assert len(host.warnings) == 2
+        assert any("entry point 'twice' is installed by two distributions" in w and "rop-provider-twice" in w
+                   and "acme-twice-connector" in w for w in host.warnings)
+        assert any("module 'rop_twice'" in w and "acme-twice-other" in w for w in host.warnings)
+        assert main(["plugins", "list"]) == 0
+        err = capsys.readouterr().err
+        assert err.count("warning: ") == 2 and "pip uninstall" in err
+    finally:
+        sys.modules.pop("rop_twice", None)

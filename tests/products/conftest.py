@@ -45,10 +45,10 @@ def add_config(app, provider_code: str = "sandbox", name: str = "Sandbox", **kwa
 
 
 def open_breaker(app, config_id: str) -> None:
-    """Trip the configuration's circuit breaker the way failing calls do."""
+    """Trip the configuration's shared circuit breaker the way transport failures do."""
     from hub.providers import health
 
     redis = app.extensions["rop"].redis
     for _ in range(health.MIN_CALLS):
-        health.record(redis, config_id, "unknown", 30_000)
+        health.record(redis, config_id, "unknown", 30_000, transport_failure=True)
     assert health.breaker_state(redis, config_id) == "open"

@@ -95,8 +95,9 @@ class FlatPrice:
         self.seen: list[dict] = []
 
     @hookimpl
-    def price_product(self, tenant_id, sku, cost, currency, product):
-        self.seen.append({"sku": sku, "cost": cost, "currency": currency, "margin": product["margin"]})
+    def price_product(self, tenant_id, product_code, cost, currency, product):
+        self.seen.append({"product_code": product_code, "cost": cost, "currency": currency,
+                          "margin": product["margin"]})
         return cost + 1 if tenant_id == self.vip else None
 
 
@@ -111,14 +112,14 @@ def test_the_price_product_hook_has_the_last_word(app, run, tenant_factory):
         assert run(client.get_for_sale, sale_ctx(vip.id), "TEL10")["price"] == 10_351
         # Without an answer from the plugin the built-in rule prices: cost + the rules' margin.
         assert run(client.get_for_sale, sale_ctx(other.id), "TEL10")["price"] == 10_850
-        assert plugin.seen[-1] == {"sku": "TEL10", "cost": 10_350, "currency": "IDR", "margin": 500}
+        assert plugin.seen[-1] == {"product_code": "TEL10", "cost": 10_350, "currency": "IDR", "margin": 500}
     finally:
         host.pm.unregister(plugin)
 
 
 class BrokenPrice:
     @hookimpl
-    def price_product(self, tenant_id, sku, cost, currency, product):
+    def price_product(self, tenant_id, product_code, cost, currency, product):
         return 10.5
 
 

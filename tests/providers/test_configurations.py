@@ -12,7 +12,7 @@ from hub.cli import main
 from hub.db import unit_of_work
 from hub.errors import ValidationFailed
 from hub.providers import client, crypto, service
-from hub.providers.contract import PurchaseRequest, State
+from hub.providers.contract import PurchaseRequest, State, StatusRequest
 
 
 @pytest.fixture
@@ -70,6 +70,9 @@ def test_kill_switch_stops_calls_at_once(app, uow):
     result = client.purchase(uow, row.id, PurchaseRequest("k2", "TEL10", "081212345678"))
     assert result.state is State.REJECTED and "switched off" in result.message
     assert service.usable_configs(uow, "ten_a") == []
+    # A purchase already sent is still asked about: only the provider knows its outcome.
+    status = client.check_status(uow, row.id, StatusRequest("k1", "TEL10", "081212345678"))
+    assert status.state is State.SUCCESS
 
 
 def test_platform_config_can_be_enabled_per_tenant_and_tenant_configs_serve_only_their_tenant(app, uow):

@@ -8,7 +8,7 @@ import pytest
 from hub.context import CallContext
 from hub.db import unit_of_work
 from hub.providers import client, health, service
-from hub.providers.contract import PurchaseRequest, State
+from hub.providers.contract import ProviderResult, PurchaseRequest, State
 from hub.providers.http import OutcomeUnknown, ProviderHttp, RequestNotSent, check_destination
 from hub.providers.testing import LiveServer
 
@@ -16,7 +16,7 @@ from hub.providers.testing import LiveServer
 def test_breaker_opens_on_failures_and_a_good_probe_closes_it(app):
     redis = app.extensions["rop"].redis
     for _ in range(health.MIN_CALLS):
-        health.record(redis, "pcf_x", "unknown", 30_000)
+        health.record(redis, "pcf_x", "unknown", 30_000, transport_failure=True)
     assert health.breaker_state(redis, "pcf_x") == "open" and not health.allow_call(redis, "pcf_x")
     redis.set("rop:providers:health:pcf_x:open_until", 0)  # the open period is over
     assert health.breaker_state(redis, "pcf_x") == "half_open"
@@ -89,5 +89,68 @@ def test_built_in_router_orders_by_cost_and_keeps_only_usable_configs(app):
 
 def test_built_in_pricing_adds_the_margin(app):
     host = app.extensions["rop"].extras["plugins"]
-    assert host.hook.price_product(tenant_id="t", sku="TEL10", cost=10_000, currency="IDR",
-                                   product={"margin": 500}) == 10_500
+    assert host.hook.price_product(tenant_id="t", product_code="TEL10", sku="TEL10", cost=10_000,
+                                   currency="IDR", product={"margin": 500}) == 10_500
+
+
+def test_http_errors_say_whether_the_request_may_have_been_sent_and_results_carry_the_transport_marker():
+    from hub.providers.faults import Fault, FaultProxy
+    from hub.providers.http import ProviderServerError, UnreadableAnswer, failure_result, read_json
+
+    def ok(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"ok": true}']
+
+    http = ProviderHttp()
+    with LiveServer(ok) as server, FaultProxy(server.url) as proxy:
+        assert read_json(http.get(proxy.url, allow_private=True)) == {"ok": True}
+        cases = [(Fault.REFUSE, {}, RequestNotSent, False), (Fault.CUT, {}, OutcomeUnknown, True),
+                 (Fault.STATUS, {"status": 503}, ProviderServerError, True)]
+        for fault, options, error, sent in cases:
+            proxy.set(fault, **options)
+            with pytest.raises(error) as raised:
+                http.post(proxy.url, json={}, allow_private=True, timeout=1)
+            proxy.clear()
+            assert raised.value.may_have_been_sent is sent and raised.value.transport_failure
+            purchase = failure_result(raised.value, "purchase")
+            assert purchase.transport_failure and purchase.state is (State.UNKNOWN if sent else State.REJECTED)
+            assert purchase.data.get("not_sent", False) is not sent
+            assert failure_result(raised.value, "check_status").state is State.UNKNOWN  # never "not sent"
+        proxy.set(Fault.GARBAGE)
+        with pytest.raises(UnreadableAnswer):
+            read_json(http.get(proxy.url, allow_private=True))
+        proxy.clear()
+        assert http.post(proxy.url, allow_private=True, server_errors=False).status_code == 200
+
+
+def test_a_tenants_own_failures_open_its_breaker_only_and_transport_failures_open_the_shared_one(app):
+    redis = app.extensions["rop"].redis
+    for _ in range(health.MIN_CALLS):
+        health.record(redis, "pcf_t", "unknown", 30_000, tenant_id="ten_a")
+    assert health.breaker_state(redis, "pcf_t", "ten_a") == "open"
+    assert health.breaker_state(redis, "pcf_t") == "closed"
+    assert health.is_open(redis, "pcf_t", "ten_a") and not health.is_open(redis, "pcf_t", "ten_b")
+    assert not health.allow_call(redis, "pcf_t", "ten_a") and health.allow_call(redis, "pcf_t", "ten_b")
+    assert health.open_many(redis, ["pcf_t", "pcf_other"], "ten_a") == {"pcf_t": True, "pcf_other": False}
+    for _ in range(health.MIN_CALLS):
+        health.record(redis, "pcf_t", "unknown", 30_000, tenant_id="ten_c", transport_failure=True)
+    assert health.breaker_state(redis, "pcf_t") == "open"
+    assert health.is_open(redis, "pcf_t", "ten_b") and not health.allow_call(redis, "pcf_t")
+
+
+def test_the_http_clients_failures_are_noted_as_transport_failures_during_a_watched_call(app):
+    from hub.providers.http import failure_result, watch_transport
+
+    assert ProviderResult(State.UNKNOWN).transport_failure is False  # by default: an answer about the purchase
+
+    def unavailable(environ, start_response):
+        start_response("503 Service Unavailable", [("Content-Type", "text/html")])
+        return [b"<html>down</html>"]
+
+    http = ProviderHttp()
+    with LiveServer(unavailable) as server, watch_transport() as seen, pytest.raises(OutcomeUnknown) as raised:
+        http.post(server.url, allow_private=True, timeout=5)
+    assert len(seen) == 1 and "503" in seen[0]
+    result = failure_result(raised.value, "purchase")
+    assert (result.state, result.transport_failure) == (State.UNKNOWN, True)
+    assert failure_result(RequestNotSent("refused"), "purchase").data == {"not_sent": True}

@@ -55,4 +55,6 @@ def test_demo_is_idempotent_and_prints_working_credentials(rop, client):
     token = client.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": lines["client_id"],
                                               "client_secret": lines["client_secret"]})
     assert token.status_code == 200
+    granted = set(token.json["scope"].split())
+    assert "wallets:topup" not in granted and {"transactions:write", "wallets:read"} <= granted
     assert "admin@example.com" in first.stdout

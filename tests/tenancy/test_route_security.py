@@ -34,6 +34,12 @@ OWNED_OBJECTS: dict[str, Callable] = {
     "/v1/transactions/<transaction_id>": lambda app, owner: {"transaction_id": _transaction(app, owner)},
 }
 
+#: Routes only the platform calls (a tenant's client gets 403 whatever its scopes): the walk
+#: calls them as a platform client acting for the intruder, then for the owner.
+PLATFORM_ROUTES: dict[str, tuple[str, ...]] = {
+    "/v1/wallets/<wallet_id>/topups": ("wallets:topup",),
+}
+
 #: Routes whose path names a platform-wide object rather than a tenant's: a product code is
 #: the same catalog entry for every tenant, so both tenants get 200 there. What must not
 #: cross tenants is the tenant-specific part of the answer (its price from its own rules):
@@ -126,8 +132,9 @@ def test_every_v1_route_without_a_token_is_401(app, client):
         assert response.mimetype == "application/problem+json"
 
 
-def test_every_v1_route_with_ids_answers_404_to_another_tenant(app, client, tenant_factory):
+def test_every_v1_route_with_ids_answers_404_to_another_tenant(app, client, tenant_factory, platform_factory):
     owner, intruder = tenant_factory(), tenant_factory()
+    platform = {rule: platform_factory(scopes=list(scopes)) for rule, scopes in PLATFORM_ROUTES.items()}
     missing = []
     for rule, method in _v1_rules(app):
         if not rule.arguments or rule.rule in PUBLIC_CATALOG_ROUTES:
@@ -139,13 +146,32 @@ def test_every_v1_route_with_ids_answers_404_to_another_tenant(app, client, tena
         values = factory(app, owner)
         body = values.pop(BODY, {})
         url = _url(rule, values)
+        as_intruder, as_owner = intruder.headers, owner.headers
+        if rule.rule in platform:
+            as_intruder, as_owner = platform[rule.rule].headers_for(intruder), platform[rule.rule].headers_for(owner)
         # The intruder goes first: the owner's call may use the body up (a ref_id, say).
-        response = client.open(url, method=method, headers=intruder.headers, json=body)
+        response = client.open(url, method=method, headers=as_intruder, json=body)
         assert response.status_code == 404, f"{method} {rule.rule}: another tenant got {response.status_code}"
         assert response.mimetype == "application/problem+json"
-        own = client.open(url, method=method, headers=owner.headers, json=body)
+        own = client.open(url, method=method, headers=as_owner, json=body)
         assert own.status_code != 404, f"{method} {url}: the owner itself gets 404; the factory is wrong"
     assert not missing, f"add an owned-object factory to OWNED_OBJECTS for: {sorted(set(missing))}"
+
+
+def test_platform_routes_answer_403_to_a_tenants_own_client_with_every_scope(app, client, tenant_factory):
+    """A top-up records money the platform received: the tenant's own client never makes one,
+    on its own objects either, whatever scopes it was given."""
+    from hub.tenancy.scopes import TENANT_SCOPES
+
+    owner = tenant_factory(scopes=sorted(TENANT_SCOPES))
+    for rule, method in _v1_rules(app):
+        if rule.rule not in PLATFORM_ROUTES:
+            continue
+        values = OWNED_OBJECTS[rule.rule](app, owner)
+        body = values.pop(BODY, {})
+        response = client.open(_url(rule, values), method=method, headers=owner.headers, json=body)
+        assert response.status_code == 403, f"{method} {rule.rule}: the tenant's own client got {response.status_code}"
+        assert response.mimetype == "application/problem+json"
 
 
 def test_public_catalog_routes_never_show_another_tenants_price(app, client, tenant_factory):

@@ -2,6 +2,7 @@
 over real HTTP."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from sqlalchemy import select
 
 from hub.bus.models import TenantEvent
 from hub.context import CallContext
-from hub.db import unit_of_work
+from hub.db import unit_of_work, utcnow
 from hub.plugins.markers import hookimpl
 from hub.providers.testing import LiveServer
 from hub.transactions.lifecycle import Settings
@@ -121,7 +122,7 @@ class FirstConfig:
         self.config_id = config_id
 
     @hookimpl
-    def route_transaction(self, ctx, sku, candidates):
+    def route_transaction(self, ctx, product_code, candidates):
         return sorted(candidates, key=lambda c: c.config_id != self.config_id)
 
 
@@ -185,3 +186,37 @@ def add_sandbox(app, name: str, tenant_id: str | None = None, **settings) -> str
         report = sync_config(CallContext.system(actor="tests"), lambda: unit_of_work(db), row.id)
         assert report["status"] == "succeeded"
     return row.id
+
+
+def callback_secret(app, config_id: str) -> str:
+    """The callback secret the hub generated for (or was given with) a configuration."""
+    from hub.providers import service as providers
+
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        return providers.callback_secret(providers.get_config(uow, config_id))
+
+
+def in_flight(app, client, funded, number: str = "081200006666", product_code: str = "TEL10") -> dict:
+    """A purchase sent and left with its outcome unknown or pending (6666 by default)."""
+    created = buy(client, funded.tenant, number, product_code=product_code)
+    assert created.status_code == 202, created.json
+    drain(app)
+    found = transaction(app, funded.tenant.id, created.json["id"])
+    assert found["status"] == "processing" and found["attempts"][0]["state"] in ("unknown", "pending")
+    return found
+
+
+def check_now(app) -> None:
+    """The sweep publishes the due status checks (as ``rop scheduler`` does every 5 s); a
+    worker makes them."""
+    from hub.transactions import processing
+
+    with app.app_context():
+        assert processing.sweep(now=utcnow() + dt.timedelta(seconds=1))["checks"] >= 1
+    drain(app)
+
+
+def captured(app, funded, found) -> None:
+    """``found``'s price was captured once from the funded wallet, nothing else held."""
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS - found["price"], 0)

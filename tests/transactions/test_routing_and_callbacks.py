@@ -11,7 +11,7 @@ from hub.context import CallContext
 from hub.db import unit_of_work
 from hub.providers.models import ProviderCallback
 
-from .conftest import FUNDS, add_sandbox, buy, drain, transaction, wallet
+from .conftest import FUNDS, add_sandbox, buy, callback_secret, drain, transaction, wallet
 
 
 def test_out_of_stock_at_the_first_provider_falls_back_to_the_second(app, client, live, funded, route_first,
@@ -109,7 +109,7 @@ def test_a_duplicated_callback_moves_money_once(app, client, funded, sandbox):
     created = buy(client, funded.tenant, "081200008888").json
     drain(app)
     reference = transaction(app, funded.tenant.id, created["id"])["attempts"][0]["reference"]
-    secret = "sandbox-secret"
+    secret = callback_secret(app, sandbox)
     for _ in range(3):
         assert _post_callback(client, sandbox, {"ref_id": reference, "rc": "00", "sn": "SN1",
                                                 "sku": "TEL10"}, secret).status_code == 200
@@ -126,7 +126,7 @@ def test_a_callback_with_weak_proof_is_confirmed_by_a_status_check(app, client, 
     callback does not move money by itself; a status check of the same reference does."""
     from rop_sandbox.plugin import SandboxProvider
 
-    monkeypatch.setattr(SandboxProvider, "weak_callback_auth", True, raising=False)
+    monkeypatch.setattr(SandboxProvider, "weak_callback_auth", True)
     created = buy(client, funded.tenant, "081200008888").json
     drain(app, lambda: transaction(app, funded.tenant.id, created["id"])["status"] == "succeeded")
     found = transaction(app, funded.tenant.id, created["id"])
@@ -143,7 +143,7 @@ def test_a_success_reported_after_a_failure_moves_no_money_and_is_flagged(app, c
     drain(app)
     reference = transaction(app, funded.tenant.id, created["id"])["attempts"][0]["reference"]
     assert _post_callback(client, sandbox, {"ref_id": reference, "rc": "00", "sn": "LATE"},
-                          "sandbox-secret").status_code == 200
+                          callback_secret(app, sandbox)).status_code == 200
     drain(app)
     found = transaction(app, funded.tenant.id, created["id"])
     assert found["status"] == "failed" and found["serial_number"] is None

@@ -12,11 +12,11 @@ TRANSFERS = 200
 
 def test_two_hundred_concurrent_transfers_from_separate_processes_exactly_100_succeed(
         app, config, tenant_factory, run, verify):
-    tenant = tenant_factory(scopes=["wallets:read", "wallets:write", "wallets:topup"],
+    tenant = tenant_factory(scopes=["wallets:read", "wallets:write"],
                             rate_limit_per_minute=100_000)
     main = run(service.get_main_wallet, tenant.ctx)
     sub = run(service.create_wallet, tenant.ctx, "customer")
-    run(service.topup, tenant.ctx, main.id, 1000, "seed")
+    run(service.topup, tenant.operator, main.id, 1000, "seed")
 
     codes = post_from_processes(config, tenant.headers, "/v1/transfers", [
         {"from_wallet_id": main.id, "to_wallet_id": sub.id, "amount": 10, "ref_id": f"tr-{i}"}

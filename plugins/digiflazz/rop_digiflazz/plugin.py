@@ -29,7 +29,7 @@ from hub.providers.contract import (
     State,
     StatusRequest,
 )
-from hub.providers.http import OutcomeUnknown, RequestNotSent, provider_http
+from hub.providers.http import ProviderHttpError, failure_result, provider_http, read_json
 
 
 def _codes(states: dict[State, list[int | str]]) -> dict[str, State]:
@@ -55,7 +55,7 @@ CODE_TABLE: dict[str, State] = _codes({
 class DigiflazzSettings(Schema):
     username = fields.String(required=True)
     api_key = fields.String(required=True, metadata={"secret": True})
-    webhook_secret = fields.String(load_default="", metadata={"secret": True})
+    webhook_secret = fields.String(load_default=None, allow_none=True, metadata={"secret": True})
     base_url = fields.String(load_default="https://api.digiflazz.com")
     testing = fields.Boolean(load_default=False)
     max_price = fields.Integer(load_default=None, allow_none=True)
@@ -87,6 +87,7 @@ class DigiflazzProvider(Provider):
                               Capability.BALANCE, Capability.CATALOG})
     settings_schema = DigiflazzSettings
     code_table = CODE_TABLE
+    callback_secret_setting = "webhook_secret"
 
     def __init__(self, config):
         super().__init__(config)
@@ -94,25 +95,21 @@ class DigiflazzProvider(Provider):
         self.opts = schema.load({k: v for k, v in self.settings.items() if k in schema.fields})
 
     # -- transport ---------------------------------------------------------------------------
-    def _post(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any] | None, ProviderResult | None]:
-        """POST; return (data, None) or (None, a result saying why there is no answer)."""
+    def _post(self, path: str, body: dict[str, Any],
+              operation: str) -> tuple[Any, ProviderResult | None]:
+        """POST; return (data, None) or (None, a result saying why there is no answer).
+        Digiflazz answers errors with HTTP 400 and its own JSON (rc): those are answers."""
         url = self.opts["base_url"].rstrip("/") + path
         try:
             response = provider_http().post(url, json=body, allow_private=self.config.allow_private,
                                             timeout=self.opts["timeout"])
-        except RequestNotSent as exc:
-            return None, ProviderResult(State.REJECTED, message=f"not sent: {exc}", data={"not_sent": True})
-        except OutcomeUnknown as exc:
-            return None, ProviderResult(State.UNKNOWN, message=f"no answer: {exc}")
-        try:
-            payload = response.json()
-            data = payload["data"]
-        except (ValueError, KeyError, TypeError):
+            payload = read_json(response)
+        except ProviderHttpError as exc:
+            return None, failure_result(exc, operation)
+        if not isinstance(payload, dict) or "data" not in payload:
             return None, ProviderResult(State.UNKNOWN, message=f"unreadable answer (HTTP {response.status_code})",
-                                        raw=response.text[:2000])
-        if response.status_code >= 500:
-            return None, ProviderResult(State.UNKNOWN, message=f"HTTP {response.status_code}", raw=payload)
-        return data, None
+                                        raw=payload, transport_failure=True)
+        return payload["data"], None
 
     def _sign(self, word: str) -> str:
         return sign(self.opts["username"], self.opts["api_key"], word)
@@ -131,7 +128,7 @@ class DigiflazzProvider(Provider):
         items: list[CatalogItem] = []
         for cmd, postpaid in (("prepaid", False), ("pasca", True)):
             data, failure = self._post("/v1/price-list", {"cmd": cmd, "username": self.opts["username"],
-                                                          "sign": self._sign("pricelist")})
+                                                          "sign": self._sign("pricelist")}, "catalog")
             if failure is not None or not isinstance(data, list):
                 # Half a catalog would make the hub mark the other half vanished.
                 reason = failure.message if failure is not None else "unreadable price list"
@@ -146,13 +143,14 @@ class DigiflazzProvider(Provider):
                                          cost, postpaid=postpaid, available=available, raw=row))
         return items
 
-    def _transaction(self, body: dict[str, Any], ref_id: str) -> ProviderResult:
-        data, failure = self._post("/v1/transaction", body)
+    def _transaction(self, body: dict[str, Any], ref_id: str, operation: str) -> ProviderResult:
+        data, failure = self._post("/v1/transaction", body, operation)
         if failure is not None:
             failure.ref_id = ref_id
             return failure
         if not isinstance(data, dict):
-            return ProviderResult(State.UNKNOWN, message="unreadable answer", raw=data, ref_id=ref_id)
+            return ProviderResult(State.UNKNOWN, message="unreadable answer", raw=data, ref_id=ref_id,
+                                  transport_failure=True)
         return self._result(data, ref_id)
 
     def _base(self, ref_id: str, sku: str, customer_no: str) -> dict[str, Any]:
@@ -163,26 +161,24 @@ class DigiflazzProvider(Provider):
         return body
 
     def purchase(self, request: PurchaseRequest) -> ProviderResult:
-        body = self._base(request.ref_id, request.provider_sku, request.customer_no)
+        body = self._base(request.ref_id, request.sku, request.customer_no)
         if request.amount is not None:  # postpaid: pay the bill of the inquiry with the same ref_id
             body["commands"] = "pay-pasca"
         elif self.opts["max_price"]:
             body["max_price"] = self.opts["max_price"]
         if request.callback_url:
             body["cb_url"] = request.callback_url
-        return self._transaction(body, request.ref_id)
+        return self._transaction(body, request.ref_id, "purchase")
 
     def check_status(self, request: StatusRequest) -> ProviderResult:
-        # Digiflazz: the same purchase request again, with the same ref_id.
-        body = self._base(request.ref_id, request.provider_sku, request.customer_no)
-        result = self._transaction(body, request.ref_id)
-        if result.data.get("not_sent"):  # we still do not know
-            result.state, result.data = State.UNKNOWN, {}
-        return result
+        # Digiflazz: the same purchase request again, with the same ref_id. A status call
+        # that gets no answer is UNKNOWN (failure_result), never "not sent, try elsewhere".
+        body = self._base(request.ref_id, request.sku, request.customer_no)
+        return self._transaction(body, request.ref_id, "check_status")
 
     def inquiry(self, request: InquiryRequest) -> ProviderResult:
-        body = {**self._base(request.ref_id, request.provider_sku, request.customer_no), "commands": "inq-pasca"}
-        result = self._transaction(body, request.ref_id)
+        body = {**self._base(request.ref_id, request.sku, request.customer_no), "commands": "inq-pasca"}
+        result = self._transaction(body, request.ref_id, "inquiry")
         raw = result.raw if isinstance(result.raw, dict) else {}
         if result.state is State.SUCCESS:
             result.data = {"amount": _int(raw.get("selling_price")) or _int(raw.get("price")),
@@ -194,9 +190,8 @@ class DigiflazzProvider(Provider):
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ProviderResult:
         lower = {k.lower(): v for k, v in headers.items()}
         secret = self.opts["webhook_secret"]
-        if not secret:
-            raise CallbackRejected("no webhook secret configured")
-        if not hmac.compare_digest(lower.get("x-hub-signature", ""), webhook_signature(secret, body)):
+        # Without a secret nothing can be verified: read it (the hub treats it as unproven).
+        if secret and not hmac.compare_digest(lower.get("x-hub-signature", ""), webhook_signature(secret, body)):
             raise CallbackRejected("bad signature")
         try:
             data = json.loads(body)["data"]
@@ -210,13 +205,15 @@ class DigiflazzProvider(Provider):
 
     def balance(self) -> ProviderResult:
         data, failure = self._post("/v1/cek-saldo", {"cmd": "deposit", "username": self.opts["username"],
-                                                     "sign": self._sign("depo")})
+                                                     "sign": self._sign("depo")}, "balance")
         if failure is not None:
             return failure
         deposit = _int((data or {}).get("deposit")) if isinstance(data, dict) else None
         if deposit is None:
             rc = str((data or {}).get("rc", "")) if isinstance(data, dict) else ""
-            return ProviderResult(self.map_code(rc) if rc else State.UNKNOWN, message="no deposit", raw=data)
+            message = str((data or {}).get("message") or "no deposit") if isinstance(data, dict) else "no deposit"
+            return ProviderResult(self.map_code(rc) if rc else State.UNKNOWN, message=message, raw=data,
+                                  provider_code=rc or None)
         return ProviderResult(State.SUCCESS, cost=deposit, raw=data)
 
 

@@ -20,10 +20,11 @@ import json
 import threading
 import time
 import uuid
-from typing import Any, Self
+from typing import Any
 
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from hub.providers.simulators import LiveServer
 
 PRICE_LIST = [
     {"product_name": "XL 10.000", "category": "Pulsa", "brand": "XL", "type": "Umum", "seller_name": "SIM",
@@ -48,7 +49,7 @@ def _md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
 
-class DigiflazzSimulator:
+class DigiflazzSimulator(LiveServer):
     def __init__(self, username: str = "simuser", api_key: str = "simkey", webhook_url: str | None = None,
                  webhook_secret: str = "simsecret", deposit: int = 5_000_000, callback_delay: float = 0.05):
         self.username, self.api_key = username, api_key
@@ -63,17 +64,7 @@ class DigiflazzSimulator:
         self.fail_next: list[int] = []
         self.slow_next = 0.0
         self.lock = threading.Lock()
-        self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self.wsgi)
 
     # -- HTTP ----------------------------------------------------------------------------------
     def wsgi(self, environ, start_response):

@@ -7,7 +7,13 @@ import socket
 from importlib.metadata import entry_points
 
 import pytest
-from rop_digiflazz.plugin import CODE_TABLE, DigiflazzProvider, sign, webhook_signature
+from rop_digiflazz.plugin import (
+    CODE_TABLE,
+    DigiflazzProvider,
+    DigiflazzSettings,
+    sign,
+    webhook_signature,
+)
 from rop_digiflazz.simulator import DigiflazzSimulator
 
 from hub.providers.contract import (
@@ -80,10 +86,14 @@ def sim(receiver):
         yield simulator
 
 
-def make(sim, **settings):
-    return DigiflazzProvider(view("digiflazz", settings={"base_url": sim.url, "testing": True, **settings},
+def make_at(base_url, **settings):
+    return DigiflazzProvider(view("digiflazz", settings={"base_url": base_url, "testing": True, **settings},
                                   credentials={"username": "hubuser", "api_key": "dev-key",
                                                "webhook_secret": "whsec"}))
+
+
+def make(sim, **settings):
+    return make_at(sim.url, **settings)
 
 
 @pytest.mark.parametrize("number,state,status", [
@@ -124,7 +134,7 @@ def test_webhooks_are_verified_with_hmac_sha1(sim, receiver, number, final):
 
 def test_price_list_balance_and_loose_typing(sim):
     provider = make(sim)
-    items = {i.provider_sku: i for i in provider.catalog()}
+    items = {i.sku: i for i in provider.catalog()}
     assert items["xld10"].cost == 10_200 and items["tsel25"].cost == 25_150
     assert items["pln20"].available is False and items["pln"].postpaid
     assert provider.balance().cost == 5_000_000
@@ -171,22 +181,25 @@ def test_an_unreachable_provider_is_not_sent_so_it_may_be_routed_elsewhere():
     assert provider.check_status(StatusRequest("n1", "xld10", "087800001230")).state is State.UNKNOWN
 
 
-def test_a_webhook_without_a_configured_secret_is_rejected(sim):
+def test_the_webhook_secret_has_no_default_and_without_one_a_webhook_is_only_read(sim):
+    """No secret, nothing to verify with: the webhook is read (its ref_id), and the hub, which
+    knows the configuration has no ``webhook_secret`` (``callback_secret_setting``), only
+    checks that reference's status with it."""
+    assert DigiflazzProvider.callback_secret_setting == "webhook_secret"
+    assert DigiflazzSettings().load({"username": "u", "api_key": "k"}).get("webhook_secret") is None
     provider = DigiflazzProvider(view("digiflazz", settings={"base_url": sim.url},
                                       credentials={"username": "u", "api_key": "k"}))
     body = json.dumps({"data": {"ref_id": "x", "rc": "00"}}).encode()
-    with pytest.raises(CallbackRejected):
-        provider.parse_callback({"X-Hub-Signature": webhook_signature("", body)}, body)
+    assert provider.parse_callback({}, body).ref_id == "x"
 
 
 class TestDigiflazzContract(ProviderContractTests):
     @pytest.fixture
-    def contract_case(self, sim):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        unreachable = DigiflazzProvider(view("digiflazz", settings={"base_url": f"http://127.0.0.1:{port}"},
-                                             credentials={"username": "u", "api_key": "k"}))
-        return ContractCase(provider=make(sim), sku="xld10", success_no="087800001230",
-                            failed_no="087800001232", postpaid_sku="pln", postpaid_no="530000000001",
-                            unreachable=unreachable)
+    def contract_case(self, callback_inbox):
+        with DigiflazzSimulator(username="hubuser", api_key="dev-key", webhook_url=callback_inbox.url,
+                                webhook_secret="whsec") as simulator:
+            yield ContractCase(
+                make_provider=lambda base_url: make_at(base_url, timeout=1.0),
+                simulator_url=simulator.url, callbacks=callback_inbox,
+                sku="xld10", success_no="087800001230", failed_no="087800001232", pending_no="087800001233",
+                postpaid_sku="pln", postpaid_no="530000000001")

@@ -10,15 +10,22 @@ The last four digits of ``customer_no`` choose the outcome:
 6666   unknown (timeout); a status check says success
 5555   unknown (timeout); a status check says failure
 3333   success, then refunded by a later callback
+2222   unknown (timeout: the request was lost on the way); a status check says
+       "not found" (the sandbox never received it)
 other  success at once
 ====== ===================================================================
 
 The sandbox is stateless: ``check_status`` derives the final outcome from the number too.
+"Not found" is definitive :attr:`SandboxProvider.not_found_grace` (60) seconds after a
+purchase was sent: the hub then releases the hold or tries the next provider.
 Callbacks are real HTTP POSTs to the configuration's callback URL, sent from a daemon
 ``threading.Timer`` after ``callback_delay`` seconds, signed with HMAC-SHA256 of the raw
-body under the ``callback_secret`` credential in ``X-Sandbox-Signature``.
+body under the ``callback_secret`` credential in ``X-Sandbox-Signature``. The credential has
+no default: the hub generates one for each configuration it creates; a configuration
+without one sends its callbacks unsigned, and the hub only checks the status of their
+reference (they cannot be told from a forgery).
 Settings: ``latency_ms``, ``callback_delay``, ``fault_rate`` (a fraction of purchases that
-answer ``unknown``), ``reject_rate`` (a fraction answered ``rejected``), ``seed``.
+answer ``unknown`` as a transport failure: the provider flaking for everyone), ``reject_rate`` (a fraction answered ``rejected``), ``seed``.
 
 Every purchase request is counted per reference (``ref_id``) in the hub's Redis when it runs
 inside a hub app, before the simulated latency (so a caller killed mid-call is counted too):
@@ -95,7 +102,7 @@ def _catalog() -> list[CatalogItem]:
     return items
 
 
-CATALOG = {item.provider_sku: item for item in _catalog()}
+CATALOG = {item.sku: item for item in _catalog()}
 
 #: Sandbox outcome codes → normalized states (tests cover every line).
 CODE_TABLE: dict[str, State] = {
@@ -106,12 +113,15 @@ CODE_TABLE: dict[str, State] = {
     "42": State.REJECTED,    # unknown SKU
     "50": State.FAILED,      # failed after pending (callback)
     "60": State.REFUNDED,    # reversed after success (callback)
+    "44": State.NOT_FOUND,   # status: no transaction under this reference
     "99": State.UNKNOWN,     # timeout
 }
+#: codes that stand for the sandbox's simulated transport failures (no answer)
+TRANSPORT_CODES = frozenset({"99"})
 
 
 class SandboxSettings(Schema):
-    callback_secret = fields.String(load_default="sandbox-secret", metadata={"secret": True})
+    callback_secret = fields.String(load_default=None, allow_none=True, metadata={"secret": True})
     latency_ms = fields.Integer(load_default=0, validate=validate.Range(0, 60_000))
     callback_delay = fields.Float(load_default=0.2, validate=validate.Range(0, 3600))
     fault_rate = fields.Float(load_default=0.0, validate=validate.Range(0, 1))
@@ -140,6 +150,11 @@ class SandboxProvider(Provider):
                               Capability.BALANCE, Capability.CATALOG})
     settings_schema = SandboxSettings
     code_table = CODE_TABLE
+    #: a reference it has not received 60 s after it was sent never arrives
+    not_found_grace = 60.0
+    #: the sandbox simulates everything in-process (its callbacks aside)
+    makes_network_calls = False
+    callback_secret_setting = "callback_secret"
 
     def __init__(self, config):
         super().__init__(config)
@@ -148,18 +163,19 @@ class SandboxProvider(Provider):
 
     # -- helpers ---------------------------------------------------------------------------
     def _result(self, code: str, request, *, message: str = "", sn: str | None = None) -> ProviderResult:
-        item = CATALOG.get(request.provider_sku)
+        item = CATALOG.get(request.sku)
         state = self.map_code(code)
         raw = {"rc": code, "ref_id": request.ref_id, "customer_no": request.customer_no,
-               "sku": request.provider_sku, "sn": sn, "message": message}
+               "sku": request.sku, "sn": sn, "message": message}
         return ProviderResult(state, provider_ref=f"SBX-{request.ref_id}", serial_number=sn,
                               cost=item.cost if item and state in {State.SUCCESS, State.PENDING} else None,
-                              message=message, raw=raw, ref_id=request.ref_id, provider_code=code)
+                              message=message, raw=raw, ref_id=request.ref_id, provider_code=code,
+                              transport_failure=code in TRANSPORT_CODES)
 
     @staticmethod
     def _sn(request) -> str:
         digest = hashlib.sha256(f"{request.ref_id}:{request.customer_no}".encode()).hexdigest()
-        if (CATALOG.get(request.provider_sku) or CatalogItem("", "", "", "", 0)).category == "pln":
+        if (CATALOG.get(request.sku) or CatalogItem("", "", "", "", 0)).category == "pln":
             return "-".join(str(int(digest[i:i + 8], 16))[:4] for i in range(0, 40, 8))
         return digest[:20].upper()
 
@@ -172,9 +188,10 @@ class SandboxProvider(Provider):
         if not url:
             return
         body = json.dumps({"ref_id": request.ref_id, "rc": code, "sn": sn, "message": message,
-                           "customer_no": request.customer_no, "sku": request.provider_sku}).encode()
-        headers = {"Content-Type": "application/json",
-                   SIGNATURE_HEADER: sign(self.opts["callback_secret"], body)}
+                           "customer_no": request.customer_no, "sku": request.sku}).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.opts["callback_secret"]:
+            headers[SIGNATURE_HEADER] = sign(self.opts["callback_secret"], body)
         allow_private = self.config.allow_private
 
         def send() -> None:
@@ -193,13 +210,16 @@ class SandboxProvider(Provider):
         return list(CATALOG.values())
 
     def purchase(self, request: PurchaseRequest) -> ProviderResult:
+        end = _suffix(request.customer_no)
+        if end == "2222":  # lost on the way: never received, so never counted
+            self._sleep()
+            return self._result("99", request, message="timeout (the request was lost)")
         redis = _hub_redis()
         if redis is not None:
             redis.hincrby(PURCHASES_KEY, request.ref_id, 1)
         self._sleep()
-        if request.provider_sku not in CATALOG:
+        if request.sku not in CATALOG:
             return self._result("42", request, message="unknown product")
-        end = _suffix(request.customer_no)
         if end == "9999":
             return self._result("40", request, message="invalid customer number")
         if end == "4444":
@@ -213,7 +233,11 @@ class SandboxProvider(Provider):
             self._callback(request, "50", None, "failed at operator")
             return self._result("01", request, message="pending")
         if self.opts["fault_rate"] and self.rng.random() < self.opts["fault_rate"]:
-            return self._result("99", request, message="random fault: timeout")
+            # A flaky provider, for everyone: a transport failure (the test numbers 6666 and
+            # 5555 are about their own purchase instead).
+            fault = self._result("99", request, message="random fault: timeout")
+            fault.transport_failure = True
+            return fault
         if self.opts["reject_rate"] and self.rng.random() < self.opts["reject_rate"]:
             return self._result("41", request, message="random fault: out of stock")
         sn = self._sn(request)
@@ -224,13 +248,13 @@ class SandboxProvider(Provider):
     def check_status(self, request: StatusRequest) -> ProviderResult:
         self._sleep()
         end = _suffix(request.customer_no)
-        final = {"9999": "40", "4444": "41", "7777": "50", "5555": "50", "3333": "60"}.get(end, "00")
+        final = {"9999": "40", "4444": "41", "7777": "50", "5555": "50", "3333": "60", "2222": "44"}.get(end, "00")
         sn = self._sn(request) if final in {"00", "60"} else None
         return self._result(final, request, message="status", sn=sn)
 
     def inquiry(self, request: InquiryRequest) -> ProviderResult:
         self._sleep()
-        item = CATALOG.get(request.provider_sku)
+        item = CATALOG.get(request.sku)
         if item is None or not item.postpaid:
             return self._result("42", request, message="not a postpaid product")
         if _suffix(request.customer_no) == "9999":
@@ -243,9 +267,11 @@ class SandboxProvider(Provider):
         return result
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ProviderResult:
-        given = {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER.lower(), "")
-        if not hmac.compare_digest(given, sign(self.opts["callback_secret"], body)):
-            raise CallbackRejected("bad signature")
+        secret = self.opts["callback_secret"]
+        if secret:  # without one nothing can be verified: read it (the hub treats it as unproven)
+            given = {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER.lower(), "")
+            if not hmac.compare_digest(given, sign(secret, body)):
+                raise CallbackRejected("bad signature")
         try:
             data = json.loads(body)
             code = str(data["rc"])

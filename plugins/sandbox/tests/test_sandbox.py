@@ -39,12 +39,12 @@ def test_every_sandbox_code_maps_to_its_state(code, state):
 EXPECTED = {
     "081200009999": State.FAILED, "081200004444": State.REJECTED, "081200008888": State.PENDING,
     "081200007777": State.PENDING, "081200006666": State.UNKNOWN, "081200005555": State.UNKNOWN,
-    "081200003333": State.SUCCESS, "081200001234": State.SUCCESS,
+    "081200003333": State.SUCCESS, "081200001234": State.SUCCESS, "081200002222": State.UNKNOWN,
 }
 STATUS = {
     "081200009999": State.FAILED, "081200004444": State.REJECTED, "081200008888": State.SUCCESS,
     "081200007777": State.FAILED, "081200006666": State.SUCCESS, "081200005555": State.FAILED,
-    "081200003333": State.REFUNDED, "081200001234": State.SUCCESS,
+    "081200003333": State.REFUNDED, "081200001234": State.SUCCESS, "081200002222": State.NOT_FOUND,
 }
 
 
@@ -108,14 +108,41 @@ def test_callbacks_are_signed_http_posts_that_parse_callback_accepts(number, fin
     assert result.state is final and result.ref_id == "cb-" + number
 
 
+def test_the_callback_secret_has_no_default_and_without_one_callbacks_go_unsigned():
+    """There is no constant to forge with: the hub generates each configuration's secret. A
+    configuration without one signs nothing; the hub knows (``callback_secret_setting``) and
+    only checks the status of such a callback's reference."""
+    assert SandboxProvider.callback_secret_setting == "callback_secret"
+    unsigned = SandboxProvider(view("sandbox", settings={"callback_delay": 0.05}))
+    assert unsigned.opts["callback_secret"] is None
+    app, received = _receiver()
+    with LiveServer(app) as server:
+        unsigned.config.callback_url = server.url + "/cb"
+        unsigned.purchase(PurchaseRequest("cb-unsigned", "TEL10", "081200008888"))
+        wait_for(lambda: received)
+    headers, body = received[0]
+    assert SIGNATURE_HEADER.title() not in headers
+    assert unsigned.parse_callback(headers, body).ref_id == "cb-unsigned"
+
+
 def test_a_forged_callback_is_rejected():
     body = json.dumps({"ref_id": "x", "rc": "00"}).encode()
     with pytest.raises(CallbackRejected):
         make().parse_callback({SIGNATURE_HEADER: sign("wrong", body)}, body)
 
 
+def test_simulated_timeouts_are_marked_transport_failures_and_answers_are_not():
+    provider = make()
+    assert provider.purchase(PurchaseRequest("t1", "TEL10", "081200006666")).transport_failure
+    assert provider.purchase(PurchaseRequest("t2", "TEL10", "081200002222")).transport_failure
+    assert not provider.purchase(PurchaseRequest("t3", "TEL10", "081200009999")).transport_failure
+    assert not provider.check_status(StatusRequest("t2", "TEL10", "081200002222")).transport_failure
+
+
 class TestSandboxContract(ProviderContractTests):
     @pytest.fixture
-    def contract_case(self):
-        return ContractCase(provider=make(), sku="TEL10", success_no="081212345678",
-                            failed_no="081200009999", postpaid_sku="PLNPOST", postpaid_no="123456789012")
+    def contract_case(self, callback_inbox):
+        return ContractCase(make_provider=lambda base_url: make(callback_url=callback_inbox.url),
+                            callbacks=callback_inbox, sku="TEL10", success_no="081212345678",
+                            failed_no="081200009999", pending_no="081200008888", not_found_no="081200002222",
+                            postpaid_sku="PLNPOST", postpaid_no="123456789012")

@@ -1,0 +1,174 @@
+"""Callbacks whose authenticity cannot be proven never move money.
+
+The attack: the sandbox signed callbacks with a constant secret and ``rop demo`` configured
+it with no credentials; a tenant, seeing its configuration id and attempt reference on its
+transaction's timeline, signed a "refunded" callback with the constant and got its money
+back for a delivered purchase. Now no plugin has a default secret, the hub generates one per
+configuration, and a callback of a configuration without one only triggers a status check
+of its reference.
+"""
+from __future__ import annotations
+
+import json
+
+from rop_sandbox.plugin import SIGNATURE_HEADER, sign
+from sqlalchemy import select
+
+from hub.db import unit_of_work
+from hub.providers.models import ProviderCallback, ProviderConfig
+
+from .conftest import FUNDS, buy, callback_secret, drain, transaction, wallet
+
+OLD_CONSTANT = "sandbox-secret"
+
+
+def _callback(client, config_id: str, body: dict, secret: str | None):
+    raw = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", **({SIGNATURE_HEADER: sign(secret, raw)} if secret else {})}
+    return client.post(f"/callbacks/sandbox/{config_id}", data=raw, headers=headers)
+
+
+def _delivered(app, client, funded, number: str = "081200001234") -> dict:
+    created = buy(client, funded.tenant, number).json
+    drain(app, lambda: transaction(app, funded.tenant.id, created["id"])["status"] == "succeeded")
+    return transaction(app, funded.tenant.id, created["id"])
+
+
+def _without_secret(app, config_id: str) -> None:
+    """Make the configuration as one added before the hub generated secrets: no credentials."""
+    from hub.providers import crypto
+
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        row = uow.session.get(ProviderConfig, config_id)
+        row.credentials_encrypted = crypto.encrypt(app.extensions["rop"].config.encryption_keys, {})
+        uow.commit()
+
+
+def _captured_once(app, funded, found: dict) -> None:
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS - found["price"], 0)
+
+
+def test_the_hub_generates_each_configurations_callback_secret(app, sandbox):
+    from hub.providers import service
+
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        other = service.add_config(uow, "sandbox", "Another")
+        given = service.add_config(uow, "sandbox", "Given", credentials={"callback_secret": "mine-and-long"})
+        uow.commit()
+        secrets = [service.callback_secret(service.get_config(uow, c)) for c in (sandbox, other.id, given.id)]
+        # Replacing the credentials without naming the secret keeps it (the provider keeps
+        # signing with it).
+        service.set_credentials(uow, other.id, {})
+        uow.commit()
+        kept = service.callback_secret(service.get_config(uow, other.id))
+    assert secrets[2] == "mine-and-long" and kept == secrets[1]
+    assert len(set(secrets)) == 3 and OLD_CONSTANT not in secrets
+    assert all(len(s) >= 32 for s in secrets[:2])
+
+
+def test_a_refund_forged_with_the_old_constant_is_refused_and_moves_no_money(app, client, funded, sandbox):
+    found = _delivered(app, client, funded)
+    reference, config_id = found["attempts"][0]["reference"], found["attempts"][0]["config_id"]
+    assert config_id == sandbox  # what the tenant sees on its timeline
+    forged = _callback(client, sandbox, {"ref_id": reference, "rc": "60", "sku": "TEL10"}, OLD_CONSTANT)
+    assert forged.status_code == 403
+    drain(app)
+    after = transaction(app, funded.tenant.id, found["id"])
+    assert after["status"] == "succeeded" and after["timeline"] == found["timeline"]
+    _captured_once(app, funded, found)
+
+
+def test_without_a_secret_a_forged_refund_only_triggers_a_status_check(app, client, funded, sandbox):
+    """A configuration with no secret (made before the hub generated them): the tenant's
+    unsigned "refunded" callback is read, answered 200 ``verified: false``, and asks the
+    provider about the reference; the provider says success, so nothing moves. A second one
+    within a minute asks nothing more."""
+    found = _delivered(app, client, funded)
+    _without_secret(app, sandbox)
+    reference = found["attempts"][0]["reference"]
+    body = {"ref_id": reference, "rc": "60", "sku": "TEL10"}
+    for signed_with in (OLD_CONSTANT, None):
+        response = _callback(client, sandbox, body, signed_with)
+        assert response.status_code == 200 and response.json["verified"] is False
+    drain(app)
+    after = transaction(app, funded.tenant.id, found["id"])
+    assert after["status"] == "succeeded"
+    _captured_once(app, funded, found)
+    new = after["timeline"][len(found["timeline"]):]
+    assert sorted(e["kind"] for e in new) == ["callback", "callback", "outcome", "status_check", "status_check"]
+    assert [e["detail"].get("weak_proof") for e in new if e["kind"] == "callback"] == [True, True]
+    checks = [e["detail"] for e in new if e["kind"] == "status_check"]
+    assert sorted(("skipped" in c, c.get("confirm", False)) for c in checks) == [(False, True), (True, False)]
+    outcome = next(e["detail"] for e in new if e["kind"] == "outcome")
+    assert (outcome["via"], outcome["state"]) == ("status_check", "success")
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        proofs = [r.result.get("proof") for r in uow.session.scalars(select(ProviderCallback))]
+    assert proofs == ["unproven", "unproven"]
+
+
+def test_without_a_secret_a_real_refund_is_confirmed_by_the_status_check(app, client, funded, sandbox):
+    """3333 (success, then refunded at the provider): the unproven refund callback does not
+    reverse by itself; the status check it triggers says refunded, and that reverses once."""
+    found = _delivered(app, client, funded, "081200003333")
+    _without_secret(app, sandbox)
+    reference = found["attempts"][0]["reference"]
+    assert _callback(client, sandbox, {"ref_id": reference, "rc": "60", "sku": "TEL10"}, None).status_code == 200
+    drain(app, lambda: transaction(app, funded.tenant.id, found["id"])["status"] == "refunded")
+    after = transaction(app, funded.tenant.id, found["id"])
+    assert [e["detail"].get("via") for e in after["timeline"] if e["kind"] == "outcome"][-1] == "status_check"
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS, 0)
+
+
+def test_without_a_secret_a_forged_success_cannot_capture_a_purchase_that_failed(app, client, funded, sandbox):
+    """7777 (pending, then failed at the provider): a forged unsigned "success" asks the
+    provider, which says failed: the hold is released, nothing captured."""
+    _without_secret(app, sandbox)
+    created = buy(client, funded.tenant, "081200007777").json
+    drain(app, lambda: transaction(app, funded.tenant.id, created["id"])["status"] == "processing")
+    reference = transaction(app, funded.tenant.id, created["id"])["attempts"][0]["reference"]
+    assert _callback(client, sandbox, {"ref_id": reference, "rc": "00", "sn": "FAKE", "sku": "TEL10"},
+                     None).status_code == 200
+    drain(app, lambda: transaction(app, funded.tenant.id, created["id"])["status"] == "failed")
+    found = transaction(app, funded.tenant.id, created["id"])
+    assert found["serial_number"] is None
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS, 0)
+
+
+def test_the_demo_gives_its_sandbox_configuration_a_secret(app):
+    """``rop demo`` configures the sandbox with a generated secret, and gives one to a demo
+    configuration made before (no credentials)."""
+    from hub.providers import service
+    from hub.tenancy.demo import seed_demo
+
+    seed_demo(app)
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        row = next(r for r in service.list_configs(uow) if r.provider_code == "sandbox")
+        first = service.callback_secret(row)
+        config_id = row.id
+    assert first and first != OLD_CONSTANT
+    _without_secret(app, config_id)
+    seed_demo(app)
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        again = service.callback_secret(service.get_config(uow, config_id))
+    assert again and again not in (first, OLD_CONSTANT)
+
+
+def test_rop_providers_add_prints_the_generated_secret_once_on_stderr(app, monkeypatch, capsys, config):
+    from hub.cli import main
+
+    for key, value in {"ROP_DATABASE_URL": config.database_url, "ROP_REDIS_URL": config.redis_url,
+                       "ROP_INSTANCE_PATH": str(config.instance_path),
+                       "ROP_ENCRYPTION_KEYS": ",".join(config.encryption_keys)}.items():
+        monkeypatch.setenv(key, value)
+    assert main(["providers", "add", "sandbox", "--name", "Generated"]) == 0
+    out, err = capsys.readouterr()
+    config_id = out.strip()
+    assert config_id.startswith("pcf_") and "callback secret" in err
+    assert f"/callbacks/sandbox/{config_id}" in err
+    assert callback_secret(app, config_id) in err
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        stored = uow.session.get(ProviderConfig, config_id).credentials_encrypted
+    assert callback_secret(app, config_id) not in stored
