@@ -11,28 +11,32 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 
 def start(env: dict, *, port: int, workers: int, provider_workers: int, threads: int,
-          web_timeout: int | None = None, db_connections: int | None = None) -> dict[str, subprocess.Popen]:
+          web_timeout: int | None = None, db_connections: int | None = None,
+          output: IO[bytes] | None = None) -> dict[str, subprocess.Popen]:
     """web (gunicorn 2×8 gthread), ``workers`` × the Procfile's worker line, ``provider_workers``
-    thread workers on the provider queue (``--db-connections`` when given), and the scheduler."""
+    thread workers on the provider queue (``--db-connections`` when given), and the scheduler.
+    Their output goes to ``output`` when given (else this process's)."""
     rop = str(Path(sys.executable).with_name("rop"))
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     web = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8", "--worker-class", "gthread",
            "--config", "python:hub.gunicorn_conf"]
     if web_timeout is not None:
         web += ["--timeout", str(web_timeout)]
-    procs = {"web": subprocess.Popen([*web, "hub.app:create_app()"], env=env)}
+    streams = {"stdout": output, "stderr": subprocess.STDOUT} if output is not None else {}
+    procs = {"web": subprocess.Popen([*web, "hub.app:create_app()"], env=env, **streams)}
     for n in range(workers):
         procs[f"worker{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "commands", "--queues", "events",
                                                    "--queues", "webhooks", "--queues", "default",
-                                                   "--queues", "bulk"], env=env)
+                                                   "--queues", "bulk"], env=env, **streams)
     for n in range(provider_workers):
         pool = ["--db-connections", str(db_connections)] if db_connections else []
         procs[f"provider{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "provider", "--threads",
-                                                     str(threads), *pool], env=env)
-    procs["scheduler"] = subprocess.Popen([rop, "scheduler"], env=env)
+                                                     str(threads), *pool], env=env, **streams)
+    procs["scheduler"] = subprocess.Popen([rop, "scheduler"], env=env, **streams)
     return procs
 
 

@@ -7,13 +7,14 @@ from typing import Any
 
 import structlog
 from flask import Flask, send_from_directory
-from flask_smorest import Api
 
 from hub import __version__
 from hub.config import Config
 from hub.db import Database
+from hub.edge import init_edge
 from hub.errors import register_error_handlers
 from hub.logging import configure_logging
+from hub.openapi import ErrorResponses, HubApi
 from hub.state import HubState, resolve_redis_url
 from hub.web import init_web
 
@@ -50,7 +51,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
         SECRET_KEY=config.secret_key,
         TESTING=config.testing,
         JSON_SORT_KEYS=False,
-        MAX_CONTENT_LENGTH=256 * 1024 * 1024,
+        MAX_CONTENT_LENGTH=max(config.limits.body_json, config.limits.body_callback, config.limits.body_bulk),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         API_TITLE="ROP Hub API",
@@ -70,8 +71,10 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
              instance=str(config.instance_path))
 
     init_web(app)
-    api = Api(app, spec_kwargs={"info": {"description": "The Ralali Open Platform hub: "
-                                         "digital products, wallets, transactions and bulk."}})
+    init_edge(app)  # after init_web: the request id is set before the edge can refuse a request
+    api = HubApi(app, spec_kwargs={"info": {"description": "The Ralali Open Platform hub: "
+                                            "digital products, wallets, transactions and bulk."},
+                                   "extra_plugins": [ErrorResponses()]})
     register_error_handlers(app)  # after Api(): ours replace flask-smorest's JSON errors
     _serve_docs_assets(app)
     for name in SERVICE_PACKAGES:

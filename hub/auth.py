@@ -217,25 +217,28 @@ return {n, redis.call('ttl', KEYS[1])}
 
 @dataclass(frozen=True)
 class RateCount:
-    """One request to count against a client's limit: Redis ``key`` (expires after
-    ``expire`` seconds), over the limit past ``limit`` requests in the window."""
+    """One request to count against a limit: Redis ``key`` (expires after ``expire``
+    seconds), over the limit past ``limit`` requests in the window of ``window`` seconds;
+    ``subject`` names who is counted in the 429's text."""
 
     client_id: str
     key: str
     limit: int
     expire: int
     window: int
+    subject: str = "this client"
 
     @classmethod
-    def now(cls, client_id: str, limit_per_minute: int, window: int = 60) -> RateCount:
+    def now(cls, client_id: str, limit_per_minute: int, window: int = 60, *, prefix: str = "rop:ratelimit",
+            subject: str = "this client") -> RateCount:
         slot = int(time.time() // window)
-        return cls(client_id, f"rop:ratelimit:{client_id}:{slot}", limit_per_minute, window + 1, window)
+        return cls(client_id, f"{prefix}:{client_id}:{slot}", limit_per_minute, window + 1, window, subject)
 
     def enforce(self, count: int) -> None:
         """:raise RateLimited: when ``count`` (this request's number in the window) is past the limit."""
         if int(count) > self.limit:
             retry_after = max(1, self.window - int(time.time()) % self.window)
-            raise RateLimited(f"at most {self.limit} requests per minute for this client",
+            raise RateLimited(f"at most {self.limit} requests per minute for {self.subject}",
                               headers={"Retry-After": str(retry_after)})
 
 
@@ -271,11 +274,13 @@ def limiter_unreachable(state, exc: BaseException) -> None:
                     error=f"{type(exc).__name__}: {exc}"[:300])
 
 
-def check_rate_limit(client_id: str, limit_per_minute: int, window: int = 60) -> None:
-    """Count one request in the client's current window. :raise RateLimited: past the limit.
+def check_rate_limit(client_id: str, limit_per_minute: int, window: int = 60, *, prefix: str = "rop:ratelimit",
+                     subject: str = "this client") -> None:
+    """Count one request in ``client_id``'s current window (keys under ``prefix``).
 
-    Fails open: while Redis is unreachable the request proceeds (:func:`limiter_unreachable`)."""
-    count = RateCount.now(client_id, limit_per_minute, window)
+    :raise RateLimited: past the limit. Fails open: while Redis is unreachable the request
+        proceeds (:func:`limiter_unreachable`)."""
+    count = RateCount.now(client_id, limit_per_minute, window, prefix=prefix, subject=subject)
     state = current_state()
     script = state.extras.get("auth_rate_script")
     if script is None:

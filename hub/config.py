@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,56 @@ def _new_fernet_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
+_SIZE = re.compile(r"^\s*(\d+)\s*([kKmM]?)[bB]?\s*$")
+
+
+def _number(env: Mapping[str, str], name: str, default: int, *, size: bool = False, minimum: int = 1) -> int:
+    """An integer setting (``size``: bytes, with an optional ``K``/``M`` suffix for KiB/MiB)."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    match = _SIZE.match(raw) if size else re.match(r"^\s*(\d+)\s*$", raw)
+    if not match:
+        what = "a number of bytes (e.g. 65536, 64K, 1M)" if size else "a whole number"
+        raise ConfigError(f"{name} must be {what}, got {raw!r}")
+    value = int(match.group(1)) * ({"k": 1024, "m": 1024 * 1024}.get(match.group(2).lower(), 1) if size else 1)
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost (docs/security.md, "Hostile input"): body sizes per kind of
+    route, the rows of a bulk file, the token endpoint's rate limits, and which proxies in
+    front of the hub are trusted to name the client's address."""
+
+    body_json: int = 1024 * 1024          # ROP_MAX_BODY_JSON: JSON and form bodies
+    body_callback: int = 64 * 1024        # ROP_MAX_BODY_CALLBACK: providers' callbacks
+    body_bulk: int = 50 * 1024 * 1024     # ROP_MAX_BODY_BULK: a bulk upload
+    bulk_max_rows: int = 1_000_000        # ROP_BULK_MAX_ROWS
+    token_per_client: int = 20            # ROP_TOKEN_RATE_PER_CLIENT: token requests per minute per client id
+    token_per_address: int = 60           # ROP_TOKEN_RATE_PER_ADDRESS: ... per client address
+    trusted_proxies: str = ""             # ROP_TRUSTED_PROXIES: a count, or addresses/networks
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Limits:
+        """:raise ConfigError: on a malformed value."""
+        from hub.proxies import parse_trusted_proxies
+
+        proxies = (env.get("ROP_TRUSTED_PROXIES") or "").strip()
+        parse_trusted_proxies(proxies)  # raises ConfigError when malformed
+        return cls(
+            body_json=_number(env, "ROP_MAX_BODY_JSON", cls.body_json, size=True),
+            body_callback=_number(env, "ROP_MAX_BODY_CALLBACK", cls.body_callback, size=True),
+            body_bulk=_number(env, "ROP_MAX_BODY_BULK", cls.body_bulk, size=True),
+            bulk_max_rows=_number(env, "ROP_BULK_MAX_ROWS", cls.bulk_max_rows),
+            token_per_client=_number(env, "ROP_TOKEN_RATE_PER_CLIENT", cls.token_per_client),
+            token_per_address=_number(env, "ROP_TOKEN_RATE_PER_ADDRESS", cls.token_per_address),
+            trusted_proxies=proxies,
+        )
+
+
 @dataclass(frozen=True)
 class Config:
     """The hub's settings, resolved once per process by :meth:`from_env`."""
@@ -56,6 +107,7 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "json"  # or "console"
     access_token_ttl: int = 900
+    limits: Limits = field(default_factory=Limits)
     #: the transactions service's tunables (``ROP_TX_*``; hub.transactions.settings)
     transactions: TransactionSettings | None = None
     testing: bool = False
@@ -72,7 +124,7 @@ class Config:
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, **overrides: object
-    ) -> "Config":
+    ) -> Config:
         """Build the configuration from ``environ`` (default: ``os.environ``).
 
         :param overrides: values that win over the environment (tests use them).
@@ -150,6 +202,7 @@ class Config:
             log_level=str(overrides.pop("log_level", None) or env.get("ROP_LOG_LEVEL") or "INFO").upper(),
             log_format=str(overrides.pop("log_format", None) or env.get("ROP_LOG_FORMAT") or "json"),
             access_token_ttl=ttl,
+            limits=overrides.pop("limits", None) or Limits.from_env(env),  # type: ignore[arg-type]
             transactions=transactions,
             testing=bool(overrides.pop("testing", False)),
             extra=dict(overrides),

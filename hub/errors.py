@@ -39,6 +39,10 @@ class HubError(Exception):
         self.extra = extra
 
 
+class BadRequest(HubError):
+    status, slug, title = 400, "bad-request", "Bad request"
+
+
 class ValidationFailed(HubError):
     status, slug, title = 422, "validation-failed", "The request is not valid"
 
@@ -63,12 +67,63 @@ class InsufficientFunds(HubError):
     status, slug, title = 402, "insufficient-funds", "Insufficient funds"
 
 
+class PayloadTooLarge(HubError):
+    status, slug, title = 413, "payload-too-large", "The body is too large"
+
+
 class RateLimited(HubError):
     status, slug, title = 429, "rate-limited", "Too many requests"
 
 
 class ServiceUnavailable(HubError):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+class OAuthError(HubError):
+    """An error of the OAuth token endpoint, answered as RFC 6749 §5.2 says:
+    ``{"error": code, "error_description": text}``."""
+
+    def __init__(self, status: int, error: str, description: str, *, headers: dict[str, str] | None = None):
+        super().__init__(description, headers=headers)
+        self.status = status
+        self.error = error
+
+
+#: the RFC 6749 error code of each status an OAuth endpoint answers (others: ``invalid_request``)
+OAUTH_ERROR_CODES = {401: "invalid_client", 429: "slow_down", 500: "server_error", 503: "temporarily_unavailable"}
+
+
+def oauth_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> Response:
+    """An RFC 6749 §5.2 error response (never cached)."""
+    response = Response(json.dumps({"error": error, "error_description": description}), status=status,
+                        mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def oauth_endpoint(view):
+    """Mark a view as an OAuth endpoint: every error it gives, the edge's and the hub's
+    included, is an RFC 6749 error body (a field the edge refuses is ``400 invalid_request``)."""
+    view._rop_oauth = True
+    return view
+
+
+def _oauth_request() -> bool:
+    if not _has_request():
+        return False
+    from hub.edge import view_attribute
+
+    return bool(view_attribute("_rop_oauth", False))
+
+
+def _as_oauth(status: int, detail: str, headers: dict[str, str] | None) -> Response:
+    if status == 422:
+        status = 400
+    return oauth_error(status, OAUTH_ERROR_CODES.get(status, "server_error" if status >= 500 else "invalid_request"),
+                       detail, headers)
 
 
 def problem(status: int, title: str, detail: str | None = None, *, slug: str | None = None,
@@ -126,6 +181,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HubError)
     def _hub_error(exc: HubError):
+        if isinstance(exc, OAuthError):
+            return oauth_error(exc.status, exc.error, exc.detail, exc.headers)
+        if _oauth_request():
+            return _as_oauth(exc.status, exc.detail, exc.headers)
         return problem(exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors,
                        headers=exc.headers, **exc.extra)
 
@@ -139,11 +198,15 @@ def register_error_handlers(app: Flask) -> None:
         valid_methods = getattr(exc, "valid_methods", None)
         if status == 405 and valid_methods:
             headers["Allow"] = ", ".join(valid_methods)
+        if _oauth_request():
+            return _as_oauth(status, exc.description or exc.name, headers)
         return problem(status, exc.name, detail, errors=errors, headers=headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error", path=request.path)
+        if _oauth_request():
+            return _as_oauth(500, "The hub failed to answer; the error has been logged.", None)
         return problem(500, "Internal server error",
                        "The hub failed to answer; the error has been logged with this request id.")
 
@@ -154,10 +217,12 @@ def register_error_handlers(app: Flask) -> None:
         DEPENDENCY_UNAVAILABLE.labels(dependency).inc()
         log.warning("dependency unavailable", dependency=dependency, path=request.path,
                     error=f"{type(exc).__name__}: {exc}"[:300])
-        return problem(503, "Service unavailable",
-                       f"{_DEPENDENCY_NAMES[dependency]} is unreachable just now; "
-                       f"try again in {RETRY_AFTER} seconds.", slug="dependency-unavailable",
-                       headers={"Retry-After": str(RETRY_AFTER)}, dependency=dependency)
+        detail = f"{_DEPENDENCY_NAMES[dependency]} is unreachable just now; try again in {RETRY_AFTER} seconds."
+        headers = {"Retry-After": str(RETRY_AFTER)}
+        if _oauth_request():
+            return _as_oauth(503, detail, headers)
+        return problem(503, "Service unavailable", detail, slug="dependency-unavailable", headers=headers,
+                       dependency=dependency)
 
     for kind in (*REDIS_ERRORS, *DATABASE_ERRORS):
         app.register_error_handler(kind, _dependency_error)

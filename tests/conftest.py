@@ -284,3 +284,21 @@ def platform_factory(app):
         return TestPlatformClient(client, secret, token)
 
     return make
+
+
+@pytest.fixture
+def app_with_limits(app, config):
+    """Another app on the same database and Redis (tables emptied by ``app``) with other
+    ``Limits``: ``app_with_limits(body_json=1000, ...)``. Tokens of ``tenant_factory`` work on it."""
+    import dataclasses
+
+    made = []
+
+    def make(**limits):
+        application = create_app(dataclasses.replace(config, limits=dataclasses.replace(config.limits, **limits)))
+        made.append(application)
+        return application
+
+    yield make
+    for application in made:
+        application.extensions["rop"].close()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from flask import Response, current_app, request, stream_with_context
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from hub.auth import current_ctx, requires
 from hub.bulk import service
@@ -16,7 +15,9 @@ from hub.bulk.schemas import (
     BulkListArgs,
     BulkSubmitArgs,
 )
+from hub.edge import Blueprint, body_limit
 from hub.errors import ValidationFailed
+from hub.state import current_state
 from hub.web import request_uow
 
 bp = Blueprint("bulk", __name__, url_prefix="/v1", description="Bulk files of purchases: submit, follow, results")
@@ -46,18 +47,25 @@ class BulkJobs(MethodView):
                                               cursor=args["cursor"], limit=args["limit"])
         return {"items": [service.job_view(j) for j in jobs], "next_cursor": next_cursor}
 
+    @body_limit("bulk")
     @requires("bulk:write")
     @bp.arguments(BulkSubmitArgs, location="query")
     @bp.response(202, BulkJobSchema)
+    @bp.alt_response(200, schema=BulkJobSchema, description="A replay: the same reference, or the same file "
+                                                            "without one (the first job)")
     @bp.doc(**_UPLOAD_DOC)
     def post(self, args):
         """Submit a file: a CSV (``ref_id,product_code,customer_no``), ``{"items": [...]}``, or a
-        multipart upload (part ``file``). Streamed to disk, never read whole into memory.
+        multipart upload (part ``file``). Streamed to disk, never read whole into memory; at most
+        ``ROP_MAX_BODY_BULK`` bytes (413), ``ROP_BULK_MAX_ROWS`` rows, 16 columns and 4,096
+        characters per record or item (422, before anything is stored).
 
         202 with the new job (status ``validating``); the same reference, or the same file
         without one, again: 200 with the first job; same reference, other file: 409.
         """
         ctx, uow = current_ctx(), request_uow()
+        limits = current_state().config.limits
+        bounds = {"max_rows": limits.bulk_max_rows, "max_bytes": limits.body_bulk}
         options = dict(args)
         if request.mimetype == "multipart/form-data":
             upload = request.files.get("file")
@@ -69,10 +77,10 @@ class BulkJobs(MethodView):
                     options[key] = request.form[key]
             job, created = service.submit_stream(ctx, uow, upload.stream, parsers=parsers(),
                                                  content_type=upload.mimetype, file_name=upload.filename,
-                                                 options=options)
+                                                 options=options, **bounds)
         else:
             job, created = service.submit_stream(ctx, uow, request.stream, parsers=parsers(),
-                                                 content_type=request.mimetype, options=options)
+                                                 content_type=request.mimetype, options=options, **bounds)
         uow.commit()
         return service.job_view(job), (202 if created else 200)
 

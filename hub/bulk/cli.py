@@ -107,7 +107,8 @@ def bulk_submit(file: Path, tenant_slug: str, follow_job: bool, reference: str |
             parsers = parser_table(app.extensions["rop"].extras.get("plugins"))
             job, created = service.submit_stream(ctx, uow, stream, parsers=parsers, file_name=file.name, options={
                 "format": file_format, "reference": reference, "on_invalid": on_invalid,
-                "on_insufficient_funds": on_insufficient_funds, "wallet_id": wallet_id})
+                "on_insufficient_funds": on_insufficient_funds, "wallet_id": wallet_id},
+                max_rows=app.extensions["rop"].config.limits.bulk_max_rows)
             view = service.job_view(job)
             uow.commit()
         if not as_json:

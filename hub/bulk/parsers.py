@@ -10,6 +10,12 @@ format with the same name as a built-in one replaces it.
 A parser yields one dict per input row: ``ref_id``, ``product_code`` (``sku`` is accepted
 as an alias) and ``customer_no``; a row it cannot read may carry ``error`` instead, which
 makes it an invalid row of the report rather than a failure of the whole file.
+
+Bounds, whatever the file (memory stays a few pieces of it): a CSV record or a JSON value
+(an item, an option) of at most :data:`MAX_LINE` characters, at most :data:`MAX_COLUMNS`
+fields per record or keys per item, and — counted by :func:`scan` before anything is
+inserted — at most ``ROP_BULK_MAX_ROWS`` rows. A file past any of them is refused whole.
+A cell holding a NUL character or a lone surrogate makes its row invalid.
 """
 from __future__ import annotations
 
@@ -19,13 +25,18 @@ import hashlib
 import io
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
-from hub.errors import ValidationFailed
+from hub.edge import printable, text_problem
+from hub.errors import PayloadTooLarge, ValidationFailed
 
 PIECE = 64 * 1024
+#: the most characters of one CSV record (its lines, quoted line breaks included) or one JSON value
+MAX_LINE = 4096
+#: the most fields of one CSV record, or keys of one JSON item
+MAX_COLUMNS = 16
 COLUMNS = ("ref_id", "product_code", "customer_no")
 ALIASES = {"sku": "product_code"}
 #: the longest value stored per column (longer values make the row invalid)
@@ -51,7 +62,7 @@ class Spool:
 def spool(stream: IO[bytes], *, max_bytes: int | None = None) -> Spool:
     """Copy ``stream`` to a temporary file in pieces, hashing as it goes.
 
-    :raise ValidationFailed: when the stream is longer than ``max_bytes``.
+    :raise PayloadTooLarge: when the stream is longer than ``max_bytes``.
     """
     digest = hashlib.sha256()
     target = tempfile.TemporaryFile(prefix="rop-bulk-")  # noqa: SIM115 - returned open, closed by Spool.close
@@ -63,7 +74,7 @@ def spool(stream: IO[bytes], *, max_bytes: int | None = None) -> Spool:
                 break
             size += len(piece)
             if max_bytes is not None and size > max_bytes:
-                raise ValidationFailed(f"the file is larger than {max_bytes} bytes")
+                raise PayloadTooLarge(f"the file is larger than {max_bytes} bytes", limit=max_bytes)
             digest.update(piece)
             target.write(piece)
     except BaseException:
@@ -99,6 +110,9 @@ def normalise_row(raw: dict[str, Any]) -> dict[str, Any]:
             problems.append(f"{column} must be a string")
             continue
         text = str(value).strip()
+        if why := text_problem(text):
+            text = printable(text)
+            problems.append(f"{column} {why}")
         if len(text) > MAX_LENGTH[column]:
             out[column] = text[:MAX_LENGTH[column]]
             problems.append(f"{column} is longer than {MAX_LENGTH[column]} characters")
@@ -106,10 +120,39 @@ def normalise_row(raw: dict[str, Any]) -> dict[str, Any]:
         out[column] = text
     if problems and not out["error"]:
         out["error"] = "; ".join(problems)
+    if isinstance(out["error"], str):
+        out["error"] = printable(out["error"])[:1000]
+    elif out["error"] is not None:
+        out["error"] = printable(str(out["error"]))[:1000]
     return out
 
 
 # -- CSV -------------------------------------------------------------------------------------
+class _Records:
+    """The lines of a text stream for :mod:`csv`, each read with a bound: a record (its lines
+    until the reader yields a row) longer than :data:`MAX_LINE` characters refuses the file
+    before it is held in memory."""
+
+    def __init__(self, text: io.TextIOBase):
+        self.text = text
+        self.pending = 0  # characters of the record being read
+        self.line = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = self.text.readline(MAX_LINE + 1 - self.pending)
+        if not line:
+            raise StopIteration
+        self.line += 1
+        self.pending += len(line)
+        if self.pending > MAX_LINE:
+            raise ValidationFailed(f"the CSV file has a record longer than {MAX_LINE} characters at line {self.line}",
+                                   errors={"file": [f"line {self.line} is longer than {MAX_LINE} characters"]})
+        return line
+
+
 class CsvParser:
     """``ref_id,product_code,customer_no`` with a header line (columns in any order; ``sku`` for product_code)."""
 
@@ -118,17 +161,22 @@ class CsvParser:
 
     def parse(self, stream: IO[bytes]) -> Iterator[dict[str, Any]]:
         text = _text(stream)
-        reader = csv.reader(text)
+        records = _Records(text)
+        reader = csv.reader(records)
         try:
             header = next(reader, None)
             if header is None:
                 raise ValidationFailed("the CSV file is empty", errors={"file": ["empty"]})
+            _columns(header, records.line)
+            records.pending = 0
             names = [ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
             missing = [c for c in COLUMNS if c not in names]
             if missing:
                 raise ValidationFailed(f"the CSV header lacks {', '.join(missing)} (columns: {', '.join(COLUMNS)})",
                                        errors={"file": [f"missing column {c}" for c in missing]})
             for fields in reader:
+                records.pending = 0
+                _columns(fields, records.line)
                 if not fields or all(not f.strip() for f in fields):
                     continue  # blank lines are not rows
                 row: dict[str, Any] = dict(zip(names, fields))
@@ -142,6 +190,12 @@ class CsvParser:
                                    errors={"file": [str(exc)]}) from None
         finally:
             text.detach()
+
+
+def _columns(fields: list[str], line: int) -> None:
+    if len(fields) > MAX_COLUMNS:
+        raise ValidationFailed(f"the CSV file has {len(fields)} fields at line {line}; at most {MAX_COLUMNS}",
+                               errors={"file": [f"more than {MAX_COLUMNS} columns"]})
 
 
 # -- JSON ------------------------------------------------------------------------------------
@@ -187,19 +241,32 @@ class _JsonReader:
         self._pos += 1
 
     def value(self) -> Any:
+        """The next value, at most :data:`MAX_LINE` characters long (a longer one is refused
+        once that much of it is buffered, never read whole)."""
         self.peek()
         while True:
             try:
                 value, end = self._json.raw_decode(self._buf, self._pos)
             except json.JSONDecodeError:
+                if len(self._buf) - self._pos > MAX_LINE:  # that much in hand, and still no value
+                    raise _TooLong(invalid=True) from None
                 if self._fill():
                     continue
                 raise
+            except RecursionError:
+                raise ValueError("a value is nested too deep") from None
+            if end - self._pos > MAX_LINE:
+                raise _TooLong
             if end >= len(self._buf) and not self._eof:  # a number may go on in the next piece
                 self._fill()
                 continue
             self._pos = end
             return value
+
+
+class _TooLong(ValueError):
+    def __init__(self, invalid: bool = False) -> None:
+        super().__init__(f"a value longer than {MAX_LINE} characters" + (", or one that is not JSON" if invalid else ""))
 
 
 def walk_json(stream: IO[bytes], meta: dict[str, Any] | None = None) -> Iterator[Any]:
@@ -241,6 +308,8 @@ def walk_json(stream: IO[bytes], meta: dict[str, Any] | None = None) -> Iterator
             break
         if reader.peek() != "":
             raise ValueError("text after the JSON object")
+    except _TooLong as exc:
+        raise ValidationFailed(f"the JSON body has {exc}", errors={"items": [str(exc)]}) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationFailed(f"the JSON body is not valid: {exc}".split("\n")[0],
                                errors={"items": ["expected {\"items\": [...]}"]}) from None
@@ -254,18 +323,39 @@ class JsonParser:
 
     def parse(self, stream: IO[bytes]) -> Iterator[dict[str, Any]]:
         for element in walk_json(stream):
-            if isinstance(element, dict):
-                yield element
-            else:
-                yield {"error": "an item must be an object {ref_id, product_code, customer_no}"}
+            yield _item(element)
 
 
-def json_options(stream: IO[bytes]) -> dict[str, Any]:
-    """The top-level keys other than ``items`` of a JSON body (one pass over the file)."""
+def _item(element: Any) -> dict[str, Any]:
+    if not isinstance(element, dict):
+        return {"error": "an item must be an object {ref_id, product_code, customer_no}"}
+    if len(element) > MAX_COLUMNS:
+        raise ValidationFailed(f"an item of the JSON body has {len(element)} keys; at most {MAX_COLUMNS}",
+                               errors={"items": [f"more than {MAX_COLUMNS} keys"]})
+    return element
+
+
+def scan(table: dict[str, Any], file_format: str, stream: IO[bytes], *, max_rows: int) -> tuple[int, dict[str, Any]]:
+    """One pass over a spooled file before anything is stored: its rows, counted (at most
+    ``max_rows``), every bound checked; and for JSON the top-level keys other than ``items``.
+
+    :raise ValidationFailed: a file past a bound, or one that cannot be read.
+    """
     meta: dict[str, Any] = {}
-    for _ in walk_json(stream, meta):
-        pass
-    return meta
+    if file_format == "json":
+        rows: Generator[Any, None, None] = (_item(element) for element in walk_json(stream, meta))
+    else:
+        rows = parse_rows(table, file_format, stream)
+    count = 0
+    try:
+        for _ in rows:
+            count += 1
+            if count > max_rows:
+                raise ValidationFailed(f"a bulk file may have at most {max_rows} rows",
+                                       errors={"file": ["too many rows"]})
+    finally:
+        rows.close()  # now, while the file is open (a parser's clean-up may need it)
+    return count, meta
 
 
 # -- the table -------------------------------------------------------------------------------

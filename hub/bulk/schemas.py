@@ -5,6 +5,7 @@ from marshmallow import Schema, fields, validate
 
 from hub.bulk.models import ITEM_STATUSES, JOB_STATUSES
 from hub.bulk.service import ON_INSUFFICIENT_FUNDS, ON_INVALID
+from hub.edge import INT32
 
 
 class BulkSubmitArgs(Schema):
@@ -71,7 +72,7 @@ class BulkListArgs(Schema):
 
 class BulkItemArgs(Schema):
     status = fields.String(load_default=None, validate=validate.OneOf(ITEM_STATUSES))
-    cursor = fields.Integer(load_default=None, validate=validate.Range(min=0))
+    cursor = fields.Integer(load_default=None, validate=[validate.Range(min=0), INT32])
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 

@@ -48,10 +48,11 @@ from hub.bulk.messages import (
     ValidateBulkJob,
 )
 from hub.bulk.models import BulkItem, BulkJob
-from hub.bulk.parsers import format_for, json_options, parse_rows, spool
+from hub.bulk.parsers import format_for, parse_rows, scan, spool
 from hub.context import CallContext
 from hub.db import Database, DriverStatement, UnitOfWork, new_id, unit_of_work, utcnow
-from hub.errors import Conflict, HubError, InsufficientFunds, ValidationFailed
+from hub.edge import text_problem
+from hub.errors import Conflict, HubError, InsufficientFunds, NotFound, ValidationFailed
 from hub.scoping import get_owned, tenant_select
 
 log = structlog.get_logger("hub.bulk")
@@ -66,7 +67,7 @@ CHUNK_ROWS = 250
 #: ``transactions.processing.run_many``): bigger groups mean fewer commits and jobs, smaller
 #: ones less work redone when one row is refused.
 GROUP_ROWS = 25
-#: the most rows one job may have
+#: the most rows one job may have (the default of ``ROP_BULK_MAX_ROWS``)
 MAX_ROWS = 1_000_000
 
 ON_INVALID = ("reject", "skip")
@@ -125,7 +126,7 @@ def _emit(ctx: CallContext, uow: UnitOfWork, message) -> None:
 def submit_file(ctx: CallContext, uow: UnitOfWork, stream: IO[bytes], *, sha256: str, file_format: str,
                 parsers: dict[str, Any], file_name: str | None = None, reference: str | None = None,
                 on_invalid: str = "reject", on_insufficient_funds: str = "reject",
-                wallet_id: str | None = None) -> tuple[BulkJob, bool]:
+                wallet_id: str | None = None, max_rows: int = MAX_ROWS) -> tuple[BulkJob, bool]:
     """Create a job from a spooled file (rewound, binary) and queue its validation.
 
     Idempotent: the same ``reference`` — or, without one, the same file (``sha256``) — with
@@ -149,6 +150,14 @@ def submit_file(ctx: CallContext, uow: UnitOfWork, stream: IO[bytes], *, sha256:
     existing = _find_by_key(ctx, uow, idem_key)
     if existing is not None:
         return _same_or_conflict(existing, options, reference), False
+    if wallet_id is not None:
+        from hub.auth import service_context
+
+        try:
+            _wallet(service_context(ctx, "bulk"), uow, wallet_id)
+        except NotFound:
+            raise ValidationFailed(f"no wallet {wallet_id!r} in this tenant",
+                                   errors={"wallet_id": ["no such wallet"]}) from None
     job = BulkJob(id=new_id("blk"), tenant_id=ctx.tenant_id, client_id=ctx.on_behalf_of or ctx.client_id,
                   idem_key=idem_key, reference=reference, file_format=file_format,
                   file_name=(file_name or None) and file_name[:255], status="validating", **options)
@@ -161,7 +170,7 @@ def submit_file(ctx: CallContext, uow: UnitOfWork, stream: IO[bytes], *, sha256:
         if existing is None:  # pragma: no cover - the violation was something else
             raise
         return _same_or_conflict(existing, options, reference), False
-    total = _insert_items(ctx, uow, job, parse_rows(parsers, file_format, stream))
+    total = _insert_items(ctx, uow, job, parse_rows(parsers, file_format, stream), max_rows)
     if total == 0:
         raise ValidationFailed("the file has no rows", errors={"file": ["no rows"]})
     job.total = total
@@ -177,28 +186,36 @@ OPTION_DEFAULTS: dict[str, Any] = {"format": None, "reference": None, "on_invali
 
 def submit_stream(ctx: CallContext, uow: UnitOfWork, stream: IO[bytes], *, parsers: dict[str, Any],
                   content_type: str | None = None, file_name: str | None = None,
-                  options: dict[str, Any] | None = None) -> tuple[BulkJob, bool]:
-    """Spool ``stream`` (bounded memory, hashed), choose its format, and :func:`submit_file` it.
+                  options: dict[str, Any] | None = None, max_rows: int = MAX_ROWS,
+                  max_bytes: int | None = None) -> tuple[BulkJob, bool]:
+    """Spool ``stream`` (bounded memory, hashed), choose its format, :func:`~hub.bulk.parsers.scan`
+    it (rows counted, bounds checked: nothing is stored for a file past one), and
+    :func:`submit_file` it.
 
     :param options: ``format``, ``reference``, ``on_invalid``, ``on_insufficient_funds``,
         ``wallet_id`` (None: the default; a JSON body's top-level keys fill what is not given).
+    :param max_rows: ``ROP_BULK_MAX_ROWS``. :param max_bytes: the most bytes spooled.
     """
     given = {k: v for k, v in (options or {}).items() if k in OPTION_DEFAULTS and v not in (None, "")}
-    spooled = spool(stream)
+    spooled = spool(stream, max_bytes=max_bytes)
     try:
         file_format = format_for(parsers, content_type=content_type, file_name=file_name,
                                  requested=given.get("format"))
-        if file_format == "json":
-            for key, value in json_options(spooled.rewind()).items():
-                if key in OPTION_DEFAULTS and key != "format" and key not in given and value is not None:
-                    if not isinstance(value, str):
-                        raise ValidationFailed(f"{key} must be a string", errors={key: ["must be a string"]})
-                    given[key] = value
+        total, meta = scan(parsers, file_format, spooled.rewind(), max_rows=max_rows)
+        for key, value in meta.items():
+            if key in OPTION_DEFAULTS and key != "format" and key not in given and value is not None:
+                if not isinstance(value, str):
+                    raise ValidationFailed(f"{key} must be a string", errors={key: ["must be a string"]})
+                if why := text_problem(value):
+                    raise ValidationFailed(f"{key} {why}", errors={key: [why]})
+                given[key] = value
+        if total == 0:
+            raise ValidationFailed("the file has no rows", errors={"file": ["no rows"]})
         chosen = {**OPTION_DEFAULTS, **given}
         return submit_file(ctx, uow, spooled.rewind(), sha256=spooled.sha256, file_format=file_format,
                            parsers=parsers, file_name=file_name, reference=chosen["reference"],
                            on_invalid=chosen["on_invalid"], on_insufficient_funds=chosen["on_insufficient_funds"],
-                           wallet_id=chosen["wallet_id"])
+                           wallet_id=chosen["wallet_id"], max_rows=max_rows)
     finally:
         spooled.close()
 
@@ -218,14 +235,15 @@ def _same_or_conflict(job: BulkJob, options: dict[str, Any], reference: str | No
     return job
 
 
-def _insert_items(ctx: CallContext, uow: UnitOfWork, job: BulkJob, rows: Iterable[dict[str, Any]]) -> int:
+def _insert_items(ctx: CallContext, uow: UnitOfWork, job: BulkJob, rows: Iterable[dict[str, Any]],
+                  max_rows: int = MAX_ROWS) -> int:
     batch: list[dict[str, Any]] = []
     count = 0
     now = utcnow()
     for row in rows:
         count += 1
-        if count > MAX_ROWS:
-            raise ValidationFailed(f"a bulk file may have at most {MAX_ROWS} rows", errors={"file": ["too many rows"]})
+        if count > max_rows:  # scan() refused such a file already; a file read by submit_file alone is not
+            raise ValidationFailed(f"a bulk file may have at most {max_rows} rows", errors={"file": ["too many rows"]})
         batch.append({"job_id": job.id, "tenant_id": ctx.tenant_id, "row": count, "ref_id": row["ref_id"],
                       "product_code": row["product_code"], "customer_no": row["customer_no"],
                       "status": "invalid" if row["error"] else "received", "error": row["error"],
@@ -342,7 +360,12 @@ def validate_job(ctx: CallContext, db: Database, job_id: str) -> None:
         job = uow.session.get(BulkJob, job_id)
         if job is None or job.tenant_id != ctx.tenant_id or job.status != "validating":
             return
-        wallet = _wallet(svc, uow, job.wallet_id)
+        try:
+            wallet = _wallet(svc, uow, job.wallet_id)
+        except NotFound:  # named at submission, gone since (submit_file checks it exists)
+            _reject(ctx, uow, job, f"the wallet {job.wallet_id} is not the tenant's", ("received", "valid"))
+            uow.commit()
+            return
         job.wallet_id = wallet["id"]
         job.currency = wallet["currency"]
         uow.commit()
@@ -460,12 +483,7 @@ def _apply_policies(ctx: CallContext, svc: CallContext, uow: UnitOfWork, job: Bu
             reason = (f"the wallet {job.wallet_id} has {fresh['available']} {job.currency} available and the valid "
                       f"rows cost {job.amount} (on_insufficient_funds=reject)")
     if reason is not None:
-        skipped = uow.session.execute(update(BulkItem).where(BulkItem.job_id == job.id, BulkItem.status == "valid")
-                                      .values(status="skipped", error="not sent: the file was rejected",
-                                              updated_at=utcnow())).rowcount
-        job.skipped += skipped
-        job.status, job.error, job.completed_at = "rejected", reason, utcnow()
-        _emit(ctx, uow, BulkRejected(**_event_payload(job)))
+        _reject(ctx, uow, job, reason)
         return
     job.status = "queued"
     bounds = _chunk_bounds(uow, job.id)
@@ -475,6 +493,16 @@ def _apply_policies(ctx: CallContext, svc: CallContext, uow: UnitOfWork, job: Bu
     if not bounds:  # nothing valid to send (every row invalid, on_invalid=skip)
         job.status, job.completed_at = "completed", utcnow()
         _emit(ctx, uow, BulkCompleted(**_event_payload(job)))
+
+
+def _reject(ctx: CallContext, uow: UnitOfWork, job: BulkJob, reason: str, unsent: tuple[str, ...] = ("valid",)) -> None:
+    """Reject the job: its ``unsent`` rows become ``skipped``; ``bulk.rejected`` is published."""
+    skipped = uow.session.execute(update(BulkItem).where(BulkItem.job_id == job.id, BulkItem.status.in_(unsent))
+                                  .values(status="skipped", error="not sent: the file was rejected",
+                                          updated_at=utcnow())).rowcount
+    job.skipped += skipped
+    job.status, job.error, job.completed_at = "rejected", reason, utcnow()
+    _emit(ctx, uow, BulkRejected(**_event_payload(job)))
 
 
 def _chunk_bounds(uow: UnitOfWork, job_id: str) -> list[tuple[int, int]]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from hub.auth import current_ctx, requires
 from hub.bus import webhooks
@@ -17,6 +16,7 @@ from hub.bus.schemas import (
     WebhookInSchema,
     WebhookSchema,
 )
+from hub.edge import Blueprint
 from hub.scoping import get_owned, tenant_select
 from hub.web import request_uow
 

@@ -6,12 +6,13 @@ import time
 import marshmallow as ma
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import text
 
 from hub.availability import RETRY_AFTER
-from hub.errors import problem
+from hub.edge import Blueprint
+from hub.errors import PROBLEM_JSON, problem
 from hub.metrics import render_metrics
+from hub.openapi import ProblemSchema
 from hub.state import current_state
 
 bp = Blueprint("ops", __name__, description="Health, readiness and metrics")
@@ -55,8 +56,9 @@ def _timed(check) -> dict:
 @bp.route("/readyz")
 class Ready(MethodView):
     @bp.response(200, ReadySchema)
-    @bp.alt_response(503, description="problem+json naming the database or Redis as unreachable (`down`), "
-                                      "with `checks` and `Retry-After`")
+    @bp.alt_response(503, schema=ProblemSchema, content_type=PROBLEM_JSON,
+                     description="problem+json naming the database or Redis as unreachable (`down`), "
+                                 "with `checks` and `Retry-After`")
     def get(self):
         """The database and Redis answer: `checks.database.state` and `checks.redis.state` are
         `up` or `down`; 503 names what is down."""

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, ValidationError
 
 from hub.auth import current_ctx, requires, take_rate_count
+from hub.edge import Blueprint, check_loaded
 from hub.errors import ValidationFailed
 from hub.products import service
 from hub.products.schemas import ProductArgs, ProductListSchema, ProductSchema
@@ -30,7 +30,7 @@ def _json(body: bytes) -> Response:
 
 def _args() -> dict:
     try:
-        return _ARGS.load(request.args.to_dict(flat=True))
+        return check_loaded(_ARGS.load(request.args.to_dict(flat=True)))
     except ValidationError as exc:
         raise ValidationFailed(errors=exc.normalized_messages()) from None
 

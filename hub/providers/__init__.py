@@ -11,4 +11,4 @@ from __future__ import annotations
 def init_app(app, api) -> None:
     from hub.providers.api import bp
 
-    app.register_blueprint(bp)
+    api.register_blueprint(bp)

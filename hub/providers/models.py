@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, utcnow
@@ -55,6 +55,6 @@ class ProviderCallback(Base):
     state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     remote_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
     headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    body: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[bytes] = mapped_column(LargeBinary, default=b"")  # as received, whole (ROP_MAX_BODY_CALLBACK)
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

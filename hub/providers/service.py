@@ -28,6 +28,8 @@ from hub.providers.http import watch_transport
 from hub.providers.models import ProviderCallback, ProviderConfig, ProviderConfigTenant
 
 log = structlog.get_logger("hub.providers")
+#: the longest ``ref_id`` a callback record keeps (``provider_callbacks.ref_id``)
+REF_ID_LENGTH = 128
 
 
 def _state():
@@ -344,14 +346,20 @@ def receive_callback(uow: UnitOfWork, provider_code: str, config_id: str, header
     with ``proven``: only a ``signed`` one (:func:`callback_proof`) may move money; the
     others only make the transactions service check the status of their reference.
 
+    The body is the provider's: it is stored whole, as the bytes that came (the edge bounds
+    it, ``ROP_MAX_BODY_CALLBACK``), and only the plugin reads it. What the hub stores as text
+    (headers, the reason, the plugin's result) holds no NUL or lone surrogate; a result that
+    does, or whose ``ref_id`` is longer than the hub keeps, is refused like a forged callback.
+
     :returns: the recorded row and the parsed result (None when rejected).
     """
+    from hub.edge import json_problems, printable
     from hub.providers.contract import CallbackRejected
 
     record = ProviderCallback(id=new_id("pcb"), provider_code=provider_code, config_id=config_id,
-                              remote_addr=remote_addr, headers={k: v for k, v in headers.items()
+                              remote_addr=remote_addr, headers={printable(k): printable(v) for k, v in headers.items()
                                                                 if k.lower() not in {"authorization", "cookie"}},
-                              body=body.decode("utf-8", "replace")[:65536], accepted=False)
+                              body=bytes(body), accepted=False)
     uow.session.add(record)
     row = uow.session.get(ProviderConfig, config_id)
     if row is None or row.provider_code != provider_code:
@@ -361,17 +369,25 @@ def receive_callback(uow: UnitOfWork, provider_code: str, config_id: str, header
     try:
         result = provider_for(row).parse_callback(headers, body)
     except CallbackRejected as exc:
-        record.reason = str(exc) or "rejected"
+        record.reason = printable(str(exc)) or "rejected"
         return record, None
     except Exception as exc:
         log.exception("parse_callback failed", provider=provider_code, config_id=config_id)
         record.reason = f"parse_callback error: {type(exc).__name__}"
         return record, None
+    stored = {k: v for k, v in result.as_dict().items() if k != "raw"}
+    problems = json_problems(stored)
+    if not problems and len(result.ref_id or "") > REF_ID_LENGTH:
+        problems = {"ref_id": [f"longer than {REF_ID_LENGTH} characters"]}
+    if problems:
+        record.reason = "the plugin's result cannot be stored: " + "; ".join(
+            f"{name} {', '.join(why)}" for name, why in sorted(problems.items()))
+        return record, None
     proof = callback_proof(_host().provider_class(provider_code), row)
     record.accepted = True
     record.ref_id = result.ref_id
     record.state = result.state.value
-    record.result = {**{k: v for k, v in result.as_dict().items() if k != "raw"}, "proof": proof}
+    record.result = {**stored, "proof": proof}
     if proof != "signed":
         record.reason = f"{proof}: moves no money; a status check of the reference decides"
     _hand_on(uow, record, result, row, proven=proof == "signed")

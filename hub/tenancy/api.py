@@ -7,31 +7,30 @@ from urllib.parse import unquote
 
 from flask import jsonify, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from hub.auth import current_ctx, issue_access_token, requires
+from hub.auth import check_rate_limit, current_ctx, issue_access_token, requires
 from hub.context import CallContext
 from hub.db import utcnow
-from hub.errors import NotFound
+from hub.edge import Blueprint, text_problem
+from hub.errors import NotFound, OAuthError, oauth_endpoint
+from hub.openapi import OWN_ERRORS
+from hub.proxies import rate_key
 from hub.scoping import tenant_select
 from hub.state import current_state
 from hub.tenancy import service
 from hub.tenancy.models import ApiClient, Tenant
-from hub.tenancy.schemas import ClientListSchema, ClientSchema, TenantSchema, TokenResponseSchema
+from hub.tenancy.schemas import (
+    ClientListSchema,
+    ClientSchema,
+    OAuthErrorSchema,
+    TenantSchema,
+    TokenResponseSchema,
+)
 from hub.tenancy.scopes import allowed_scopes
 from hub.web import request_uow
 
 oauth_bp = Blueprint("oauth", __name__, description="OAuth 2.0 client credentials (RFC 6749 §4.4)")
 bp = Blueprint("tenancy", __name__, url_prefix="/v1", description="The caller's own tenant and clients")
-
-
-def _oauth_error(status: int, error: str, description: str, basic_challenge: bool = False):
-    response = jsonify({"error": error, "error_description": description})
-    response.status_code = status
-    response.headers["Cache-Control"] = "no-store"
-    if basic_challenge:
-        response.headers["WWW-Authenticate"] = 'Basic realm="rop"'
-    return response
 
 
 def _client_credentials() -> tuple[str, str] | None:
@@ -42,35 +41,65 @@ def _client_credentials() -> tuple[str, str] | None:
         except (binascii.Error, UnicodeDecodeError):
             return None
         client_id, sep, secret = decoded.partition(":")
-        return (unquote(client_id), unquote(secret)) if sep else None
-    client_id, secret = request.form.get("client_id"), request.form.get("client_secret")
-    return (client_id, secret) if client_id and secret else None
+        credentials = (unquote(client_id), unquote(secret)) if sep else None
+    else:
+        client_id, secret = request.form.get("client_id"), request.form.get("client_secret")
+        credentials = (client_id, secret) if client_id and secret else None
+    for name, value in zip(("client_id", "client_secret"), credentials or ()):
+        if why := text_problem(value):
+            raise OAuthError(400, "invalid_request", f"the {name} {why}")
+    return credentials
+
+
+def _invalid_client(description: str) -> OAuthError:
+    return OAuthError(401, "invalid_client", description, headers={"WWW-Authenticate": 'Basic realm="rop"'})
 
 
 @oauth_bp.route("/oauth/token", methods=["POST"])
+@oauth_endpoint
 @oauth_bp.doc(requestBody={"content": {"application/x-www-form-urlencoded": {"schema": {
     "type": "object", "required": ["grant_type"],
     "properties": {"grant_type": {"type": "string", "enum": ["client_credentials"]},
                    "scope": {"type": "string"}, "client_id": {"type": "string"},
-                   "client_secret": {"type": "string"}}}}}},
-    description="Authenticate with HTTP Basic (client_id:client_secret) or the form fields.")
+                   "client_secret": {"type": "string"}}}}}}, **{OWN_ERRORS: "own"},
+    description="Authenticate with HTTP Basic (client_id:client_secret) or the form fields. Errors are "
+                "RFC 6749 bodies: 400 `invalid_request`, `unsupported_grant_type`, `invalid_scope`; 401 "
+                "`invalid_client`; 413 `invalid_request` (body too large); 429 `slow_down` with `Retry-After` "
+                "(too many token requests from this address or for this client).")
 @oauth_bp.response(200, TokenResponseSchema)
+@oauth_bp.alt_response(400, schema=OAuthErrorSchema, description="RFC 6749 §5.2 error")
+@oauth_bp.alt_response(401, schema=OAuthErrorSchema, description="invalid_client")
+@oauth_bp.alt_response(413, schema=OAuthErrorSchema, description="invalid_request: the body is too large")
+@oauth_bp.alt_response(429, schema=OAuthErrorSchema, description="slow_down: too many token requests",
+                       headers={"Retry-After": {"schema": {"type": "integer"}}})
+@oauth_bp.alt_response(503, schema=OAuthErrorSchema, description="temporarily_unavailable")
 def token():
-    """Issue an access token to an API client."""
+    """Issue an access token to an API client.
+
+    Token requests are counted per client address (``ROP_TOKEN_RATE_PER_ADDRESS`` a minute)
+    before anything else, and per client (``ROP_TOKEN_RATE_PER_CLIENT``) before its secret is
+    checked; an unknown client id is refused without the argon2 verification (docs/security.md).
+    """
+    limits = current_state().config.limits
+    check_rate_limit(rate_key(request.remote_addr), limits.token_per_address, prefix="rop:tokenlimit:address",
+                     subject="token requests from this address")
     if request.form.get("grant_type") != "client_credentials":
-        return _oauth_error(400, "unsupported_grant_type", "only grant_type=client_credentials is supported")
+        raise OAuthError(400, "unsupported_grant_type", "only grant_type=client_credentials is supported")
     credentials = _client_credentials()
     if credentials is None:
-        return _oauth_error(401, "invalid_client", "client authentication is required", True)
+        raise _invalid_client("client authentication is required")
     uow = request_uow()
-    client = service.authenticate_client(uow, *credentials)
+    client = service.authenticate_client(
+        uow, *credentials,
+        before_verify=lambda c: check_rate_limit(c.id, limits.token_per_client, prefix="rop:tokenlimit:client",
+                                                 subject="token requests for this client"))
     if client is None:
-        return _oauth_error(401, "invalid_client", "unknown client, wrong secret, or client disabled", True)
+        raise _invalid_client("unknown client, wrong secret, or client disabled")
     granted = client.scope_set & allowed_scopes(client.kind)  # never more than its kind may hold
     if request.form.get("scope"):
         asked = frozenset(request.form["scope"].split())
         if not asked <= granted:
-            return _oauth_error(400, "invalid_scope", f"not granted: {' '.join(sorted(asked - granted))}")
+            raise OAuthError(400, "invalid_scope", f"not granted: {' '.join(sorted(asked - granted))}")
         granted = asked
     state = current_state()
     ttl = state.config.access_token_ttl

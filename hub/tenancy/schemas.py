@@ -11,6 +11,15 @@ class TokenResponseSchema(ma.Schema):
     scope = ma.fields.String(required=True)
 
 
+class OAuthErrorSchema(ma.Schema):
+    """RFC 6749 §5.2: the token endpoint's errors."""
+
+    error = ma.fields.String(required=True, metadata={"enum": [
+        "invalid_request", "invalid_client", "unsupported_grant_type", "invalid_scope", "slow_down",
+        "server_error", "temporarily_unavailable"]})
+    error_description = ma.fields.String(required=True)
+
+
 class TenantSchema(ma.Schema):
     id = ma.fields.String()
     name = ma.fields.String()

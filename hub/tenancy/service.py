@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -230,18 +231,27 @@ def rotate_client_secret(ctx: CallContext, uow: UnitOfWork, client_id: str) -> t
     return client, secret
 
 
-def authenticate_client(uow: UnitOfWork, client_id: str, secret: str) -> ApiClient | None:
+def authenticate_client(uow: UnitOfWork, client_id: str, secret: str, *,
+                        before_verify: Callable[[ApiClient], None] | None = None) -> ApiClient | None:
     """The active client whose id and secret match, or None.
 
-    argon2's verify compares in constant time, and an unknown id costs the same as a
-    known one (a dummy hash is verified), so neither timing nor answers tell them apart.
+    An unknown id is refused at once, without argon2: client ids are not secrets (they are
+    random, and appear in logs and tokens), and a flood of made-up ids must not cost a CPU
+    second each. For a known id, ``before_verify(client)`` runs first (the token endpoint
+    counts the attempt against the client's rate limit there), then argon2's verify, which
+    compares in constant time; a wrong secret, a revoked client and a disabled tenant get
+    the same None.
     """
     client = uow.session.get(ApiClient, client_id) if client_id else None
+    if client is None:
+        return None
+    if before_verify is not None:
+        before_verify(client)
     try:
-        _hasher.verify(client.secret_hash if client else _DUMMY_HASH, secret or "")
+        _hasher.verify(client.secret_hash, secret or "")
     except (VerificationError, InvalidHashError):
         return None
-    if client is None or client.status != "active":
+    if client.status != "active":
         return None
     if client.tenant_id is not None:
         tenant = uow.session.get(Tenant, client.tenant_id)

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import re
 import time
+from http import HTTPStatus
 
 import structlog
 from flask import g, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from hub.auth import current_ctx, requires
 from hub.availability import REDIS_ERRORS
+from hub.edge import Blueprint
 from hub.state import current_state
 from hub.transactions import lifecycle, service
 from hub.transactions.schemas import (
@@ -78,6 +79,7 @@ class Transactions(MethodView):
     @bp.arguments(TransactionCreateSchema)
     @bp.response(202, TransactionSchema)
     @bp.alt_response(200, schema=TransactionSchema, description="A replay of the same request")
+    @bp.doc(responses={402: HTTPStatus(402).name})
     def post(self, body):
         """Buy a product: 202 with the accepted transaction (200 for a replay of the same
         ``ref_id`` and body). ``Prefer: wait=N`` answers once it is final or N seconds passed."""

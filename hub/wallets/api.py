@@ -1,10 +1,12 @@
 """HTTP of the wallets service (docs/wallets.md)."""
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from hub.auth import ON_BEHALF_HEADER, current_ctx, requires
+from hub.edge import Blueprint
 from hub.errors import ValidationFailed
 from hub.wallets import service
 from hub.wallets.client import wallet_view
@@ -101,6 +103,7 @@ class WalletTopups(MethodView):
 class Transfers(MethodView):
     @requires("wallets:write")
     @bp.arguments(TransferSchema)
+    @bp.doc(responses={402: HTTPStatus(402).name})
     @bp.response(201, JournalResultSchema)
     def post(self, body):
         """Move funds between two of the tenant's wallets; idempotent by ``ref_id``; 402 if short."""

@@ -10,13 +10,13 @@ import pytest
 from hub.bulk.parsers import (
     CsvParser,
     format_for,
-    json_options,
     parse_rows,
     parser_table,
+    scan,
     spool,
     walk_json,
 )
-from hub.errors import ValidationFailed
+from hub.errors import PayloadTooLarge, ValidationFailed
 from hub.plugins import build_plugin_manager, hookimpl
 
 
@@ -64,7 +64,8 @@ def test_json_items_are_read_one_at_a_time_and_options_come_from_other_keys():
     assert got[0] == {"ref_id": "r1", "product_code": "TEL10", "customer_no": "0812", "error": None}
     assert got[1]["customer_no"] == "812"
     assert "must be an object" in got[2]["error"]
-    assert json_options(io.BytesIO(data)) == {"reference": "batch-7", "on_invalid": "skip"}
+    assert scan(parser_table(), "json", io.BytesIO(data), max_rows=10) == (
+        3, {"reference": "batch-7", "on_invalid": "skip"})
 
 
 def test_json_split_across_pieces_including_inside_a_number(monkeypatch):
@@ -92,7 +93,7 @@ def test_spool_hashes_as_it_copies_and_refuses_past_the_limit():
     assert spooled.sha256 == hashlib.sha256(data).hexdigest() and spooled.size == len(data)
     assert spooled.rewind().read() == data
     spooled.close()
-    with pytest.raises(ValidationFailed, match="larger"):
+    with pytest.raises(PayloadTooLarge, match="larger"):
         spool(io.BytesIO(data), max_bytes=1000)
 
 

@@ -101,3 +101,23 @@ def test_a_pool_with_no_connection_to_give_is_a_503(app, client, tenant_factory,
     finally:
         taken.close()
     assert client.get("/v1/wallets", headers=t.headers).status_code == 200
+
+
+def test_the_token_endpoint_answers_an_unreachable_database_in_rfc_6749_form(app, client, tenant_factory,
+                                                                             database_url):
+    t = tenant_factory()
+    form = {"grant_type": "client_credentials", "client_id": t.client_id, "client_secret": t.client_secret}
+    store = Path(make_url(database_url).database).parent
+    away = store.with_name("store-away")
+    store.rename(away)
+    store.write_text("the folder of the database is gone")
+    app.extensions["rop"].db.engine.dispose()
+    try:
+        response = client.post("/oauth/token", data=form)
+        assert response.status_code == 503 and response.mimetype == "application/json"
+        assert response.get_json()["error"] == "temporarily_unavailable"
+        assert response.headers["Retry-After"] == str(RETRY_AFTER)
+    finally:
+        store.unlink()
+        away.rename(store)
+    assert client.post("/oauth/token", data=form).status_code == 200
