@@ -100,6 +100,7 @@ class Child:
     deaths: deque = field(default_factory=deque)
     restart_at: float | None = None
     kill_remnants_at: float | None = None
+    died_at: float | None = None
     restarts: int = 0
 
     @property
@@ -228,12 +229,12 @@ class Supervisor:
             child.deaths.popleft()
         how = describe_status(status)
         if len(child.deaths) > policy.max_restarts:
-            self.gave_up = (f"{child.name}{f' (pid {pid})' if pid else ''} {how}; it died {len(child.deaths)} times within "
-                            f"{policy.window:g} s: giving up")
+            who = f"{child.name}{f' (pid {pid})' if pid else ''}"
+            self.gave_up = f"{who} {how}; it died {len(child.deaths)} times within {policy.window:g} s: giving up"
             self.echo(f"rop: {self.gave_up}")
             return
         delay = policy.delay(child.failures)
-        child.restart_at = now + delay
+        child.restart_at, child.died_at = now + delay, now
         child.kill_remnants_at = now + policy.remnant_timeout
         _signal_group(child.pgid, signal.SIGTERM)  # what it leaves behind goes too
         self.echo(f"rop: {child.name}{f' (pid {pid})' if pid else ''} {how} after {uptime:.1f} s; "
@@ -256,7 +257,7 @@ class Supervisor:
                 self._died(child, 1 << 8)  # "exited with status 1"
                 continue
             child.restarts += 1
-            self.echo(f"rop: {child.name} restarted (pid {child.pid})")
+            self.echo(f"rop: {child.name} restarted (pid {child.pid}), {now - child.died_at:.1f} s after its death")
 
     def _next_timeout(self) -> float:
         now = time.monotonic()

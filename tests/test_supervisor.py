@@ -86,6 +86,12 @@ class RopUp:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        try:
+            redis = psutil.Process(self.redis_pid())  # a restarted one too
+            if str(self.instance) in " ".join(redis.cmdline()):
+                self.seen.add(redis.pid)
+        except (FileNotFoundError, ValueError, psutil.NoSuchProcess):
+            pass
         for pid in self.seen:
             try:
                 os.kill(pid, signal.SIGKILL)
