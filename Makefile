@@ -3,6 +3,7 @@
 #   make test         creates .venv if needed, installs the locked dependencies, runs the whole suite
 #   make lock         re-resolves requirements.lock from setup.cfg's ranges (newest allowed versions)
 #   make test-latest  the suite in .venv-latest, with the newest versions setup.cfg allows (drift check)
+#   make chaos        the fault suite (bench/chaos.py): a running hub under purchases, one fault after another
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,10 +14,11 @@ LOCAL  := -e . $(foreach p,$(PLUGINS),-e $(patsubst %/,%,$(dir $(p))))
 STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 PYTEST_ARGS ?=
+CHAOS_ARGS ?=
 # uv resolves the universal lock (every Python >= 3.11, every platform) with hashes.
 UV_VERSION := 0.13.9
 
-.PHONY: install run test lint lock test-latest bench clean
+.PHONY: install run test lint lock test-latest bench chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +39,9 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+chaos: install
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 lint: install
 	$(BIN)/ruff check hub admin migrations plugins tests bench
