@@ -138,7 +138,8 @@ class PrivateCluster:
 
     def stop(self) -> None:
         try:
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+            if (self.data / "postmaster.pid").exists():
+                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -602,16 +603,22 @@ def main(argv: list[str] | None = None) -> int:
     database = "?"
     try:
         bindir = PrivateCluster.find()
-        if bindir is not None:
-            cluster = PrivateCluster(bindir)
-            database_url = cluster.start()
-            database = f"postgresql (private cluster, {bindir})"
+        if bindir is None:
+            skipped["postgresql"] = "no PostgreSQL binaries in /usr/lib/postgresql/*/bin: no private cluster to restart"
         else:
+            cluster = PrivateCluster(bindir)
+            try:
+                database_url = cluster.start()
+                database = f"postgresql (private cluster, {bindir})"
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                cluster.stop()
+                cluster = None
+                skipped["postgresql"] = f"the private cluster could not be made ({exc})"
+        if cluster is None:
             database_url = args.database_url or f"sqlite:///{root}/hub.db"
             if database_url.startswith(("postgresql://", "postgres://")):  # the hub's driver: psycopg 3
                 database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
             database = "postgresql" if database_url.startswith("postgres") else "sqlite"
-            skipped["postgresql"] = "no PostgreSQL binaries in /usr/lib/postgresql/*/bin: no private cluster to restart"
             log(f"skipping the PostgreSQL restart: {skipped['postgresql']}")
         faults = [f for f in faults if f not in skipped]
         log(f"run folder {root}; database: {database}")
