@@ -34,16 +34,16 @@ transaction accepted by then is final, nothing is held, the provider has sent it
 outcomes and had its webhooks answered, and the records agree). The last line is one JSON
 object of the figures.
 
-The transaction service's timings are set for the run by a plugin this script writes
-(``register_blueprints`` sets ``Settings``): an unanswered attempt is checked after 5 s (not
-120 s), status checks at 2, 4, 8, 15, 30 s, an accepted transaction re-driven after 5 s.
+The transaction service's timings for the run (``ROP_TX_*``, docs/transactions.md): an
+unanswered attempt is checked after 70 s (the shortest allowed; 120 s by default), status
+checks at 5, 10, 20, 60 s, an accepted transaction re-driven after 5 s. ``ROP_TX_*``
+variables in the environment win.
 
     .venv/bin/python bench/chaos.py [--rate 15] [--faults provider,redis,...] [--database-url URL]
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import http.client
 import json
 import os
@@ -52,7 +52,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 import uuid
@@ -67,6 +66,7 @@ from provider_sim import pending as sim_pending  # the sibling module: the simul
 from provider_sim import report as sim_report
 
 from hub.embedded_redis import free_port
+from hub.pgcluster import PrivateCluster, find_binaries
 
 ROP = [sys.executable, "-m", "hub.cli"]
 SIM = Path(__file__).resolve().parent / "provider_sim.py"
@@ -74,9 +74,9 @@ FUNDS = 10**12
 PRODUCT = "TSEL10"
 #: every outcome of the simulator, in turn (the last four digits of the number)
 SUFFIXES = ("0101", "9999", "4444", "8888", "7777", "6666", "5555", "3333")
-#: the transaction service's timings for the run (hub.transactions.lifecycle.Settings)
-TUNING = {"sent_timeout": 5.0, "check_schedule": (2.0, 4.0, 8.0, 15.0, 30.0), "redrive_after": 5.0,
-          "review_after": 1800.0}
+#: the transaction service's timings for the run, the shortest its ROP_TX_* variables allow for
+#: a dead provider worker's purchases (docs/transactions.md, "Settings"); the caller's win
+TIMINGS = {"ROP_TX_SENT_TIMEOUT": "70", "ROP_TX_CHECK_SCHEDULE": "5,10,20,60", "ROP_TX_REDRIVE_AFTER": "5"}
 FAULTS = ("none", "provider", "worker", "scheduler", "web-worker", "gunicorn", "redis", "postgresql")
 FINAL = ("succeeded", "failed", "refunded")
 
@@ -100,73 +100,6 @@ def poll(condition, timeout: float, interval: float = 0.1):
         time.sleep(interval)
 
 
-# -- PostgreSQL: a private cluster ---------------------------------------------------------------
-class PrivateCluster:
-    """A PostgreSQL cluster of this run: ``initdb`` in a tmp folder, ``pg_ctl`` on a free port
-    (run as the ``postgres`` user when this script runs as root: initdb refuses root)."""
-
-    def __init__(self, bindir: Path):
-        self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="rop-chaos-pg-"))
-        self.data, self.log = self.root / "data", self.root / "postgres.log"
-        self.port = free_port()
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-    @staticmethod
-    def find() -> Path | None:
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3]))
-        return Path(found[-1]).parent if found and Path(found[-1]).with_name("initdb").exists() else None
-
-    def _run(self, *args: str) -> None:
-        done = subprocess.run([*self.as_user, *args], check=False, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"{Path(args[0]).name} failed: {(done.stderr or done.stdout).strip()[-500:]}")
-
-    def start(self) -> str:
-        if self.as_user:
-            shutil.chown(self.root, "postgres", "postgres")
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                  "-E", "UTF8", "--no-sync")
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def restart(self) -> None:
-        """An immediate stop (no checkpoint, connections cut: crash recovery at start) and a start."""
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-m", "immediate",
-                  "-w", "restart")
-
-    def stop(self) -> None:
-        try:
-            if (self.data / "postmaster.pid").exists():
-                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-
-# -- the transaction settings for the run --------------------------------------------------------
-def write_tuning_plugin(folder: Path) -> None:
-    """A plugin distribution on PYTHONPATH (found by its entry point, group ``rop``) whose
-    ``register_blueprints`` sets the transaction service's ``Settings`` in every process."""
-    folder.mkdir(parents=True)
-    (folder / "rop_chaos_tuning.py").write_text(textwrap.dedent(f'''
-        """bench/chaos.py's transaction settings for a fault run."""
-        from hub import hookimpl
-
-
-        @hookimpl
-        def register_blueprints(app):
-            from hub.transactions.lifecycle import Settings
-
-            app.extensions["rop"].extras["transactions.settings"] = Settings(**{TUNING!r})
-            return []
-    '''))
-    info = folder / "rop_chaos_tuning-0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: rop-chaos-tuning\nVersion: 0\n")
-    (info / "entry_points.txt").write_text("[rop]\nchaos_tuning = rop_chaos_tuning\n")
-
-
 # -- the hub ---------------------------------------------------------------------------------------
 class Hub:
     """``rop up`` on an instance folder, its processes found by their command lines."""
@@ -176,12 +109,11 @@ class Hub:
         self.instance = root / "instance"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        plugins = root / "plugins"
-        write_tuning_plugin(plugins)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ROP_")}
+        self.env.update(TIMINGS)
+        self.env.update({k: v for k, v in os.environ.items() if k.startswith("ROP_TX_")})
         self.env.update(ROP_INSTANCE_PATH=str(self.instance), ROP_DATABASE_URL=database_url,
-                        ROP_WEBHOOK_ALLOW_PRIVATE="1", ROP_PUBLIC_URL=self.url, ROP_LOG_LEVEL="WARNING",
-                        PYTHONPATH=os.pathsep.join(filter(None, [str(plugins), os.environ.get("PYTHONPATH")])))
+                        ROP_WEBHOOK_ALLOW_PRIVATE="1", ROP_PUBLIC_URL=self.url, ROP_LOG_LEVEL="WARNING")
         self.log_path = root / "up.log"
         self.proc: subprocess.Popen | None = None
 
@@ -405,6 +337,13 @@ class Ledger:
             return conn.execute(text("SELECT count(*) FROM transactions WHERE tenant_id = :t AND status NOT IN "
                                      "('succeeded', 'failed', 'refunded')"), {"t": self.tenant_id}).scalar()
 
+    def open_sample(self, limit: int = 3) -> list[tuple[str, str, str]]:
+        """Some transactions not final yet: (id, status, customer number)."""
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT id, status, customer_no FROM transactions WHERE tenant_id = :t AND status NOT IN "
+                "('succeeded', 'failed', 'refunded') ORDER BY created_at LIMIT :n"), {"t": self.tenant_id, "n": limit})]
+
     def settled(self) -> bool:
         with self.engine.connect() as conn:
             placed = conn.execute(text("SELECT count(*) FROM wallet_holds WHERE tenant_id = :t AND status = 'placed'"),
@@ -528,7 +467,7 @@ def fault_action(name: str, hub: Hub, cluster: PrivateCluster | None):
         os.kill(pid, signal.SIGKILL)
         return lambda: hub.redis_pid() not in (None, pid) and hub.answers("/readyz")
     if name == "postgresql":
-        cluster.restart()
+        cluster.restart("immediate", durable=True)
         return lambda: hub.answers("/readyz")
     raise ValueError(name)
 
@@ -546,8 +485,18 @@ def run_fault(name: str, hub: Hub, cluster, stream: Stream, ledger: Ledger, sim_
     failures, api_s, slowest_s = stream.outage(t0)
     # Settled: every transaction final, nothing held, the provider quiet (its later outcomes
     # sent and its webhooks delivered) and the hub agreeing with it.
-    settled = poll(lambda: ledger.settled() and sim_pending(sim_db) == 0
-                   and not check(ledger, hub, sim_db, stream, verify=False)[0], args.settle_timeout, 0.25)
+    last_waiting: list[str] = []  # what the last unsettled look found (the laggards, for the log)
+
+    def is_settled() -> bool:
+        pending_now = sim_pending(sim_db)
+        now = [f"{tid} {status} (number …{number[-4:]})" for tid, status, number in ledger.open_sample()]
+        now += [f"{pending_now} outcomes or webhooks pending at the provider"] if pending_now else []
+        now = now or check(ledger, hub, sim_db, stream, verify=False)[0]
+        if now:
+            last_waiting[:] = now[:3]
+        return not now and ledger.settled()
+
+    settled = poll(is_settled, args.settle_timeout, 0.25)
     settled_s = time.monotonic() - t0
     violations, counts = check(ledger, hub, sim_db, stream)
     if not restarted:
@@ -563,7 +512,7 @@ def run_fault(name: str, hub: Hub, cluster, stream: Stream, ledger: Ledger, sim_
     for _s, _e, outcome in failures:
         errors[outcome] = errors.get(outcome, 0) + 1
     figures = {"restart_s": round(restart_s, 2), "api_s": round(api_s, 2), "slowest_request_s": round(slowest_s, 2),
-               "settled_s": round(settled_s, 2),
+               "settled_s": round(settled_s, 2), "last_waited_for": last_waiting,
                "failed_requests": errors, "purchases": stream.sent, "violations": len(violations)}
     log(f"{name}: back in {figures['restart_s']} s, API answering after {figures['api_s']} s "
         f"(slowest request {figures['slowest_request_s']} s), "
@@ -571,6 +520,8 @@ def run_fault(name: str, hub: Hub, cluster, stream: Stream, ledger: Ledger, sim_
         f"{counts['transactions']} transactions so far ({counts['succeeded']} succeeded, {counts['failed']} failed, "
         f"{counts['refunded']} refunded), ledger {'ok' if counts['ledger_ok'] else 'MISMATCH'}, "
         f"{len(violations)} violations")
+    if last_waiting:
+        log(f"  last waited for: {'; '.join(last_waiting)}")
     for line in violations[:20]:
         log(f"  violation: {line}")
     return {"figures": figures, "counts": counts, "violations": violations}
@@ -580,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=15.0, help="purchases per second")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of stream before each fault")
-    parser.add_argument("--after", type=float, default=3.0, help="seconds of stream once the hub is back")
+    parser.add_argument("--after", type=float, default=2.0, help="seconds of stream once the hub is back")
     parser.add_argument("--settle-timeout", type=float, default=180.0)
     parser.add_argument("--latency", type=float, default=0.3, help="the simulator's answer delay (s)")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated, of {', '.join(FAULTS)}")
@@ -600,18 +551,20 @@ def main(argv: list[str] | None = None) -> int:
     sim: subprocess.Popen | None = None
     results: dict[str, dict] = {}
     skipped: dict[str, str] = {}
-    database = "?"
+    database, hub_env = "?", {}
     try:
-        bindir = PrivateCluster.find()
+        bindir, why = find_binaries()
         if bindir is None:
-            skipped["postgresql"] = "no PostgreSQL binaries in /usr/lib/postgresql/*/bin: no private cluster to restart"
+            skipped["postgresql"] = f"no private PostgreSQL cluster to restart: {why}"
         else:
-            cluster = PrivateCluster(bindir)
             try:
-                database_url = cluster.start()
+                cluster = PrivateCluster(bindir)
+                cluster.start(durable=True)  # an immediate stop must not lose a commit the hub acknowledged
+                database_url = cluster.url.replace("postgresql://", "postgresql+psycopg://")
                 database = f"postgresql (private cluster, {bindir})"
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-                cluster.stop()
+                if cluster is not None:
+                    cluster.destroy()
                 cluster = None
                 skipped["postgresql"] = f"the private cluster could not be made ({exc})"
         if cluster is None:
@@ -623,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         faults = [f for f in faults if f not in skipped]
         log(f"run folder {root}; database: {database}")
         hub = Hub(root, database_url)
+        hub_env = hub.env
         hub.up()
         sim_port, sim_db = free_port(), root / "provider.sqlite"
         seeded = seed(hub, sim_port)
@@ -652,14 +606,14 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 sim.kill()
         if cluster is not None:
-            cluster.stop()
+            cluster.destroy()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     violations = sorted({v for r in results.values() for v in r.get("violations", [])})
     last = next((r["counts"] for r in reversed(results.values()) if "counts" in r), {})
     summary = {
         "database": database, "rate": args.rate, "simulator_latency_s": args.latency,
-        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in TUNING.items()},
+        "settings": {k: v for k, v in hub_env.items() if k.startswith("ROP_TX_")},
         "faults": {name: r["figures"] for name, r in results.items() if "figures" in r},
         "skipped": skipped,
         "transactions": last.get("transactions", 0),
