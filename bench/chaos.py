@@ -9,7 +9,7 @@ records in a SQLite file of its own), reached through the Digiflazz plugin.
 
 A tenant's client posts purchases at ``--rate`` per second over every test number of the
 simulator (success, failure, rejection, pending then a webhook either way, a lost answer
-either way, success then a refund), each retried with the same ``ref_id`` until the hub
+either way, success then a refund, a request lost on the way), each retried with the same ``ref_id`` until the hub
 answers. Per fault: ``--warmup`` seconds of stream, the fault, the stream until the hub is
 back plus ``--after`` seconds, then the wait until every transaction is final. Faults, in
 order: none (the baseline), SIGKILL of the provider worker (calls in flight), of the worker
@@ -73,7 +73,7 @@ SIM = Path(__file__).resolve().parent / "provider_sim.py"
 FUNDS = 10**12
 PRODUCT = "TSEL10"
 #: every outcome of the simulator, in turn (the last four digits of the number)
-SUFFIXES = ("0101", "9999", "4444", "8888", "7777", "6666", "5555", "3333")
+SUFFIXES = ("0101", "9999", "4444", "8888", "7777", "6666", "5555", "3333", "2222")
 #: the transaction service's timings for the run, the shortest its ROP_TX_* variables allow for
 #: a dead provider worker's purchases (docs/transactions.md, "Settings"); the caller's win
 TIMINGS = {"ROP_TX_SENT_TIMEOUT": "70", "ROP_TX_CHECK_SCHEDULE": "5,10,20,60", "ROP_TX_REDRIVE_AFTER": "5"}
@@ -430,6 +430,7 @@ def check(ledger: Ledger, hub: Hub, sim_db: Path, stream: Stream, *, verify: boo
         if not ledger_ok:
             violations.append(f"rop wallets verify: {done.stdout.strip()[-300:]} {done.stderr.strip()[-300:]}")
     counts.update(transactions=len(trx), never_received=never_received, charged=charged,
+                  first_request_lost=sum(r["dropped"] for r in received.values()),
                   failed_after_a_refund_at_the_provider=refund_seen_as_failure,
                   references=len(received), purchase_requests=sum(r["purchases"] for r in received.values()),
                   status_requests=sum(r["status_checks"] for r in received.values()), ledger_ok=ledger_ok)
@@ -619,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         "transactions": last.get("transactions", 0),
         "succeeded": last.get("succeeded", 0), "failed": last.get("failed", 0), "refunded": last.get("refunded", 0),
         "not_final": last.get("other", 0), "never_received": last.get("never_received", 0),
+        "bought_by_their_status_check": last.get("first_request_lost", 0),
         "provider_references": last.get("references", 0), "provider_status_requests": last.get("status_requests", 0),
         "charged": last.get("charged", 0), "ledger_ok": last.get("ledger_ok", False),
         "exactly_once": bool(results) and not violations, "violations": len(violations),

@@ -27,13 +27,17 @@ The last four digits of ``customer_no`` choose the outcome, as the sandbox's tes
 6666   delivered, but the answer is lost (HTTP 502): a status check says success
 5555   failed, but the answer is lost (HTTP 502): a status check says failure
 3333   success, then refunded by webhook (rc 74)
+2222   the first request of a reference is lost on the way (HTTP 502, never received:
+       recorded in ``dropped`` only); the next one, the hub's status check, is the first
+       the provider receives, and buys it (success)
 other  success
 ====== ===============================================================================
 
 Tables (the file is the proof; read it with sqlite3 or :func:`report`):
 ``purchases`` one row per reference received (its first request made it: ``received_at``),
 with its state now; ``requests`` every ``/v1/transaction`` request, ``kind`` ``purchase``
-(the first of its reference) or ``status`` (a repeat); ``webhooks`` what was sent back.
+(the first of its reference) or ``status`` (a repeat); ``webhooks`` what was sent back;
+``dropped`` the requests lost before they arrived (2222).
 """
 from __future__ import annotations
 
@@ -81,6 +85,7 @@ CREATE TABLE IF NOT EXISTS purchases (
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY, ref_id TEXT NOT NULL, kind TEXT NOT NULL, at REAL NOT NULL, answer TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS requests_ref ON requests (ref_id);
+CREATE TABLE IF NOT EXISTS dropped (ref_id TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS webhooks (
     id INTEGER PRIMARY KEY, ref_id TEXT NOT NULL, body BLOB NOT NULL, due_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, delivered_at REAL, last_answer TEXT);
@@ -96,17 +101,20 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 def report(path: str | Path) -> dict[str, dict]:
     """What the simulator received, by reference: ``{ref_id: {state, price, purchases,
-    status_checks, received_at}}`` (``purchases`` counts the requests that created it: 1)."""
+    status_checks, dropped, received_at}}`` (``purchases`` counts the requests that created
+    it: 1; ``dropped``: 1 when a first request of it was lost before it arrived)."""
     conn = connect(path)
     try:
         rows = conn.execute(
             "SELECT p.ref_id, p.state, p.price, p.received_at, "
-            "SUM(r.kind = 'purchase'), SUM(r.kind = 'status') "
+            "SUM(r.kind = 'purchase'), SUM(r.kind = 'status'), "
+            "(SELECT count(*) FROM dropped d WHERE d.ref_id = p.ref_id) "
             "FROM purchases p LEFT JOIN requests r ON r.ref_id = p.ref_id GROUP BY p.ref_id").fetchall()
     finally:
         conn.close()
     return {ref: {"state": state, "price": price, "received_at": at, "purchases": int(bought or 0),
-                  "status_checks": int(checks or 0)} for ref, state, price, at, bought, checks in rows}
+                  "status_checks": int(checks or 0), "dropped": int(dropped)}
+            for ref, state, price, at, bought, checks, dropped in rows}
 
 
 def pending(path: str | Path) -> int:
@@ -168,6 +176,9 @@ class ProviderSimulator(DigiflazzSimulator):
             item = next((p for p in PRICE_LIST if p["buyer_sku_code"] == sku), None)
             if item is None:  # refused before any record: nothing to remember
                 return {"ref_id": ref_id, "rc": "40", "status": "Gagal", "message": "SKU tidak ditemukan"}, 400
+            if number.endswith("2222") and self.conn.execute(
+                    "INSERT OR IGNORE INTO dropped (ref_id, at) VALUES (?, ?)", (ref_id, now)).rowcount:
+                return None, 502  # lost on the way: as if it never arrived
             state, rc, message, lost, later_state, later_rc, later_message = OUTCOMES.get(number[-4:], ORDINARY)
             sn = self._sn(ref_id) if state == "success" else ""
             self.conn.execute("BEGIN IMMEDIATE")
