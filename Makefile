@@ -4,6 +4,7 @@
 #   make lock         re-resolves requirements.lock from setup.cfg's ranges (newest allowed versions)
 #   make test-latest  the suite in .venv-latest, with the newest versions setup.cfg allows (drift check)
 #   make fuzz         schemathesis over the whole OpenAPI against a running hub (bench/fuzz_api.py)
+#   make chaos        the fault suite (bench/chaos.py): a running hub under purchases, one fault after another
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -15,10 +16,11 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 PYTEST_ARGS ?=
 FUZZ_ARGS ?=
+CHAOS_ARGS ?=
 # uv resolves the universal lock (every Python >= 3.11, every platform) with hashes.
 UV_VERSION := 0.13.9
 
-.PHONY: install run test fuzz lint lock test-latest bench clean
+.PHONY: install run test fuzz chaos lint lock test-latest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +44,9 @@ test: install
 
 fuzz: install
 	$(BIN)/python bench/fuzz_api.py $(FUZZ_ARGS)
+
+chaos: install
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 lint: install
 	$(BIN)/ruff check hub admin migrations plugins tests bench

@@ -129,7 +129,8 @@ class EmbeddedRedis:
                 listen = ["--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
                 url = f"unix://{self.socket_path}"
             else:
-                port = self.port or free_port()
+                # A restart keeps the address the hub's processes were given (ROP_REDIS_URL).
+                port = self.port or self._previous_port() or free_port()
                 listen = ["--port", str(port), "--bind", "127.0.0.1"]
                 url = f"redis://127.0.0.1:{port}/0"
             persistence = (
@@ -159,6 +160,24 @@ class EmbeddedRedis:
                     return url
                 time.sleep(0.05)
             raise EmbeddedRedisError(f"redis-server did not answer within {timeout:.0f}s; see {self.log_file}")
+
+    def _previous_port(self) -> int | None:
+        """The TCP port of the last server started here, when nothing listens on it now."""
+        try:
+            url = self.url_file.read_text().strip()
+        except FileNotFoundError:
+            return None
+        prefix = "redis://127.0.0.1:"
+        if not url.startswith(prefix):
+            return None
+        try:
+            port = int(url[len(prefix):].split("/", 1)[0])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as redis-server binds
+                s.bind(("127.0.0.1", port))
+        except (ValueError, OSError):
+            return None
+        return port
 
     def pid(self) -> int | None:
         try:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 import pytest
 import redis
@@ -31,6 +33,23 @@ def test_falls_back_to_a_free_port_never_6379_when_the_socket_path_is_too_long(t
         url = server.ensure_running()
         assert url.startswith("redis://127.0.0.1:") and ":6379/" not in url
         assert redis.Redis.from_url(url).ping()
+    finally:
+        server.stop()
+
+
+def test_a_killed_server_on_a_port_comes_back_on_the_same_port(tmp_path):
+    # The hub's processes were given its URL (ROP_REDIS_URL): a restart must keep it.
+    server = EmbeddedRedis(tmp_path / ("d" * 90) / "redis")
+    try:
+        url = server.ensure_running()
+        pid = server.pid()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while server.url() is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.url() is None
+        assert server.ensure_running() == url
+        assert server.pid() != pid and redis.Redis.from_url(url).ping()
     finally:
         server.stop()
 

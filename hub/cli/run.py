@@ -1,11 +1,8 @@
 """Process commands: ``rop up``, ``rop web``, ``rop worker``, ``rop scheduler``, ``rop redis``."""
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +12,7 @@ import click
 from hub.cli.base import CliError, main_group, make_app
 
 
-def _ensure_redis_env() -> tuple[str, "object | None"]:
+def _ensure_redis_env() -> tuple[str, object | None]:
     """Make sure ROP_REDIS_URL is set for this process and its children.
 
     :return: the URL and the EmbeddedRedis that this call started (None otherwise).
@@ -31,13 +28,6 @@ def _ensure_redis_env() -> tuple[str, "object | None"]:
     os.environ["ROP_REDIS_URL"] = url
     click.echo(f"rop: using the hub's own Redis server at {url} (log: {embedded.log_file})", err=True)
     return url, embedded if embedded.started_here else None
-
-
-def _die_with_parent() -> None:
-    """In a child: receive SIGTERM when the parent dies, so nothing outlives ``rop up``."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    PR_SET_PDEATHSIG = 1
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @main_group.command()
@@ -106,73 +96,56 @@ def scheduler() -> None:
               help="Worker processes to run (all queues but provider).")
 @click.option("--provider-threads", default=128, show_default=True, type=click.IntRange(1, 1024),
               help="Threads of the provider-queue worker (provider calls in flight at once).")
-def up(host: str, port: int, workers: int, provider_threads: int) -> None:
-    """Run web, worker(s), the provider worker and scheduler together; Ctrl-C or SIGTERM stops them all."""
-    from hub.queues import GENERAL_QUEUES
+@click.option("--max-restarts", default=5, show_default=True, type=click.IntRange(0, 1000),
+              help="Restarts of one process within --restart-window; one more death stops everything "
+                   "and exits 1.")
+@click.option("--restart-window", default=60.0, show_default=True, type=click.FloatRange(1, 86400),
+              help="Seconds over which --max-restarts counts.")
+def up(host: str, port: int, workers: int, provider_threads: int, max_restarts: int,
+       restart_window: float) -> None:
+    """Run web, worker(s), the provider worker and scheduler together, restarting any that dies.
 
-    url, embedded = _ensure_redis_env()
+    A dead process starts again after a backoff (0.5 s, doubled after each death up to 30 s,
+    back to 0.5 s once it has stayed up 60 s) while the others keep serving; the embedded
+    Redis server, when this command started it, is restarted the same way. More than
+    --max-restarts deaths of one process within --restart-window seconds stop everything
+    (exit 1). Ctrl-C or SIGTERM stops them all and leaves no process behind.
+    """
+    from hub.queues import GENERAL_QUEUES
+    from hub.supervisor import Child, GaveUp, Policy, Supervisor, become_subreaper
+
+    become_subreaper()  # before the embedded Redis server daemonizes: it is re-parented to us
+    _url, embedded = _ensure_redis_env()
     rop = [sys.executable, "-m", "hub.cli"]
     general = [arg for name in GENERAL_QUEUES for arg in ("--queues", name)]
-    commands = [("web", [*rop, "web", "--host", host, "--port", str(port)]),
-                *[(f"worker-{i + 1}", [*rop, "worker", *general]) for i in range(workers)],
-                ("provider", [*rop, "worker", "--queues", "provider", "--threads", str(provider_threads)]),
-                ("scheduler", [*rop, "scheduler"])]
-    children: list[tuple[str, subprocess.Popen]] = []
-    stopping = False
+    children = [Child("web", [*rop, "web", "--host", host, "--port", str(port)]),
+                *[Child(f"worker-{i + 1}", [*rop, "worker", *general]) for i in range(workers)],
+                Child("provider", [*rop, "worker", "--queues", "provider", "--threads", str(provider_threads)]),
+                Child("scheduler", [*rop, "scheduler"])]
+    if embedded is not None:
+        def start_redis() -> int:
+            embedded.ensure_running()
+            return embedded.pid() or 0
 
-    def request_stop(signum, _frame):
-        nonlocal stopping
-        stopping = True
+        # Started above; supervised from here on and restarted on the same address.
+        children.insert(0, Child("redis", start_fn=start_redis, pid=embedded.pid(), started_at=time.monotonic()))
+    supervisor = Supervisor(children, Policy(max_restarts=max_restarts, window=restart_window),
+                            echo=lambda line: click.echo(line, err=True))
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    try:
-        for name, cmd in commands:
-            # Own process group: the terminal's Ctrl-C reaches us once, and we stop children in order.
-            children.append((name, subprocess.Popen(cmd, preexec_fn=_pgroup_and_pdeathsig)))
+    def started() -> None:
+        pids = ", ".join(f"{c.name} {c.pid}" for c in children)
         click.echo(f"rop: serving on http://{host}:{port} (web, {workers} worker(s), provider worker "
-                   f"x{provider_threads} threads, scheduler); "
-                   "Ctrl-C to stop", err=True)
-        while not stopping:
-            for name, proc in children:
-                if proc.poll() is not None:
-                    click.echo(f"rop: {name} exited with status {proc.returncode}; stopping", err=True)
-                    stopping = True
-                    break
-            time.sleep(0.2)
+                   f"x{provider_threads} threads, scheduler; pids: {pids}); Ctrl-C to stop", err=True)
+
+    try:
+        supervisor.run(on_started=started)
+    except GaveUp as exc:
+        raise CliError(f"stopped: {exc}") from None
     finally:
-        _stop_children(children)
         if embedded is not None:
             embedded.stop()
             click.echo("rop: the hub's Redis server stopped", err=True)
-    click.echo("rop: stopped", err=True)
-
-
-def _pgroup_and_pdeathsig() -> None:
-    os.setpgid(0, 0)
-    _die_with_parent()
-
-
-def _stop_children(children, timeout: float = 15.0) -> None:
-    for _name, proc in children:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + timeout
-    for _name, proc in children:
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-    for _name, proc in children:
-        # Whatever is left in the child's group (gunicorn's workers included) goes now.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        click.echo("rop: stopped", err=True)
 
 
 @main_group.group()

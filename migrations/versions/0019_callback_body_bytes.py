@@ -6,7 +6,7 @@ characters, and a NUL byte in it (PostgreSQL's text refuses NUL) lost the whole 
 its log row. Existing rows keep their text, encoded as UTF-8.
 
 Revision ID: 0019_callback_body_bytes
-Revises: 0015_keys_first
+Revises: 0018_token_version
 Create Date: 2026-12-06 13:30:00
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019_callback_body_bytes"
-down_revision = "0015_keys_first"
+down_revision = "0018_token_version"
 branch_labels = None
 depends_on = None
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from hub.availability import RETRY_AFTER
 from hub.migrate import upgrade
-from tests.outages.pgcluster import PrivateCluster, find_binaries
+from hub.pgcluster import PrivateCluster, find_binaries
 
 
 @pytest.fixture(scope="module")

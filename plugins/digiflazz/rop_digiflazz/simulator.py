@@ -51,7 +51,8 @@ def _md5(text: str) -> str:
 
 class DigiflazzSimulator(LiveServer):
     def __init__(self, username: str = "simuser", api_key: str = "simkey", webhook_url: str | None = None,
-                 webhook_secret: str = "simsecret", deposit: int = 5_000_000, callback_delay: float = 0.05):
+                 webhook_secret: str = "simsecret", deposit: int = 5_000_000, callback_delay: float = 0.05,
+                 port: int = 0):
         self.username, self.api_key = username, api_key
         self.webhook_url, self.webhook_secret = webhook_url, webhook_secret
         self.deposit, self.callback_delay = deposit, callback_delay
@@ -64,7 +65,7 @@ class DigiflazzSimulator(LiveServer):
         self.fail_next: list[int] = []
         self.slow_next = 0.0
         self.lock = threading.Lock()
-        super().__init__(self.wsgi)
+        super().__init__(self.wsgi, port=port)
 
     # -- HTTP ----------------------------------------------------------------------------------
     def wsgi(self, environ, start_response):

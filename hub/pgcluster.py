@@ -1,9 +1,11 @@
-"""A private PostgreSQL cluster for tests that stop the database under a running hub.
+"""A private PostgreSQL cluster, for what stops the database under a running hub: the outage
+tests (tests/outages) and the fault suite (bench/chaos.py).
 
 Made with the machine's own ``initdb`` and ``pg_ctl`` (``/usr/lib/postgresql/<version>/bin``
 or PATH) in a temporary folder, listening on 127.0.0.1 on a free port; run as the
 ``postgres`` user when the tests run as root (PostgreSQL refuses root). Where neither the
-binaries nor a way to run them exists, :func:`find_binaries` says why and the tests skip.
+binaries nor a way to run them exists, :func:`find_binaries` says why (the tests skip, the
+fault suite leaves that fault out).
 """
 from __future__ import annotations
 
@@ -60,15 +62,24 @@ class PrivateCluster:
         if result.returncode != 0:
             raise RuntimeError(f"{tool} failed: {(result.stderr or result.stdout).strip()[-500:]}")
 
-    def start(self) -> None:
-        options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off")
+    def start(self, durable: bool = False) -> None:
+        """Start the server; ``durable``: with PostgreSQL's own durability (fsync, synchronous
+        commits), for what must survive an immediate stop. Without it, a commit returns before its
+        WAL is written and an immediate stop loses it (fine for tests that never stop that way)."""
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.base / "log"), "-w", "-t", "60", "-o", options,
                   "start")
 
     def stop(self, mode: str = "fast") -> None:
         """``fast``: sessions are ended (in-flight statements fail), as a restart does."""
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+
+    def restart(self, mode: str = "immediate", durable: bool = False) -> None:
+        """Stop (``immediate``: no checkpoint, sessions cut, crash recovery at the start) and start."""
+        self.stop(mode)
+        self.start(durable)
 
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
