@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from hub.cli.base import CliError, app_context, main_group
+from hub.cli.base import CliError, app_context, main_group, tenant_id_for
 
 
 def _uow(app):
@@ -58,7 +58,7 @@ def list_cmd(as_json: bool) -> None:
 @providers_group.command("add")
 @click.argument("provider_code")
 @click.option("--name", required=True)
-@click.option("--tenant", "tenant_id", default=None, help="A tenant's own configuration.")
+@click.option("--tenant", "tenant_id", default=None, help="A tenant's own configuration (slug or id).")
 @click.option("--settings", default=None, help="JSON object.")
 @click.option("--credentials", default=None, help="JSON object, or - to read it from stdin.")
 @click.option("--disabled", is_flag=True)
@@ -73,6 +73,8 @@ def add_cmd(provider_code, name, tenant_id, settings, credentials, disabled) -> 
 
     given = _read_json(credentials, "--credentials")
     with app_context() as app, _uow(app) as uow:
+        if tenant_id is not None:
+            tenant_id = tenant_id_for(uow, tenant_id)
         row = service.add_config(uow, provider_code, name, settings=_read_json(settings, "--settings"),
                                  credentials=given, tenant_id=tenant_id, enabled=not disabled)
         uow.commit()
@@ -99,13 +101,14 @@ def set_credentials_cmd(config_id, credentials) -> None:
 
 @providers_group.command("enable")
 @click.argument("config_id")
-@click.option("--tenant", "tenant_id", default=None, help="Enable for this tenant only.")
+@click.option("--tenant", "tenant_id", default=None, help="Enable for this tenant (slug or id) only.")
 def enable_cmd(config_id, tenant_id) -> None:
     """Switch a configuration on (or enable it for one tenant)."""
     from hub.providers import service
 
     with app_context() as app, _uow(app) as uow:
         if tenant_id:
+            tenant_id = tenant_id_for(uow, tenant_id)
             service.enable_for_tenant(uow, config_id, tenant_id, True)
         else:
             service.set_enabled(uow, config_id, True)
@@ -115,7 +118,7 @@ def enable_cmd(config_id, tenant_id) -> None:
 
 @providers_group.command("disable")
 @click.argument("config_id")
-@click.option("--tenant", "tenant_id", default=None, help="Disable for this tenant only.")
+@click.option("--tenant", "tenant_id", default=None, help="Disable for this tenant (slug or id) only.")
 def disable_cmd(config_id, tenant_id) -> None:
     """The kill switch: no new purchase goes to a configuration (or, with --tenant, none of that
     tenant's) from now on. Purchases already in flight there (counted) keep their status
@@ -126,6 +129,7 @@ def disable_cmd(config_id, tenant_id) -> None:
 
     with app_context() as app, _uow(app) as uow:
         if tenant_id:
+            tenant_id = tenant_id_for(uow, tenant_id)
             service.enable_for_tenant(uow, config_id, tenant_id, False)
         else:
             service.set_enabled(uow, config_id, False)

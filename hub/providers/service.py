@@ -95,16 +95,26 @@ def _with_callback_secret(cls: type[Provider], settings: Mapping[str, Any], cred
     return {**credentials, setting: kept or secrets.token_urlsafe(32)}
 
 
+def _tenant_id(uow: UnitOfWork, tenant: str) -> str:
+    """The id of the tenant ``tenant`` names (its id or its slug). :raise NotFound:"""
+    from hub.tenancy.service import get_tenant
+
+    return get_tenant(uow, tenant).id
+
+
 def add_config(uow: UnitOfWork, provider_code: str, name: str, *, settings: Mapping[str, Any] | None = None,
                credentials: Mapping[str, Any] | None = None, tenant_id: str | None = None,
                enabled: bool = True, all_tenants: bool = True) -> ProviderConfig:
-    """Create a provider configuration (platform-wide when ``tenant_id`` is None).
+    """Create a provider configuration (platform-wide when ``tenant_id`` is None; else the
+    own configuration of that tenant, named by id or slug, stored by id).
 
     When the provider signs its callbacks (``callback_secret_setting``) and no secret is
     given, a random one is generated and stored with the credentials (encrypted);
     :func:`callback_secret` reads it for the operator to give the provider.
     """
     cls = _host().provider_class(provider_code)
+    if tenant_id is not None:
+        tenant_id = _tenant_id(uow, tenant_id)
     settings = dict(settings or {})
     credentials = _with_callback_secret(cls, settings, dict(credentials or {}))
     _validate(cls, settings, credentials)
@@ -159,8 +169,10 @@ def set_enabled(uow: UnitOfWork, config_id: str, enabled: bool) -> ProviderConfi
 
 
 def enable_for_tenant(uow: UnitOfWork, config_id: str, tenant_id: str, enabled: bool = True) -> None:
-    """Enable (or disable) a platform-wide configuration for one tenant; turns off ``all_tenants``."""
+    """Enable (or disable) a platform-wide configuration for one tenant (its id or slug);
+    turns off ``all_tenants``."""
     row = get_config(uow, config_id)
+    tenant_id = _tenant_id(uow, tenant_id)
     if row.tenant_id is not None:
         raise Conflict("a tenant's own configuration serves only that tenant")
     row.all_tenants = False

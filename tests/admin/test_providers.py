@@ -42,3 +42,19 @@ def test_an_operator_may_flip_the_kill_switch_but_not_touch_credentials(app, cli
                        data={"csrf_token": token, "enabled": "0"}).status_code == 302
     with app.test_request_context(), unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
         assert [c.enabled for c in list_configs(uow)] == [False]
+
+
+def test_a_tenants_own_configuration_is_stored_under_the_tenants_id_and_never_for_nobody(
+        app, client, admin_kit, tenant_factory):
+    from hub.providers.service import list_configs
+
+    tenant = tenant_factory()
+    admin_kit.login(client, admin_kit.make_admin(app))
+    token = admin_kit.csrf_from(client, "/admin/providers/")
+    form = {"csrf_token": token, "provider_code": "sandbox", "name": "Own", "tenant_id": tenant.slug}
+    assert client.post("/admin/providers/new", data=form).status_code == 302
+    page = client.post("/admin/providers/new", data={**form, "tenant_id": "nope"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "tenant &#39;nope&#39; not found" in page or "tenant 'nope' not found" in page
+    with app.test_request_context(), unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        assert [c.tenant_id for c in list_configs(uow)] == [tenant.id]

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from hub.app import create_app
 from hub.cli import main
 from hub.db import unit_of_work
-from hub.errors import ValidationFailed
+from hub.errors import NotFound, ValidationFailed
 from hub.providers import client, crypto, service
 from hub.providers.contract import PurchaseRequest, State, StatusRequest
 
@@ -75,16 +75,74 @@ def test_kill_switch_stops_calls_at_once(app, uow):
     assert status.state is State.SUCCESS
 
 
-def test_platform_config_can_be_enabled_per_tenant_and_tenant_configs_serve_only_their_tenant(app, uow):
+def test_platform_config_can_be_enabled_per_tenant_and_tenant_configs_serve_only_their_tenant(
+        app, uow, tenant_factory):
+    a, b = tenant_factory(), tenant_factory()
     shared = service.add_config(uow, "sandbox", "Shared")
-    own = service.add_config(uow, "sandbox", "A's own", tenant_id="ten_a")
+    own = service.add_config(uow, "sandbox", "A's own", tenant_id=a.id)
     uow.commit()
-    assert {r.id for r in service.usable_configs(uow, "ten_a")} == {shared.id, own.id}
-    assert {r.id for r in service.usable_configs(uow, "ten_b")} == {shared.id}
-    service.enable_for_tenant(uow, shared.id, "ten_b")
+    assert {r.id for r in service.usable_configs(uow, a.id)} == {shared.id, own.id}
+    assert {r.id for r in service.usable_configs(uow, b.id)} == {shared.id}
+    service.enable_for_tenant(uow, shared.id, b.slug)  # a slug names the tenant too
     uow.commit()
-    assert {r.id for r in service.usable_configs(uow, "ten_a")} == {own.id}
-    assert {r.id for r in service.usable_configs(uow, "ten_b")} == {shared.id}
+    assert {r.id for r in service.usable_configs(uow, a.id)} == {own.id}
+    assert {r.id for r in service.usable_configs(uow, b.id)} == {shared.id}
+
+
+def test_a_configuration_is_never_stored_for_a_tenant_that_does_not_exist(app, uow, tenant_factory):
+    a = tenant_factory()
+    assert service.add_config(uow, "sandbox", "By slug", tenant_id=a.slug).tenant_id == a.id
+    shared = service.add_config(uow, "sandbox", "Shared")
+    uow.commit()
+    with pytest.raises(NotFound, match="nope"):
+        service.add_config(uow, "sandbox", "Nobody's", tenant_id="nope")
+    with pytest.raises(NotFound, match="nope"):
+        service.enable_for_tenant(uow, shared.id, "nope")
+    uow.rollback()
+    assert {r.tenant_id for r in service.list_configs(uow)} == {a.id, None}
+    assert service.get_config(uow, shared.id).all_tenants is True
+
+
+def _cli_env(monkeypatch, config):
+    for key, value in {"ROP_DATABASE_URL": config.database_url, "ROP_REDIS_URL": config.redis_url,
+                       "ROP_INSTANCE_PATH": str(config.instance_path),
+                       "ROP_ENCRYPTION_KEYS": ",".join(config.encryption_keys)}.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_cli_tenant_options_take_the_slug_and_the_tenants_own_configuration_sells_to_it(
+        app, client, monkeypatch, capsys, config, tenant_factory):
+    """``rop providers add --tenant SLUG`` once stored the slug as the tenant id: the tenant's
+    own configuration then served nobody (its products unavailable, priced null)."""
+    _cli_env(monkeypatch, config)
+    owner, other = tenant_factory(), tenant_factory()
+    assert main(["providers", "add", "sandbox", "--name", "Owner's own", "--tenant", owner.slug]) == 0
+    own_id = capsys.readouterr().out.strip()
+    assert main(["catalog", "sync", "--config", own_id]) == 0
+    capsys.readouterr()
+    mine, theirs = ({p["code"]: p for p in client.get("/v1/products?q=TEL10", headers=t.headers).get_json()["items"]}
+                    for t in (owner, other))
+    assert mine["TEL10"]["active"] is True and mine["TEL10"]["price"] > 0
+    assert (theirs["TEL10"]["active"], theirs["TEL10"]["price"]) == (False, None)
+
+    assert main(["providers", "add", "sandbox", "--name", "Shared"]) == 0
+    shared_id = capsys.readouterr().out.strip()
+    assert main(["providers", "enable", shared_id, "--tenant", other.slug]) == 0
+    assert capsys.readouterr().out.strip() == f"{shared_id} enabled for {other.id}"
+    assert main(["providers", "disable", shared_id, "--tenant", other.slug]) == 0
+    assert f"{shared_id} disabled for {other.id}" in capsys.readouterr().out
+    assert main(["providers", "list", "--json"]) == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)["configurations"]}
+    assert rows[own_id]["tenant_id"] == owner.id
+
+    for args in (["providers", "add", "sandbox", "--name", "x", "--tenant", "nope"],
+                 ["providers", "enable", shared_id, "--tenant", "nope"],
+                 ["providers", "disable", shared_id, "--tenant", "nope"]):
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "no tenant 'nope'" in err
+    assert main(["providers", "list", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["configurations"]) == 2
 
 
 def test_cli_adds_lists_masked_and_switches_off(app, monkeypatch, capsys, config):
