@@ -170,6 +170,7 @@ def test_the_getting_started_guide_runs_as_written(tmp_path):
     # 5. The purchase succeeded, and the receiver verified its events.
     purchase = json.loads((clone / "purchase.json").read_text())
     assert purchase["status"] == "succeeded" and purchase["serial_number"], purchase
+    assert (purchase["price"], purchase["currency"]) == (10_557, "IDR"), "the guide says 10,557 (cost + 2 %)"
     deliveries = (clone / "webhooks.log").read_text().splitlines()
     verified = [line.split() for line in deliveries if line.startswith("verified ")]
     events = {fields[1] for fields in verified if len(fields) >= 4 and fields[3] == purchase["id"]}
@@ -183,3 +184,6 @@ def test_the_getting_started_guide_runs_as_written(tmp_path):
     assert [row["ref_id"] for row in rows] == ["bulk-1", "bulk-2", "bulk-3", "bulk-4"], rows
     assert [row["status"] for row in rows] == ["succeeded", "succeeded", "succeeded", "failed"], rows
     assert all(row["transaction_id"].startswith("trx_") for row in rows), rows
+    assert "invalid customer number" in rows[3]["error"], rows
+    assert "completed: 4 rows, 4 valid, 0 invalid; 3 succeeded, 1 failed" in script_log.read_text(), \
+        "rop bulk status --follow did not end with the counts the guide shows" + report
