@@ -4,6 +4,9 @@
   outside it such as provider callbacks) and every ``rop`` command with its arguments and
   options, and every ``ROP_*`` environment variable the code reads; it names no route or
   command that does not exist.
+- Every ``rop`` command that README.md, docs/*.md or bench/*.md shows in code exists, with the
+  options it is shown with; every ``ROP_*`` variable the guides (README, getting-started,
+  operations) name is in docs/api.md's environment table.
 - No file of the repository points at documents outside it (users have only the project).
 - Every relative link of README.md, docs/*.md and bench/*.md reaches a file of the repository, and a
   heading of it when the link has an anchor.
@@ -102,18 +105,24 @@ def test_every_cli_command_is_in_the_api_reference_with_its_arguments_and_option
     assert not problems, "docs/api.md and the CLI differ:\n" + "\n".join(problems)
 
 
+def _resolve(words: list[str]) -> tuple[click.Command, str, list[str], str | None]:
+    """Walk ``rop``'s command tree along ``words``: the command reached, its path, the words
+    left after a leaf command (its arguments), and the first word that is no command (or None)."""
+    command: click.Command = main_group
+    path = "rop"
+    for index, word in enumerate(words):
+        if not isinstance(command, click.Group):
+            return command, path, words[index:], None
+        sub = command.commands.get(word)
+        if sub is None:
+            return command, path, words[index:], word
+        command, path = sub, f"{path} {word}"
+    return command, path, [], None
+
+
 def test_the_api_reference_names_no_command_that_does_not_exist():
-    unknown = []
-    for words in re.findall(r"`rop ([a-z][a-z-]*(?: [a-z][a-z-]*)*)", _api_doc()):
-        command: click.Command = main_group
-        for word in words.split():
-            if not isinstance(command, click.Group):
-                break  # a leaf command's argument
-            sub = command.commands.get(word)
-            if sub is None:
-                unknown.append(f"rop {words}")
-                break
-            command = sub
+    unknown = [f"rop {words}" for words in re.findall(r"`rop ([a-z][a-z-]*(?: [a-z][a-z-]*)*)", _api_doc())
+               if _resolve(words.split())[3] is not None]
     assert not unknown, f"docs/api.md names commands that do not exist: {sorted(set(unknown))}"
 
 
@@ -202,3 +211,62 @@ def test_every_relative_link_reaches_a_file_and_its_heading(page):
         elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked.read_text(encoding="utf-8")):
             broken.append(f"{target}: {linked.name} has no heading #{anchor}")
     assert not broken, f"{page.relative_to(ROOT)} has broken links: {broken}"
+
+
+# -- every page: the commands and variables it names exist ----------------------------------------
+INLINE_CODE = re.compile(r"`([^`\n]+)`")
+ROP_COMMAND = re.compile(r"(?<![\w.-])rop ((?:[a-z][a-z-]*)(?: [a-z][a-z-]*)*)((?: +[^\s|;&#`]+)*)")
+
+
+def _code_of(markdown: str) -> list[str]:
+    """The code of a page, one line each: every line of its fenced blocks (continuation lines
+    joined) and every inline code span of the rest."""
+    lines = []
+    for block in FENCE.finditer(markdown):
+        lines.extend(block.group(0).replace("\\\n", " ").splitlines()[1:-1])
+    lines.extend(INLINE_CODE.findall(FENCE.sub("", markdown)))
+    return lines
+
+
+def _command_problems(line: str) -> list[str]:
+    problems = []
+    for match in ROP_COMMAND.finditer(line):
+        command, path, rest, unknown = _resolve(match.group(1).split())
+        if unknown is not None:
+            problems.append(f"{path} {unknown}: no such command ({line.strip()[:100]})")
+            continue
+        if isinstance(command, click.Group):
+            continue
+        options = {opt for param in command.params for opt in param.opts} | {"--help"}
+        for token in [*rest, *match.group(2).split()]:
+            if token.startswith("-") and token != "-" and token.split("=", 1)[0] not in options:
+                problems.append(f"{path}: no option {token} ({line.strip()[:100]})")
+    return problems
+
+
+@pytest.mark.parametrize("page", _docs(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_rop_command_a_page_shows_exists_with_its_options(page):
+    problems = [p for line in _code_of(page.read_text(encoding="utf-8")) for p in _command_problems(line)]
+    assert not problems, f"{page.relative_to(ROOT)} shows commands the CLI does not have:\n" + "\n".join(problems)
+
+
+def test_the_command_check_sees_what_it_must():
+    assert _command_problems("rop wallets topup 100 --tenant demo --reason x") == []
+    assert _command_problems(".venv/bin/rop bulk submit rows.csv --tenant demo --follow | tail") == []
+    assert _command_problems("rop wallets top-up 100") and _command_problems("rop bulk submit f --folow")
+    assert _code_of("a `rop up` b\n```sh\nrop clients create \\\n  --platform\n```\n") == [
+        "rop clients create    --platform", "rop up"]
+
+
+#: The pages a newcomer and an operator follow step by step: every variable they name is one the
+#: reference lists. (Other pages also name Flask settings of the admin UI and a plugin's CI variable.)
+GUIDES = [ROOT / "README.md", ROOT / "docs" / "getting-started.md", ROOT / "docs" / "operations.md"]
+
+
+@pytest.mark.parametrize("page", GUIDES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_environment_variable_a_guide_names_is_in_the_api_reference(page):
+    table = set(re.findall(r"^\| `(ROP_[A-Z_]+)` \|", _api_doc(), re.MULTILINE))
+    test_only = {"ROP_TEST_DATABASE_URL", "ROP_TEST_REQUIRE_POSTGRES"}  # the suite's, described under the table
+    named = set(re.findall(r"\bROP_[A-Z][A-Z_]*[A-Z]\b", page.read_text(encoding="utf-8")))
+    unknown = sorted(named - table - test_only)
+    assert not unknown, f"{page.relative_to(ROOT)} names variables docs/api.md does not list: {unknown}"

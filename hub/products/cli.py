@@ -53,9 +53,25 @@ def catalog_sync(provider_code: str | None, config_id: str | None, allow_empty: 
             line = (f"{r['config_id']} {r['provider_code']}: {r['status']}, {r['items']} items, "
                     f"{r['created']} created, {r['changed']} changed, {r['vanished']} vanished")
             click.echo(line + (f" — {r['error']}" if r["error"] else ""))
+    _warn_without_rule()
     failed = [r for r in reports if r["status"] != "succeeded"]
     if failed:
         raise CliError(f"{len(failed)} of {len(reports)} catalog syncs failed; nothing of those was applied")
+
+
+def _warn_without_rule(tenant_slug: str | None = None) -> list[str]:
+    """Say on stderr which products no price rule prices (they sell at cost); return their codes."""
+    from hub.products import rules
+
+    with app_context() as app, unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        codes = rules.without_rule(operator_context(), uow, tenant_id=_tenant_id(uow, tenant_slug))
+    if codes:
+        shown = ", ".join(codes[:10]) + (f" and {len(codes) - 10} more" if len(codes) > 10 else "")
+        whose = f"no price rule of the platform or of {tenant_slug}" if tenant_slug else "no platform price rule"
+        click.echo(f"rop: warning: {len(codes)} product(s) on sale have {whose} and sell at cost: {shown}; "
+                   "set one with 'rop pricing set' (e.g. 'rop pricing set markup_percent 200': cost + 2 %)",
+                   err=True)
+    return codes
 
 
 @catalog.command("list")
@@ -73,13 +89,17 @@ def catalog_list(tenant_slug: str, category: str | None, query: str | None, as_j
         while cursor:
             more, cursor = service.list_products(ctx, uow, category=category, q=query, limit=500, cursor=cursor)
             items += more
+    at_cost = set(_warn_without_rule(tenant_slug))
+    for p in items:
+        p["at_cost"] = p["price"] is not None and p["code"] in at_cost
     if as_json:
         click.echo(_dump(items))
         return
     for p in items:
         price = "-" if p["price"] is None else f"{p['price']:,}"
         click.echo(f"{p['code']:<16} {p['name'][:40]:<40} {p['category']:<8} {price:>12} {p['currency']} "
-                   f"{'active' if p['active'] else 'unavailable'}")
+                   f"{'active' if p['active'] else 'unavailable'}"
+                   + ("  at cost: no price rule" if p["at_cost"] else ""))
 
 
 @catalog.command("history")

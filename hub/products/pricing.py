@@ -76,6 +76,11 @@ class RuleBook:
     def pick(rules: dict[str, Rule], code: str, category: str) -> Rule | None:
         return rules.get(f"product:{code}") or rules.get(f"category:{category}") or rules.get("all")
 
+    def has_rule(self, code: str, category: str) -> bool:
+        """Whether any rule (the platform's or the tenant's) prices this product; without one
+        it sells at cost, which is almost always a forgotten price list."""
+        return self.pick(self.platform, code, category) is not None or self.pick(self.tenant, code, category) is not None
+
     def price(self, cost: int, code: str, category: str) -> int:
         """The rule-based price of a product costing ``cost`` (steps 2-4 above)."""
         base_rule = self.pick(self.platform, code, category)

@@ -16,7 +16,7 @@ from hub.context import CallContext
 from hub.db import UnitOfWork
 from hub.errors import NotFound, ValidationFailed
 from hub.products import pricing, service
-from hub.products.models import PLATFORM, Category, PriceRule, PriceRuleChange, Product
+from hub.products.models import PLATFORM, Category, Offer, PriceRule, PriceRuleChange, Product
 
 #: Bounds of a ``markup_percent`` value in basis points: -100 % … +1,000 %.
 PERCENT_RANGE = (-10_000, 100_000)
@@ -119,6 +119,19 @@ def list_rules(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = Non
     if not everyone:
         stmt = stmt.where(PriceRule.owner == _owner(tenant_id))
     return [rule_view(r) for r in uow.session.scalars(stmt)]
+
+
+def without_rule(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = None) -> list[str]:
+    """The codes of the products on sale (not disabled, with an active offer) that no price
+    rule prices: none of the platform's (for the product, its category or everything) and,
+    with ``tenant_id``, none of that tenant's. They sell at cost (unless a ``price_product``
+    plugin says otherwise): the hub earns nothing on them."""
+    _operator(ctx)
+    book = pricing.load_rulebook(uow, tenant_id)
+    on_sale = (select(Product.code, Product.category_code).where(Product.status != "disabled")
+               .where(select(Offer.id).where(Offer.product_id == Product.id, Offer.status == "active").exists())
+               .order_by(Product.code))
+    return [code for code, category in uow.session.execute(on_sale) if not book.has_rule(code, category)]
 
 
 def rule_history(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = None,

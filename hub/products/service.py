@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import structlog
 from flask import current_app
 from sqlalchemy import Select, func, or_, select
 
@@ -40,6 +41,28 @@ CACHE_PREFIX = "rop:products:cache"
 CACHE_TTL = 300
 #: Tenants whose usable provider configurations one process remembers (per configurations' version).
 CONFIGS_CACHE_SIZE = 10_000
+#: Seconds between two warnings of one process about one tenant's product sold at cost.
+AT_COST_WARN_EVERY = 600.0
+
+log = structlog.get_logger("hub.products")
+_at_cost_warned: dict[tuple[str, str], float] = {}
+
+
+def warn_at_cost(tenant_id: str, code: str, cost: int, currency: str) -> None:
+    """Log that a product is priced for a tenant at its cost because no price rule applies
+    (no platform rule for it, its category or everything, and none of the tenant's): the
+    hub then earns nothing on it. Once per tenant and product every
+    :data:`AT_COST_WARN_EVERY` seconds in a process, so that a bulk file logs it once."""
+    now = time.monotonic()
+    key = (tenant_id, code)
+    last = _at_cost_warned.get(key)
+    if last is not None and now - last < AT_COST_WARN_EVERY:
+        return
+    if len(_at_cost_warned) > CONFIGS_CACHE_SIZE:
+        _at_cost_warned.clear()
+    _at_cost_warned[key] = now
+    log.warning("product sold at cost: no price rule", tenant_id=tenant_id, product_code=code, cost=cost,
+                currency=currency, hint="rop pricing set markup_percent 200 prices everything at cost + 2 %")
 
 
 def _state():
@@ -215,7 +238,12 @@ def sale_views(ctx: CallContext, uow: UnitOfWork, products: list[Product], *,
         view["active"] = product.status == "active" and bool(healthy)
         view["price"] = (pricing.tenant_price(hook, tenant_id, view, min(o.cost for o in basis), rules)
                          if basis else None)
-        if with_offers:
+        if with_offers:  # a sale (a purchase, a bulk row) or an operator's explanation: say it earns nothing
+            cost = min(o.cost for o in basis) if basis else None
+            view["at_cost"] = (cost is not None and view["price"] == cost
+                               and not rules.has_rule(product.code, product.category_code))
+            if view["at_cost"]:
+                warn_at_cost(tenant_id, product.code, cost, product.currency)
             view["offers"] = [{"config_id": o.config_id, "provider_code": o.provider_code,
                                "provider_sku": o.provider_sku, "cost": o.cost, "priority": o.priority}
                               for o in own]

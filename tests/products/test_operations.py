@@ -140,3 +140,18 @@ def test_operator_calls_need_the_platform_scope_and_valid_input(app, run, tenant
     with pytest.raises(ValidationFailed):
         run(operators.set_offer_priority, OPERATOR, offer_id, -1)
     assert run(operators.set_offer_priority, OPERATOR, offer_id, 5)["priority"] == 5
+
+
+def test_rop_catalog_sync_and_list_flag_products_that_no_price_rule_prices(app, rop):
+    add_config(app)
+    synced = rop("catalog", "sync")
+    assert synced.returncode == 0, synced.stderr
+    assert "no platform price rule and sell at cost: BPJS, " in synced.stderr  # the first codes, then a count
+    assert rop("tenants", "create", "At Cost").returncode == 0
+    listed = rop("catalog", "list", "--tenant", "at-cost", "--json")
+    assert "sell at cost" in listed.stderr
+    assert {p["code"]: p["at_cost"] for p in json.loads(listed.stdout)}["TEL10"] is True
+    assert rop("pricing", "set", "--tenant", "at-cost", "markup_percent", "200").returncode == 0
+    priced = rop("catalog", "list", "--tenant", "at-cost")
+    assert priced.returncode == 0 and "at cost" not in priced.stdout + priced.stderr
+    assert "TEL10" in priced.stdout

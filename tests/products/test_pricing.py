@@ -1,6 +1,8 @@
 """Tenant pricing: the platform price list, tenant rules, the cost floor, the price_product hook."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from hub import hookimpl
@@ -134,3 +136,38 @@ def test_a_price_that_is_not_an_int_is_refused(app, run, tenant_factory):
             run(client.get_for_sale, sale_ctx(tenant.id), "TEL10")
     finally:
         host.pm.unregister(plugin)
+
+
+def test_a_product_no_rule_prices_sells_at_cost_and_the_hub_warns(app, run, tenant_factory, caplog):
+    seed_sandbox_catalog(app)
+    tenant, other = tenant_factory(), tenant_factory()
+    caplog.set_level(logging.WARNING, logger="hub.products")
+
+    def warnings() -> list[str]:
+        return [str(r.msg) for r in caplog.records if "sold at cost" in str(r.msg)]
+
+    # No rule at all: the purchase's view of the product is at cost, and the sale is logged.
+    sale = run(client.get_for_sale, sale_ctx(tenant.id), "TEL10")
+    assert (sale["price"], sale["at_cost"]) == (10_350, True)
+    [line] = warnings()
+    assert "TEL10" in line and tenant.id in line and "rop pricing set" in line
+    run(client.prices_for, sale_ctx(tenant.id), ["TEL10"])  # a bulk file's rows: once per tenant and product
+    assert len(warnings()) == 1
+    assert "TEL10" in run(rules.without_rule, OPERATOR, tenant_id=tenant.id)
+
+    # A tenant's own rule prices its sales; the platform price list still lacks one for the others.
+    run(rules.set_rule, OPERATOR, tenant_id=tenant.id, target="category:pulsa", kind="markup_fixed", value=100)
+    assert run(client.get_for_sale, sale_ctx(tenant.id), "TEL10")["at_cost"] is False
+    assert "TEL10" not in run(rules.without_rule, OPERATOR, tenant_id=tenant.id)
+    assert "TEL10" in run(rules.without_rule, OPERATOR, tenant_id=None)
+    assert run(client.get_for_sale, sale_ctx(other.id), "TEL10")["at_cost"] is True
+
+    # A platform rule for everything: nothing sells at cost by omission. A rule that makes the
+    # price the cost is a decision, not an omission: no warning either.
+    run(rules.set_rule, OPERATOR, tenant_id=None, target="all", kind="markup_percent", value=0)
+    before = len(warnings())
+    assert run(rules.without_rule, OPERATOR, tenant_id=None) == []
+    third = tenant_factory()
+    sale = run(client.get_for_sale, sale_ctx(third.id), "TEL10")
+    assert (sale["price"], sale["at_cost"]) == (10_350, False)
+    assert len(warnings()) == before
