@@ -15,6 +15,8 @@ LOCAL  := -e . $(foreach p,$(PLUGINS),-e $(patsubst %/,%,$(dir $(p))))
 STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 PYTEST_ARGS ?=
+# The suite in parallel processes (pytest-xdist), each with its own database and Redis; 0: one.
+TEST_WORKERS ?= 4
 FUZZ_ARGS ?=
 CHAOS_ARGS ?=
 # uv resolves the universal lock (every Python >= 3.11, every platform) with hashes.
@@ -40,7 +42,7 @@ run: install
 	$(BIN)/rop up --port $(PORT)
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 fuzz: install
 	$(BIN)/python bench/fuzz_api.py $(FUZZ_ARGS)
@@ -69,7 +71,7 @@ test-latest:
 	  -e ".[test,postgres]" $(foreach p,$(PLUGINS),-e $(patsubst %/,%,$(dir $(p))))
 	$(LATEST)/bin/python -m pip list --format=freeze --disable-pip-version-check > $(LATEST)/versions.txt
 	@echo "newest allowed versions: $(LATEST)/versions.txt"
-	$(LATEST)/bin/python -m pytest $(PYTEST_ARGS)
+	$(LATEST)/bin/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LATEST) $(TOOLS) .pytest_cache build *.egg-info

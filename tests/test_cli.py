@@ -75,7 +75,7 @@ def test_rop_up_serves_on_its_own_redis_and_ctrl_c_leaves_nothing_behind(tmp_pat
     proc = subprocess.Popen([*ROP, "up", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     family: set[int] = set()
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         ready = None
         while time.monotonic() < deadline:
             try:

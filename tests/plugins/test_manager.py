@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from importlib.metadata import entry_points
 
 import pytest
 
@@ -96,7 +95,7 @@ def test_a_broken_plugin_stops_start_up_with_one_line_naming_it(temp_plugin, sou
     assert err.startswith("rop: error: plugin 'broken'") and "\n" not in err
 
 
-def test_a_plugin_installed_with_pip_is_discovered_and_gone_once_uninstalled(tmp_path):
+def test_a_plugin_installed_with_pip_is_discovered_and_gone_once_uninstalled(tmp_path, scratch_env):
     pkg = tmp_path / "throwaway"
     (pkg / "rop_throwaway").mkdir(parents=True)
     (pkg / "rop_throwaway" / "__init__.py").write_text(textwrap.dedent("""
@@ -117,18 +116,14 @@ def test_a_plugin_installed_with_pip_is_discovered_and_gone_once_uninstalled(tmp
             throwaway = rop_throwaway
     """))
     (pkg / "setup.py").write_text("from setuptools import setup\nsetup()\n")
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    list_cmd = [sys.executable, "-m", "hub.cli", "plugins", "list", "--json"]
-    subprocess.run(pip + ["install", "--no-build-isolation", "--no-deps", str(pkg)], check=True)
-    try:
-        rows = json.loads(subprocess.run(list_cmd, check=True, capture_output=True, text=True).stdout)
-        found = next(r for r in rows if r["name"] == "throwaway")
-        assert found["version"] == "1.2.3" and found["hooks"] == ["validate_customer_number"]
-    finally:
-        subprocess.run(pip + ["uninstall", "-y", "rop-throwaway"], check=True)
+    list_cmd = [scratch_env.python, "-m", "hub.cli", "plugins", "list", "--json"]
+    scratch_env.install(pkg)
+    rows = json.loads(subprocess.run(list_cmd, check=True, capture_output=True, text=True).stdout)
+    found = next(r for r in rows if r["name"] == "throwaway")
+    assert found["version"] == "1.2.3" and found["hooks"] == ["validate_customer_number"]
+    scratch_env.uninstall("rop-throwaway")
     rows = json.loads(subprocess.run(list_cmd, check=True, capture_output=True, text=True).stdout)
     assert "throwaway" not in {r["name"] for r in rows}
-    assert "throwaway" not in {ep.name for ep in entry_points(group="rop")}
 
 
 def _dist_info(root, dist: str, version: str, entry_point: str) -> None:

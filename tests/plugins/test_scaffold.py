@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 
 import pytest
 
@@ -13,14 +12,8 @@ from hub.cli import main
 from hub.providers.contract import Capability, Provider, ProviderResult, State
 from hub.providers.testing import CHECKS, CallbackInbox, ContractCase, run_contract, view
 
-PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
 
-
-def _install(package) -> None:
-    subprocess.run(PIP + ["install", "--no-build-isolation", "--no-deps", str(package)], check=True)
-
-
-def test_scaffold_installs_and_passes_its_own_tests_including_the_contract_kit(tmp_path, capsys):
+def test_scaffold_installs_and_passes_its_own_tests_including_the_contract_kit(tmp_path, capsys, scratch_env):
     assert main(["plugins", "new", "acme_pay", "--directory", str(tmp_path),
                  "--distribution", "acme-pay-connector"]) == 0
     package = tmp_path / "acme_pay"
@@ -32,9 +25,9 @@ def test_scaffold_installs_and_passes_its_own_tests_including_the_contract_kit(t
     plugin = (package / "rop_acme_pay/plugin.py").read_text()
     assert "provider_http()" in plugin and "failure_result(exc" in plugin  # HTTP through the hub's client
     assert "pytest -ra tests" in (package / ".github/workflows/test.yml").read_text()
-    _install(package)
+    scratch_env.install(package)
     try:
-        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+        run = subprocess.run([scratch_env.python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
                               "--rootdir", str(package), str(package / "tests")],
                              check=False, cwd=package, capture_output=True, text=True)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
@@ -44,7 +37,7 @@ def test_scaffold_installs_and_passes_its_own_tests_including_the_contract_kit(t
         assert passed and int(passed.group(1)) == 1 + codes + len(CHECKS) - 1, run.stdout[-2000:]
         assert "1 skipped" in run.stdout and "does not declare the 'postpaid' capability" in run.stdout
     finally:
-        subprocess.run(PIP + ["uninstall", "-y", "acme-pay-connector"], check=True)
+        scratch_env.uninstall("acme-pay-connector")
     assert main(["plugins", "new", "acme_pay", "--directory", str(tmp_path)]) == 1
     assert "already exists" in capsys.readouterr().err
     assert main(["plugins", "new", "Bad-Name", "--directory", str(tmp_path)]) == 1
@@ -52,22 +45,19 @@ def test_scaffold_installs_and_passes_its_own_tests_including_the_contract_kit(t
     assert "distribution name '-bad'" in capsys.readouterr().err
 
 
-def test_reinstalling_under_another_distribution_name_is_not_silent(tmp_path, capsys):
+def test_reinstalling_under_another_distribution_name_is_not_silent(tmp_path, scratch_env):
     assert main(["plugins", "new", "twice_pay", "--directory", str(tmp_path)]) == 0
     package = tmp_path / "twice_pay"
-    _install(package)
+    scratch_env.install(package)
     setup_cfg = package / "setup.cfg"
     setup_cfg.write_text(setup_cfg.read_text().replace("name = rop-provider-twice-pay", "name = twice-pay-renamed"))
-    _install(package)
-    try:
-        capsys.readouterr()
-        assert main(["plugins", "list"]) == 0
-        out = capsys.readouterr()
-        assert out.out.count("providers=twice_pay") == 1  # loaded once
-        assert "warning: entry point 'twice_pay' is installed by two distributions" in out.err
-        assert "rop-provider-twice-pay" in out.err and "twice-pay-renamed" in out.err
-    finally:
-        subprocess.run(PIP + ["uninstall", "-y", "rop-provider-twice-pay", "twice-pay-renamed"], check=True)
+    scratch_env.install(package)
+    out = subprocess.run([scratch_env.python, "-m", "hub.cli", "plugins", "list"], check=False,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("providers=twice_pay") == 1  # loaded once
+    assert "warning: entry point 'twice_pay' is installed by two distributions" in out.stderr
+    assert "rop-provider-twice-pay" in out.stderr and "twice-pay-renamed" in out.stderr
 
 
 class BrokenProvider(Provider):
