@@ -76,15 +76,21 @@ def test_kill_switch_stops_calls_at_once(app, uow):
 
 
 def test_platform_config_can_be_enabled_per_tenant_and_tenant_configs_serve_only_their_tenant(app, uow):
+    from hub.cli.base import operator_context
+    from hub.tenancy.service import create_tenant
+
+    ten_a = create_tenant(operator_context(), uow, "A", "tenant-a").id
+    ten_b = create_tenant(operator_context(), uow, "B", "tenant-b").id
     shared = service.add_config(uow, "sandbox", "Shared")
-    own = service.add_config(uow, "sandbox", "A's own", tenant_id="ten_a")
+    own = service.add_config(uow, "sandbox", "A's own", tenant_id="tenant-a")  # the slug names it
     uow.commit()
-    assert {r.id for r in service.usable_configs(uow, "ten_a")} == {shared.id, own.id}
-    assert {r.id for r in service.usable_configs(uow, "ten_b")} == {shared.id}
-    service.enable_for_tenant(uow, shared.id, "ten_b")
+    assert own.tenant_id == ten_a
+    assert {r.id for r in service.usable_configs(uow, ten_a)} == {shared.id, own.id}
+    assert {r.id for r in service.usable_configs(uow, ten_b)} == {shared.id}
+    service.enable_for_tenant(uow, shared.id, ten_b)
     uow.commit()
-    assert {r.id for r in service.usable_configs(uow, "ten_a")} == {own.id}
-    assert {r.id for r in service.usable_configs(uow, "ten_b")} == {shared.id}
+    assert {r.id for r in service.usable_configs(uow, ten_a)} == {own.id}
+    assert {r.id for r in service.usable_configs(uow, ten_b)} == {shared.id}
 
 
 def test_cli_adds_lists_masked_and_switches_off(app, monkeypatch, capsys, config):
