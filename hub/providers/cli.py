@@ -49,7 +49,8 @@ def list_cmd(as_json: bool) -> None:
         click.echo(json.dumps({"providers": providers, "configurations": rows}, indent=2, default=str))
         return
     for p in providers:
-        click.echo(f"provider {p['code']:<12} {p['name']} {p['version']} [{','.join(p['capabilities'])}]")
+        click.echo(f"provider {p['code']:<12} {p['name']} {p['version']} [{','.join(p['capabilities'])}]; "
+                   f"settings: {', '.join(p['settings']) or 'none'}; credentials: {', '.join(p['credentials']) or 'none'}")
     for r in rows:
         state = {"on": "on ", "off": "OFF"}.get(r["state"], r["state"])
         click.echo(f"{r['id']}  {r['provider_code']:<12} {state} "

@@ -22,6 +22,8 @@ from hub.providers.contract import (
     ProviderConfigView,
     ProviderResult,
     State,
+    credential_fields,
+    setting_fields,
 )
 from hub.providers.http import allow_own_callbacks, watch_transport
 from hub.providers.models import ProviderCallback, ProviderConfig, ProviderConfigTenant
@@ -84,18 +86,6 @@ def configs_version() -> str:
         redis.set(CONFIGS_VERSION_KEY, uuid.uuid4().hex, nx=True)
         token = redis.get(CONFIGS_VERSION_KEY)
     return token.decode() if isinstance(token, bytes) else str(token)
-
-
-def credential_fields(cls: type[Provider]) -> list[str]:
-    """The provider's credentials: the fields of its ``settings_schema`` declared with
-    ``metadata={"secret": True}`` (encrypted at rest, masked when shown)."""
-    return sorted(name for name, f in cls.settings_schema().fields.items() if f.metadata.get("secret"))
-
-
-def setting_fields(cls: type[Provider]) -> list[str]:
-    """The provider's settings: every other field of its ``settings_schema`` (stored in clear)."""
-    secret = set(credential_fields(cls))
-    return sorted(name for name in cls.settings_schema().fields if name not in secret)
 
 
 def _field_message(messages: Any) -> str:
