@@ -114,10 +114,9 @@ def up(host: str, port: int, workers: int, provider_threads: int, max_restarts: 
     --max-restarts deaths of one process within --restart-window seconds stop everything
     (exit 1). Ctrl-C or SIGTERM stops them all and leaves no process behind.
     """
+    from hub.config import Config, served_url
     from hub.queues import GENERAL_QUEUES
     from hub.supervisor import Child, GaveUp, Policy, Supervisor, become_subreaper
-
-    from hub.config import Config, served_url
 
     config = Config.from_env()
     # Outside the embedded defaults providers need ROP_PUBLIC_URL to call back: refuse to
