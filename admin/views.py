@@ -177,6 +177,7 @@ class ProvidersView(AdminView):
     @expose("/")
     def index(self):
         from hub.providers.service import list_configs, masked
+        from hub.tenancy.service import list_tenants
         from hub.transactions.client import in_flight_by_config
 
         host = current_state().extras.get("plugins")
@@ -185,7 +186,9 @@ class ProvidersView(AdminView):
         rows = [masked(row) for row in list_configs(uow)]
         # The kill switch's confirmation says how many purchases are in flight there.
         in_flight = in_flight_by_config(admin_ctx(), uow, [r["id"] for r in rows])
-        return self.render("rop_admin/providers.html", configs=rows, codes=codes, in_flight=in_flight)
+        # A tenant's own configuration names the tenant from a picker: never a typed id.
+        return self.render("rop_admin/providers.html", configs=rows, codes=codes, in_flight=in_flight,
+                           tenants=list_tenants(uow))
 
     @expose("/new", methods=("POST",))
     @requires_role("admin")

@@ -112,7 +112,8 @@ def main() -> int:
             port = free_port()
             env = dict(os.environ, ROP_DATABASE_URL=database_url, ROP_REDIS_URL=redis_url,
                        ROP_INSTANCE_PATH=str(tmp_path / "instance"), ROP_LOG_LEVEL="ERROR",
-                       ROP_LOG_FORMAT="console", ROP_ACCESS_TOKEN_TTL="7200")
+                       ROP_LOG_FORMAT="console", ROP_ACCESS_TOKEN_TTL="7200",
+                       ROP_PUBLIC_URL=f"http://127.0.0.1:{port}")
             log_path = tmp_path / "hub.log"
             with log_path.open("wb") as log:  # the children hold their own descriptors of it
                 procs = start(env, port=port, workers=1, provider_workers=1, threads=8, output=log)

@@ -247,7 +247,8 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
 
         port = free_port()
         env = {**os.environ, "ROP_DATABASE_URL": database_url, "ROP_REDIS_URL": redis_url,
-               "ROP_INSTANCE_PATH": str(tmp / "instance"), "ROP_LOG_LEVEL": "WARNING"}
+               "ROP_INSTANCE_PATH": str(tmp / "instance"), "ROP_LOG_LEVEL": "WARNING",
+               "ROP_PUBLIC_URL": f"http://127.0.0.1:{port}"}
         server = subprocess.Popen([sys.executable, "-m", "hub.cli", "web", "--host", "127.0.0.1", "--port", str(port),
                                    "--workers", str(args.workers), "--threads", str(args.threads)],
                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

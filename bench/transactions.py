@@ -309,7 +309,7 @@ def main() -> int:
             port = free_port()
             env = dict(os.environ, ROP_DATABASE_URL=database_url, ROP_REDIS_URL=redis_url,
                        ROP_INSTANCE_PATH=str(tmp_path / "instance"), ROP_LOG_LEVEL="WARNING",
-                       ROP_LOG_FORMAT="console")
+                       ROP_LOG_FORMAT="console", ROP_PUBLIC_URL=f"http://127.0.0.1:{port}")
             procs = start(env, port=port, workers=args.workers, provider_workers=args.provider_workers,
                           threads=args.threads)
             wait_ready(port, timeout=120)

@@ -94,6 +94,41 @@ class Limits:
         )
 
 
+#: the file in the instance folder where, on the embedded defaults, the web server records the
+#: address it serves on (every process of the hub reads it for the hub's callback URL)
+SERVED_URL_FILE = "served_url"
+
+
+def check_public_url(raw: str) -> str:
+    """``ROP_PUBLIC_URL`` without its trailing slash. :raise ConfigError: not an http(s) URL."""
+    from urllib.parse import urlsplit
+
+    value = raw.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"ROP_PUBLIC_URL must be the hub's http(s) address as providers reach it "
+                          f"(e.g. https://hub.example.com), got {raw!r}")
+    return value
+
+
+def served_url(host: str, port: int) -> str:
+    """The URL of a server listening on ``host``:``port``, as a process on this machine reaches
+    it: a wildcard address (0.0.0.0, ::) is reached on the loopback address."""
+    host = host.strip("[]") or "127.0.0.1"
+    if host in ("0.0.0.0", "*"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _embedded_redis_url(instance: Path) -> str | None:
+    try:
+        return (instance / "redis" / "url").read_text().strip() or None
+    except OSError:
+        return None
+
+
 @dataclass(frozen=True)
 class Config:
     """The hub's settings, resolved once per process by :meth:`from_env`."""
@@ -112,10 +147,54 @@ class Config:
     transactions: TransactionSettings | None = None
     testing: bool = False
     extra: Mapping[str, object] = field(default_factory=dict)
+    #: ``ROP_PUBLIC_URL``: the hub's address as providers reach it (None: not set)
+    public_url: str | None = None
+    #: the hub runs its own Redis server (``ROP_REDIS_URL`` unset, or set by ``rop`` to it)
+    redis_embedded: bool = False
 
     @property
     def database_is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def embedded_defaults(self) -> bool:
+        """The one-machine set-up (``make run``, ``rop up`` with nothing set): a SQLite file and
+        the hub's own Redis server."""
+        return self.database_is_sqlite and self.redis_embedded
+
+    def own_url(self) -> str | None:
+        """The hub's address as providers reach it, for their callbacks: ``ROP_PUBLIC_URL``; on
+        the embedded defaults without it, the address the web server serves on (recorded in
+        the instance folder by ``rop up`` and the web server at start; ``http://127.0.0.1:5000``
+        before either ran). None: unknown (outside the embedded defaults ROP_PUBLIC_URL is
+        required; :meth:`require_public_url`)."""
+        if self.public_url:
+            return self.public_url
+        if not self.embedded_defaults:
+            return None
+        try:
+            return (self.instance_path / SERVED_URL_FILE).read_text().strip() or "http://127.0.0.1:5000"
+        except OSError:
+            return "http://127.0.0.1:5000"
+
+    def require_public_url(self) -> None:
+        """:raise ConfigError: outside the embedded defaults without ``ROP_PUBLIC_URL`` (the
+        web server and ``rop up`` refuse to start: providers could not call the hub back)."""
+        if self.own_url() is None:
+            raise ConfigError("ROP_PUBLIC_URL is required outside the embedded defaults (SQLite and the hub's own "
+                              "Redis): set it to the hub's address as providers reach it, e.g. https://hub.example.com")
+
+    def record_served_url(self, url: str) -> None:
+        """On the embedded defaults without ``ROP_PUBLIC_URL``: remember ``url`` (where the web
+        server serves) as the hub's own address, for every process of this instance folder."""
+        if self.public_url or not self.embedded_defaults:
+            return
+        path = self.instance_path / SERVED_URL_FILE
+        if path.exists() and path.read_text().strip() == url:
+            return
+        scratch = path.with_name(f".{SERVED_URL_FILE}.{os.getpid()}")
+        scratch.write_text(url + "\n")
+        os.replace(scratch, path)
 
     @property
     def database_kind(self) -> str:
@@ -150,6 +229,10 @@ class Config:
         redis_url = overrides.pop("redis_url", None) or env.get("ROP_REDIS_URL") or None
         if redis_url and not str(redis_url).startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"ROP_REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
+        # rop's processes hand the embedded server's URL on to their children in ROP_REDIS_URL
+        redis_embedded = not redis_url or str(redis_url) == _embedded_redis_url(instance)
+        raw_public = overrides.pop("public_url", None) or env.get("ROP_PUBLIC_URL") or ""
+        public_url = check_public_url(str(raw_public)) if str(raw_public).strip() else None
 
         secret_key = str(
             overrides.pop("secret_key", None)
@@ -205,5 +288,7 @@ class Config:
             limits=overrides.pop("limits", None) or Limits.from_env(env),  # type: ignore[arg-type]
             transactions=transactions,
             testing=bool(overrides.pop("testing", False)),
+            public_url=public_url,
+            redis_embedded=redis_embedded,
             extra=dict(overrides),
         )

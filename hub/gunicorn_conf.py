@@ -35,11 +35,23 @@ def on_starting(server):  # gunicorn hook: the master process
     from hub.config import Config, ConfigError
 
     try:
-        Config.from_env()
+        Config.from_env().require_public_url()  # providers must be able to call the hub back
     except ConfigError as exc:
         sys.stderr.write(f"rop: error: {exc}\n")
         sys.stderr.flush()
         os._exit(1)
+
+
+def when_ready(server):  # gunicorn hook: the master, listening
+    """On the embedded defaults without ROP_PUBLIC_URL, record the address it serves on: the
+    hub's callback URLs (and every process of the instance folder) use it."""
+    from hub.config import Config, served_url
+
+    for listener in server.LISTENERS:
+        address = listener.sock.getsockname()
+        if isinstance(address, tuple):  # TCP, not a unix socket
+            Config.from_env().record_served_url(served_url(str(address[0]), int(address[1])))
+            return
 
 
 def child_exit(server, worker):  # gunicorn hook: drop a dead worker's live gauges

@@ -76,6 +76,9 @@ def worker(queues: tuple[str, ...], burst: bool, name: str | None, threads: int,
                                  param_hint="--queues")
     _ensure_redis_env()
     app = make_app(server=True)
+    if app.extensions["rop"].config.own_url() is None:
+        click.echo("rop: warning: ROP_PUBLIC_URL is not set: this worker's provider calls carry no callback URL",
+                   err=True)
     w = make_worker(app, queues or None, name=name, threads=threads, db_connections=db_connections)
     w.work(burst=burst, with_scheduler=True, logging_level=app.extensions["rop"].config.log_level)
 
@@ -111,9 +114,15 @@ def up(host: str, port: int, workers: int, provider_threads: int, max_restarts: 
     --max-restarts deaths of one process within --restart-window seconds stop everything
     (exit 1). Ctrl-C or SIGTERM stops them all and leaves no process behind.
     """
+    from hub.config import Config, served_url
     from hub.queues import GENERAL_QUEUES
     from hub.supervisor import Child, GaveUp, Policy, Supervisor, become_subreaper
 
+    config = Config.from_env()
+    # Outside the embedded defaults providers need ROP_PUBLIC_URL to call back: refuse to
+    # start without it. On them, the hub's callbacks go to where it serves.
+    config.require_public_url()
+    config.record_served_url(served_url(host, port))
     become_subreaper()  # before the embedded Redis server daemonizes: it is re-parented to us
     _url, embedded = _ensure_redis_env()
     rop = [sys.executable, "-m", "hub.cli"]

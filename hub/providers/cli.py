@@ -1,4 +1,4 @@
-"""``rop providers list|add|check|enable|disable|set-credentials|balance|rotate-keys``."""
+"""``rop providers list|show|add|remove|check|enable|disable|set-credentials|balance|rotate-keys``."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from hub.cli.base import CliError, app_context, main_group, tenant_id_for
+from hub.cli.base import CliError, app_context, main_group
 
 
 def _uow(app):
@@ -49,16 +49,75 @@ def list_cmd(as_json: bool) -> None:
         click.echo(json.dumps({"providers": providers, "configurations": rows}, indent=2, default=str))
         return
     for p in providers:
-        click.echo(f"provider {p['code']:<12} {p['name']} {p['version']} [{','.join(p['capabilities'])}]")
+        click.echo(f"provider {p['code']:<12} {p['name']} {p['version']} [{','.join(p['capabilities'])}]; "
+                   f"settings: {', '.join(p['settings']) or 'none'}; credentials: {', '.join(p['credentials']) or 'none'}")
     for r in rows:
-        click.echo(f"{r['id']}  {r['provider_code']:<12} {'on ' if r['enabled'] else 'OFF'} "
+        state = {"on": "on ", "off": "OFF"}.get(r["state"], r["state"])
+        click.echo(f"{r['id']}  {r['provider_code']:<12} {state} "
                    f"tenant={r['tenant_id'] or '*'} {r['name']} credentials={r['credentials']}")
+
+
+@providers_group.command("show")
+@click.argument("config_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show_cmd(config_id: str, as_json: bool) -> None:
+    """Show a configuration and its callback URL.
+
+    Credentials are masked; the state is on, off (the kill switch) or retired; the callback
+    URL is the one to give the provider."""
+    from hub.cli.base import operator_context
+    from hub.providers import service
+    from hub.transactions.client import in_flight_by_config
+
+    with app_context() as app, _uow(app) as uow:
+        row = service.get_config(uow, config_id)
+        shown = service.masked(row)
+        cls = app.extensions["rop"].extras["plugins"].providers.get(row.provider_code)
+        shown["in_flight"] = in_flight_by_config(operator_context(), uow, [config_id])[config_id]
+        shown["history"] = service.config_history(operator_context(), uow, config_id)
+    if as_json:
+        click.echo(json.dumps(shown, indent=2, default=str))
+        return
+    url = shown["callback_url"] or "unknown: set ROP_PUBLIC_URL (the hub's address as providers reach it)"
+    callbacks = cls is not None and "callbacks" in {c.value for c in cls.capabilities}
+    lines = [("id", shown["id"]), ("provider", shown["provider_code"] + ("" if cls else " (not installed)")),
+             ("name", shown["name"]),
+             ("tenant", shown["tenant_id"] or ("all tenants" if shown["all_tenants"] else "selected tenants")),
+             ("state", shown["state"] + (f" since {shown['retired_at']}" if shown["retired_at"] else "")),
+             ("in flight", f"{shown['in_flight']} purchase(s)"),
+             ("history", ", ".join(f"{n} {k}" for k, n in shown["history"].items())),
+             ("settings", json.dumps(shown["settings"], sort_keys=True)),
+             ("credentials", json.dumps(shown["credentials"], sort_keys=True)),
+             ("callback URL", url if callbacks else f"{url} (this provider sends no callbacks)")]
+    for label, value in lines:
+        click.echo(f"{label + ':':<14}{value}")
+
+
+@providers_group.command("remove")
+@click.argument("config_id")
+def remove_cmd(config_id: str) -> None:
+    """Delete a configuration, or retire one with history.
+
+    Audited. One with history (purchases, inquiries, callbacks) is retired, not deleted: no new purchase goes to it, while purchases already sent there keep
+    their status checks and callbacks. One without history is deleted."""
+    from hub.cli.base import operator_context
+    from hub.providers import service
+
+    with app_context() as app, _uow(app) as uow:
+        action, history = service.remove_config(operator_context(), uow, config_id)
+        uow.commit()
+    if action == "deleted":
+        click.echo(f"{config_id} deleted (it had no history)")
+    else:
+        click.echo(f"{config_id} retired, not deleted: it has history ("
+                   + ", ".join(f"{n} {k}" for k, n in history.items() if n)
+                   + "); no new purchase goes to it, purchases already sent keep their status checks and callbacks")
 
 
 @providers_group.command("add")
 @click.argument("provider_code")
 @click.option("--name", required=True)
-@click.option("--tenant", "tenant_id", default=None, help="A tenant's own configuration (slug or id).")
+@click.option("--tenant", "tenant_id", default=None, help="A tenant's own configuration (its slug or id).")
 @click.option("--settings", default=None, help="JSON object.")
 @click.option("--credentials", default=None, help="JSON object, or - to read it from stdin.")
 @click.option("--disabled", is_flag=True)
@@ -73,17 +132,16 @@ def add_cmd(provider_code, name, tenant_id, settings, credentials, disabled) -> 
 
     given = _read_json(credentials, "--credentials")
     with app_context() as app, _uow(app) as uow:
-        if tenant_id is not None:
-            tenant_id = tenant_id_for(uow, tenant_id)
         row = service.add_config(uow, provider_code, name, settings=_read_json(settings, "--settings"),
                                  credentials=given, tenant_id=tenant_id, enabled=not disabled)
         uow.commit()
         setting = app.extensions["rop"].extras["plugins"].provider_class(provider_code).callback_secret_setting
         generated = service.callback_secret(row) if setting and not given.get(setting) else None
+        url = service.callback_url(row) or "unknown: set ROP_PUBLIC_URL"
         click.echo(row.id)
         if generated:
             click.echo(f"generated callback secret ({setting}, shown once): {generated}\n"
-                       f"callback URL: {service.callback_url(row)}", err=True)
+                       f"callback URL: {url}", err=True)
 
 
 @providers_group.command("set-credentials")
@@ -101,15 +159,14 @@ def set_credentials_cmd(config_id, credentials) -> None:
 
 @providers_group.command("enable")
 @click.argument("config_id")
-@click.option("--tenant", "tenant_id", default=None, help="Enable for this tenant (slug or id) only.")
+@click.option("--tenant", "tenant_id", default=None, help="Enable for this tenant only (its slug or id).")
 def enable_cmd(config_id, tenant_id) -> None:
     """Switch a configuration on (or enable it for one tenant)."""
     from hub.providers import service
 
     with app_context() as app, _uow(app) as uow:
         if tenant_id:
-            tenant_id = tenant_id_for(uow, tenant_id)
-            service.enable_for_tenant(uow, config_id, tenant_id, True)
+            tenant_id = service.enable_for_tenant(uow, config_id, tenant_id, True)
         else:
             service.set_enabled(uow, config_id, True)
         uow.commit()
@@ -118,7 +175,7 @@ def enable_cmd(config_id, tenant_id) -> None:
 
 @providers_group.command("disable")
 @click.argument("config_id")
-@click.option("--tenant", "tenant_id", default=None, help="Disable for this tenant (slug or id) only.")
+@click.option("--tenant", "tenant_id", default=None, help="Disable for this tenant only (its slug or id).")
 def disable_cmd(config_id, tenant_id) -> None:
     """The kill switch: no new purchase goes to a configuration (or, with --tenant, none of that
     tenant's) from now on. Purchases already in flight there (counted) keep their status
@@ -129,8 +186,7 @@ def disable_cmd(config_id, tenant_id) -> None:
 
     with app_context() as app, _uow(app) as uow:
         if tenant_id:
-            tenant_id = tenant_id_for(uow, tenant_id)
-            service.enable_for_tenant(uow, config_id, tenant_id, False)
+            tenant_id = service.enable_for_tenant(uow, config_id, tenant_id, False)
         else:
             service.set_enabled(uow, config_id, False)
         in_flight = in_flight_by_config(operator_context(), uow, [config_id], tenant_id=tenant_id)[config_id]

@@ -300,7 +300,19 @@ class Provider(ABC):
         return ProviderResult(State.FAILED, message="balance not supported")
 
 
+def credential_fields(cls: type[Provider]) -> list[str]:
+    """The provider's credentials: the fields of its ``settings_schema`` declared with
+    ``metadata={"secret": True}`` (given apart from the settings, encrypted at rest, masked
+    when shown)."""
+    return sorted(name for name, f in cls.settings_schema().fields.items() if f.metadata.get("secret"))
+
+
+def setting_fields(cls: type[Provider]) -> list[str]:
+    """The provider's settings: every other field of its ``settings_schema`` (stored in clear)."""
+    return sorted(name for name, f in cls.settings_schema().fields.items() if not f.metadata.get("secret"))
+
+
 def describe(cls: type[Provider]) -> dict[str, Any]:
     return {"code": cls.code, "name": cls.name, "version": cls.version,
             "capabilities": sorted(c.value for c in cls.capabilities),
-            "settings": sorted(cls.settings_schema().fields)}
+            "settings": setting_fields(cls), "credentials": credential_fields(cls)}

@@ -159,6 +159,42 @@ def _http_host(url: str) -> str:
     return host
 
 
+#: the hub's own addresses (``scheme://host:port/path`` prefixes): a POST under
+#: ``<own>/callbacks/`` is the hub calling itself back (the sandbox's callbacks), exempt from
+#: the private-address rule. Nothing else is: webhooks and provider endpoints keep the guard.
+_own_bases: set[tuple[str, str, int, str]] = set()
+
+
+def _origin(url: str) -> tuple[str, str, int, str] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port, parts.path
+
+
+def allow_own_callbacks(base_url: str) -> None:
+    """Let this process's provider calls reach ``base_url + "/callbacks/…"`` (the hub's own
+    callback URLs) even on a private or loopback address (the embedded defaults serve on
+    127.0.0.1). :func:`hub.providers.service.callback_url` registers the hub's address."""
+    origin = _origin(base_url.rstrip("/"))
+    if origin is not None:
+        _own_bases.add(origin)
+
+
+def is_own_callback(url: str) -> bool:
+    """True when ``url`` is one of the hub's own callback URLs (:func:`allow_own_callbacks`)."""
+    origin = _origin(url)
+    if origin is None:
+        return False
+    scheme, host, port, path = origin
+    return any((scheme, host, port) == (s, h, p) and path.startswith(f"{base}/callbacks/") and ".." not in path
+               for s, h, p, base in _own_bases)
+
+
 class ProviderHttp:
     """A pooled, thread-safe HTTP client shared by every provider of the process.
 
@@ -180,7 +216,8 @@ class ProviderHttp:
         ``headers=``, ``params=``).
 
         :param allow_private: allow loopback/private destinations (pass
-            ``self.config.allow_private``).
+            ``self.config.allow_private``). The hub's own callback URLs are always allowed
+            (:func:`is_own_callback`).
         :param timeout: seconds for the whole call (connect at most 5 s of it).
         :param server_errors: raise :class:`ProviderServerError` for HTTP 5xx (default);
             False returns the response, for the rare protocol whose 5xx bodies mean something.
@@ -188,6 +225,7 @@ class ProviderHttp:
         :raise OutcomeUnknown: it may have (read timeout, connection cut, 5xx).
         """
         _http_host(url)
+        allow_private = allow_private or is_own_callback(url)
         if timeout is not None:
             kwargs["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 5.0))
         try:

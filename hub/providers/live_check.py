@@ -111,5 +111,8 @@ def check_config(uow: UnitOfWork, config_id: str) -> list[CheckLine]:
     except Exception as exc:  # noqa: BLE001 - a plugin bug is a failed check, shown in one line
         lines.append(CheckLine("provider call", "failed", f"the plugin raised {type(exc).__name__}: {exc}"))
     if Capability.CALLBACKS in cls.capabilities:
-        lines.append(CheckLine("callback URL", "ok", f"{callback_url(row)} (give it to the provider)"))
+        url = callback_url(row)
+        lines.append(CheckLine("callback URL", "ok", f"{url} (give it to the provider)") if url else
+                     CheckLine("callback URL", "failed", "unknown: set ROP_PUBLIC_URL to the hub's address as "
+                                                         "providers reach it"))
     return lines

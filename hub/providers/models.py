@@ -24,6 +24,9 @@ class ProviderConfig(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # the kill switch
     all_tenants: Mapped[bool] = mapped_column(Boolean, default=True)  # platform-wide: every tenant
+    #: set when ``rop providers remove`` retired it (it had history): no new purchase ever
+    #: goes to it again; purchases already sent there keep their status checks and callbacks
+    retired_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -1,7 +1,6 @@
 """Use-cases of the providers service (configurations, calls, callbacks, key rotation)."""
 from __future__ import annotations
 
-import os
 import secrets
 import time
 import uuid
@@ -15,7 +14,7 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 
 from hub.context import CallContext
-from hub.db import UnitOfWork, new_id
+from hub.db import UnitOfWork, new_id, utcnow
 from hub.errors import Conflict, NotFound, ValidationFailed
 from hub.providers import crypto, health
 from hub.providers.contract import (
@@ -23,8 +22,10 @@ from hub.providers.contract import (
     ProviderConfigView,
     ProviderResult,
     State,
+    credential_fields,
+    setting_fields,
 )
-from hub.providers.http import watch_transport
+from hub.providers.http import allow_own_callbacks, watch_transport
 from hub.providers.models import ProviderCallback, ProviderConfig, ProviderConfigTenant
 
 log = structlog.get_logger("hub.providers")
@@ -44,12 +45,24 @@ def _keys() -> tuple[str, ...]:
     return _state().config.encryption_keys
 
 
-def callback_url(config: ProviderConfig) -> str:
-    """Where a provider posts callbacks for this configuration."""
+def hub_url() -> str | None:
+    """The hub's address as providers reach it (:meth:`hub.config.Config.own_url`; a test may
+    set ``extras["public_url"]``). None: unknown (ROP_PUBLIC_URL not set outside the
+    embedded defaults)."""
     state = _state()
-    base = (state.extras.get("public_url") or state.config.extra.get("public_url")
-            or os.environ.get("ROP_PUBLIC_URL") or "http://127.0.0.1:5000")
-    return f"{str(base).rstrip('/')}/callbacks/{config.provider_code}/{config.id}"
+    base = state.extras.get("public_url") or state.config.own_url()
+    return str(base).rstrip("/") if base else None
+
+
+def callback_url(config: ProviderConfig) -> str | None:
+    """Where a provider posts callbacks for this configuration (None: the hub's address is
+    unknown). Calls to it are exempt from the private-address guard
+    (:func:`hub.providers.http.allow_own_callbacks`): it is the hub itself."""
+    base = hub_url()
+    if base is None:
+        return None
+    allow_own_callbacks(base)
+    return f"{base}/callbacks/{config.provider_code}/{config.id}"
 
 
 # -- configurations -------------------------------------------------------------------------
@@ -75,12 +88,44 @@ def configs_version() -> str:
     return token.decode() if isinstance(token, bytes) else str(token)
 
 
-def _validate(cls: type[Provider], settings: Mapping[str, Any], credentials: Mapping[str, Any]) -> None:
+def _field_message(messages: Any) -> str:
+    texts = messages if isinstance(messages, list) else [messages]
+    return ", ".join("required" if str(t) == "Missing data for required field." else str(t) for t in texts)
+
+
+def settings_problems(cls: type[Provider], settings: Mapping[str, Any],
+                      credentials: Mapping[str, Any]) -> dict[str, str]:
+    """What is wrong with a configuration's settings and credentials, by field name
+    (``{"api_key": "required", "foo": "unknown setting (known: base_url, …)"}``); empty when
+    nothing is. Credentials and settings are kept apart as the plugin declares them."""
+    known_settings, known_credentials = setting_fields(cls), credential_fields(cls)
+    problems: dict[str, str] = {}
+    for name in settings:
+        if name in known_credentials:
+            problems[name] = "a credential, not a setting (give it with the credentials)"
+        elif name not in known_settings:
+            problems[name] = f"unknown setting (known: {', '.join(known_settings) or 'none'})"
+    for name in credentials:
+        if name in known_settings:
+            problems[name] = "a setting, not a credential (give it with the settings)"
+        elif name not in known_credentials:
+            problems[name] = f"unknown credential (known: {', '.join(known_credentials) or 'none'})"
+    given = {k: v for k, v in {**settings, **credentials}.items() if k not in problems}
     try:
-        cls.settings_schema().load({**settings, **credentials})
+        cls.settings_schema().load(given, partial=tuple(problems))
     except ValidationError as exc:
-        raise ValidationFailed(f"invalid settings for provider {cls.code}",
-                               errors=exc.normalized_messages()) from exc
+        messages = exc.normalized_messages()
+        for name in sorted(messages):
+            problems.setdefault(str(name), _field_message(messages[name]))
+    return problems
+
+
+def _validate(cls: type[Provider], settings: Mapping[str, Any], credentials: Mapping[str, Any]) -> None:
+    """:raise ValidationFailed: naming each field that is wrong and why."""
+    problems = settings_problems(cls, settings, credentials)
+    if problems:
+        raise ValidationFailed(f"provider {cls.code}: " + "; ".join(f"{k}: {v}" for k, v in sorted(problems.items())),
+                               errors={k: [v] for k, v in problems.items()})
 
 
 def _with_callback_secret(cls: type[Provider], settings: Mapping[str, Any], credentials: dict[str, Any],
@@ -95,26 +140,34 @@ def _with_callback_secret(cls: type[Provider], settings: Mapping[str, Any], cred
     return {**credentials, setting: kept or secrets.token_urlsafe(32)}
 
 
-def _tenant_id(uow: UnitOfWork, tenant: str) -> str:
-    """The id of the tenant ``tenant`` names (its id or its slug). :raise NotFound:"""
+def resolve_tenant(uow: UnitOfWork, tenant: str | None) -> str | None:
+    """The id of the tenant named by ``tenant`` (its slug or id); None for None or empty.
+
+    :raise ValidationFailed: no such tenant.
+    """
     from hub.tenancy.service import get_tenant
 
-    return get_tenant(uow, tenant).id
+    if tenant is None or not str(tenant).strip():
+        return None
+    try:
+        return get_tenant(uow, str(tenant).strip()).id
+    except NotFound:
+        raise ValidationFailed(f"no tenant {str(tenant).strip()!r} (give a tenant's slug or id; rop tenants list)",
+                               errors={"tenant": ["unknown tenant"]}) from None
 
 
 def add_config(uow: UnitOfWork, provider_code: str, name: str, *, settings: Mapping[str, Any] | None = None,
                credentials: Mapping[str, Any] | None = None, tenant_id: str | None = None,
                enabled: bool = True, all_tenants: bool = True) -> ProviderConfig:
-    """Create a provider configuration (platform-wide when ``tenant_id`` is None; else the
-    own configuration of that tenant, named by id or slug, stored by id).
+    """Create a provider configuration (platform-wide when ``tenant_id`` is None; else that
+    tenant's own: ``tenant_id`` is its id or slug, an unknown one is refused).
 
     When the provider signs its callbacks (``callback_secret_setting``) and no secret is
     given, a random one is generated and stored with the credentials (encrypted);
     :func:`callback_secret` reads it for the operator to give the provider.
     """
     cls = _host().provider_class(provider_code)
-    if tenant_id is not None:
-        tenant_id = _tenant_id(uow, tenant_id)
+    tenant_id = resolve_tenant(uow, tenant_id)
     settings = dict(settings or {})
     credentials = _with_callback_secret(cls, settings, dict(credentials or {}))
     _validate(cls, settings, credentials)
@@ -163,16 +216,20 @@ def set_enabled(uow: UnitOfWork, config_id: str, enabled: bool) -> ProviderConfi
     checks still go to the provider and its callbacks are still received (an unknown
     outcome must be asked, never decided by switching the provider off)."""
     row = get_config(uow, config_id)
+    if enabled and row.retired_at is not None:
+        raise Conflict(f"{config_id} is retired: it takes no new purchases again (add a new configuration)")
     row.enabled = enabled
     _changed(uow)
     return row
 
 
-def enable_for_tenant(uow: UnitOfWork, config_id: str, tenant_id: str, enabled: bool = True) -> None:
-    """Enable (or disable) a platform-wide configuration for one tenant (its id or slug);
-    turns off ``all_tenants``."""
+def enable_for_tenant(uow: UnitOfWork, config_id: str, tenant_id: str, enabled: bool = True) -> str:
+    """Enable (or disable) a platform-wide configuration for one tenant (its id or slug; an
+    unknown one is refused); turns off ``all_tenants``. Returns the tenant's id."""
     row = get_config(uow, config_id)
-    tenant_id = _tenant_id(uow, tenant_id)
+    tenant_id = resolve_tenant(uow, tenant_id) or ""
+    if not tenant_id:
+        raise ValidationFailed("name a tenant", errors={"tenant": ["required"]})
     if row.tenant_id is not None:
         raise Conflict("a tenant's own configuration serves only that tenant")
     row.all_tenants = False
@@ -183,6 +240,57 @@ def enable_for_tenant(uow: UnitOfWork, config_id: str, tenant_id: str, enabled: 
         uow.session.add(ProviderConfigTenant(config_id=config_id, tenant_id=tenant_id))
     elif not enabled and link is not None:
         uow.session.delete(link)
+    return tenant_id
+
+
+def config_state(row: ProviderConfig) -> str:
+    """``on``, ``off`` (the kill switch) or ``retired`` (removed while it had history)."""
+    if row.retired_at is not None:
+        return "retired"
+    return "on" if row.enabled else "off"
+
+
+def config_history(ctx: CallContext, uow: UnitOfWork, config_id: str) -> dict[str, int]:
+    """What the hub holds about a configuration: its transactions, attempts, inquiries and
+    callbacks, counted. Any of them: it has history."""
+    from sqlalchemy import func
+
+    from hub.transactions.client import history_of_config
+
+    history = history_of_config(ctx, uow, config_id)
+    history["callbacks"] = int(uow.session.scalar(select(func.count()).select_from(ProviderCallback)
+                                                  .where(ProviderCallback.config_id == config_id)))
+    return history
+
+
+def remove_config(ctx: CallContext, uow: UnitOfWork, config_id: str) -> tuple[str, dict[str, int]]:
+    """Remove a configuration, audited. One with history (:func:`config_history`) is
+    retired, not deleted: switched off for good, it takes no new purchases, while the
+    purchases already sent there keep their status checks and callbacks. One without history
+    is deleted (with its tenant enablements).
+
+    :return: ``("retired" | "deleted", history)``.
+    :raise Conflict: it is retired already.
+    """
+    from hub.tenancy.service import record_audit
+
+    row = get_config(uow, config_id)
+    if row.retired_at is not None:
+        raise Conflict(f"{config_id} is retired already")
+    history = config_history(ctx, uow, config_id)
+    before = {"provider_code": row.provider_code, "name": row.name, "tenant_id": row.tenant_id,
+              "state": config_state(row)}
+    if any(history.values()):
+        row.retired_at, row.enabled, action = utcnow(), False, "retired"
+    else:
+        for link in uow.session.scalars(select(ProviderConfigTenant).where(ProviderConfigTenant.config_id == config_id)):
+            uow.session.delete(link)
+        uow.session.delete(row)
+        action = "deleted"
+    record_audit(ctx, uow, f"provider_config.{action}", tenant_id=row.tenant_id, target_type="provider_config",
+                 target_id=config_id, before=before, after={"state": action, "history": history})
+    _changed(uow)
+    return action, history
 
 
 def usable_configs(uow: UnitOfWork, tenant_id: str, *, provider_codes: list[str] | None = None,
@@ -194,7 +302,8 @@ def usable_configs(uow: UnitOfWork, tenant_id: str, *, provider_codes: list[str]
     linked = set(uow.session.scalars(select(ProviderConfigTenant.config_id).where(
         ProviderConfigTenant.tenant_id == tenant_id)))
     rows = []
-    for row in uow.session.scalars(select(ProviderConfig).where(ProviderConfig.enabled.is_(True))
+    for row in uow.session.scalars(select(ProviderConfig).where(ProviderConfig.enabled.is_(True),
+                                                                ProviderConfig.retired_at.is_(None))
                                    .order_by(ProviderConfig.created_at)):
         if row.provider_code not in host.providers:
             continue
@@ -246,7 +355,8 @@ def masked(row: ProviderConfig) -> dict[str, Any]:
         creds = {"error": "cannot decrypt"}
     return {"id": row.id, "provider_code": row.provider_code, "tenant_id": row.tenant_id,
             "name": row.name, "enabled": row.enabled, "all_tenants": row.all_tenants,
-            "settings": row.settings, "credentials": creds,
+            "state": config_state(row), "retired_at": row.retired_at.isoformat() if row.retired_at else None,
+            "settings": row.settings, "credentials": creds, "callback_url": callback_url(row),
             "health": health.health(_state().redis, row.id)}
 
 
@@ -275,7 +385,7 @@ class PreparedConfig:
 
     def __init__(self, row: ProviderConfig):
         self.id, self.provider_code, self.tenant_id = row.id, row.provider_code, row.tenant_id
-        self.enabled = row.enabled
+        self.enabled = row.enabled and row.retired_at is None
         self._settings = dict(row.settings)
         self._credentials = crypto.decrypt(_keys(), row.credentials_encrypted)
         self.callback_url = callback_url(row)

@@ -131,6 +131,23 @@ def in_flight_by_config(ctx: CallContext, uow: UnitOfWork, config_ids: list[str]
 
 
 
+def history_of_config(ctx: CallContext, uow: UnitOfWork, config_id: str) -> dict[str, int]:
+    """Operator: what the transactions service holds about one provider configuration:
+    ``{"transactions", "attempts", "inquiries"}`` counts (any tenant, any status). A
+    configuration with any of them has history: it is retired, never deleted. Needs
+    ``transactions:process``."""
+    from sqlalchemy import func, select
+
+    from hub.transactions.models import Attempt, Inquiry, Transaction
+
+    ctx.require_scope("transactions:process")
+
+    def count(model) -> int:
+        return int(uow.session.scalar(select(func.count()).select_from(model).where(model.config_id == config_id)))
+
+    return {"transactions": count(Transaction), "attempts": count(Attempt), "inquiries": count(Inquiry)}
+
+
 def operator_list(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = None, status: str | None = None,
                   provider_code: str | None = None, ref_id: str | None = None,
                   created_from: dt.datetime | None = None, created_to: dt.datetime | None = None,

@@ -44,17 +44,23 @@ def test_an_operator_may_flip_the_kill_switch_but_not_touch_credentials(app, cli
         assert [c.enabled for c in list_configs(uow)] == [False]
 
 
-def test_a_tenants_own_configuration_is_stored_under_the_tenants_id_and_never_for_nobody(
-        app, client, admin_kit, tenant_factory):
+def test_a_tenants_own_configuration_names_its_tenant_from_a_picker(app, client, admin_kit, tenant_factory):
+    """Not a typed id: before, any text was stored as the tenant id (a slug, a typo), and the
+    tenant's products showed as unavailable with no hint."""
     from hub.providers.service import list_configs
 
-    tenant = tenant_factory()
+    tenant = tenant_factory("Warung Budi")
     admin_kit.login(client, admin_kit.make_admin(app))
+    page = client.get("/admin/providers/").get_data(as_text=True)
+    assert '<select name="tenant_id" id="provider-tenant">' in page
+    assert f'<option value="{tenant.id}">Warung Budi ({tenant.slug})</option>' in page
     token = admin_kit.csrf_from(client, "/admin/providers/")
-    form = {"csrf_token": token, "provider_code": "sandbox", "name": "Own", "tenant_id": tenant.slug}
-    assert client.post("/admin/providers/new", data=form).status_code == 302
-    page = client.post("/admin/providers/new", data={**form, "tenant_id": "nope"},
-                       follow_redirects=True).get_data(as_text=True)
-    assert "tenant &#39;nope&#39; not found" in page or "tenant 'nope' not found" in page
+    made = client.post("/admin/providers/new", data={"csrf_token": token, "provider_code": "sandbox",
+                                                     "name": "Own", "tenant_id": tenant.id})
+    assert made.status_code == 302
+    refused = client.post("/admin/providers/new", data={"csrf_token": token, "provider_code": "sandbox",
+                                                        "name": "Nobody's", "tenant_id": "no-such-tenant"},
+                          follow_redirects=True)
+    assert "no tenant &#39;no-such-tenant&#39;" in refused.get_data(as_text=True)
     with app.test_request_context(), unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
-        assert [c.tenant_id for c in list_configs(uow)] == [tenant.id]
+        assert [(c.name, c.tenant_id) for c in list_configs(uow)] == [("Own", tenant.id)]

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from hub.app import create_app
 from hub.cli import main
 from hub.db import unit_of_work
-from hub.errors import NotFound, ValidationFailed
+from hub.errors import ValidationFailed
 from hub.providers import client, crypto, service
 from hub.providers.contract import PurchaseRequest, State, StatusRequest
 
@@ -75,32 +75,45 @@ def test_kill_switch_stops_calls_at_once(app, uow):
     assert status.state is State.SUCCESS
 
 
-def test_platform_config_can_be_enabled_per_tenant_and_tenant_configs_serve_only_their_tenant(
-        app, uow, tenant_factory):
-    a, b = tenant_factory(), tenant_factory()
+def test_platform_config_can_be_enabled_per_tenant_and_tenant_configs_serve_only_their_tenant(app, uow):
+    from hub.cli.base import operator_context
+    from hub.tenancy.service import create_tenant
+
+    ten_a = create_tenant(operator_context(), uow, "A", "tenant-a").id
+    ten_b = create_tenant(operator_context(), uow, "B", "tenant-b").id
     shared = service.add_config(uow, "sandbox", "Shared")
-    own = service.add_config(uow, "sandbox", "A's own", tenant_id=a.id)
+    own = service.add_config(uow, "sandbox", "A's own", tenant_id="tenant-a")  # the slug names it
     uow.commit()
-    assert {r.id for r in service.usable_configs(uow, a.id)} == {shared.id, own.id}
-    assert {r.id for r in service.usable_configs(uow, b.id)} == {shared.id}
-    service.enable_for_tenant(uow, shared.id, b.slug)  # a slug names the tenant too
+    assert own.tenant_id == ten_a
+    assert {r.id for r in service.usable_configs(uow, ten_a)} == {shared.id, own.id}
+    assert {r.id for r in service.usable_configs(uow, ten_b)} == {shared.id}
+    service.enable_for_tenant(uow, shared.id, ten_b)
     uow.commit()
-    assert {r.id for r in service.usable_configs(uow, a.id)} == {own.id}
-    assert {r.id for r in service.usable_configs(uow, b.id)} == {shared.id}
+    assert {r.id for r in service.usable_configs(uow, ten_a)} == {own.id}
+    assert {r.id for r in service.usable_configs(uow, ten_b)} == {shared.id}
 
 
-def test_a_configuration_is_never_stored_for_a_tenant_that_does_not_exist(app, uow, tenant_factory):
-    a = tenant_factory()
-    assert service.add_config(uow, "sandbox", "By slug", tenant_id=a.slug).tenant_id == a.id
-    shared = service.add_config(uow, "sandbox", "Shared")
-    uow.commit()
-    with pytest.raises(NotFound, match="nope"):
-        service.add_config(uow, "sandbox", "Nobody's", tenant_id="nope")
-    with pytest.raises(NotFound, match="nope"):
-        service.enable_for_tenant(uow, shared.id, "nope")
-    uow.rollback()
-    assert {r.tenant_id for r in service.list_configs(uow)} == {a.id, None}
-    assert service.get_config(uow, shared.id).all_tenants is True
+def test_cli_adds_lists_masked_and_switches_off(app, monkeypatch, capsys, config):
+    for key, value in {"ROP_DATABASE_URL": config.database_url, "ROP_REDIS_URL": config.redis_url,
+                       "ROP_INSTANCE_PATH": str(config.instance_path),
+                       "ROP_ENCRYPTION_KEYS": ",".join(config.encryption_keys)}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO('{"callback_secret": "cli-secret-123"}'))
+    assert main(["providers", "add", "sandbox", "--name", "CLI", "--credentials", "-"]) == 0
+    config_id = capsys.readouterr().out.strip()
+    assert main(["providers", "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "cli-secret-123" not in out and config_id in out
+    assert main(["providers", "disable", config_id]) == 0
+    assert main(["providers", "balance", config_id]) == 1
+    assert "switched off" in capsys.readouterr().err
+    assert main(["providers", "enable", config_id]) == 0
+    capsys.readouterr()
+    assert main(["providers", "balance", config_id]) == 0
+    assert capsys.readouterr().out.strip() == "100000000"
+    assert main(["providers", "rotate-keys"]) == 0
+    assert main(["providers", "add", "nope", "--name", "x"]) == 1
+    assert "no provider with code 'nope'" in capsys.readouterr().err
 
 
 def _cli_env(monkeypatch, config):
@@ -143,26 +156,3 @@ def test_cli_tenant_options_take_the_slug_and_the_tenants_own_configuration_sell
         assert err.count("\n") == 1 and "no tenant 'nope'" in err
     assert main(["providers", "list", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["configurations"]) == 2
-
-
-def test_cli_adds_lists_masked_and_switches_off(app, monkeypatch, capsys, config):
-    for key, value in {"ROP_DATABASE_URL": config.database_url, "ROP_REDIS_URL": config.redis_url,
-                       "ROP_INSTANCE_PATH": str(config.instance_path),
-                       "ROP_ENCRYPTION_KEYS": ",".join(config.encryption_keys)}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr("sys.stdin", __import__("io").StringIO('{"callback_secret": "cli-secret-123"}'))
-    assert main(["providers", "add", "sandbox", "--name", "CLI", "--credentials", "-"]) == 0
-    config_id = capsys.readouterr().out.strip()
-    assert main(["providers", "list", "--json"]) == 0
-    out = capsys.readouterr().out
-    assert "cli-secret-123" not in out and config_id in out
-    assert main(["providers", "disable", config_id]) == 0
-    assert main(["providers", "balance", config_id]) == 1
-    assert "switched off" in capsys.readouterr().err
-    assert main(["providers", "enable", config_id]) == 0
-    capsys.readouterr()
-    assert main(["providers", "balance", config_id]) == 0
-    assert capsys.readouterr().out.strip() == "100000000"
-    assert main(["providers", "rotate-keys"]) == 0
-    assert main(["providers", "add", "nope", "--name", "x"]) == 1
-    assert "no provider with code 'nope'" in capsys.readouterr().err

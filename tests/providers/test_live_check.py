@@ -17,6 +17,7 @@ from hub.providers import service
 def cli_env(monkeypatch, config):
     for key, value in {"ROP_DATABASE_URL": config.database_url, "ROP_REDIS_URL": config.redis_url,
                        "ROP_INSTANCE_PATH": str(config.instance_path), "ROP_WEBHOOK_ALLOW_PRIVATE": "1",
+                       "ROP_PUBLIC_URL": "https://hub.example.com",
                        "ROP_ENCRYPTION_KEYS": ",".join(config.encryption_keys)}.items():
         monkeypatch.setenv(key, value)
 

@@ -160,14 +160,14 @@ def test_rop_providers_add_prints_the_generated_secret_once_on_stderr(app, monke
     from hub.cli import main
 
     for key, value in {"ROP_DATABASE_URL": config.database_url, "ROP_REDIS_URL": config.redis_url,
-                       "ROP_INSTANCE_PATH": str(config.instance_path),
+                       "ROP_INSTANCE_PATH": str(config.instance_path), "ROP_PUBLIC_URL": "https://hub.example.com",
                        "ROP_ENCRYPTION_KEYS": ",".join(config.encryption_keys)}.items():
         monkeypatch.setenv(key, value)
     assert main(["providers", "add", "sandbox", "--name", "Generated"]) == 0
     out, err = capsys.readouterr()
     config_id = out.strip()
     assert config_id.startswith("pcf_") and "callback secret" in err
-    assert f"/callbacks/sandbox/{config_id}" in err
+    assert f"https://hub.example.com/callbacks/sandbox/{config_id}" in err
     assert callback_secret(app, config_id) in err
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
         stored = uow.session.get(ProviderConfig, config_id).credentials_encrypted

@@ -53,7 +53,7 @@ CODE_TABLE: dict[str, State] = _codes({
 
 
 class DigiflazzSettings(Schema):
-    username = fields.String(required=True)
+    username = fields.String(required=True, metadata={"secret": True})  # a credential, as the API key
     api_key = fields.String(required=True, metadata={"secret": True})
     webhook_secret = fields.String(load_default=None, allow_none=True, metadata={"secret": True})
     base_url = fields.String(load_default="https://api.digiflazz.com")
