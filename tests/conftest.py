@@ -80,6 +80,17 @@ def database_url(tmp_path_factory):
         yield url
 
 
+@pytest.fixture
+def fresh_database_url(tmp_path):
+    """An empty database of the test's own (not migrated): SQLite, or a new PostgreSQL database."""
+    base = os.environ.get("ROP_TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+        return
+    with postgres_database(base, "rop_fresh") as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def is_postgres(database_url) -> bool:
     return database_url.startswith("postgresql")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import Column, Integer, String, Table, create_engine, inspect
+from sqlalchemy import Column, Integer, String, Table, create_engine, inspect, text
 
 from hub.db import Base, make_engine
 from hub.migrate import drift, load_models, upgrade
@@ -72,5 +72,34 @@ def test_upgrade_is_repeatable_on_a_fresh_sqlite_file(tmp_path):
     engine = create_engine(url)
     try:
         assert "alembic_version" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_0020_repairs_configurations_stored_under_a_tenants_slug(fresh_database_url):
+    """Before 0020, ``rop providers add/enable --tenant SLUG`` stored the slug as the tenant id."""
+    url = fresh_database_url
+    upgrade(url, "0019_callback_body_bytes")
+    engine = make_engine(url)
+    try:
+        now = "2026-12-01 00:00:00"
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO tenants (id, name, slug, status, settings, created_at, updated_at) "
+                              "VALUES ('ten_1', 'Acme', 'acme', 'active', '{}', :t, :t)"), {"t": now})
+            for cid, tenant in (("pcf_slug", "acme"), ("pcf_id", "ten_1"), ("pcf_none", "nobody"),
+                                ("pcf_shared", None)):
+                conn.execute(text(
+                    "INSERT INTO provider_configs (id, provider_code, tenant_id, name, credentials_encrypted, "
+                    "settings, enabled, all_tenants, created_at, updated_at) VALUES (:id, 'sandbox', :ten, :id, "
+                    "'', '{}', true, true, :t, :t)"), {"id": cid, "ten": tenant, "t": now})
+            for tenant in ("acme", "ten_1"):  # the same switch twice: by slug and by id
+                conn.execute(text("INSERT INTO provider_config_tenants (config_id, tenant_id, created_at) "
+                                  "VALUES ('pcf_shared', :ten, :t)"), {"ten": tenant, "t": now})
+        upgrade(url)
+        with engine.connect() as conn:
+            configs = dict(conn.execute(text("SELECT id, tenant_id FROM provider_configs")).all())
+            switches = conn.execute(text("SELECT config_id, tenant_id FROM provider_config_tenants")).all()
+        assert configs == {"pcf_slug": "ten_1", "pcf_id": "ten_1", "pcf_none": "nobody", "pcf_shared": None}
+        assert [tuple(s) for s in switches] == [("pcf_shared", "ten_1")]
     finally:
         engine.dispose()
