@@ -24,7 +24,7 @@ def test_a_topup_is_a_ledger_posting_with_a_reason_and_shows_in_the_statement(ap
     page = client.get(path).get_data(as_text=True)
     token = admin_kit.csrf_from(client, path)
     ref = re.search(r'name="ref" value="([^"]+)"', page).group(1)
-    form = {"csrf_token": token, "ref": ref, "amount": "150000", "reason": "bank transfer 42"}
+    form = {"csrf_token": token, "ref": ref, "amount": "150000", "reason": "bank transfer 42", "confirm": "1"}
     assert client.post(path + "/topup", data=form).status_code == 302
     assert client.post(path + "/topup", data=form).status_code == 302  # a double submit: same key
     page = client.get(path).get_data(as_text=True)
@@ -80,8 +80,9 @@ def test_an_adjustment_is_a_signed_posting_with_a_reason_audited_once(app, clien
     token = admin_kit.csrf_from(client, path)
     refs = re.findall(r'name="ref" value="([^"]+)"', client.get(path).get_data(as_text=True))
     adjust_ref = next(r for r in refs if r.startswith("admin-adjust-"))
-    client.post(path + "/topup", data={"csrf_token": token, "ref": "t-1", "amount": "1000", "reason": "float"})
-    form = {"csrf_token": token, "ref": adjust_ref, "amount": "-300", "reason": "fee charged twice"}
+    client.post(path + "/topup", data={"csrf_token": token, "ref": "t-1", "amount": "1000", "reason": "float",
+                                       "confirm": "1"})
+    form = {"csrf_token": token, "ref": adjust_ref, "amount": "-300", "reason": "fee charged twice", "confirm": "1"}
     assert client.post(path + "/adjust", data=form).status_code == 302
     assert client.post(path + "/adjust", data=form).status_code == 302  # a double submit posts once
     overdraw = client.post(path + "/adjust", data={**form, "ref": "other", "amount": "-5000"}, follow_redirects=True)
