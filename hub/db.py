@@ -107,7 +107,7 @@ class _ExactSum:
         return None if self.total is None else str(self.total)
 
 
-class exact_sum(FunctionElement):  # noqa: N801 - used like func.sum
+class exact_sum(FunctionElement):
     """``SUM(column)`` that never overflows, whatever the figures: computed in NUMERIC on
     PostgreSQL and with unbounded integers on SQLite; the result is a Python ``int`` (None
     over no rows). Every sum of amounts or balances uses it."""

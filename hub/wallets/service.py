@@ -49,7 +49,7 @@ from hub.context import CallContext
 from hub.db import DriverStatement, UnitOfWork, exact_sum, new_id, utcnow
 from hub.errors import Conflict, Forbidden, InsufficientFunds, NotFound, ValidationFailed
 from hub.scoping import get_owned, tenant_select
-from hub.wallets.limits import check_amount, check_balance
+from hub.wallets.limits import MAX_BALANCE, check_amount, check_balance
 from hub.wallets.models import Entry, Hold, Journal, Wallet
 
 DEFAULT_CURRENCY = "IDR"
@@ -328,7 +328,7 @@ def create_wallet(ctx: CallContext, uow: UnitOfWork, owner_ref: str, currency: s
         raise NotFound("no tenant in this call's context")
     if not isinstance(owner_ref, str) or not owner_ref.strip() or len(owner_ref) > 255:
         raise ValidationFailed("owner_ref must be 1-255 characters", errors={"owner_ref": ["invalid"]})
-    if not isinstance(overdraft_limit, int) or overdraft_limit < 0:
+    if not isinstance(overdraft_limit, int) or not 0 <= overdraft_limit <= MAX_BALANCE:
         raise ValidationFailed("overdraft_limit must be a non-negative integer",
                                errors={"overdraft_limit": ["invalid"]})
     get_main_wallet(ctx, uow)  # every tenant with wallets has its main wallet
@@ -348,7 +348,7 @@ def create_wallet(ctx: CallContext, uow: UnitOfWork, owner_ref: str, currency: s
 
 def set_overdraft_limit(ctx: CallContext, uow: UnitOfWork, wallet_id: str, limit: int) -> Wallet:
     """Let ``wallet_id``'s available balance go down to ``-limit`` (0: no overdraft)."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_BALANCE:
         raise ValidationFailed("limit must be a non-negative integer", errors={"limit": ["invalid"]})
     wallet = _lock_wallets(ctx, uow, wallet_id)[wallet_id]
     wallet.overdraft_limit = limit

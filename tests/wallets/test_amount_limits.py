@@ -12,7 +12,6 @@ from sqlalchemy import update
 
 from hub.db import unit_of_work
 from hub.wallets.limits import MAX_BALANCE, MoneySettings
-from tests.admin.conftest import admin_kit  # noqa: F401  (the admin's logins, for the dashboard)
 
 BILLION = 1_000_000_000
 

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from hub.context import CallContext
 from hub.db import unit_of_work
 from hub.wallets.limits import MoneySettings
-from tests.admin.conftest import admin_kit  # noqa: F401  (the admin's logins)
 
 M = 1_000_000  # a million rupiah
 
