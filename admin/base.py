@@ -71,8 +71,22 @@ class _Guarded:
         if request.method == "GET":
             return self.message("Cannot show this", detail, getattr(exc, "status", 400))
         flash(detail, "error")
-        back = safe_admin_target(_local_referrer()) or url_for("admin.index")
+        back = (safe_admin_target(request.form.get("back")) or safe_admin_target(_local_referrer())
+                or url_for("admin.index"))
         return redirect(back)
+
+    def confirm_page(self, title: str, rows: list[tuple[str, Any]], *, fields: dict[str, Any], cancel: str,
+                     confirm_label: str = "Confirm", warning: str | None = None):
+        """The page between a form and its action: what will happen (``rows``: label, value),
+        Confirm — the same form again with ``confirm=1`` (a POST with its CSRF token) — or
+        Cancel (back to ``cancel``). Nothing has happened yet."""
+        return self.render("rop_admin/confirm.html", title=title, rows=rows, fields=fields, cancel=cancel,
+                           action=request.path, confirm_label=confirm_label, warning=warning)
+
+
+def confirmed() -> bool:
+    """True when the POST comes from a confirmation page's Confirm button."""
+    return request.form.get("confirm") == "1"
 
 
 def _local_referrer() -> str | None:

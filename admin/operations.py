@@ -11,11 +11,12 @@ from typing import Any
 
 from flask import Response, flash, jsonify, redirect, request, stream_with_context, url_for
 from flask_admin import expose
-from rop_admin.base import AdminView
+from rop_admin.base import AdminView, confirmed
 from rop_admin.security import admin_ctx, requires_role
 
 from hub.errors import ValidationFailed
 from hub.state import current_state
+from hub.wallets.limits import money
 from hub.web import request_uow
 
 
@@ -92,12 +93,22 @@ class TransactionsView(AdminView):
     @expose("/<transaction_id>/resolve", methods=("POST",))
     @requires_role("operator")
     def resolve(self, transaction_id: str):
-        """Settle a ``review`` transaction: succeeded captures the hold, failed voids it."""
+        """Settle a ``review`` transaction: succeeded captures the hold, failed voids it —
+        after a confirmation page echoing the amount, the wallet and the tenant."""
         from hub.transactions import client as transactions
 
         uow = request_uow()
-        trx = transactions.resolve(admin_ctx(), uow, transaction_id, request.form.get("outcome", ""),
-                                   request.form.get("reason", ""))
+        outcome, reason = request.form.get("outcome", ""), request.form.get("reason", "")
+        if not confirmed():
+            if outcome not in ("succeeded", "failed"):
+                raise ValidationFailed("outcome must be succeeded or failed", errors={"outcome": ["invalid"]})
+            trx = self._preview(uow, transaction_id, "review", reason)
+            amount = money(trx["price"], trx["currency"])
+            effect = (f"charges the tenant {amount} (the hold is captured)" if outcome == "succeeded"
+                      else f"releases the {amount} held (the tenant is not charged)")
+            return self._confirm(trx, f"Resolve {trx['id']} as {outcome}?", [("Outcome", outcome), ("Effect", effect)],
+                                 {"outcome": outcome, "reason": reason}, f"Resolve as {outcome}")
+        trx = transactions.resolve(admin_ctx(), uow, transaction_id, outcome, reason)
         uow.commit()
         flash(f"Resolved as {trx['status']}.", "success")
         return redirect(url_for(".detail", transaction_id=transaction_id))
@@ -105,14 +116,44 @@ class TransactionsView(AdminView):
     @expose("/<transaction_id>/refund", methods=("POST",))
     @requires_role("operator")
     def refund(self, transaction_id: str):
-        """Refund a succeeded transaction: the capture is reversed through the ledger."""
+        """Refund a succeeded transaction (the capture is reversed through the ledger), after
+        a confirmation page echoing the amount, the wallet and the tenant."""
         from hub.transactions import client as transactions
 
         uow = request_uow()
-        trx = transactions.refund(admin_ctx(), uow, transaction_id, request.form.get("reason", ""))
+        reason = request.form.get("reason", "")
+        if not confirmed():
+            trx = self._preview(uow, transaction_id, "succeeded", reason)
+            amount = money(trx["price"], trx["currency"])
+            return self._confirm(trx, f"Refund {amount}?", [("Effect", f"{amount} back to the tenant's wallet")],
+                                 {"reason": reason}, f"Refund {amount}")
+        trx = transactions.refund(admin_ctx(), uow, transaction_id, reason)
         uow.commit()
-        flash(f"Refunded {trx['price']} {trx['currency']}.", "success")
+        flash(f"Refunded {money(trx['price'], trx['currency'])}.", "success")
         return redirect(url_for(".detail", transaction_id=transaction_id))
+
+    def _preview(self, uow, transaction_id: str, status: str, reason: str) -> dict[str, Any]:
+        """The transaction a confirmation page is about, refused as the action would be."""
+        from hub.errors import Conflict
+        from hub.transactions import client as transactions
+
+        if not reason.strip():
+            raise ValidationFailed("a reason is required", errors={"reason": ["a reason is required"]})
+        trx = transactions.get(admin_ctx(), uow, transaction_id)
+        if trx["status"] != status:
+            action = "refunded" if status == "succeeded" else "resolved"
+            raise Conflict(f"transaction {trx['id']} is {trx['status']}; only a {status} one can be {action}")
+        return trx
+
+    def _confirm(self, trx: dict[str, Any], title: str, rows: list, fields: dict[str, Any], label: str):
+        from hub.tenancy.service import get_tenant
+
+        tenant = get_tenant(request_uow(), trx["tenant_id"])
+        return self.confirm_page(title, [
+            ("Transaction", f"{trx['id']} ({trx['product_code']} for {trx['customer_no']}, ref {trx['ref_id']})"),
+            ("Amount", money(trx["price"], trx["currency"])), ("Wallet", trx["wallet_id"]),
+            ("Tenant", f"{tenant.name} ({tenant.slug})"), *rows, ("Reason", fields["reason"])],
+            fields=fields, cancel=url_for(".detail", transaction_id=trx["id"]), confirm_label=label)
 
 
 # -- bulk jobs -------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ def _views() -> list:
         views.ClientsView(name="API clients", endpoint="admin_clients", url="clients"),
         views.ProvidersView(name="Providers", endpoint="admin_providers", url="providers"),
         views.WalletsView(name="Wallets", endpoint="admin_wallets", url="wallets"),
+        views.ApprovalsView(name="Approvals", endpoint="admin_approvals", url="approvals"),
         catalog.CatalogView(name="Products", category="Catalog", endpoint="admin_catalog", url="catalog"),
         catalog.PricingView(name="Pricing", category="Catalog", endpoint="admin_pricing", url="pricing"),
         *operations.available_views(),
@@ -66,6 +67,10 @@ def init_admin(app: Flask) -> Admin:
             if request.endpoint not in ("admin.static", "rop_admin.static"):
                 response.headers["Cache-Control"] = "no-store"
         return response
+
+    from hub.wallets.limits import money
+
+    app.jinja_env.filters.setdefault("money", money)
 
     @app.context_processor
     def _admin_globals():

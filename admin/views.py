@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import current_app, flash, redirect, request, url_for
 from flask_admin import expose
-from rop_admin.base import AdminView
+from rop_admin.base import AdminView, confirmed
 from rop_admin.security import admin_ctx, requires_role
 
 from hub.db import unit_of_work
@@ -55,16 +55,31 @@ class TenantsView(AdminView):
         tenant = get_tenant(uow, tenant_id)
         # The New client form starts with read and purchase scopes ticked (least privilege);
         # a top-up is never a tenant's scope (the platform records money it received).
+        from hub.wallets.limits import effective_limits, tenant_limits
+
         return self.render("rop_admin/tenant.html", tenant=tenant, clients=list_clients(uow, tenant.id),
+                           limits=effective_limits(uow, tenant.id), own_limits=tenant_limits(uow, tenant.id),
                            scopes=[(s, TENANT_SCOPES[s], s in DEFAULT_TENANT_SCOPES) for s in sorted(TENANT_SCOPES)])
 
     @expose("/<tenant_id>/status", methods=("POST",))
     @requires_role("operator")
     def status(self, tenant_id: str):
-        from hub.tenancy.service import set_tenant_status
+        """Enable, or — after a confirmation page — disable a tenant (its clients' tokens stop working)."""
+        from hub.tenancy.service import get_tenant, list_clients, set_tenant_status
 
         uow = request_uow()
-        set_tenant_status(admin_ctx(), uow, tenant_id, request.form.get("status", ""))
+        status = request.form.get("status", "")
+        if status == "disabled" and not confirmed():
+            tenant = get_tenant(uow, tenant_id)
+            active = sum(1 for c in list_clients(uow, tenant.id) if c.status == "active")
+            return self.confirm_page(
+                f"Disable the tenant {tenant.name}?",
+                [("Tenant", f"{tenant.name} ({tenant.slug})"), ("Id", tenant.id), ("Active API clients", active)],
+                fields={"status": status}, cancel=url_for(".detail", tenant_id=tenant.id),
+                warning=f"Its {active} active client(s) stop working within seconds: no purchase, no wallet "
+                        "call. Purchases already sent keep settling.",
+                confirm_label="Disable the tenant")
+        set_tenant_status(admin_ctx(), uow, tenant_id, status)
         uow.commit()
         return redirect(url_for(".detail", tenant_id=tenant_id))
 
@@ -96,6 +111,19 @@ class TenantsView(AdminView):
         uow.commit()
         flash("Settings saved.", "success")
         return redirect(url_for(".detail", tenant_id=tenant.id))
+
+    @expose("/<tenant_id>/limits", methods=("POST",))
+    @requires_role("admin")
+    def limits(self, tenant_id: str):
+        """Set the tenant's own limits per money operation (empty: the deployment's); admin only."""
+        from hub.wallets.limits import KINDS, set_tenant_limits
+
+        uow = request_uow()
+        set_tenant_limits(admin_ctx(), uow, tenant_id,
+                          {key: request.form.get(key, "") for key in ("default", *KINDS)})
+        uow.commit()
+        flash("Limits saved.", "success")
+        return redirect(url_for(".detail", tenant_id=tenant_id))
 
     @expose("/<tenant_id>/clients", methods=("POST",))
     @requires_role("admin")
@@ -240,6 +268,18 @@ class ProvidersView(AdminView):
 
         enabled = request.form.get("enabled") == "1"
         uow = request_uow()
+        if not enabled and not confirmed():
+            from hub.providers.service import get_config
+
+            row = get_config(uow, config_id)
+            in_flight = in_flight_by_config(admin_ctx(), uow, [row.id])[row.id]
+            return self.confirm_page(
+                f"Switch {row.id} off?",
+                [("Configuration", f"{row.id} ({row.provider_code}, {row.name})"),
+                 ("Tenant", row.tenant_id or "all tenants"), ("Purchases in flight there", in_flight)],
+                fields={"enabled": "0"}, cancel=url_for(".index"), confirm_label="Switch it off",
+                warning=f"No new purchase goes to it. The {in_flight} purchase(s) in flight there keep their "
+                        "status checks and callbacks until the provider answers.")
         row = set_enabled(uow, config_id, enabled)
         in_flight = in_flight_by_config(admin_ctx(), uow, [row.id])[row.id]
         _record_audit(admin_ctx(), uow, f"provider_config.{'enabled' if enabled else 'disabled'}",
@@ -302,38 +342,96 @@ class WalletsView(AdminView):
         ctx = admin_ctx(tenant_id)
         wallet = get_wallet(ctx, uow, wallet_id)
         entries, _ = statement(ctx, uow, wallet_id, limit=500)
+        from hub.wallets.limits import effective_limits, settings
+
         return self.render("rop_admin/wallet.html", tenant_id=tenant_id, wallet=wallet, entries=entries,
+                           limits=effective_limits(uow, tenant_id), four_eyes=settings(),
                            topup_ref=f"admin-topup-{uuid.uuid4().hex}",
                            adjust_ref=f"admin-adjust-{uuid.uuid4().hex}")
 
     @expose("/<tenant_id>/<wallet_id>/topup", methods=("POST",))
     @requires_role("operator")
     def topup(self, tenant_id: str, wallet_id: str):
-        """Top up: a ledger posting from the funding account, with a reason (audited by the use-case)."""
-        from hub.wallets.service import topup
-
-        reason = _reason()
-        amount = _amount()
-        uow = request_uow()
-        result = topup(admin_ctx(tenant_id), uow, wallet_id, amount, request.form.get("ref") or "", reason=reason)
-        uow.commit()
-        flash(f"Topped up {amount} {result['currency']} (journal {result['journal_id']}).", "success")
-        return redirect(url_for(".detail", tenant_id=tenant_id, wallet_id=wallet_id))
-
+        """Top up: a ledger posting from the funding account, with a reason (audited by the
+        use-case), after a confirmation page; above the four-eyes thresholds it waits for a
+        second admin (Approvals)."""
+        return self._money_action("topup", tenant_id, wallet_id)
 
     @expose("/<tenant_id>/<wallet_id>/adjust", methods=("POST",))
     @requires_role("operator")
     def adjust(self, tenant_id: str, wallet_id: str):
-        """Adjust: a posting against the adjustments account (signed), with a reason; audited there."""
-        from hub.wallets.service import adjust
+        """Adjust: a posting against the adjustments account (signed), with a reason; audited
+        there; confirmed first, and four-eyes like a top-up."""
+        return self._money_action("adjustment", tenant_id, wallet_id)
 
-        reason = _reason()
-        amount = _amount()
-        uow = request_uow()
-        result = adjust(admin_ctx(tenant_id), uow, wallet_id, amount, reason, request.form.get("ref") or "")
+    def _money_action(self, kind: str, tenant_id: str, wallet_id: str):
+        from hub.tenancy.service import get_tenant
+        from hub.wallets import approvals
+        from hub.wallets.limits import LABELS, check_amount, money
+        from hub.wallets.service import get_wallet
+
+        reason, amount, ref = _reason(), _amount(), request.form.get("ref") or ""
+        approvals.check(kind, amount, reason, ref)
+        ctx, uow = admin_ctx(tenant_id), request_uow()
+        wallet = get_wallet(ctx, uow, wallet_id)
+        check_amount(uow, tenant_id, kind, amount, wallet.currency)  # a form error before the confirmation
+        back = url_for(".detail", tenant_id=tenant_id, wallet_id=wallet_id)
+        if not confirmed():
+            tenant = get_tenant(uow, tenant_id)
+            label = LABELS[kind]
+            what = (f"credit {money(amount, wallet.currency)}" if amount > 0
+                    else f"debit {money(-amount, wallet.currency)}")
+            return self.confirm_page(
+                f"Confirm the {label}: {what}",
+                [("Amount", money(amount, wallet.currency)), ("Wallet", f"{wallet.id}" + (" (main)" if wallet.is_main
+                                                                                        else f" ({wallet.owner_ref})")),
+                 ("Tenant", f"{tenant.name} ({tenant.slug})"),
+                 ("Available now", money(wallet.available, wallet.currency)), ("Reason", reason),
+                 ("Reference", ref)],
+                fields={"amount": amount, "reason": reason, "ref": ref}, cancel=back,
+                confirm_label=f"Confirm the {label} of {money(amount, wallet.currency)}")
+        submitted = approvals.submit(ctx, uow, kind, wallet_id, amount, reason, ref)
         uow.commit()
-        flash(f"Adjusted by {amount} {result['currency']} (journal {result['journal_id']}).", "success")
-        return redirect(url_for(".detail", tenant_id=tenant_id, wallet_id=wallet_id))
+        approval = submitted["approval"]
+        if approval["status"] == "pending":
+            flash(f"Not applied yet: {approval['why']}. A second admin approves or rejects it on the Approvals "
+                  f"page ({approval['id']}).", "warning")
+        elif submitted["replayed"]:
+            flash(f"This form was already submitted ({approval['id']}: {approval['status']}).", "info")
+        else:
+            verb = "Topped up" if kind == "topup" else "Adjusted by"
+            flash(f"{verb} {money(amount, wallet.currency)} (journal {approval['journal_id']}).", "success")
+        return redirect(back)
+
+
+class ApprovalsView(AdminView):
+    """Four-eyes: operators' top-ups and adjustments waiting for a second admin."""
+
+    @expose("/")
+    def index(self):
+        from hub.wallets.approvals import list_approvals
+
+        uow = request_uow()
+        return self.render("rop_admin/approvals.html", pending=list_approvals(admin_ctx(), uow, status="pending"),
+                           decided=[a for a in list_approvals(admin_ctx(), uow, status=None, limit=50)
+                                    if a["status"] != "pending"])
+
+    @expose("/<approval_id>/<decision>", methods=("POST",))
+    @requires_role("operator")
+    def decide(self, approval_id: str, decision: str):
+        """Approve (apply, exactly once) or reject; never the admin who asked."""
+        from hub.wallets import approvals
+        from hub.wallets.limits import money
+
+        if decision not in ("approve", "reject"):
+            raise ValidationFailed("approve or reject", errors={"decision": ["invalid"]})
+        uow = request_uow()
+        decided = getattr(approvals, decision)(admin_ctx(), uow, approval_id, request.form.get("note"))
+        uow.commit()
+        a = decided["approval"]
+        flash(f"{a['id']} {a['status']}: {a['kind']} of {money(a['amount'], a['currency'])} to {a['wallet_id']}.",
+              "success")
+        return redirect(url_for(".index"))
 
 
 # -- bus: dead letters, webhook deliveries --------------------------------------------------

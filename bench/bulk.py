@@ -40,6 +40,9 @@ from scratch import scratch_database
 GOAL_ROWS = 100_000
 GOAL_SECONDS = 300
 FUNDS = 10**13
+#: the bench's funds are one top-up above the hub's default limit per top-up: it raises the
+#: limit through the hub's own setting, for the app it seeds with and the hub it starts
+LIMITS = {"ROP_AMOUNT_LIMIT_TOPUP": str(FUNDS)}
 GOAL_RSS_MB = 500
 SPECIAL = {"9999", "4444", "8888", "7777", "6666", "5555", "3333"}
 
@@ -68,7 +71,7 @@ def setup(database_url: str, redis_url: str, instance: Path, latency_ms: int, fu
     from hub.wallets import service as wallets
 
     upgrade(database_url)
-    config = Config.from_env({}, instance_path=instance, database_url=database_url, redis_url=redis_url,
+    config = Config.from_env(LIMITS, instance_path=instance, database_url=database_url, redis_url=redis_url,
                              log_format="console", log_level="ERROR", access_token_ttl=4 * 3600)
     app = create_app(config)
     state = app.extensions["rop"]
@@ -203,7 +206,7 @@ def main() -> int:
             port = free_port()
             env = dict(os.environ, ROP_DATABASE_URL=database_url, ROP_REDIS_URL=redis_url,
                        ROP_INSTANCE_PATH=str(tmp_path / "instance"), ROP_LOG_LEVEL="WARNING", ROP_LOG_FORMAT="console",
-                       ROP_PUBLIC_URL=f"http://127.0.0.1:{port}")
+                       ROP_PUBLIC_URL=f"http://127.0.0.1:{port}", **LIMITS)
             procs = start(env, port=port, workers=args.workers, provider_workers=args.provider_workers,
                           threads=args.threads, web_timeout=600, db_connections=args.db_connections)
             sampler = RssSampler(procs)

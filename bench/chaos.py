@@ -71,6 +71,9 @@ from hub.pgcluster import PrivateCluster, find_binaries
 ROP = [sys.executable, "-m", "hub.cli"]
 SIM = Path(__file__).resolve().parent / "provider_sim.py"
 FUNDS = 10**12
+#: the bench's funds are one top-up above the hub's default limit per top-up: it raises the
+#: limit through the hub's own setting, for the app it seeds with and the hub it starts
+LIMITS = {"ROP_AMOUNT_LIMIT_TOPUP": str(FUNDS)}
 PRODUCT = "TSEL10"
 #: every outcome of the simulator, in turn (the last four digits of the number)
 SUFFIXES = ("0101", "9999", "4444", "8888", "7777", "6666", "5555", "3333", "2222")
@@ -111,6 +114,7 @@ class Hub:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ROP_")}
         self.env.update(TIMINGS)
+        self.env.update(LIMITS)
         self.env.update({k: v for k, v in os.environ.items() if k.startswith("ROP_TX_")})
         self.env.update(ROP_INSTANCE_PATH=str(self.instance), ROP_DATABASE_URL=database_url,
                         ROP_WEBHOOK_ALLOW_PRIVATE="1", ROP_PUBLIC_URL=self.url, ROP_LOG_LEVEL="WARNING")

@@ -34,6 +34,9 @@ from scratch import scratch_database
 ROOT = Path(__file__).resolve().parent.parent
 CHECKS = "not_a_server_error,response_schema_conformance"
 FUNDS = 10**12
+#: the bench's funds are one top-up above the hub's default limit per top-up: it raises the
+#: limit through the hub's own setting, for the app it seeds with and the hub it starts
+LIMITS = {"ROP_AMOUNT_LIMIT_TOPUP": str(FUNDS)}
 #: the run CI makes: about 5,000 cases in two minutes on the 2-core reference machine
 MAX_EXAMPLES = 150
 SEED = 2124
@@ -51,7 +54,7 @@ def setup(database_url: str, redis_url: str, instance: Path) -> dict:
     from hub.wallets import service as wallets
 
     upgrade(database_url)
-    config = Config.from_env({}, instance_path=instance, database_url=database_url, redis_url=redis_url,
+    config = Config.from_env(LIMITS, instance_path=instance, database_url=database_url, redis_url=redis_url,
                              log_format="console", log_level="ERROR")
     app = create_app(config)
     state = app.extensions["rop"]
@@ -113,7 +116,7 @@ def main() -> int:
             env = dict(os.environ, ROP_DATABASE_URL=database_url, ROP_REDIS_URL=redis_url,
                        ROP_INSTANCE_PATH=str(tmp_path / "instance"), ROP_LOG_LEVEL="ERROR",
                        ROP_LOG_FORMAT="console", ROP_ACCESS_TOKEN_TTL="7200",
-                       ROP_PUBLIC_URL=f"http://127.0.0.1:{port}")
+                       ROP_PUBLIC_URL=f"http://127.0.0.1:{port}", **LIMITS)
             log_path = tmp_path / "hub.log"
             with log_path.open("wb") as log:  # the children hold their own descriptors of it
                 procs = start(env, port=port, workers=1, provider_workers=1, threads=8, output=log)

@@ -43,6 +43,9 @@ from sqlalchemy.engine import make_url
 GOAL_ACCEPT_RATIO = 0.5
 GOAL_COMPLETED_AT_200MS = 500.0
 FUNDS = 10**14
+#: the bench's funds are one top-up above the hub's default limit per top-up: it raises the
+#: limit through the hub's own setting, for the app it seeds with and the hub it starts
+LIMITS = {"ROP_AMOUNT_LIMIT_TOPUP": str(FUNDS)}
 TENANT_NUMBER = "0812{:08d}"  # ordinary Telkomsel numbers: every one succeeds at the sandbox
 SPECIAL = {"9999", "4444", "8888", "7777", "6666", "5555", "3333"}
 
@@ -67,7 +70,7 @@ def setup(database_url: str, redis_url: str, instance: Path, tenants: int = 1) -
     from hub.wallets import service as wallets
 
     upgrade(database_url)
-    config = Config.from_env({}, instance_path=instance, database_url=database_url, redis_url=redis_url,
+    config = Config.from_env(LIMITS, instance_path=instance, database_url=database_url, redis_url=redis_url,
                              log_format="console", log_level="ERROR", access_token_ttl=4 * 3600)
     app = create_app(config)
     seed_sandbox_catalog(app, settings={"latency_ms": 0, "callback_delay": 0.2})
@@ -309,7 +312,7 @@ def main() -> int:
             port = free_port()
             env = dict(os.environ, ROP_DATABASE_URL=database_url, ROP_REDIS_URL=redis_url,
                        ROP_INSTANCE_PATH=str(tmp_path / "instance"), ROP_LOG_LEVEL="WARNING",
-                       ROP_LOG_FORMAT="console", ROP_PUBLIC_URL=f"http://127.0.0.1:{port}")
+                       ROP_LOG_FORMAT="console", ROP_PUBLIC_URL=f"http://127.0.0.1:{port}", **LIMITS)
             procs = start(env, port=port, workers=args.workers, provider_workers=args.provider_workers,
                           threads=args.threads)
             wait_ready(port, timeout=120)

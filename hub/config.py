@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hub.transactions.settings import Settings as TransactionSettings
+    from hub.wallets.limits import MoneySettings
 
 
 class ConfigError(Exception):
@@ -145,6 +146,9 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     #: the transactions service's tunables (``ROP_TX_*``; hub.transactions.settings)
     transactions: TransactionSettings | None = None
+    #: the limits of money operations and the four-eyes thresholds (``ROP_AMOUNT_LIMIT*``,
+    #: ``ROP_FOUR_EYES_*``; hub.wallets.limits)
+    money: MoneySettings | None = None
     testing: bool = False
     extra: Mapping[str, object] = field(default_factory=dict)
     #: ``ROP_PUBLIC_URL``: the hub's address as providers reach it (None: not set)
@@ -272,6 +276,15 @@ class Config:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
 
+        from hub.wallets.limits import MoneySettings
+
+        money = overrides.pop("money", None)
+        if money is None:
+            try:
+                money = MoneySettings.from_env(env)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+
         return cls(
             instance_path=instance,
             database_url=database_url,
@@ -287,6 +300,7 @@ class Config:
             access_token_ttl=ttl,
             limits=overrides.pop("limits", None) or Limits.from_env(env),  # type: ignore[arg-type]
             transactions=transactions,
+            money=money,  # type: ignore[arg-type]
             testing=bool(overrides.pop("testing", False)),
             public_url=public_url,
             redis_embedded=redis_embedded,

@@ -24,10 +24,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, String, TypeDecorator, create_engine, event
+from sqlalchemy import DateTime, MetaData, String, Text, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.functions import FunctionElement
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -76,6 +78,55 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime(), str: String(255)}
 
 
+class _ExactInt(TypeDecorator):
+    """An integer result of any size: a NUMERIC (PostgreSQL) or the text of the SQLite
+    aggregate below, returned as a Python ``int``."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect) -> int | None:
+        return None if value is None else int(value)
+
+
+_SQLITE_EXACT_SUM = "rop_exact_sum"
+
+
+class _ExactSum:
+    """SQLite's ``rop_exact_sum(x)``: the sum of integers in Python's unbounded ints, as text
+    (SQLite's own ``SUM`` raises "integer overflow" past 2**63 and ``total()`` is a float)."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total = (self.total or 0) + int(value)
+
+    def finalize(self) -> str | None:
+        return None if self.total is None else str(self.total)
+
+
+class exact_sum(FunctionElement):
+    """``SUM(column)`` that never overflows, whatever the figures: computed in NUMERIC on
+    PostgreSQL and with unbounded integers on SQLite; the result is a Python ``int`` (None
+    over no rows). Every sum of amounts or balances uses it."""
+
+    type = _ExactInt()
+    inherit_cache = True
+    name = "exact_sum"
+
+
+@compiles(exact_sum)
+def _exact_sum_default(element, compiler, **kw):
+    return f"CAST(SUM({compiler.process(element.clauses, **kw)}) AS NUMERIC)"
+
+
+@compiles(exact_sum, "sqlite")
+def _exact_sum_sqlite(element, compiler, **kw):
+    return f"{_SQLITE_EXACT_SUM}({compiler.process(element.clauses, **kw)})"
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create the engine for ``url`` with the hub's settings for that backend."""
     if url.startswith("sqlite"):
@@ -95,6 +146,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+            dbapi_conn.create_aggregate(_SQLITE_EXACT_SUM, 1, _ExactSum)
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):

@@ -50,7 +50,7 @@ from hub.bulk.messages import (
 from hub.bulk.models import BulkItem, BulkJob
 from hub.bulk.parsers import format_for, parse_rows, scan, spool
 from hub.context import CallContext
-from hub.db import Database, DriverStatement, UnitOfWork, new_id, unit_of_work, utcnow
+from hub.db import Database, DriverStatement, UnitOfWork, exact_sum, new_id, unit_of_work, utcnow
 from hub.edge import text_problem
 from hub.errors import Conflict, HubError, InsufficientFunds, NotFound, ValidationFailed
 from hub.scoping import get_owned, tenant_select
@@ -462,7 +462,7 @@ def _validate_batch(svc: CallContext, uow: UnitOfWork, items: list[BulkItem],
 def _recount(uow: UnitOfWork, job: BulkJob) -> None:
     """Set the job's counters from its rows (after validation; under the job's row lock)."""
     counts = {status: (n, amount or 0) for status, n, amount in uow.session.execute(
-        select(BulkItem.status, func.count(), func.sum(BulkItem.price)).where(BulkItem.job_id == job.id)
+        select(BulkItem.status, func.count(), exact_sum(BulkItem.price)).where(BulkItem.job_id == job.id)
         .group_by(BulkItem.status)).all()}
     job.invalid = counts.get("invalid", (0, 0))[0]
     job.valid = sum(n for status, (n, _) in counts.items() if status not in ("invalid", "received"))

@@ -30,6 +30,12 @@ from hub.db import UnitOfWork
 from hub.products.models import PLATFORM, PriceRule
 
 KINDS = ("markup_percent", "markup_fixed", "fixed_price")
+#: The largest cost a provider's catalog item may have (a larger one is a malformed item)
+#: and the largest price: every price the rules can make of such a cost (+1,000 % and a
+#: fixed markup of 10**12) is below it, and a bulk job of ``ROP_BULK_MAX_ROWS`` (10**6)
+#: rows at this price still sums within the ledger's BIGINT.
+MAX_COST = 10**11
+MAX_PRICE = 4 * 10**12
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,7 @@ def tenant_price(hook: Any, tenant_id: str, product: dict[str, Any], cost: int, 
                                 currency=product["currency"], product={**product, "margin": ruled - cost})
     if answer is None:  # no implementation answered (the built-in one always does)
         return ruled
-    if isinstance(answer, bool) or not isinstance(answer, int) or answer < 0:
+    if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer <= MAX_PRICE:
         raise TypeError(f"price_product answered {answer!r} for {product['code']}: "
-                        "a price is a non-negative int in minor units")
+                        f"a price is a non-negative int in minor units, at most {MAX_PRICE}")
     return answer

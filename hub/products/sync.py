@@ -36,6 +36,7 @@ from hub.errors import Conflict, ValidationFailed
 from hub.products import service
 from hub.products.messages import ProductChanged, ProductCreated, ProductVanished
 from hub.products.models import Brand, CatalogSync, Category, Offer, Product, ProductChange
+from hub.products.pricing import MAX_COST
 from hub.providers import client as providers
 from hub.providers.contract import CatalogItem, CatalogUnavailable
 
@@ -108,6 +109,8 @@ def _problem(item: Any) -> str | None:
         return "the SKU makes no product code"
     if isinstance(item.cost, bool) or not isinstance(item.cost, int) or item.cost < 0:
         return f"cost {item.cost!r} is not a non-negative int of minor units"
+    if item.cost > MAX_COST:
+        return f"cost {item.cost:,} is above the largest the hub sells at ({MAX_COST:,} minor units)"
     if not isinstance(item.currency, str) or not re.fullmatch(r"[A-Z]{3}", item.currency):
         return f"currency {item.currency!r} is not an ISO 4217 code"
     return None

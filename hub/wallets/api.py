@@ -92,6 +92,9 @@ class WalletTopups(MethodView):
         header, or the operator (admin UI, ``rop wallets topup``). A tenant's own client
         gets 403 whatever its scopes; a wallet of another tenant than the one named is 404.
         Every top-up is written to the audit log with the platform client and the tenant.
+        ``amount`` is at most the tenant's limit per top-up (``ROP_AMOUNT_LIMIT_TOPUP`` /
+        ``ROP_AMOUNT_LIMIT``, 1,000,000,000 by default, or the tenant's own): above it, 422
+        naming the limit (``limit``, ``limit_source``, ``amount``).
         """
         uow = request_uow()
         result = service.topup(current_ctx(), uow, wallet_id, body["amount"], body["ref_id"], reason=body["reason"])
@@ -106,7 +109,8 @@ class Transfers(MethodView):
     @bp.doc(responses={402: HTTPStatus(402).name})
     @bp.response(201, JournalResultSchema)
     def post(self, body):
-        """Move funds between two of the tenant's wallets; idempotent by ``ref_id``; 402 if short."""
+        """Move funds between two of the tenant's wallets; idempotent by ``ref_id``; 402 if short;
+        422 above the tenant's limit per transfer (``ROP_AMOUNT_LIMIT_TRANSFER``)."""
         uow = request_uow()
         result = service.transfer(current_ctx(), uow, body["from_wallet_id"], body["to_wallet_id"],
                                   body["amount"], body["ref_id"])

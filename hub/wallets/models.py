@@ -96,3 +96,50 @@ class Hold(Base):
     reference: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TenantLimits(Base):
+    """A tenant's own limits per money operation (hub.wallets.limits): ``{kind or "default": amount}``."""
+
+    __tablename__ = "wallet_tenant_limits"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_by: Mapped[str | None] = mapped_column(String(254))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Approval(Base):
+    """An operator's top-up or adjustment as it passed the four-eyes gate (hub.wallets.approvals).
+
+    ``applied``: under the thresholds, applied at once; ``pending``: waiting for a second
+    operator, who ``approved`` (then applied, once) or ``rejected`` it. The rows of an
+    operator's UTC day make their daily total.
+    """
+
+    __tablename__ = "wallet_approvals"
+    __public_name__ = "approval"
+    __table_args__ = (Index("ix_wallet_approvals_requester_day", "requested_by", "requested_at"),
+                      UniqueConstraint("tenant_id", "kind", "ref"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("apr"))
+    tenant_id: Mapped[str] = mapped_column(String(40), index=True)
+    wallet_id: Mapped[str] = mapped_column(String(40))
+    #: topup | adjustment
+    kind: Mapped[str] = mapped_column(String(20))
+    #: signed for an adjustment
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(500))
+    #: the idempotency key of the operation
+    ref: Mapped[str] = mapped_column(String(255))
+    #: applied | pending | approved | rejected
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    #: why it waits: the amount or the daily total it is above (None when applied at once)
+    why: Mapped[str | None] = mapped_column(String(255))
+    requested_by: Mapped[str] = mapped_column(String(254))
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(254))
+    decided_at: Mapped[dt.datetime | None] = mapped_column()
+    note: Mapped[str | None] = mapped_column(String(500))
+    journal_id: Mapped[str | None] = mapped_column(String(40))

@@ -9,8 +9,9 @@ Top-ups, transfers and adjustments (:func:`_post`):
    transaction already holds the write lock);
 3. look up the idempotency key: same key and same body → the first result, same key and
    another body → 409;
-4. ask the plugins for a veto (debits), check ``available - amount >= -overdraft_limit``
-   (else 402);
+4. check the amount against the tenant's limit for the kind and a credit against the
+   largest balance the ledger stores (422, :mod:`hub.wallets.limits`); ask the plugins for
+   a veto (debits), check ``available - amount >= -overdraft_limit`` (else 402);
 5. write the journal, its entries and the cached balances, publish the events.
 
 Holds — placed for every purchase, captured, voided or reversed for every outcome — lock
@@ -45,9 +46,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 
 from hub.context import CallContext
-from hub.db import DriverStatement, UnitOfWork, new_id, utcnow
+from hub.db import DriverStatement, UnitOfWork, exact_sum, new_id, utcnow
 from hub.errors import Conflict, Forbidden, InsufficientFunds, NotFound, ValidationFailed
 from hub.scoping import get_owned, tenant_select
+from hub.wallets.limits import MAX_BALANCE, check_amount, check_balance
 from hub.wallets.models import Entry, Hold, Journal, Wallet
 
 DEFAULT_CURRENCY = "IDR"
@@ -58,6 +60,14 @@ ADJUSTMENTS = "sys:adjustments:{}"
 
 
 # -- helpers -------------------------------------------------------------------------------
+def _within_limits(ctx: CallContext, uow: UnitOfWork, kind: str, wallet: Wallet, amount: int) -> None:
+    """422 when ``amount`` is above the tenant's limit for ``kind`` (hub.wallets.limits) or a
+    credit would take ``wallet``'s balance above what the ledger stores."""
+    check_amount(uow, ctx.tenant_id, kind, amount, wallet.currency)
+    if amount > 0:
+        check_balance(wallet.id, wallet.available, amount, wallet.currency)
+
+
 def _check_amount(amount: Any, name: str = "amount") -> int:
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise ValidationFailed(f"{name} must be a positive integer (minor units)",
@@ -318,7 +328,7 @@ def create_wallet(ctx: CallContext, uow: UnitOfWork, owner_ref: str, currency: s
         raise NotFound("no tenant in this call's context")
     if not isinstance(owner_ref, str) or not owner_ref.strip() or len(owner_ref) > 255:
         raise ValidationFailed("owner_ref must be 1-255 characters", errors={"owner_ref": ["invalid"]})
-    if not isinstance(overdraft_limit, int) or overdraft_limit < 0:
+    if not isinstance(overdraft_limit, int) or not 0 <= overdraft_limit <= MAX_BALANCE:
         raise ValidationFailed("overdraft_limit must be a non-negative integer",
                                errors={"overdraft_limit": ["invalid"]})
     get_main_wallet(ctx, uow)  # every tenant with wallets has its main wallet
@@ -338,7 +348,7 @@ def create_wallet(ctx: CallContext, uow: UnitOfWork, owner_ref: str, currency: s
 
 def set_overdraft_limit(ctx: CallContext, uow: UnitOfWork, wallet_id: str, limit: int) -> Wallet:
     """Let ``wallet_id``'s available balance go down to ``-limit`` (0: no overdraft)."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_BALANCE:
         raise ValidationFailed("limit must be a non-negative integer", errors={"limit": ["invalid"]})
     wallet = _lock_wallets(ctx, uow, wallet_id)[wallet_id]
     wallet.overdraft_limit = limit
@@ -390,6 +400,7 @@ def topup(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int,
     replay = _replay(ctx, uow, "topup", ref_id, fp)
     if replay is not None:
         return replay
+    _within_limits(ctx, uow, "topup", wallet, amount)
     posting = _Posting("topup", ref_id, fp, wallet.currency, [
         (FUNDING.format(wallet.currency), None, -amount),
         (_account(wallet.id, "available"), wallet, amount)], meta={"reason": reason, "actor": ctx.actor or ctx.client_id})
@@ -432,6 +443,7 @@ def adjust(ctx: CallContext, uow: UnitOfWork, wallet_id: str, amount: int, reaso
     replay = _replay(ctx, uow, "adjustment", key, fp)
     if replay is not None:
         return replay
+    _within_limits(ctx, uow, "adjustment", wallet, amount)
     if amount < 0:
         _veto_debit(ctx, wallet, -amount, f"adjustment:{key}")
         _ensure_funds(wallet, -amount)
@@ -471,6 +483,7 @@ def transfer(ctx: CallContext, uow: UnitOfWork, from_wallet_id: str, to_wallet_i
         return replay
     if source.currency != target.currency:
         raise ValidationFailed("both wallets must have the same currency", errors={"to_wallet_id": ["currency"]})
+    _within_limits(ctx, uow, "transfer", target, amount)
     _veto_debit(ctx, source, amount, f"transfer:{ref_id}")
     _ensure_funds(source, amount)
     posting = _Posting("transfer", ref_id, fp, source.currency, [
@@ -922,6 +935,7 @@ def reverse_capture(ctx: CallContext, uow: UnitOfWork, hold_id: str, amount: int
     if result["replayed"]:
         uow.session.refresh(hold)
         return hold
+    check_balance(wallet.id, wallet.available, amount, wallet.currency)
     hold.reversed += amount
     wallet = _move_last(ctx, uow, result["journal_id"], wallet, [(SETTLEMENT.format(wallet.currency), None, -amount),
                                                                   (_account(wallet.id, "available"), "available", amount)])
@@ -960,8 +974,8 @@ def wallet_totals(ctx: CallContext, uow: UnitOfWork) -> dict[str, dict[str, int]
     :return: ``{currency: {"wallets", "available", "held"}}``.
     """
     ctx.require_scope("*")
-    rows = uow.session.execute(select(Wallet.currency, func.count(), func.sum(Wallet.available),
-                                      func.sum(Wallet.held)).group_by(Wallet.currency).order_by(Wallet.currency))
+    rows = uow.session.execute(select(Wallet.currency, func.count(), exact_sum(Wallet.available),
+                                      exact_sum(Wallet.held)).group_by(Wallet.currency).order_by(Wallet.currency))
     return {currency: {"wallets": int(n), "available": int(available or 0), "held": int(held or 0)}
             for currency, n, available, held in rows}
 
@@ -975,7 +989,7 @@ def verify_ledger(uow: UnitOfWork) -> dict[str, Any]:
     s = uow.session
     differences: list[dict[str, Any]] = []
     for journal_id, total, n, currencies in s.execute(
-            select(Entry.journal_id, func.sum(Entry.amount), func.count(), func.count(func.distinct(Entry.currency)))
+            select(Entry.journal_id, exact_sum(Entry.amount), func.count(), func.count(func.distinct(Entry.currency)))
             .group_by(Entry.journal_id)):
         if total != 0 or n < 2 or currencies != 1:
             differences.append({"journal_id": journal_id, "problem": "unbalanced", "sum": int(total),
@@ -986,9 +1000,9 @@ def verify_ledger(uow: UnitOfWork) -> dict[str, Any]:
     for journal_id in empty:
         differences.append({"journal_id": journal_id, "problem": "no entries"})
     sums = {account: int(total) for account, total in s.execute(
-        select(Entry.account, func.sum(Entry.amount)).where(Entry.wallet_id.is_not(None)).group_by(Entry.account))}
+        select(Entry.account, exact_sum(Entry.amount)).where(Entry.wallet_id.is_not(None)).group_by(Entry.account))}
     open_holds = {wid: int(total) for wid, total in s.execute(
-        select(Hold.wallet_id, func.sum(Hold.amount)).where(Hold.status == "placed").group_by(Hold.wallet_id))}
+        select(Hold.wallet_id, exact_sum(Hold.amount)).where(Hold.status == "placed").group_by(Hold.wallet_id))}
     wallets = 0
     for wallet in s.scalars(select(Wallet)):
         wallets += 1

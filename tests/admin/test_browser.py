@@ -130,6 +130,17 @@ def test_top_up_a_wallet_and_see_the_statement(app, live_server, browser, artifa
     browser.find_element(By.ID, "topup-amount").send_keys("250000")
     browser.find_element(By.ID, "topup-reason").send_keys("opening float")
     browser.find_element(By.ID, "topup").click()
+    # a confirmation page echoes the formatted amount, the wallet and the tenant; Cancel moves nothing
+    _wait(browser, lambda d: d.find_element(By.ID, "confirm-summary"), "no confirmation page")
+    summary = browser.find_element(By.ID, "confirm-summary").text
+    assert "250,000 IDR" in summary and tenant.slug in summary
+    browser.save_screenshot(str(artifacts_dir / "admin-topup-confirm.png"))
+    browser.find_element(By.ID, "cancel").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "available").text == "0", "cancel did not lead back")
+    browser.find_element(By.ID, "topup-amount").send_keys("250000")
+    browser.find_element(By.ID, "topup-reason").send_keys("opening float")
+    browser.find_element(By.ID, "topup").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "confirm"), "no confirmation page").click()
     _wait(browser, lambda d: d.find_element(By.ID, "available").text == "250000", "the balance did not change")
     statement = browser.find_element(By.ID, "statement").text
     assert "topup" in statement and "250000" in statement
@@ -202,13 +213,14 @@ def test_watch_a_sandbox_transaction_reach_succeeded(app, client, live_server, b
     timeline = browser.find_element(By.ID, "timeline").text
     assert "processing" in timeline and "succeeded" in timeline
     browser.save_screenshot(str(artifacts_dir / "admin-transaction-succeeded.png"))
-    # a refund asks first: dismissed, nothing happens; accepted, the money goes back
+    # a refund asks first (a confirmation page): cancelled, nothing happens; confirmed, the money goes back
     browser.find_element(By.ID, "refund-reason").send_keys("customer complaint 7")
     browser.find_element(By.ID, "refund").click()
-    _wait(browser, lambda d: d.switch_to.alert, "the refund did not ask for a confirmation").dismiss()
-    assert browser.find_element(By.ID, "transaction-status").text == "succeeded"
+    _wait(browser, lambda d: d.find_element(By.ID, "cancel"), "the refund did not ask for a confirmation").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "transaction-status").text == "succeeded", "cancel did not lead back")
+    browser.find_element(By.ID, "refund-reason").send_keys("customer complaint 7")
     browser.find_element(By.ID, "refund").click()
-    _wait(browser, lambda d: d.switch_to.alert, "the refund did not ask for a confirmation").accept()
+    _wait(browser, lambda d: d.find_element(By.ID, "confirm"), "the refund did not ask for a confirmation").click()
     _wait(browser, lambda d: d.find_element(By.ID, "transaction-status").text == "refunded", "no refund")
     browser.save_screenshot(str(artifacts_dir / "admin-transaction-refunded.png"))
     app.config["ROP_ADMIN_STATS_TTL"] = 0  # the login's dashboard view cached the figures of before

@@ -12,11 +12,15 @@ def test_disabling_a_configuration_keeps_asking_it_about_purchasesin_flight(app,
                                                                            admin_kit):
     found = in_flight(app, client, funded)
     admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
-    page = client.get("/admin/providers/").get_data(as_text=True)
-    assert re.search(rf"Switch {sandbox} off\? No new purchase goes to it\. 1 purchase\(s\) in flight there", page)
     token = admin_kit.csrf_from(client, "/admin/providers/")
-    switched = client.post(f"/admin/providers/{sandbox}/enabled", data={"csrf_token": token, "enabled": "0"},
-                           follow_redirects=True)
+    # Disable asks first, on a page that says how many purchases are in flight there; it changes nothing
+    asked = client.post(f"/admin/providers/{sandbox}/enabled", data={"csrf_token": token, "enabled": "0"})
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and f"Switch {sandbox} off?" in page
+    assert re.search(r"No new purchase goes to it\. The 1 purchase\(s\) in flight there keep", page)
+    assert "Switch it off" in page and "<td>yes<br>" in client.get("/admin/providers/").get_data(as_text=True)
+    switched = client.post(f"/admin/providers/{sandbox}/enabled",
+                           data={"csrf_token": token, "enabled": "0", "confirm": "1"}, follow_redirects=True)
     assert "switched off: no new purchase goes to it. 1 purchase(s) in flight there" in switched.get_data(as_text=True)
 
     check_now(app)

@@ -39,7 +39,7 @@ def test_an_operator_may_flip_the_kill_switch_but_not_touch_credentials(app, cli
     assert client.post("/admin/providers/new", data={"csrf_token": token, "provider_code": "sandbox",
                                                      "name": "no"}).status_code == 403
     assert client.post(f"/admin/providers/{config_id}/enabled",
-                       data={"csrf_token": token, "enabled": "0"}).status_code == 302
+                       data={"csrf_token": token, "enabled": "0", "confirm": "1"}).status_code == 302
     with app.test_request_context(), unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
         assert [c.enabled for c in list_configs(uow)] == [False]
 

@@ -70,8 +70,15 @@ def test_detail_shows_the_timeline_and_a_refund_reverses_the_money(app, client, 
     no_reason = client.post(path + "/refund", data={"csrf_token": token, "reason": " "}, follow_redirects=True)
     assert "reason is required" in no_reason.get_data(as_text=True)
     assert transaction(app, funded.tenant.id, trx_id)["status"] == "succeeded"
-    assert client.post(path + "/refund", data={"csrf_token": token, "reason": "customer complaint 12"}).status_code == 302
-    again = client.post(path + "/refund", data={"csrf_token": token, "reason": "double click"}, follow_redirects=True)
+    asked = client.post(path + "/refund", data={"csrf_token": token, "reason": "customer complaint 12"})
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and f"Refund {price:,} IDR?" in page and funded.wallet_id in page
+    assert funded.tenant.slug in page and 'name="confirm" value="1"' in page
+    assert transaction(app, funded.tenant.id, trx_id)["status"] == "succeeded"  # the first POST only asks
+    assert client.post(path + "/refund", data={"csrf_token": token, "reason": "customer complaint 12",
+                                                "confirm": "1"}).status_code == 302
+    again = client.post(path + "/refund", data={"csrf_token": token, "reason": "double click", "confirm": "1"},
+                        follow_redirects=True)
     assert "only a succeeded one can be refunded" in again.get_data(as_text=True)
     assert transaction(app, funded.tenant.id, trx_id)["status"] == "refunded"
     assert wallet(app, funded.tenant.id, funded.wallet_id)["available"] == FUNDS
@@ -93,7 +100,11 @@ def test_resolving_a_review_captures_or_voids_the_hold(app, client, admin_kit, f
     token = admin_kit.csrf_from(client, path)
     assert client.post(path + "/recheck", data={"csrf_token": token}).status_code == 302
     assert _audit(app, "transaction.recheck")
-    client.post(path + "/resolve", data={"csrf_token": token, "outcome": outcome, "reason": "provider portal says so"})
+    form = {"csrf_token": token, "outcome": outcome, "reason": "provider portal says so"}
+    page = client.post(path + "/resolve", data=form).get_data(as_text=True)
+    assert f"Resolve {trx_id} as {outcome}?" in page and f"{price:,} IDR" in page and funded.wallet_id in page
+    assert transaction(app, funded.tenant.id, trx_id)["status"] == "review"  # the first POST only asks
+    client.post(path + "/resolve", data={**form, "confirm": "1"})
     assert transaction(app, funded.tenant.id, trx_id)["status"] == outcome
     balance = wallet(app, funded.tenant.id, funded.wallet_id)
     assert balance["held"] == 0 and balance["available"] == FUNDS - (price if charged else 0)

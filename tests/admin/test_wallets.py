@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import select
 
 from hub.db import unit_of_work
@@ -24,7 +25,7 @@ def test_a_topup_is_a_ledger_posting_with_a_reason_and_shows_in_the_statement(ap
     page = client.get(path).get_data(as_text=True)
     token = admin_kit.csrf_from(client, path)
     ref = re.search(r'name="ref" value="([^"]+)"', page).group(1)
-    form = {"csrf_token": token, "ref": ref, "amount": "150000", "reason": "bank transfer 42"}
+    form = {"csrf_token": token, "ref": ref, "amount": "150000", "reason": "bank transfer 42", "confirm": "1"}
     assert client.post(path + "/topup", data=form).status_code == 302
     assert client.post(path + "/topup", data=form).status_code == 302  # a double submit: same key
     page = client.get(path).get_data(as_text=True)
@@ -80,8 +81,9 @@ def test_an_adjustment_is_a_signed_posting_with_a_reason_audited_once(app, clien
     token = admin_kit.csrf_from(client, path)
     refs = re.findall(r'name="ref" value="([^"]+)"', client.get(path).get_data(as_text=True))
     adjust_ref = next(r for r in refs if r.startswith("admin-adjust-"))
-    client.post(path + "/topup", data={"csrf_token": token, "ref": "t-1", "amount": "1000", "reason": "float"})
-    form = {"csrf_token": token, "ref": adjust_ref, "amount": "-300", "reason": "fee charged twice"}
+    client.post(path + "/topup", data={"csrf_token": token, "ref": "t-1", "amount": "1000", "reason": "float",
+                                       "confirm": "1"})
+    form = {"csrf_token": token, "ref": adjust_ref, "amount": "-300", "reason": "fee charged twice", "confirm": "1"}
     assert client.post(path + "/adjust", data=form).status_code == 302
     assert client.post(path + "/adjust", data=form).status_code == 302  # a double submit posts once
     overdraw = client.post(path + "/adjust", data={**form, "ref": "other", "amount": "-5000"}, follow_redirects=True)
@@ -96,3 +98,63 @@ def test_an_adjustment_is_a_signed_posting_with_a_reason_audited_once(app, clien
             select(AuditEntry).where(AuditEntry.action == "wallet.adjusted"))]
     assert len(entries) == 1
     assert entries[0][0] == "admin:op@example.com" and entries[0][1]["reason"] == "fee charged twice"
+
+
+def test_a_topup_asks_first_on_a_page_echoing_amount_wallet_and_tenant(app, client, admin_kit, tenant_factory):
+    """The first POST (and a GET) of the form only shows what will happen; Confirm — the same
+    form again with confirm=1 and its CSRF token — acts, once."""
+    tenant = tenant_factory()
+    admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
+    path = _wallet_page(client, tenant)
+    wallet_id = path.rsplit("/", 1)[1]
+    token = admin_kit.csrf_from(client, path)
+    form = {"csrf_token": token, "ref": "confirm-1", "amount": "1234567", "reason": "BCA 42"}
+    asked = client.post(path + "/topup", data=form)
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and 'id="confirm-summary"' in page
+    assert "1,234,567 IDR" in page and wallet_id in page and tenant.slug in page and "BCA 42" in page
+    assert 'name="confirm" value="1"' in page and 'name="csrf_token"' in page and f'href="{path}"' in page
+    assert client.get(path + "/topup").status_code == 405
+    assert 'id="available">0<' in client.get(path).get_data(as_text=True)
+    confirm = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page))
+    assert confirm["amount"] == "1234567" and confirm["confirm"] == "1"
+    assert client.post(path + "/topup", data={k: v for k, v in confirm.items() if k != "csrf_token"}).status_code == 400
+    assert client.post(path + "/topup", data=confirm).status_code == 302
+    assert 'id="available">1234567<' in client.get(path).get_data(as_text=True)
+
+
+@pytest.mark.parametrize("amount", [str(10**30), str(9 * 10**18)])
+def test_a_topup_above_the_limit_is_a_form_error_naming_it(app, client, admin_kit, tenant_factory, amount):
+    """The issue's 10^30 (a raw 500 page) and 9×10^18 (accepted in one click)."""
+    tenant = tenant_factory()
+    admin_kit.login(client, admin_kit.make_admin(app))
+    path = _wallet_page(client, tenant)
+    token = admin_kit.csrf_from(client, path)
+    for confirm in ("", "1"):
+        response = client.post(path + "/topup", data={"csrf_token": token, "ref": "big", "amount": amount,
+                                                      "reason": "x", "confirm": confirm}, follow_redirects=True)
+        page = response.get_data(as_text=True)
+        assert response.status_code == 200 and "confirm-summary" not in page
+        assert f"a top-up of {int(amount):,} IDR is above the limit of 1,000,000,000 IDR per top-up" in page
+    assert 'id="available">0<' in client.get(path).get_data(as_text=True)
+    assert client.get("/admin/").status_code == 200
+
+
+def test_an_admin_sets_a_tenants_limits(app, client, admin_kit, tenant_factory):
+    tenant = tenant_factory()
+    admin_kit.login(client, admin_kit.make_admin(app))
+    token = admin_kit.csrf_from(client, f"/admin/tenants/{tenant.id}")
+    form = {"csrf_token": token, "default": "", "topup": "2,000,000", "adjustment": "", "transfer": ""}
+    assert client.post(f"/admin/tenants/{tenant.id}/limits", data=form).status_code == 302
+    page = client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
+    assert "<td>topup</td><td>2,000,000 IDR</td><td>tenant (topup)</td>" in page
+    bad = client.post(f"/admin/tenants/{tenant.id}/limits", data={**form, "topup": "lots"}, follow_redirects=True)
+    assert "topup must be a whole number" in bad.get_data(as_text=True)
+    path = _wallet_page(client, tenant)
+    refused = client.post(path + "/topup", data={"csrf_token": token, "ref": "r", "amount": "3000000", "reason": "x"},
+                          follow_redirects=True)
+    assert "above the limit of 2,000,000 IDR per top-up (set by tenant (topup))" in refused.get_data(as_text=True)
+    operator = app.test_client()
+    admin_kit.login(operator, admin_kit.make_admin(app, "op@example.com", role="operator"))
+    assert operator.post(f"/admin/tenants/{tenant.id}/limits",
+                         data={"csrf_token": admin_kit.csrf_from(operator, "/admin/"), "topup": "9"}).status_code == 403

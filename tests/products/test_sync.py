@@ -226,3 +226,15 @@ def test_a_second_sync_waits_for_the_first_and_gives_up_with_a_conflict(app, uni
     finally:
         held.release()
     assert sync(app, units, system, config_id)["status"] == "succeeded"
+
+
+def test_a_cost_beyond_what_the_hub_sells_at_fails_the_sync_naming_it(app, units, system, digiflazz):
+    """A provider's price past MAX_COST (here past BIGINT too) is a malformed item: the sync
+    fails naming it, instead of a database error storing it (or a price that overflows)."""
+    sim, config_id = digiflazz
+    assert sync(app, units, system, config_id)["status"] == "succeeded"
+    before = snapshot(app)
+    sim.prepaid_list[0]["price"] = str(10**19)
+    report = sync(app, units, system, config_id)
+    assert report["status"] == "failed" and "10,000,000,000,000,000,000 is above" in report["error"]
+    assert snapshot(app) == before

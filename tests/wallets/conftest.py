@@ -5,6 +5,9 @@ import pytest
 from hub.context import CallContext
 from hub.db import unit_of_work
 
+# The admin's logins (four-eyes and the dashboard's sums are tried in the admin too).
+from tests.admin.conftest import admin_kit  # noqa: F401
+
 ALL = frozenset({"wallets:read", "wallets:write", "wallets:topup"})
 
 

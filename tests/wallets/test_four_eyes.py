@@ -1,0 +1,190 @@
+"""Four-eyes: an operator's top-up or adjustment above the four-eyes amount, or past their
+daily total, waits for a second operator — in the admin UI and the CLI alike — and is
+applied exactly once when approved."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from hub.context import CallContext
+from hub.db import unit_of_work
+from hub.wallets.limits import MoneySettings
+
+M = 1_000_000  # a million rupiah
+
+
+@pytest.fixture
+def tenant(tenant_factory):
+    return tenant_factory()
+
+
+def _available(app, tenant) -> int:
+    from hub.wallets import service
+
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        wallet = service.get_main_wallet(tenant.operator, uow)
+        uow.commit()
+        return wallet.available
+
+
+def _audit(app, prefix: str) -> list[tuple[str, str, dict]]:
+    from hub.tenancy.models import AuditEntry
+
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        return [(e.action, e.actor, e.after) for e in uow.session.scalars(
+            select(AuditEntry).where(AuditEntry.action.startswith(prefix)).order_by(AuditEntry.id))]
+
+
+def _wallet_path(client, tenant) -> str:
+    page = client.get(f"/admin/wallets/?tenant={tenant.id}").get_data(as_text=True)
+    return re.search(r'href="(/admin/wallets/[^"]+)"', page).group(1)
+
+
+def _post_money(client, admin_kit, path, kind, amount, reason, ref):
+    token = admin_kit.csrf_from(client, path)
+    return client.post(f"{path}/{kind}", data={"csrf_token": token, "ref": ref, "amount": str(amount),
+                                                 "reason": reason, "confirm": "1"}, follow_redirects=True)
+
+
+def test_a_large_admin_topup_waits_for_a_second_admin(app, client, admin_kit, tenant):
+    admin_kit.make_admin(app, "alice@example.com", role="operator")
+    admin_kit.make_admin(app, "bob@example.com", role="operator")
+    admin_kit.login(client, "alice@example.com")
+    path = _wallet_path(client, tenant)
+    page = _post_money(client, admin_kit, path, "topup", 150 * M, "wire from BCA 77", "big-1").get_data(as_text=True)
+    assert "Not applied yet" in page and "four-eyes amount 100,000,000 IDR" in page
+    assert _available(app, tenant) == 0
+    approval_id = re.search(r"(apr_[0-9a-f]+)", page).group(1)
+    listing = client.get("/admin/approvals/").get_data(as_text=True)
+    assert approval_id in listing and "150,000,000 IDR" in listing and "yours: another admin decides" in listing
+    # the admin who asked cannot approve it, even by posting the form by hand
+    token = admin_kit.csrf_from(client, "/admin/approvals/")
+    own = client.post(f"/admin/approvals/{approval_id}/approve", data={"csrf_token": token}, follow_redirects=True)
+    assert "a second operator must approve it" in own.get_data(as_text=True)
+    assert _available(app, tenant) == 0
+    # a second admin approves: applied once
+    client.post("/admin/logout", data={"csrf_token": token})
+    admin_kit.login(client, "bob@example.com")
+    token = admin_kit.csrf_from(client, "/admin/approvals/")
+    done = client.post(f"/admin/approvals/{approval_id}/approve", data={"csrf_token": token, "note": "statement ok"},
+                       follow_redirects=True)
+    assert f"{approval_id} approved" in done.get_data(as_text=True)
+    assert _available(app, tenant) == 150 * M
+    again = client.post(f"/admin/approvals/{approval_id}/approve", data={"csrf_token": token}, follow_redirects=True)
+    assert "is approved already (by admin:bob@example.com)" in again.get_data(as_text=True)
+    assert _available(app, tenant) == 150 * M
+    actions = [(action, actor) for action, actor, _ in _audit(app, "wallet.")]
+    assert actions == [("wallet.approval_requested", "admin:alice@example.com"),
+                       ("wallet.topped_up", "admin:bob@example.com"),
+                       ("wallet.approval_approved", "admin:bob@example.com")]
+    approved = _audit(app, "wallet.approval_approved")[0][2]
+    assert approved["requested_by"] == "admin:alice@example.com" and approved["note"] == "statement ok"
+
+
+def test_a_rejected_adjustment_moves_nothing(app, client, admin_kit, tenant, run):
+    from hub.wallets import service
+
+    wallet = run(service.get_main_wallet, tenant.operator)
+    admin_kit.make_admin(app, "alice@example.com", role="operator")
+    admin_kit.make_admin(app, "bob@example.com", role="operator")
+    admin_kit.login(client, "alice@example.com")
+    page = _post_money(client, admin_kit, _wallet_path(client, tenant), "adjust", 120 * M, "bonus", "adj-1")
+    approval_id = re.search(r"(apr_[0-9a-f]+)", page.get_data(as_text=True)).group(1)
+    client.post("/admin/logout", data={"csrf_token": admin_kit.csrf_from(client, "/admin/approvals/")})
+    admin_kit.login(client, "bob@example.com")
+    token = admin_kit.csrf_from(client, "/admin/approvals/")
+    client.post(f"/admin/approvals/{approval_id}/reject", data={"csrf_token": token, "note": "no such bonus"})
+    assert _available(app, tenant) == 0
+    assert [a for a, _, _ in _audit(app, "wallet.")] == ["wallet.approval_requested", "wallet.approval_rejected"]
+    assert wallet.id in client.get("/admin/approvals/").get_data(as_text=True)
+
+
+def test_splitting_an_amount_does_not_escape_the_daily_total(app, client, admin_kit, tenant):
+    """Three top-ups of 80 M by one admin: each below the four-eyes amount, but the third takes
+    the admin's day to 240 M, above the daily 200 M: it waits. Pending ones count too."""
+    admin_kit.make_admin(app, "alice@example.com", role="operator")
+    admin_kit.login(client, "alice@example.com")
+    path = _wallet_path(client, tenant)
+    for n in range(2):
+        page = _post_money(client, admin_kit, path, "topup", 80 * M, f"part {n}", f"split-{n}").get_data(as_text=True)
+        assert "Topped up 80,000,000 IDR" in page
+    third = _post_money(client, admin_kit, path, "topup", 80 * M, "part 2", "split-2").get_data(as_text=True)
+    assert "Not applied yet" in third and "total today would be 240,000,000 IDR" in third
+    fourth = _post_money(client, admin_kit, path, "topup", 1000, "small", "split-3").get_data(as_text=True)
+    assert "Not applied yet" in fourth  # 160 M applied + 80 M pending + 1,000 > 200 M
+    assert _available(app, tenant) == 160 * M
+
+
+def test_the_cli_asks_a_second_operator_too(app, config, database_url, redis_url, tenant):
+    def rop(user, *args):
+        env = {**os.environ, "ROP_INSTANCE_PATH": str(config.instance_path), "ROP_DATABASE_URL": database_url,
+               "ROP_REDIS_URL": redis_url, "LOGNAME": user, "USER": user}
+        return subprocess.run([sys.executable, "-m", "hub.cli", *args], check=False, env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    asked = rop("alice", "wallets", "topup", "--tenant", tenant.slug, str(500 * M), "--reason", "wire 9")
+    assert asked.returncode == 0, asked.stderr
+    approval_id = re.search(r"pending approval (apr_[0-9a-f]+)", asked.stdout).group(1)
+    assert "500,000,000 IDR" in asked.stdout and _available(app, tenant) == 0
+    listed = rop("bob", "wallets", "approvals", "list", "--json")
+    [row] = json.loads(listed.stdout)
+    assert (row["id"], row["requested_by"], row["status"]) == (approval_id, "cli:alice", "pending")
+    own = rop("alice", "wallets", "approvals", "approve", approval_id)
+    assert own.returncode == 1 and own.stderr.count("\n") == 1 and "a second operator must" in own.stderr
+    approved = rop("bob", "wallets", "approvals", "approve", approval_id, "--note", "seen the statement")
+    assert approved.returncode == 0 and f"{approval_id} approved" in approved.stdout
+    assert _available(app, tenant) == 500 * M
+    assert rop("carol", "wallets", "approvals", "reject", approval_id).returncode == 1  # decided already
+    assert [(a, actor) for a, actor, _ in _audit(app, "wallet.approval")] == [
+        ("wallet.approval_requested", "cli:alice"), ("wallet.approval_approved", "cli:bob")]
+
+
+def test_concurrent_approvals_apply_it_exactly_once(app, tenant, run, verify):
+    from hub.errors import Conflict
+    from hub.wallets import approvals
+
+    app.extensions["rop"].extras["wallets.limits"] = MoneySettings(four_eyes_amount=10, four_eyes_daily=10)
+    alice = CallContext.system(actor="admin:alice@example.com", tenant_id=tenant.id)
+    pending = run(approvals.submit, alice, "topup", None, 5000, "wire", "race-1")
+    assert pending["status"] == "pending"
+    approval_id = pending["approval"]["id"]
+    barrier, outcomes = threading.Barrier(4), []
+
+    def approve(n: int) -> None:
+        ctx = CallContext.system(actor=f"admin:approver{n}@example.com")
+        barrier.wait()
+        try:
+            outcomes.append(run(approvals.approve, ctx, approval_id)["status"])
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=approve, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(outcomes) == ["approved", "conflict", "conflict", "conflict"]
+    assert _available(app, tenant) == 5000
+    assert verify()["ok"]
+
+
+def test_an_approval_that_cannot_apply_stays_pending(app, tenant, run):
+    """A debit approved when the wallet cannot cover it: 402, and it is still pending."""
+    from hub.errors import InsufficientFunds
+    from hub.wallets import approvals, service
+
+    app.extensions["rop"].extras["wallets.limits"] = MoneySettings(four_eyes_amount=10, four_eyes_daily=10)
+    wallet = run(service.get_main_wallet, tenant.operator)
+    alice = CallContext.system(actor="admin:alice@example.com", tenant_id=tenant.id)
+    pending = run(approvals.submit, alice, "adjustment", wallet.id, -500, "claw back", "adj-x")
+    with pytest.raises(InsufficientFunds):
+        run(approvals.approve, CallContext.system(actor="admin:bob@example.com"), pending["approval"]["id"])
+    [row] = run(approvals.list_approvals, CallContext.system(actor="tests"))
+    assert row["status"] == "pending"
