@@ -292,6 +292,10 @@ class HubWorker(ParkingMixin, SimpleWorker):
     def execute_job(self, job, queue):
         """Start the parked job (unless the sweep handed it back meanwhile), run it here."""
         self.on_parked([(job, queue)])
+        # Busy from here (RQ's SIGTERM handler raises StopRequested in an idle worker): a stop
+        # must not cut in between the claim's EXEC and the job's run, when the job is neither
+        # parked nor started (RQ's cleanup of the started registry skips a job not STARTED).
+        self._state = WorkerStatus.BUSY
         claimed = self.claim([(job, queue)])
         if claimed:
             execution = claimed[0][2]
