@@ -250,6 +250,68 @@ class HubWorker(ParkingMixin, SimpleWorker):
 
     flask_app: Flask | None = None
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._running: dict[str, tuple] = {}  # execution id -> (job, execution)
+        self._beat_stop = threading.Event()
+        self._beat_thread: threading.Thread | None = None
+
+    def bootstrap(self, *args, **kwargs):
+        """RQ's start, then the heartbeat thread (it extends the running jobs' leases)."""
+        super().bootstrap(*args, **kwargs)
+        self._beat_stop.clear()
+        self._beat_thread = threading.Thread(target=self._heartbeat_loop, name="rop-worker-heartbeat", daemon=True)
+        self._beat_thread.start()
+
+    def _stop_beating(self) -> None:
+        self._beat_stop.set()
+        if self._beat_thread is not None:
+            self._beat_thread.join(5)
+            self._beat_thread = None
+
+    # RQ's SimpleWorker assumes no heartbeat during a job (timeout + 60 s: a SIGKILLed worker's
+    # job came back after 6 minutes); ours beats every job_monitoring_interval, so an abandoned
+    # job is noticed after ~90 s, as with a forking worker.
+    # A job past its timeout (stuck in a C call the watchdog cannot interrupt) keeps a positive
+    # lease while its thread lives: a non-positive TTL would delete the execution and let the
+    # sweep hand the job to another worker while it still runs.
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        if job.timeout and job.timeout > 0:
+            return int(min(max(job.timeout - working_time, 0), self.job_monitoring_interval)) + 60
+        return self.job_monitoring_interval + 60
+
+    # -- heartbeats ------------------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        interval = max(1, min(self.job_monitoring_interval, self.worker_ttl // 3))
+        while not self._beat_stop.wait(interval):
+            try:
+                self.beat()
+            except Exception:
+                self.log.warning("Worker %s: heartbeat failed", self.name, exc_info=True)
+
+    def beat(self) -> None:
+        """Extend the worker's key and every running execution's lease in one round trip."""
+        running = list(self._running.values())
+        with self.connection.pipeline() as pipe:
+            self.heartbeat(pipeline=pipe)
+            marks = []
+            for job, execution in running:
+                working = (now() - job.started_at).total_seconds() if job.started_at else 0.0
+                ttl = int(self.get_heartbeat_ttl(job, working))
+                at = len(pipe)
+                execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
+                marks.append((at, execution.key))
+                at = len(pipe)
+                job.heartbeat(now(), ttl, pipeline=pipe, xx=True)
+                marks.append((at, job.key))
+            results = pipe.execute()
+            # An execution or job that ended meanwhile was just recreated by HSET (it returns 1
+            # for a new field): delete it again (RQ does the same, rq/rq#1450).
+            stale = [key for at, key in marks if results[at] == 1]
+            if stale:
+                pipe.delete(*stale)
+                pipe.execute()
+
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):
         """RQ's loop (heartbeat, maintenance, retry while Redis is away), dequeuing by parking.
 
@@ -300,10 +362,15 @@ class HubWorker(ParkingMixin, SimpleWorker):
         if claimed:
             execution = claimed[0][2]
             self.executions[execution.id] = execution
-            self.perform_job(job, queue, execution)
+            self._running[execution.id] = (job, execution)
+            try:
+                self.perform_job(job, queue, execution)
+            finally:
+                self._running.pop(execution.id, None)
         self.set_state(WorkerStatus.IDLE)
 
     def teardown(self):
+        self._stop_beating()
         self.hand_back_own()
         super().teardown()
 
@@ -476,21 +543,9 @@ class HubThreadWorker(HubWorker):
         self.batch_size = 64
         self._free = threading.Semaphore(threads)
         self._changed = threading.Condition()
-        self._running: dict[str, tuple] = {}  # execution id -> (job, execution)
         self._cold_stop = False
-        self._beat_stop = threading.Event()
         self._scheduler_stop = threading.Event()
         self._scheduler_thread: threading.Thread | None = None
-
-    # RQ's default assumes no heartbeat during a job (timeout + 60 s); ours beats every
-    # job_monitoring_interval, so an abandoned job is noticed after ~90 s, as with a forking worker.
-    # A job past its timeout (stuck in a C call the watchdog cannot interrupt) keeps a positive
-    # lease while its thread lives: a non-positive TTL would delete the execution and let the
-    # sweep hand the job to another worker while it still runs.
-    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
-        if job.timeout and job.timeout > 0:
-            return int(min(max(job.timeout - working_time, 0), self.job_monitoring_interval)) + 60
-        return self.job_monitoring_interval + 60
 
     @property
     def _logger(self) -> logging.Logger:
@@ -516,8 +571,6 @@ class HubThreadWorker(HubWorker):
             self._start_scheduler(burst, logging_level, date_format, log_format)
         self._install_signal_handlers()
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix=f"rq-{self.name[:8]}")
-        beat = threading.Thread(target=self._heartbeat_loop, name="rop-worker-heartbeat", daemon=True)
-        beat.start()
         started = 0
         looked_after_last_job = False
         idle_since = time.monotonic()
@@ -579,8 +632,7 @@ class HubThreadWorker(HubWorker):
             if self._running:
                 self._logger.info("Worker %s: waiting for %d running job(s) to finish", self.name, len(self._running))
             pool.shutdown(wait=True)
-            self._beat_stop.set()
-            beat.join(5)
+            self._stop_beating()
             self._stop_scheduler_thread()
             self.teardown()
         return bool(started)
@@ -628,38 +680,6 @@ class HubThreadWorker(HubWorker):
     def _set_idle_if_nothing_runs(self) -> None:
         if not self._running and self.get_state() != WorkerStatus.IDLE:
             self.set_state(WorkerStatus.IDLE)
-
-    # -- heartbeats ------------------------------------------------------------------------------
-    def _heartbeat_loop(self) -> None:
-        interval = max(1, min(self.job_monitoring_interval, self.worker_ttl // 3))
-        while not self._beat_stop.wait(interval):
-            try:
-                self.beat()
-            except Exception:
-                self.log.warning("Worker %s: heartbeat failed", self.name, exc_info=True)
-
-    def beat(self) -> None:
-        """Extend the worker's key and every running execution's lease in one round trip."""
-        running = list(self._running.values())
-        with self.connection.pipeline() as pipe:
-            self.heartbeat(pipeline=pipe)
-            marks = []
-            for job, execution in running:
-                working = (now() - job.started_at).total_seconds() if job.started_at else 0.0
-                ttl = int(self.get_heartbeat_ttl(job, working))
-                at = len(pipe)
-                execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
-                marks.append((at, execution.key))
-                at = len(pipe)
-                job.heartbeat(now(), ttl, pipeline=pipe, xx=True)
-                marks.append((at, job.key))
-            results = pipe.execute()
-            # An execution or job that ended meanwhile was just recreated by HSET (it returns 1
-            # for a new field): delete it again (RQ does the same, rq/rq#1450).
-            stale = [key for at, key in marks if results[at] == 1]
-            if stale:
-                pipe.delete(*stale)
-                pipe.execute()
 
     # -- stopping --------------------------------------------------------------------------------
     def request_stop(self, signum, frame):

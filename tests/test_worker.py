@@ -226,3 +226,40 @@ def test_a_worker_that_stops_hands_back_what_it_had_parked(app):
     assert queue("events", redis).job_ids == []
     worker.hand_back_own()
     assert queue("events", redis).job_ids == [job.id] and redis.llen(parked_key("events", "stopping")) == 0
+
+
+def test_a_general_worker_killed_mid_job_has_it_handed_back_after_its_90_s_lease(app, config, tmp_path):
+    """RQ's SimpleWorker gives a running job a lease of its timeout + 60 s (360 s for the bus's
+    jobs) and never extends it: a SIGKILLed general worker's job came back after six minutes.
+    Its heartbeat thread extends a lease of 90 s instead, as the thread worker's does."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from rq.registry import FailedJobRegistry
+
+    from hub.bus.outbox import sweep
+
+    redis = app.extensions["rop"].redis
+    events = queue("events", redis)
+    job = events.enqueue("time.sleep", 600, job_timeout=300)
+    env = dict(os.environ, ROP_DATABASE_URL=config.database_url, ROP_REDIS_URL=app.extensions["rop"].redis_url,
+               ROP_INSTANCE_PATH=str(config.instance_path), ROP_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "worker", "--queues", "commands", "--queues",
+                             "events"], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while job.id not in events.started_job_registry:
+            assert proc.poll() is None and time.monotonic() < deadline, "the worker never started the job"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with app.app_context():
+        sweep(app, abandoned_before=time.time() + 95)  # the sweep as it runs 95 s later
+    assert job.id not in events.started_job_registry
+    assert job.id in FailedJobRegistry("events", connection=redis)  # abandoned (no retries: failed)
