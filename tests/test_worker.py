@@ -117,17 +117,22 @@ WORKER_KINDS = [pytest.param(1, ("commands", "events", "webhooks", "default", "b
                 pytest.param(4, ("provider",), "provider", id="provider")]
 
 
-def _paused_worker(app, config, tmp_path, threads: int, queues) -> tuple:
+def _worker_env(app, config) -> dict:
+    """The environment of a worker process on the test's database and Redis."""
     import os
+
+    return dict(os.environ, ROP_DATABASE_URL=config.database_url, ROP_REDIS_URL=app.extensions["rop"].redis_url,
+                ROP_INSTANCE_PATH=str(config.instance_path), ROP_LOG_LEVEL="WARNING")
+
+
+def _paused_worker(app, config, tmp_path, threads: int, queues) -> tuple:
     import subprocess
     import sys
     import time
 
     parked, go = tmp_path / "parked", tmp_path / "go"
-    env = dict(os.environ, ROP_DATABASE_URL=config.database_url, ROP_REDIS_URL=app.extensions["rop"].redis_url,
-               ROP_INSTANCE_PATH=str(config.instance_path), ROP_LOG_LEVEL="WARNING")
     proc = subprocess.Popen([sys.executable, "-c", PAUSED_WORKER, str(parked), str(go), str(threads),
-                             ",".join(queues)], env=env)
+                             ",".join(queues)], env=_worker_env(app, config))
     deadline = time.monotonic() + 120
     while not (parked.exists() and parked.read_text()):
         assert proc.poll() is None, "the worker exited"
@@ -245,10 +250,8 @@ def test_a_general_worker_killed_mid_job_has_it_handed_back_after_its_90_s_lease
     redis = app.extensions["rop"].redis
     events = queue("events", redis)
     job = events.enqueue("time.sleep", 600, job_timeout=300)
-    env = dict(os.environ, ROP_DATABASE_URL=config.database_url, ROP_REDIS_URL=app.extensions["rop"].redis_url,
-               ROP_INSTANCE_PATH=str(config.instance_path), ROP_LOG_LEVEL="WARNING")
     proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "worker", "--queues", "commands", "--queues",
-                             "events"], env=env)
+                             "events"], env=_worker_env(app, config))
     try:
         deadline = time.monotonic() + 120
         while job.id not in events.started_job_registry:
