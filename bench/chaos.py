@@ -550,6 +550,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown fault {unknown[0]!r}; choose from {', '.join(FAULTS)}")
 
     began, load_at_start = time.monotonic(), round(os.getloadavg()[0], 2)
+
+    def terminated(signum, _frame):  # a CI timeout: clean up (the finally below), exit 143
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
     root = Path(tempfile.mkdtemp(prefix="rop-chaos-"))
     cluster: PrivateCluster | None = None
     hub: Hub | None = None

@@ -19,6 +19,13 @@ work outside the main thread (:class:`ThreadDeathPenalty`), RQ's scheduler in a 
 instead of a forked process, and a graceful stop (SIGTERM/SIGINT: finish the running jobs,
 take no new ones; a second signal exits at once and leaves the running jobs to the
 started-job cleanup of the bus sweep).
+
+Both park what they dequeue (:class:`ParkingMixin`): RQ's multi-queue dequeue pops a job off
+its queue and keeps no copy until the job is in the started-job registry, so a worker killed
+in between lost the job (the outbox had already counted it relayed). Here a job is always in
+exactly one place: its queue, one worker's parked list (moved there atomically by the
+dequeue), or RQ's started-job registry (moved there atomically by the start); the bus sweep
+hands the parked jobs of a dead worker back to their queues (:func:`hand_back_parked`).
 """
 from __future__ import annotations
 
@@ -35,11 +42,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis.exceptions
 from flask import Flask
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
-from rq.exceptions import DequeueTimeout
 from rq.executions import Execution
-from rq.intermediate_queue import IntermediateQueue
 from rq.scheduler import RQScheduler
 from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 from rq.utils import as_text, now
@@ -48,18 +53,326 @@ from rq.worker import DequeueStrategy, WorkerStatus
 from hub.queues import QUEUES, queue
 from hub.state import HubState
 
-
 #: How long the worker's command-channel thread blocks waiting for a message (seconds). RQ
 #: subscribes with ``sleep_time=60``; from redis-py 8.2 on, ``PubSubWorkerThread.stop()`` joins
 #: the thread, which after ``unsubscribe()`` sits out its whole wait: every worker teardown took
 #: up to 60 s. A short poll bounds a stop by this much, whatever the redis-py and rq versions.
 COMMAND_POLL_SECONDS = 0.5
 
+# -- parking: a dequeued job is never lost -------------------------------------------------------
+#: A worker's parked jobs of one queue: dequeued (atomically moved here), not started yet.
+PARKED_KEY = "rop:parked:{queue}:{worker}"
+#: Sorted set: worker name → until when its parked jobs are its own (unix time). Every dequeue
+#: extends it by :data:`PARK_LEASE_SECONDS`; a job is parked for the moment between its dequeue
+#: and its start, so only a dead (or stalled) worker lets it lapse.
+PARK_LEASES_KEY = "rop:parked-leases"
+#: How long a worker's parked jobs stay its own after its last dequeue (seconds). The sweep
+#: hands back the parked jobs of a worker whose lease lapsed; if that worker was only stalled,
+#: its start finds the job gone and skips it (the job runs once, elsewhere).
+PARK_LEASE_SECONDS = 30.0
+#: A worker of several queues, idle: how long it blocks on its first queue before it looks at
+#: all of them again (Redis blocks on one list only when the pop must also park: BLMOVE).
+MULTI_QUEUE_WAIT = 0.1
 
-class HubWorker(SimpleWorker):
-    """A SimpleWorker that pushes the hub's app context around each job."""
+
+def parked_key(queue_name: str, worker_name: str) -> str:
+    return PARKED_KEY.format(queue=queue_name, worker=worker_name)
+
+
+# Move up to ARGV[1] job ids from each queue KEYS[i] to its parked list KEYS[i+1], in priority
+# order, and extend the worker's lease (ARGV[2] name, ARGV[3] until). Returns [queue key, id, …].
+_TAKE = """
+local want = tonumber(ARGV[1])
+local out = {}
+for i = 2, #KEYS, 2 do
+  while #out < 2 * want do
+    local id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
+    if not id then break end
+    out[#out + 1] = KEYS[i]
+    out[#out + 1] = id
+  end
+  if #out >= 2 * want then break end
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+return out
+"""
+
+# Hand back the parked jobs of the workers whose lease ended at or before ARGV[1] (and of the
+# worker ARGV[2], whatever its lease; '' for none) to the head of their queues, in their order.
+# ARGV[3]: RQ's queue key prefix; ARGV[4…]: the queue names. Returns how many jobs moved.
+_HAND_BACK = """
+local workers = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if ARGV[2] ~= '' then workers[#workers + 1] = ARGV[2] end
+local moved = 0
+for _, worker in ipairs(workers) do
+  for i = 4, #ARGV do
+    local parked = 'rop:parked:' .. ARGV[i] .. ':' .. worker
+    while redis.call('LMOVE', parked, ARGV[3] .. ARGV[i], 'RIGHT', 'LEFT') do
+      moved = moved + 1
+    end
+  end
+  redis.call('ZREM', KEYS[1], worker)
+end
+return moved
+"""
+
+
+def hand_back_parked(connection, before: float | None = None, worker_name: str | None = None) -> int:
+    """Put the parked jobs of dead workers back at the head of their queues; return how many.
+
+    :param before: a worker whose lease ended at or before this time (unix; default: now) is
+        dead. The bus sweep calls this every 5 s (``hub.bus.outbox.sweep``).
+    :param worker_name: also this worker's, whatever its lease (a worker stopping hands back
+        its own).
+    """
+    cutoff = time.time() if before is None else before
+    moved = connection.register_script(_HAND_BACK)(
+        keys=[PARK_LEASES_KEY], args=[repr(cutoff), worker_name or "", Queue.redis_queue_namespace_prefix, *QUEUES])
+    return int(moved or 0)
+
+
+class ParkingMixin:
+    """Dequeue by parking, start by unparking: no moment where a job is nowhere.
+
+    :meth:`take_jobs` moves jobs from the worker's queues to its parked lists (one Lua script,
+    or BLMOVE when it blocks); :meth:`claim` takes each out of its parked list in the same
+    MULTI/EXEC that registers its RQ execution (the started-job registry). A job the sweep
+    handed back meanwhile (the worker's lease lapsed) is no longer parked there: the claim
+    finds nothing to remove, undoes the execution and skips the job, so it never runs twice
+    at once.
+    """
+
+    def on_parked(self, taken: list[tuple]) -> None:
+        """Called with the jobs just parked, before they start. Nothing by default; a test
+        pauses a worker process here to kill it in that window."""
+
+    def _lease_until(self) -> float:
+        return time.time() + PARK_LEASE_SECONDS
+
+    def take_jobs(self, count: int, wait: float | None) -> list[tuple]:
+        """Up to ``count`` (job, queue) pairs, in queue priority order, each parked.
+
+        :param wait: None: what is there now; else block up to that many seconds for one.
+        """
+        queues = list(self._ordered_queues)
+        parked = [parked_key(q.name, self.name) for q in queues]
+        keys = [PARK_LEASES_KEY]
+        for q, p in zip(queues, parked):
+            keys += [q.key, p]
+        take = self.connection.register_script(_TAKE)
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            popped = take(keys=keys, args=[count, self.name, repr(self._lease_until())])
+            pairs = [(as_text(popped[i]), as_text(popped[i + 1])) for i in range(0, len(popped), 2)]
+            if pairs or deadline is None:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            block = left if len(queues) == 1 else min(left, MULTI_QUEUE_WAIT)
+            with self.connection.pipeline(transaction=False) as pipe:
+                pipe.zadd(PARK_LEASES_KEY, {self.name: self._lease_until() + block})
+                pipe.blmove(queues[0].key, parked[0], max(block, 0.01), "LEFT", "RIGHT")
+                job_id = pipe.execute()[1]
+            if job_id is not None:
+                pairs = [(queues[0].key, as_text(job_id))]
+                break
+        by_key = {q.key: q for q in queues}
+        jobs = self._fetch_jobs([job_id for _, job_id in pairs])
+        taken = []
+        gone = []
+        for (queue_key, job_id), job in zip(pairs, jobs):
+            if job is None:  # deleted since it was enqueued (RQ skips these too)
+                gone.append((by_key[queue_key], job_id))
+                continue
+            job.redis_server_version = self.get_redis_server_version()
+            taken.append((job, by_key[queue_key]))
+        if gone:
+            with self.connection.pipeline(transaction=False) as pipe:
+                for q, job_id in gone:
+                    pipe.lrem(parked_key(q.name, self.name), 1, job_id)
+                pipe.execute()
+        return taken
+
+    def _fetch_jobs(self, ids: list[str]) -> list:
+        try:
+            return self.job_class.fetch_many(ids, connection=self.connection, serializer=self.serializer)
+        except Exception:  # noqa: BLE001 - one job that cannot be loaded: load one by one, skip it
+            jobs = []
+            for job_id in ids:
+                try:
+                    jobs.append(self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer))
+                except Exception:
+                    self.log.exception("Worker %s: job %s cannot be loaded; skipped", self.name, job_id)
+                    jobs.append(None)
+            return jobs
+
+    def claim(self, taken: list[tuple]) -> list[tuple]:
+        """Start ``taken``: unpark each job and register its RQ execution in one MULTI/EXEC.
+
+        :return: (job, queue, execution) of the jobs still parked here; the others were handed
+            back by the sweep (this worker's lease lapsed) and are skipped.
+        """
+        with self.connection.pipeline() as pipe:
+            marks = []  # (where the job's LREM answers in the pipeline, its execution)
+            for job, job_queue in taken:
+                at = len(pipe)
+                pipe.lrem(parked_key(job_queue.name, self.name), 1, job.id)
+                marks.append((at, Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe,
+                                                   worker_name=self.name)))
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            results = pipe.execute()
+        claimed, lost = [], []
+        for (job, job_queue), (at, execution) in zip(taken, marks):
+            (claimed if results[at] else lost).append((job, job_queue, execution))
+        if lost:
+            with self.connection.pipeline() as pipe:
+                for job, _queue, execution in lost:
+                    execution.delete(job, pipe)
+                pipe.execute()
+            for job, _queue, _execution in lost:
+                self.log.warning("Worker %s: job %s was handed back while parked here (lease lapsed); "
+                                 "skipped: it runs elsewhere", self.name, job.id)
+        return claimed
+
+    def hand_back_own(self) -> None:
+        """A worker stopping: its parked jobs (none, unless a dequeue and its start were cut by
+        an error) go back to their queues."""
+        try:
+            hand_back_parked(self.connection, before=0, worker_name=self.name)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            self.log.warning("Worker %s: could not hand back its parked jobs; the sweep will", self.name)
+
+
+class HubWorker(ParkingMixin, SimpleWorker):
+    """A SimpleWorker that pushes the hub's app context around each job (and parks what it
+    dequeues: :class:`ParkingMixin`)."""
 
     flask_app: Flask | None = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._running: dict[str, tuple] = {}  # execution id -> (job, execution)
+        self._beat_stop = threading.Event()
+        self._beat_thread: threading.Thread | None = None
+
+    def bootstrap(self, *args, **kwargs):
+        """RQ's start, then the heartbeat thread (it extends the running jobs' leases)."""
+        super().bootstrap(*args, **kwargs)
+        self._beat_stop.clear()
+        self._beat_thread = threading.Thread(target=self._heartbeat_loop, name="rop-worker-heartbeat", daemon=True)
+        self._beat_thread.start()
+
+    def _stop_beating(self) -> None:
+        self._beat_stop.set()
+        if self._beat_thread is not None:
+            self._beat_thread.join(5)
+            self._beat_thread = None
+
+    # RQ's SimpleWorker assumes no heartbeat during a job (timeout + 60 s: a SIGKILLed worker's
+    # job came back after 6 minutes); ours beats every job_monitoring_interval, so an abandoned
+    # job is noticed after ~90 s, as with a forking worker.
+    # A job past its timeout (stuck in a C call the watchdog cannot interrupt) keeps a positive
+    # lease while its thread lives: a non-positive TTL would delete the execution and let the
+    # sweep hand the job to another worker while it still runs.
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        if job.timeout and job.timeout > 0:
+            return int(min(max(job.timeout - working_time, 0), self.job_monitoring_interval)) + 60
+        return self.job_monitoring_interval + 60
+
+    # -- heartbeats ------------------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        interval = max(1, min(self.job_monitoring_interval, self.worker_ttl // 3))
+        while not self._beat_stop.wait(interval):
+            try:
+                self.beat()
+            except Exception:
+                self.log.warning("Worker %s: heartbeat failed", self.name, exc_info=True)
+
+    def beat(self) -> None:
+        """Extend the worker's key and every running execution's lease in one round trip."""
+        running = list(self._running.values())
+        with self.connection.pipeline() as pipe:
+            self.heartbeat(pipeline=pipe)
+            marks = []
+            for job, execution in running:
+                working = (now() - job.started_at).total_seconds() if job.started_at else 0.0
+                ttl = int(self.get_heartbeat_ttl(job, working))
+                at = len(pipe)
+                execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
+                marks.append((at, execution.key))
+                at = len(pipe)
+                job.heartbeat(now(), ttl, pipeline=pipe, xx=True)
+                marks.append((at, job.key))
+            results = pipe.execute()
+            # An execution or job that ended meanwhile was just recreated by HSET (it returns 1
+            # for a new field): delete it again (RQ does the same, rq/rq#1450).
+            stale = [key for at, key in marks if results[at] == 1]
+            if stale:
+                pipe.delete(*stale)
+                pipe.execute()
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):
+        """RQ's loop (heartbeat, maintenance, retry while Redis is away), dequeuing by parking.
+
+        :param timeout: None: what is there now (burst); else block up to that many seconds
+            at a time. :return: (job, queue), or None (burst and empty, or idle too long).
+        """
+        self.set_state(WorkerStatus.IDLE)
+        self.procline("Listening on " + ",".join(self.queue_names()))
+        connection_wait_time = 1.0
+        idle_since = time.monotonic()
+        result = None
+        while True:
+            try:
+                self.heartbeat()
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()
+                wait = timeout
+                if wait is not None and max_idle_time is not None:
+                    wait = max(0.0, min(wait, max_idle_time - (time.monotonic() - idle_since)))
+                taken = self.take_jobs(1, wait)
+                if taken:
+                    result = taken[0]
+                    job, job_queue = result
+                    self.reorder_queues(reference_queue=job_queue)
+                    self.log.info("Worker %s: %s: %s (%s)", self.name, job_queue.name, job.description, job.id)
+                    break
+                if timeout is None:
+                    break
+                if max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:
+                    break
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as conn_err:
+                self.log.error("Worker %s: could not connect to Redis instance: %s retrying in %d seconds...",
+                               self.name, conn_err, connection_wait_time)
+                time.sleep(connection_wait_time)
+                connection_wait_time = min(connection_wait_time * self.exponential_backoff_factor,
+                                           self.max_connection_wait_time)
+        self.heartbeat()
+        return result
+
+    def execute_job(self, job, queue):
+        """Start the parked job (unless the sweep handed it back meanwhile), run it here."""
+        self.on_parked([(job, queue)])
+        # Busy from here (RQ's SIGTERM handler raises StopRequested in an idle worker): a stop
+        # must not cut in between the claim's EXEC and the job's run, when the job is neither
+        # parked nor started (RQ's cleanup of the started registry skips a job not STARTED).
+        self._state = WorkerStatus.BUSY
+        claimed = self.claim([(job, queue)])
+        if claimed:
+            execution = claimed[0][2]
+            self.executions[execution.id] = execution
+            self._running[execution.id] = (job, execution)
+            try:
+                self.perform_job(job, queue, execution)
+            finally:
+                self._running.pop(execution.id, None)
+        self.set_state(WorkerStatus.IDLE)
+
+    def teardown(self):
+        self._stop_beating()
+        self.hand_back_own()
+        super().teardown()
 
     def subscribe(self):
         """Listen on this worker's command channel (RQ's ``rq worker`` commands: stop, kill).
@@ -210,33 +523,6 @@ class _PerJobAtDebug(logging.LoggerAdapter):
         return self.logger.level
 
 
-# Pop up to ARGV[1] job ids from KEYS (queues in priority order): [queue key, job id, ...].
-# ARGV[2] == 1: one queue, whose jobs move to its intermediate list KEYS[2] (RQ's LMOVE, so the
-# maintenance task can hand back a job whose worker died between dequeue and start).
-_POP_MANY = """
-local want = tonumber(ARGV[1])
-local out = {}
-if ARGV[2] == '1' then
-  for i = 1, want do
-    local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
-    if not id then break end
-    out[#out + 1] = KEYS[1]
-    out[#out + 1] = id
-  end
-  return out
-end
-for _, key in ipairs(KEYS) do
-  while #out < 2 * want do
-    local id = redis.call('LPOP', key)
-    if not id then break end
-    out[#out + 1] = key
-    out[#out + 1] = id
-  end
-end
-return out
-"""
-
-
 class HubThreadWorker(HubWorker):
     """Runs up to ``threads`` jobs of its queues at once, each in a thread with the app context.
 
@@ -257,21 +543,9 @@ class HubThreadWorker(HubWorker):
         self.batch_size = 64
         self._free = threading.Semaphore(threads)
         self._changed = threading.Condition()
-        self._running: dict[str, tuple] = {}  # execution id -> (job, execution)
         self._cold_stop = False
-        self._beat_stop = threading.Event()
         self._scheduler_stop = threading.Event()
         self._scheduler_thread: threading.Thread | None = None
-
-    # RQ's default assumes no heartbeat during a job (timeout + 60 s); ours beats every
-    # job_monitoring_interval, so an abandoned job is noticed after ~90 s, as with a forking worker.
-    # A job past its timeout (stuck in a C call the watchdog cannot interrupt) keeps a positive
-    # lease while its thread lives: a non-positive TTL would delete the execution and let the
-    # sweep hand the job to another worker while it still runs.
-    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
-        if job.timeout and job.timeout > 0:
-            return int(min(max(job.timeout - working_time, 0), self.job_monitoring_interval)) + 60
-        return self.job_monitoring_interval + 60
 
     @property
     def _logger(self) -> logging.Logger:
@@ -297,8 +571,6 @@ class HubThreadWorker(HubWorker):
             self._start_scheduler(burst, logging_level, date_format, log_format)
         self._install_signal_handlers()
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix=f"rq-{self.name[:8]}")
-        beat = threading.Thread(target=self._heartbeat_loop, name="rop-worker-heartbeat", daemon=True)
-        beat.start()
         started = 0
         looked_after_last_job = False
         idle_since = time.monotonic()
@@ -360,8 +632,7 @@ class HubThreadWorker(HubWorker):
             if self._running:
                 self._logger.info("Worker %s: waiting for %d running job(s) to finish", self.name, len(self._running))
             pool.shutdown(wait=True)
-            self._beat_stop.set()
-            beat.join(5)
+            self._stop_beating()
             self._stop_scheduler_thread()
             self.teardown()
         return bool(started)
@@ -371,63 +642,20 @@ class HubThreadWorker(HubWorker):
             self._free.release()
 
     def _dequeue_batch(self, count: int, burst: bool) -> list[tuple]:
-        """Up to ``count`` jobs, in queue priority order: what is there at once (one round trip),
-        else (not in burst mode) the next one within :attr:`poll_seconds`."""
-        keys = [q.key for q in self._ordered_queues]
-        single = len(keys) == 1  # as RQ: a single-queue worker parks jobs in the intermediate list
-        script = self.connection.register_script(_POP_MANY)
-        if single:
-            keys.append(IntermediateQueue.get_intermediate_queue_key(keys[0]))
-        popped = script(keys=keys, args=[count, 1 if single else 0])
-        pairs = [(as_text(popped[i]), as_text(popped[i + 1])) for i in range(0, len(popped), 2)]
-        if not pairs:
-            if burst:
-                return []
-            try:
-                result = self.queue_class.dequeue_any(
-                    self._ordered_queues, self.poll_seconds, connection=self.connection,
-                    job_class=self.job_class, serializer=self.serializer, death_penalty_class=self.death_penalty_class)
-            except DequeueTimeout:
-                return []
-            return [result] if result is not None else []
-        by_key = {q.key: q for q in self.queues}
-        jobs = self._fetch_jobs([job_id for _, job_id in pairs])
-        batch = []
-        for (queue_key, job_id), job in zip(pairs, jobs):
-            if job is None:
-                continue  # deleted since it was enqueued (RQ skips these too)
-            job.redis_server_version = self.get_redis_server_version()
-            batch.append((job, by_key[queue_key]))
-        return batch
-
-    def _fetch_jobs(self, ids: list[str]) -> list:
-        try:
-            return self.job_class.fetch_many(ids, connection=self.connection, serializer=self.serializer)
-        except Exception:  # noqa: BLE001 - one job that cannot be loaded: load one by one, skip it
-            jobs = []
-            for job_id in ids:
-                try:
-                    jobs.append(self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer))
-                except Exception:
-                    self.log.exception("Worker %s: job %s cannot be loaded; skipped", self.name, job_id)
-                    jobs.append(None)
-            return jobs
+        """Up to ``count`` jobs, in queue priority order, parked: what is there at once (one
+        round trip), else (not in burst mode) the next one within :attr:`poll_seconds`."""
+        return self.take_jobs(count, None if burst else self.poll_seconds)
 
     def _start(self, pool: ThreadPoolExecutor, batch: list[tuple]) -> None:
-        """Register an RQ execution for each job (one round trip), then run each in a thread."""
+        """Claim the parked jobs (their RQ executions, one MULTI/EXEC), then run each in a thread."""
+        self.on_parked(batch)
         try:
-            with self.connection.pipeline() as pipe:
-                executions = []
-                for job, _queue in batch:
-                    execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe,
-                                                 worker_name=self.name)
-                    executions.append(execution)
-                self.set_state(WorkerStatus.BUSY, pipeline=pipe)
-                pipe.execute()
+            claimed = self.claim(batch)
         except BaseException:
             self._release(len(batch))
             raise
-        for (job, job_queue), execution in zip(batch, executions):
+        self._release(len(batch) - len(claimed))
+        for job, job_queue, execution in claimed:
             self.executions[execution.id] = execution
             self._running[execution.id] = (job, execution)
             self.log.debug("Worker %s: %s: %s (%s)", self.name, job_queue.name, job.description, job.id)
@@ -452,38 +680,6 @@ class HubThreadWorker(HubWorker):
     def _set_idle_if_nothing_runs(self) -> None:
         if not self._running and self.get_state() != WorkerStatus.IDLE:
             self.set_state(WorkerStatus.IDLE)
-
-    # -- heartbeats ------------------------------------------------------------------------------
-    def _heartbeat_loop(self) -> None:
-        interval = max(1, min(self.job_monitoring_interval, self.worker_ttl // 3))
-        while not self._beat_stop.wait(interval):
-            try:
-                self.beat()
-            except Exception:
-                self.log.warning("Worker %s: heartbeat failed", self.name, exc_info=True)
-
-    def beat(self) -> None:
-        """Extend the worker's key and every running execution's lease in one round trip."""
-        running = list(self._running.values())
-        with self.connection.pipeline() as pipe:
-            self.heartbeat(pipeline=pipe)
-            marks = []
-            for job, execution in running:
-                working = (now() - job.started_at).total_seconds() if job.started_at else 0.0
-                ttl = int(self.get_heartbeat_ttl(job, working))
-                at = len(pipe)
-                execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
-                marks.append((at, execution.key))
-                at = len(pipe)
-                job.heartbeat(now(), ttl, pipeline=pipe, xx=True)
-                marks.append((at, job.key))
-            results = pipe.execute()
-            # An execution or job that ended meanwhile was just recreated by HSET (it returns 1
-            # for a new field): delete it again (RQ does the same, rq/rq#1450).
-            stale = [key for at, key in marks if results[at] == 1]
-            if stale:
-                pipe.delete(*stale)
-                pipe.execute()
 
     # -- stopping --------------------------------------------------------------------------------
     def request_stop(self, signum, frame):
@@ -517,6 +713,7 @@ class HubThreadWorker(HubWorker):
     def _exit_now(self) -> None:
         try:
             self._scheduler_stop.set()
+            self.hand_back_own()
             self.register_death()
         except Exception:
             self.log.warning("Worker %s: could not register its death", self.name, exc_info=True)

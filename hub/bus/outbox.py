@@ -249,7 +249,10 @@ def sweep(app: Flask | None = None, *, older_than: float = 5.0, limit: int = 500
 
     Runs every few seconds from ``rop scheduler`` (and directly in tests). Jobs of workers
     that died mid-job (SIGKILL) are handed back to their queues by RQ's started-job
-    registry cleanup, which retries them.
+    registry cleanup, which retries them; jobs a worker had dequeued but not started when it
+    died (parked, ``hub.worker.hand_back_parked``) go back to the head of their queues once
+    its parking lease lapsed (30 s). ``abandoned_before`` (unix time, default now): the
+    leases and heartbeats that ended before it count as lapsed.
 
     :return: the number of outbox rows published.
     """
@@ -281,8 +284,12 @@ def _requeue_abandoned(app: Flask, before: float | None) -> None:
     from rq.registry import StartedJobRegistry
 
     from hub.queues import QUEUES
+    from hub.worker import hand_back_parked
 
     state = app.extensions["rop"]
+    handed_back = hand_back_parked(state.redis, before)
+    if handed_back:
+        log.warning("jobs of a dead worker, dequeued but not started, handed back", count=handed_back)
     for name in QUEUES:
         StartedJobRegistry(name, connection=state.redis).cleanup(timestamp=before)
 

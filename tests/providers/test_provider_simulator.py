@@ -21,7 +21,9 @@ from provider_sim import ProviderSimulator, report  # bench/ is not a package
 PURCHASES = {  # number → the purchase's answer, then the status check's
     "081200010101": (State.SUCCESS, State.SUCCESS),
     "081200019999": (State.FAILED, State.FAILED),
-    "081200014444": (State.REJECTED, State.REJECTED),
+    # refused (rc 80): the status check, the same purchase again, is refused the same way,
+    # which says the purchase under that reference failed at the provider
+    "081200014444": (State.REJECTED, State.FAILED),
     "081200016666": (State.UNKNOWN, State.SUCCESS),  # delivered, the answer lost
     "081200015555": (State.UNKNOWN, State.FAILED),
     "081200012222": (State.UNKNOWN, State.SUCCESS),  # lost on the way: the status check buys it

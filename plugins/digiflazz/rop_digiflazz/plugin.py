@@ -51,6 +51,14 @@ CODE_TABLE: dict[str, State] = _codes({
     State.FAILED: [2, *range(50, 61), *range(70, 75), 84, 85, 86],  # 02 "Transaksi Gagal"
 })
 
+#: rc codes (of the rejected range) that refuse a *request* before Digiflazz looks its
+#: ``ref_id`` up: payload error (40), bad signature or wrong key for the mode (41), the
+#: buyer's API could not be processed (42), IP not allowed (45), the ``ref_id`` belongs to
+#: another purchase (49), the account is not verified (82), rate limited (83). To a status
+#: check they say nothing about the purchase: they stay REJECTED, which the hub reads, for
+#: a status check, as "the check was refused" (the outcome stays unknown, checked again).
+REQUEST_REFUSED: frozenset[str] = frozenset({"40", "41", "42", "45", "49", "82", "83"})
+
 
 class DigiflazzSettings(Schema):
     username = fields.String(required=True, metadata={"secret": True})  # a credential, as the API key
@@ -171,10 +179,24 @@ class DigiflazzProvider(Provider):
         return self._transaction(body, request.ref_id, "purchase")
 
     def check_status(self, request: StatusRequest) -> ProviderResult:
-        # Digiflazz: the same purchase request again, with the same ref_id. A status call
-        # that gets no answer is UNKNOWN (failure_result), never "not sent, try elsewhere".
+        """Digiflazz's status check is the same purchase request again, with the same ref_id.
+
+        A status call that gets no answer is UNKNOWN (failure_result), never "not sent, try
+        elsewhere". Answered, it is about the purchase: Digiflazz gives back the state of the
+        transaction it holds under this ``ref_id``, or, holding none, takes the request as the
+        purchase. So a refusal ("Gagal" with a code of the rejected range: product disturbed,
+        deposit low, out of stock…) says this reference was refused at the provider — nothing
+        was delivered under it, and after this answer nothing will be (the hub sends it no
+        more): the purchase FAILED, which releases its hold. Only the codes that refuse the
+        request itself, before its ``ref_id`` is looked up (:data:`REQUEST_REFUSED`), say
+        nothing about the purchase: they stay REJECTED, which the hub reads, for a status
+        check, as "the check was refused" (unknown; docs/plugins.md).
+        """
         body = self._base(request.ref_id, request.sku, request.customer_no)
-        return self._transaction(body, request.ref_id, "check_status")
+        result = self._transaction(body, request.ref_id, "check_status")
+        if result.state is State.REJECTED and result.provider_code not in REQUEST_REFUSED:
+            result.state = State.FAILED
+        return result
 
     def inquiry(self, request: InquiryRequest) -> ProviderResult:
         body = {**self._base(request.ref_id, request.sku, request.customer_no), "commands": "inq-pasca"}

@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 import pytest
 from rop_digiflazz.plugin import (
     CODE_TABLE,
+    REQUEST_REFUSED,
     DigiflazzProvider,
     DigiflazzSettings,
     sign,
@@ -160,6 +161,44 @@ def test_wrong_key_is_rejected_and_reused_ref_id_is_rejected(sim):
     provider.purchase(PurchaseRequest("dup", "xld10", "087800001230"))
     reused = provider.purchase(PurchaseRequest("dup", "xld10", "087811112222"))
     assert reused.state is State.REJECTED and reused.provider_code == "49"
+
+
+def test_a_status_check_refused_for_the_purchase_is_its_failure_and_a_refused_request_says_nothing(sim):
+    """Digiflazz's status check is the purchase again: refused with a code about the purchase
+    (rc 80, the product disturbed), it says this reference failed at the provider: FAILED
+    (the hub releases the hold). Refused as a request (a bad key, another purchase's ref_id),
+    it says nothing about the purchase: REJECTED, which the hub reads as "the check was
+    refused" for a status check."""
+    provider = make(sim)
+    sim.prepaid_list[0]["seller_product_status"] = False  # xld10 disturbed at the seller
+    assert provider.purchase(PurchaseRequest("r80", "xld10", "087800001230")).state is State.REJECTED
+    checked = provider.check_status(StatusRequest("r80", "xld10", "087800001230"))
+    assert (checked.state, checked.provider_code, checked.transport_failure) == (State.FAILED, "80", False)
+
+    sim.prepaid_list[0]["seller_product_status"] = True
+    provider.purchase(PurchaseRequest("ok", "xld10", "087800001230"))
+    other_number = provider.check_status(StatusRequest("ok", "xld10", "087811112222"))
+    assert (other_number.state, other_number.provider_code) == (State.REJECTED, "49")
+    wrong_key = DigiflazzProvider(view("digiflazz", settings={"base_url": sim.url},
+                                       credentials={"username": "hubuser", "api_key": "wrong"}))
+    refused = wrong_key.check_status(StatusRequest("ok", "xld10", "087800001230"))
+    assert (refused.state, refused.provider_code) == (State.REJECTED, "41")
+    assert provider.check_status(StatusRequest("ok", "xld10", "087800001230")).state is State.SUCCESS
+
+
+@pytest.mark.parametrize("code", [f"{c:02d}" for c in range(100)])
+def test_a_status_check_answered_with_a_rejection_code_fails_the_purchase_unless_it_refused_the_request(
+        sim, code):
+    provider = make(sim)
+    sim.transactions["ref-" + code] = {"ref_id": "ref-" + code, "customer_no": "087800001230",
+                                       "buyer_sku_code": "xld10", "rc": code, "status": "Gagal", "message": "x",
+                                       "sn": "", "price": "10200"}
+    state = provider.check_status(StatusRequest("ref-" + code, "xld10", "087800001230")).state
+    expected = _expected(int(code))
+    if expected is State.REJECTED:
+        expected = State.REJECTED if code in REQUEST_REFUSED else State.FAILED
+    assert state is expected
+    assert REQUEST_REFUSED <= {c for c, s in CODE_TABLE.items() if s is State.REJECTED}
 
 
 def test_5xx_garbage_and_timeouts_are_unknown_and_never_raise(sim):
