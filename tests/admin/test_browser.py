@@ -126,6 +126,10 @@ def test_top_up_a_wallet_and_see_the_statement(app, live_server, browser, artifa
     tenant = tenant_factory()
     _login(browser, live_server, admin_kit.make_admin(app), admin_kit.PASSWORD)
     browser.get(f"{live_server}/admin/wallets/?tenant={tenant.id}")
+    # Viewing the page made no wallet: the admin opens the tenant's main wallet (a POST).
+    assert not browser.find_elements(By.CLASS_NAME, "wallet-link")
+    browser.find_element(By.ID, "open-main-wallet").click()
+    browser.get(f"{live_server}/admin/wallets/?tenant={tenant.id}")
     browser.find_element(By.CLASS_NAME, "wallet-link").click()
     browser.find_element(By.ID, "topup-amount").send_keys("250000")
     browser.find_element(By.ID, "topup-reason").send_keys("opening float")
