@@ -5,7 +5,7 @@ from flask import redirect, request, session, url_for
 from flask_admin import expose
 from rop_admin.base import GuardedIndexView
 from rop_admin.security import admin_ctx, current_admin, now, safe_admin_target
-from rop_admin.sessions import renew
+from rop_admin.sessions import end, renew
 
 from hub.context import CallContext
 from hub.state import current_state
@@ -84,5 +84,5 @@ class DashboardView(GuardedIndexView):
         record_audit(admin_ctx(), uow, "admin.logout", target_type="admin_user",
                      target_id=current_admin()["id"])
         uow.commit()
-        session.clear()  # deleted from the session store: a copy of the cookie opens nothing
+        end(session)  # deleted from the session store: a copy of the cookie opens nothing
         return redirect(url_for("admin.login"))

@@ -137,6 +137,9 @@ def guard(render_refusal: Callable[[str, str, int], Any]) -> Callable[[], Any]:
     def _guard():
         if not is_admin_path(request.path):
             return None
+        unreadable = getattr(session, "unavailable", None)
+        if unreadable is not None and request.endpoint not in ("admin.static", "rop_admin.static"):
+            raise unreadable  # Redis is away: 503, as for every route that needs it
         if request.endpoint not in PUBLIC_ENDPOINTS and not _session_is_current():
             session.clear()  # ended on the server too: the session store drops it
             return redirect(url_for("admin.login", next=request.path))

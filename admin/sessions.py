@@ -11,10 +11,16 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import structlog
+
 from flask import Flask, request
 from flask.sessions import SessionInterface, SessionMixin
 from itsdangerous import BadSignature, Signer
 from werkzeug.datastructures import CallbackDict
+
+from hub.availability import REDIS_ERRORS
+
+log = structlog.get_logger("rop_admin.sessions")
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 _PREFIX = "rop:admin:session:"
@@ -45,6 +51,20 @@ class ServerSession(CallbackDict, SessionMixin):
         self.accessed = False
         #: Set by :func:`renew`: the next save stores the data under a new id (login).
         self.renew = False
+        #: The Redis error that kept the session from being read (raised by the admin's guard,
+        #: where the error handlers answer 503; a session that could not be read is not saved).
+        self.unavailable: BaseException | None = None
+
+
+def end(session: ServerSession) -> None:
+    """Delete the session from the store now (logout), so that a Redis outage is the caller's
+    503 rather than a session silently left alive; then empty it."""
+    from hub.state import current_state
+
+    if session.sid is not None:
+        current_state().redis.delete(_key(session.sid))
+        session.sid = None
+    session.clear()
 
 
 def renew(session: ServerSession) -> None:
@@ -91,7 +111,12 @@ class RedisSessionInterface(SessionInterface):
             sid = self._signer(app).unsign(cookie).decode()
         except BadSignature:
             return ServerSession()
-        raw = self._redis().get(_key(sid))
+        try:
+            raw = self._redis().get(_key(sid))
+        except REDIS_ERRORS as exc:
+            anonymous = ServerSession()
+            anonymous.unavailable = exc
+            return anonymous
         if raw is None:  # logged out, expired, or never ours: an empty session
             return ServerSession()
         try:
@@ -101,11 +126,19 @@ class RedisSessionInterface(SessionInterface):
         return ServerSession(data, sid=sid)
 
     def save_session(self, app: Flask, session: ServerSession, response) -> None:  # type: ignore[override]
-        from flask.sessions import session_json_serializer
-
         name, domain, path = self.get_cookie_name(app), self.get_cookie_domain(app), self.get_cookie_path(app)
         if session.accessed:
             response.vary.add("Cookie")
+        if session.unavailable is not None:
+            return
+        try:
+            self._store(app, session, response, name, domain, path)
+        except REDIS_ERRORS as exc:  # the answer is made: the change of session is lost, said in the log
+            log.warning("admin session not saved", error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def _store(self, app: Flask, session: ServerSession, response, name: str, domain, path: str) -> None:
+        from flask.sessions import session_json_serializer
+
         redis = self._redis()
         if not session:
             if session.sid is not None:
