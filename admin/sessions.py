@@ -12,7 +12,6 @@ import secrets
 from typing import Any
 
 import structlog
-
 from flask import Flask, request
 from flask.sessions import SessionInterface, SessionMixin
 from itsdangerous import BadSignature, Signer

@@ -245,8 +245,8 @@ def test_two_saves_racing_on_one_tenant_do_not_both_win(app):
         tenant_id = create_tenant(ctx, uow, "Race Mart").id
         uow.commit()
     with unit_of_work(db) as first, unit_of_work(db) as second:
-        get_tenant(first, tenant_id)
-        get_tenant(second, tenant_id)
+        read = [get_tenant(first, tenant_id), get_tenant(second, tenant_id)]  # both read version 1 (and hold it)
+        assert [t.version for t in read] == [1, 1]
         update_tenant(ctx, second, tenant_id, settings={"by": "second"})
         second.commit()
         with pytest.raises(EditConflict):
