@@ -119,16 +119,18 @@ class TenantsView(AdminView):
         uow = request_uow()
         client, secret = create_client(admin_ctx(), uow, tenant_id, scopes=request.form.getlist("scopes") or None,
                                        name=request.form.get("name", ""))
-        uow.commit()
-        return _to_secret_page(client, secret)
+        return _to_secret_page(uow, client, secret)
 
 
-def _to_secret_page(client, secret: str):
+def _to_secret_page(uow, client, secret: str):
     """Post/redirect/get: the secret goes to a one-time slot, the browser to the page that shows
-    it once (a refresh of that page shows "already shown", and creates or rotates nothing)."""
+    it once (a refresh of that page shows "already shown", and creates or rotates nothing).
+    The slot is filled before the commit: without Redis nothing is committed (503), rather
+    than a client whose secret nobody saw."""
     from rop_admin import once
 
     token = once.put({"client_id": client.id, "tenant_id": client.tenant_id, "secret": secret})
+    uow.commit()
     return redirect(url_for("admin_clients.secret", client_id=client.id, token=token))
 
 
@@ -149,8 +151,7 @@ class ClientsView(AdminView):
 
         uow = request_uow()
         client, secret = rotate_client_secret(admin_ctx(), uow, client_id)
-        uow.commit()
-        return _to_secret_page(client, secret)
+        return _to_secret_page(uow, client, secret)
 
     @expose("/<client_id>/secret/<token>")
     @requires_role("admin")
