@@ -14,7 +14,7 @@ from flask_admin import expose
 from rop_admin.base import AdminView
 from rop_admin.security import admin_ctx, requires_role, safe_admin_target
 
-from hub.errors import ValidationFailed
+from hub.errors import EditConflict, HubError, ValidationFailed
 from hub.web import request_uow
 
 
@@ -134,18 +134,47 @@ class CatalogView(AdminView):
         return redirect(safe_admin_target(request.form.get("back")) or url_for(".index"))
 
 
+def _seen() -> dict[str, int] | None:
+    """The rules the pricing page showed (its ``seen`` field: target -> version); None without one."""
+    import json
+
+    raw = request.form.get("seen")
+    if raw is None:
+        return None
+    try:
+        seen = json.loads(raw or "{}")
+    except ValueError:
+        seen = None
+    if not isinstance(seen, dict) or not all(isinstance(v, int) for v in seen.values()):
+        raise ValidationFailed("seen must map rule targets to versions", errors={"seen": ["invalid"]})
+    return seen
+
+
+def _stale(exc: HubError, tenant_id: str | None, draft: str):
+    """A rule changed since the page showed it: nothing saved; back to the rules as they are now."""
+    request_uow().rollback()
+    flash(f"{exc.detail}. The page shows the rules as they are now; your change ({draft}) was not saved.", "error")
+    return redirect(url_for(".index", tenant=tenant_id))
+
+
 class PricingView(AdminView):
     """The platform price list and each tenant's price rules (set, remove, history)."""
 
     @expose("/")
     def index(self):
+        import json
+
         from hub.products.pricing import KINDS
         from hub.products.rules import list_rules, rule_history
 
         tenant_id = request.args.get("tenant") or None
         uow = request_uow()
+        rules = list_rules(admin_ctx(), uow, tenant_id=tenant_id)
+        # The forms say which rules (at which versions) this page showed: a save made after
+        # another admin changed one of them is refused, not applied over the change.
+        seen = json.dumps({r["target"]: r["version"] for r in rules})
         return self.render("rop_admin/pricing.html", tenants=_tenants(), tenant_id=tenant_id, kinds=KINDS,
-                           rules=list_rules(admin_ctx(), uow, tenant_id=tenant_id),
+                           rules=rules, seen=seen,
                            history=rule_history(admin_ctx(), uow, tenant_id=tenant_id, limit=50))
 
     @expose("/save", methods=("POST",))
@@ -155,9 +184,13 @@ class PricingView(AdminView):
         from hub.products.rules import set_rule
 
         tenant_id = request.form.get("tenant_id") or None
+        target, kind, value = (request.form.get("target") or "").strip(), request.form.get("kind", ""), _int("value")
         uow = request_uow()
-        rule = set_rule(admin_ctx(), uow, tenant_id=tenant_id, target=(request.form.get("target") or "").strip(),
-                        kind=request.form.get("kind", ""), value=_int("value"))
+        try:
+            rule = set_rule(admin_ctx(), uow, tenant_id=tenant_id, target=target, kind=kind, value=value,
+                            seen=_seen())
+        except EditConflict as exc:
+            return _stale(exc, tenant_id, f"{target} {kind} {value}")
         _audit("price_rule.set", tenant_id=tenant_id, target_type="price_rule", target_id=rule["id"],
                after={"target": rule["target"], "kind": rule["kind"], "value": rule["value"]})
         uow.commit()
@@ -172,7 +205,10 @@ class PricingView(AdminView):
         tenant_id = request.form.get("tenant_id") or None
         target = request.form.get("target", "")
         uow = request_uow()
-        remove_rule(admin_ctx(), uow, tenant_id=tenant_id, target=target)
+        try:
+            remove_rule(admin_ctx(), uow, tenant_id=tenant_id, target=target, seen=_seen())
+        except EditConflict as exc:
+            return _stale(exc, tenant_id, f"remove {target}")
         _audit("price_rule.removed", tenant_id=tenant_id, target_type="price_rule", target_id=target)
         uow.commit()
         flash(f"Rule for {target} removed.", "success")

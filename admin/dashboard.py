@@ -1,12 +1,11 @@
 """The admin's index view: the dashboard, and the login and logout forms."""
 from __future__ import annotations
 
-import time
-
 from flask import redirect, request, session, url_for
 from flask_admin import expose
 from rop_admin.base import GuardedIndexView
-from rop_admin.security import admin_ctx, current_admin, safe_admin_target
+from rop_admin.security import admin_ctx, current_admin, now, safe_admin_target
+from rop_admin.sessions import end, renew
 
 from hub.context import CallContext
 from hub.state import current_state
@@ -17,7 +16,15 @@ LOCKOUT_SECONDS = 15 * 60
 
 
 def _fail_key(email: str) -> str:
-    return f"rop:admin:login-failures:{email}"
+    return f"rop:admin:login-failures:{email.strip().lower()}"
+
+
+def lift_lockout(redis, email: str) -> bool:
+    """Forget ``email``'s failed logins (``rop admin set-password``); True when it was locked."""
+    key = _fail_key(email)
+    locked = int(redis.get(key) or 0) >= MAX_FAILURES
+    redis.delete(key)
+    return locked
 
 
 class DashboardView(GuardedIndexView):
@@ -61,8 +68,10 @@ class DashboardView(GuardedIndexView):
             uow.commit()
             return self.render("rop_admin/login.html", next="", error="Wrong e-mail or password."), 401
         redis.delete(_fail_key(email))
-        session.clear()  # a fresh session (and CSRF token) for the logged-in user
-        session["admin"] = {"id": user.id, "email": user.email, "role": user.role, "since": int(time.time())}
+        session.clear()  # a fresh session (and CSRF token) for the logged-in user,
+        renew(session)  # under a new id: a session id known before the login opens nothing
+        at = int(now())
+        session["admin"] = {"id": user.id, "email": user.email, "role": user.role, "since": at, "seen": at}
         record_audit(anonymous, uow, "admin.login", target_type="admin_user", target_id=user.id)
         uow.commit()
         return redirect(safe_admin_target(request.form.get("next")) or url_for("admin.index"))
@@ -75,5 +84,5 @@ class DashboardView(GuardedIndexView):
         record_audit(admin_ctx(), uow, "admin.logout", target_type="admin_user",
                      target_id=current_admin()["id"])
         uow.commit()
-        session.clear()
+        end(session)  # deleted from the session store: a copy of the cookie opens nothing
         return redirect(url_for("admin.login"))

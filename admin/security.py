@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, redirect, request, session, url_for
-from flask.sessions import SecureCookieSessionInterface
+from flask import current_app, redirect, request, session, url_for
 from flask_wtf.csrf import CSRFError, validate_csrf
 from wtforms.validators import ValidationError
 
@@ -26,23 +25,7 @@ from hub.context import CallContext
 ROLES = ("admin", "operator")
 #: Endpoints reachable without a session: the login form and the static files.
 PUBLIC_ENDPOINTS = frozenset({"admin.login", "admin.static", "rop_admin.static"})
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-
-
-class AdminSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session; the cookie is Secure except on plain local hosts."""
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        forced = app.config.get("ROP_ADMIN_COOKIE_SECURE")
-        if forced is not None:
-            return bool(forced)
-        try:
-            host = request.host
-        except RuntimeError:
-            return True
-        host = host.split("]")[0] + "]" if host.startswith("[") else host.rsplit(":", 1)[0]
-        return host not in _LOCAL_HOSTS
 
 
 def current_admin() -> dict[str, str] | None:
@@ -105,23 +88,32 @@ def safe_admin_target(target: str | None) -> str | None:
 
 #: An admin session ends this long after its login, whatever happens in between.
 DEFAULT_SESSION_SECONDS = 8 * 3600
+#: ... and this long after its last request (``ROP_ADMIN_IDLE_MINUTES``).
+DEFAULT_IDLE_SECONDS = 30 * 60
+
+
+def now() -> float:
+    """The admin sessions' clock: ``time.time``, or the app's ``ROP_ADMIN_CLOCK`` (tests)."""
+    return current_app.config.get("ROP_ADMIN_CLOCK", time.time)()
 
 
 def _session_is_current() -> bool:
-    """The session's user is still an active admin user (their role as it is now), and the
-    session is younger than ``ROP_ADMIN_SESSION_SECONDS``: disabling a user or changing a
-    role takes effect on their next request, not at their next login."""
+    """The session's user is still an active admin user (their role as it is now), the session
+    is younger than ``ROP_ADMIN_SESSION_SECONDS`` and was used within ``ROP_ADMIN_IDLE_SECONDS``:
+    disabling a user or changing a role takes effect on their next request, not at their next
+    login. A request counts as use unless it is a page's background poll (``*.json``)."""
     user = current_admin()
     if user is None:
         return False
-    from flask import current_app
-
     from hub.db import unit_of_work
     from hub.state import current_state
     from hub.tenancy.service import get_active_admin
 
     lifetime = current_app.config.get("ROP_ADMIN_SESSION_SECONDS", DEFAULT_SESSION_SECONDS)
-    if time.time() - float(user.get("since") or 0) > lifetime:
+    idle = current_app.config.get("ROP_ADMIN_IDLE_SECONDS", DEFAULT_IDLE_SECONDS)
+    at = now()
+    since = float(user.get("since") or 0)
+    if at - since > lifetime or at - float(user.get("seen") or since) > idle:
         return False
     # A short read of its own, closed before the view opens the request's unit of work
     # (some views write first, in their own unit of work, and SQLite has one writer).
@@ -130,8 +122,9 @@ def _session_is_current() -> bool:
         role = row.role if row is not None else None
     if role is None:
         return False
-    if role != user["role"]:
-        session["admin"] = dict(user, role=role)
+    seen = user.get("seen") if request.path.endswith(".json") else int(at)
+    if role != user["role"] or seen != user.get("seen"):
+        session["admin"] = dict(user, role=role, seen=seen)
     return True
 
 
@@ -144,8 +137,11 @@ def guard(render_refusal: Callable[[str, str, int], Any]) -> Callable[[], Any]:
     def _guard():
         if not is_admin_path(request.path):
             return None
+        unreadable = getattr(session, "unavailable", None)
+        if unreadable is not None and request.endpoint not in ("admin.static", "rop_admin.static"):
+            raise unreadable  # Redis is away: 503, as for every route that needs it
         if request.endpoint not in PUBLIC_ENDPOINTS and not _session_is_current():
-            session.pop("admin", None)
+            session.clear()  # ended on the server too: the session store drops it
             return redirect(url_for("admin.login", next=request.path))
         if request.method not in _SAFE_METHODS:
             try:

@@ -7,7 +7,14 @@ from flask_admin.theme import Bootstrap4Theme
 from flask_wtf.csrf import generate_csrf
 from rop_admin.base import render_refusal
 from rop_admin.dashboard import DashboardView
-from rop_admin.security import AdminSessionInterface, current_admin, guard, is_admin_path
+from rop_admin.security import (
+    DEFAULT_IDLE_SECONDS,
+    DEFAULT_SESSION_SECONDS,
+    current_admin,
+    guard,
+    is_admin_path,
+)
+from rop_admin.sessions import RedisSessionInterface
 
 #: The admin's own templates and static files (CSS, JS): served locally at /admin/assets/.
 #: Flask-Admin's bundled Bootstrap, jQuery and Font Awesome are served at /admin/static/.
@@ -41,12 +48,29 @@ def _views() -> list:
     ]
 
 
+def _session_settings(app: Flask) -> None:
+    """The sessions' idle timeout and lifetime: the app config, else the environment.
+
+    :raise ConfigError: on a malformed value.
+    """
+    import os
+
+    from hub.config import _number
+
+    env = os.environ
+    app.config.setdefault("ROP_ADMIN_IDLE_SECONDS",
+                          60 * _number(env, "ROP_ADMIN_IDLE_MINUTES", DEFAULT_IDLE_SECONDS // 60))
+    app.config.setdefault("ROP_ADMIN_SESSION_SECONDS",
+                          _number(env, "ROP_ADMIN_SESSION_SECONDS", DEFAULT_SESSION_SECONDS))
+
+
 def init_admin(app: Flask) -> Admin:
     """Mount the admin UI at ``/admin`` and let plugins add their views.
 
     :return: the ``flask_admin.Admin`` (also at ``app.extensions["rop"].extras["admin"]``).
     """
-    app.session_interface = AdminSessionInterface()
+    _session_settings(app)
+    app.session_interface = RedisSessionInterface(app.config["ROP_ADMIN_IDLE_SECONDS"])
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 8 * 3600)
     app.register_blueprint(assets)
     admin = Admin(app, name="ROP Hub admin", url="/admin", index_view=DashboardView(),

@@ -6,6 +6,7 @@ Each state-changing method calls a service use-case with the admin's CallContext
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flask import current_app, flash, redirect, request, url_for
@@ -13,8 +14,7 @@ from flask_admin import expose
 from rop_admin.base import AdminView, confirmed
 from rop_admin.security import admin_ctx, requires_role
 
-from hub.db import unit_of_work
-from hub.errors import ValidationFailed
+from hub.errors import EditConflict, ValidationFailed
 from hub.state import current_state
 from hub.web import request_uow
 
@@ -48,6 +48,9 @@ class TenantsView(AdminView):
 
     @expose("/<tenant_id>")
     def detail(self, tenant_id: str):
+        return self._page(tenant_id)
+
+    def _page(self, tenant_id: str, **extra: Any):
         from hub.tenancy.scopes import DEFAULT_TENANT_SCOPES, TENANT_SCOPES
         from hub.tenancy.service import get_tenant, list_clients
 
@@ -59,7 +62,27 @@ class TenantsView(AdminView):
 
         return self.render("rop_admin/tenant.html", tenant=tenant, clients=list_clients(uow, tenant.id),
                            limits=effective_limits(uow, tenant.id), own_limits=tenant_limits(uow, tenant.id),
-                           scopes=[(s, TENANT_SCOPES[s], s in DEFAULT_TENANT_SCOPES) for s in sorted(TENANT_SCOPES)])
+                           scopes=[(s, TENANT_SCOPES[s], s in DEFAULT_TENANT_SCOPES) for s in sorted(TENANT_SCOPES)],
+                           **extra)
+
+    def _edit(self, tenant_id: str, draft: str, saved: Callable[[Any], str], **changes: Any):
+        """Save an edit made on the tenant's page if the tenant is still as the page showed it
+        (the form's ``version``) and redirect to the page; else answer 409 with the page as it
+        is now and the admin's draft (nothing is overwritten).
+
+        :param saved: the success message, from the updated tenant.
+        """
+        from hub.tenancy.service import update_tenant
+
+        uow = request_uow()
+        try:
+            tenant = update_tenant(admin_ctx(), uow, tenant_id, expected_version=_form_version(), **changes)
+            uow.commit()
+        except EditConflict as exc:
+            uow.rollback()
+            return self._page(tenant_id, conflict=exc.detail, draft=draft), 409
+        flash(saved(tenant), "success")
+        return redirect(url_for(".detail", tenant_id=tenant.id))
 
     @expose("/<tenant_id>/status", methods=("POST",))
     @requires_role("operator")
@@ -86,13 +109,8 @@ class TenantsView(AdminView):
     @expose("/<tenant_id>/rename", methods=("POST",))
     @requires_role("operator")
     def rename(self, tenant_id: str):
-        from hub.tenancy.service import update_tenant
-
-        uow = request_uow()
-        tenant = update_tenant(admin_ctx(), uow, tenant_id, name=request.form.get("name", ""))
-        uow.commit()
-        flash(f"Tenant renamed to {tenant.name}.", "success")
-        return redirect(url_for(".detail", tenant_id=tenant.id))
+        name = request.form.get("name", "")
+        return self._edit(tenant_id, f"name: {name}", lambda tenant: f"Tenant renamed to {tenant.name}.", name=name)
 
     @expose("/<tenant_id>/settings", methods=("POST",))
     @requires_role("admin")
@@ -100,17 +118,12 @@ class TenantsView(AdminView):
         """Replace the tenant's settings (a JSON object); admin only."""
         import json
 
-        from hub.tenancy.service import update_tenant
-
+        draft = request.form.get("settings") or "{}"
         try:
-            settings = json.loads(request.form.get("settings") or "{}")
+            settings = json.loads(draft)
         except ValueError:
             raise ValidationFailed("settings must be a JSON object", errors={"settings": ["not JSON"]}) from None
-        uow = request_uow()
-        tenant = update_tenant(admin_ctx(), uow, tenant_id, settings=settings)
-        uow.commit()
-        flash("Settings saved.", "success")
-        return redirect(url_for(".detail", tenant_id=tenant.id))
+        return self._edit(tenant_id, f"settings: {draft}", lambda _tenant: "Settings saved.", settings=settings)
 
     @expose("/<tenant_id>/limits", methods=("POST",))
     @requires_role("admin")
@@ -134,15 +147,19 @@ class TenantsView(AdminView):
         uow = request_uow()
         client, secret = create_client(admin_ctx(), uow, tenant_id, scopes=request.form.getlist("scopes") or None,
                                        name=request.form.get("name", ""))
-        uow.commit()
-        return _secret_page(self, client, secret)
+        return _to_secret_page(uow, client, secret)
 
 
-def _secret_page(view: AdminView, client, secret: str):
-    """The one page that shows a client secret: never cached."""
-    response = current_app.make_response(view.render("rop_admin/secret.html", client=client, secret=secret))
-    response.headers["Cache-Control"] = "no-store"
-    return response
+def _to_secret_page(uow, client, secret: str):
+    """Post/redirect/get: the secret goes to a one-time slot, the browser to the page that shows
+    it once (a refresh of that page shows "already shown", and creates or rotates nothing).
+    The slot is filled before the commit: without Redis nothing is committed (503), rather
+    than a client whose secret nobody saw."""
+    from rop_admin import once
+
+    token = once.put({"client_id": client.id, "tenant_id": client.tenant_id, "secret": secret})
+    uow.commit()
+    return redirect(url_for("admin_clients.secret", client_id=client.id, token=token))
 
 
 class ClientsView(AdminView):
@@ -162,8 +179,21 @@ class ClientsView(AdminView):
 
         uow = request_uow()
         client, secret = rotate_client_secret(admin_ctx(), uow, client_id)
-        uow.commit()
-        return _secret_page(self, client, secret)
+        return _to_secret_page(uow, client, secret)
+
+    @expose("/<client_id>/secret/<token>")
+    @requires_role("admin")
+    def secret(self, client_id: str, token: str):
+        """The one page that shows a client secret, once: never cached; a refresh repeats nothing."""
+        from rop_admin import once
+
+        from hub.tenancy.service import get_client
+
+        client = get_client(request_uow(), client_id)
+        slot = once.take(token)
+        if slot is None or slot["client_id"] != client.id:
+            return self.render("rop_admin/secret.html", client=client, secret=None), 410
+        return self.render("rop_admin/secret.html", client=client, secret=slot["secret"])
 
     @expose("/<client_id>/revoke", methods=("POST",))
     @requires_role("admin")
@@ -175,6 +205,17 @@ class ClientsView(AdminView):
         uow.commit()
         flash(f"Client {client.id} revoked.", "success")
         return redirect(url_for("admin_tenants.detail", tenant_id=client.tenant_id))
+
+
+def _form_version() -> int | None:
+    """The ``version`` an edit form carries (the row as the page showed it); None without one."""
+    raw = (request.form.get("version") or "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationFailed("version must be a whole number", errors={"version": ["invalid"]}) from None
 
 
 # -- provider configurations (credentials write-only, masked, encrypted by the service) -------
@@ -311,26 +352,35 @@ class WalletsView(AdminView):
 
     @expose("/")
     def index(self):
-        """A tenant's wallets and balances (through the wallets service)."""
+        """A tenant's wallets and balances (through the wallets service). A read only: a tenant
+        without a wallet gets an "Open main wallet" button (a POST), not a wallet."""
         from hub.tenancy.service import list_tenants
         from hub.wallets.client import wallet_view
-        from hub.wallets.service import get_main_wallet, list_wallets
+        from hub.wallets.service import list_wallets
 
-        # The tenant's main wallet is created on first access: that write commits in its own
-        # unit of work, before this GET's read-only session opens.
-        with unit_of_work(current_state().db) as write:
-            all_tenants = list_tenants(write)
-            tenant_ids = {t.id for t in all_tenants}
-            tenant_id = request.args.get("tenant") or (all_tenants[0].id if all_tenants else None)
-            if tenant_id in tenant_ids:
-                get_main_wallet(admin_ctx(tenant_id), write)
-                write.commit()
-            tenants_view = [{"id": t.id, "name": t.name} for t in all_tenants]
+        uow = request_uow()
+        all_tenants = list_tenants(uow)
+        tenant_id = request.args.get("tenant") or (all_tenants[0].id if all_tenants else None)
         rows = []
-        if tenant_id:
-            found, _ = list_wallets(admin_ctx(tenant_id), request_uow(), limit=200)
+        if tenant_id in {t.id for t in all_tenants}:
+            found, _ = list_wallets(admin_ctx(tenant_id), uow, limit=200, ensure_main=False)
             rows = [wallet_view(w) for w in found]
-        return self.render("rop_admin/wallets.html", tenants=tenants_view, tenant_id=tenant_id, wallets=rows)
+        tenants_view = [{"id": t.id, "name": t.name} for t in all_tenants]
+        return self.render("rop_admin/wallets.html", tenants=tenants_view, tenant_id=tenant_id, wallets=rows,
+                           has_main=any(w["is_main"] for w in rows))
+
+    @expose("/<tenant_id>/open", methods=("POST",))
+    @requires_role("operator")
+    def open_main(self, tenant_id: str):
+        """Open the tenant's main wallet (what the API does on a tenant's first wallet call)."""
+        from hub.tenancy.service import get_tenant
+        from hub.wallets.service import get_main_wallet
+
+        uow = request_uow()
+        get_tenant(uow, tenant_id)  # 404 for an unknown tenant
+        wallet = get_main_wallet(admin_ctx(tenant_id), uow)
+        uow.commit()
+        return redirect(url_for(".detail", tenant_id=tenant_id, wallet_id=wallet.id))
 
     @expose("/<tenant_id>/<wallet_id>")
     def detail(self, tenant_id: str, wallet_id: str):

@@ -338,6 +338,19 @@ class UnitOfWork:
 
                 structlog.get_logger("hub.db").exception("after_commit callback failed", callback=repr(callback))
 
+    def flush_versioned(self, what: str) -> None:
+        """Flush the updates of versioned rows (``version_id_col``): when another transaction
+        updated one of them since it was read, roll back and raise ``EditConflict``."""
+        from sqlalchemy.orm.exc import StaleDataError
+
+        from hub.errors import EditConflict
+
+        try:
+            self.session.flush()
+        except StaleDataError:
+            self.rollback()
+            raise EditConflict(f"{what} changed since you opened it (another change was saved first)") from None
+
     def rollback(self) -> None:
         self.session.rollback()
         self._after_commit = []

@@ -63,6 +63,12 @@ class Conflict(HubError):
     status, slug, title = 409, "conflict", "Conflict"
 
 
+class EditConflict(Conflict):
+    """An edit made from a stale page: the row changed since it was read (its version moved on)."""
+
+    slug, title = "edit-conflict", "Changed since you opened it"
+
+
 class InsufficientFunds(HubError):
     status, slug, title = 402, "insufficient-funds", "Insufficient funds"
 

@@ -8,13 +8,14 @@ the cached catalog reads once the caller commits. How rules make a price:
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
 
 from hub.context import CallContext
 from hub.db import UnitOfWork
-from hub.errors import NotFound, ValidationFailed
+from hub.errors import EditConflict, NotFound, ValidationFailed
 from hub.products import pricing, service
 from hub.products.models import PLATFORM, Category, Offer, PriceRule, PriceRuleChange, Product
 
@@ -67,16 +68,30 @@ def _check_value(kind: str, value: Any) -> int:
 def rule_view(rule: PriceRule) -> dict[str, Any]:
     return {"id": rule.id, "tenant_id": None if rule.owner == PLATFORM else rule.owner, "target": rule.target,
             "kind": rule.kind, "value": rule.value, "currency": rule.currency, "actor": rule.actor,
-            "updated_at": rule.updated_at}
+            "updated_at": rule.updated_at, "version": rule.version}
+
+
+def _check_seen(rule: PriceRule | None, target: str, seen: Mapping[str, int] | None) -> None:
+    """:raise EditConflict: the rule of ``target`` is not as the caller saw it (``seen``: target
+    -> version of the rules the caller's page showed; a target missing there was not shown)."""
+    if seen is None:
+        return
+    current = rule.version if rule is not None else None
+    if seen.get(target) != current:
+        now = f"now {rule.kind} {rule.value}" if rule is not None else "now removed"
+        raise EditConflict(f"the rule for {target} changed since you opened it ({now}): nothing was saved")
 
 
 def set_rule(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None, target: str, kind: str,
-             value: int) -> dict[str, Any]:
+             value: int, seen: Mapping[str, int] | None = None) -> dict[str, Any]:
     """Create or replace the rule of ``tenant_id`` (None: the platform price list) for ``target``.
 
     :param target: ``all``, ``product:<code>`` or ``category:<code>`` (must exist).
     :param kind: ``markup_percent`` (basis points), ``markup_fixed`` or ``fixed_price`` (minor units).
+    :param seen: the owner's rules as the caller's page showed them (target -> version); None:
+        not checked (the CLI).
     :raise ValidationFailed: a bad target, kind or value.
+    :raise EditConflict: the rule was added, changed or removed since the page showed it.
     """
     _operator(ctx)
     owner = _owner(tenant_id)
@@ -84,6 +99,7 @@ def set_rule(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None, target
     value = _check_value(kind, value)
     rule = uow.session.scalar(select(PriceRule).where(PriceRule.owner == owner, PriceRule.target == target)
                               .with_for_update())
+    _check_seen(rule, target, seen)
     before = (rule.kind, rule.value) if rule else (None, None)
     if rule is None:
         rule = PriceRule(owner=owner, target=target, kind=kind, value=value, actor=ctx.actor)
@@ -94,17 +110,24 @@ def set_rule(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None, target
         uow.session.add(PriceRuleChange(owner=owner, target=target, old_kind=before[0], old_value=before[1],
                                         new_kind=kind, new_value=value, actor=ctx.actor))
         service.bump_version(uow)
-    uow.session.flush()
+    uow.flush_versioned(f"the rule for {target}")
     return rule_view(rule)
 
 
-def remove_rule(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None, target: str) -> None:
-    """Delete a rule (its history stays). :raise NotFound: no such rule."""
+def remove_rule(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None, target: str,
+                seen: Mapping[str, int] | None = None) -> None:
+    """Delete a rule (its history stays).
+
+    :param seen: as for :func:`set_rule`.
+    :raise NotFound: no such rule.
+    :raise EditConflict: the rule changed since the caller's page showed it.
+    """
     _operator(ctx)
     owner = _owner(tenant_id)
     rule = uow.session.scalar(select(PriceRule).where(PriceRule.owner == owner, PriceRule.target == target))
     if rule is None:
         raise NotFound(f"no price rule for {target!r}")
+    _check_seen(rule, target, seen)
     uow.session.add(PriceRuleChange(owner=owner, target=target, old_kind=rule.kind, old_value=rule.value,
                                     actor=ctx.actor))
     uow.session.delete(rule)

@@ -185,14 +185,22 @@ def admin_create_user(email: str, password_stdin: bool, role: str) -> None:
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def admin_set_password(email: str, password_stdin: bool) -> None:
-    """Set an admin user's password (and lift a lockout)."""
+    """Set an admin user's password, lift a login lockout and end the user's admin sessions."""
+    from rop_admin.dashboard import lift_lockout
+    from rop_admin.sessions import end_user_sessions
+
     from hub.tenancy.service import set_admin_password
 
     password = _read_password(password_stdin)
     with app_context() as app, _uow(app) as uow:
-        set_admin_password(_ctx(), uow, email, password)
+        user = set_admin_password(_ctx(), uow, email, password)
         uow.commit()
-    click.echo(f"password set for {email}")
+        redis = app.extensions["rop"].redis
+        # The lockout counter lives in Redis (the admin login's), not in the user's row.
+        unlocked = lift_lockout(redis, user.email)
+        ended = end_user_sessions(redis, user.id)
+    click.echo(f"password set for {user.email}" + ("; login lockout lifted" if unlocked else "")
+               + (f"; {ended} session(s) ended" if ended else ""))
 
 
 @main_group.command()

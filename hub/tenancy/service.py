@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hub.context import CallContext
 from hub.db import UnitOfWork, new_id, utcnow
-from hub.errors import Conflict, NotFound, ValidationFailed
+from hub.errors import Conflict, EditConflict, NotFound, ValidationFailed
 from hub.tenancy.models import AdminUser, ApiClient, AuditEntry, Tenant
 from hub.tenancy.scopes import CLIENT_KINDS, parse_scopes
 
@@ -100,15 +100,21 @@ def list_tenants(uow: UnitOfWork) -> list[Tenant]:
 
 
 def update_tenant(ctx: CallContext, uow: UnitOfWork, ident: str, *, name: str | None = None,
-                  settings: dict[str, Any] | None = None) -> Tenant:
+                  settings: dict[str, Any] | None = None, expected_version: int | None = None) -> Tenant:
     """Rename a tenant and/or replace its settings (the slug and id never change); audited.
 
     :param name: the new name (None: unchanged).
     :param settings: the new settings object, replacing the old one (None: unchanged).
+    :param expected_version: the tenant's ``version`` as the caller read it (an edit form);
+        None: not checked.
     :raise ValidationFailed: an empty name, settings that are not an object.
     :raise NotFound: no such tenant.
+    :raise EditConflict: the tenant changed since the caller read it (its version moved on).
     """
     tenant = get_tenant(uow, ident)
+    if expected_version is not None and tenant.version != expected_version:
+        raise EditConflict(f"tenant {tenant.slug} changed since you opened it (version {expected_version}, "
+                           f"now {tenant.version}): nothing was saved", version=tenant.version)
     before = _tenant_view(tenant)
     if name is not None:
         name = name.strip()
@@ -121,6 +127,7 @@ def update_tenant(ctx: CallContext, uow: UnitOfWork, ident: str, *, name: str | 
         tenant.settings = dict(settings)
     after = _tenant_view(tenant)
     if after != before:
+        uow.flush_versioned(f"tenant {tenant.slug}")
         record_audit(ctx, uow, "tenant.updated", tenant_id=tenant.id, target_type="tenant",
                      target_id=tenant.id, before=before, after=after)
     return tenant

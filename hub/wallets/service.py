@@ -360,9 +360,15 @@ def get_wallet(ctx: CallContext, uow: UnitOfWork, wallet_id: str) -> Wallet:
     return get_owned(uow.session, ctx, Wallet, wallet_id)
 
 
-def list_wallets(ctx: CallContext, uow: UnitOfWork, *, cursor: str | None = None, limit: int = 50) -> tuple[list[Wallet], str | None]:
-    """The tenant's wallets (main first, then by id), cursor-paginated."""
-    get_main_wallet(ctx, uow)
+def list_wallets(ctx: CallContext, uow: UnitOfWork, *, cursor: str | None = None, limit: int = 50,
+                 ensure_main: bool = True) -> tuple[list[Wallet], str | None]:
+    """The tenant's wallets (main first, then by id), cursor-paginated.
+
+    :param ensure_main: create the tenant's main wallet when it has none (the API's lazy
+        creation); False for a pure read (the admin's wallets page: a GET writes nothing).
+    """
+    if ensure_main:
+        get_main_wallet(ctx, uow)
     stmt = tenant_select(ctx, Wallet).order_by(Wallet.id)
     if cursor:
         stmt = stmt.where(Wallet.id > cursor)

@@ -111,9 +111,13 @@ def test_create_a_tenant_and_a_client_and_see_the_secret_once(app, live_server, 
     client_id = browser.find_element(By.ID, "client-id").text
     assert len(secret) > 30
     browser.save_screenshot(str(artifacts_dir / "admin-client-secret.png"))
+    browser.refresh()  # post/redirect/get: the refresh reloads the page, it does not post again
+    assert browser.find_element(By.ID, "secret-already-shown") and secret not in browser.page_source
+    browser.save_screenshot(str(artifacts_dir / "admin-client-secret-refreshed.png"))
     browser.find_element(By.ID, "back-to-tenant").click()
     _wait(browser, lambda d: d.current_url == tenant_url, "the back link did not lead to the tenant")
     assert client_id in browser.page_source and secret not in browser.page_source
+    assert browser.page_source.count("Rotate secret") == 1  # one client: the refresh created none
     browser.get(tenant_url)
     assert secret not in browser.page_source
     browser.save_screenshot(str(artifacts_dir / "admin-tenant.png"))
@@ -126,7 +130,9 @@ def test_top_up_a_wallet_and_see_the_statement(app, live_server, browser, artifa
     tenant = tenant_factory()
     _login(browser, live_server, admin_kit.make_admin(app), admin_kit.PASSWORD)
     browser.get(f"{live_server}/admin/wallets/?tenant={tenant.id}")
-    browser.find_element(By.CLASS_NAME, "wallet-link").click()
+    # Viewing the page made no wallet: the admin opens the tenant's main wallet (a POST).
+    assert not browser.find_elements(By.CLASS_NAME, "wallet-link")
+    browser.find_element(By.ID, "open-main-wallet").click()  # to the new wallet's page
     browser.find_element(By.ID, "topup-amount").send_keys("250000")
     browser.find_element(By.ID, "topup-reason").send_keys("opening float")
     browser.find_element(By.ID, "topup").click()

@@ -21,8 +21,8 @@ def test_the_new_client_form_starts_with_read_and_purchase_scopes_and_offers_no_
     # Every box ticked, as the attack did: a working client, without the top-up scope.
     boxes = re.findall(r'name="scopes" value="([^"]+)"', page)
     made = client.post(f"/admin/tenants/{tenant.id}/clients",
-                       data={"csrf_token": token, "name": "everything", "scopes": boxes})
-    assert made.status_code == 200
+                       data={"csrf_token": token, "name": "everything", "scopes": boxes}, follow_redirects=True)
+    assert made.status_code == 200 and 'id="client-secret"' in made.get_data(as_text=True)
     # A hand-made form asking for it is refused and creates nothing.
     refused = client.post(f"/admin/tenants/{tenant.id}/clients",
                           data={"csrf_token": token, "name": "sneaky", "scopes": ["wallets:read", "wallets:topup"]})

@@ -109,7 +109,8 @@ def test_an_admin_creates_a_tenant_and_a_client_whose_secret_is_shown_once(app, 
     assert response.status_code == 302
     tenant_path = response.headers["Location"]
     page = client.post(tenant_path + "/clients", data={"csrf_token": token, "name": "pos",
-                                                       "scopes": ["wallets:read", "transactions:read"]})
+                                                       "scopes": ["wallets:read", "transactions:read"]},
+                       follow_redirects=True)
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
     secret = re.search(r'id="client-secret">([^<]+)<', page.get_data(as_text=True)).group(1)
     assert len(secret) > 30
@@ -133,7 +134,8 @@ def test_disable_rotate_and_revoke_go_through_tenancy_and_the_audit_log(app, cli
     assert 'id="tenant-status">active' in client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
     client.post(f"/admin/tenants/{tenant.id}/status", data={"csrf_token": token, "status": "disabled", "confirm": "1"})
     assert 'id="tenant-status">disabled' in client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
-    rotated = client.post(f"/admin/clients/{tenant.client_id}/rotate", data={"csrf_token": token})
+    rotated = client.post(f"/admin/clients/{tenant.client_id}/rotate", data={"csrf_token": token},
+                          follow_redirects=True)
     assert 'id="client-secret"' in rotated.get_data(as_text=True)
     client.post(f"/admin/clients/{tenant.client_id}/revoke", data={"csrf_token": token})
     actions = _audit_actions(app)

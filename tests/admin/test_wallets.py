@@ -10,8 +10,34 @@ from hub.db import unit_of_work
 
 
 def _wallet_page(client, tenant):
+    """The tenant's main wallet page, opened with the wallets page's "Open main wallet" button."""
+    from tests.admin.conftest import csrf_from
+
+    token = csrf_from(client, f"/admin/wallets/?tenant={tenant.id}")
+    opened = client.post(f"/admin/wallets/{tenant.id}/open", data={"csrf_token": token})
+    assert opened.status_code == 302
+    return opened.headers["Location"]
+
+
+def _wallets_of(app, tenant) -> list[str]:
+    from hub.wallets.models import Wallet
+
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        return list(uow.session.scalars(select(Wallet.id).where(Wallet.tenant_id == tenant.id)))
+
+
+def test_viewing_a_tenants_wallets_creates_no_wallet(app, client, admin_kit, tenant_factory):
+    tenant = tenant_factory()
+    admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
+    assert client.get("/admin/wallets/").status_code == 200  # the first tenant's, by default
     page = client.get(f"/admin/wallets/?tenant={tenant.id}").get_data(as_text=True)
-    return re.search(r'href="(/admin/wallets/[^"]+)"', page).group(1)
+    assert _wallets_of(app, tenant) == []  # a GET has no side effects
+    assert 'id="no-wallet"' in page and 'id="open-main-wallet"' in page
+    path = _wallet_page(client, tenant)  # the button (a POST) opens it
+    assert _wallets_of(app, tenant) == [path.rsplit("/", 1)[1]]
+    assert _wallet_page(client, tenant) == path  # pressing it again opens the same wallet
+    page = client.get(f"/admin/wallets/?tenant={tenant.id}").get_data(as_text=True)
+    assert "open-main-wallet" not in page and path in page
 
 
 def test_a_topup_is_a_ledger_posting_with_a_reason_and_shows_in_the_statement(app, client, admin_kit,
