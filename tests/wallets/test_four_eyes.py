@@ -43,8 +43,15 @@ def _audit(app, prefix: str) -> list[tuple[str, str, dict]]:
 
 
 def _wallet_path(client, tenant) -> str:
+    """The tenant's main wallet page: listed, or opened with the "Open main wallet" button."""
     page = client.get(f"/admin/wallets/?tenant={tenant.id}").get_data(as_text=True)
-    return re.search(r'href="(/admin/wallets/[^"]+)"', page).group(1)
+    listed = re.search(r'href="(/admin/wallets/{0}/[^"?]+)"'.format(tenant.id), page)
+    if listed:
+        return listed.group(1)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    opened = client.post(f"/admin/wallets/{tenant.id}/open", data={"csrf_token": token})
+    assert opened.status_code == 302
+    return opened.headers["Location"]
 
 
 def _post_money(client, admin_kit, path, kind, amount, reason, ref):
