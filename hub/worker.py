@@ -45,7 +45,7 @@ from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 from rq.utils import as_text, now
 from rq.worker import DequeueStrategy, WorkerStatus
 
-from hub.queues import QUEUES, queue
+from hub.queues import PERIODIC_DESCRIPTION_PREFIX, PERIODIC_JOB_PREFIX, QUEUES, queue
 from hub.state import HubState
 
 
@@ -56,10 +56,39 @@ from hub.state import HubState
 COMMAND_POLL_SECONDS = 0.5
 
 
+_PERIODIC = (PERIODIC_JOB_PREFIX, PERIODIC_DESCRIPTION_PREFIX)
+
+
+class _PeriodicAtDebug(logging.LoggerAdapter):
+    """RQ's per-job INFO lines (dequeued, "Job OK", result kept) of the scheduler's routine
+    periodic jobs go to DEBUG: a handful of jobs every few seconds would otherwise fill the
+    log (and push ``make run``'s demo credentials off the screen). Other jobs' lines, and
+    every warning and error, are unchanged."""
+
+    def log(self, level, msg, *args, **kwargs):
+        if level == logging.INFO and any(isinstance(a, str) and a.startswith(_PERIODIC) for a in args):
+            level = logging.DEBUG
+        super().log(level, msg, *args, **kwargs)
+
+    def info(self, msg, *args, **kwargs):
+        self.log(logging.INFO, msg, *args, **kwargs)
+
+    def process(self, msg, kwargs):
+        return msg, kwargs  # keep RQ's own ``extra`` (the default adapter would replace it)
+
+    @property
+    def level(self) -> int:
+        return self.logger.level
+
+
 class HubWorker(SimpleWorker):
     """A SimpleWorker that pushes the hub's app context around each job."""
 
     flask_app: Flask | None = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log = _PeriodicAtDebug(self.log)
 
     def subscribe(self):
         """Listen on this worker's command channel (RQ's ``rq worker`` commands: stop, kill).

@@ -89,6 +89,21 @@ def scheduler() -> None:
     Scheduler(make_app(server=True)).run()
 
 
+def up_processes(host: str, port: int, workers: int, provider_threads: int,
+                 webhook_threads: int) -> list[tuple[str, list[str]]]:
+    """``rop up``'s processes, ``(name, argv)``: web, the general worker(s) (every queue but
+    those with their own lane), the provider worker, the webhook worker and the scheduler."""
+    from hub.queues import GENERAL_QUEUES
+
+    rop = [sys.executable, "-m", "hub.cli"]
+    general = [arg for name in GENERAL_QUEUES for arg in ("--queues", name)]
+    return [("web", [*rop, "web", "--host", host, "--port", str(port)]),
+            *[(f"worker-{i + 1}", [*rop, "worker", *general]) for i in range(workers)],
+            ("provider", [*rop, "worker", "--queues", "provider", "--threads", str(provider_threads)]),
+            ("webhooks", [*rop, "worker", "--queues", "webhooks", "--threads", str(webhook_threads)]),
+            ("scheduler", [*rop, "scheduler"])]
+
+
 @main_group.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", "-p", default=5000, show_default=True, type=click.IntRange(1, 65535))
@@ -96,14 +111,19 @@ def scheduler() -> None:
               help="Worker processes to run (all queues but provider).")
 @click.option("--provider-threads", default=128, show_default=True, type=click.IntRange(1, 1024),
               help="Threads of the provider-queue worker (provider calls in flight at once).")
+@click.option("--webhook-threads", default=16, show_default=True, type=click.IntRange(1, 1024),
+              help="Threads of the webhooks-queue worker (deliveries in flight at once).")
 @click.option("--max-restarts", default=5, show_default=True, type=click.IntRange(0, 1000),
               help="Restarts of one process within --restart-window; one more death stops everything "
                    "and exits 1.")
 @click.option("--restart-window", default=60.0, show_default=True, type=click.FloatRange(1, 86400),
               help="Seconds over which --max-restarts counts.")
-def up(host: str, port: int, workers: int, provider_threads: int, max_restarts: int,
+def up(host: str, port: int, workers: int, provider_threads: int, webhook_threads: int, max_restarts: int,
        restart_window: float) -> None:
-    """Run web, worker(s), the provider worker and scheduler together, restarting any that dies.
+    """Run web, worker(s), the provider and webhook workers and scheduler; restart any that dies.
+
+    Webhook deliveries have their own worker (the ``webhooks`` queue), so a backlog of them
+    never delays commands, the periodic jobs or bulk files, which the general worker(s) serve.
 
     A dead process starts again after a backoff (0.5 s, doubled after each death up to 30 s,
     back to 0.5 s once it has stayed up 60 s) while the others keep serving; the embedded
@@ -111,17 +131,12 @@ def up(host: str, port: int, workers: int, provider_threads: int, max_restarts: 
     --max-restarts deaths of one process within --restart-window seconds stop everything
     (exit 1). Ctrl-C or SIGTERM stops them all and leaves no process behind.
     """
-    from hub.queues import GENERAL_QUEUES
     from hub.supervisor import Child, GaveUp, Policy, Supervisor, become_subreaper
 
     become_subreaper()  # before the embedded Redis server daemonizes: it is re-parented to us
     _url, embedded = _ensure_redis_env()
-    rop = [sys.executable, "-m", "hub.cli"]
-    general = [arg for name in GENERAL_QUEUES for arg in ("--queues", name)]
-    children = [Child("web", [*rop, "web", "--host", host, "--port", str(port)]),
-                *[Child(f"worker-{i + 1}", [*rop, "worker", *general]) for i in range(workers)],
-                Child("provider", [*rop, "worker", "--queues", "provider", "--threads", str(provider_threads)]),
-                Child("scheduler", [*rop, "scheduler"])]
+    children = [Child(name, argv) for name, argv in up_processes(host, port, workers, provider_threads,
+                                                                 webhook_threads)]
     if embedded is not None:
         def start_redis() -> int:
             embedded.ensure_running()
@@ -135,7 +150,8 @@ def up(host: str, port: int, workers: int, provider_threads: int, max_restarts: 
     def started() -> None:
         pids = ", ".join(f"{c.name} {c.pid}" for c in children)
         click.echo(f"rop: serving on http://{host}:{port} (web, {workers} worker(s), provider worker "
-                   f"x{provider_threads} threads, scheduler; pids: {pids}); Ctrl-C to stop", err=True)
+                   f"x{provider_threads} threads, webhook worker x{webhook_threads} threads, scheduler; "
+                   f"pids: {pids}); Ctrl-C to stop", err=True)
 
     try:
         supervisor.run(on_started=started)
