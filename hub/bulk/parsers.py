@@ -90,7 +90,8 @@ def _text(binary: IO[bytes]) -> io.TextIOWrapper:
 
 
 def normalise_row(raw: dict[str, Any]) -> dict[str, Any]:
-    """A parser's row → ``{ref_id, product_code, customer_no, error}`` (strings stripped, too-long values refused)."""
+    """A parser's row → ``{ref_id, product_code, customer_no, error}`` (strings stripped, too-long values
+    refused, product codes in capitals)."""
     row: dict[str, Any] = {}
     for key, value in raw.items():
         if key is None:
@@ -117,7 +118,8 @@ def normalise_row(raw: dict[str, Any]) -> dict[str, Any]:
             out[column] = text[:MAX_LENGTH[column]]
             problems.append(f"{column} is longer than {MAX_LENGTH[column]} characters")
             continue
-        out[column] = text
+        # product codes are case-insensitive (the catalog's are capitals): tel10 is TEL10
+        out[column] = text.upper() if column == "product_code" else text
     if problems and not out["error"]:
         out["error"] = "; ".join(problems)
     if isinstance(out["error"], str):
