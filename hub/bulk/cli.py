@@ -64,8 +64,11 @@ def follow(app, ctx: CallContext, job_id: str, *, interval: float = 1.0, timeout
                     bar = tqdm(total=view["valid"], unit="row", desc=job_id, file=stream, dynamic_ncols=True,
                                smoothing=0.1, mininterval=0.5)
                 bar.total = view["valid"]
-                bar.update(_settled(view) - bar.n)
+                # The counts first, then the bar, then one redraw: a frame shows one poll's figures
+                # (set after the update, the counts lagged the bar by a poll).
                 bar.set_postfix(ok=view["succeeded"], failed=view["failed"], review=view["review"], refresh=False)
+                bar.update(_settled(view) - bar.n)
+                bar.refresh()
             if _done(view):
                 return view
             if timeout is not None and time.monotonic() - started > timeout:

@@ -174,7 +174,9 @@ class CsvParser:
             names = [ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
             missing = [c for c in COLUMNS if c not in names]
             if missing:
-                raise ValidationFailed(f"the CSV header lacks {', '.join(missing)} (columns: {', '.join(COLUMNS)})",
+                raise ValidationFailed(f"the CSV header lacks {', '.join(missing)}: the file's columns are "
+                                       f"{_shown(header)}; a bulk file needs {', '.join(COLUMNS)} "
+                                       "(any order; sku for product_code)",
                                        errors={"file": [f"missing column {c}" for c in missing]})
             for fields in reader:
                 records.pending = 0
@@ -192,6 +194,13 @@ class CsvParser:
                                    errors={"file": [str(exc)]}) from None
         finally:
             text.detach()
+
+
+def _shown(header: list[str], most: int = 10) -> str:
+    """The file's own column names, for an error: printable, each cut short, the first ``most``."""
+    names = [printable(h.strip())[:40] or "(empty)" for h in header[:most]]
+    more = f" and {len(header) - most} more" if len(header) > most else ""
+    return ", ".join(names) + more
 
 
 def _columns(fields: list[str], line: int) -> None:
