@@ -85,7 +85,7 @@ def bulk() -> None:
     """Bulk files of purchases: submit, follow, cancel, results."""
 
 
-@bulk.command("submit")
+@bulk.command("submit", short_help="Submit a CSV or JSON file of purchases.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug or id.")
 @click.option("--follow", "follow_job", is_flag=True, help="Show a progress bar until the job is done.")
@@ -145,7 +145,7 @@ def bulk_status(job_id: str, tenant_slug: str, follow_job: bool, as_json: bool) 
     click.echo(json.dumps(view, default=str) if as_json else _summary(view))
 
 
-@bulk.command("cancel")
+@bulk.command("cancel", short_help="Cancel a job: rows not sent yet are not sent.")
 @click.argument("job_id")
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug or id.")
 def bulk_cancel(job_id: str, tenant_slug: str) -> None:
@@ -159,7 +159,7 @@ def bulk_cancel(job_id: str, tenant_slug: str) -> None:
     click.echo(f"cancelled {job_id}: {view['cancelled']} rows will not be sent, {view['pending']} in flight")
 
 
-@bulk.command("results")
+@bulk.command("results", short_help="Write the results CSV (one line per row).")
 @click.argument("job_id")
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug or id.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file (default: stdout).")

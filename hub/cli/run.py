@@ -55,7 +55,7 @@ def web(host: str, port: int, workers: int, threads: int) -> None:
     os.execv(args[0], args) if os.path.isabs(args[0]) else os.execvp(args[0], args)
 
 
-@main_group.command()
+@main_group.command(short_help="Run a worker of the hub's queues.")
 @click.option("--queues", "-q", multiple=True, help="Queue to serve (repeatable); default: all.")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
@@ -80,7 +80,7 @@ def worker(queues: tuple[str, ...], burst: bool, name: str | None, threads: int,
     w.work(burst=burst, with_scheduler=True, logging_level=app.extensions["rop"].config.log_level)
 
 
-@main_group.command()
+@main_group.command(short_help="Run the scheduler of periodic jobs.")
 def scheduler() -> None:
     """Run the scheduler of periodic jobs (one leads; others stand by)."""
     from hub.scheduler import Scheduler
@@ -104,7 +104,7 @@ def up_processes(host: str, port: int, workers: int, provider_threads: int,
             ("scheduler", [*rop, "scheduler"])]
 
 
-@main_group.command()
+@main_group.command(short_help="Run the whole hub (web, workers, scheduler).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", "-p", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16),
@@ -185,7 +185,7 @@ def redis_status() -> None:
     click.echo(f"running at {url}")
 
 
-@redis.command("stop")
+@redis.command("stop", short_help="Stop the embedded Redis server.")
 def redis_stop() -> None:
     """Stop the embedded Redis server (after stopping the hub's processes)."""
     from hub.config import Config
