@@ -20,7 +20,7 @@ def rop(instance_path, database_url, redis_url, app):
            "ROP_REDIS_URL": redis_url}
 
     def run(*args):
-        done = subprocess.run([*ROP, *args], env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([*ROP, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stderr
         return dict(line.strip().split(None, 1) for line in done.stdout.splitlines()[1:])
 
@@ -73,12 +73,12 @@ def test_on_a_terminal_the_logs_are_readable_lines_elsewhere_json(tmp_path):
     script = ("from hub.logging import configure_logging\nimport structlog\n"
               "configure_logging('INFO', 'auto')\nstructlog.get_logger('hub.test').info('hello there', n=1)\n")
     env = {k: v for k, v in os.environ.items() if k != "ROP_LOG_FORMAT"}
-    piped = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    piped = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert json.loads(piped.stderr.strip())["event"] == "hello there"
     leader, follower = pty.openpty()
     try:
         on_tty = subprocess.run([sys.executable, "-c", script], env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=follower, timeout=60)
+                                stdout=subprocess.DEVNULL, stderr=follower, timeout=60, check=False)
         assert on_tty.returncode == 0
         os.close(follower)
         follower = -1

@@ -75,7 +75,6 @@ class Webhook(MethodView):
         uow = request_uow()
         webhooks.delete_webhook(current_ctx(), uow)
         uow.commit()
-        return None
 
 
 @bp.route("/webhook/deliveries")

@@ -138,8 +138,8 @@ def check_event_filter(patterns: list[str]) -> list[str]:
     if not patterns or bad:
         what = f"{bad[0]!r} matches no event type" if bad else "at least one event type"
         raise ValidationFailed(f"invalid events filter: {what}",
-                               errors={"events": [f"{what}; the types are {', '.join(known)}, "
-                                                  "or a pattern such as transaction.* or *"]})
+                               errors={"events": [(f"{what}; the types are {', '.join(known)}, "
+                                                   "or a pattern such as transaction.* or *")]})
     return list(dict.fromkeys(p.strip() for p in patterns))
 
 

@@ -28,8 +28,8 @@ def seed_demo_wallet(app, uow, tenant, out: dict[str, str]) -> None:
 
 def init_app(app, api) -> None:
     from hub.scheduler import PeriodicJob, register_periodic
-    from hub.wallets import messages  # noqa: F401  (registers the event types)
     from hub.tenancy.demo import register_demo_step
+    from hub.wallets import messages  # noqa: F401  (registers the event types)
     from hub.wallets.api import bp
 
     register_periodic(app, PeriodicJob("wallets.expire_holds", func="hub.wallets.jobs.expire_holds_job",
