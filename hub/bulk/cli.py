@@ -24,7 +24,8 @@ def _summary(view: dict) -> str:
     return (f"{view['id']} {view['status']}: {view['total']} rows, {view['valid']} valid, {view['invalid']} invalid; "
             f"{view['succeeded']} succeeded, {view['failed']} failed, {view['refunded']} refunded, "
             f"{view['review']} in review, {view['cancelled']} cancelled, {view['skipped']} skipped, "
-            f"{view['pending']} pending; {view['amount_succeeded']} of {view['amount']} {view['currency'] or ''}")
+            f"{view['pending']} pending; " + (f"{view['amount_succeeded']} of {view['amount']} {view['currency'] or ''}"
+                                              if view["amount"] is not None else "amount known once validated"))
 
 
 def _done(view: dict) -> bool:

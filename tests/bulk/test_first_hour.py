@@ -64,7 +64,7 @@ def test_follow_shows_the_counts_of_the_same_poll_as_the_bar(app, config, databa
         assert int(shown) == int(failed) + int(ok), frames  # every frame: the bar and its counts agree
 
 
-def test_a_job_being_validated_shows_what_is_known(app, client, funded, submit):
+def test_a_job_being_validated_shows_what_is_known(app, client, funded, submit, config, database_url, redis_url):
     response = submit(funded.tenant, csv_body([("v-1", "TEL10", "081200001234")]))
     assert response.status_code == 202
     job = client.get(f"/v1/bulk/{response.get_json()['id']}", headers=funded.tenant.headers).get_json()
@@ -72,6 +72,11 @@ def test_a_job_being_validated_shows_what_is_known(app, client, funded, submit):
     assert job["wallet_id"] == funded.wallet_id and job["currency"] == "IDR"  # known from the submission
     assert job["amount"] is None  # not known yet: not 0
     assert job["reference"] is None and len(job["file_sha256"]) == 64  # none given: the file's hash is its key
+    shown = subprocess.run([*ROP, "bulk", "status", job["id"], "--tenant", _slug(app, funded.tenant.id)],
+                           env=_env(config, database_url, redis_url), capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert shown.returncode == 0 and "validating" in shown.stdout, shown.stderr
+    assert "None" not in shown.stdout and "amount known once validated" in shown.stdout
     run_until_settled(app, funded.tenant.id, job["id"], lambda v: v["status"] != "validating")
     later = client.get(f"/v1/bulk/{job['id']}", headers=funded.tenant.headers).get_json()
     assert later["amount"] > 0 and later["currency"] == "IDR"
