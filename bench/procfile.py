@@ -30,8 +30,9 @@ def start(env: dict, *, port: int, workers: int, provider_workers: int, threads:
     procs = {"web": subprocess.Popen([*web, "hub.app:create_app()"], env=env, **streams)}
     for n in range(workers):
         procs[f"worker{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "commands", "--queues", "events",
-                                                   "--queues", "webhooks", "--queues", "default",
-                                                   "--queues", "bulk"], env=env, **streams)
+                                                   "--queues", "default", "--queues", "bulk"], env=env, **streams)
+    procs["webhooks"] = subprocess.Popen([rop, "worker", "--queues", "webhooks", "--threads", "16"],
+                                         env=env, **streams)
     for n in range(provider_workers):
         pool = ["--db-connections", str(db_connections)] if db_connections else []
         procs[f"provider{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "provider", "--threads",

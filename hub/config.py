@@ -141,7 +141,7 @@ class Config:
     encryption_keys: tuple[str, ...]
     webhook_allow_private: bool = False
     log_level: str = "INFO"
-    log_format: str = "json"  # or "console"
+    log_format: str = "auto"  # "json", "console", or "auto": console on a terminal, else JSON
     access_token_ttl: int = 900
     limits: Limits = field(default_factory=Limits)
     #: the transactions service's tunables (``ROP_TX_*``; hub.transactions.settings)
@@ -284,6 +284,9 @@ class Config:
                 money = MoneySettings.from_env(env)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+        log_format = str(overrides.pop("log_format", None) or env.get("ROP_LOG_FORMAT") or "auto").lower()
+        if log_format not in ("auto", "json", "console"):
+            raise ConfigError(f"ROP_LOG_FORMAT must be auto, json or console, got {log_format!r}")
 
         return cls(
             instance_path=instance,
@@ -296,7 +299,7 @@ class Config:
                 or _truthy(env.get("ROP_WEBHOOK_ALLOW_PRIVATE"))
             ),
             log_level=str(overrides.pop("log_level", None) or env.get("ROP_LOG_LEVEL") or "INFO").upper(),
-            log_format=str(overrides.pop("log_format", None) or env.get("ROP_LOG_FORMAT") or "json"),
+            log_format=log_format,
             access_token_ttl=ttl,
             limits=overrides.pop("limits", None) or Limits.from_env(env),  # type: ignore[arg-type]
             transactions=transactions,

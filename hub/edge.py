@@ -38,7 +38,7 @@ from flask import Flask, Request, current_app, request
 from marshmallow import missing, validate
 from webargs.flaskparser import FlaskParser, is_json_request
 
-from hub.errors import BadRequest, NotFound, PayloadTooLarge, ValidationFailed
+from hub.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 #: the deepest a JSON body may nest (objects and arrays)
 MAX_DEPTH = 32
@@ -231,6 +231,13 @@ class HubParser(FlaskParser):
 
     def _raw_load_json(self, req: Request) -> Any:
         if not is_json_request(req):
+            if req.get_data(cache=True).strip():
+                # A body this route would read as JSON, sent as something else (curl -d sends a
+                # form): say so, instead of a "Missing data" for every field.
+                sent = req.mimetype or "no Content-Type"
+                raise UnsupportedMediaType(
+                    f"the body was sent with {sent}: this route takes a JSON object, sent with "
+                    "Content-Type: application/json", errors={"Content-Type": ["expected application/json"]})
             return missing
         if isinstance(req, HubRequest):
             return req.json_body()

@@ -23,6 +23,15 @@ log = structlog.get_logger("hub.errors")
 _DEPENDENCY_NAMES = {"database": "The database", "redis": "Redis"}
 
 
+#: One title per status, whoever answers (a service's error, the edge, webargs, Werkzeug).
+TITLES: dict[int, str] = {
+    400: "Bad request", 401: "Authentication required", 402: "Insufficient funds", 403: "Not allowed",
+    404: "Not found", 405: "Method not allowed", 406: "Not acceptable", 409: "Conflict",
+    413: "The body is too large", 415: "Unsupported media type", 422: "The request is not valid",
+    429: "Too many requests", 500: "Internal server error", 503: "Service unavailable",
+}
+
+
 class HubError(Exception):
     """Base of the domain errors: each has an HTTP status, a slug and a title."""
 
@@ -75,6 +84,10 @@ class InsufficientFunds(HubError):
 
 class PayloadTooLarge(HubError):
     status, slug, title = 413, "payload-too-large", "The body is too large"
+
+
+class UnsupportedMediaType(HubError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
 class RateLimited(HubError):
@@ -182,6 +195,24 @@ def _normalise_errors(messages: Any) -> dict[str, Any] | None:
     return flat or None
 
 
+def _invalid_fields_detail(errors: dict[str, Any] | None) -> str:
+    """The ``detail`` of a 422 from a schema: which fields, and what is wrong with the first."""
+    if not errors:
+        return "One or more fields are not valid."
+    names = sorted(errors)
+    first = errors[names[0]]
+    while isinstance(first, (list, dict)) and first:
+        first = first[0] if isinstance(first, list) else next(iter(first.values()))
+    if set(names) == {"_schema"}:
+        return f"The body is not valid: {first}" if first else "The body is not valid."
+    detail = f"{names[0]}: {first}"
+    if len(names) > 1:
+        detail += f" (also not valid: {', '.join(names[1:6])}{' …' if len(names) > 6 else ''}; see errors)"
+    if _has_request() and request.method in ("POST", "PUT", "PATCH") and not request.get_data(cache=True).strip():
+        detail = f"the body is empty: this route takes a JSON object, sent with Content-Type: application/json ({detail})"
+    return detail
+
+
 def register_error_handlers(app: Flask) -> None:
     """Render every error, 404/405/500 included, as problem+json."""
 
@@ -199,14 +230,14 @@ def register_error_handlers(app: Flask) -> None:
         data = getattr(exc, "data", None) or {}
         errors = _normalise_errors(data.get("messages")) if isinstance(data, dict) else None
         status = exc.code or 500
-        detail = exc.description if status != 422 else "One or more fields are not valid."
+        detail = exc.description if status != 422 else _invalid_fields_detail(errors)
         headers = {}
         valid_methods = getattr(exc, "valid_methods", None)
         if status == 405 and valid_methods:
             headers["Allow"] = ", ".join(valid_methods)
         if _oauth_request():
             return _as_oauth(status, exc.description or exc.name, headers)
-        return problem(status, exc.name, detail, errors=errors, headers=headers)
+        return problem(status, TITLES.get(status, exc.name), detail, errors=errors, headers=headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

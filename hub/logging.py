@@ -1,5 +1,9 @@
 """Structured logs (structlog): one JSON object per line, with the request id, tenant
-and client bound from context variables so that every line of a request carries them."""
+and client bound from context variables so that every line of a request carries them.
+
+``ROP_LOG_FORMAT``: ``json``, ``console`` (one readable line per event), or ``auto`` (the
+default): console when stderr is a terminal (``make run``), JSON otherwise (a service
+manager, a container, a file)."""
 from __future__ import annotations
 
 import logging
@@ -8,8 +12,19 @@ import sys
 import structlog
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+def resolve_format(fmt: str) -> str:
+    """``json`` or ``console``: ``auto`` is console when stderr is a terminal."""
+    if fmt == "auto":
+        try:
+            return "console" if sys.stderr.isatty() else "json"
+        except (AttributeError, ValueError):  # no stderr, or a closed one
+            return "json"
+    return fmt
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     """Configure structlog and the standard library's logging to write to stderr."""
+    fmt = resolve_format(fmt)
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,

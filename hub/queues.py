@@ -3,6 +3,12 @@
 ``provider`` holds the jobs that call providers (I/O-bound, 100 ms – 30 s each): it is served
 by ``rop worker --queues provider --threads N`` (:class:`hub.worker.HubThreadWorker`), so a
 slow provider never blocks the other queues' worker (Procfile, docs/bus.md).
+
+``webhooks`` holds the deliveries of tenants' webhooks (a POST each, up to 10 s, and a burst
+of thousands when a bulk file settles): they have their own lane, served by ``rop worker
+--queues webhooks --threads N``, so commands, events, the scheduler's periodic jobs and
+bulk progress are never queued behind a backlog of deliveries (``rop up`` runs that worker;
+the Procfile has a ``webhooks`` line).
 """
 from __future__ import annotations
 
@@ -10,11 +16,22 @@ from rq import Queue
 
 #: Queue names, most urgent first. A worker started without ``--queues`` serves them all.
 #: ``bulk`` (the chunks of bulk files) comes after the others, so that a tenant's large file
-#: never holds up other commands, the events that settle its own rows, or webhooks.
-QUEUES: tuple[str, ...] = ("commands", "events", "webhooks", "default", "bulk", "provider")
+#: never holds up other commands, the events that settle its own rows, or the periodic jobs
+#: (``default``); ``webhooks`` after ``bulk``, so that even a worker serving every queue puts
+#: deliveries last.
+QUEUES: tuple[str, ...] = ("commands", "events", "default", "bulk", "webhooks", "provider")
 
-#: The queues of the general worker (``rop up``, Procfile ``worker``): all but ``provider``.
-GENERAL_QUEUES: tuple[str, ...] = tuple(q for q in QUEUES if q != "provider")
+#: The queues with their own workers (their own lane): ``provider`` (provider calls) and
+#: ``webhooks`` (deliveries).
+OWN_LANE: tuple[str, ...] = ("webhooks", "provider")
+
+#: The queues of the general worker (``rop up``, Procfile ``worker``): all but those with their own lane.
+GENERAL_QUEUES: tuple[str, ...] = tuple(q for q in QUEUES if q not in OWN_LANE)
+
+#: The id prefix of the scheduler's periodic jobs (hub.scheduler; their routine log lines are DEBUG).
+PERIODIC_JOB_PREFIX = "periodic-"
+#: ... and the prefix of their description (``periodic transactions.sweep``).
+PERIODIC_DESCRIPTION_PREFIX = "periodic "
 
 
 def queue(name: str, connection) -> Queue:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import structlog
 from flask import Flask
 
-from hub.queues import queue
+from hub.queues import PERIODIC_DESCRIPTION_PREFIX, PERIODIC_JOB_PREFIX, queue
 
 log = structlog.get_logger("hub.scheduler")
 
@@ -102,12 +102,12 @@ class Scheduler:
             if not self.redis.eval(_CLAIM, 1, key, slot, max(int(job.every * 3), 60)):
                 continue
             queue(job.queue, self.redis).enqueue(
-                job.func, job_id=f"periodic-{_JOB_ID_UNSAFE.sub('_', job.name)}-{slot}", job_timeout=job.timeout,
-                result_ttl=3600, failure_ttl=86400, description=f"periodic {job.name}",
+                job.func, job_id=f"{PERIODIC_JOB_PREFIX}{_JOB_ID_UNSAFE.sub('_', job.name)}-{slot}", job_timeout=job.timeout,
+                result_ttl=3600, failure_ttl=86400, description=f"{PERIODIC_DESCRIPTION_PREFIX}{job.name}",
             )
             enqueued.append(job.name)
-        if enqueued:
-            log.info("periodic jobs enqueued", jobs=enqueued)
+        if enqueued:  # routine, every few seconds: DEBUG (ROP_LOG_LEVEL=DEBUG shows it)
+            log.debug("periodic jobs enqueued", jobs=enqueued)
         return enqueued
 
     def stop(self, *_args) -> None:

@@ -50,7 +50,7 @@ from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 from rq.utils import as_text, now
 from rq.worker import DequeueStrategy, WorkerStatus
 
-from hub.queues import QUEUES, queue
+from hub.queues import PERIODIC_DESCRIPTION_PREFIX, PERIODIC_JOB_PREFIX, QUEUES, queue
 from hub.state import HubState
 
 #: How long the worker's command-channel thread blocks waiting for a message (seconds). RQ
@@ -244,6 +244,31 @@ class ParkingMixin:
             self.log.warning("Worker %s: could not hand back its parked jobs; the sweep will", self.name)
 
 
+_PERIODIC = (PERIODIC_JOB_PREFIX, PERIODIC_DESCRIPTION_PREFIX)
+
+
+class _PeriodicAtDebug(logging.LoggerAdapter):
+    """RQ's per-job INFO lines (dequeued, "Job OK", result kept) of the scheduler's routine
+    periodic jobs go to DEBUG: a handful of jobs every few seconds would otherwise fill the
+    log (and push ``make run``'s demo credentials off the screen). Other jobs' lines, and
+    every warning and error, are unchanged."""
+
+    def log(self, level, msg, *args, **kwargs):
+        if level == logging.INFO and any(isinstance(a, str) and a.startswith(_PERIODIC) for a in args):
+            level = logging.DEBUG
+        super().log(level, msg, *args, **kwargs)
+
+    def info(self, msg, *args, **kwargs):
+        self.log(logging.INFO, msg, *args, **kwargs)
+
+    def process(self, msg, kwargs):
+        return msg, kwargs  # keep RQ's own ``extra`` (the default adapter would replace it)
+
+    @property
+    def level(self) -> int:
+        return self.logger.level
+
+
 class HubWorker(ParkingMixin, SimpleWorker):
     """A SimpleWorker that pushes the hub's app context around each job (and parks what it
     dequeues: :class:`ParkingMixin`)."""
@@ -255,6 +280,7 @@ class HubWorker(ParkingMixin, SimpleWorker):
         self._running: dict[str, tuple] = {}  # execution id -> (job, execution)
         self._beat_stop = threading.Event()
         self._beat_thread: threading.Thread | None = None
+        self.log = _PeriodicAtDebug(self.log)
 
     def bootstrap(self, *args, **kwargs):
         """RQ's start, then the heartbeat thread (it extends the running jobs' leases)."""

@@ -36,6 +36,22 @@ def test_every_command_has_help(path, capsys):
     assert out.startswith("Usage: rop")
 
 
+@pytest.mark.parametrize("path", [()] + [p for p in _all_command_paths(main_group)
+                                         if isinstance(main_group.commands[p[0]], click.Group) and len(p) == 1],
+                         ids=lambda p: " ".join(p) or "rop")
+def test_command_summaries_fit_an_80_column_terminal(path, capsys, monkeypatch):
+    """``rop --help`` (and each group's) lists every command with a whole summary, not one cut
+    with "..." (click's short_help)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main([*path, "--help"]) == 0
+    out = capsys.readouterr().out
+    listed = out.split("Commands:", 1)[1].splitlines()[1:]
+    assert listed and all(line.strip() for line in listed)
+    cut = [line.strip() for line in listed if line.rstrip().endswith("...")]
+    assert cut == [], cut
+    assert all(len(line) <= 80 for line in listed)
+
+
 @pytest.mark.parametrize("argv", [["nope"], ["worker", "--bogus"], ["web", "--port", "http"],
                                   ["db", "upgrade", "extra-arg"], ["worker", "--queues", "nosuchqueue"],
                                   ["worker", "--threads", "8", "--db-connections", "0"]])

@@ -24,7 +24,8 @@ def _summary(view: dict) -> str:
     return (f"{view['id']} {view['status']}: {view['total']} rows, {view['valid']} valid, {view['invalid']} invalid; "
             f"{view['succeeded']} succeeded, {view['failed']} failed, {view['refunded']} refunded, "
             f"{view['review']} in review, {view['cancelled']} cancelled, {view['skipped']} skipped, "
-            f"{view['pending']} pending; {view['amount_succeeded']} of {view['amount']} {view['currency'] or ''}")
+            f"{view['pending']} pending; " + (f"{view['amount_succeeded']} of {view['amount']} {view['currency'] or ''}"
+                                              if view["amount"] is not None else "amount known once validated"))
 
 
 def _done(view: dict) -> bool:
@@ -64,8 +65,11 @@ def follow(app, ctx: CallContext, job_id: str, *, interval: float = 1.0, timeout
                     bar = tqdm(total=view["valid"], unit="row", desc=job_id, file=stream, dynamic_ncols=True,
                                smoothing=0.1, mininterval=0.5)
                 bar.total = view["valid"]
-                bar.update(_settled(view) - bar.n)
+                # The counts first, then the bar, then one redraw: a frame shows one poll's figures
+                # (set after the update, the counts lagged the bar by a poll).
                 bar.set_postfix(ok=view["succeeded"], failed=view["failed"], review=view["review"], refresh=False)
+                bar.update(_settled(view) - bar.n)
+                bar.refresh()
             if _done(view):
                 return view
             if timeout is not None and time.monotonic() - started > timeout:
@@ -82,7 +86,7 @@ def bulk() -> None:
     """Bulk files of purchases: submit, follow, cancel, results."""
 
 
-@bulk.command("submit")
+@bulk.command("submit", short_help="Submit a CSV or JSON file of purchases.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug or id.")
 @click.option("--follow", "follow_job", is_flag=True, help="Show a progress bar until the job is done.")
@@ -142,7 +146,7 @@ def bulk_status(job_id: str, tenant_slug: str, follow_job: bool, as_json: bool) 
     click.echo(json.dumps(view, default=str) if as_json else _summary(view))
 
 
-@bulk.command("cancel")
+@bulk.command("cancel", short_help="Cancel a job: rows not sent yet are not sent.")
 @click.argument("job_id")
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug or id.")
 def bulk_cancel(job_id: str, tenant_slug: str) -> None:
@@ -156,7 +160,7 @@ def bulk_cancel(job_id: str, tenant_slug: str) -> None:
     click.echo(f"cancelled {job_id}: {view['cancelled']} rows will not be sent, {view['pending']} in flight")
 
 
-@bulk.command("results")
+@bulk.command("results", short_help="Write the results CSV (one line per row).")
 @click.argument("job_id")
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug or id.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file (default: stdout).")

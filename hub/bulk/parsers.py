@@ -90,7 +90,8 @@ def _text(binary: IO[bytes]) -> io.TextIOWrapper:
 
 
 def normalise_row(raw: dict[str, Any]) -> dict[str, Any]:
-    """A parser's row → ``{ref_id, product_code, customer_no, error}`` (strings stripped, too-long values refused)."""
+    """A parser's row → ``{ref_id, product_code, customer_no, error}`` (strings stripped, too-long values
+    refused, product codes in capitals)."""
     row: dict[str, Any] = {}
     for key, value in raw.items():
         if key is None:
@@ -117,7 +118,8 @@ def normalise_row(raw: dict[str, Any]) -> dict[str, Any]:
             out[column] = text[:MAX_LENGTH[column]]
             problems.append(f"{column} is longer than {MAX_LENGTH[column]} characters")
             continue
-        out[column] = text
+        # product codes are case-insensitive (the catalog's are capitals): tel10 is TEL10
+        out[column] = text.upper() if column == "product_code" else text
     if problems and not out["error"]:
         out["error"] = "; ".join(problems)
     if isinstance(out["error"], str):
@@ -172,7 +174,9 @@ class CsvParser:
             names = [ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
             missing = [c for c in COLUMNS if c not in names]
             if missing:
-                raise ValidationFailed(f"the CSV header lacks {', '.join(missing)} (columns: {', '.join(COLUMNS)})",
+                raise ValidationFailed(f"the CSV header lacks {', '.join(missing)}: the file's columns are "
+                                       f"{_shown(header)}; a bulk file needs {', '.join(COLUMNS)} "
+                                       "(any order; sku for product_code)",
                                        errors={"file": [f"missing column {c}" for c in missing]})
             for fields in reader:
                 records.pending = 0
@@ -190,6 +194,13 @@ class CsvParser:
                                    errors={"file": [str(exc)]}) from None
         finally:
             text.detach()
+
+
+def _shown(header: list[str], most: int = 10) -> str:
+    """The file's own column names, for an error: printable, each cut short, the first ``most``."""
+    names = [printable(h.strip())[:40] or "(empty)" for h in header[:most]]
+    more = f" and {len(header) - most} more" if len(header) > most else ""
+    return ", ".join(names) + more
 
 
 def _columns(fields: list[str], line: int) -> None:

@@ -49,9 +49,10 @@ class BulkJobSchema(Schema):
     cancelled = fields.Integer()
     skipped = fields.Integer()
     pending = fields.Integer()
-    amount = fields.Integer()
+    amount = fields.Integer(allow_none=True, metadata={
+        "description": "the valid rows' prices; null while the job is validating (not known yet)"})
     amount_succeeded = fields.Integer()
-    currency = fields.String(allow_none=True)
+    currency = fields.String(allow_none=True, metadata={"description": "the wallet's, known from the submission"})
     error = fields.String(allow_none=True)
     created_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)

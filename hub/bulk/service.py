@@ -87,7 +87,8 @@ RESULT_COLUMNS = ("row", "ref_id", "product_code", "customer_no", "status", "tra
 
 # -- views -----------------------------------------------------------------------------------
 def job_view(job: BulkJob) -> dict[str, Any]:
-    """The GET /v1/bulk/{id} view of a job."""
+    """The GET /v1/bulk/{id} view of a job. While it is validating, ``amount`` (the valid
+    rows' prices) is not known yet: None, not 0."""
     settled = sum(getattr(job, name) for name in _STATUS_COUNTERS)
     pending = 0 if job.status in ("validating", "rejected") else max(0, job.valid - settled)
     return {
@@ -97,7 +98,8 @@ def job_view(job: BulkJob) -> dict[str, Any]:
         "total": job.total, "validated": job.validated, "valid": job.valid, "invalid": job.invalid, "submitted": job.submitted,
         "succeeded": job.succeeded, "failed": job.failed, "refunded": job.refunded, "review": job.review,
         "cancelled": job.cancelled, "skipped": job.skipped, "pending": pending,
-        "amount": job.amount, "amount_succeeded": job.amount_succeeded, "currency": job.currency,
+        "amount": None if job.status == "validating" else job.amount, "amount_succeeded": job.amount_succeeded,
+        "currency": job.currency,
         "error": job.error, "created_at": job.created_at, "started_at": job.started_at,
         "completed_at": job.completed_at, "updated_at": job.updated_at,
     }
@@ -110,7 +112,7 @@ def item_view(item: BulkItem) -> dict[str, Any]:
 
 
 def _event_payload(job: BulkJob) -> dict[str, Any]:
-    view = job_view(job)
+    view = dict(job_view(job), amount=job.amount)
     return {k: view[k] for k in ("id", "status", "reference", "total", "valid", "invalid", "succeeded", "failed",
                                  "refunded", "review", "cancelled", "skipped", "pending", "amount",
                                  "amount_succeeded", "currency")}
@@ -150,17 +152,17 @@ def submit_file(ctx: CallContext, uow: UnitOfWork, stream: IO[bytes], *, sha256:
     existing = _find_by_key(ctx, uow, idem_key)
     if existing is not None:
         return _same_or_conflict(existing, options, reference), False
-    if wallet_id is not None:
-        from hub.auth import service_context
+    from hub.auth import service_context
 
-        try:
-            _wallet(service_context(ctx, "bulk"), uow, wallet_id)
-        except NotFound:
-            raise ValidationFailed(f"no wallet {wallet_id!r} in this tenant",
-                                   errors={"wallet_id": ["no such wallet"]}) from None
+    try:  # known from the start: the wallet (the main one when none is named) and its currency
+        wallet = _wallet(service_context(ctx, "bulk"), uow, wallet_id)
+    except NotFound:
+        raise ValidationFailed(f"no wallet {wallet_id!r} in this tenant",
+                               errors={"wallet_id": ["no such wallet"]}) from None
     job = BulkJob(id=new_id("blk"), tenant_id=ctx.tenant_id, client_id=ctx.on_behalf_of or ctx.client_id,
                   idem_key=idem_key, reference=reference, file_format=file_format,
-                  file_name=(file_name or None) and file_name[:255], status="validating", **options)
+                  file_name=(file_name or None) and file_name[:255], status="validating",
+                  **dict(options, wallet_id=wallet["id"]), currency=wallet["currency"])
     try:
         with uow.session.begin_nested():
             uow.session.add(job)

@@ -25,7 +25,7 @@ bp = Blueprint("events", __name__, url_prefix="/v1", description="Events feed an
 
 def _webhook_body(endpoint) -> dict:
     return {"url": endpoint.url, "secret": endpoint.secret, "previous_until": endpoint.previous_until,
-            "schedule": webhooks.schedule_of(endpoint)}
+            "schedule": webhooks.schedule_of(endpoint), "events": webhooks.events_of(endpoint)}
 
 
 @bp.route("/events")
@@ -53,10 +53,12 @@ class Webhook(MethodView):
     @bp.arguments(WebhookInSchema)
     @bp.response(200, WebhookSchema)
     def put(self, body):
-        """Set the webhook URL; returns the signing secret (``rotate_secret`` makes a new one)."""
+        """Set the webhook URL; returns the signing secret (``rotate_secret`` makes a new one).
+        ``events`` chooses the event types sent (default: every event)."""
         uow = request_uow()
+        events = body.get("events", webhooks.UNCHANGED)
         endpoint = webhooks.set_webhook(current_ctx(), uow, body["url"], rotate_secret=body["rotate_secret"],
-                                        schedule=body["schedule"])
+                                        schedule=body["schedule"], events=events)
         uow.commit()
         return _webhook_body(endpoint)
 
@@ -65,6 +67,14 @@ class Webhook(MethodView):
     def get(self):
         """The webhook URL, secret and schedule."""
         return _webhook_body(webhooks.get_webhook(current_ctx(), request_uow()))
+
+    @requires("webhooks:write")
+    @bp.response(204)
+    def delete(self):
+        """Remove the webhook: no more deliveries (pending ones end as failed); 404 when none is set."""
+        uow = request_uow()
+        webhooks.delete_webhook(current_ctx(), uow)
+        uow.commit()
 
 
 @bp.route("/webhook/deliveries")

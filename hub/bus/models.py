@@ -82,6 +82,8 @@ class WebhookEndpoint(Base):
     previous_secret: Mapped[str | None] = mapped_column(String(100))
     previous_until: Mapped[dt.datetime | None]
     schedule: Mapped[str | None] = mapped_column(String(500))  # comma-separated seconds; None: default
+    #: The event types it gets: comma-separated types or ``prefix.*`` patterns; None: every event.
+    events: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

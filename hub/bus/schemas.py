@@ -36,6 +36,11 @@ class WebhookInSchema(Schema):
                                    metadata={"description": "make a new secret; the old one keeps signing 24 h"})
     schedule = fields.List(fields.Integer(validate=validate.Range(min=0, max=86400)), load_default=None,
                            metadata={"description": "seconds between attempts; default about a day"})
+    events = fields.List(fields.String(validate=validate.Length(min=1, max=100)), allow_none=True,
+                         validate=validate.Length(min=1, max=50),
+                         metadata={"description": "the event types to send: types (`transaction.succeeded`) or "
+                                                  "patterns (`transaction.*`, `*`); null: every event; "
+                                                  "absent: unchanged (every event for a new webhook)"})
 
 
 class WebhookSchema(Schema):
@@ -43,6 +48,7 @@ class WebhookSchema(Schema):
     secret = fields.String()
     previous_secret_expires_at = fields.DateTime(attribute="previous_until", allow_none=True)
     schedule = fields.List(fields.Integer())
+    events = fields.List(fields.String(), metadata={"description": "the event types sent (`*`: every event)"})
 
 
 class DeliveryQuerySchema(Schema):

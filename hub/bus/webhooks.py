@@ -115,19 +115,74 @@ def delivery_client(allow_private: bool) -> httpx.Client:
         return found
 
 
+# -- event filters ---------------------------------------------------------------------------
+#: ``set_webhook(events=UNCHANGED)``: keep the endpoint's filter (every event for a new one).
+UNCHANGED = object()
+
+
+def public_event_types() -> list[str]:
+    """The types of the events a tenant sees (the feed and webhooks), sorted."""
+    from hub.bus.messages import MESSAGE_TYPES
+
+    return sorted(t for t, cls in MESSAGE_TYPES.items()
+                  if getattr(cls, "kind", None) == "event" and getattr(cls, "public", False))
+
+
+def check_event_filter(patterns: list[str]) -> list[str]:
+    """The filter's patterns, deduplicated in order: each an event type, ``prefix.*`` or ``*``.
+
+    :raise ValidationFailed: a pattern that matches no event type (a typo sends nothing, silently).
+    """
+    known = public_event_types()
+    bad = [p for p in patterns if not any(event_matches(t, [p]) for t in known)]
+    if not patterns or bad:
+        what = f"{bad[0]!r} matches no event type" if bad else "at least one event type"
+        raise ValidationFailed(f"invalid events filter: {what}",
+                               errors={"events": [(f"{what}; the types are {', '.join(known)}, "
+                                                   "or a pattern such as transaction.* or *")]})
+    return list(dict.fromkeys(p.strip() for p in patterns))
+
+
+def event_matches(event_type: str, patterns: list[str] | None) -> bool:
+    """Whether a filter (None: every event) lets ``event_type`` through."""
+    if patterns is None:
+        return True
+    for pattern in patterns:
+        if pattern == "*" or pattern == event_type:
+            return True
+        if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
+            return True
+    return False
+
+
+def _filter_of(column: str | None) -> list[str] | None:
+    return column.split(",") if column else None
+
+
+def events_of(endpoint: WebhookEndpoint) -> list[str]:
+    """The endpoint's filter as the API shows it (``["*"]``: every event)."""
+    return _filter_of(endpoint.events) or ["*"]
+
+
 # -- use-cases -------------------------------------------------------------------------------
 def set_webhook(ctx: CallContext, uow: UnitOfWork, url: str, *, rotate_secret: bool = False,
-                schedule: list[int] | None = None) -> WebhookEndpoint:
-    """Set the tenant's webhook URL (and optionally its retry schedule or a new secret).
+                schedule: list[int] | None = None, events: list[str] | None | object = UNCHANGED) -> WebhookEndpoint:
+    """Set the tenant's webhook URL (and optionally its retry schedule, its event filter or
+    a new secret).
 
     The first call makes the secret; ``rotate_secret`` makes a new one while the previous one
-    keeps signing for :data:`ROTATION_OVERLAP`.
+    keeps signing for :data:`ROTATION_OVERLAP`. ``events``: the event types to send (types,
+    ``prefix.*`` or ``*``); None for every event; :data:`UNCHANGED` keeps the current filter.
     """
     ctx.require_scope("webhooks:write")
     config = current_app.extensions["rop"].config
     check_url(url, config.webhook_allow_private)
     if schedule is not None and (not schedule or any(s < 0 for s in schedule) or len(schedule) > 50):
         raise ValidationFailed("invalid schedule", errors={"schedule": ["1 to 50 delays in seconds, none negative"]})
+    if events is not UNCHANGED and events is not None:
+        events = check_event_filter(list(events))  # type: ignore[arg-type]
+        if "*" in events:
+            events = None
     endpoint = uow.session.get(WebhookEndpoint, ctx.tenant_id)
     now = utcnow()
     uow.memo.pop(("webhook_endpoint", ctx.tenant_id), None)
@@ -140,8 +195,22 @@ def set_webhook(ctx: CallContext, uow: UnitOfWork, url: str, *, rotate_secret: b
     endpoint.url = url
     if schedule is not None:
         endpoint.schedule = ",".join(str(int(s)) for s in schedule)
+    if events is not UNCHANGED:
+        endpoint.events = ",".join(events) if events else None  # type: ignore[arg-type]
     endpoint.updated_at = now
     return endpoint
+
+
+def delete_webhook(ctx: CallContext, uow: UnitOfWork) -> None:
+    """Remove the tenant's webhook: no new deliveries; pending ones end as failed at their
+    next attempt ("the tenant has no webhook any more").
+
+    :raise NotFound: no webhook is set.
+    """
+    ctx.require_scope("webhooks:write")
+    endpoint = get_webhook(ctx, uow)
+    uow.memo.pop(("webhook_endpoint", ctx.tenant_id), None)
+    uow.session.delete(endpoint)
 
 
 def _new_secret() -> str:
@@ -199,12 +268,13 @@ def _new_delivery(uow: UnitOfWork, tenant_id: str, event_id: str, event_type: st
 
 
 _ENDPOINTS = WebhookEndpoint.__table__
-_HAS_ENDPOINT = DriverStatement(select(_ENDPOINTS.c.tenant_id).where(_ENDPOINTS.c.tenant_id == bindparam("tenant_id"))
-                                .limit(1))
+_HAS_ENDPOINT = DriverStatement(select(_ENDPOINTS.c.tenant_id, _ENDPOINTS.c.events)
+                                .where(_ENDPOINTS.c.tenant_id == bindparam("tenant_id")).limit(1))
 
 
 def on_event(ctx: CallContext, uow: UnitOfWork, event) -> None:
-    """A delivery of a tenant's event when the tenant has a webhook (called by ``publish``)."""
+    """A delivery of a tenant's event when the tenant has a webhook whose filter lets the
+    event's type through (called by ``publish``)."""
     if not event.tenant_id or event.kind != "event":
         return
     # Every event asks, so: its key only, no endpoint row loaded into the session, and once
@@ -215,8 +285,10 @@ def on_event(ctx: CallContext, uow: UnitOfWork, event) -> None:
     has = uow.memo.get(key)
     if has is None:
         uow.session.flush()
-        has = uow.memo[key] = _HAS_ENDPOINT.first(uow.session.connection(), {"tenant_id": event.tenant_id}) is not None
-    if has:
+        row = _HAS_ENDPOINT.first(uow.session.connection(), {"tenant_id": event.tenant_id})
+        # False: no endpoint; else its filter (None: every event)
+        has = uow.memo[key] = False if row is None else (_filter_of(row[1]),)
+    if has and event_matches(event.type, has[0]):
         _new_delivery(uow, event.tenant_id, event.id, event.type)
 
 

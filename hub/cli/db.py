@@ -45,7 +45,7 @@ def check() -> None:
     click.echo("models and migrations agree")
 
 
-@db.command()
+@db.command(short_help="Autogenerate a migration from the models.")
 @click.option("-m", "--message", required=True, help="What the revision changes.")
 def revision(message: str) -> None:
     """Autogenerate a migration from the models (review it before committing)."""

@@ -55,7 +55,7 @@ def web(host: str, port: int, workers: int, threads: int) -> None:
     os.execv(args[0], args) if os.path.isabs(args[0]) else os.execvp(args[0], args)
 
 
-@main_group.command()
+@main_group.command(short_help="Run a worker of the hub's queues.")
 @click.option("--queues", "-q", multiple=True, help="Queue to serve (repeatable); default: all.")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
@@ -83,7 +83,7 @@ def worker(queues: tuple[str, ...], burst: bool, name: str | None, threads: int,
     w.work(burst=burst, with_scheduler=True, logging_level=app.extensions["rop"].config.log_level)
 
 
-@main_group.command()
+@main_group.command(short_help="Run the scheduler of periodic jobs.")
 def scheduler() -> None:
     """Run the scheduler of periodic jobs (one leads; others stand by)."""
     from hub.scheduler import Scheduler
@@ -92,21 +92,41 @@ def scheduler() -> None:
     Scheduler(make_app(server=True)).run()
 
 
-@main_group.command()
+def up_processes(host: str, port: int, workers: int, provider_threads: int,
+                 webhook_threads: int) -> list[tuple[str, list[str]]]:
+    """``rop up``'s processes, ``(name, argv)``: web, the general worker(s) (every queue but
+    those with their own lane), the provider worker, the webhook worker and the scheduler."""
+    from hub.queues import GENERAL_QUEUES
+
+    rop = [sys.executable, "-m", "hub.cli"]
+    general = [arg for name in GENERAL_QUEUES for arg in ("--queues", name)]
+    return [("web", [*rop, "web", "--host", host, "--port", str(port)]),
+            *[(f"worker-{i + 1}", [*rop, "worker", *general]) for i in range(workers)],
+            ("provider", [*rop, "worker", "--queues", "provider", "--threads", str(provider_threads)]),
+            ("webhooks", [*rop, "worker", "--queues", "webhooks", "--threads", str(webhook_threads)]),
+            ("scheduler", [*rop, "scheduler"])]
+
+
+@main_group.command(short_help="Run the whole hub (web, workers, scheduler).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", "-p", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16),
               help="Worker processes to run (all queues but provider).")
 @click.option("--provider-threads", default=128, show_default=True, type=click.IntRange(1, 1024),
               help="Threads of the provider-queue worker (provider calls in flight at once).")
+@click.option("--webhook-threads", default=16, show_default=True, type=click.IntRange(1, 1024),
+              help="Threads of the webhooks-queue worker (deliveries in flight at once).")
 @click.option("--max-restarts", default=5, show_default=True, type=click.IntRange(0, 1000),
               help="Restarts of one process within --restart-window; one more death stops everything "
                    "and exits 1.")
 @click.option("--restart-window", default=60.0, show_default=True, type=click.FloatRange(1, 86400),
               help="Seconds over which --max-restarts counts.")
-def up(host: str, port: int, workers: int, provider_threads: int, max_restarts: int,
+def up(host: str, port: int, workers: int, provider_threads: int, webhook_threads: int, max_restarts: int,
        restart_window: float) -> None:
-    """Run web, worker(s), the provider worker and scheduler together, restarting any that dies.
+    """Run web, worker(s), the provider and webhook workers and scheduler; restart any that dies.
+
+    Webhook deliveries have their own worker (the ``webhooks`` queue), so a backlog of them
+    never delays commands, the periodic jobs or bulk files, which the general worker(s) serve.
 
     A dead process starts again after a backoff (0.5 s, doubled after each death up to 30 s,
     back to 0.5 s once it has stayed up 60 s) while the others keep serving; the embedded
@@ -115,7 +135,6 @@ def up(host: str, port: int, workers: int, provider_threads: int, max_restarts: 
     (exit 1). Ctrl-C or SIGTERM stops them all and leaves no process behind.
     """
     from hub.config import Config, served_url
-    from hub.queues import GENERAL_QUEUES
     from hub.supervisor import Child, GaveUp, Policy, Supervisor, become_subreaper
 
     config = Config.from_env()
@@ -125,12 +144,8 @@ def up(host: str, port: int, workers: int, provider_threads: int, max_restarts: 
     config.record_served_url(served_url(host, port))
     become_subreaper()  # before the embedded Redis server daemonizes: it is re-parented to us
     _url, embedded = _ensure_redis_env()
-    rop = [sys.executable, "-m", "hub.cli"]
-    general = [arg for name in GENERAL_QUEUES for arg in ("--queues", name)]
-    children = [Child("web", [*rop, "web", "--host", host, "--port", str(port)]),
-                *[Child(f"worker-{i + 1}", [*rop, "worker", *general]) for i in range(workers)],
-                Child("provider", [*rop, "worker", "--queues", "provider", "--threads", str(provider_threads)]),
-                Child("scheduler", [*rop, "scheduler"])]
+    children = [Child(name, argv) for name, argv in up_processes(host, port, workers, provider_threads,
+                                                                 webhook_threads)]
     if embedded is not None:
         def start_redis() -> int:
             embedded.ensure_running()
@@ -144,7 +159,8 @@ def up(host: str, port: int, workers: int, provider_threads: int, max_restarts: 
     def started() -> None:
         pids = ", ".join(f"{c.name} {c.pid}" for c in children)
         click.echo(f"rop: serving on http://{host}:{port} (web, {workers} worker(s), provider worker "
-                   f"x{provider_threads} threads, scheduler; pids: {pids}); Ctrl-C to stop", err=True)
+                   f"x{provider_threads} threads, webhook worker x{webhook_threads} threads, scheduler; "
+                   f"pids: {pids}); Ctrl-C to stop", err=True)
 
     try:
         supervisor.run(on_started=started)
@@ -178,7 +194,7 @@ def redis_status() -> None:
     click.echo(f"running at {url}")
 
 
-@redis.command("stop")
+@redis.command("stop", short_help="Stop the embedded Redis server.")
 def redis_stop() -> None:
     """Stop the embedded Redis server (after stopping the hub's processes)."""
     from hub.config import Config

@@ -74,7 +74,7 @@ class Ready(MethodView):
         ready = all(c["ok"] for c in checks.values())
         if not ready:
             down = [name for name, c in checks.items() if not c["ok"]]
-            return problem(503, "Not ready", f"Not reachable: {', '.join(down)}", slug="not-ready",
+            return problem(503, "Service unavailable", f"Not reachable: {', '.join(down)}", slug="not-ready",
                            headers={"Retry-After": str(RETRY_AFTER)}, down=down, checks=checks)
         return {"status": "ready", "checks": checks}
 

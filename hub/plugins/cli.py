@@ -32,7 +32,7 @@ def list_cmd(as_json: bool) -> None:
                    f"providers={','.join(row['providers']) or '-'} hooks={','.join(row['hooks'])}")
 
 
-@plugins_group.command("new")
+@plugins_group.command("new", short_help="Scaffold a provider plugin package NAME.")
 @click.argument("name")
 @click.option("--directory", "-d", type=click.Path(file_okay=False, path_type=Path),
               default=Path("plugins"), show_default=True, help="Where to create the package.")

@@ -23,7 +23,7 @@ def catalog() -> None:
     """The product catalog: sync it from the providers, look at it."""
 
 
-@catalog.command("sync")
+@catalog.command("sync", short_help="Pull the providers' catalogs and upsert offers.")
 @click.option("--provider", "provider_code", help="Only the configurations of this provider code.")
 @click.option("--config", "config_id", help="Only this provider configuration id.")
 @click.option("--allow-empty", is_flag=True, help="Accept an empty catalog (marks every offer of it vanished).")
@@ -102,7 +102,7 @@ def catalog_list(tenant_slug: str, category: str | None, query: str | None, as_j
                    + ("  at cost: no price rule" if p["at_cost"] else ""))
 
 
-@catalog.command("history")
+@catalog.command("history", short_help="A product's history: cost, status, offers.")
 @click.argument("code")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def catalog_history(code: str, as_json: bool) -> None:
@@ -119,7 +119,7 @@ def catalog_history(code: str, as_json: bool) -> None:
                    f"{r['new_value'] or '-'}  ({r['actor'] or ''}{' sync ' + r['sync_id'] if r['sync_id'] else ''})")
 
 
-@main_group.group()
+@main_group.group(short_help="Price rules: the platform's and each tenant's.")
 def pricing() -> None:
     """Price rules: the platform price list and each tenant's own rules."""
 
@@ -136,7 +136,7 @@ def _target(product: str | None, category: str | None) -> str:
         raise click.UsageError(str(exc)) from None
 
 
-@pricing.command("set")
+@pricing.command("set", short_help="Set a price rule (markup or fixed price).")
 @click.option("--tenant", "tenant_slug", help="The tenant (slug or id); default: the platform price list.")
 @click.option("--product", help="A product code.")
 @click.option("--category", help="A category code.")
@@ -186,7 +186,7 @@ def pricing_list(tenant_slug: str | None, everyone: bool, as_json: bool) -> None
         click.echo(f"{r['tenant_id'] or 'platform':<30} {r['target']:<24} {r['kind']:<15} {r['value']}")
 
 
-@pricing.command("explain")
+@pricing.command("explain", short_help="How a tenant's price of a product is made.")
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant (slug or id).")
 @click.argument("code")
 def pricing_explain(tenant_slug: str, code: str) -> None:

@@ -29,7 +29,7 @@ def _read_json(text: str | None, what: str) -> dict:
     return data
 
 
-@main_group.group("providers")
+@main_group.group("providers", short_help="Provider configurations (credentials never shown).")
 def providers_group() -> None:
     """Provider configurations (credentials are never shown in clear)."""
 
@@ -144,7 +144,7 @@ def add_cmd(provider_code, name, tenant_id, settings, credentials, disabled) -> 
                        f"callback URL: {url}", err=True)
 
 
-@providers_group.command("set-credentials")
+@providers_group.command("set-credentials", short_help="Replace a configuration's credentials.")
 @click.argument("config_id")
 @click.option("--credentials", default="-", show_default=True, help="JSON object, - for stdin.")
 def set_credentials_cmd(config_id, credentials) -> None:
@@ -173,7 +173,7 @@ def enable_cmd(config_id, tenant_id) -> None:
     click.echo(f"{config_id} enabled" + (f" for {tenant_id}" if tenant_id else ""))
 
 
-@providers_group.command("disable")
+@providers_group.command("disable", short_help="Kill switch: send no new purchase to it.")
 @click.argument("config_id")
 @click.option("--tenant", "tenant_id", default=None, help="Disable for this tenant only (its slug or id).")
 def disable_cmd(config_id, tenant_id) -> None:
@@ -210,7 +210,7 @@ def balance_cmd(config_id) -> None:
     click.echo(f"{result.cost}")
 
 
-@providers_group.command("check")
+@providers_group.command("check", short_help="Check a configuration live, end to end.")
 @click.argument("config_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def check_cmd(config_id: str, as_json: bool) -> None:
@@ -230,7 +230,7 @@ def check_cmd(config_id: str, as_json: bool) -> None:
         raise CliError(f"{config_id}: {', '.join(failed)} failed")
 
 
-@providers_group.command("rotate-keys")
+@providers_group.command("rotate-keys", short_help="Re-encrypt credentials under the newest key.")
 def rotate_keys_cmd() -> None:
     """Re-encrypt every configuration's credentials under the newest ROP_ENCRYPTION_KEYS key."""
     from hub.providers import service

@@ -64,7 +64,7 @@ def _set_status(slug: str, status: str) -> None:
         click.echo(f"tenant {tenant.slug} is {tenant.status}")
 
 
-@tenants.command("disable")
+@tenants.command("disable", short_help="Disable a tenant: its tokens stop working.")
 @click.argument("tenant")
 def tenants_disable(tenant: str) -> None:
     """Disable a tenant (by slug or id): its tokens stop working within seconds."""
@@ -78,12 +78,12 @@ def tenants_enable(tenant: str) -> None:
     _set_status(tenant, "active")
 
 
-@main_group.group()
+@main_group.group(short_help="API clients of tenants and of the platform.")
 def clients() -> None:
     """API clients: client ids and secrets of tenants' systems and of the platform's own."""
 
 
-@clients.command("create")
+@clients.command("create", short_help="Create a client; its secret is printed once.")
 @click.option("--tenant", help="Tenant slug or id (a tenant's client).")
 @click.option("--platform", is_flag=True,
               help="A platform client: belongs to no tenant, names the tenant it acts for in the "
@@ -116,7 +116,7 @@ def clients_create(tenant: str | None, platform: bool, scopes: tuple[str, ...], 
                    f"scopes:        {' '.join(data['scopes'])}\n(the secret is shown once; store it now){note}")
 
 
-@clients.command("list")
+@clients.command("list", short_help="List a tenant's (or the platform's) clients.")
 @click.option("--tenant", help="Tenant slug or id.")
 @click.option("--platform", is_flag=True, help="The platform clients instead of a tenant's.")
 def clients_list(tenant: str | None, platform: bool) -> None:
@@ -143,7 +143,7 @@ def clients_revoke(client_id: str) -> None:
     click.echo(f"revoked {client_id}")
 
 
-@clients.command("rotate-secret")
+@clients.command("rotate-secret", short_help="Give a client a new secret (printed once).")
 @click.argument("client_id")
 def clients_rotate(client_id: str) -> None:
     """Give a client a new secret (printed once); the old one stops working at once."""
@@ -203,7 +203,7 @@ def admin_set_password(email: str, password_stdin: bool) -> None:
                + (f"; {ended} session(s) ended" if ended else ""))
 
 
-@main_group.command()
+@main_group.command(short_help="Seed the demo tenant, client, wallet; print credentials.")
 def demo() -> None:
     """Seed a demo tenant, client and admin user (idempotent); print the credentials."""
     from hub.tenancy.demo import seed_demo

@@ -78,11 +78,14 @@ class Transactions(MethodView):
     @requires("transactions:write")
     @bp.arguments(TransactionCreateSchema)
     @bp.response(202, TransactionSchema)
-    @bp.alt_response(200, schema=TransactionSchema, description="A replay of the same request")
+    @bp.alt_response(200, schema=TransactionSchema,
+                     description="Final (succeeded, failed, refunded; e.g. under Prefer: wait), or a replay "
+                                 "of the same request")
     @bp.doc(responses={402: HTTPStatus(402).name})
     def post(self, body):
-        """Buy a product: 202 with the accepted transaction (200 for a replay of the same
-        ``ref_id`` and body). ``Prefer: wait=N`` answers once it is final or N seconds passed."""
+        """Buy a product: 202 with the accepted transaction while it is in progress; 200 once it
+        is final (``Prefer: wait=N`` answers once it is final or N seconds passed) and for a
+        replay of the same ``ref_id`` and body."""
         ctx = current_ctx()
         uow = request_uow()
         # The hold is placed by the commit, last: the tenant's wallet row stays locked for the
@@ -95,7 +98,8 @@ class Transactions(MethodView):
             if _wait_until_final(trx.id, trx.status, wait):
                 headers["Preference-Applied"] = f"wait={wait:g}"
             trx = service.get(ctx, request_uow(), trx.id)
-        return lifecycle.view(trx), (202 if created else 200), headers
+        in_progress = created and trx.status not in lifecycle.FINAL
+        return lifecycle.view(trx), (202 if in_progress else 200), headers
 
     @requires("transactions:read")
     @bp.arguments(TransactionListArgs, location="query")

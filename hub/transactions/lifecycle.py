@@ -290,17 +290,17 @@ def apply_outcome(ctx: CallContext, uow: UnitOfWork, trx: Transaction, attempt: 
             _anomaly(uow, trx, f"the provider reports success after the transaction failed ({via})")
     elif state == "failed":
         if status in IN_FLIGHT:
-            transition(ctx, uow, trx, "failed", error=outcome.message or "failed at the provider",
+            transition(ctx, uow, trx, "failed", error=_reason("failed at the provider", outcome),
                        detail={"via": via})
         elif status == "succeeded":
-            transition(ctx, uow, trx, "refunded", error=outcome.message or "failed at the provider after success",
+            transition(ctx, uow, trx, "refunded", error=_reason("failed at the provider after success", outcome),
                        detail={"via": via})
     elif state == "refunded":
         if status == "succeeded":
-            transition(ctx, uow, trx, "refunded", error=outcome.message or "refunded by the provider",
+            transition(ctx, uow, trx, "refunded", error=_reason("refunded by the provider", outcome),
                        detail={"via": via})
         elif status in IN_FLIGHT:
-            transition(ctx, uow, trx, "failed", error=outcome.message or "reversed by the provider",
+            transition(ctx, uow, trx, "failed", error=_reason("reversed by the provider", outcome),
                        detail={"via": via})
     elif state == "not_found":
         # Never received, the provider's grace period over: nothing was bought under this
@@ -317,7 +317,7 @@ def apply_outcome(ctx: CallContext, uow: UnitOfWork, trx: Transaction, attempt: 
         # was already sent once — never try elsewhere. (A status check's rejection never
         # gets here: it leaves the outcome unknown, above.)
         if status in IN_FLIGHT:
-            transition(ctx, uow, trx, "failed", error=outcome.message or "refused by the provider",
+            transition(ctx, uow, trx, "failed", error=_reason("refused by the provider", outcome),
                        detail={"via": via})
     elif state in ("pending", "unknown") and status == "processing":
         if via == "status_check":
@@ -326,6 +326,13 @@ def apply_outcome(ctx: CallContext, uow: UnitOfWork, trx: Transaction, attempt: 
         if trx.deadline_at is not None and now >= trx.deadline_at:
             transition(ctx, uow, trx, "review", error=f"no final answer from the provider ({state})")
     return False
+
+
+def _reason(what: str, outcome) -> str:
+    """A transaction's ``error``: what happened, then the provider's own words (``failed at the
+    provider: invalid customer number``)."""
+    message = (outcome.message or "").strip()
+    return f"{what}: {message}" if message else what
 
 
 def _anomaly(uow: UnitOfWork, trx: Transaction, what: str) -> None:

@@ -46,6 +46,12 @@ def _check_text(name: str, value: Any, max_len: int) -> str:
     return value
 
 
+def normalise_product_code(code: Any) -> str:
+    """Product codes are case-insensitive (the catalog's are capitals, hub.products.sync): ``tel10``
+    is ``TEL10``, before anything compares or fingerprints it. :raise ValidationFailed: not 1-64 characters."""
+    return _check_text("product_code", code, 64).strip().upper()
+
+
 # -- validation ------------------------------------------------------------------------------
 def _product(ctx: CallContext, uow: UnitOfWork, product_code: str) -> dict[str, Any]:
     from hub.products import client as products
@@ -135,7 +141,7 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
     if batched and not (hold_at_commit and known_new):
         raise AssertionError("batched submits place their holds at the commit and know their ref_ids new")
     ref_id = _check_text("ref_id", ref_id, MAX_REF)
-    product_code = _check_text("product_code", product_code, 64)
+    product_code = normalise_product_code(product_code)
     if not isinstance(customer_no, str):
         raise _field_error("customer_no", "customer_no must be a string")
     fp = fingerprint({"product_code": product_code, "customer_no": customer_no, "wallet_id": wallet_id,
@@ -282,7 +288,7 @@ def inquire(ctx: CallContext, uow: UnitOfWork, product_code: str, customer_no: s
     """
     from hub.providers import client as providers
 
-    product_code = _check_text("product_code", product_code, 64)
+    product_code = normalise_product_code(product_code)
     product = _product(ctx, uow, product_code)
     if product.get("type") != "postpaid":
         raise _field_error("product_code", f"product {product_code!r} is not a postpaid bill")
@@ -392,7 +398,7 @@ def list_(ctx: CallContext, uow: UnitOfWork, *, ref_id: str | None = None, statu
             raise _field_error("status", f"status must be one of {', '.join(STATUSES)}")
         stmt = stmt.where(Transaction.status == status)
     if product_code:
-        stmt = stmt.where(Transaction.product_code == product_code)
+        stmt = stmt.where(Transaction.product_code == product_code.strip().upper())
     if customer_no:
         stmt = stmt.where(Transaction.customer_no == customer_no)
     if source:

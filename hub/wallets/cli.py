@@ -51,7 +51,7 @@ def _submit(kind: str, tenant_slug: str, wallet_id: str | None, amount: int, rea
     return submitted
 
 
-@wallets.command("topup")
+@wallets.command("topup", short_help="Record money received for a tenant.")
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug or id.")
 @click.argument("amount", type=int)
 @click.option("--wallet", "wallet_id", help="The wallet id (default: the tenant's main wallet).")
@@ -208,7 +208,7 @@ def wallets_list(tenant_slug: str, as_json: bool) -> None:
         click.echo(f"{w['id']:<30} {label:<24} {w['currency']} available={w['available']} held={w['held']}")
 
 
-@wallets.command("verify")
+@wallets.command("verify", short_help="Recompute every balance; exit 1 on a difference.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def wallets_verify(as_json: bool) -> None:
     """Recompute every balance from the entries; exit 1 on any difference."""

@@ -78,6 +78,10 @@ def test_a_mixed_file_counts_results_and_wallet_agree(app, client, live, funded,
             assert result["serial_number"], result
         if result["status"] == "failed":
             assert result["error"], result
+    # what happened, in the provider's words — not the status check's "status"
+    failed = {r["customer_no"][-4:]: r["error"] for r in results[:8]}
+    assert failed["5555"] == failed["7777"] == "failed at the provider: failed at operator"
+    assert failed["9999"] == "failed at the provider: invalid customer number"
     errors = {r["ref_id"]: r["error"] for r in results[8:]}
     assert [r["status"] for r in results[8:]] == ["invalid"] * 5
     assert "unknown product" in errors["bad-product"]

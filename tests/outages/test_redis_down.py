@@ -69,6 +69,8 @@ def _requests(app, owner) -> list[tuple[str, str, str, dict]]:
         values = factory(app, owner) if factory else {}
         kwargs = {"json": values.pop(BODY)} if BODY in values else bodies.get((method, rule.rule), {})
         made.append((method, rule.rule, _url(rule, values), kwargs))
+    # DELETEs last: what they remove (the webhook) is what other requests of the walk read
+    made.sort(key=lambda request: request[0] == "DELETE")
     return made
 
 

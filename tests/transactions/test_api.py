@@ -108,10 +108,39 @@ def test_prefer_wait_answers_once_final(app, client, funded, live):
     drain(app, until=lambda: not waiting.is_alive(), timeout=15)
     waiting.join()
     response = answer["response"]
-    assert response.status_code == 202
+    assert response.status_code == 200  # final: 200 (202 is for "still in progress")
     assert response.json["status"] == "succeeded"
     assert response.headers["Preference-Applied"] == "wait=10"
     assert answer["elapsed"] < 8
+
+
+def test_prefer_wait_on_a_purchase_that_fails_at_once_is_200(app, client, funded, live):
+    """9999: refused by the provider (invalid number) — final as soon as a worker has tried."""
+    answer = {}
+
+    def request():
+        answer["response"] = client.post("/v1/transactions", json={
+            "ref_id": "wait-3", "product_code": "TEL10", "customer_no": "081200009999"},
+            headers={**funded.tenant.headers, "Prefer": "wait=10"})
+
+    waiting = threading.Thread(target=request)
+    waiting.start()
+    drain(app, until=lambda: not waiting.is_alive(), timeout=15)
+    waiting.join()
+    assert answer["response"].status_code == 200 and answer["response"].json["status"] == "failed"
+
+
+def test_product_codes_are_case_insensitive(app, client, funded):
+    lower = buy(client, funded.tenant, "081200001234", ref_id="case-1", product_code="tel10")
+    assert lower.status_code == 202 and lower.json["product_code"] == "TEL10"
+    upper = buy(client, funded.tenant, "081200001234", ref_id="case-1", product_code="TEL10")
+    assert upper.status_code == 200 and upper.json["id"] == lower.json["id"]  # one request, replayed
+    mixed = buy(client, funded.tenant, "081200001234", ref_id="case-1", product_code=" Tel10 ")
+    assert mixed.status_code == 200 and mixed.json["id"] == lower.json["id"]
+    listed = client.get("/v1/transactions?product_code=tel10", headers=funded.tenant.headers).json["items"]
+    assert [t["id"] for t in listed] == [lower.json["id"]]
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert money["held"] == lower.json["price"]  # one hold
 
 
 def test_prefer_wait_gives_up_after_n_seconds(app, client, funded):

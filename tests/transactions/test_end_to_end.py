@@ -26,6 +26,18 @@ CASES = {
     "081200003333": ("refunded", False, ["processing", "succeeded", "refunded"]),
 }
 
+# number → the transaction's error: what happened, in the provider's words (never "status")
+ERRORS = {
+    "081200001234": None,
+    "081200009999": "failed at the provider: invalid customer number",
+    "081200004444": "no provider could fulfil it: out of stock",
+    "081200008888": None,
+    "081200007777": "failed at the provider: failed at operator",
+    "081200006666": None,
+    "081200005555": "failed at the provider: failed at operator",
+    "081200003333": "refunded by the provider: reversed by operator",
+}
+
 
 def _final(app, tenant_id, trx_id, status):
     def check():
@@ -67,3 +79,5 @@ def test_every_sandbox_number_end_to_end(app, client, live, funded, fast, number
     assert event_types(app, tenant.id, accepted["id"]) == ["transaction.accepted"] + [
         f"transaction.{e}" for e in events]
     assert [e["to_status"] for e in final["timeline"] if e["kind"] == "status"] == ["pending"] + events
+    shown = client.get(f"/v1/transactions/{accepted['id']}", headers=tenant.headers).json
+    assert shown["error"] == ERRORS[number]

@@ -247,7 +247,7 @@ class SandboxProvider(Provider):
         end = _suffix(request.customer_no)
         final = {"9999": "40", "4444": "41", "7777": "50", "5555": "50", "3333": "60", "2222": "44"}.get(end, "00")
         sn = self._sn(request) if final in {"00", "60"} else None
-        return self._result(final, request, message="status", sn=sn)
+        return self._result(final, request, message=STATUS_MESSAGES[final], sn=sn)
 
     def inquiry(self, request: InquiryRequest) -> ProviderResult:
         self._sleep()
@@ -282,6 +282,13 @@ class SandboxProvider(Provider):
 
     def balance(self) -> ProviderResult:
         return ProviderResult(State.SUCCESS, cost=self.opts["balance"], message="deposit", raw={})
+
+
+#: What a status check answers about the purchase, per final code (what happened, as a
+#: provider says it; the hub puts it in the transaction's ``error``).
+STATUS_MESSAGES = {"00": "success", "40": "invalid customer number", "41": "out of stock",
+                   "44": "not found: the purchase never arrived", "50": "failed at operator",
+                   "60": "reversed by operator"}
 
 
 @hookimpl
