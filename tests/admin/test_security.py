@@ -129,7 +129,7 @@ def test_disable_rotate_and_revoke_go_through_tenancy_and_the_audit_log(app, cli
     admin_kit.login(client, admin_kit.make_admin(app))
     token = admin_kit.csrf_from(client, f"/admin/tenants/{tenant.id}")
     client.post(f"/admin/tenants/{tenant.id}/status", data={"csrf_token": token, "status": "disabled"})
-    assert 'id="tenant-status">disabled' in client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
+    assert 'status-disabled">disabled<' in client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
     rotated = client.post(f"/admin/clients/{tenant.client_id}/rotate", data={"csrf_token": token})
     assert 'id="client-secret"' in rotated.get_data(as_text=True)
     client.post(f"/admin/clients/{tenant.client_id}/revoke", data={"csrf_token": token})
