@@ -26,7 +26,10 @@ def _tenants() -> list:
 
 
 def _day(field: str, *, end: bool = False) -> dt.datetime | None:
-    """A ``YYYY-MM-DD`` query argument as UTC midnight (the next midnight for an end date)."""
+    """A ``YYYY-MM-DD`` query argument as midnight in the admin's timezone (the next midnight
+    for an end date)."""
+    from rop_admin.formatting import admin_timezone
+
     raw = (request.args.get(field) or "").strip()
     if not raw:
         return None
@@ -34,7 +37,7 @@ def _day(field: str, *, end: bool = False) -> dt.datetime | None:
         day = dt.date.fromisoformat(raw)
     except ValueError:
         raise ValidationFailed(f"{field} must be a date (YYYY-MM-DD)", errors={field: ["invalid date"]}) from None
-    return dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time(), tzinfo=dt.UTC)
+    return dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time(), tzinfo=admin_timezone())
 
 
 class TransactionsView(AdminView):
@@ -42,23 +45,32 @@ class TransactionsView(AdminView):
 
     scripts = ("transaction-status.js",)
 
+    #: The list's columns: (label, sort key or None).
+    COLUMNS = [("Created", "created"), ("Id", None), ("Tenant", None), ("Ref id", "ref"), ("Product", "product"),
+               ("Customer", "customer"), ("Status", "status"), ("Price", "price"), ("Provider", None),
+               ("Serial number", None)]
+
     @expose("/")
     def index(self):
+        """Every tenant's transactions (or one's): filters that combine, a search, sortable
+        columns, previous/next with the total."""
+        from rop_admin.lists import page_number, pager, sort_headers
+
         from hub.transactions import client as transactions
         from hub.transactions.models import STATUSES
 
-        filters = {k: (request.args.get(k) or "").strip() for k in ("tenant", "status", "provider", "ref_id",
+        filters = {k: (request.args.get(k) or "").strip() for k in ("tenant", "status", "provider", "q",
                                                                        "from", "to")}
-        items, next_cursor = transactions.operator_list(
+        result = transactions.operator_page(
             admin_ctx(), request_uow(), tenant_id=filters["tenant"] or None, status=filters["status"] or None,
-            provider_code=filters["provider"] or None, ref_id=filters["ref_id"] or None,
+            provider_code=filters["provider"] or None, q=filters["q"] or None,
             created_from=_day("from"), created_to=_day("to", end=True),
-            cursor=request.args.get("cursor") or None, limit=50)
+            sort=request.args.get("sort") or "-created", page=page_number(), per_page=50)
         host = current_state().extras.get("plugins")
-        tenants = _tenants()
-        return self.render("rop_admin/transactions.html", items=items, next_cursor=next_cursor, filters=filters,
+        return self.render("rop_admin/transactions.html", items=result["items"], filters=filters,
                            statuses=STATUSES, providers=sorted(getattr(host, "providers", {}) or {}),
-                           tenants=tenants, tenant_names={t.id: t.name for t in tenants})
+                           tenants=_tenants(), columns=sort_headers(self.COLUMNS, result["sort"]),
+                           pager=pager(result, "transactions"), sort=result["sort"])
 
     @expose("/<transaction_id>")
     def detail(self, transaction_id: str):

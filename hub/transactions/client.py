@@ -170,6 +170,102 @@ def operator_list(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = 
     return [dict(lifecycle.view(t), tenant_id=t.tenant_id) for t in rows[:limit]], next_cursor
 
 
+#: The operator list's sort keys (``-key``: descending); ties go by id in the same direction.
+OPERATOR_SORTS = ("created", "price", "status", "product", "customer", "ref")
+#: Counted exactly up to this many rows; above, PostgreSQL's planner estimates the total.
+EXACT_COUNT_UP_TO = 10_000
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def operator_page(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = None, status: str | None = None,
+                  provider_code: str | None = None, q: str | None = None,
+                  created_from: dt.datetime | None = None, created_to: dt.datetime | None = None,
+                  sort: str = "-created", page: int = 1, per_page: int = 50) -> dict[str, Any]:
+    """Operator: one page of the transactions of one tenant or of all, filtered, searched and
+    sorted, with the total.
+
+    :param q: a transaction id (``trx_…``: exact), else a ref id prefix, a customer number
+        prefix or a provider reference (exact); the filters combine with it.
+    :param sort: one of :data:`OPERATOR_SORTS`, ``-`` first for descending.
+    :return: ``{"items", "total", "estimated", "page", "pages", "per_page", "sort"}``; the
+        total is exact up to :data:`EXACT_COUNT_UP_TO` rows, above that PostgreSQL's estimate
+        (``estimated`` true; SQLite counts exactly).
+    :raise ValidationFailed: an unknown status or sort, a page below 1.
+    """
+    from sqlalchemy import func, or_, select
+
+    from hub.transactions.models import STATUSES, Transaction
+
+    ctx.require_scope("transactions:process")
+    conditions = []
+    if tenant_id:
+        conditions.append(Transaction.tenant_id == tenant_id)
+    if status:
+        if status not in STATUSES:
+            raise service._field_error("status", f"status must be one of {', '.join(STATUSES)}")
+        conditions.append(Transaction.status == status)
+    if provider_code:
+        conditions.append(Transaction.provider_code == provider_code)
+    if created_from:
+        conditions.append(Transaction.created_at >= created_from)
+    if created_to:
+        conditions.append(Transaction.created_at < created_to)
+    q = (q or "").strip()
+    if q:
+        if q.startswith("trx_"):
+            conditions.append(Transaction.id == q)
+        else:
+            prefix = _like_prefix(q)
+            conditions.append(or_(Transaction.ref_id.like(prefix, escape="\\"),
+                                  Transaction.customer_no.like(prefix, escape="\\"),
+                                  Transaction.provider_ref == q))
+    key = (sort or "-created").lstrip("-")
+    columns = {"created": Transaction.created_at, "price": Transaction.price, "status": Transaction.status,
+               "product": Transaction.product_code, "customer": Transaction.customer_no,
+               "ref": Transaction.ref_id}
+    if key not in columns:
+        raise service._field_error("sort", f"sort must be one of {', '.join(OPERATOR_SORTS)} (- first: descending)")
+    descending = (sort or "-created").startswith("-")
+    order = [c.desc() if descending else c.asc() for c in (columns[key], Transaction.id)]
+    try:
+        page = int(page)
+    except (TypeError, ValueError):
+        page = 0
+    if page < 1:
+        raise service._field_error("page", "page must be a whole number from 1")
+    per_page = max(1, min(int(per_page), 500))
+    rows = list(uow.session.scalars(select(Transaction).where(*conditions).order_by(*order)
+                                    .offset((page - 1) * per_page).limit(per_page)))
+    capped = select(Transaction.id).where(*conditions).limit(EXACT_COUNT_UP_TO + 1).subquery()
+    total, estimated = uow.session.scalar(select(func.count()).select_from(capped)), False
+    if total > EXACT_COUNT_UP_TO:
+        counted = select(func.count()).select_from(Transaction).where(*conditions)
+        estimate = _planner_estimate(uow, select(Transaction.id).where(*conditions))
+        if estimate is None:
+            total = uow.session.scalar(counted)
+        else:
+            total, estimated = max(estimate, EXACT_COUNT_UP_TO + 1), True
+    return {"items": [dict(lifecycle.view(t), tenant_id=t.tenant_id) for t in rows], "total": total,
+            "estimated": estimated, "page": page, "pages": max(1, -(-total // per_page)), "per_page": per_page,
+            "sort": f"{'-' if descending else ''}{key}"}
+
+
+def _planner_estimate(uow: UnitOfWork, stmt) -> int | None:
+    """PostgreSQL's planner's estimate of the rows ``stmt`` returns (None elsewhere)."""
+    import json
+
+    bind = uow.session.get_bind()
+    if bind.dialect.name != "postgresql":
+        return None
+    compiled = stmt.compile(dialect=bind.dialect)
+    plan = uow.session.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar()
+    plan = plan if isinstance(plan, list) else json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
 def stats(ctx: CallContext, uow: UnitOfWork, *, since: dt.datetime,
           until: dt.datetime | None = None) -> dict[str, Any]:
     """Operator: figures for the dashboard over ``[since, until)``, every tenant.
