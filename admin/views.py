@@ -56,7 +56,8 @@ class TenantsView(AdminView):
         # The New client form starts with read and purchase scopes ticked (least privilege);
         # a top-up is never a tenant's scope (the platform records money it received).
         return self.render("rop_admin/tenant.html", tenant=tenant, clients=list_clients(uow, tenant.id),
-                           scopes=[(s, TENANT_SCOPES[s], s in DEFAULT_TENANT_SCOPES) for s in sorted(TENANT_SCOPES)])
+                           scopes=[(s, TENANT_SCOPES[s], s in DEFAULT_TENANT_SCOPES) for s in sorted(TENANT_SCOPES)],
+                           **_tenant_today(uow, tenant.id))
 
     @expose("/<tenant_id>/status", methods=("POST",))
     @requires_role("operator")
@@ -108,6 +109,37 @@ class TenantsView(AdminView):
                                        name=request.form.get("name", ""))
         uow.commit()
         return _secret_page(self, client, secret)
+
+
+def _tenant_today(uow, tenant_id: str) -> dict[str, Any]:
+    """The tenant page's figures: today's transactions (since midnight in the admin's
+    timezone), its wallets' balances, its running bulk jobs, its webhook endpoint."""
+    import datetime as dt
+
+    from rop_admin.formatting import admin_timezone
+
+    from hub.app import SERVICE_PACKAGES
+    from hub.bus.webhooks import get_webhook
+    from hub.errors import NotFound
+    from hub.wallets.service import wallet_totals
+
+    midnight = dt.datetime.now(admin_timezone()).replace(hour=0, minute=0, second=0, microsecond=0)
+    today, bulk_running = None, None
+    if "hub.transactions" in SERVICE_PACKAGES:
+        from hub.transactions import client as transactions
+
+        today = transactions.tenant_figures(admin_ctx(), uow, tenant_id, since=midnight)
+    if "hub.bulk" in SERVICE_PACKAGES:
+        from hub.bulk import client as bulk
+
+        running, more = bulk.list_(admin_ctx(tenant_id), uow, status="running", limit=50)
+        bulk_running = f"{len(running)}{'+' if more else ''}"
+    try:
+        webhook_url = get_webhook(admin_ctx(tenant_id), uow).url
+    except NotFound:
+        webhook_url = None
+    return {"today": today, "since": midnight, "balances": wallet_totals(admin_ctx(), uow, tenant_id),
+            "bulk_running": bulk_running, "webhook_url": webhook_url}
 
 
 def _secret_page(view: AdminView, client, secret: str):

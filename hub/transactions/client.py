@@ -229,7 +229,6 @@ def operator_page(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = 
     if key not in columns:
         raise service._field_error("sort", f"sort must be one of {', '.join(OPERATOR_SORTS)} (- first: descending)")
     descending = (sort or "-created").startswith("-")
-    order = [c.desc() if descending else c.asc() for c in (columns[key], Transaction.id)]
     try:
         page = int(page)
     except (TypeError, ValueError):
@@ -237,20 +236,47 @@ def operator_page(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = 
     if page < 1:
         raise service._field_error("page", "page must be a whole number from 1")
     per_page = max(1, min(int(per_page), 500))
-    rows = list(uow.session.scalars(select(Transaction).where(*conditions).order_by(*order)
-                                    .offset((page - 1) * per_page).limit(per_page)))
     capped = select(Transaction.id).where(*conditions).limit(EXACT_COUNT_UP_TO + 1).subquery()
     total, estimated = uow.session.scalar(select(func.count()).select_from(capped)), False
     if total > EXACT_COUNT_UP_TO:
-        counted = select(func.count()).select_from(Transaction).where(*conditions)
         estimate = _planner_estimate(uow, select(Transaction.id).where(*conditions))
         if estimate is None:
-            total = uow.session.scalar(counted)
+            total = uow.session.scalar(select(func.count()).select_from(Transaction).where(*conditions))
         else:
             total, estimated = max(estimate, EXACT_COUNT_UP_TO + 1), True
+    primary = columns[key]
+    if q and total <= EXACT_COUNT_UP_TO:
+        # A search's few matches are found through the search indexes and then sorted: walking
+        # the sort column's index instead (what the planner tends to pick for a LIMIT) reads
+        # every row newer than the matches. coalesce(x, x) keeps the order, not the index.
+        primary = func.coalesce(primary, primary)
+    order = [c.desc() if descending else c.asc() for c in (primary, Transaction.id)]
+    rows = list(uow.session.scalars(select(Transaction).where(*conditions).order_by(*order)
+                                    .offset((page - 1) * per_page).limit(per_page)))
     return {"items": [dict(lifecycle.view(t), tenant_id=t.tenant_id) for t in rows], "total": total,
             "estimated": estimated, "page": page, "pages": max(1, -(-total // per_page)), "per_page": per_page,
             "sort": f"{'-' if descending else ''}{key}"}
+
+
+def tenant_figures(ctx: CallContext, uow: UnitOfWork, tenant_id: str, *, since: dt.datetime) -> dict[str, Any]:
+    """Operator: a tenant's transactions created since ``since``: ``{"count", "by_status":
+    {status: count}, "succeeded_amount": {currency: sum of prices}}``."""
+    from sqlalchemy import func, select
+
+    from hub.transactions.models import Transaction
+
+    ctx.require_scope("transactions:process")
+    rows = uow.session.execute(
+        select(Transaction.status, Transaction.currency, func.count(), func.coalesce(func.sum(Transaction.price), 0))
+        .where(Transaction.tenant_id == tenant_id, Transaction.created_at >= since)
+        .group_by(Transaction.status, Transaction.currency)).all()
+    by_status: dict[str, int] = {}
+    amount: dict[str, int] = {}
+    for status, currency, count, total in rows:
+        by_status[status] = by_status.get(status, 0) + count
+        if status == "succeeded":
+            amount[currency] = amount.get(currency, 0) + int(total)
+    return {"count": sum(by_status.values()), "by_status": by_status, "succeeded_amount": amount}
 
 
 def _planner_estimate(uow: UnitOfWork, stmt) -> int | None:

@@ -40,6 +40,7 @@ class Transaction(Base):
         Index("ix_transactions_ref_prefix", "ref_id", postgresql_ops={"ref_id": "varchar_pattern_ops"}),
         Index("ix_transactions_customer_no", "customer_no", postgresql_ops={"customer_no": "varchar_pattern_ops"}),
         Index("ix_transactions_provider_ref", "provider_ref"),
+        Index("ix_transactions_tenant_price", "tenant_id", "price"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("trx"))

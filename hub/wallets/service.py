@@ -953,15 +953,18 @@ def statement(ctx: CallContext, uow: UnitOfWork, wallet_id: str, *, cursor: int 
 
 
 # -- checks and jobs -----------------------------------------------------------------------
-def wallet_totals(ctx: CallContext, uow: UnitOfWork) -> dict[str, dict[str, int]]:
+def wallet_totals(ctx: CallContext, uow: UnitOfWork, tenant_id: str | None = None) -> dict[str, dict[str, int]]:
     """Platform-level (scope ``*``): per currency, the number of wallets and the sums of their
-    cached ``available`` and ``held`` balances, over every tenant. One grouped query.
+    cached ``available`` and ``held`` balances, over every tenant (or ``tenant_id``'s). One
+    grouped query.
 
     :return: ``{currency: {"wallets", "available", "held"}}``.
     """
     ctx.require_scope("*")
-    rows = uow.session.execute(select(Wallet.currency, func.count(), func.sum(Wallet.available),
-                                      func.sum(Wallet.held)).group_by(Wallet.currency).order_by(Wallet.currency))
+    stmt = select(Wallet.currency, func.count(), func.sum(Wallet.available), func.sum(Wallet.held))
+    if tenant_id is not None:
+        stmt = stmt.where(Wallet.tenant_id == tenant_id)
+    rows = uow.session.execute(stmt.group_by(Wallet.currency).order_by(Wallet.currency))
     return {currency: {"wallets": int(n), "available": int(available or 0), "held": int(held or 0)}
             for currency, n, available, held in rows}
 

@@ -4,7 +4,8 @@
   tenant's) transactions of one status, newest first, and their count;
 - ``ref_id`` with ``varchar_pattern_ops`` on PostgreSQL: the search by ref id prefix
   (``LIKE 'abc%'`` uses it whatever the database's collation);
-- ``customer_no`` and ``provider_ref``: the search by customer number and provider reference.
+- ``customer_no`` and ``provider_ref``: the search by customer number and provider reference;
+- ``(tenant_id, price)``: a tenant's list sorted by price.
 
 Revision ID: 0024_admin_list_indexes
 Revises: 0019_callback_body_bytes
@@ -28,9 +29,10 @@ def upgrade() -> None:
     op.create_index("ix_transactions_customer_no", "transactions", ["customer_no"],
                     postgresql_ops={"customer_no": "varchar_pattern_ops"})
     op.create_index("ix_transactions_provider_ref", "transactions", ["provider_ref"])
+    op.create_index("ix_transactions_tenant_price", "transactions", ["tenant_id", "price"])
 
 
 def downgrade() -> None:
-    for name in ("ix_transactions_provider_ref", "ix_transactions_customer_no", "ix_transactions_ref_prefix",
+    for name in ("ix_transactions_tenant_price", "ix_transactions_provider_ref", "ix_transactions_customer_no", "ix_transactions_ref_prefix",
                  "ix_transactions_status_created", "ix_transactions_tenant_status_created"):
         op.drop_index(name, table_name="transactions")

@@ -1,0 +1,47 @@
+"""The operations console in a real headless Chromium: the transaction list's search, sorting
+and paging with totals (the rest of the console's browser tests follow the same pattern).
+Skipped like tests/admin/test_browser.py where no Chromium or chromedriver exists."""
+from __future__ import annotations
+
+from tests.admin.conftest import seed_transactions
+from tests.admin.test_browser import _login, _wait, browser, live_server, pytestmark  # noqa: F401
+
+
+def test_search_sort_and_page_the_transaction_list(app, live_server, browser, artifacts_dir, admin_kit,
+                                                  tenant_factory):
+    from selenium.webdriver.common.by import By
+
+    tenant = tenant_factory(name="Browser Store")
+    ids = seed_transactions(app, tenant.id, 120, status=lambda n: "failed" if n % 3 == 0 else "succeeded")
+    _login(browser, live_server, admin_kit.make_admin(app), admin_kit.PASSWORD)
+    browser.get(f"{live_server}/admin/transactions/")
+    assert browser.find_element(By.ID, "page-info").text == "page 1 of 3, 120 transactions"
+    first = browser.find_elements(By.CLASS_NAME, "transaction-link")[0].text
+    assert first == ids[-1]  # newest first
+    browser.find_element(By.ID, "next-page").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "page-info").text == "page 2 of 3, 120 transactions",
+          "the next page did not come")
+    assert browser.find_elements(By.CLASS_NAME, "transaction-link")[0].text == ids[-51]
+    browser.find_element(By.ID, "prev-page").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "page-info").text.startswith("page 1 of 3"), "no previous page")
+
+    # sort by price: descending first, then ascending
+    browser.find_element(By.CSS_SELECTOR, 'th[data-sort="price"] a').click()
+    _wait(browser, lambda d: "sort=-price" in d.current_url, "the price header did not sort")
+    assert browser.find_elements(By.CLASS_NAME, "transaction-link")[0].text == ids[-1]
+    browser.find_element(By.CSS_SELECTOR, 'th[data-sort="price"] a').click()
+    _wait(browser, lambda d: "sort=price" in d.current_url and "sort=-price" not in d.current_url,
+          "the price header did not turn ascending")
+    assert browser.find_elements(By.CLASS_NAME, "transaction-link")[0].text == ids[0]
+
+    # a search by ref id prefix, combined with a status filter; the sort is kept
+    box = browser.find_element(By.ID, "search")
+    box.clear()
+    box.send_keys("ref-00001")
+    browser.find_element(By.ID, "filter-status").send_keys("failed")
+    browser.find_element(By.ID, "apply-filters").click()
+    _wait(browser, lambda d: "q=ref-00001" in d.current_url, "the search did not run")
+    shown = [e.text for e in browser.find_elements(By.CLASS_NAME, "transaction-link")]
+    assert shown == [ids[n] for n in range(10, 20) if n % 3 == 0]  # ascending by price
+    assert browser.find_element(By.ID, "page-info").text == f"page 1 of 1, {len(shown)} transactions"
+    browser.save_screenshot(str(artifacts_dir / "admin-transactions-search.png"))
