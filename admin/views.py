@@ -324,14 +324,17 @@ class WalletsView(AdminView):
     @expose("/<tenant_id>/<wallet_id>")
     def detail(self, tenant_id: str, wallet_id: str):
         """A wallet's balance and statement, and the top-up form (a fresh idempotency key per form)."""
+        from rop_admin.lists import page_number, pager
+
         from hub.wallets.client import get_wallet
-        from hub.wallets.service import statement
+        from hub.wallets.service import statement_page
 
         uow = request_uow()
         ctx = admin_ctx(tenant_id)
         wallet = get_wallet(ctx, uow, wallet_id)
-        entries, _ = statement(ctx, uow, wallet_id, limit=500)
-        return self.render("rop_admin/wallet.html", tenant_id=tenant_id, wallet=wallet, entries=entries,
+        result = statement_page(ctx, uow, wallet_id, page=page_number(), per_page=50)
+        return self.render("rop_admin/wallet.html", tenant_id=tenant_id, wallet=wallet, entries=result["items"],
+                           pager=pager(result, "entries"),
                            topup_ref=f"admin-topup-{uuid.uuid4().hex}",
                            adjust_ref=f"admin-adjust-{uuid.uuid4().hex}")
 

@@ -945,11 +945,38 @@ def statement(ctx: CallContext, uow: UnitOfWork, wallet_id: str, *, cursor: int 
     if cursor is not None:
         stmt = stmt.where(Entry.seq > cursor)
     rows = uow.session.execute(stmt.limit(limit + 1)).all()
-    items = [{"id": e.seq, "journal_id": e.journal_id, "kind": kind, "ref": key,
-              "account": e.account.rsplit(":", 1)[1], "amount": e.amount, "currency": e.currency,
-              "balance_after": e.balance_after, "created_at": e.created_at} for e, kind, key in rows[:limit]]
+    items = [_entry_item(e, kind, key) for e, kind, key in rows[:limit]]
     next_cursor = items[-1]["id"] if len(rows) > limit else None
     return items, next_cursor
+
+
+def _entry_item(e: Entry, kind: str, key: str | None) -> dict[str, Any]:
+    return {"id": e.seq, "journal_id": e.journal_id, "kind": kind, "ref": key,
+            "account": e.account.rsplit(":", 1)[1], "amount": e.amount, "currency": e.currency,
+            "balance_after": e.balance_after, "created_at": e.created_at}
+
+
+def statement_page(ctx: CallContext, uow: UnitOfWork, wallet_id: str, *, page: int = 1,
+                   per_page: int = 50) -> dict[str, Any]:
+    """The wallet's entries newest first, one page of them, each with its journal's reason and
+    actor where the posting has them (top-ups, adjustments), and the number of entries.
+
+    :return: ``{"items", "total", "page", "pages", "per_page"}``.
+    :raise ValidationFailed: a page below 1.
+    """
+    get_wallet(ctx, uow, wallet_id)
+    if not isinstance(page, int) or page < 1:
+        raise ValidationFailed("page must be a whole number from 1", errors={"page": ["invalid"]})
+    per_page = max(1, min(int(per_page), 500))
+    where = (Entry.tenant_id == ctx.tenant_id, Entry.wallet_id == wallet_id)
+    total = uow.session.scalar(select(func.count()).select_from(Entry).where(*where))
+    rows = uow.session.execute(
+        select(Entry, Journal.kind, Journal.idem_key, Journal.meta).join(Journal, Journal.id == Entry.journal_id)
+        .where(*where).order_by(Entry.seq.desc()).offset((page - 1) * per_page).limit(per_page)).all()
+    items = [dict(_entry_item(e, kind, key), reason=(meta or {}).get("reason"), actor=(meta or {}).get("actor"))
+             for e, kind, key, meta in rows]
+    return {"items": items, "total": total, "page": page, "pages": max(1, -(-total // per_page)),
+            "per_page": per_page}
 
 
 # -- checks and jobs -----------------------------------------------------------------------
