@@ -45,3 +45,38 @@ def test_search_sort_and_page_the_transaction_list(app, live_server, browser, ar
     assert shown == [ids[n] for n in range(10, 20) if n % 3 == 0]  # ascending by price
     assert browser.find_element(By.ID, "page-info").text == f"page 1 of 1, {len(shown)} transactions"
     browser.save_screenshot(str(artifacts_dir / "admin-transactions-search.png"))
+
+
+def test_the_tenant_page_leads_to_its_lists_and_the_statement_pages_newest_first(app, live_server, browser,
+                                                                                 artifacts_dir, admin_kit,
+                                                                                 tenant_factory):
+    from selenium.webdriver.common.by import By
+
+    from tests.admin.test_statement import seed_topups
+
+    tenant = tenant_factory(name="Linked Store")
+    seed_transactions(app, tenant.id, 3)
+    seed_topups(app, tenant.id, 55)
+    _login(browser, live_server, admin_kit.make_admin(app), admin_kit.PASSWORD)
+    browser.get(f"{live_server}/admin/tenants/{tenant.id}")
+    for link, heading in (("link-transactions", "Transactions"), ("link-audit", "Audit log"),
+                          ("link-pricing", "Pricing"), ("link-deliveries", "Webhook deliveries"),
+                          ("link-bulk", "Bulk jobs")):
+        browser.find_element(By.ID, link).click()
+        _wait(browser, lambda d: d.find_element(By.TAG_NAME, "h1").text == heading, f"{link} did not lead there")
+        assert f"tenant={tenant.id}" in browser.current_url
+        if link == "link-transactions":
+            assert browser.find_element(By.ID, "page-info").text == "page 1 of 1, 3 transactions"
+        browser.back()
+        _wait(browser, lambda d: d.find_element(By.ID, "tenant-title").text == "Linked Store", "no way back")
+    browser.save_screenshot(str(artifacts_dir / "admin-tenant-links.png"))
+    browser.find_element(By.ID, "link-wallets").click()
+    browser.find_element(By.CLASS_NAME, "wallet-link").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "page-info").text == "page 1 of 2, 55 entries", "no statement")
+    reasons = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#statement td.reason")]
+    assert reasons[:2] == ["bank transfer 55", "bank transfer 54"] and len(reasons) == 50
+    browser.find_element(By.ID, "next-page").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "page-info").text == "page 2 of 2, 55 entries", "no page 2")
+    reasons = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#statement td.reason")]
+    assert reasons == [f"bank transfer {n}" for n in range(5, 0, -1)]
+    browser.save_screenshot(str(artifacts_dir / "admin-statement-page-2.png"))
