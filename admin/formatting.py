@@ -10,7 +10,8 @@ same on every page:
   default ``Asia/Jakarta``), to the second, with the zone's abbreviation;
 - ``badge``: a status as a coloured badge;
 - ``tenant``: a tenant id as its name, linked to the tenant's page;
-- ``health_sentence``: a provider configuration's health window as a sentence.
+- ``health_sentence``: a provider configuration's health window as a sentence;
+- ``duration``: seconds as ``3 h 05 min``, ``4 min 10 s``, ``12 s``.
 """
 from __future__ import annotations
 
@@ -147,11 +148,24 @@ def sparkline(values: list[float] | None, width: int = 100, height: int = 18) ->
         w=width, h=height, n=len(values), p=points)
 
 
+def duration(seconds: float | None) -> str:
+    """``3 h 05 min``, ``4 min 10 s``, ``12 s``; empty for None."""
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
 def register(app: Flask) -> None:
     """Install the filters on the app's Jinja environment (every admin template uses them)."""
     admin_timezone(app)  # a misspelt ROP_ADMIN_TIMEZONE fails at start, not on a page
     app.jinja_env.filters.update(money=money, when=when, badge=badge, tenant=tenant,
-                                 health_sentence=health_sentence, sparkline=sparkline)
+                                 health_sentence=health_sentence, sparkline=sparkline,
+                                 duration=duration)
 
 
-__all__ = ["badge", "health_sentence", "money", "register", "sparkline", "tenant", "when"]
+__all__ = ["badge", "duration", "health_sentence", "money", "register", "sparkline", "tenant", "when"]
