@@ -80,3 +80,24 @@ def test_the_tenant_page_leads_to_its_lists_and_the_statement_pages_newest_first
     reasons = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#statement td.reason")]
     assert reasons == [f"bank transfer {n}" for n in range(5, 0, -1)]
     browser.save_screenshot(str(artifacts_dir / "admin-statement-page-2.png"))
+
+
+def test_the_dashboard_shows_a_real_backlog(app, live_server, browser, artifacts_dir, admin_kit, tenant_factory):
+    from selenium.webdriver.common.by import By
+
+    from tests.admin.test_operations_panel import _enqueue_waiting
+
+    tenant = tenant_factory()
+    seed_transactions(app, tenant.id, 2, status="review")
+    _enqueue_waiting(app, "bulk", 12, age_s=2 * 3600 + 7 * 60)
+    _login(browser, live_server, admin_kit.make_admin(app), admin_kit.PASSWORD)
+    row = browser.find_element(By.ID, "queue-bulk")
+    assert "stalled" in row.get_attribute("class")
+    assert row.find_element(By.CLASS_NAME, "waiting").text == "12"
+    assert row.find_element(By.CLASS_NAME, "oldest").text == "2 h 07 min"
+    assert browser.find_element(By.ID, "workers-alive").text == "0"
+    browser.save_screenshot(str(artifacts_dir / "admin-dashboard-backlog.png"))
+    browser.find_element(By.ID, "ops-review").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "page-info").text == "page 1 of 1, 2 transactions",
+          "the review link did not list the transactions in review")
+    assert "status=review" in browser.current_url
