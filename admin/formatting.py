@@ -75,7 +75,7 @@ def when(value: Any) -> str:
         return ""
     if isinstance(value, str):
         try:
-            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = dt.datetime.fromisoformat(value)
         except ValueError:
             return value
     if isinstance(value, (int, float)):

@@ -16,7 +16,7 @@ def query_url(**changes: Any) -> str:
     return request.path + ("?" + urlencode(kept) if kept else "")
 
 
-def sort_headers(columns: list[tuple[str, str | None]], current: str) -> list[dict[str, Any]]:
+def sort_headers(columns, current: str) -> list[dict[str, Any]]:
     """``(label, key)`` columns as headers: a sortable one links to this page sorted by it
     (descending first; again: ascending) and shows the current direction."""
     key, descending = current.lstrip("-"), current.startswith("-")

@@ -46,9 +46,9 @@ class TransactionsView(AdminView):
     scripts = ("transaction-status.js",)
 
     #: The list's columns: (label, sort key or None).
-    COLUMNS = [("Created", "created"), ("Id", None), ("Tenant", None), ("Ref id", "ref"), ("Product", "product"),
+    COLUMNS = (("Created", "created"), ("Id", None), ("Tenant", None), ("Ref id", "ref"), ("Product", "product"),
                ("Customer", "customer"), ("Status", "status"), ("Price", "price"), ("Provider", None),
-               ("Serial number", None)]
+               ("Serial number", None))
 
     @expose("/")
     def index(self):
@@ -154,19 +154,25 @@ class BulkJobsView(AdminView):
 
     scripts = ("bulk-progress.js",)
 
+    #: The list's columns: (label, sort key or None).
+    COLUMNS = (("Created", "created"), ("Job", None), ("Tenant", None), ("File", "file"), ("Status", "status"),
+               ("Progress", None), ("Total", "total"), ("Valid", None), ("Invalid", None), ("Succeeded", None),
+               ("Failed", None), ("Pending", None), ("Amount", None))
+
     @expose("/")
     def index(self):
+        """Every tenant's bulk jobs (or one's): status filter, search, sortable columns, pages."""
+        from rop_admin.lists import page_number, pager, sort_headers
+
         from hub.bulk import client as bulk
 
-        tenants = _tenants()
-        tenant_id = request.args.get("tenant") or (tenants[0].id if tenants else None)
-        jobs, next_cursor = [], None
-        if tenant_id:
-            jobs, next_cursor = bulk.list_(admin_ctx(tenant_id), request_uow(), status=request.args.get("status") or None,
-                                           cursor=request.args.get("cursor") or None, limit=50)
-        return self.render("rop_admin/bulk_jobs.html", tenants=tenants, tenant_id=tenant_id,
-                           jobs=[dict(j, progress=progress(j)) for j in jobs], next_cursor=next_cursor,
-                           status=request.args.get("status", ""))
+        filters = {k: (request.args.get(k) or "").strip() for k in ("tenant", "status", "q")}
+        result = bulk.operator_page(admin_ctx(), request_uow(), tenant_id=filters["tenant"] or None,
+                                    status=filters["status"] or None, q=filters["q"] or None,
+                                    sort=request.args.get("sort") or "-created", page=page_number(), per_page=50)
+        return self.render("rop_admin/bulk_jobs.html", tenants=_tenants(), filters=filters, sort=result["sort"],
+                           jobs=[dict(j, progress=progress(j)) for j in result["items"]],
+                           columns=sort_headers(self.COLUMNS, result["sort"]), pager=pager(result, "jobs"))
 
     @expose("/<tenant_id>/<job_id>")
     def detail(self, tenant_id: str, job_id: str):

@@ -298,28 +298,34 @@ def _reason() -> str:
 class WalletsView(AdminView):
     """Wallets: balances per tenant, a wallet's statement, top-ups as ledger postings."""
 
+    #: The list's columns: (label, sort key or None).
+    COLUMNS = (("Wallet", None), ("Tenant", None), ("Owner", None), ("Available", "available"), ("Held", "held"),
+               ("Overdraft limit", None), ("Currency", "currency"), ("Created", "created"))
+
     @expose("/")
     def index(self):
-        """A tenant's wallets and balances (through the wallets service)."""
+        """Every tenant's wallets (or one's) with their balances: search, sortable columns, pages."""
+        from rop_admin.lists import page_number, pager, sort_headers
+
         from hub.tenancy.service import list_tenants
         from hub.wallets.client import wallet_view
-        from hub.wallets.service import get_main_wallet, list_wallets
+        from hub.wallets.service import get_main_wallet, operator_wallets
 
-        # The tenant's main wallet is created on first access: that write commits in its own
+        filters = {k: (request.args.get(k) or "").strip() for k in ("tenant", "q")}
+        # A tenant's main wallet is created on first access: that write commits in its own
         # unit of work, before this GET's read-only session opens.
         with unit_of_work(current_state().db) as write:
-            all_tenants = list_tenants(write)
-            tenant_ids = {t.id for t in all_tenants}
-            tenant_id = request.args.get("tenant") or (all_tenants[0].id if all_tenants else None)
-            if tenant_id in tenant_ids:
-                get_main_wallet(admin_ctx(tenant_id), write)
+            tenants_view = [{"id": t.id, "name": t.name} for t in list_tenants(write)]
+            if filters["tenant"] in {t["id"] for t in tenants_view}:
+                get_main_wallet(admin_ctx(filters["tenant"]), write)
                 write.commit()
-            tenants_view = [{"id": t.id, "name": t.name} for t in all_tenants]
-        rows = []
-        if tenant_id:
-            found, _ = list_wallets(admin_ctx(tenant_id), request_uow(), limit=200)
-            rows = [wallet_view(w) for w in found]
-        return self.render("rop_admin/wallets.html", tenants=tenants_view, tenant_id=tenant_id, wallets=rows)
+        result = operator_wallets(admin_ctx(), request_uow(), tenant_id=filters["tenant"] or None,
+                                  q=filters["q"] or None, sort=request.args.get("sort") or "created",
+                                  page=page_number(), per_page=50)
+        rows = [dict(wallet_view(w), tenant_id=w.tenant_id, created_at=w.created_at) for w in result["rows"]]
+        return self.render("rop_admin/wallets.html", tenants=tenants_view, filters=filters, wallets=rows,
+                           sort=result["sort"], columns=sort_headers(self.COLUMNS, result["sort"]),
+                           pager=pager(result, "wallets"))
 
     @expose("/<tenant_id>/<wallet_id>")
     def detail(self, tenant_id: str, wallet_id: str):
@@ -398,20 +404,26 @@ class DeadLettersView(AdminView):
 class DeliveriesView(AdminView):
     """A tenant's webhook deliveries, their attempt logs, resend."""
 
+    #: The list's columns: (label, sort key or None).
+    COLUMNS = (("Id", None), ("Tenant", None), ("Event", "event"), ("Status", "status"), ("Attempts", "attempts"),
+               ("Next attempt", None), ("Delivered", None), ("Created", "created"))
+
     @expose("/")
     def index(self):
-        """A tenant's webhook deliveries (through the bus's tenant-scoped use-case)."""
-        from hub.bus.webhooks import list_deliveries
+        """Every tenant's webhook deliveries (or one's): status filter, search, sortable columns, pages."""
+        from rop_admin.lists import page_number, pager, sort_headers
+
+        from hub.bus.webhooks import operator_deliveries
         from hub.tenancy.service import list_tenants
 
         uow = request_uow()
-        all_tenants = list_tenants(uow)
-        tenant_id = request.args.get("tenant") or (all_tenants[0].id if all_tenants else None)
-        rows = []
-        if tenant_id:
-            rows = list_deliveries(admin_ctx(tenant_id), uow, status=request.args.get("status") or None, limit=200)
-        return self.render("rop_admin/deliveries.html", tenants=all_tenants, tenant_id=tenant_id,
-                           status=request.args.get("status", ""), deliveries=rows)
+        filters = {k: (request.args.get(k) or "").strip() for k in ("tenant", "status", "q")}
+        result = operator_deliveries(admin_ctx(), uow, tenant_id=filters["tenant"] or None,
+                                     status=filters["status"] or None, q=filters["q"] or None,
+                                     sort=request.args.get("sort") or "-created", page=page_number(), per_page=50)
+        return self.render("rop_admin/deliveries.html", tenants=list_tenants(uow), filters=filters,
+                           deliveries=result["rows"], sort=result["sort"],
+                           columns=sort_headers(self.COLUMNS, result["sort"]), pager=pager(result, "deliveries"))
 
     @expose("/<tenant_id>/<delivery_id>")
     def detail(self, tenant_id: str, delivery_id: str):

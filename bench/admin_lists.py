@@ -55,7 +55,7 @@ FROM generate_series(1, :count) AS n
 
 def _p(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def seed(app, tenants: int, per_tenant: int) -> list[str]:

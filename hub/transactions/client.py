@@ -172,8 +172,6 @@ def operator_list(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = 
 
 #: The operator list's sort keys (``-key``: descending); ties go by id in the same direction.
 OPERATOR_SORTS = ("created", "price", "status", "product", "customer", "ref")
-#: Counted exactly up to this many rows; above, PostgreSQL's planner estimates the total.
-EXACT_COUNT_UP_TO = 10_000
 
 
 def _like_prefix(text: str) -> str:
@@ -191,12 +189,13 @@ def operator_page(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = 
         prefix or a provider reference (exact); the filters combine with it.
     :param sort: one of :data:`OPERATOR_SORTS`, ``-`` first for descending.
     :return: ``{"items", "total", "estimated", "page", "pages", "per_page", "sort"}``; the
-        total is exact up to :data:`EXACT_COUNT_UP_TO` rows, above that PostgreSQL's estimate
-        (``estimated`` true; SQLite counts exactly).
+        total is exact up to ``hub.paging.EXACT_COUNT_UP_TO`` rows, above that PostgreSQL's
+        estimate (``estimated`` true; SQLite counts exactly).
     :raise ValidationFailed: an unknown status or sort, a page below 1.
     """
-    from sqlalchemy import func, or_, select
+    from sqlalchemy import or_
 
+    from hub.paging import sorted_page
     from hub.transactions.models import STATUSES, Transaction
 
     ctx.require_scope("transactions:process")
@@ -222,40 +221,12 @@ def operator_page(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = 
             conditions.append(or_(Transaction.ref_id.like(prefix, escape="\\"),
                                   Transaction.customer_no.like(prefix, escape="\\"),
                                   Transaction.provider_ref == q))
-    key = (sort or "-created").lstrip("-")
     columns = {"created": Transaction.created_at, "price": Transaction.price, "status": Transaction.status,
                "product": Transaction.product_code, "customer": Transaction.customer_no,
                "ref": Transaction.ref_id}
-    if key not in columns:
-        raise service._field_error("sort", f"sort must be one of {', '.join(OPERATOR_SORTS)} (- first: descending)")
-    descending = (sort or "-created").startswith("-")
-    try:
-        page = int(page)
-    except (TypeError, ValueError):
-        page = 0
-    if page < 1:
-        raise service._field_error("page", "page must be a whole number from 1")
-    per_page = max(1, min(int(per_page), 500))
-    capped = select(Transaction.id).where(*conditions).limit(EXACT_COUNT_UP_TO + 1).subquery()
-    total, estimated = uow.session.scalar(select(func.count()).select_from(capped)), False
-    if total > EXACT_COUNT_UP_TO:
-        estimate = _planner_estimate(uow, select(Transaction.id).where(*conditions))
-        if estimate is None:
-            total = uow.session.scalar(select(func.count()).select_from(Transaction).where(*conditions))
-        else:
-            total, estimated = max(estimate, EXACT_COUNT_UP_TO + 1), True
-    primary = columns[key]
-    if q and total <= EXACT_COUNT_UP_TO:
-        # A search's few matches are found through the search indexes and then sorted: walking
-        # the sort column's index instead (what the planner tends to pick for a LIMIT) reads
-        # every row newer than the matches. coalesce(x, x) keeps the order, not the index.
-        primary = func.coalesce(primary, primary)
-    order = [c.desc() if descending else c.asc() for c in (primary, Transaction.id)]
-    rows = list(uow.session.scalars(select(Transaction).where(*conditions).order_by(*order)
-                                    .offset((page - 1) * per_page).limit(per_page)))
-    return {"items": [dict(lifecycle.view(t), tenant_id=t.tenant_id) for t in rows], "total": total,
-            "estimated": estimated, "page": page, "pages": max(1, -(-total // per_page)), "per_page": per_page,
-            "sort": f"{'-' if descending else ''}{key}"}
+    result = sorted_page(uow, Transaction, conditions, columns=columns, sort=sort, default="-created",
+                         page=page, per_page=per_page, few_first=bool(q))
+    return dict(result, items=[dict(lifecycle.view(t), tenant_id=t.tenant_id) for t in result.pop("rows")])
 
 
 def tenant_figures(ctx: CallContext, uow: UnitOfWork, tenant_id: str, *, since: dt.datetime) -> dict[str, Any]:
@@ -277,19 +248,6 @@ def tenant_figures(ctx: CallContext, uow: UnitOfWork, tenant_id: str, *, since: 
         if status == "succeeded":
             amount[currency] = amount.get(currency, 0) + int(total)
     return {"count": sum(by_status.values()), "by_status": by_status, "succeeded_amount": amount}
-
-
-def _planner_estimate(uow: UnitOfWork, stmt) -> int | None:
-    """PostgreSQL's planner's estimate of the rows ``stmt`` returns (None elsewhere)."""
-    import json
-
-    bind = uow.session.get_bind()
-    if bind.dialect.name != "postgresql":
-        return None
-    compiled = stmt.compile(dialect=bind.dialect)
-    plan = uow.session.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar()
-    plan = plan if isinstance(plan, list) else json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def stats(ctx: CallContext, uow: UnitOfWork, *, since: dt.datetime,

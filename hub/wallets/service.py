@@ -361,6 +361,29 @@ def list_wallets(ctx: CallContext, uow: UnitOfWork, *, cursor: str | None = None
     return rows[:limit], next_cursor
 
 
+def operator_wallets(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = None, q: str | None = None,
+                     sort: str = "created", page: int = 1, per_page: int = 50) -> dict[str, Any]:
+    """Operator (scope ``*``): one page of the wallets of one tenant or of all, with the total.
+
+    :param q: a wallet id (exact) or an owner reference prefix.
+    :param sort: ``created``, ``available``, ``held`` or ``currency`` (``-`` first: descending).
+    :return: ``{"rows" (Wallet), "total", "estimated", "page", "pages", "per_page", "sort"}``.
+    """
+    from sqlalchemy import or_
+
+    from hub.paging import matching, sorted_page
+
+    ctx.require_scope("*")
+    conditions = matching(Wallet, tenant_id=tenant_id)
+    q = (q or "").strip()
+    if q:
+        conditions.append(or_(Wallet.id == q, Wallet.owner_ref.startswith(q, autoescape=True)))
+    columns = {"created": Wallet.created_at, "available": Wallet.available, "held": Wallet.held,
+               "currency": Wallet.currency}
+    return sorted_page(uow, Wallet, conditions, columns=columns, sort=sort, default="created", page=page,
+                       per_page=per_page)
+
+
 # -- operations ----------------------------------------------------------------------------
 def topup(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int, ref_id: str, *,
           reason: str | None = None) -> dict[str, Any]:

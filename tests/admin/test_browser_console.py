@@ -3,8 +3,12 @@ and paging with totals (the rest of the console's browser tests follow the same 
 Skipped like tests/admin/test_browser.py where no Chromium or chromedriver exists."""
 from __future__ import annotations
 
+from tests.admin import test_browser as base
 from tests.admin.conftest import seed_transactions
-from tests.admin.test_browser import _login, _wait, browser, live_server, pytestmark  # noqa: F401
+from tests.admin.test_browser import _login, _wait
+
+pytestmark = base.pytestmark
+browser, live_server = base.browser, base.live_server  # the fixtures of tests/admin/test_browser.py
 
 
 def test_search_sort_and_page_the_transaction_list(app, live_server, browser, artifacts_dir, admin_kit,
@@ -63,7 +67,7 @@ def test_the_tenant_page_leads_to_its_lists_and_the_statement_pages_newest_first
                           ("link-pricing", "Pricing"), ("link-deliveries", "Webhook deliveries"),
                           ("link-bulk", "Bulk jobs")):
         browser.find_element(By.ID, link).click()
-        _wait(browser, lambda d: d.find_element(By.TAG_NAME, "h1").text == heading, f"{link} did not lead there")
+        _wait(browser, lambda d, h=heading: d.find_element(By.TAG_NAME, "h1").text == h, f"{link} did not lead there")
         assert f"tenant={tenant.id}" in browser.current_url
         if link == "link-transactions":
             assert browser.find_element(By.ID, "page-info").text == "page 1 of 1, 3 transactions"

@@ -31,7 +31,7 @@ def listed(app, client, admin_kit, tenant_factory):
 
 
 def test_paging_shows_the_page_the_pages_and_the_total(client, listed):
-    one, _, ids, other = listed
+    _, _, ids, _ = listed
     first = _get(client)
     assert "page 1 of 3, 125 transactions" in first
     assert _ids(first)[0] == ids[-1]  # newest first
@@ -52,7 +52,7 @@ def _get_error(client, query: str) -> str:
 
 
 def test_search_by_id_ref_prefix_customer_and_provider_ref(client, listed):
-    one, _, ids, other = listed
+    _, _, ids, other = listed
     assert _ids(_get(client, f"?q={ids[7]}")) == [ids[7]]
     assert set(_ids(_get(client, "?q=beta-"))) == set(other)
     assert _ids(_get(client, "?q=ref-000011")) == [ids[11]]

@@ -35,7 +35,7 @@ def test_the_panel_shows_a_real_backlog_and_links_to_the_lists(app, client, admi
         health.record(redis, sandbox, "unknown", 10, transport_failure=True)  # opens the shared breaker
     admin_kit.login(client, admin_kit.make_admin(app))
     page = client.get("/admin/").get_data(as_text=True)
-    row = re.search(r'<tr id="queue-webhooks"[^>]*>(.*?)</tr>', page, re.S)
+    row = re.search(r'<tr id="queue-webhooks"[^>]*>(.*?)</tr>', page, re.DOTALL)
     assert row and 'class="table-warning stalled"' in row.group(0)
     assert '<td class="num waiting">7</td>' in row.group(1)
     assert re.search(r'<td class="oldest">3 min 0[5-9] s</td>', row.group(1))
@@ -45,7 +45,7 @@ def test_the_panel_shows_a_real_backlog_and_links_to_the_lists(app, client, admi
     assert 'id="in-review">3<' in page and 'href="/admin/transactions/?status=review"' in page
     assert 'id="breakers-open">1<' in page and sandbox in page
     assert 'id="ops-dead-letters" href="/admin/dead-letters/"' in page
-    empty = re.search(r'<tr id="queue-commands"[^>]*>(.*?)</tr>', page, re.S)
+    empty = re.search(r'<tr id="queue-commands"[^>]*>(.*?)</tr>', page, re.DOTALL)
     assert '<td class="num waiting">0</td>' in empty.group(1) and "stalled" not in empty.group(0)
 
 
@@ -62,8 +62,8 @@ def test_a_live_worker_is_counted_and_its_queues_are_served(app, client, admin_k
         admin_kit.login(client, admin_kit.make_admin(app))
         page = client.get("/admin/").get_data(as_text=True)
         assert 'id="workers-alive">1<' in page
-        commands = re.search(r'<tr id="queue-commands"[^>]*>(.*?)</tr>', page, re.S).group(1)
-        provider = re.search(r'<tr id="queue-provider"[^>]*>(.*?)</tr>', page, re.S).group(1)
+        commands = re.search(r'<tr id="queue-commands"[^>]*>(.*?)</tr>', page, re.DOTALL).group(1)
+        provider = re.search(r'<tr id="queue-provider"[^>]*>(.*?)</tr>', page, re.DOTALL).group(1)
         assert "<td>yes" in commands and "no worker serves it" in provider
     finally:
         worker.register_death()

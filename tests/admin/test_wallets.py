@@ -10,7 +10,7 @@ from hub.db import unit_of_work
 
 def _wallet_page(client, tenant):
     page = client.get(f"/admin/wallets/?tenant={tenant.id}").get_data(as_text=True)
-    return re.search(r'href="(/admin/wallets/[^"]+)"', page).group(1)
+    return re.search(r'class="wallet-link" href="(/admin/wallets/[^"]+)"', page).group(1)
 
 
 def test_a_topup_is_a_ledger_posting_with_a_reason_and_shows_in_the_statement(app, client, admin_kit,
