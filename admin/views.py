@@ -391,13 +391,36 @@ class DeadLettersView(AdminView):
     def replay(self):
         from hub.bus.deadletters import replay_dead_letters
 
+        ids = request.form.getlist("ids")
+        if not ids:
+            flash("Nothing was selected: tick the dead letters to replay first.", "error")
+            return redirect(url_for(".index"))
         uow = request_uow()
-        letters = replay_dead_letters(current_app._get_current_object(), uow, request.form.getlist("ids"))
+        letters = replay_dead_letters(current_app._get_current_object(), uow, ids)
         for letter in letters:
             _record_audit(admin_ctx(), uow, "dead_letter.replayed", tenant_id=letter.tenant_id,
                           target_type="dead_letter", target_id=letter.id)
         uow.commit()
         flash(f"{len(letters)} dead letter(s) replayed.", "success")
+        return redirect(url_for(".index"))
+
+    @expose("/discard", methods=("POST",))
+    @requires_role("operator")
+    def discard(self):
+        """Delete dead letters that will never be replayed; each is kept whole in its audit entry."""
+        from hub.bus.deadletters import discard_dead_letters
+
+        ids = request.form.getlist("ids")
+        if not ids:
+            flash("Nothing was selected: tick the dead letters to discard first.", "error")
+            return redirect(url_for(".index"))
+        uow = request_uow()
+        gone = discard_dead_letters(uow, ids)
+        for letter in gone:
+            _record_audit(admin_ctx(), uow, "dead_letter.discarded", tenant_id=letter["tenant_id"],
+                          target_type="dead_letter", target_id=letter["id"], before=letter)
+        uow.commit()
+        flash(f"{len(gone)} dead letter(s) discarded (kept in the audit log).", "success")
         return redirect(url_for(".index"))
 
 
