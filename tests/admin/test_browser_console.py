@@ -105,3 +105,21 @@ def test_the_dashboard_shows_a_real_backlog(app, live_server, browser, artifacts
     _wait(browser, lambda d: d.find_element(By.ID, "page-info").text == "page 1 of 1, 2 transactions",
           "the review link did not list the transactions in review")
     assert "status=review" in browser.current_url
+
+
+def test_long_names_and_narrow_screens_do_not_widen_the_page(app, live_server, browser, artifacts_dir, admin_kit,
+                                                            tenant_factory):
+    from selenium.webdriver.common.by import By
+
+    tenant = tenant_factory(name="W" * 200)
+    seed_transactions(app, tenant.id, 3)
+    _login(browser, live_server, admin_kit.make_admin(app), admin_kit.PASSWORD)
+    for width in (1280, 420):
+        browser.set_window_size(width, 900)
+        for path in ("/admin/tenants/", "/admin/transactions/", f"/admin/tenants/{tenant.id}"):
+            browser.get(f"{live_server}{path}")
+            browser.find_element(By.TAG_NAME, "h1")
+            page_width, inner = browser.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth]")
+            assert page_width <= inner, f"{path} is {page_width} px wide in a {inner} px window"
+    browser.save_screenshot(str(artifacts_dir / "admin-narrow-tenant.png"))
