@@ -148,6 +148,16 @@ def sparkline(values: list[float] | None, width: int = 100, height: int = 18) ->
         w=width, h=height, n=len(values), p=points)
 
 
+def rule_value(value: Any, kind: str | None, currency: str = "IDR") -> str:
+    """A price rule's value: ``markup_percent`` is in basis points (``2.50 %``), the other
+    kinds are amounts (``IDR 1,500``)."""
+    if value is None or value == "":
+        return ""
+    if kind == "markup_percent":
+        return f"{int(value) / 100:.2f} %"
+    return money(value, currency)
+
+
 def duration(seconds: float | None) -> str:
     """``3 h 05 min``, ``4 min 10 s``, ``12 s``; empty for None."""
     if seconds is None:
@@ -165,7 +175,8 @@ def register(app: Flask) -> None:
     admin_timezone(app)  # a misspelt ROP_ADMIN_TIMEZONE fails at start, not on a page
     app.jinja_env.filters.update(money=money, when=when, badge=badge, tenant=tenant,
                                  health_sentence=health_sentence, sparkline=sparkline,
-                                 duration=duration)
+                                 duration=duration, rule_value=rule_value)
 
 
-__all__ = ["badge", "duration", "health_sentence", "money", "register", "sparkline", "tenant", "when"]
+__all__ = ["badge", "duration", "health_sentence", "money", "register", "rule_value", "sparkline", "tenant",
+           "when"]

@@ -69,6 +69,7 @@ def test_pricing_rules_are_set_and_removed_by_an_admin_and_change_the_tenant_pri
     assert f'id="tenant-price">IDR {price + 777:,}<' in after
     page = client.get(f"/admin/pricing/?tenant={tenant.id}").get_data(as_text=True)
     assert "product:TEL10" in page and "fixed_price" in page
+    assert f'<td class="num rule-value">IDR {price + 777:,}</td>' in page
     bad = client.post("/admin/pricing/save", data={"csrf_token": token, "tenant_id": tenant.id,
                                                    "target": "product:NOPE", "kind": "fixed_price", "value": "1"},
                       follow_redirects=True)

@@ -40,6 +40,14 @@ def test_the_money_filter():
     assert money(None, "IDR") == ""
 
 
+def test_price_rule_values_read_as_percent_or_money():
+    from rop_admin.formatting import rule_value
+
+    assert rule_value(250, "markup_percent") == "2.50 %"
+    assert rule_value(1_500, "markup_fixed") == "IDR 1,500"
+    assert rule_value(None, None) == ""
+
+
 def test_an_unknown_timezone_fails_at_start(app):
     import pytest
     from rop_admin.formatting import register
