@@ -149,6 +149,35 @@ def progress(job: dict[str, Any]) -> dict[str, Any]:
             "amount_succeeded": job["amount_succeeded"], "currency": job["currency"]}
 
 
+#: The queues a bulk job's progress needs served: its chunks, the purchases' commands, the
+#: events that settle its rows, the provider calls.
+BULK_QUEUES = ("bulk", "commands", "events", "provider")
+
+
+def stall_reasons(job: dict[str, Any]) -> list[str]:
+    """Why a job that is not done makes no progress, from the live operations figures: the
+    queues it needs that no live worker serves, a backlog its chunks wait behind, every
+    provider breaker open. Empty for a job that is done or moving."""
+    from rop_admin.charts import STALLED_AFTER, operations_health
+    from rop_admin.formatting import duration
+
+    if job["status"] not in ("validating", "queued", "running") or (job["status"] != "validating"
+                                                                     and not job["pending"]):
+        return []
+    ops = operations_health(request_uow(), dead_letters=0)
+    queues = {q["name"]: q for q in ops["queues"]}
+    reasons = [f"no live worker serves the {name} queue (start `rop worker`"
+               f"{' --queues provider' if name == 'provider' else ''})"
+               for name in BULK_QUEUES if not queues[name]["served"]]
+    bulk = queues["bulk"]
+    if bulk["served"] and bulk["waiting"] and (bulk["oldest_age_s"] or 0) > STALLED_AFTER:
+        reasons.append(f"its chunks wait behind {bulk['waiting']:,} job(s) in the bulk queue "
+                       f"(the oldest for {duration(bulk['oldest_age_s'])})")
+    if ops["configs"] and len(ops["breakers_open"]) == ops["configs"]:
+        reasons.append("every provider configuration's breaker is open: no purchase can be sent")
+    return reasons
+
+
 class BulkJobsView(AdminView):
     """A tenant's bulk jobs: progress, counts, rows, results file, cancel."""
 
@@ -183,7 +212,7 @@ class BulkJobsView(AdminView):
         row_status = request.args.get("rows") or None
         rows, _ = bulk.items(ctx, uow, job_id, status=row_status, limit=100)
         return self.render("rop_admin/bulk_job.html", tenant_id=tenant_id, job=job, progress=progress(job),
-                           counters=COUNTERS, rows=rows, row_status=row_status or "")
+                           counters=COUNTERS, rows=rows, row_status=row_status or "", stalled=stall_reasons(job))
 
     @expose("/<tenant_id>/<job_id>/progress.json")
     def progress_json(self, tenant_id: str, job_id: str):

@@ -67,3 +67,45 @@ def test_a_live_worker_is_counted_and_its_queues_are_served(app, client, admin_k
         assert "<td>yes" in commands and "no worker serves it" in provider
     finally:
         worker.register_death()
+
+
+def _running_job(app, tenant_id: str) -> str:
+    from sqlalchemy import insert
+
+    from hub.bulk.models import BulkJob
+    from hub.db import unit_of_work
+
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        uow.session.execute(insert(BulkJob), [{
+            "id": "blk_stalled", "tenant_id": tenant_id, "idem_key": "k", "file_sha256": "0" * 64,
+            "file_format": "csv", "on_invalid": "skip", "on_insufficient_funds": "partial", "status": "running",
+            "total": 5, "validated": 5, "valid": 5, "currency": "IDR"}])
+        uow.commit()
+    return f"/admin/bulk/{tenant_id}/blk_stalled"
+
+
+def test_a_stalled_bulk_job_says_why(app, client, admin_kit, tenant_factory):
+    from rq import Worker
+
+    from hub.queues import GENERAL_QUEUES
+
+    path = _running_job(app, tenant_factory().id)
+    _enqueue_waiting(app, "bulk", 3, age_s=600)
+    admin_kit.login(client, admin_kit.make_admin(app))
+    page = client.get(path).get_data(as_text=True)
+    assert 'id="stalled"' in page
+    for name in ("bulk", "commands", "events", "provider"):
+        assert f"no live worker serves the {name} queue" in page
+    redis = app.extensions["rop"].redis
+    workers = [Worker(list(GENERAL_QUEUES), connection=redis, name=f"general-{time.time_ns()}"),
+               Worker(["provider"], connection=redis, name=f"provider-{time.time_ns()}")]
+    for worker in workers:
+        worker.register_birth()
+        worker.heartbeat()
+    try:
+        page = client.get(path).get_data(as_text=True)
+        assert "no live worker" not in page
+        assert "its chunks wait behind 3 job(s) in the bulk queue (the oldest for 10 min" in page
+    finally:
+        for worker in workers:
+            worker.register_death()
