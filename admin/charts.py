@@ -42,7 +42,50 @@ def dashboard_data() -> dict[str, Any]:
                         lambda: transactions.stats(admin_ctx(), uow, since=since))
         data["hourly"] = hourly_chart(stats["per_hour"], since)
         data["providers"] = provider_rows(stats["providers"])
+    data["ops"] = operations_health(uow, dead_letters=data["dead_letters"])
     return data
+
+
+#: A queue whose oldest waiting job is older than this (seconds) is shown as stalled.
+STALLED_AFTER = 60
+#: A worker whose last heartbeat is older than this (seconds) is not counted alive.
+WORKER_ALIVE_WITHIN = 120
+
+
+def operations_health(uow, *, dead_letters: int) -> dict[str, Any]:
+    """The dashboard's operations panel: each queue's backlog and its oldest waiting job's
+    age, the workers alive and the queues nobody serves, dead letters, open provider
+    breakers, transactions in review. Read live (not cached): it is what an operator looks at
+    when something is stuck."""
+    from hub.app import SERVICE_PACKAGES
+    from hub.providers import client as providers
+    from hub.queues import backlogs
+
+    found = backlogs(current_state().redis)
+    alive = [w for w in found["workers"]
+             if w["heartbeat_age_s"] is not None and w["heartbeat_age_s"] <= WORKER_ALIVE_WITHIN]
+    served = {q for w in alive for q in w["queues"]}
+    from flask import url_for
+
+    lists = {"webhooks": url_for("admin_deliveries.index", status="pending")}
+    if "hub.transactions" in SERVICE_PACKAGES:
+        lists["provider"] = url_for("admin_transactions.index", status="pending")
+    if "hub.bulk" in SERVICE_PACKAGES:
+        lists["bulk"] = url_for("admin_bulk.index", status="running")
+    for q in found["queues"]:
+        q["list_url"] = lists.get(q["name"])
+        q["served"] = q["name"] in served
+        q["stalled"] = bool(q["waiting"]) and (not q["served"] or (q["oldest_age_s"] or 0) > STALLED_AFTER)
+    configs = providers.list_configs(uow)
+    is_open = providers.breakers_open([c["config_id"] for c in configs])
+    in_review = None
+    if "hub.transactions" in SERVICE_PACKAGES:
+        from hub.transactions import client as transactions
+
+        in_review = transactions.operator_page(admin_ctx(), uow, status="review", per_page=1)
+    return {"queues": found["queues"], "workers_alive": len(alive), "workers": alive,
+            "dead_letters": dead_letters, "breakers_open": [c for c in configs if is_open[c["config_id"]]],
+            "configs": len(configs), "in_review": in_review}
 
 
 HOURS = 24

@@ -66,7 +66,9 @@ class DashboardView(GuardedIndexView):
             pipe.execute()
             record_audit(anonymous, uow, "admin.login_failed", target_type="admin_user", target_id=email)
             uow.commit()
-            return self.render("rop_admin/login.html", next="", error="Wrong e-mail or password."), 401
+            # the intended page is kept for the next try
+            return self.render("rop_admin/login.html", next=safe_admin_target(request.form.get("next")) or "",
+                               error="Wrong e-mail or password."), 401
         redis.delete(_fail_key(email))
         session.clear()  # a fresh session (and CSRF token) for the logged-in user,
         renew(session)  # under a new id: a session id known before the login opens nothing

@@ -27,7 +27,10 @@ def _tenants() -> list:
 
 
 def _day(field: str, *, end: bool = False) -> dt.datetime | None:
-    """A ``YYYY-MM-DD`` query argument as UTC midnight (the next midnight for an end date)."""
+    """A ``YYYY-MM-DD`` query argument as midnight in the admin's timezone (the next midnight
+    for an end date)."""
+    from rop_admin.formatting import admin_timezone
+
     raw = (request.args.get(field) or "").strip()
     if not raw:
         return None
@@ -35,7 +38,7 @@ def _day(field: str, *, end: bool = False) -> dt.datetime | None:
         day = dt.date.fromisoformat(raw)
     except ValueError:
         raise ValidationFailed(f"{field} must be a date (YYYY-MM-DD)", errors={field: ["invalid date"]}) from None
-    return dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time(), tzinfo=dt.UTC)
+    return dt.datetime.combine(day + dt.timedelta(days=1 if end else 0), dt.time(), tzinfo=admin_timezone())
 
 
 class TransactionsView(AdminView):
@@ -43,23 +46,32 @@ class TransactionsView(AdminView):
 
     scripts = ("transaction-status.js",)
 
+    #: The list's columns: (label, sort key or None).
+    COLUMNS = (("Created", "created"), ("Id", None), ("Tenant", None), ("Ref id", "ref"), ("Product", "product"),
+               ("Customer", "customer"), ("Status", "status"), ("Price", "price"), ("Provider", None),
+               ("Serial number", None))
+
     @expose("/")
     def index(self):
+        """Every tenant's transactions (or one's): filters that combine, a search, sortable
+        columns, previous/next with the total."""
+        from rop_admin.lists import page_number, pager, sort_headers
+
         from hub.transactions import client as transactions
         from hub.transactions.models import STATUSES
 
-        filters = {k: (request.args.get(k) or "").strip() for k in ("tenant", "status", "provider", "ref_id",
+        filters = {k: (request.args.get(k) or "").strip() for k in ("tenant", "status", "provider", "q",
                                                                        "from", "to")}
-        items, next_cursor = transactions.operator_list(
+        result = transactions.operator_page(
             admin_ctx(), request_uow(), tenant_id=filters["tenant"] or None, status=filters["status"] or None,
-            provider_code=filters["provider"] or None, ref_id=filters["ref_id"] or None,
+            provider_code=filters["provider"] or None, q=filters["q"] or None,
             created_from=_day("from"), created_to=_day("to", end=True),
-            cursor=request.args.get("cursor") or None, limit=50)
+            sort=request.args.get("sort") or "-created", page=page_number(), per_page=50)
         host = current_state().extras.get("plugins")
-        tenants = _tenants()
-        return self.render("rop_admin/transactions.html", items=items, next_cursor=next_cursor, filters=filters,
+        return self.render("rop_admin/transactions.html", items=result["items"], filters=filters,
                            statuses=STATUSES, providers=sorted(getattr(host, "providers", {}) or {}),
-                           tenants=tenants, tenant_names={t.id: t.name for t in tenants})
+                           tenants=_tenants(), columns=sort_headers(self.COLUMNS, result["sort"]),
+                           pager=pager(result, "transactions"), sort=result["sort"])
 
     @expose("/<transaction_id>")
     def detail(self, transaction_id: str):
@@ -178,24 +190,59 @@ def progress(job: dict[str, Any]) -> dict[str, Any]:
             "amount_succeeded": job["amount_succeeded"], "currency": job["currency"]}
 
 
+#: The queues a bulk job's progress needs served: its chunks, the purchases' commands, the
+#: events that settle its rows, the provider calls.
+BULK_QUEUES = ("bulk", "commands", "events", "provider")
+
+
+def stall_reasons(job: dict[str, Any]) -> list[str]:
+    """Why a job that is not done makes no progress, from the live operations figures: the
+    queues it needs that no live worker serves, a backlog its chunks wait behind, every
+    provider breaker open. Empty for a job that is done or moving."""
+    from rop_admin.charts import STALLED_AFTER, operations_health
+    from rop_admin.formatting import duration
+
+    if job["status"] not in ("validating", "queued", "running") or (job["status"] != "validating"
+                                                                     and not job["pending"]):
+        return []
+    ops = operations_health(request_uow(), dead_letters=0)
+    queues = {q["name"]: q for q in ops["queues"]}
+    reasons = [f"no live worker serves the {name} queue (start `rop worker`"
+               f"{' --queues provider' if name == 'provider' else ''})"
+               for name in BULK_QUEUES if not queues[name]["served"]]
+    bulk = queues["bulk"]
+    if bulk["served"] and bulk["waiting"] and (bulk["oldest_age_s"] or 0) > STALLED_AFTER:
+        reasons.append(f"its chunks wait behind {bulk['waiting']:,} job(s) in the bulk queue "
+                       f"(the oldest for {duration(bulk['oldest_age_s'])})")
+    if ops["configs"] and len(ops["breakers_open"]) == ops["configs"]:
+        reasons.append("every provider configuration's breaker is open: no purchase can be sent")
+    return reasons
+
+
 class BulkJobsView(AdminView):
     """A tenant's bulk jobs: progress, counts, rows, results file, cancel."""
 
     scripts = ("bulk-progress.js",)
 
+    #: The list's columns: (label, sort key or None).
+    COLUMNS = (("Created", "created"), ("Job", None), ("Tenant", None), ("File", "file"), ("Status", "status"),
+               ("Progress", None), ("Total", "total"), ("Valid", None), ("Invalid", None), ("Succeeded", None),
+               ("Failed", None), ("Pending", None), ("Amount", None))
+
     @expose("/")
     def index(self):
+        """Every tenant's bulk jobs (or one's): status filter, search, sortable columns, pages."""
+        from rop_admin.lists import page_number, pager, sort_headers
+
         from hub.bulk import client as bulk
 
-        tenants = _tenants()
-        tenant_id = request.args.get("tenant") or (tenants[0].id if tenants else None)
-        jobs, next_cursor = [], None
-        if tenant_id:
-            jobs, next_cursor = bulk.list_(admin_ctx(tenant_id), request_uow(), status=request.args.get("status") or None,
-                                           cursor=request.args.get("cursor") or None, limit=50)
-        return self.render("rop_admin/bulk_jobs.html", tenants=tenants, tenant_id=tenant_id,
-                           jobs=[dict(j, progress=progress(j)) for j in jobs], next_cursor=next_cursor,
-                           status=request.args.get("status", ""))
+        filters = {k: (request.args.get(k) or "").strip() for k in ("tenant", "status", "q")}
+        result = bulk.operator_page(admin_ctx(), request_uow(), tenant_id=filters["tenant"] or None,
+                                    status=filters["status"] or None, q=filters["q"] or None,
+                                    sort=request.args.get("sort") or "-created", page=page_number(), per_page=50)
+        return self.render("rop_admin/bulk_jobs.html", tenants=_tenants(), filters=filters, sort=result["sort"],
+                           jobs=[dict(j, progress=progress(j)) for j in result["items"]],
+                           columns=sort_headers(self.COLUMNS, result["sort"]), pager=pager(result, "jobs"))
 
     @expose("/<tenant_id>/<job_id>")
     def detail(self, tenant_id: str, job_id: str):
@@ -206,7 +253,7 @@ class BulkJobsView(AdminView):
         row_status = request.args.get("rows") or None
         rows, _ = bulk.items(ctx, uow, job_id, status=row_status, limit=100)
         return self.render("rop_admin/bulk_job.html", tenant_id=tenant_id, job=job, progress=progress(job),
-                           counters=COUNTERS, rows=rows, row_status=row_status or "")
+                           counters=COUNTERS, rows=rows, row_status=row_status or "", stalled=stall_reasons(job))
 
     @expose("/<tenant_id>/<job_id>/progress.json")
     def progress_json(self, tenant_id: str, job_id: str):

@@ -73,6 +73,9 @@ def init_admin(app: Flask) -> Admin:
     app.session_interface = RedisSessionInterface(app.config["ROP_ADMIN_IDLE_SECONDS"])
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 8 * 3600)
     app.register_blueprint(assets)
+    from rop_admin import formatting
+
+    formatting.register(app)
     admin = Admin(app, name="ROP Hub admin", url="/admin", index_view=DashboardView(),
                   theme=Bootstrap4Theme(base_template="rop_admin/layout.html", fluid=True))
     app.extensions["rop"].extras["admin"] = admin

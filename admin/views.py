@@ -63,7 +63,7 @@ class TenantsView(AdminView):
         return self.render("rop_admin/tenant.html", tenant=tenant, clients=list_clients(uow, tenant.id),
                            limits=effective_limits(uow, tenant.id), own_limits=tenant_limits(uow, tenant.id),
                            scopes=[(s, TENANT_SCOPES[s], s in DEFAULT_TENANT_SCOPES) for s in sorted(TENANT_SCOPES)],
-                           **extra)
+                           **extra, **_tenant_today(uow, tenant.id))
 
     def _edit(self, tenant_id: str, draft: str, saved: Callable[[Any], str], **changes: Any):
         """Save an edit made on the tenant's page if the tenant is still as the page showed it
@@ -160,6 +160,37 @@ def _to_secret_page(uow, client, secret: str):
     token = once.put({"client_id": client.id, "tenant_id": client.tenant_id, "secret": secret})
     uow.commit()
     return redirect(url_for("admin_clients.secret", client_id=client.id, token=token))
+
+
+def _tenant_today(uow, tenant_id: str) -> dict[str, Any]:
+    """The tenant page's figures: today's transactions (since midnight in the admin's
+    timezone), its wallets' balances, its running bulk jobs, its webhook endpoint."""
+    import datetime as dt
+
+    from rop_admin.formatting import admin_timezone
+
+    from hub.app import SERVICE_PACKAGES
+    from hub.bus.webhooks import get_webhook
+    from hub.errors import NotFound
+    from hub.wallets.service import wallet_totals
+
+    midnight = dt.datetime.now(admin_timezone()).replace(hour=0, minute=0, second=0, microsecond=0)
+    today, bulk_running = None, None
+    if "hub.transactions" in SERVICE_PACKAGES:
+        from hub.transactions import client as transactions
+
+        today = transactions.tenant_figures(admin_ctx(), uow, tenant_id, since=midnight)
+    if "hub.bulk" in SERVICE_PACKAGES:
+        from hub.bulk import client as bulk
+
+        running, more = bulk.list_(admin_ctx(tenant_id), uow, status="running", limit=50)
+        bulk_running = f"{len(running)}{'+' if more else ''}"
+    try:
+        webhook_url = get_webhook(admin_ctx(tenant_id), uow).url
+    except NotFound:
+        webhook_url = None
+    return {"today": today, "since": midnight, "balances": wallet_totals(admin_ctx(), uow, tenant_id),
+            "bulk_running": bulk_running, "webhook_url": webhook_url}
 
 
 class ClientsView(AdminView):
@@ -350,24 +381,32 @@ def _reason() -> str:
 class WalletsView(AdminView):
     """Wallets: balances per tenant, a wallet's statement, top-ups as ledger postings."""
 
+    #: The list's columns: (label, sort key or None).
+    COLUMNS = (("Wallet", None), ("Tenant", None), ("Owner", None), ("Available", "available"), ("Held", "held"),
+               ("Overdraft limit", None), ("Currency", "currency"), ("Created", "created"))
+
     @expose("/")
     def index(self):
-        """A tenant's wallets and balances (through the wallets service). A read only: a tenant
-        without a wallet gets an "Open main wallet" button (a POST), not a wallet."""
+        """Every tenant's wallets (or one's) with their balances: search, sortable columns, pages."""
+        from rop_admin.lists import page_number, pager, sort_headers
+
         from hub.tenancy.service import list_tenants
         from hub.wallets.client import wallet_view
-        from hub.wallets.service import list_wallets
+        from hub.wallets.service import list_wallets, operator_wallets
 
+        filters = {k: (request.args.get(k) or "").strip() for k in ("tenant", "q")}
         uow = request_uow()
-        all_tenants = list_tenants(uow)
-        tenant_id = request.args.get("tenant") or (all_tenants[0].id if all_tenants else None)
-        rows = []
-        if tenant_id in {t.id for t in all_tenants}:
-            found, _ = list_wallets(admin_ctx(tenant_id), uow, limit=200, ensure_main=False)
-            rows = [wallet_view(w) for w in found]
-        tenants_view = [{"id": t.id, "name": t.name} for t in all_tenants]
-        return self.render("rop_admin/wallets.html", tenants=tenants_view, tenant_id=tenant_id, wallets=rows,
-                           has_main=any(w["is_main"] for w in rows))
+        tenants_view = [{"id": t.id, "name": t.name} for t in list_tenants(uow)]
+        # A read only: a tenant without a wallet gets an "Open main wallet" button (a POST).
+        has_main = filters["tenant"] not in {t["id"] for t in tenants_view} or any(
+            w.is_main for w in list_wallets(admin_ctx(filters["tenant"]), uow, limit=200, ensure_main=False)[0])
+        result = operator_wallets(admin_ctx(), request_uow(), tenant_id=filters["tenant"] or None,
+                                  q=filters["q"] or None, sort=request.args.get("sort") or "created",
+                                  page=page_number(), per_page=50)
+        rows = [dict(wallet_view(w), tenant_id=w.tenant_id, created_at=w.created_at) for w in result["rows"]]
+        return self.render("rop_admin/wallets.html", tenants=tenants_view, filters=filters, wallets=rows,
+                           sort=result["sort"], columns=sort_headers(self.COLUMNS, result["sort"]),
+                           pager=pager(result, "wallets"), has_main=has_main)
 
     @expose("/<tenant_id>/open", methods=("POST",))
     @requires_role("operator")
@@ -385,17 +424,19 @@ class WalletsView(AdminView):
     @expose("/<tenant_id>/<wallet_id>")
     def detail(self, tenant_id: str, wallet_id: str):
         """A wallet's balance and statement, and the top-up form (a fresh idempotency key per form)."""
+        from rop_admin.lists import page_number, pager
+
         from hub.wallets.client import get_wallet
-        from hub.wallets.service import statement
+        from hub.wallets.service import statement_page
 
         uow = request_uow()
         ctx = admin_ctx(tenant_id)
         wallet = get_wallet(ctx, uow, wallet_id)
-        entries, _ = statement(ctx, uow, wallet_id, limit=500)
+        result = statement_page(ctx, uow, wallet_id, page=page_number(), per_page=50)
         from hub.wallets.limits import effective_limits, settings
 
-        return self.render("rop_admin/wallet.html", tenant_id=tenant_id, wallet=wallet, entries=entries,
-                           limits=effective_limits(uow, tenant_id), four_eyes=settings(),
+        return self.render("rop_admin/wallet.html", tenant_id=tenant_id, wallet=wallet, entries=result["items"],
+                           pager=pager(result, "entries"), limits=effective_limits(uow, tenant_id), four_eyes=settings(),
                            topup_ref=f"admin-topup-{uuid.uuid4().hex}",
                            adjust_ref=f"admin-adjust-{uuid.uuid4().hex}")
 
@@ -501,8 +542,12 @@ class DeadLettersView(AdminView):
     def replay(self):
         from hub.bus.deadletters import replay_dead_letters
 
+        ids = request.form.getlist("ids")
+        if not ids:
+            flash("Nothing was selected: tick the dead letters to replay first.", "error")
+            return redirect(url_for(".index"))
         uow = request_uow()
-        letters = replay_dead_letters(current_app._get_current_object(), uow, request.form.getlist("ids"))
+        letters = replay_dead_letters(current_app._get_current_object(), uow, ids)
         for letter in letters:
             _record_audit(admin_ctx(), uow, "dead_letter.replayed", tenant_id=letter.tenant_id,
                           target_type="dead_letter", target_id=letter.id)
@@ -510,24 +555,49 @@ class DeadLettersView(AdminView):
         flash(f"{len(letters)} dead letter(s) replayed.", "success")
         return redirect(url_for(".index"))
 
+    @expose("/discard", methods=("POST",))
+    @requires_role("operator")
+    def discard(self):
+        """Delete dead letters that will never be replayed; each is kept whole in its audit entry."""
+        from hub.bus.deadletters import discard_dead_letters
+
+        ids = request.form.getlist("ids")
+        if not ids:
+            flash("Nothing was selected: tick the dead letters to discard first.", "error")
+            return redirect(url_for(".index"))
+        uow = request_uow()
+        gone = discard_dead_letters(uow, ids)
+        for letter in gone:
+            _record_audit(admin_ctx(), uow, "dead_letter.discarded", tenant_id=letter["tenant_id"],
+                          target_type="dead_letter", target_id=letter["id"], before=letter)
+        uow.commit()
+        flash(f"{len(gone)} dead letter(s) discarded (kept in the audit log).", "success")
+        return redirect(url_for(".index"))
+
 
 class DeliveriesView(AdminView):
     """A tenant's webhook deliveries, their attempt logs, resend."""
 
+    #: The list's columns: (label, sort key or None).
+    COLUMNS = (("Id", None), ("Tenant", None), ("Event", "event"), ("Status", "status"), ("Attempts", "attempts"),
+               ("Next attempt", None), ("Delivered", None), ("Created", "created"))
+
     @expose("/")
     def index(self):
-        """A tenant's webhook deliveries (through the bus's tenant-scoped use-case)."""
-        from hub.bus.webhooks import list_deliveries
+        """Every tenant's webhook deliveries (or one's): status filter, search, sortable columns, pages."""
+        from rop_admin.lists import page_number, pager, sort_headers
+
+        from hub.bus.webhooks import operator_deliveries
         from hub.tenancy.service import list_tenants
 
         uow = request_uow()
-        all_tenants = list_tenants(uow)
-        tenant_id = request.args.get("tenant") or (all_tenants[0].id if all_tenants else None)
-        rows = []
-        if tenant_id:
-            rows = list_deliveries(admin_ctx(tenant_id), uow, status=request.args.get("status") or None, limit=200)
-        return self.render("rop_admin/deliveries.html", tenants=all_tenants, tenant_id=tenant_id,
-                           status=request.args.get("status", ""), deliveries=rows)
+        filters = {k: (request.args.get(k) or "").strip() for k in ("tenant", "status", "q")}
+        result = operator_deliveries(admin_ctx(), uow, tenant_id=filters["tenant"] or None,
+                                     status=filters["status"] or None, q=filters["q"] or None,
+                                     sort=request.args.get("sort") or "-created", page=page_number(), per_page=50)
+        return self.render("rop_admin/deliveries.html", tenants=list_tenants(uow), filters=filters,
+                           deliveries=result["rows"], sort=result["sort"],
+                           columns=sort_headers(self.COLUMNS, result["sort"]), pager=pager(result, "deliveries"))
 
     @expose("/<tenant_id>/<delivery_id>")
     def detail(self, tenant_id: str, delivery_id: str):

@@ -12,6 +12,8 @@ the Procfile has a ``webhooks`` line).
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from rq import Queue
 
 #: Queue names, most urgent first. A worker started without ``--queues`` serves them all.
@@ -42,3 +44,45 @@ def queue(name: str, connection) -> Queue:
     if name not in QUEUES:
         raise ValueError(f"unknown queue {name!r}; the queues are {', '.join(QUEUES)}")
     return Queue(name, connection=connection)
+
+
+def backlogs(connection, now: float | None = None) -> dict:
+    """What waits in each queue and who serves them (the admin dashboard's operations panel).
+
+    :return: ``{"queues": [{"name", "waiting", "oldest_age_s" (None when empty), "running",
+        "scheduled", "failed"}], "workers": [{"name", "queues", "state", "heartbeat_age_s"}]}``
+        — ``waiting``: jobs enqueued and not started; the oldest waiting job's age from its
+        ``enqueued_at``; ``running``/``scheduled``/``failed``: RQ's registries.
+    """
+    import time
+
+    from rq import Worker
+    from rq.job import Job
+    from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+    now = time.time() if now is None else now
+    out = []
+    for name in QUEUES:
+        q = Queue(name, connection=connection)
+        waiting = q.count
+        oldest = None
+        for job_id in q.get_job_ids(0, 10) if waiting else []:  # the head: the first not expired
+            job = Job.fetch(job_id, connection=connection) if connection.exists(f"rq:job:{job_id}") else None
+            if job is not None and job.enqueued_at is not None:
+                oldest = _age(job.enqueued_at, now)
+                break
+        out.append({"name": name, "waiting": waiting, "oldest_age_s": oldest,
+                    "running": StartedJobRegistry(name, connection=connection).count,
+                    "scheduled": ScheduledJobRegistry(name, connection=connection).count,
+                    "failed": FailedJobRegistry(name, connection=connection).count})
+    workers = []
+    for worker in Worker.all(connection=connection):
+        beat = worker.last_heartbeat
+        workers.append({"name": worker.name, "queues": worker.queue_names(), "state": worker.get_state(),
+                        "heartbeat_age_s": _age(beat, now) if beat is not None else None})
+    return {"queues": out, "workers": workers}
+
+
+def _age(at: dt.datetime, now: float) -> float:
+    """Seconds from ``at`` (RQ keeps naive UTC datetimes) to ``now`` (epoch seconds)."""
+    return max(0.0, now - (at if at.tzinfo else at.replace(tzinfo=dt.UTC)).timestamp())

@@ -45,3 +45,30 @@ def results_csv(ctx: CallContext, uow: UnitOfWork, job_id: str) -> Iterator[str]
     """The results CSV in pieces: a header, then one line per input row (final status, serial number, error)."""
     ctx.require_scope("bulk:read")
     return service.results_csv(ctx, uow, job_id)
+
+
+def operator_page(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = None, status: str | None = None,
+                  q: str | None = None, sort: str = "-created", page: int = 1, per_page: int = 50) -> dict[str, Any]:
+    """Operator (scope ``*``): one page of the jobs of one tenant or of all, with the total.
+
+    :param q: a job id (exact), or a prefix of the file name or of the job's reference.
+    :param sort: ``created``, ``status``, ``total`` or ``file`` (``-`` first: descending).
+    :return: ``{"items" (job views with ``tenant_id``), "total", "estimated", "page", "pages",
+        "per_page", "sort"}``.
+    """
+    from sqlalchemy import or_
+
+    from hub.bulk.models import BulkJob
+    from hub.paging import matching, sorted_page
+
+    ctx.require_scope("*")
+    conditions = matching(BulkJob, tenant_id=tenant_id, status=status)
+    q = (q or "").strip()
+    if q:
+        conditions.append(or_(BulkJob.id == q, BulkJob.file_name.startswith(q, autoescape=True),
+                              BulkJob.reference.startswith(q, autoescape=True)))
+    columns = {"created": BulkJob.created_at, "status": BulkJob.status, "total": BulkJob.total,
+               "file": BulkJob.file_name}
+    result = sorted_page(uow, BulkJob, conditions, columns=columns, sort=sort, default="-created", page=page,
+                         per_page=per_page)
+    return dict(result, items=[dict(service.job_view(j), tenant_id=j.tenant_id) for j in result.pop("rows")])

@@ -21,6 +21,7 @@ import random
 import secrets
 import threading
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -242,6 +243,31 @@ def list_deliveries(ctx: CallContext, uow: UnitOfWork, *, status: str | None = N
         query = query.where((WebhookDelivery.created_at < last.created_at)
                             | ((WebhookDelivery.created_at == last.created_at) & (WebhookDelivery.id < last.id)))
     return list(uow.session.execute(query).scalars())
+
+
+def operator_deliveries(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = None,
+                        status: str | None = None, q: str | None = None, sort: str = "-created", page: int = 1,
+                        per_page: int = 50) -> dict[str, Any]:
+    """Operator (scope ``*``): one page of the deliveries of one tenant or of all, with the total.
+
+    :param q: a delivery or event id (exact), or an event type prefix (``transaction.``).
+    :param sort: ``created``, ``status``, ``attempts`` or ``event`` (``-`` first: descending).
+    :return: ``{"rows" (WebhookDelivery), "total", "estimated", "page", "pages", "per_page", "sort"}``.
+    """
+    from sqlalchemy import or_
+
+    from hub.paging import matching, sorted_page
+
+    ctx.require_scope("*")
+    conditions = matching(WebhookDelivery, tenant_id=tenant_id, status=status)
+    q = (q or "").strip()
+    if q:
+        conditions.append(or_(WebhookDelivery.id == q, WebhookDelivery.event_id == q,
+                              WebhookDelivery.event_type.startswith(q, autoescape=True)))
+    columns = {"created": WebhookDelivery.created_at, "status": WebhookDelivery.status,
+               "attempts": WebhookDelivery.attempts, "event": WebhookDelivery.event_type}
+    return sorted_page(uow, WebhookDelivery, conditions, columns=columns, sort=sort, default="-created", page=page,
+                       per_page=per_page)
 
 
 def list_attempts(ctx: CallContext, uow: UnitOfWork, delivery_id: str) -> list[WebhookAttempt]:

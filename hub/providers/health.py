@@ -146,6 +146,8 @@ def _stats(redis, scope: str) -> dict[str, Any]:
         "failure_rate": bad / calls if calls else 0.0,
         "latency_ms_p50": latencies[calls // 2] if calls else None,
         "latency_ms_p95": latencies[min(calls - 1, int(calls * 0.95))] if calls else None,
+        #: the window's latencies, oldest first (the admin's sparkline)
+        "latencies_ms": [item[1] for item in reversed(items)],
         "breaker": _state(redis, scope),
     }
 

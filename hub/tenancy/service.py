@@ -68,8 +68,8 @@ def create_tenant(ctx: CallContext, uow: UnitOfWork, name: str, slug: str | None
     :raise Conflict: when the slug is taken.
     """
     name = (name or "").strip()
-    if not name:
-        raise ValidationFailed("a tenant needs a name", errors={"name": ["required"]})
+    if not name or len(name) > 200:
+        raise ValidationFailed("a tenant needs a name (1-200 characters)", errors={"name": ["required"]})
     slug = (slug or slugify(name)).strip()
     if not _SLUG.match(slug):
         raise ValidationFailed("the slug must be lowercase letters, digits and dashes (at most 64)",

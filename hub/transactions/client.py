@@ -187,6 +187,86 @@ def operator_list(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = 
     return [dict(lifecycle.view(t), tenant_id=t.tenant_id) for t in rows[:limit]], next_cursor
 
 
+#: The operator list's sort keys (``-key``: descending); ties go by id in the same direction.
+OPERATOR_SORTS = ("created", "price", "status", "product", "customer", "ref")
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def operator_page(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = None, status: str | None = None,
+                  provider_code: str | None = None, q: str | None = None,
+                  created_from: dt.datetime | None = None, created_to: dt.datetime | None = None,
+                  sort: str = "-created", page: int = 1, per_page: int = 50) -> dict[str, Any]:
+    """Operator: one page of the transactions of one tenant or of all, filtered, searched and
+    sorted, with the total.
+
+    :param q: a transaction id (``trx_…``: exact), else a ref id prefix, a customer number
+        prefix or a provider reference (exact); the filters combine with it.
+    :param sort: one of :data:`OPERATOR_SORTS`, ``-`` first for descending.
+    :return: ``{"items", "total", "estimated", "page", "pages", "per_page", "sort"}``; the
+        total is exact up to ``hub.paging.EXACT_COUNT_UP_TO`` rows, above that PostgreSQL's
+        estimate (``estimated`` true; SQLite counts exactly).
+    :raise ValidationFailed: an unknown status or sort, a page below 1.
+    """
+    from sqlalchemy import or_
+
+    from hub.paging import sorted_page
+    from hub.transactions.models import STATUSES, Transaction
+
+    ctx.require_scope("transactions:process")
+    conditions = []
+    if tenant_id:
+        conditions.append(Transaction.tenant_id == tenant_id)
+    if status:
+        if status not in STATUSES:
+            raise service._field_error("status", f"status must be one of {', '.join(STATUSES)}")
+        conditions.append(Transaction.status == status)
+    if provider_code:
+        conditions.append(Transaction.provider_code == provider_code)
+    if created_from:
+        conditions.append(Transaction.created_at >= created_from)
+    if created_to:
+        conditions.append(Transaction.created_at < created_to)
+    q = (q or "").strip()
+    if q:
+        if q.startswith("trx_"):
+            conditions.append(Transaction.id == q)
+        else:
+            prefix = _like_prefix(q)
+            conditions.append(or_(Transaction.ref_id.like(prefix, escape="\\"),
+                                  Transaction.customer_no.like(prefix, escape="\\"),
+                                  Transaction.provider_ref == q))
+    columns = {"created": Transaction.created_at, "price": Transaction.price, "status": Transaction.status,
+               "product": Transaction.product_code, "customer": Transaction.customer_no,
+               "ref": Transaction.ref_id}
+    result = sorted_page(uow, Transaction, conditions, columns=columns, sort=sort, default="-created",
+                         page=page, per_page=per_page, few_first=bool(q))
+    return dict(result, items=[dict(lifecycle.view(t), tenant_id=t.tenant_id) for t in result.pop("rows")])
+
+
+def tenant_figures(ctx: CallContext, uow: UnitOfWork, tenant_id: str, *, since: dt.datetime) -> dict[str, Any]:
+    """Operator: a tenant's transactions created since ``since``: ``{"count", "by_status":
+    {status: count}, "succeeded_amount": {currency: sum of prices}}``."""
+    from sqlalchemy import func, select
+
+    from hub.transactions.models import Transaction
+
+    ctx.require_scope("transactions:process")
+    rows = uow.session.execute(
+        select(Transaction.status, Transaction.currency, func.count(), func.coalesce(func.sum(Transaction.price), 0))
+        .where(Transaction.tenant_id == tenant_id, Transaction.created_at >= since)
+        .group_by(Transaction.status, Transaction.currency)).all()
+    by_status: dict[str, int] = {}
+    amount: dict[str, int] = {}
+    for status, currency, count, total in rows:
+        by_status[status] = by_status.get(status, 0) + count
+        if status == "succeeded":
+            amount[currency] = amount.get(currency, 0) + int(total)
+    return {"count": sum(by_status.values()), "by_status": by_status, "succeeded_amount": amount}
+
+
 def stats(ctx: CallContext, uow: UnitOfWork, *, since: dt.datetime,
           until: dt.datetime | None = None) -> dict[str, Any]:
     """Operator: figures for the dashboard over ``[since, until)``, every tenant.

@@ -125,6 +125,8 @@ def transition(ctx: CallContext, uow: UnitOfWork, trx: Transaction, new_status: 
     trx.updated_at = now
     if error is not None:
         trx.error = error
+    elif old == "review":
+        trx.error = None  # the review's reason ("no final answer…") no longer holds
     if new_status in FINAL:
         trx.completed_at = now
         trx.next_check_at = None

@@ -33,6 +33,14 @@ class Transaction(Base):
         Index("ix_transactions_due", "status", "next_check_at"),
         # the operators' all-tenant list and the dashboard's per-hour figures filter on time alone
         Index("ix_transactions_created", "created_at"),
+        # the admin's list by status, and its search by ref id prefix, customer number and
+        # provider reference (0024)
+        Index("ix_transactions_tenant_status_created", "tenant_id", "status", "created_at"),
+        Index("ix_transactions_status_created", "status", "created_at"),
+        Index("ix_transactions_ref_prefix", "ref_id", postgresql_ops={"ref_id": "varchar_pattern_ops"}),
+        Index("ix_transactions_customer_no", "customer_no", postgresql_ops={"customer_no": "varchar_pattern_ops"}),
+        Index("ix_transactions_provider_ref", "provider_ref"),
+        Index("ix_transactions_tenant_price", "tenant_id", "price"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("trx"))

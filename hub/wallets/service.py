@@ -377,6 +377,29 @@ def list_wallets(ctx: CallContext, uow: UnitOfWork, *, cursor: str | None = None
     return rows[:limit], next_cursor
 
 
+def operator_wallets(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | None = None, q: str | None = None,
+                     sort: str = "created", page: int = 1, per_page: int = 50) -> dict[str, Any]:
+    """Operator (scope ``*``): one page of the wallets of one tenant or of all, with the total.
+
+    :param q: a wallet id (exact) or an owner reference prefix.
+    :param sort: ``created``, ``available``, ``held`` or ``currency`` (``-`` first: descending).
+    :return: ``{"rows" (Wallet), "total", "estimated", "page", "pages", "per_page", "sort"}``.
+    """
+    from sqlalchemy import or_
+
+    from hub.paging import matching, sorted_page
+
+    ctx.require_scope("*")
+    conditions = matching(Wallet, tenant_id=tenant_id)
+    q = (q or "").strip()
+    if q:
+        conditions.append(or_(Wallet.id == q, Wallet.owner_ref.startswith(q, autoescape=True)))
+    columns = {"created": Wallet.created_at, "available": Wallet.available, "held": Wallet.held,
+               "currency": Wallet.currency}
+    return sorted_page(uow, Wallet, conditions, columns=columns, sort=sort, default="created", page=page,
+                       per_page=per_page)
+
+
 # -- operations ----------------------------------------------------------------------------
 def topup(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int, ref_id: str, *,
           reason: str | None = None) -> dict[str, Any]:
@@ -965,23 +988,53 @@ def statement(ctx: CallContext, uow: UnitOfWork, wallet_id: str, *, cursor: int 
     if cursor is not None:
         stmt = stmt.where(Entry.seq > cursor)
     rows = uow.session.execute(stmt.limit(limit + 1)).all()
-    items = [{"id": e.seq, "journal_id": e.journal_id, "kind": kind, "ref": key,
-              "account": e.account.rsplit(":", 1)[1], "amount": e.amount, "currency": e.currency,
-              "balance_after": e.balance_after, "created_at": e.created_at} for e, kind, key in rows[:limit]]
+    items = [_entry_item(e, kind, key) for e, kind, key in rows[:limit]]
     next_cursor = items[-1]["id"] if len(rows) > limit else None
     return items, next_cursor
 
 
+def _entry_item(e: Entry, kind: str, key: str | None) -> dict[str, Any]:
+    return {"id": e.seq, "journal_id": e.journal_id, "kind": kind, "ref": key,
+            "account": e.account.rsplit(":", 1)[1], "amount": e.amount, "currency": e.currency,
+            "balance_after": e.balance_after, "created_at": e.created_at}
+
+
+def statement_page(ctx: CallContext, uow: UnitOfWork, wallet_id: str, *, page: int = 1,
+                   per_page: int = 50) -> dict[str, Any]:
+    """The wallet's entries newest first, one page of them, each with its journal's reason and
+    actor where the posting has them (top-ups, adjustments), and the number of entries.
+
+    :return: ``{"items", "total", "page", "pages", "per_page"}``.
+    :raise ValidationFailed: a page below 1.
+    """
+    get_wallet(ctx, uow, wallet_id)
+    if not isinstance(page, int) or page < 1:
+        raise ValidationFailed("page must be a whole number from 1", errors={"page": ["invalid"]})
+    per_page = max(1, min(int(per_page), 500))
+    where = (Entry.tenant_id == ctx.tenant_id, Entry.wallet_id == wallet_id)
+    total = uow.session.scalar(select(func.count()).select_from(Entry).where(*where))
+    rows = uow.session.execute(
+        select(Entry, Journal.kind, Journal.idem_key, Journal.meta).join(Journal, Journal.id == Entry.journal_id)
+        .where(*where).order_by(Entry.seq.desc()).offset((page - 1) * per_page).limit(per_page)).all()
+    items = [dict(_entry_item(e, kind, key), reason=(meta or {}).get("reason"), actor=(meta or {}).get("actor"))
+             for e, kind, key, meta in rows]
+    return {"items": items, "total": total, "page": page, "pages": max(1, -(-total // per_page)),
+            "per_page": per_page}
+
+
 # -- checks and jobs -----------------------------------------------------------------------
-def wallet_totals(ctx: CallContext, uow: UnitOfWork) -> dict[str, dict[str, int]]:
+def wallet_totals(ctx: CallContext, uow: UnitOfWork, tenant_id: str | None = None) -> dict[str, dict[str, int]]:
     """Platform-level (scope ``*``): per currency, the number of wallets and the sums of their
-    cached ``available`` and ``held`` balances, over every tenant. One grouped query.
+    cached ``available`` and ``held`` balances, over every tenant (or ``tenant_id``'s). One
+    grouped query.
 
     :return: ``{currency: {"wallets", "available", "held"}}``.
     """
     ctx.require_scope("*")
-    rows = uow.session.execute(select(Wallet.currency, func.count(), exact_sum(Wallet.available),
-                                      exact_sum(Wallet.held)).group_by(Wallet.currency).order_by(Wallet.currency))
+    stmt = select(Wallet.currency, func.count(), exact_sum(Wallet.available), exact_sum(Wallet.held))
+    if tenant_id is not None:
+        stmt = stmt.where(Wallet.tenant_id == tenant_id)
+    rows = uow.session.execute(stmt.group_by(Wallet.currency).order_by(Wallet.currency))
     return {currency: {"wallets": int(n), "available": int(available or 0), "held": int(held or 0)}
             for currency, n, available, held in rows}
 

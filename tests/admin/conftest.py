@@ -43,3 +43,29 @@ def login(client, email: str, password: str = PASSWORD):
 def admin_kit():
     """``make_admin(app, email, role)``, ``login(client, email, password)``, ``csrf_from(client, path)``."""
     return SimpleNamespace(make_admin=make_admin, login=login, csrf_from=csrf_from, PASSWORD=PASSWORD)
+
+
+def seed_transactions(app, tenant_id: str, count: int, *, start=None, **fields):
+    """``count`` transaction rows of a tenant, one minute apart (newest last), inserted directly
+    (list, search and paging need many rows; none of them reaches a provider). ``fields``
+    override the columns; callables get the row number. Returns the ids, oldest first."""
+    import datetime as dt
+
+    from sqlalchemy import insert
+
+    from hub.transactions.models import Transaction
+
+    start = start or dt.datetime(2026, 3, 1, 1, 0, 0, 123456, tzinfo=dt.UTC)
+    rows = []
+    for n in range(count):
+        row = {"id": f"trx_{tenant_id[-8:]}{n:08d}", "tenant_id": tenant_id, "ref_id": f"ref-{n:06d}",
+               "fingerprint": "0" * 64, "product_code": "TEL10", "customer_no": f"0812{n:08d}",
+               "wallet_id": "wal_seed", "price": 10_200 + n, "currency": "IDR", "status": "succeeded",
+               "provider_code": "sandbox", "provider_ref": f"P{n:07d}", "offers": [],
+               "created_at": start + dt.timedelta(minutes=n), "updated_at": start + dt.timedelta(minutes=n)}
+        row.update({k: (v(n) if callable(v) else v) for k, v in fields.items()})
+        rows.append(row)
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        uow.session.execute(insert(Transaction), rows)
+        uow.commit()
+    return [r["id"] for r in rows]

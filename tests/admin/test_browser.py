@@ -142,14 +142,14 @@ def test_top_up_a_wallet_and_see_the_statement(app, live_server, browser, artifa
     assert "250,000 IDR" in summary and tenant.slug in summary
     browser.save_screenshot(str(artifacts_dir / "admin-topup-confirm.png"))
     browser.find_element(By.ID, "cancel").click()
-    _wait(browser, lambda d: d.find_element(By.ID, "available").text == "0", "cancel did not lead back")
+    _wait(browser, lambda d: d.find_element(By.ID, "available").text == "IDR 0", "cancel did not lead back")
     browser.find_element(By.ID, "topup-amount").send_keys("250000")
     browser.find_element(By.ID, "topup-reason").send_keys("opening float")
     browser.find_element(By.ID, "topup").click()
     _wait(browser, lambda d: d.find_element(By.ID, "confirm"), "no confirmation page").click()
-    _wait(browser, lambda d: d.find_element(By.ID, "available").text == "250000", "the balance did not change")
+    _wait(browser, lambda d: d.find_element(By.ID, "available").text == "IDR 250,000", "the balance did not change")
     statement = browser.find_element(By.ID, "statement").text
-    assert "topup" in statement and "250000" in statement
+    assert "topup" in statement and "IDR 250,000" in statement
     browser.save_screenshot(str(artifacts_dir / "admin-wallet-statement.png"))
 
 

@@ -59,22 +59,23 @@ def test_pricing_rules_are_set_and_removed_by_an_admin_and_change_the_tenant_pri
     tenant = tenant_factory()
     admin_kit.login(client, admin_kit.make_admin(app))
     before = client.get(f"/admin/catalog/TEL10?tenant={tenant.id}").get_data(as_text=True)
-    price = int(re.search(r'id="tenant-price">(\d+)<', before).group(1))
+    price = int(re.search(r'id="tenant-price">IDR ([\d,]+)<', before).group(1).replace(",", ""))
     token = admin_kit.csrf_from(client, f"/admin/pricing/?tenant={tenant.id}")
     response = client.post("/admin/pricing/save", data={"csrf_token": token, "tenant_id": tenant.id,
                                                         "target": "product:TEL10", "kind": "fixed_price",
                                                         "value": str(price + 777)})
     assert response.status_code == 302
     after = client.get(f"/admin/catalog/TEL10?tenant={tenant.id}").get_data(as_text=True)
-    assert f'id="tenant-price">{price + 777}<' in after
+    assert f'id="tenant-price">IDR {price + 777:,}<' in after
     page = client.get(f"/admin/pricing/?tenant={tenant.id}").get_data(as_text=True)
     assert "product:TEL10" in page and "fixed_price" in page
+    assert f'<td class="num rule-value">IDR {price + 777:,}</td>' in page
     bad = client.post("/admin/pricing/save", data={"csrf_token": token, "tenant_id": tenant.id,
                                                    "target": "product:NOPE", "kind": "fixed_price", "value": "1"},
                       follow_redirects=True)
     assert "no product" in bad.get_data(as_text=True)
     client.post("/admin/pricing/remove", data={"csrf_token": token, "tenant_id": tenant.id, "target": "product:TEL10"})
-    assert f'id="tenant-price">{price}<' in client.get(f"/admin/catalog/TEL10?tenant={tenant.id}").get_data(as_text=True)
+    assert f'id="tenant-price">IDR {price:,}<' in client.get(f"/admin/catalog/TEL10?tenant={tenant.id}").get_data(as_text=True)
     assert [(a[0], a[2]) for a in _audit(app, "price_rule")] == [("price_rule.set", tenant.id),
                                                                   ("price_rule.removed", tenant.id)]
 

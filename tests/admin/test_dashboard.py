@@ -24,7 +24,7 @@ def test_the_dashboard_charts_the_last_day_of_transactions_and_providers(app, cl
     assert cells[:4] == ["3", "2", "1", "0"]
     assert "66.7 %" in row
     price = transaction(app, funded.tenant.id, ids[0])["price"]
-    assert f"<td>IDR</td><td>1</td><td>{FUNDS - 2 * price}</td><td>0</td>" in page
+    assert f"<td>IDR</td><td>1</td><td>IDR {FUNDS - 2 * price:,}</td><td>IDR 0</td>" in page
 
 
 def test_the_transaction_figures_are_shared_for_a_short_while(app, client, admin_kit, funded, fast):

@@ -131,9 +131,9 @@ def test_disable_rotate_and_revoke_go_through_tenancy_and_the_audit_log(app, cli
     token = admin_kit.csrf_from(client, f"/admin/tenants/{tenant.id}")
     asked = client.post(f"/admin/tenants/{tenant.id}/status", data={"csrf_token": token, "status": "disabled"})
     assert "Disable the tenant" in asked.get_data(as_text=True)  # a confirmation page: nothing changed yet
-    assert 'id="tenant-status">active' in client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
+    assert 'status-active">active<' in client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
     client.post(f"/admin/tenants/{tenant.id}/status", data={"csrf_token": token, "status": "disabled", "confirm": "1"})
-    assert 'id="tenant-status">disabled' in client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
+    assert 'status-disabled">disabled<' in client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
     rotated = client.post(f"/admin/clients/{tenant.client_id}/rotate", data={"csrf_token": token},
                           follow_redirects=True)
     assert 'id="client-secret"' in rotated.get_data(as_text=True)

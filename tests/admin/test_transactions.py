@@ -64,7 +64,7 @@ def test_detail_shows_the_timeline_and_a_refund_reverses_the_money(app, client, 
     admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
     path = f"/admin/transactions/{trx_id}"
     page = client.get(path).get_data(as_text=True)
-    assert 'id="transaction-status">succeeded<' in page and 'id="timeline"' in page and 'id="attempts"' in page
+    assert 'status-succeeded">succeeded<' in page and 'id="timeline"' in page and 'id="attempts"' in page
     assert "refund-reason" in page and "resolve-reason" not in page
     token = admin_kit.csrf_from(client, path)
     no_reason = client.post(path + "/refund", data={"csrf_token": token, "reason": " "}, follow_redirects=True)
@@ -96,7 +96,7 @@ def test_resolving_a_review_captures_or_voids_the_hold(app, client, admin_kit, f
     admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
     path = f"/admin/transactions/{trx_id}"
     page = client.get(path).get_data(as_text=True)
-    assert 'id="transaction-status">review<' in page and "recheck" in page and "refund-reason" not in page
+    assert 'status-review">review<' in page and "recheck" in page and "refund-reason" not in page
     token = admin_kit.csrf_from(client, path)
     assert client.post(path + "/recheck", data={"csrf_token": token}).status_code == 302
     assert _audit(app, "transaction.recheck")

@@ -55,7 +55,7 @@ def test_a_topup_is_a_ledger_posting_with_a_reason_and_shows_in_the_statement(ap
     assert client.post(path + "/topup", data=form).status_code == 302
     assert client.post(path + "/topup", data=form).status_code == 302  # a double submit: same key
     page = client.get(path).get_data(as_text=True)
-    assert 'id="available">150000<' in page
+    assert 'id="available">IDR 150,000<' in page
     assert page.count("<td>topup</td>") == 1
     with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
         assert verify_ledger(uow)["ok"]
@@ -73,7 +73,7 @@ def test_a_topup_without_a_reason_or_with_a_bad_amount_posts_nothing(app, client
         response = client.post(path + "/topup", data={"csrf_token": token, "ref": "k1", **form},
                                follow_redirects=True)
         assert response.status_code == 200
-    assert 'id="available">0<' in client.get(path).get_data(as_text=True)
+    assert 'id="available">IDR 0<' in client.get(path).get_data(as_text=True)
 
 
 def test_another_tenants_wallet_is_not_found(app, client, admin_kit, tenant_factory):
@@ -94,7 +94,7 @@ def test_the_dashboard_shows_wallet_totals(app, client, admin_kit, tenant_factor
         uow.commit()
     admin_kit.login(client, admin_kit.make_admin(app))
     page = client.get("/admin/").get_data(as_text=True)
-    assert "<td>IDR</td><td>2</td><td>1000</td><td>0</td>" in page
+    assert "<td>IDR</td><td>2</td><td>IDR 1,000</td><td>IDR 0</td>" in page
 
 
 def test_an_adjustment_is_a_signed_posting_with_a_reason_audited_once(app, client, admin_kit, tenant_factory):
@@ -113,11 +113,11 @@ def test_an_adjustment_is_a_signed_posting_with_a_reason_audited_once(app, clien
     assert client.post(path + "/adjust", data=form).status_code == 302
     assert client.post(path + "/adjust", data=form).status_code == 302  # a double submit posts once
     overdraw = client.post(path + "/adjust", data={**form, "ref": "other", "amount": "-5000"}, follow_redirects=True)
-    assert "1000" not in re.findall(r'id="available">(-?\d+)<', overdraw.get_data(as_text=True))
+    assert "IDR 1,000" not in re.findall(r'id="available">(IDR -?[\d,]+)<', overdraw.get_data(as_text=True))
     no_reason = client.post(path + "/adjust", data={**form, "ref": "other2", "reason": " "}, follow_redirects=True)
     assert "needs a reason" in no_reason.get_data(as_text=True)
     page = client.get(path).get_data(as_text=True)
-    assert 'id="available">700<' in page and page.count("<td>adjustment</td>") == 1
+    assert 'id="available">IDR 700<' in page and page.count("<td>adjustment</td>") == 1
     with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
         assert verify_ledger(uow)["ok"]
         entries = [(e.actor, e.after) for e in uow.session.scalars(
