@@ -181,7 +181,7 @@ def admin_create_user(email: str, password_stdin: bool, role: str) -> None:
         click.echo(f"created {user.role} {user.email}")
 
 
-@admin_group.command("set-password")
+@admin_group.command("set-password", short_help="Set a password; lifts the lockout, ends sessions.")
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def admin_set_password(email: str, password_stdin: bool) -> None:

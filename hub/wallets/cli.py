@@ -69,7 +69,7 @@ def wallets_topup(tenant_slug: str, amount: int, wallet_id: str | None, ref_id: 
                                 ref_id or f"cli-{uuid.uuid4().hex}"), as_json)
 
 
-@wallets.command("adjust")
+@wallets.command("adjust", short_help="Correct a wallet by AMOUNT (negative debits).")
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug or id.")
 @click.option("--wallet", "wallet_id", required=True, help="The wallet id.")
 @click.argument("amount", type=int)
@@ -86,7 +86,7 @@ def wallets_adjust(tenant_slug: str, wallet_id: str, amount: int, ref_id: str | 
                                      ref_id or f"cli-{uuid.uuid4().hex}"), as_json)
 
 
-@wallets.group("approvals")
+@wallets.group("approvals", short_help="Four-eyes: operations waiting for approval.")
 def wallets_approvals() -> None:
     """Four-eyes: top-ups and adjustments waiting for a second operator."""
 
@@ -152,7 +152,7 @@ def approvals_reject(approval_id: str, note: str | None, as_json: bool) -> None:
     _decide("reject", approval_id, note, as_json)
 
 
-@wallets.command("limits")
+@wallets.command("limits", short_help="Show the limits per money operation.")
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug or id.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def wallets_limits(tenant_slug: str, as_json: bool) -> None:
@@ -169,7 +169,7 @@ def wallets_limits(tenant_slug: str, as_json: bool) -> None:
         click.echo(f"{kind:<11} {money(row['limit']):>26}  ({row['source']})")
 
 
-@wallets.command("set-limit")
+@wallets.command("set-limit", short_help="Set a tenant's own limit per operation.")
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug or id.")
 @click.argument("kind", type=click.Choice(["default", "topup", "adjustment", "transfer"]))
 @click.argument("amount")
