@@ -122,10 +122,17 @@ def test_splitting_an_amount_does_not_escape_the_daily_total(app, client, admin_
     assert _available(app, tenant) == 160 * M
 
 
-def test_the_cli_asks_a_second_operator_too(app, config, database_url, redis_url, tenant):
+def test_the_cli_asks_a_second_operator_too(app, config, database_url, redis_url, tenant, client, admin_kit):
+    """The CLI's operator is the account the command runs as; a second operator (here an admin
+    in the admin UI) approves. Setting USER or LOGNAME does not make the same account a second
+    operator: before, ``USER=bob rop wallets approvals approve`` applied one's own top-up."""
+    from hub.cli.base import operator_name
+
+    me = f"cli:{operator_name()}"
+
     def rop(user, *args):
         env = {**os.environ, "ROP_INSTANCE_PATH": str(config.instance_path), "ROP_DATABASE_URL": database_url,
-               "ROP_REDIS_URL": redis_url, "LOGNAME": user, "USER": user}
+               "ROP_REDIS_URL": redis_url, "LOGNAME": user, "USER": user, "LNAME": user, "USERNAME": user}
         return subprocess.run([sys.executable, "-m", "hub.cli", *args], check=False, env=env, capture_output=True,
                               text=True, timeout=120)
 
@@ -135,15 +142,21 @@ def test_the_cli_asks_a_second_operator_too(app, config, database_url, redis_url
     assert "500,000,000 IDR" in asked.stdout and _available(app, tenant) == 0
     listed = rop("bob", "wallets", "approvals", "list", "--json")
     [row] = json.loads(listed.stdout)
-    assert (row["id"], row["requested_by"], row["status"]) == (approval_id, "cli:alice", "pending")
-    own = rop("alice", "wallets", "approvals", "approve", approval_id)
-    assert own.returncode == 1 and own.stderr.count("\n") == 1 and "a second operator must" in own.stderr
-    approved = rop("bob", "wallets", "approvals", "approve", approval_id, "--note", "seen the statement")
-    assert approved.returncode == 0 and f"{approval_id} approved" in approved.stdout
+    assert (row["id"], row["requested_by"], row["status"]) == (approval_id, me, "pending")
+    for user in ("alice", "bob"):  # the same account, whatever the environment says
+        own = rop(user, "wallets", "approvals", "approve", approval_id)
+        assert own.returncode == 1 and own.stderr.count("\n") == 1 and "a second operator must" in own.stderr
+        assert _available(app, tenant) == 0
+    admin_kit.make_admin(app, "bob@example.com", role="operator")
+    admin_kit.login(client, "bob@example.com")
+    token = admin_kit.csrf_from(client, "/admin/approvals/")
+    page = client.post(f"/admin/approvals/{approval_id}/approve", data={"csrf_token": token, "note": "seen it"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert f"{approval_id} approved" in page
     assert _available(app, tenant) == 500 * M
     assert rop("carol", "wallets", "approvals", "reject", approval_id).returncode == 1  # decided already
     assert [(a, actor) for a, actor, _ in _audit(app, "wallet.approval")] == [
-        ("wallet.approval_requested", "cli:alice"), ("wallet.approval_approved", "cli:bob")]
+        ("wallet.approval_requested", me), ("wallet.approval_approved", "admin:bob@example.com")]
 
 
 def test_concurrent_approvals_apply_it_exactly_once(app, tenant, run, verify):
