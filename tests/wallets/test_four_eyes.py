@@ -42,9 +42,13 @@ def _audit(app, prefix: str) -> list[tuple[str, str, dict]]:
             select(AuditEntry).where(AuditEntry.action.startswith(prefix)).order_by(AuditEntry.id))]
 
 
-def _wallet_path(client, tenant) -> str:
-    page = client.get(f"/admin/wallets/?tenant={tenant.id}").get_data(as_text=True)
-    return re.search(r'href="(/admin/wallets/[^"]+)"', page).group(1)
+def _wallet_path(client, admin_kit, tenant) -> str:
+    """The tenant's main wallet page: opened with the wallets page's Open main wallet button
+    (viewing the page creates no wallet)."""
+    token = admin_kit.csrf_from(client, f"/admin/wallets/?tenant={tenant.id}")
+    opened = client.post(f"/admin/wallets/{tenant.id}/open", data={"csrf_token": token})
+    assert opened.status_code == 302, opened.get_data(as_text=True)
+    return opened.headers["Location"]
 
 
 def _post_money(client, admin_kit, path, kind, amount, reason, ref):
@@ -57,7 +61,7 @@ def test_a_large_admin_topup_waits_for_a_second_admin(app, client, admin_kit, te
     admin_kit.make_admin(app, "alice@example.com", role="operator")
     admin_kit.make_admin(app, "bob@example.com", role="operator")
     admin_kit.login(client, "alice@example.com")
-    path = _wallet_path(client, tenant)
+    path = _wallet_path(client, admin_kit, tenant)
     page = _post_money(client, admin_kit, path, "topup", 150 * M, "wire from BCA 77", "big-1").get_data(as_text=True)
     assert "Not applied yet" in page and "four-eyes amount 100,000,000 IDR" in page
     assert _available(app, tenant) == 0
@@ -95,7 +99,7 @@ def test_a_rejected_adjustment_moves_nothing(app, client, admin_kit, tenant, run
     admin_kit.make_admin(app, "alice@example.com", role="operator")
     admin_kit.make_admin(app, "bob@example.com", role="operator")
     admin_kit.login(client, "alice@example.com")
-    page = _post_money(client, admin_kit, _wallet_path(client, tenant), "adjust", 120 * M, "bonus", "adj-1")
+    page = _post_money(client, admin_kit, _wallet_path(client, admin_kit, tenant), "adjust", 120 * M, "bonus", "adj-1")
     approval_id = re.search(r"(apr_[0-9a-f]+)", page.get_data(as_text=True)).group(1)
     client.post("/admin/logout", data={"csrf_token": admin_kit.csrf_from(client, "/admin/approvals/")})
     admin_kit.login(client, "bob@example.com")
@@ -111,7 +115,7 @@ def test_splitting_an_amount_does_not_escape_the_daily_total(app, client, admin_
     the admin's day to 240 M, above the daily 200 M: it waits. Pending ones count too."""
     admin_kit.make_admin(app, "alice@example.com", role="operator")
     admin_kit.login(client, "alice@example.com")
-    path = _wallet_path(client, tenant)
+    path = _wallet_path(client, admin_kit, tenant)
     for n in range(2):
         page = _post_money(client, admin_kit, path, "topup", 80 * M, f"part {n}", f"split-{n}").get_data(as_text=True)
         assert "Topped up 80,000,000 IDR" in page
