@@ -205,3 +205,26 @@ def test_an_approval_that_cannot_apply_stays_pending(app, tenant, run):
         run(approvals.approve, CallContext.system(actor="admin:bob@example.com"), pending["approval"]["id"])
     [row] = run(approvals.list_approvals, CallContext.system(actor="tests"))
     assert row["status"] == "pending"
+
+
+def test_concurrent_submissions_of_one_operator_cannot_all_pass_under_the_daily_total(app, tenant, run, verify):
+    """Six top-ups of 80 by one operator at once, daily total 200: two apply, four wait —
+    whichever order the database lets them in (on PostgreSQL the operator's advisory lock)."""
+    from hub.wallets import approvals
+
+    app.extensions["rop"].extras["wallets.limits"] = MoneySettings(four_eyes_amount=100, four_eyes_daily=200)
+    barrier, outcomes = threading.Barrier(6), []
+
+    def submit(n: int) -> None:
+        ctx = CallContext.system(actor="admin:alice@example.com", tenant_id=tenant.id)
+        barrier.wait()
+        outcomes.append(run(approvals.submit, ctx, "topup", None, 80, "wire", f"split-race-{n}")["status"])
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(outcomes) == ["applied"] * 2 + ["pending"] * 4
+    assert _available(app, tenant) == 160
+    assert verify()["ok"]
