@@ -54,13 +54,29 @@ def app_context() -> Iterator[Flask]:
         yield app
 
 
-def operator_context(tenant_id: str | None = None):
-    """The context of the person at the terminal (all scopes, actor ``cli:<user>``)."""
-    import getpass
+def operator_name() -> str:
+    """The account at the terminal: the name of the process's own user id, never ``LOGNAME`` or
+    ``USER`` (what ``getpass.getuser`` reads first), which anyone sets: ``USER=bob rop wallets
+    approvals approve …`` must not pass for a second operator (four-eyes)."""
+    import os
 
+    try:
+        import pwd
+    except ImportError:  # not a POSIX system: the login name is all there is
+        import getpass
+
+        return getpass.getuser()
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a user id with no passwd entry (a container's arbitrary uid)
+        return f"uid-{os.getuid()}"
+
+
+def operator_context(tenant_id: str | None = None):
+    """The context of the person at the terminal (all scopes, actor ``cli:<account>``)."""
     from hub.context import CallContext
 
-    return CallContext.system(actor=f"cli:{getpass.getuser()}", tenant_id=tenant_id)
+    return CallContext.system(actor=f"cli:{operator_name()}", tenant_id=tenant_id)
 
 
 def tenant_id_for(uow, slug: str) -> str:

@@ -1,19 +1,18 @@
 """``rop tenants``, ``rop clients``, ``rop admin`` and ``rop demo``."""
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 
 import click
 
-from hub.cli.base import CliError, app_context, main_group, make_app
+from hub.cli.base import CliError, app_context, main_group, make_app, operator_name
 from hub.context import CallContext
 from hub.db import unit_of_work
 
 
 def _ctx() -> CallContext:
-    return CallContext.system(actor=f"cli:{getpass.getuser()}")
+    return CallContext.system(actor=f"cli:{operator_name()}")
 
 
 def _uow(app):

@@ -173,14 +173,12 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
     # written); its row is locked last, by the hold itself, so that the lock is held only
     # for the hold's own statements and the commit — every purchase of the tenant queues on it.
     hold_ctx, trx_id = service_context(ctx, "transactions"), new_id("trx")
-    try:
+    currency = product.get("currency") or "IDR"
+    try:  # a wallet in another currency is a 422 (wallet_id) before its funds are judged
         plan = wallets.plan_hold(hold_ctx, uow, wallet_id, price, reference=f"transaction:{trx_id}",
-                                 reuse_read=batched)
+                                 reuse_read=batched, currency=currency)
     except NotFound as exc:
         raise _field_error("wallet_id", str(exc)) from None
-    currency = product.get("currency") or "IDR"
-    if plan.currency != currency:
-        raise _field_error("wallet_id", f"the wallet holds {plan.currency}, the product costs {currency}")
     now = utcnow()
     trx = Transaction(id=trx_id, tenant_id=ctx.tenant_id, client_id=ctx.on_behalf_of or ctx.client_id,
                       ref_id=ref_id, fingerprint=fp, product_code=product_code,

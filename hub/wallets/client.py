@@ -56,13 +56,14 @@ def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount:
 
 
 def plan_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int, *,
-              reference: str | None = None, reuse_read: bool = False) -> service.HoldPlan:
-    """Check a hold without writing or locking (404, 403 veto, 402 now); pass the plan to
-    :func:`place_hold` after writing the caller's own rows, so the wallet row is locked last.
-    ``reuse_read``: the wallet as read by an earlier such plan in ``uow`` (many holds placed
-    together at the commit)."""
+              reference: str | None = None, reuse_read: bool = False,
+              currency: str | None = None) -> service.HoldPlan:
+    """Check a hold without writing or locking (404, 422 a wallet not in ``currency``, 403 veto,
+    402 now); pass the plan to :func:`place_hold` after writing the caller's own rows, so the
+    wallet row is locked last. ``reuse_read``: the wallet as read by an earlier such plan in
+    ``uow`` (many holds placed together at the commit)."""
     ctx.require_scope("wallets:write")
-    return service.plan_hold(ctx, uow, wallet_id, amount, reference, reuse_read=reuse_read)
+    return service.plan_hold(ctx, uow, wallet_id, amount, reference, reuse_read=reuse_read, currency=currency)
 
 
 def capture_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str, amount: int | None = None, *,

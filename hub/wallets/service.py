@@ -613,9 +613,11 @@ class HoldPlan:
 
 
 def plan_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int,
-              reference: str | None = None, key: str | None = None, *, reuse_read: bool = False) -> HoldPlan:
+              reference: str | None = None, key: str | None = None, *, reuse_read: bool = False,
+              currency: str | None = None) -> HoldPlan:
     """Check a hold of ``amount`` on ``wallet_id`` (the main wallet when None) without writing
-    or locking anything: the wallet exists and is the tenant's (404), no plugin vetoes the
+    or locking anything: the wallet exists and is the tenant's (404), holds ``currency`` when
+    one is given (422 naming both, before anything judges the amount), no plugin vetoes the
     debit (403), and its funds cover it now (402). :func:`place_hold` with this plan does
     the rest; its funds check under the lock is the one that counts.
 
@@ -630,6 +632,9 @@ def plan_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: 
             wallet = uow.memo[memo_key] = _read_wallet_row(ctx, uow, wallet_id)
     else:
         wallet = _read_wallet_row(ctx, uow, wallet_id)
+    if currency is not None and wallet.currency != currency:
+        why = f"the wallet holds {wallet.currency}, the product costs {currency}"
+        raise ValidationFailed(why, errors={"wallet_id": [why]})
     _veto_debit(ctx, wallet, amount, f"hold:{reference or key}")
     _ensure_funds(wallet, amount)
     return HoldPlan(wallet=wallet, amount=amount, hold_id=new_id("hld"))

@@ -65,6 +65,23 @@ def test_another_tenants_wallet_is_refused(app, client, funded, tenant_factory):
     assert response.status_code == 422 and "wallet_id" in response.json["errors"]
 
 
+def test_a_wallet_in_another_currency_is_422_before_its_funds_are_judged(app, client, funded):
+    """A purchase priced in IDR paid from the tenant's USD sub-wallet is refused for its currency,
+    empty or funded: before, an empty one answered 402 "0 USD available, 10557 needed" (the
+    IDR price judged against USD funds, and offered to the plugins' debit veto as such)."""
+    from hub.wallets import service as wallets
+
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        ctx = CallContext.system(actor="tests", tenant_id=funded.tenant.id)
+        usd = wallets.create_wallet(ctx, uow, "usd-customer", currency="USD").id
+        uow.commit()
+    response = buy(client, funded.tenant, "081200001234", ref_id="in-usd", wallet_id=usd)
+    assert response.status_code == 422, response.json
+    assert response.json["errors"]["wallet_id"] == ["the wallet holds USD, the product costs IDR"]
+    assert client.get("/v1/transactions?ref_id=in-usd", headers=funded.tenant.headers).json["items"] == []
+    assert wallet(app, funded.tenant.id, usd)["held"] == 0
+
+
 def test_get_shows_the_timeline_and_another_tenant_gets_404(app, client, funded, live, tenant_factory):
     created = buy(client, funded.tenant, "081200001234").json
     drain(app)

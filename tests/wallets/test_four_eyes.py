@@ -42,15 +42,12 @@ def _audit(app, prefix: str) -> list[tuple[str, str, dict]]:
             select(AuditEntry).where(AuditEntry.action.startswith(prefix)).order_by(AuditEntry.id))]
 
 
-def _wallet_path(client, tenant) -> str:
-    """The tenant's main wallet page: listed, or opened with the "Open main wallet" button."""
-    page = client.get(f"/admin/wallets/?tenant={tenant.id}").get_data(as_text=True)
-    listed = re.search(r'href="(/admin/wallets/{0}/[^"?]+)"'.format(tenant.id), page)
-    if listed:
-        return listed.group(1)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+def _wallet_path(client, admin_kit, tenant) -> str:
+    """The tenant's main wallet page: opened with the wallets page's Open main wallet button
+    (viewing the page creates no wallet)."""
+    token = admin_kit.csrf_from(client, f"/admin/wallets/?tenant={tenant.id}")
     opened = client.post(f"/admin/wallets/{tenant.id}/open", data={"csrf_token": token})
-    assert opened.status_code == 302
+    assert opened.status_code == 302, opened.get_data(as_text=True)
     return opened.headers["Location"]
 
 
@@ -64,7 +61,7 @@ def test_a_large_admin_topup_waits_for_a_second_admin(app, client, admin_kit, te
     admin_kit.make_admin(app, "alice@example.com", role="operator")
     admin_kit.make_admin(app, "bob@example.com", role="operator")
     admin_kit.login(client, "alice@example.com")
-    path = _wallet_path(client, tenant)
+    path = _wallet_path(client, admin_kit, tenant)
     page = _post_money(client, admin_kit, path, "topup", 150 * M, "wire from BCA 77", "big-1").get_data(as_text=True)
     assert "Not applied yet" in page and "four-eyes amount 100,000,000 IDR" in page
     assert _available(app, tenant) == 0
@@ -102,7 +99,7 @@ def test_a_rejected_adjustment_moves_nothing(app, client, admin_kit, tenant, run
     admin_kit.make_admin(app, "alice@example.com", role="operator")
     admin_kit.make_admin(app, "bob@example.com", role="operator")
     admin_kit.login(client, "alice@example.com")
-    page = _post_money(client, admin_kit, _wallet_path(client, tenant), "adjust", 120 * M, "bonus", "adj-1")
+    page = _post_money(client, admin_kit, _wallet_path(client, admin_kit, tenant), "adjust", 120 * M, "bonus", "adj-1")
     approval_id = re.search(r"(apr_[0-9a-f]+)", page.get_data(as_text=True)).group(1)
     client.post("/admin/logout", data={"csrf_token": admin_kit.csrf_from(client, "/admin/approvals/")})
     admin_kit.login(client, "bob@example.com")
@@ -118,7 +115,7 @@ def test_splitting_an_amount_does_not_escape_the_daily_total(app, client, admin_
     the admin's day to 240 M, above the daily 200 M: it waits. Pending ones count too."""
     admin_kit.make_admin(app, "alice@example.com", role="operator")
     admin_kit.login(client, "alice@example.com")
-    path = _wallet_path(client, tenant)
+    path = _wallet_path(client, admin_kit, tenant)
     for n in range(2):
         page = _post_money(client, admin_kit, path, "topup", 80 * M, f"part {n}", f"split-{n}").get_data(as_text=True)
         assert "Topped up 80,000,000 IDR" in page
@@ -129,10 +126,17 @@ def test_splitting_an_amount_does_not_escape_the_daily_total(app, client, admin_
     assert _available(app, tenant) == 160 * M
 
 
-def test_the_cli_asks_a_second_operator_too(app, config, database_url, redis_url, tenant):
+def test_the_cli_asks_a_second_operator_too(app, config, database_url, redis_url, tenant, client, admin_kit):
+    """The CLI's operator is the account the command runs as; a second operator (here an admin
+    in the admin UI) approves. Setting USER or LOGNAME does not make the same account a second
+    operator: before, ``USER=bob rop wallets approvals approve`` applied one's own top-up."""
+    from hub.cli.base import operator_name
+
+    me = f"cli:{operator_name()}"
+
     def rop(user, *args):
         env = {**os.environ, "ROP_INSTANCE_PATH": str(config.instance_path), "ROP_DATABASE_URL": database_url,
-               "ROP_REDIS_URL": redis_url, "LOGNAME": user, "USER": user}
+               "ROP_REDIS_URL": redis_url, "LOGNAME": user, "USER": user, "LNAME": user, "USERNAME": user}
         return subprocess.run([sys.executable, "-m", "hub.cli", *args], check=False, env=env, capture_output=True,
                               text=True, timeout=120)
 
@@ -142,15 +146,21 @@ def test_the_cli_asks_a_second_operator_too(app, config, database_url, redis_url
     assert "500,000,000 IDR" in asked.stdout and _available(app, tenant) == 0
     listed = rop("bob", "wallets", "approvals", "list", "--json")
     [row] = json.loads(listed.stdout)
-    assert (row["id"], row["requested_by"], row["status"]) == (approval_id, "cli:alice", "pending")
-    own = rop("alice", "wallets", "approvals", "approve", approval_id)
-    assert own.returncode == 1 and own.stderr.count("\n") == 1 and "a second operator must" in own.stderr
-    approved = rop("bob", "wallets", "approvals", "approve", approval_id, "--note", "seen the statement")
-    assert approved.returncode == 0 and f"{approval_id} approved" in approved.stdout
+    assert (row["id"], row["requested_by"], row["status"]) == (approval_id, me, "pending")
+    for user in ("alice", "bob"):  # the same account, whatever the environment says
+        own = rop(user, "wallets", "approvals", "approve", approval_id)
+        assert own.returncode == 1 and own.stderr.count("\n") == 1 and "a second operator must" in own.stderr
+        assert _available(app, tenant) == 0
+    admin_kit.make_admin(app, "bob@example.com", role="operator")
+    admin_kit.login(client, "bob@example.com")
+    token = admin_kit.csrf_from(client, "/admin/approvals/")
+    page = client.post(f"/admin/approvals/{approval_id}/approve", data={"csrf_token": token, "note": "seen it"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert f"{approval_id} approved" in page
     assert _available(app, tenant) == 500 * M
     assert rop("carol", "wallets", "approvals", "reject", approval_id).returncode == 1  # decided already
     assert [(a, actor) for a, actor, _ in _audit(app, "wallet.approval")] == [
-        ("wallet.approval_requested", "cli:alice"), ("wallet.approval_approved", "cli:bob")]
+        ("wallet.approval_requested", me), ("wallet.approval_approved", "admin:bob@example.com")]
 
 
 def test_concurrent_approvals_apply_it_exactly_once(app, tenant, run, verify):
@@ -195,3 +205,26 @@ def test_an_approval_that_cannot_apply_stays_pending(app, tenant, run):
         run(approvals.approve, CallContext.system(actor="admin:bob@example.com"), pending["approval"]["id"])
     [row] = run(approvals.list_approvals, CallContext.system(actor="tests"))
     assert row["status"] == "pending"
+
+
+def test_concurrent_submissions_of_one_operator_cannot_all_pass_under_the_daily_total(app, tenant, run, verify):
+    """Six top-ups of 80 by one operator at once, daily total 200: two apply, four wait —
+    whichever order the database lets them in (on PostgreSQL the operator's advisory lock)."""
+    from hub.wallets import approvals
+
+    app.extensions["rop"].extras["wallets.limits"] = MoneySettings(four_eyes_amount=100, four_eyes_daily=200)
+    barrier, outcomes = threading.Barrier(6), []
+
+    def submit(n: int) -> None:
+        ctx = CallContext.system(actor="admin:alice@example.com", tenant_id=tenant.id)
+        barrier.wait()
+        outcomes.append(run(approvals.submit, ctx, "topup", None, 80, "wire", f"split-race-{n}")["status"])
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(outcomes) == ["applied"] * 2 + ["pending"] * 4
+    assert _available(app, tenant) == 160
+    assert verify()["ok"]
