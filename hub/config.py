@@ -111,6 +111,9 @@ class Config:
     #: the transactions service's tunables (``ROP_TX_*``; hub.transactions.settings)
     transactions: TransactionSettings | None = None
     testing: bool = False
+    #: seconds a process keeps reference data without a version bump (``ROP_CACHE_TTL``;
+    #: hub.cache): the bound on staleness when a bump is lost; 0 turns the cache off
+    cache_ttl: float = 5.0
     extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
@@ -180,6 +183,15 @@ class Config:
         except ValueError:
             raise ConfigError("ROP_ACCESS_TOKEN_TTL must be a number of seconds") from None
 
+        raw_cache_ttl = overrides.pop("cache_ttl", None)
+        raw_cache_ttl = env.get("ROP_CACHE_TTL", "5") if raw_cache_ttl is None else raw_cache_ttl
+        try:
+            cache_ttl = float(raw_cache_ttl)  # type: ignore[arg-type]
+        except ValueError:
+            raise ConfigError("ROP_CACHE_TTL must be a number of seconds") from None
+        if not 0 <= cache_ttl <= 3600:
+            raise ConfigError("ROP_CACHE_TTL must be between 0 and 3600 seconds")
+
         from hub.transactions.settings import Settings as TransactionSettings
 
         transactions = overrides.pop("transactions", None)
@@ -205,5 +217,6 @@ class Config:
             limits=overrides.pop("limits", None) or Limits.from_env(env),  # type: ignore[arg-type]
             transactions=transactions,
             testing=bool(overrides.pop("testing", False)),
+            cache_ttl=cache_ttl,
             extra=dict(overrides),
         )

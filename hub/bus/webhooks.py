@@ -29,6 +29,7 @@ from flask import Flask, current_app
 from rq import Queue
 from sqlalchemy import bindparam, select
 
+from hub.cache import refcache
 from hub.bus.models import TenantEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from hub.context import CallContext
 from hub.db import DriverStatement, UnitOfWork, new_id, unit_of_work, utcnow
@@ -130,7 +131,8 @@ def set_webhook(ctx: CallContext, uow: UnitOfWork, url: str, *, rotate_secret: b
         raise ValidationFailed("invalid schedule", errors={"schedule": ["1 to 50 delays in seconds, none negative"]})
     endpoint = uow.session.get(WebhookEndpoint, ctx.tenant_id)
     now = utcnow()
-    uow.memo.pop(("webhook_endpoint", ctx.tenant_id), None)
+    uow.memo[("webhook_endpoint", ctx.tenant_id)] = True  # events of this unit of work have it
+    refcache().bump(uow, "webhooks")
     if endpoint is None:
         endpoint = WebhookEndpoint(tenant_id=ctx.tenant_id, url=url, secret=_new_secret(), created_at=now)
         uow.session.add(endpoint)
@@ -207,15 +209,15 @@ def on_event(ctx: CallContext, uow: UnitOfWork, event) -> None:
     """A delivery of a tenant's event when the tenant has a webhook (called by ``publish``)."""
     if not event.tenant_id or event.kind != "event":
         return
-    # Every event asks, so: its key only, no endpoint row loaded into the session, and once
-    # per tenant and unit of work (a purchase publishes three events, the last one while its
-    # wallet row is locked); flushed first, so an endpoint added in this unit of work counts
-    # (set_webhook forgets the answer).
+    # Every event asks, so: once per tenant and unit of work (a purchase publishes three
+    # events, the last one while its wallet row is locked), through this process's cache
+    # (hub.cache, namespace ``webhooks``: set_webhook bumps it after its commit), its key
+    # only when it is read. An endpoint set in this unit of work counts (set_webhook notes it).
     key = ("webhook_endpoint", event.tenant_id)
     has = uow.memo.get(key)
     if has is None:
-        uow.session.flush()
-        has = uow.memo[key] = _HAS_ENDPOINT.first(uow.session.connection(), {"tenant_id": event.tenant_id}) is not None
+        has = uow.memo[key] = refcache().get("webhooks", ("endpoint", event.tenant_id), lambda: _HAS_ENDPOINT.first(
+            uow.session.connection(), {"tenant_id": event.tenant_id}) is not None)
     if has:
         _new_delivery(uow, event.tenant_id, event.id, event.type)
 
