@@ -290,9 +290,11 @@ def for_sale(ctx: CallContext, uow: UnitOfWork, codes: list[str]) -> dict[str, d
                 found[("product", row.code)] = ProductData.of(row)
         return found
 
+    # the tenant's configurations first: their breakers are read with the cache's versions
+    configs = tenant_configs(uow, _tenant(ctx))
     rows = refcache().get_many("products", [("product", code) for code in sorted(set(codes))], load)
     products = [row for row in rows.values() if row is not None]
-    return {v["code"]: v for v in sale_views(ctx, uow, products)}
+    return {v["code"]: v for v in sale_views(ctx, uow, products, configs=configs)}
 
 
 def encode_cursor(code: str) -> str:
