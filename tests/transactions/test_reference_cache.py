@@ -73,6 +73,22 @@ def test_a_warm_web_process_reads_no_reference_data_per_purchase(app, client, fu
         "products", "product_offers", "price_rules", "provider_configs", "bus_webhook_endpoints"}
 
 
+def test_with_rop_cache_ttl_0_every_purchase_reads_the_reference_data_again(app, config, funded):
+    import dataclasses
+
+    uncached = create_app(dataclasses.replace(config, cache_ttl=0))
+    try:
+        web = uncached.test_client()
+        engine = uncached.extensions["rop"].db.engine
+        assert buy(web, funded.tenant, "081234567890").status_code == 202
+        with Statements(engine) as sent:
+            assert buy(web, funded.tenant, "081234567891").status_code == 202
+        assert {REFERENCE_TABLES.search(s).group(1) for s in sent.reference_reads} >= {
+            "products", "product_offers", "price_rules", "provider_configs"}
+    finally:
+        uncached.extensions["rop"].close()
+
+
 class CountingConnection(Connection):
     """A real Redis connection that notes every command it sends (pipelines included)."""
 
