@@ -43,6 +43,7 @@ def accept_round(env: dict, found: dict, ttl: str, clients: int, seconds: int) -
         post_load(port, found["token"], 4, f"warm-{uuid.uuid4().hex[:6]}", quota=200)
         wait_settled(found["app"], found["tenant_id"])
         answers, _ = post_load(port, found["tokens"], clients, f"accept-{uuid.uuid4().hex[:6]}", seconds=seconds)
+        wait_settled(found["app"], found["tenant_id"])  # the workers finish this round's purchases
     finally:
         stop(procs)
     accepted = [s for code, s in answers if code == 202]
@@ -86,7 +87,6 @@ def main() -> int:
                     print(f"{mode:>8} (ROP_CACHE_TTL={ttl}): {result['accepted_per_s']}/s, p50 "
                           f"{result['accept_p50_ms']} ms, p99 {result['accept_p99_ms']} ms, "
                           f"{result['errors']} errors, load {result['load_avg_1m']}", flush=True)
-                    wait_settled(found["app"], found["tenant_id"])
             found["app"].extensions["rop"].close()
         finally:
             redis_server.stop()

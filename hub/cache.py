@@ -46,7 +46,8 @@ class RefCache:
 
     :param redis: a function answering the Redis client (the app's, which it may replace).
     :param ttl: seconds an entry is used at most after it was loaded (0: no caching).
-    :param clock: the monotonic clock entries expire by (tests give their own).
+    :param clock: the monotonic clock entries expire by (tests give their own; the
+        versions' re-reading outside requests keeps the real one).
     """
 
     def __init__(self, redis: Callable[[], Any], ttl: float, clock: Callable[[], float] = time.monotonic):
@@ -56,6 +57,7 @@ class RefCache:
         self._entries: dict[tuple[str, Hashable], tuple[Any, float, Any]] = {}
         self._thread = threading.local()
         self._keys = [version_key(ns) for ns in NAMESPACES]
+        self._request_key = f"_rop_cache_versions_{id(self)}"  # this cache's reading, in flask.g
         #: how many times each namespace's entries were loaded (misses), for benches and tests
         self.loads: dict[str, int] = dict.fromkeys(NAMESPACES, 0)
 
@@ -66,17 +68,17 @@ class RefCache:
     # -- versions ---------------------------------------------------------------------------
     def _snapshot(self) -> dict[str, Any] | None:
         if has_request_context():
-            return g.get("_rop_cache_versions")
+            return g.get(self._request_key)
         kept = getattr(self._thread, "versions", None)
-        if kept is not None and self.clock() - kept[0] < REFRESH:
+        if kept is not None and time.monotonic() - kept[0] < REFRESH:
             return kept[1]
         return None
 
     def _keep(self, snapshot: dict[str, Any] | None) -> None:
         if has_request_context():
-            g._rop_cache_versions = snapshot
+            setattr(g, self._request_key, snapshot)
         else:
-            self._thread.versions = None if snapshot is None else (self.clock(), snapshot)
+            self._thread.versions = None if snapshot is None else (time.monotonic(), snapshot)
 
     def versions(self, extra_keys: Sequence[str] = ()) -> tuple[dict[str, Any], list[Any]]:
         """The namespaces' versions as this request sees them, and the values of
