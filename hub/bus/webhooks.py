@@ -29,8 +29,8 @@ from flask import Flask, current_app
 from rq import Queue
 from sqlalchemy import bindparam, select
 
-from hub.cache import refcache
 from hub.bus.models import TenantEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from hub.cache import refcache
 from hub.context import CallContext
 from hub.db import DriverStatement, UnitOfWork, new_id, unit_of_work, utcnow
 from hub.errors import NotFound, ValidationFailed

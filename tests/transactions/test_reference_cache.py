@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import uuid
+from typing import ClassVar
 
 import pytest
 from redis.connection import Connection
@@ -92,7 +93,7 @@ def test_with_rop_cache_ttl_0_every_purchase_reads_the_reference_data_again(app,
 class CountingConnection(Connection):
     """A real Redis connection that notes every command it sends (pipelines included)."""
 
-    sent: list[list[str]] = []  # one list of command lines per round trip
+    sent: ClassVar[list[list[str]]] = []  # one list of command lines per round trip
 
     def send_command(self, *args, **kwargs):
         CountingConnection.sent.append([" ".join(str(a) for a in args[:8])])
