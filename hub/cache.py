@@ -15,6 +15,8 @@ every purchase and changes rarely. Each process keeps what it read in memory, by
 - A bump lost with a crash between the commit and the ``INCR`` is bounded by the TTL
   (``ROP_CACHE_TTL`` seconds, default 5): no entry is used longer than that after it was
   loaded. ``ROP_CACHE_TTL=0`` turns the cache off (every read loads).
+- Without Redis the versions cannot be known: reads go to the database (nothing is kept),
+  so a Redis outage costs speed, never a stale answer.
 
 Entries are shared by the threads of a process: a cached value is never changed in place.
 """
@@ -26,6 +28,8 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 from flask import current_app, g, has_request_context
+
+from hub.availability import REDIS_ERRORS
 
 #: The namespaces and what bumps them: ``products`` (catalog sync, products and offers
 #: switched on or off, offer priority, price rules), ``providers`` (configurations added,
@@ -94,13 +98,24 @@ class RefCache:
         return snapshot, list(values[len(NAMESPACES):])
 
     # -- entries ----------------------------------------------------------------------------
+    def _version(self, namespace: str) -> Any:
+        """``namespace``'s version for this request; None when Redis cannot be reached (then
+        nothing cached can be trusted: the caller reads the database, and keeps nothing)."""
+        if self.ttl <= 0:
+            return None
+        try:
+            return self.versions()[0][namespace]
+        except REDIS_ERRORS:
+            return None
+
     def get(self, namespace: str, key: Hashable, load: Callable[[], Any]) -> Any:
         """The value cached under ``(namespace, key)`` when it was loaded under the version
-        Redis has now and less than the TTL ago; else ``load()``, kept."""
-        if self.ttl <= 0:
+        Redis has now and less than the TTL ago; else ``load()``, kept. Without the cache
+        (TTL 0) or without Redis, ``load()`` every time."""
+        version = self._version(namespace)
+        if version is None:
             self.loads[namespace] += 1
             return load()
-        version = self.versions()[0][namespace]
         found = self._entries.get((namespace, key))
         now = self.clock()
         if found is not None and found[0] == version and now < found[1]:
@@ -117,11 +132,11 @@ class RefCache:
         """:meth:`get` for many keys: ``load(missing_keys)`` once for those not usable, its
         answer by key (a key it leaves out is kept as None: a miss is cached too)."""
         keys = list(dict.fromkeys(keys))
-        if self.ttl <= 0:
+        version = self._version(namespace)
+        if version is None:
             self.loads[namespace] += 1
             loaded = load(keys)
             return {key: loaded.get(key) for key in keys}
-        version = self.versions()[0][namespace]
         now = self.clock()
         found: dict[Hashable, Any] = {}
         missing = []
