@@ -11,6 +11,10 @@ database), in alternating rounds so that the machine's load falls on both alike.
     .venv/bin/python bench/refcache.py [--clients 32] [--seconds 15] [--rounds 2] [--tenants 1]
         [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
 
+Last, in this one process (Flask's test client, same database and Redis), the CPU time per
+accepted purchase with and without the cache (``--in-process`` purchases each): a figure the
+machine's load disturbs less than a rate.
+
 Prints each round; the last line is one JSON object (``accepted_per_s`` with and without the
 cache, their ratio ``gain``, p50/p99, load averages).
 """
@@ -22,6 +26,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -53,12 +58,48 @@ def accept_round(env: dict, found: dict, ttl: str, clients: int, seconds: int) -
             "errors": sum(1 for code, _ in answers if code != 202)}
 
 
+def in_process(found: dict, purchases: int) -> dict:
+    """CPU (``time.process_time``) per accepted purchase in this one process, through the
+    Flask test client on the same database and Redis, with the cache and without it, in
+    alternating chunks (a figure the machine's load disturbs less than a rate)."""
+    import dataclasses
+
+    from hub.app import create_app
+
+    base = found["app"].extensions["rop"].config
+    apps = {mode: create_app(dataclasses.replace(base, cache_ttl=float(ttl))) for mode, ttl in MODES.items()}
+    headers = {"Authorization": f"Bearer {found['token']}"}
+    spent = dict.fromkeys(MODES, 0.0)
+    counts = dict.fromkeys(MODES, 0)
+    try:
+        clients = {mode: app.test_client() for mode, app in apps.items()}
+        for mode, web in clients.items():  # warm
+            web.post("/v1/transactions", json={"ref_id": f"warm-{mode}-{uuid.uuid4().hex}", "product_code": "TEL10",
+                                               "customer_no": "081200000001"}, headers=headers)
+        chunk = 25
+        for n in range(0, purchases, chunk):
+            for mode, web in (clients.items() if n // chunk % 2 == 0 else list(clients.items())[::-1]):
+                started = time.process_time()
+                for i in range(chunk):
+                    answer = web.post("/v1/transactions", json={
+                        "ref_id": f"cpu-{mode}-{n + i}-{uuid.uuid4().hex[:6]}", "product_code": "TEL10",
+                        "customer_no": f"0812{n + i:08d}"}, headers=headers)
+                    counts[mode] += answer.status_code == 202
+                spent[mode] += time.process_time() - started
+    finally:
+        for app in apps.values():
+            app.extensions["rop"].close()
+    return {f"cpu_ms_per_accept_{mode}": round(spent[mode] * 1000 / max(counts[mode], 1), 2) for mode in MODES}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each mode, alternating")
     parser.add_argument("--tenants", type=int, default=1)
+    parser.add_argument("--in-process", type=int, default=500,
+                        help="purchases per mode for the in-process CPU figure (0: skip)")
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
 
@@ -87,6 +128,10 @@ def main() -> int:
                     print(f"{mode:>8} (ROP_CACHE_TTL={ttl}): {result['accepted_per_s']}/s, p50 "
                           f"{result['accept_p50_ms']} ms, p99 {result['accept_p99_ms']} ms, "
                           f"{result['errors']} errors, load {result['load_avg_1m']}", flush=True)
+            if args.in_process:  # last: no worker runs, its purchases stay accepted
+                figures.update(in_process(found, args.in_process))
+                print(f"in one process, CPU per accepted purchase: {figures['cpu_ms_per_accept_cached']} ms with "
+                      f"the cache, {figures['cpu_ms_per_accept_uncached']} ms without", flush=True)
             found["app"].extensions["rop"].close()
         finally:
             redis_server.stop()
