@@ -150,6 +150,9 @@ class Config:
     #: ``ROP_FOUR_EYES_*``; hub.wallets.limits)
     money: MoneySettings | None = None
     testing: bool = False
+    #: seconds a process keeps reference data without a version bump (``ROP_CACHE_TTL``;
+    #: hub.cache): the bound on staleness when a bump is lost; 0 turns the cache off
+    cache_ttl: float = 5.0
     extra: Mapping[str, object] = field(default_factory=dict)
     #: ``ROP_PUBLIC_URL``: the hub's address as providers reach it (None: not set)
     public_url: str | None = None
@@ -267,6 +270,15 @@ class Config:
         except ValueError:
             raise ConfigError("ROP_ACCESS_TOKEN_TTL must be a number of seconds") from None
 
+        raw_cache_ttl = overrides.pop("cache_ttl", None)
+        raw_cache_ttl = env.get("ROP_CACHE_TTL", "5") if raw_cache_ttl is None else raw_cache_ttl
+        try:
+            cache_ttl = float(raw_cache_ttl)  # type: ignore[arg-type]
+        except ValueError:
+            raise ConfigError("ROP_CACHE_TTL must be a number of seconds") from None
+        if not 0 <= cache_ttl <= 3600:
+            raise ConfigError("ROP_CACHE_TTL must be between 0 and 3600 seconds")
+
         from hub.transactions.settings import Settings as TransactionSettings
 
         transactions = overrides.pop("transactions", None)
@@ -307,5 +319,6 @@ class Config:
             testing=bool(overrides.pop("testing", False)),
             public_url=public_url,
             redis_embedded=redis_embedded,
+            cache_ttl=cache_ttl,
             extra=dict(overrides),
         )

@@ -388,6 +388,10 @@ class DriverStatement:
     connection's current transaction. Driver errors are raised as SQLAlchemy's exceptions
     (``IntegrityError`` and so on), and a lost connection is invalidated, as SQLAlchemy does.
 
+    Listeners of the engine's ``before_cursor_execute`` event are called for these
+    statements too (with no execution context; their return value is not used), so that
+    whatever observes the SQL an engine sends sees all of it.
+
     Rows come back as the driver returns them: use it for statements whose result columns
     need no type processing (strings, integers), not for JSON or datetimes.
     """
@@ -422,10 +426,14 @@ class DriverStatement:
         dbapi_conn = conn.connection
         cursor = dbapi_conn.cursor()
         try:
+            converted = ([self._convert(p, processors, fixed, names) for p in params] if many
+                         else self._convert(params, processors, fixed, names))
+            if conn.dispatch.before_cursor_execute:  # observers of the engine see these statements too
+                conn.dispatch.before_cursor_execute(conn, cursor, sql, converted, None, many)
             if many:
-                cursor.executemany(sql, [self._convert(p, processors, fixed, names) for p in params])
+                cursor.executemany(sql, converted)
             else:
-                cursor.execute(sql, self._convert(params, processors, fixed, names))
+                cursor.execute(sql, converted)
             return cursor.fetchone() if fetch else cursor.rowcount
         except conn.dialect.loaded_dbapi.Error as exc:
             if conn.dialect.is_disconnect(exc, dbapi_conn, cursor):

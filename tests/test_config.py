@@ -15,6 +15,12 @@ def test_defaults_use_the_instance_folder(tmp_path):
     assert config.database_url == f"sqlite:///{config.instance_path / 'rop.sqlite3'}"
     assert config.redis_url is None
     assert config.webhook_allow_private is False
+    assert config.cache_ttl == 5.0
+
+
+def test_the_reference_cache_ttl_is_read_from_the_environment(tmp_path):
+    assert Config.from_env({"ROP_INSTANCE_PATH": str(tmp_path), "ROP_CACHE_TTL": "0.5"}).cache_ttl == 0.5
+    assert Config.from_env({"ROP_INSTANCE_PATH": str(tmp_path), "ROP_CACHE_TTL": "0"}).cache_ttl == 0.0
 
 
 def test_generated_secrets_are_private_and_reused(tmp_path):
@@ -48,6 +54,9 @@ def test_environment_wins(tmp_path):
     ({"ROP_SECRET_KEY": "short"}, "ROP_SECRET_KEY"),
     ({"ROP_ENCRYPTION_KEYS": "not-a-key"}, "ROP_ENCRYPTION_KEYS"),
     ({"ROP_ACCESS_TOKEN_TTL": "soon"}, "ROP_ACCESS_TOKEN_TTL"),
+    ({"ROP_CACHE_TTL": "soon"}, "ROP_CACHE_TTL"),
+    ({"ROP_CACHE_TTL": "-1"}, "ROP_CACHE_TTL"),
+    ({"ROP_CACHE_TTL": "nan"}, "ROP_CACHE_TTL"),
 ])
 def test_malformed_settings_are_one_line_errors(tmp_path, env, message):
     with pytest.raises(ConfigError) as info:

@@ -68,11 +68,13 @@ def make_delivery(app, tenant_id: str) -> str:
     """A webhook (on a loopback URL) and one pending delivery of a test event for ``tenant_id``;
     returns the delivery id (the route-security walk of the tests uses it)."""
     from hub.bus.models import TenantEvent, WebhookDelivery, WebhookEndpoint
+    from hub.cache import refcache
     from hub.db import new_id, unit_of_work, utcnow
 
     with unit_of_work(app.extensions["rop"].db) as uow:
         if uow.session.get(WebhookEndpoint, tenant_id) is None:
             uow.session.add(WebhookEndpoint(tenant_id=tenant_id, url="http://127.0.0.1:9/hook", secret="whsec_test"))
+            refcache(app).bump(uow, "webhooks")
         event = Ping(n=0, mode="noop")
         event.tenant_id = tenant_id
         uow.session.add(TenantEvent(id=event.id, tenant_id=tenant_id, type=event.type, envelope=event.envelope(),

@@ -31,6 +31,7 @@ from rq import Queue
 from sqlalchemy import bindparam, select
 
 from hub.bus.models import TenantEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from hub.cache import refcache
 from hub.context import CallContext
 from hub.db import DriverStatement, UnitOfWork, new_id, unit_of_work, utcnow
 from hub.errors import NotFound, ValidationFailed
@@ -186,7 +187,7 @@ def set_webhook(ctx: CallContext, uow: UnitOfWork, url: str, *, rotate_secret: b
             events = None
     endpoint = uow.session.get(WebhookEndpoint, ctx.tenant_id)
     now = utcnow()
-    uow.memo.pop(("webhook_endpoint", ctx.tenant_id), None)
+    refcache().bump(uow, "webhooks")
     if endpoint is None:
         endpoint = WebhookEndpoint(tenant_id=ctx.tenant_id, url=url, secret=_new_secret(), created_at=now)
         uow.session.add(endpoint)
@@ -199,6 +200,8 @@ def set_webhook(ctx: CallContext, uow: UnitOfWork, url: str, *, rotate_secret: b
     if events is not UNCHANGED:
         endpoint.events = ",".join(events) if events else None  # type: ignore[arg-type]
     endpoint.updated_at = now
+    # Events of this unit of work see the endpoint and its filter (False: none; else (filter,)).
+    uow.memo[("webhook_endpoint", ctx.tenant_id)] = (_filter_of(endpoint.events),)
     return endpoint
 
 
@@ -210,7 +213,8 @@ def delete_webhook(ctx: CallContext, uow: UnitOfWork) -> None:
     """
     ctx.require_scope("webhooks:write")
     endpoint = get_webhook(ctx, uow)
-    uow.memo.pop(("webhook_endpoint", ctx.tenant_id), None)
+    uow.memo[("webhook_endpoint", ctx.tenant_id)] = False
+    refcache().bump(uow, "webhooks")
     uow.session.delete(endpoint)
 
 
@@ -303,17 +307,19 @@ def on_event(ctx: CallContext, uow: UnitOfWork, event) -> None:
     event's type through (called by ``publish``)."""
     if not event.tenant_id or event.kind != "event":
         return
-    # Every event asks, so: its key only, no endpoint row loaded into the session, and once
-    # per tenant and unit of work (a purchase publishes three events, the last one while its
-    # wallet row is locked); flushed first, so an endpoint added in this unit of work counts
-    # (set_webhook forgets the answer).
+    # Every event asks, so: once per tenant and unit of work (a purchase publishes three
+    # events, the last one while its wallet row is locked), through this process's cache
+    # (hub.cache, namespace ``webhooks``: set_webhook bumps it after its commit), its key
+    # only when it is read. An endpoint set in this unit of work counts (set_webhook notes it).
     key = ("webhook_endpoint", event.tenant_id)
     has = uow.memo.get(key)
     if has is None:
-        uow.session.flush()
-        row = _HAS_ENDPOINT.first(uow.session.connection(), {"tenant_id": event.tenant_id})
+        def load():
+            row = _HAS_ENDPOINT.first(uow.session.connection(), {"tenant_id": event.tenant_id})
+            return False if row is None else (_filter_of(row[1]),)
+
         # False: no endpoint; else its filter (None: every event)
-        has = uow.memo[key] = False if row is None else (_filter_of(row[1]),)
+        has = uow.memo[key] = refcache().get("webhooks", ("endpoint", event.tenant_id), load)
     if has and event_matches(event.type, has[0]):
         _new_delivery(uow, event.tenant_id, event.id, event.type)
 

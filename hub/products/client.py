@@ -16,7 +16,11 @@ commits nothing. Results are plain dicts::
   preferred first (operator priority, then cost). Filter them with
   ``hub.providers.client.routes_for`` before calling a provider.
 
-These reads are not cached: a price that money is held for is always computed fresh.
+These reads go through each process's reference-data cache (hub.cache): every writer of
+products, offers and price rules bumps the ``products`` version after its commit and every
+process reads the versions once per request, so a price money is held for is the one
+committed before that request (a lost bump: ``ROP_CACHE_TTL`` seconds at most, default 5).
+Circuit breakers are read from Redis every time.
 """
 from __future__ import annotations
 

@@ -13,9 +13,9 @@ import binascii
 import hashlib
 import json
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -23,6 +23,7 @@ from flask import current_app
 from sqlalchemy import Select, func, or_, select
 
 from hub.auth import RateCount
+from hub.cache import refcache, version_key
 from hub.context import CallContext
 from hub.db import UnitOfWork
 from hub.errors import NotFound, ValidationFailed
@@ -31,14 +32,10 @@ from hub.products.models import Offer, Product
 from hub.providers import client as providers
 from hub.redis_scripts import HotScript
 
-#: Redis key of the catalog version: a new random token after every committed change of
-#: products, offers or price rules. It is part of every cache key, so all web processes stop
-#: using older cached pages at once. A token rather than a counter: a Redis restored from an
-#: older snapshot cannot bring back a version whose pages are still cached.
-VERSION_KEY = "rop:products:version"
+#: Catalog pages (``GET /v1/products``) are kept in Redis under a key holding the versions of
+#: the ``products`` and ``providers`` namespaces (hub.cache), for ``ROP_CACHE_TTL`` seconds at
+#: most (a lost version bump heals within that time, as in every process's own cache).
 CACHE_PREFIX = "rop:products:cache"
-#: Seconds a cached page lives at most (a lost version bump heals within this time).
-CACHE_TTL = 300
 #: Tenants whose usable provider configurations one process remembers (per configurations' version).
 CONFIGS_CACHE_SIZE = 10_000
 #: Seconds between two warnings of one process about one tenant's product sold at cost.
@@ -75,41 +72,31 @@ def _hook():
 
 # -- the catalog version and the cache ---------------------------------------------------------
 def bump_version(uow: UnitOfWork) -> None:
-    """Invalidate every cached catalog read once ``uow`` commits (in every process)."""
-    redis = _state().redis
-    uow.after_commit(lambda: redis.set(VERSION_KEY, uuid.uuid4().hex))
-
-
-def catalog_version() -> str:
-    """The current catalog version token (made on first read)."""
-    redis = _state().redis
-    token = redis.get(VERSION_KEY)
-    if token is None:
-        redis.set(VERSION_KEY, uuid.uuid4().hex, nx=True)
-        token = redis.get(VERSION_KEY)
-    return token.decode()
+    """Invalidate every cached catalog read once ``uow`` commits (in every process:
+    hub.cache, namespace ``products``)."""
+    refcache().bump(uow, "products")
 
 
 #: One round trip per cached read: the request's rate-limit count (when the view carries
-#: it, :class:`hub.auth.RateCount`), both version tokens, the tenant's circuit breakers
+#: it, :class:`hub.auth.RateCount`), both versions, the tenant's circuit breakers
 #: (open when ``open_until`` is in the future, as :func:`hub.providers.health.breaker_state`
-#: says) and, under the key they make, the cached page. KEYS: catalog version,
-#: configurations version, the rate-limit counter, then for each configuration the pair of
-#: ``open_until`` keys of the breakers guarding this tenant's calls to it (the shared one,
-#: the tenant's: :func:`hub.providers.client.breaker_keys`; unhealthy when either is open).
-#: ARGV: the key prefix, the key suffix, the configurations version the caller's list of
-#: configurations belongs to, now, the counter's expiry ('' to count nothing).
-#: Answers {n, ttl} counted but nothing else yet, {count, catalog, configs} when a version
-#: is missing or stale, else {count, catalog, configs, flags, key, page}.
+#: says) and, under the key they make, the cached page. KEYS: the ``products`` version, the
+#: ``providers`` version (hub.cache), the rate-limit counter, then for each configuration the
+#: pair of ``open_until`` keys of the breakers guarding this tenant's calls to it (the shared
+#: one, the tenant's: :func:`hub.providers.client.breaker_keys`; unhealthy when either is open).
+#: ARGV: the key prefix, the key suffix, the ``providers`` version the caller's list of
+#: configurations belongs to ('*': read just now, no cache), now, the counter's expiry ('' to count nothing).
+#: Answers {count, catalog, configs} when the caller's list is stale, else
+#: {count, catalog, configs, flags, key, page}.
 _LOOKUP = """
 local count = 0
 if ARGV[5] ~= '' then
   count = redis.call('incr', KEYS[3])
   if count == 1 then redis.call('expire', KEYS[3], ARGV[5]) end
 end
-local catalog = redis.call('get', KEYS[1])
-local configs = redis.call('get', KEYS[2])
-if not catalog or not configs or configs ~= ARGV[3] then return {count, catalog or '', configs or ''} end
+local catalog = redis.call('get', KEYS[1]) or '0'
+local configs = redis.call('get', KEYS[2]) or '0'
+if ARGV[3] ~= '*' and configs ~= ARGV[3] then return {count, catalog, configs} end
 local now = tonumber(ARGV[4])
 local flags = ''
 for i = 4, #KEYS, 2 do
@@ -128,49 +115,56 @@ def cached(ctx: CallContext, uow: UnitOfWork | Callable[[], UnitOfWork], what: s
     """The JSON of ``build(configs)`` for this tenant (``configs``: :func:`tenant_configs`),
     through the Redis cache.
 
-    The key holds the catalog version (changed on every committed change of the catalog or
-    the price rules), the providers' configurations version (kill switch, tenant
-    enablement), the health of each configuration the tenant may use (circuit breakers),
-    the tenant and ``what``. All of it is read from Redis for every request, in one round
-    trip, so no process serves an answer older than a change another process committed.
-    Which configurations the tenant may use is remembered in this process under the
-    configurations version. ``rate``, when given, is counted in that same round trip and
-    enforced before anything is read (:class:`hub.auth.RateLimited` past the limit).
-    ``uow`` may be a function that opens it: a cached page needs no database session.
+    The key holds the catalog version (bumped after every committed change of the catalog
+    or the price rules), the providers' version (kill switch, tenant enablement), the
+    health of each configuration the tenant may use (circuit breakers), the tenant and
+    ``what``. All of it is read from Redis for every request, in one round trip, so no
+    process serves an answer older than a change another process committed (a lost bump:
+    ``ROP_CACHE_TTL`` seconds at most). Which configurations the tenant may use comes from
+    this process's cache (hub.cache). ``rate``, when given, is counted in that same round
+    trip and enforced before anything is read (:class:`hub.auth.RateLimited` past the
+    limit). ``uow`` may be a function that opens it: a cached page needs no database session.
     """
     tenant_id = _tenant(ctx)
     state = _state()
     redis = state.redis
+    cache = refcache()
     lookup = state.extras.get("products_lookup")
     if lookup is None:
         lookup = state.extras.setdefault("products_lookup", HotScript(redis, _LOOKUP))
-    remembered: dict = state.extras.setdefault("products_tenant_configs", {})
     suffix = f"{tenant_id}:{hashlib.sha1(what.encode()).hexdigest()}"
 
     def session() -> UnitOfWork:
         return uow() if callable(uow) else uow
 
     for _attempt in range(3):
-        known_version, ids = remembered.get(tenant_id, ("", ()))
+        if cache.ttl <= 0:  # no caching: the list read now, no page kept or used
+            known = (b"*", _config_ids(session(), tenant_id))
+        else:
+            known = cache.entry("providers", ("tenant_configs", tenant_id))
+        if known is None:  # never read, or past its TTL: read it now (under the versions now)
+            _config_ids(session(), tenant_id)
+            known = cache.entry("providers", ("tenant_configs", tenant_id)) or (b"", ())
+        known_version, ids = known
         counting, rate = rate, None  # counted on the first attempt only
-        answer = lookup(keys=[VERSION_KEY, providers.CONFIGS_VERSION_KEY,
+        answer = lookup(keys=[version_key("products"), version_key("providers"),
                               counting.key if counting else NO_COUNT_KEY,
                               *providers.breaker_keys(list(ids), tenant_id)],
-                        args=[CACHE_PREFIX, suffix, known_version, repr(time.time()),
+                        args=[CACHE_PREFIX, suffix, known_version.decode(), repr(time.time()),
                               counting.expire if counting else ""])
         if counting is not None:
             counting.enforce(answer[0])
-        if len(answer) == 3:  # a version token is missing, or the tenant's configurations changed
-            if not answer[1]:
-                catalog_version()
-            _config_ids(session(), tenant_id, answer[2].decode() if answer[2] else providers.configs_version())
+        if len(answer) == 3:  # the tenant's configurations changed since this process read them
+            cache.refresh()
+            _config_ids(session(), tenant_id)
             continue
         _count, _catalog, _configs, flags, key, body = answer
-        if body is not None:
+        if body is not None and cache.ttl > 0:
             return body
         configs = dict(zip(ids, (flag == ord("1") for flag in flags)))
         body = json.dumps(build(configs), separators=(",", ":")).encode()
-        redis.set(key, body, ex=CACHE_TTL)
+        if cache.ttl > 0:
+            redis.set(key, body, px=max(1, int(cache.ttl * 1000)))
         return body
     raise RuntimeError("the provider configurations keep changing; try again")
 
@@ -182,26 +176,29 @@ def _tenant(ctx: CallContext) -> str:
     return ctx.tenant_id
 
 
-def _config_ids(uow: UnitOfWork, tenant_id: str, version: str) -> tuple[str, ...]:
-    """The configurations ``tenant_id`` may use (any health), remembered in this process
-    under the providers' configurations ``version``."""
-    remembered: dict = _state().extras.setdefault("products_tenant_configs", {})
-    known = remembered.get(tenant_id)
-    if known is not None and known[0] == version:
-        return known[1]
-    ids = tuple(c["config_id"] for c in providers.usable_configs(uow, tenant_id, healthy_only=False))
-    if len(remembered) >= CONFIGS_CACHE_SIZE:
-        remembered.clear()
-    remembered[tenant_id] = (version, ids)
-    return ids
+def _config_ids(uow: UnitOfWork, tenant_id: str) -> tuple[str, ...]:
+    """The configurations ``tenant_id`` may use (any health), through this process's cache
+    (namespace ``providers``: the kill switch and tenant enablement bump it)."""
+    return refcache().get("providers", ("tenant_configs", tenant_id), lambda: tuple(
+        c["config_id"] for c in providers.usable_configs(uow, tenant_id, healthy_only=False)))
 
 
 def tenant_configs(uow: UnitOfWork, tenant_id: str) -> dict[str, bool]:
     """The provider configurations ``tenant_id`` may use: ``{config_id: healthy}`` (health:
     neither the configuration's shared circuit breaker nor this tenant's on it is open;
-    read from Redis every time)."""
-    ids = _config_ids(uow, tenant_id, providers.configs_version())
-    open_now = providers.breakers_open(list(ids), tenant_id)
+    read from Redis every time — with the cache's versions, in one ``MGET``, when this
+    request has not read them yet)."""
+    cache = refcache()
+    guess = cache.entry("providers", ("tenant_configs", tenant_id))
+    guessed: tuple[str, ...] = guess[1] if guess is not None else ()
+    values: list = []
+    if cache.ttl > 0:
+        _versions, values = cache.versions(providers.breaker_keys(list(guessed), tenant_id))
+    ids = _config_ids(uow, tenant_id)
+    if ids == guessed and cache.ttl > 0:
+        open_now = providers.breakers_open_from(list(ids), tenant_id, values)
+    else:  # the list changed (or nothing is cached): its breakers in a round trip of their own
+        open_now = providers.breakers_open(list(ids), tenant_id)
     return {config_id: not open_now[config_id] for config_id in ids}
 
 
@@ -211,27 +208,22 @@ def public_view(product: Product) -> dict[str, Any]:
             "description": product.description, "currency": product.currency}
 
 
-def sale_views(ctx: CallContext, uow: UnitOfWork, products: list[Product], *,
+def sale_views(ctx: CallContext, uow: UnitOfWork, products: list[Product | ProductData], *,
                configs: dict[str, bool] | None = None, with_offers: bool = True) -> list[dict[str, Any]]:
     """Each product as the tenant of ``ctx`` may buy it: the public fields, ``price`` (this
     tenant's), ``active`` and — for other services only, never the API — its active
     ``offers`` on configurations the tenant may use (any health), preferred first.
-    ``price`` is None only when no such offer exists at all."""
+    ``price`` is None only when no such offer exists at all. Offers and price rules come
+    through this process's cache (hub.cache, namespace ``products``)."""
     tenant_id = _tenant(ctx)
     if configs is None:
         configs = tenant_configs(uow, tenant_id)
-    offers_by_product: dict[str, list[Offer]] = defaultdict(list)
-    ids = [p.id for p in products]
-    for chunk in _chunks(ids, 500):
-        for offer in uow.session.scalars(select(Offer).where(Offer.product_id.in_(chunk),
-                                                             Offer.status == "active")):
-            if offer.config_id in configs:
-                offers_by_product[offer.product_id].append(offer)
-    rules = pricing.load_rulebook(uow, tenant_id)
+    offers_by_product = _active_offers(uow, [p.id for p in products])
+    rules = _rulebook(uow, tenant_id)
     hook = _hook()
     views = []
     for product in products:
-        own = sorted(offers_by_product.get(product.id, ()), key=lambda o: (o.priority, o.cost, o.id))
+        own = [o for o in offers_by_product.get(product.id) or () if o.config_id in configs]
         healthy = [o for o in own if configs[o.config_id]]
         basis = healthy or own
         view = public_view(product)
@@ -251,6 +243,64 @@ def sale_views(ctx: CallContext, uow: UnitOfWork, products: list[Product], *,
     return views
 
 
+@dataclass(frozen=True)
+class ProductData:
+    """A product as this process caches it (the columns :func:`sale_views` reads)."""
+
+    id: str
+    code: str
+    name: str
+    category_code: str | None
+    brand_code: str | None
+    type: str
+    nominal: int | None
+    description: str | None
+    currency: str
+    status: str
+
+    @classmethod
+    def of(cls, row: Product) -> ProductData:
+        return cls(id=row.id, code=row.code, name=row.name, category_code=row.category_code,
+                   brand_code=row.brand_code, type=row.type, nominal=row.nominal, description=row.description,
+                   currency=row.currency, status=row.status)
+
+
+@dataclass(frozen=True)
+class OfferData:
+    """An active offer as this process caches it."""
+
+    id: str
+    config_id: str
+    provider_code: str
+    provider_sku: str
+    cost: int
+    priority: int
+
+
+def _active_offers(uow: UnitOfWork, product_ids: list[str]) -> dict[str, tuple[OfferData, ...]]:
+    """Each product's active offers (any configuration), preferred first (operator
+    priority, then cost), through the cache."""
+    def load(keys: list) -> dict:
+        found: dict[str, list[OfferData]] = defaultdict(list)
+        for chunk in _chunks([product_id for _kind, product_id in keys], 500):
+            for offer in uow.session.scalars(select(Offer).where(Offer.product_id.in_(chunk),
+                                                                 Offer.status == "active")):
+                found[offer.product_id].append(OfferData(
+                    id=offer.id, config_id=offer.config_id, provider_code=offer.provider_code,
+                    provider_sku=offer.provider_sku, cost=offer.cost, priority=offer.priority))
+        return {("offers", product_id): tuple(sorted(found.get(product_id, ()),
+                                                     key=lambda o: (o.priority, o.cost, o.id)))
+                for _kind, product_id in keys}
+
+    cached_offers = refcache().get_many("products", [("offers", product_id) for product_id in product_ids], load)
+    return {product_id: offers for (_kind, product_id), offers in cached_offers.items()}
+
+
+def _rulebook(uow: UnitOfWork, tenant_id: str) -> pricing.RuleBook:
+    """The platform price list and the tenant's rules, through the cache."""
+    return refcache().get("products", ("rulebook", tenant_id), lambda: pricing.load_rulebook(uow, tenant_id))
+
+
 def _chunks(items: list, size: int) -> Iterable[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -261,11 +311,20 @@ def get_product(uow: UnitOfWork, code: str) -> Product | None:
 
 
 def for_sale(ctx: CallContext, uow: UnitOfWork, codes: list[str]) -> dict[str, dict[str, Any]]:
-    """:func:`sale_views` of the products with these codes, by code (unknown codes left out)."""
-    products: list[Product] = []
-    for chunk in _chunks(sorted(set(codes)), 500):
-        products.extend(uow.session.scalars(select(Product).where(Product.code.in_(chunk))))
-    return {v["code"]: v for v in sale_views(ctx, uow, products)}
+    """:func:`sale_views` of the products with these codes, by code (unknown codes left out),
+    read through this process's cache (hub.cache, namespace ``products``)."""
+    def load(keys: list) -> dict:
+        found = {}
+        for chunk in _chunks([code for _kind, code in keys], 500):
+            for row in uow.session.scalars(select(Product).where(Product.code.in_(chunk))):
+                found[("product", row.code)] = ProductData.of(row)
+        return found
+
+    # the tenant's configurations first: their breakers are read with the cache's versions
+    configs = tenant_configs(uow, _tenant(ctx))
+    rows = refcache().get_many("products", [("product", code) for code in sorted(set(codes))], load)
+    products = [row for row in rows.values() if row is not None]
+    return {v["code"]: v for v in sale_views(ctx, uow, products, configs=configs)}
 
 
 def encode_cursor(code: str) -> str:

@@ -46,9 +46,9 @@ __all__ = [
     "balance",
     "breaker_keys",
     "breakers_open",
+    "breakers_open_from",
     "catalog",
     "check_status",
-    "configs_version",
     "fetch_catalog",
     "get_config",
     "inquiry",
@@ -219,16 +219,6 @@ def list_configs(uow: UnitOfWork) -> list[dict[str, Any]]:
     return [_config_info(row) for row in service.list_configs(uow)]
 
 
-#: Redis key of the configurations version token (see :func:`configs_version`).
-CONFIGS_VERSION_KEY = service.CONFIGS_VERSION_KEY
-
-
-def configs_version() -> str:
-    """A token that changes after every committed change of a configuration or of a
-    tenant's enablement: cache what :func:`usable_configs` says under it (health aside)."""
-    return service.configs_version()
-
-
 def breakers_open(config_ids: list[str], tenant_id: str | None = None) -> dict[str, bool]:
     """Whether calls to each configuration are stopped now — its shared breaker open, or
     ``tenant_id``'s breaker on it (one Redis round trip)."""
@@ -236,6 +226,14 @@ def breakers_open(config_ids: list[str], tenant_id: str | None = None) -> dict[s
     from hub.providers.service import _state
 
     return health.open_many(_state().redis, config_ids, tenant_id)
+
+
+def breakers_open_from(config_ids: list[str], tenant_id: str, values: list) -> dict[str, bool]:
+    """:func:`breakers_open` from the values of :func:`breaker_keys`, read by the caller
+    (in the same round trip as its own keys)."""
+    from hub.providers import health
+
+    return health.open_from_values(config_ids, tenant_id, values)
 
 
 def breaker_keys(config_ids: list[str], tenant_id: str) -> list[str]:

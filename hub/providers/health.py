@@ -108,11 +108,17 @@ def open_many(redis, config_ids: list[str], tenant_id: str | None = None) -> dic
     """:func:`is_open` for many configurations in one round trip."""
     if not config_ids:
         return {}
+    keys = [k for c in config_ids for k in open_until_keys(c, tenant_id)]
+    return open_from_values(config_ids, tenant_id, redis.mget(keys))
+
+
+def open_from_values(config_ids: list[str], tenant_id: str | None, values: list) -> dict[str, bool]:
+    """:func:`open_many` from the values of its keys (``open_until_keys`` of each
+    configuration, in order), read by the caller in a round trip of its own."""
     now = time.time()
-    keys = [open_until_keys(c, tenant_id) for c in config_ids]
-    values = iter(redis.mget([k for pair in keys for k in pair]))
-    return {c: any(raw is not None and float(raw) > now for raw in [next(values) for _ in pair])
-            for c, pair in zip(config_ids, keys)}
+    width = 1 if tenant_id is None else 2
+    return {c: any(raw is not None and float(raw) > now for raw in values[i * width:(i + 1) * width])
+            for i, c in enumerate(config_ids)}
 
 
 def allow_call(redis, config_id: str, tenant_id: str | None = None) -> bool:

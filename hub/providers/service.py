@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -66,26 +65,12 @@ def callback_url(config: ProviderConfig) -> str | None:
 
 
 # -- configurations -------------------------------------------------------------------------
-#: Redis key of the configurations' version: a new random token after every committed change
-#: of a configuration or a tenant enablement. Readers that cache what a tenant may use key
-#: their cache by it (hub.products); a token, not a counter, so that a Redis restored from an
-#: older snapshot never brings back a version some process cached under.
-CONFIGS_VERSION_KEY = "rop:providers:configs-version"
-
-
 def _changed(uow: UnitOfWork) -> None:
-    redis = _state().redis
-    uow.after_commit(lambda: redis.set(CONFIGS_VERSION_KEY, uuid.uuid4().hex))
+    """Every process reloads what it cached of the configurations (hub.cache, namespace
+    ``providers``: the configurations a tenant may use) once ``uow`` commits."""
+    from hub.cache import refcache
 
-
-def configs_version() -> str:
-    """The current configurations' version token (made on first read)."""
-    redis = _state().redis
-    token = redis.get(CONFIGS_VERSION_KEY)
-    if token is None:
-        redis.set(CONFIGS_VERSION_KEY, uuid.uuid4().hex, nx=True)
-        token = redis.get(CONFIGS_VERSION_KEY)
-    return token.decode() if isinstance(token, bytes) else str(token)
+    refcache().bump(uow, "providers")
 
 
 def _field_message(messages: Any) -> str:

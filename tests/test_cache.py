@@ -1,0 +1,122 @@
+"""hub.cache against the suite's real Redis: entries by version, the bump after a commit,
+the TTL backstop on an injectable clock, one MGET per request."""
+from __future__ import annotations
+
+import pytest
+
+from hub.cache import NAMESPACES, RefCache, refcache, version_key
+from hub.db import unit_of_work
+
+
+class Clock:
+    def __init__(self):
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def two(app):
+    """Two caches on the same Redis (two processes), each on its own clock."""
+    redis = app.extensions["rop"].redis
+    clocks = Clock(), Clock()
+    return (RefCache(lambda: redis, 5.0, clock=clocks[0]), RefCache(lambda: redis, 5.0, clock=clocks[1])), clocks
+
+
+def test_an_entry_is_loaded_once_per_version_and_a_bump_elsewhere_reloads_it(app, two):
+    (mine, theirs), _clocks = two
+    source = {"price": 100}
+    loads = []
+
+    def load():
+        loads.append(1)
+        return dict(source)
+
+    with app.test_request_context():
+        assert mine.get("products", "TEL10", load) == {"price": 100}
+    with app.test_request_context():
+        assert mine.get("products", "TEL10", load) == {"price": 100}
+    assert len(loads) == 1
+    source["price"] = 200
+    theirs.bump_now("products")  # another process committed a change
+    with app.test_request_context():
+        assert mine.get("products", "TEL10", load) == {"price": 200}
+    assert len(loads) == 2
+    theirs.bump_now("webhooks")  # another namespace: this entry stays
+    with app.test_request_context():
+        assert mine.get("products", "TEL10", load) == {"price": 200}
+    assert len(loads) == 2
+
+
+def test_within_a_request_the_versions_are_read_once(app, two):
+    (mine, theirs), _clocks = two
+    with app.test_request_context():
+        assert mine.get("providers", "t1", lambda: ("a",)) == ("a",)
+        theirs.bump_now("providers")
+        # the same request keeps what it read: one MGET per request
+        assert mine.get("providers", "t1", lambda: ("b",)) == ("a",)
+    with app.test_request_context():
+        assert mine.get("providers", "t1", lambda: ("b",)) == ("b",)
+
+
+def test_a_lost_bump_is_healed_by_the_ttl(app, two):
+    (mine, _theirs), (clock, _other) = two
+    value = ["old"]
+    with app.test_request_context():
+        assert mine.get("products", "k", lambda: value[0]) == "old"
+    value[0] = "new"  # changed, no bump
+    clock.now += 4.9
+    with app.test_request_context():
+        assert mine.get("products", "k", lambda: value[0]) == "old"
+    clock.now += 0.1
+    with app.test_request_context():
+        assert mine.get("products", "k", lambda: value[0]) == "new"
+
+
+def test_a_bump_registered_on_a_unit_of_work_happens_after_its_commit_only(app, two):
+    (mine, _theirs), _clocks = two
+    redis = app.extensions["rop"].redis
+    db = app.extensions["rop"].db
+    with unit_of_work(db) as uow:
+        mine.bump(uow, "providers")
+        uow.rollback()
+    assert redis.get(version_key("providers")) is None
+    with unit_of_work(db) as uow:
+        mine.bump(uow, "providers", "webhooks")
+        assert redis.get(version_key("providers")) is None
+        uow.commit()
+    assert (redis.get(version_key("providers")), redis.get(version_key("webhooks"))) == (b"1", b"1")
+
+
+def test_many_keys_are_loaded_in_one_call_and_misses_are_kept(app, two):
+    (mine, _theirs), _clocks = two
+    calls = []
+
+    def load(keys):
+        calls.append(list(keys))
+        return {k: k.upper() for k in keys if k != "nope"}
+
+    with app.test_request_context():
+        assert mine.get_many("products", ["a", "b", "nope"], load) == {"a": "A", "b": "B", "nope": None}
+        assert mine.get_many("products", ["a", "c", "nope"], load) == {"a": "A", "c": "C", "nope": None}
+    assert calls == [["a", "b", "nope"], ["c"]]
+
+
+def test_ttl_0_is_no_cache_and_unknown_namespaces_are_refused(app):
+    redis = app.extensions["rop"].redis
+    off = RefCache(lambda: redis, 0)
+    loads = []
+    with app.test_request_context():
+        for _ in range(2):
+            off.get("products", "k", lambda: loads.append(1))
+    assert len(loads) == 2
+    with pytest.raises(ValueError, match="unknown cache namespace"):
+        off.bump_now("catalogue")
+
+
+def test_the_app_has_one_cache_with_the_configured_ttl(app):
+    with app.app_context():
+        assert refcache() is refcache(app)
+        assert refcache().ttl == app.extensions["rop"].config.cache_ttl
+    assert set(NAMESPACES) == {"products", "providers", "webhooks"}

@@ -1,0 +1,204 @@
+"""Reference data on the purchase path comes from each process's cache (hub.cache): a warm
+web process reads no product, offer, price rule, provider configuration or webhook endpoint
+from the database per purchase, and asks Redis for the versions once; a change committed in
+another process (the CLI) is seen on the next request after its version bump, and — when the
+bump is lost — once the entries' TTL has passed."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from typing import ClassVar
+
+import pytest
+from redis.connection import Connection
+from sqlalchemy import event, text
+
+from hub.app import create_app
+from hub.cache import NAMESPACES, refcache
+from tests.transactions.conftest import buy
+
+REFERENCE_TABLES = re.compile(
+    r"\b(products|product_offers|price_rules|provider_configs|provider_config_tenants|bus_webhook_endpoints)\b",
+    re.IGNORECASE)
+
+
+class Statements:
+    """Every statement the engine sends (``before_cursor_execute``) while inside ``with``."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.sent: list[str] = []
+
+    def _seen(self, conn, cursor, statement, parameters, context, executemany):
+        self.sent.append(" ".join(statement.split()))
+
+    def __enter__(self):
+        event.listen(self.engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+    @property
+    def reference_reads(self) -> list[str]:
+        return [s for s in self.sent if s.upper().startswith("SELECT") and REFERENCE_TABLES.search(s)]
+
+
+def _with_webhook(client, tenant) -> None:
+    answer = client.put("/v1/webhook", json={"url": "http://127.0.0.1:9/hook"}, headers=tenant.headers)
+    assert answer.status_code == 200, answer.json
+
+
+def test_a_warm_web_process_reads_no_reference_data_per_purchase(app, client, funded):
+    _with_webhook(client, funded.tenant)
+    engine = app.extensions["rop"].db.engine
+    with Statements(engine) as cold:  # the first purchase of this process loads what it needs
+        assert buy(client, funded.tenant, "081234567890").status_code == 202
+    assert cold.reference_reads, "a cold process must read the catalog (or this test sees nothing)"
+    assert buy(client, funded.tenant, "081234567891").status_code == 202
+
+    with Statements(engine) as warm:
+        assert buy(client, funded.tenant, "081234567892").status_code == 202
+    print(f"\nSQL statements per warm accept: {len(warm.sent)} (cold: {len(cold.sent)})")
+    assert any(s.upper().startswith("INSERT INTO TRANSACTIONS ") for s in warm.sent), warm.sent
+    assert any("bus_webhook_deliveries" in s for s in warm.sent), "the tenant's webhook gets the events"
+    assert warm.reference_reads == []
+
+    refcache(app).forget(NAMESPACES)  # a process that forgot reads it all again, once
+    with Statements(engine) as again:
+        assert buy(client, funded.tenant, "081234567893").status_code == 202
+    assert {REFERENCE_TABLES.search(s).group(1) for s in again.reference_reads} >= {
+        "products", "product_offers", "price_rules", "provider_configs", "bus_webhook_endpoints"}
+
+
+def test_with_rop_cache_ttl_0_every_purchase_reads_the_reference_data_again(app, config, funded):
+    import dataclasses
+
+    uncached = create_app(dataclasses.replace(config, cache_ttl=0))
+    try:
+        web = uncached.test_client()
+        engine = uncached.extensions["rop"].db.engine
+        assert buy(web, funded.tenant, "081234567890").status_code == 202
+        with Statements(engine) as sent:
+            assert buy(web, funded.tenant, "081234567891").status_code == 202
+        assert {REFERENCE_TABLES.search(s).group(1) for s in sent.reference_reads} >= {
+            "products", "product_offers", "price_rules", "provider_configs"}
+    finally:
+        uncached.extensions["rop"].close()
+
+
+class CountingConnection(Connection):
+    """A real Redis connection that notes every command it sends (pipelines included)."""
+
+    sent: ClassVar[list[list[str]]] = []  # one list of command lines per round trip
+
+    def send_command(self, *args, **kwargs):
+        CountingConnection.sent.append([" ".join(str(a) for a in args[:8])])
+        return super().send_command(*args, **kwargs)
+
+    def pack_commands(self, commands):
+        CountingConnection.sent.append([" ".join(str(a) for a in args[:8]) for args in commands])
+        return super().pack_commands(commands)
+
+
+def test_redis_commands_per_accept_are_counted_and_the_cache_costs_one(app, client, funded):
+    _with_webhook(client, funded.tenant)
+    pool = app.extensions["rop"].redis.connection_pool
+    pool.disconnect()
+    pool.connection_class = CountingConnection
+    pool.reset()
+    for n in range(2):  # warm
+        assert buy(client, funded.tenant, f"08123456780{n}").status_code == 202
+    CountingConnection.sent = []
+    assert buy(client, funded.tenant, "081234567809").status_code == 202
+    trips = CountingConnection.sent
+    commands = [line for trip in trips for line in trip]
+    print(f"\nRedis per warm accept: {len(trips)} round trips, {len(commands)} commands:\n  "
+          + "\n  ".join(" | ".join(trip) for trip in trips))
+    cache_part = [line for line in commands if "rop:cache:" in line or "rop:providers:health:" in line]
+    # the versions of every namespace and this tenant's breakers: one MGET
+    assert len(cache_part) == 1, cache_part
+    assert cache_part[0].startswith("MGET rop:cache:products:version rop:cache:providers:version"), cache_part
+    assert "rop:providers:health:" in cache_part[0]
+    assert len(cache_part) <= 2
+
+
+@pytest.fixture
+def other_app(config):
+    """A second hub app (another web process) on the same database and Redis."""
+    application = create_app(config)
+    yield application
+    application.extensions["rop"].close()
+
+
+@pytest.fixture
+def rop(instance_path, database_url, redis_url, app):
+    """The ``rop`` CLI in a process of its own."""
+    env = {**os.environ, "ROP_INSTANCE_PATH": str(instance_path), "ROP_DATABASE_URL": database_url,
+           "ROP_REDIS_URL": redis_url, "ROP_LOG_LEVEL": "WARNING"}
+
+    def run(*args):
+        done = subprocess.run([sys.executable, "-m", "hub.cli", *args], check=False, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    return run
+
+
+class Clock:
+    """The other app's cache clock: it moves only when the test moves it."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _price(client, tenant) -> int:
+    answer = buy(client, tenant, "081234567890", ref_id=uuid.uuid4().hex)
+    assert answer.status_code == 202, answer.json
+    return answer.json["price"]
+
+
+def test_a_price_change_from_the_cli_is_seen_by_another_process_at_once_and_a_lost_bump_within_the_ttl(
+        app, funded, other_app, rop):
+    clock = Clock()
+    cache = refcache(other_app)
+    cache.clock = clock
+    web = other_app.test_client()
+    before = _price(web, funded.tenant)
+    assert _price(web, funded.tenant) == before  # cached now: the clock stands still
+
+    rop("pricing", "set", "--tenant", funded.tenant.slug, "--product", "TEL10", "markup_fixed", "777")
+    assert _price(web, funded.tenant) == before + 777  # the bump: the next request reloads
+
+    with app.extensions["rop"].db.engine.begin() as conn:  # a write whose bump is lost
+        assert conn.execute(text("UPDATE price_rules SET value = 1777 WHERE owner = :tenant"),
+                            {"tenant": funded.tenant.id}).rowcount == 1
+    assert _price(web, funded.tenant) == before + 777  # within the TTL: the cached rules
+    clock.now += cache.ttl
+    assert _price(web, funded.tenant) == before + 1777  # past it: read again
+
+
+def test_the_kill_switch_from_the_cli_stops_another_process_at_once_and_a_lost_bump_within_the_ttl(
+        app, funded, sandbox, other_app, rop):
+    clock = Clock()
+    cache = refcache(other_app)
+    cache.clock = clock
+    web = other_app.test_client()
+    assert buy(web, funded.tenant, "081234567890").status_code == 202
+
+    rop("providers", "disable", sandbox)
+    refused = buy(web, funded.tenant, "081234567890")
+    assert refused.status_code == 422 and "not available" in refused.json["detail"], refused.json
+
+    with app.extensions["rop"].db.engine.begin() as conn:  # switched on again, the bump lost
+        conn.execute(text("UPDATE provider_configs SET enabled = :on WHERE id = :id"), {"on": True, "id": sandbox})
+    assert buy(web, funded.tenant, "081234567890").status_code == 422  # within the TTL: still off here
+    clock.now += cache.ttl
+    assert buy(web, funded.tenant, "081234567890").status_code == 202  # past it: on again
