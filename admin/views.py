@@ -1,4 +1,4 @@
-"""The admin's pages over tenancy, providers, wallets and the bus (Flask-Admin ``BaseView``s).
+"""The admin's pages over tenancy, providers, wallets and the audit log (Flask-Admin ``BaseView``s).
 
 Each state-changing method calls a service use-case with the admin's CallContext
 (``actor="admin:<email>"``) and the audit entry is written in the same unit of work.
@@ -331,76 +331,6 @@ class WalletsView(AdminView):
         uow.commit()
         flash(f"Adjusted by {amount} {result['currency']} (journal {result['journal_id']}).", "success")
         return redirect(url_for(".detail", tenant_id=tenant_id, wallet_id=wallet_id))
-
-
-# -- bus: dead letters, webhook deliveries --------------------------------------------------
-class DeadLettersView(AdminView):
-    """Dead letters: inspect the error and envelope; replay through the bus."""
-
-    @expose("/")
-    def index(self):
-        from hub.bus.deadletters import list_dead_letters
-
-        show_all = request.args.get("all") == "1"
-        return self.render("rop_admin/dead_letters.html", show_all=show_all,
-                           letters=list_dead_letters(request_uow(), include_replayed=show_all, limit=200))
-
-    @expose("/replay", methods=("POST",))
-    @requires_role("operator")
-    def replay(self):
-        from hub.bus.deadletters import replay_dead_letters
-
-        uow = request_uow()
-        letters = replay_dead_letters(current_app._get_current_object(), uow, request.form.getlist("ids"))
-        for letter in letters:
-            _record_audit(admin_ctx(), uow, "dead_letter.replayed", tenant_id=letter.tenant_id,
-                          target_type="dead_letter", target_id=letter.id)
-        uow.commit()
-        flash(f"{len(letters)} dead letter(s) replayed.", "success")
-        return redirect(url_for(".index"))
-
-
-class DeliveriesView(AdminView):
-    """A tenant's webhook deliveries, their attempt logs, resend."""
-
-    @expose("/")
-    def index(self):
-        """A tenant's webhook deliveries (through the bus's tenant-scoped use-case)."""
-        from hub.bus.webhooks import list_deliveries
-        from hub.tenancy.service import list_tenants
-
-        uow = request_uow()
-        all_tenants = list_tenants(uow)
-        tenant_id = request.args.get("tenant") or (all_tenants[0].id if all_tenants else None)
-        rows = []
-        if tenant_id:
-            rows = list_deliveries(admin_ctx(tenant_id), uow, status=request.args.get("status") or None, limit=200)
-        return self.render("rop_admin/deliveries.html", tenants=all_tenants, tenant_id=tenant_id,
-                           status=request.args.get("status", ""), deliveries=rows)
-
-    @expose("/<tenant_id>/<delivery_id>")
-    def detail(self, tenant_id: str, delivery_id: str):
-        """One delivery with its attempt log."""
-        from hub.bus.webhooks import list_attempts
-
-        attempts = list_attempts(admin_ctx(tenant_id), request_uow(), delivery_id)
-        return self.render("rop_admin/delivery.html", tenant_id=tenant_id, delivery_id=delivery_id,
-                           attempts=attempts)
-
-    @expose("/<tenant_id>/<delivery_id>/resend", methods=("POST",))
-    @requires_role("operator")
-    def resend(self, tenant_id: str, delivery_id: str):
-        """Send the delivery's event again (a new delivery, through the bus)."""
-        from hub.bus.webhooks import resend_delivery
-
-        ctx = admin_ctx(tenant_id)
-        uow = request_uow()
-        new = resend_delivery(ctx, uow, delivery_id)
-        _record_audit(ctx, uow, "webhook_delivery.resent", tenant_id=tenant_id, target_type="webhook_delivery",
-                      target_id=delivery_id, after={"new_delivery": new.id})
-        uow.commit()
-        flash(f"Resent as {new.id}.", "success")
-        return redirect(url_for(".index", tenant=tenant_id))
 
 
 # -- audit log (read-only) ------------------------------------------------------------------

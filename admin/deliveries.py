@@ -1,0 +1,98 @@
+"""Webhook deliveries in the admin UI: every tenant's (or one's), by state; a delivery's
+event, payload, URL, responses and transaction; resend after a confirmation page.
+
+Resend is a POST with its CSRF token from the confirmation page, audited; the page's form
+carries a one-time key, so a form sent twice (a double click, a reload) resends once.
+"""
+from __future__ import annotations
+
+import uuid
+
+from flask import flash, redirect, request, url_for
+from flask_admin import expose
+from rop_admin.base import AdminView
+from rop_admin.security import admin_ctx, requires_role
+from werkzeug.routing import BuildError
+
+from hub.errors import ValidationFailed
+from hub.state import current_state
+from hub.web import request_uow
+
+#: How long a resend confirmation's key is remembered (a second send of the form within it is a no-op).
+RESEND_KEY_SECONDS = 24 * 3600
+
+
+def _transaction_url(envelope: dict | None) -> str | None:
+    """The admin page of the transaction the event is about, when there is one."""
+    transaction_id = ((envelope or {}).get("payload") or {}).get("transaction_id")
+    if not transaction_id:
+        return None
+    try:
+        return url_for("admin_transactions.detail", transaction_id=transaction_id)
+    except BuildError:  # an app without the transactions service
+        return None
+
+
+class DeliveriesView(AdminView):
+    """Webhook deliveries: list (all tenants or one, by state), detail, resend."""
+
+    @expose("/")
+    def index(self):
+        from hub.bus.webhooks import DELIVERY_STATUSES, operator_deliveries
+        from hub.tenancy.service import list_tenants
+
+        uow = request_uow()
+        tenants = list_tenants(uow)
+        tenant_id = (request.args.get("tenant") or "").strip()
+        status = (request.args.get("status") or "").strip()
+        rows = operator_deliveries(uow, tenant_id=tenant_id or None, status=status or None, limit=200)
+        return self.render("rop_admin/deliveries.html", tenants=tenants, tenant_names={t.id: t.name for t in tenants},
+                           tenant_id=tenant_id, status=status, statuses=DELIVERY_STATUSES, deliveries=rows)
+
+    @expose("/<tenant_id>/<delivery_id>")
+    def detail(self, tenant_id: str, delivery_id: str):
+        """The delivery: its event and payload, the URL, each attempt's response, the transaction."""
+        from hub.bus.webhooks import delivery_detail
+
+        found = delivery_detail(admin_ctx(tenant_id), request_uow(), delivery_id)
+        return self.render("rop_admin/delivery.html", tenant_id=tenant_id, **found,
+                           transaction_url=_transaction_url(found["envelope"]))
+
+    @expose("/<tenant_id>/<delivery_id>/resend", methods=("GET",))
+    @requires_role("operator")
+    def confirm_resend(self, tenant_id: str, delivery_id: str):
+        """The confirmation page: what will be sent where (nothing changes yet)."""
+        from hub.bus.webhooks import delivery_detail
+
+        found = delivery_detail(admin_ctx(tenant_id), request_uow(), delivery_id)
+        return self.render("rop_admin/delivery_resend.html", tenant_id=tenant_id, key=uuid.uuid4().hex, **found)
+
+    @expose("/<tenant_id>/<delivery_id>/resend", methods=("POST",))
+    @requires_role("operator")
+    def resend(self, tenant_id: str, delivery_id: str):
+        """Send the delivery's event again: a new delivery, through the bus; audited."""
+        from hub.bus.webhooks import resend_delivery
+        from hub.tenancy.service import record_audit
+
+        key = (request.form.get("key") or "").strip()
+        if not key or len(key) > 64:
+            raise ValidationFailed("resend from the confirmation page", errors={"key": ["missing"]})
+        redis = current_state().redis
+        slot = f"rop:admin:resend:{key}"
+        if not redis.set(slot, "", nx=True, ex=RESEND_KEY_SECONDS):
+            earlier = redis.get(slot)
+            earlier = earlier.decode() if isinstance(earlier, bytes) else earlier
+            flash(f"Already resent{' as ' + earlier if earlier else ''}: not sent again.", "warning")
+            return redirect(url_for(".detail", tenant_id=tenant_id, delivery_id=earlier or delivery_id))
+        try:
+            ctx, uow = admin_ctx(tenant_id), request_uow()
+            new = resend_delivery(ctx, uow, delivery_id)
+            record_audit(ctx, uow, "webhook_delivery.resent", tenant_id=tenant_id, target_type="webhook_delivery",
+                         target_id=delivery_id, after={"new_delivery": new.id, "event_id": new.event_id})
+            uow.commit()
+        except BaseException:
+            redis.delete(slot)
+            raise
+        redis.set(slot, new.id, ex=RESEND_KEY_SECONDS)
+        flash(f"Resent as {new.id}.", "success")
+        return redirect(url_for(".detail", tenant_id=tenant_id, delivery_id=new.id))
