@@ -22,13 +22,23 @@ from hub.web import request_uow
 RESEND_KEY_SECONDS = 24 * 3600
 
 
-def _transaction_url(envelope: dict | None) -> str | None:
-    """The admin page of the transaction the event is about, when there is one."""
-    transaction_id = ((envelope or {}).get("payload") or {}).get("transaction_id")
+def related_transaction(envelope: dict | None) -> str | None:
+    """The id of the transaction an event is about: a ``transaction.*`` event carries the
+    transaction's view (its ``id``); other events may name a ``transaction_id``."""
+    envelope = envelope or {}
+    payload = envelope.get("payload") or {}
+    if str(envelope.get("type", "")).startswith("transaction."):
+        return payload.get("id") or payload.get("transaction_id")
+    return payload.get("transaction_id")
+
+
+def _transaction_link(envelope: dict | None) -> tuple[str, str] | None:
+    """(id, admin URL) of the event's transaction, when there is one and the app shows transactions."""
+    transaction_id = related_transaction(envelope)
     if not transaction_id:
         return None
     try:
-        return url_for("admin_transactions.detail", transaction_id=transaction_id)
+        return transaction_id, url_for("admin_transactions.detail", transaction_id=transaction_id)
     except BuildError:  # an app without the transactions service
         return None
 
@@ -56,7 +66,7 @@ class DeliveriesView(AdminView):
 
         found = delivery_detail(admin_ctx(tenant_id), request_uow(), delivery_id)
         return self.render("rop_admin/delivery.html", tenant_id=tenant_id, **found,
-                           transaction_url=_transaction_url(found["envelope"]))
+                           transaction=_transaction_link(found["envelope"]))
 
     @expose("/<tenant_id>/<delivery_id>/resend", methods=("GET",))
     @requires_role("operator")
