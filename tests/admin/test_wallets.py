@@ -138,15 +138,15 @@ def test_a_topup_asks_first_on_a_page_echoing_amount_wallet_and_tenant(app, clie
     asked = client.post(path + "/topup", data=form)
     page = asked.get_data(as_text=True)
     assert asked.status_code == 200 and 'id="confirm-summary"' in page
-    assert "1,234,567 IDR" in page and wallet_id in page and tenant.slug in page and "BCA 42" in page
+    assert "IDR 1,234,567" in page and wallet_id in page and tenant.slug in page and "BCA 42" in page
     assert 'name="confirm" value="1"' in page and 'name="csrf_token"' in page and f'href="{path}"' in page
     assert client.get(path + "/topup").status_code == 405
-    assert 'id="available">0<' in client.get(path).get_data(as_text=True)
+    assert 'id="available">IDR 0<' in client.get(path).get_data(as_text=True)
     confirm = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page))
     assert confirm["amount"] == "1234567" and confirm["confirm"] == "1"
     assert client.post(path + "/topup", data={k: v for k, v in confirm.items() if k != "csrf_token"}).status_code == 400
     assert client.post(path + "/topup", data=confirm).status_code == 302
-    assert 'id="available">1234567<' in client.get(path).get_data(as_text=True)
+    assert 'id="available">IDR 1,234,567<' in client.get(path).get_data(as_text=True)
 
 
 @pytest.mark.parametrize("amount", [str(10**30), str(9 * 10**18)])
@@ -162,7 +162,7 @@ def test_a_topup_above_the_limit_is_a_form_error_naming_it(app, client, admin_ki
         page = response.get_data(as_text=True)
         assert response.status_code == 200 and "confirm-summary" not in page
         assert f"a top-up of {int(amount):,} IDR is above the limit of 1,000,000,000 IDR per top-up" in page
-    assert 'id="available">0<' in client.get(path).get_data(as_text=True)
+    assert 'id="available">IDR 0<' in client.get(path).get_data(as_text=True)
     assert client.get("/admin/").status_code == 200
 
 
@@ -173,7 +173,7 @@ def test_an_admin_sets_a_tenants_limits(app, client, admin_kit, tenant_factory):
     form = {"csrf_token": token, "default": "", "topup": "2,000,000", "adjustment": "", "transfer": ""}
     assert client.post(f"/admin/tenants/{tenant.id}/limits", data=form).status_code == 302
     page = client.get(f"/admin/tenants/{tenant.id}").get_data(as_text=True)
-    assert "<td>topup</td><td>2,000,000 IDR</td><td>tenant (topup)</td>" in page
+    assert "<td>topup</td><td>IDR 2,000,000</td><td>tenant (topup)</td>" in page
     bad = client.post(f"/admin/tenants/{tenant.id}/limits", data={**form, "topup": "lots"}, follow_redirects=True)
     assert "topup must be a whole number" in bad.get_data(as_text=True)
     path = _wallet_page(client, tenant)
