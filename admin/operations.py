@@ -12,11 +12,11 @@ from typing import Any
 from flask import Response, flash, jsonify, redirect, request, stream_with_context, url_for
 from flask_admin import expose
 from rop_admin.base import AdminView, confirmed
+from rop_admin.formatting import money
 from rop_admin.security import admin_ctx, requires_role
 
 from hub.errors import ValidationFailed
 from hub.state import current_state
-from hub.wallets.limits import money
 from hub.web import request_uow
 
 

@@ -22,9 +22,13 @@ from wtforms.validators import ValidationError
 
 from hub.context import CallContext
 
-ROLES = ("admin", "operator")
-#: Endpoints reachable without a session: the login form and the static files.
-PUBLIC_ENDPOINTS = frozenset({"admin.login", "admin.static", "rop_admin.static"})
+#: ``viewer`` sees every page and changes nothing; ``operator`` acts; ``admin`` also does security.
+ROLES = ("admin", "operator", "viewer")
+#: Endpoints reachable without a session: the login form, the one-time invitation and reset
+#: links, and the static files.
+PUBLIC_ENDPOINTS = frozenset({"admin.login", "admin.static", "rop_admin.static", "admin_users.link"})
+#: The only forms a viewer may send (every other POST under /admin is refused with 403).
+VIEWER_FORMS = frozenset({"admin.logout", "admin.login", "admin_users.link"})
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -34,17 +38,28 @@ def current_admin() -> dict[str, str] | None:
 
 
 def has_role(role: str) -> bool:
-    """True when the logged-in user may act as ``role`` (``admin`` may do everything)."""
+    """True when the logged-in user may act as ``role`` (``admin`` may do everything, a
+    ``viewer`` only look)."""
     user = current_admin()
     if user is None:
         return False
-    return role == "operator" or user["role"] == "admin"
+    if role == "viewer":
+        return True
+    if role == "operator":
+        return user["role"] in ("operator", "admin")
+    return user["role"] == "admin"
+
+
+def can_act() -> bool:
+    """The logged-in user may change things (pages show their action buttons)."""
+    return has_role("operator")
 
 
 def requires_role(role: str) -> Callable:
     """Mark an exposed view method as needing ``role`` (checked by ``AdminView._handle_view``).
 
-    ``operator`` is any logged-in user; ``admin`` excludes operators (security settings).
+    ``viewer`` is any logged-in user; ``operator`` excludes viewers; ``admin`` excludes
+    operators too (security settings)
     """
     if role not in ROLES:
         raise ValueError(f"unknown admin role {role!r}")
@@ -148,6 +163,8 @@ def guard(render_refusal: Callable[[str, str, int], Any]) -> Callable[[], Any]:
                 check_csrf()
             except CSRFError as exc:
                 return render_refusal("Refused", f"The form was refused: {exc.description}", 400)
+            if request.endpoint not in VIEWER_FORMS and not can_act():
+                return render_refusal("Not allowed", "A viewer can look but not change anything.", 403)
         return None
 
     return _guard

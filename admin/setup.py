@@ -10,6 +10,7 @@ from rop_admin.dashboard import DashboardView
 from rop_admin.security import (
     DEFAULT_IDLE_SECONDS,
     DEFAULT_SESSION_SECONDS,
+    can_act,
     current_admin,
     guard,
     is_admin_path,
@@ -29,7 +30,7 @@ ADMIN_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-in
 
 
 def _views() -> list:
-    from rop_admin import catalog, operations, views
+    from rop_admin import catalog, dead_letters, deliveries, operations, users, views
 
     return [
         views.TenantsView(name="Tenants", endpoint="admin_tenants", url="tenants"),
@@ -40,11 +41,12 @@ def _views() -> list:
         catalog.CatalogView(name="Products", category="Catalog", endpoint="admin_catalog", url="catalog"),
         catalog.PricingView(name="Pricing", category="Catalog", endpoint="admin_pricing", url="pricing"),
         *operations.available_views(),
-        views.DeadLettersView(name="Dead letters", category="Operations", endpoint="admin_dead_letters",
-                              url="dead-letters"),
-        views.DeliveriesView(name="Webhook deliveries", category="Operations", endpoint="admin_deliveries",
-                             url="deliveries"),
+        dead_letters.DeadLettersView(name="Dead letters", category="Operations", endpoint="admin_dead_letters",
+                                     url="dead-letters"),
+        deliveries.DeliveriesView(name="Webhook deliveries", category="Operations", endpoint="admin_deliveries",
+                                  url="deliveries"),
         views.AuditView(name="Audit log", endpoint="admin_audit", url="audit"),
+        users.UsersView(name="Users", endpoint="admin_users", url="users"),
     ]
 
 
@@ -95,13 +97,9 @@ def init_admin(app: Flask) -> Admin:
                 response.headers["Cache-Control"] = "no-store"
         return response
 
-    from hub.wallets.limits import money
-
-    app.jinja_env.filters.setdefault("money", money)
-
     @app.context_processor
     def _admin_globals():
-        return {"csrf_token": generate_csrf, "admin_user": current_admin()}
+        return {"csrf_token": generate_csrf, "admin_user": current_admin(), "can_act": can_act()}
 
     admin.add_views(*_views())
     from hub.plugins import register_admin_views

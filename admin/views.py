@@ -1,4 +1,4 @@
-"""The admin's pages over tenancy, providers, wallets and the bus (Flask-Admin ``BaseView``s).
+"""The admin's pages over tenancy, providers, wallets and the audit log (Flask-Admin ``BaseView``s).
 
 Each state-changing method calls a service use-case with the admin's CallContext
 (``actor="admin:<email>"``) and the audit entry is written in the same unit of work.
@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from rop_admin.base import AdminView, confirmed
 from rop_admin.security import admin_ctx, requires_role
@@ -456,9 +456,11 @@ class WalletsView(AdminView):
         return self._money_action("adjustment", tenant_id, wallet_id)
 
     def _money_action(self, kind: str, tenant_id: str, wallet_id: str):
+        from rop_admin.formatting import money
+
         from hub.tenancy.service import get_tenant
         from hub.wallets import approvals
-        from hub.wallets.limits import LABELS, check_amount, money
+        from hub.wallets.limits import LABELS, check_amount
         from hub.wallets.service import get_wallet
 
         reason, amount, ref = _reason(), _amount(), request.form.get("ref") or ""
@@ -511,8 +513,9 @@ class ApprovalsView(AdminView):
     @requires_role("operator")
     def decide(self, approval_id: str, decision: str):
         """Approve (apply, exactly once) or reject; never the admin who asked."""
+        from rop_admin.formatting import money
+
         from hub.wallets import approvals
-        from hub.wallets.limits import money
 
         if decision not in ("approve", "reject"):
             raise ValidationFailed("approve or reject", errors={"decision": ["invalid"]})
@@ -523,105 +526,6 @@ class ApprovalsView(AdminView):
         flash(f"{a['id']} {a['status']}: {a['kind']} of {money(a['amount'], a['currency'])} to {a['wallet_id']}.",
               "success")
         return redirect(url_for(".index"))
-
-
-# -- bus: dead letters, webhook deliveries --------------------------------------------------
-class DeadLettersView(AdminView):
-    """Dead letters: inspect the error and envelope; replay through the bus."""
-
-    @expose("/")
-    def index(self):
-        from hub.bus.deadletters import list_dead_letters
-
-        show_all = request.args.get("all") == "1"
-        return self.render("rop_admin/dead_letters.html", show_all=show_all,
-                           letters=list_dead_letters(request_uow(), include_replayed=show_all, limit=200))
-
-    @expose("/replay", methods=("POST",))
-    @requires_role("operator")
-    def replay(self):
-        from hub.bus.deadletters import replay_dead_letters
-
-        ids = request.form.getlist("ids")
-        if not ids:
-            flash("Nothing was selected: tick the dead letters to replay first.", "error")
-            return redirect(url_for(".index"))
-        uow = request_uow()
-        letters = replay_dead_letters(current_app._get_current_object(), uow, ids)
-        for letter in letters:
-            _record_audit(admin_ctx(), uow, "dead_letter.replayed", tenant_id=letter.tenant_id,
-                          target_type="dead_letter", target_id=letter.id)
-        uow.commit()
-        flash(f"{len(letters)} dead letter(s) replayed.", "success")
-        return redirect(url_for(".index"))
-
-    @expose("/discard", methods=("POST",))
-    @requires_role("operator")
-    def discard(self):
-        """Delete dead letters that will never be replayed; each is kept whole in its audit entry."""
-        from hub.bus.deadletters import discard_dead_letters
-
-        ids = request.form.getlist("ids")
-        if not ids:
-            flash("Nothing was selected: tick the dead letters to discard first.", "error")
-            return redirect(url_for(".index"))
-        uow = request_uow()
-        gone = discard_dead_letters(uow, ids)
-        for letter in gone:
-            _record_audit(admin_ctx(), uow, "dead_letter.discarded", tenant_id=letter["tenant_id"],
-                          target_type="dead_letter", target_id=letter["id"], before=letter)
-        uow.commit()
-        flash(f"{len(gone)} dead letter(s) discarded (kept in the audit log).", "success")
-        return redirect(url_for(".index"))
-
-
-class DeliveriesView(AdminView):
-    """A tenant's webhook deliveries, their attempt logs, resend."""
-
-    #: The list's columns: (label, sort key or None).
-    COLUMNS = (("Id", None), ("Tenant", None), ("Event", "event"), ("Status", "status"), ("Attempts", "attempts"),
-               ("Next attempt", None), ("Delivered", None), ("Created", "created"))
-
-    @expose("/")
-    def index(self):
-        """Every tenant's webhook deliveries (or one's): status filter, search, sortable columns, pages."""
-        from rop_admin.lists import page_number, pager, sort_headers
-
-        from hub.bus.webhooks import operator_deliveries
-        from hub.tenancy.service import list_tenants
-
-        uow = request_uow()
-        filters = {k: (request.args.get(k) or "").strip() for k in ("tenant", "status", "q")}
-        result = operator_deliveries(admin_ctx(), uow, tenant_id=filters["tenant"] or None,
-                                     status=filters["status"] or None, q=filters["q"] or None,
-                                     sort=request.args.get("sort") or "-created", page=page_number(), per_page=50)
-        return self.render("rop_admin/deliveries.html", tenants=list_tenants(uow), filters=filters,
-                           deliveries=result["rows"], sort=result["sort"],
-                           columns=sort_headers(self.COLUMNS, result["sort"]), pager=pager(result, "deliveries"))
-
-    @expose("/<tenant_id>/<delivery_id>")
-    def detail(self, tenant_id: str, delivery_id: str):
-        """One delivery with its attempt log."""
-        from hub.bus.webhooks import list_attempts
-
-        attempts = list_attempts(admin_ctx(tenant_id), request_uow(), delivery_id)
-        return self.render("rop_admin/delivery.html", tenant_id=tenant_id, delivery_id=delivery_id,
-                           attempts=attempts)
-
-    @expose("/<tenant_id>/<delivery_id>/resend", methods=("POST",))
-    @requires_role("operator")
-    def resend(self, tenant_id: str, delivery_id: str):
-        """Send the delivery's event again (a new delivery, through the bus)."""
-        from hub.bus.webhooks import resend_delivery
-
-        ctx = admin_ctx(tenant_id)
-        uow = request_uow()
-        new = resend_delivery(ctx, uow, delivery_id)
-        _record_audit(ctx, uow, "webhook_delivery.resent", tenant_id=tenant_id, target_type="webhook_delivery",
-                      target_id=delivery_id, after={"new_delivery": new.id})
-        uow.commit()
-        flash(f"Resent as {new.id}.", "success")
-        return redirect(url_for(".index", tenant=tenant_id))
 
 
 # -- audit log (read-only) ------------------------------------------------------------------

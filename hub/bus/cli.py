@@ -14,7 +14,8 @@ def deadletters() -> None:
 
 
 @deadletters.command("list")
-@click.option("--all", "include_replayed", is_flag=True, help="Include dead letters already replayed.")
+@click.option("--all", "include_replayed", is_flag=True,
+              help="Include dead letters already replayed or discarded.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_cmd(include_replayed: bool, as_json: bool) -> None:
     """List dead letters, newest first."""
@@ -30,7 +31,9 @@ def list_cmd(include_replayed: bool, as_json: bool) -> None:
                                        "handler": letter.handler, "tenant_id": letter.tenant_id,
                                        "attempts": letter.attempts, "last_error": error,
                                        "created_at": letter.created_at.isoformat(),
-                                       "replayed_at": letter.replayed_at.isoformat() if letter.replayed_at else None}))
+                                       "replayed_at": letter.replayed_at.isoformat() if letter.replayed_at else None,
+                                       "discarded_at": (letter.discarded_at.isoformat()
+                                                        if letter.discarded_at else None)}))
             else:
                 click.echo(f"{letter.id}  {letter.created_at:%Y-%m-%d %H:%M:%S}  {letter.type}  {letter.handler}  "
                            f"attempts={letter.attempts}  {error}")

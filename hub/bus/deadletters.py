@@ -1,4 +1,4 @@
-"""Dead letters: list them, replay them once the cause is fixed."""
+"""Dead letters: list them, replay them once the cause is fixed, or discard them."""
 from __future__ import annotations
 
 from flask import Flask
@@ -7,19 +7,34 @@ from sqlalchemy import select
 from hub.bus.models import DeadLetter
 from hub.bus.outbox import enqueue_envelope
 from hub.db import UnitOfWork, utcnow
-from hub.errors import NotFound
+from hub.errors import NotFound, ValidationFailed
 
 
 def list_dead_letters(uow: UnitOfWork, *, include_replayed: bool = False, limit: int = 100) -> list[DeadLetter]:
-    """The dead letters, newest first (platform-level: the operator's view)."""
+    """The dead letters, newest first (platform-level: the operator's view); the replayed and
+    discarded ones only with ``include_replayed``."""
     query = select(DeadLetter).order_by(DeadLetter.created_at.desc()).limit(limit)
     if not include_replayed:
-        query = query.where(DeadLetter.replayed_at.is_(None))
+        query = query.where(DeadLetter.replayed_at.is_(None), DeadLetter.discarded_at.is_(None))
     return list(uow.session.execute(query).scalars())
 
 
-def _letters(uow: UnitOfWork, ids: list[str]) -> list[DeadLetter]:
-    """The dead letters ``ids``, all checked first. :raise NotFound: for an unknown id."""
+def replay_dead_letters(app: Flask, uow: UnitOfWork, ids: list[str]) -> list[DeadLetter]:
+    """Enqueue each dead letter's (message, handler) again with fresh retries; mark it replayed.
+
+    All ids are checked first: :raise NotFound: for an unknown id (nothing replayed then).
+    The caller commits; the jobs are enqueued after the commit.
+    """
+    letters = get_dead_letters(uow, ids)
+    for letter in letters:
+        letter.replayed_at = utcnow()
+        envelope, handler = letter.envelope, letter.handler
+        uow.after_commit(lambda e=envelope, h=handler: enqueue_envelope(app, e, [h]))
+    return letters
+
+
+def get_dead_letters(uow: UnitOfWork, ids: list[str]) -> list[DeadLetter]:
+    """The dead letters ``ids``, in that order. :raise NotFound: for an unknown id."""
     letters = []
     for letter_id in ids:
         letter = uow.session.get(DeadLetter, letter_id)
@@ -29,32 +44,17 @@ def _letters(uow: UnitOfWork, ids: list[str]) -> list[DeadLetter]:
     return letters
 
 
-def discard_dead_letters(uow: UnitOfWork, ids: list[str]) -> list[dict]:
-    """Delete dead letters that will never be replayed (the cause is known and handled).
+def discard_dead_letters(uow: UnitOfWork, ids: list[str]) -> list[DeadLetter]:
+    """Mark dead letters discarded: they leave the list and are never replayed from it.
 
-    All ids are checked first: :raise NotFound: for an unknown id (nothing deleted then).
-    :return: what each was (id, message id, type, handler, tenant, attempts, last error,
-        envelope), for the caller's audit entry. The caller commits.
+    All ids are checked first (nothing is discarded on an error): :raise NotFound: an unknown
+    id; :raise ValidationFailed: one already replayed or discarded. The caller commits.
     """
-    gone = []
-    for letter in _letters(uow, ids):
-        gone.append({"id": letter.id, "message_id": letter.message_id, "type": letter.type,
-                     "handler": letter.handler, "tenant_id": letter.tenant_id, "attempts": letter.attempts,
-                     "last_error": letter.last_error, "envelope": letter.envelope})
-        uow.session.delete(letter)
-    uow.flush()
-    return gone
-
-
-def replay_dead_letters(app: Flask, uow: UnitOfWork, ids: list[str]) -> list[DeadLetter]:
-    """Enqueue each dead letter's (message, handler) again with fresh retries; mark it replayed.
-
-    All ids are checked first: :raise NotFound: for an unknown id (nothing replayed then).
-    The caller commits; the jobs are enqueued after the commit.
-    """
-    letters = _letters(uow, ids)
+    letters = get_dead_letters(uow, ids)
+    settled = [letter.id for letter in letters if letter.replayed_at or letter.discarded_at]
+    if settled:
+        raise ValidationFailed(f"already replayed or discarded: {', '.join(settled)}", errors={"ids": settled})
+    now = utcnow()
     for letter in letters:
-        letter.replayed_at = utcnow()
-        envelope, handler = letter.envelope, letter.handler
-        uow.after_commit(lambda e=envelope, h=handler: enqueue_envelope(app, e, [h]))
+        letter.discarded_at = now
     return letters

@@ -56,6 +56,7 @@ class DeadLetter(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     replayed_at: Mapped[dt.datetime | None]
+    discarded_at: Mapped[dt.datetime | None]  # an operator decided it is not to be replayed
 
 
 class TenantEvent(Base):
@@ -117,3 +118,5 @@ class WebhookAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    url: Mapped[str | None] = mapped_column(String(2000))  # where this attempt POSTed
+    response_body: Mapped[str | None] = mapped_column(Text)  # the first RESPONSE_EXCERPT characters

@@ -47,6 +47,9 @@ BREAKER_THRESHOLD = 5
 BREAKER_OPEN_SECONDS = 60
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 DELIVER_JOB = "hub.bus.webhooks.deliver_job"
+#: How much of an endpoint's answer an attempt keeps (characters), for the admin's delivery page.
+RESPONSE_EXCERPT = 2000
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
 # -- signatures ------------------------------------------------------------------------------
@@ -257,12 +260,15 @@ def operator_deliveries(ctx: CallContext, uow: UnitOfWork, *, tenant_id: str | N
     :param q: a delivery or event id (exact), or an event type prefix (``transaction.``).
     :param sort: ``created``, ``status``, ``attempts`` or ``event`` (``-`` first: descending).
     :return: ``{"rows" (WebhookDelivery), "total", "estimated", "page", "pages", "per_page", "sort"}``.
+    :raise ValidationFailed: an unknown status.
     """
     from sqlalchemy import or_
 
     from hub.paging import matching, sorted_page
 
     ctx.require_scope("*")
+    if status and status not in DELIVERY_STATUSES:
+        raise ValidationFailed(f"status must be one of {', '.join(DELIVERY_STATUSES)}", errors={"status": ["invalid"]})
     conditions = matching(WebhookDelivery, tenant_id=tenant_id, status=status)
     q = (q or "").strip()
     if q:
@@ -278,6 +284,15 @@ def list_attempts(ctx: CallContext, uow: UnitOfWork, delivery_id: str) -> list[W
     get_owned(uow.session, ctx, WebhookDelivery, delivery_id, what="delivery")
     return list(uow.session.execute(select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id)
                                     .order_by(WebhookAttempt.at, WebhookAttempt.id)).scalars())
+
+
+def delivery_detail(ctx: CallContext, uow: UnitOfWork, delivery_id: str) -> dict:
+    """A tenant's delivery with its event (the payload sent), its attempts and the endpoint's URL now."""
+    delivery = get_owned(uow.session, ctx, WebhookDelivery, delivery_id, what="delivery")
+    event = uow.session.execute(select(TenantEvent).where(TenantEvent.id == delivery.event_id)).scalar_one_or_none()
+    endpoint = uow.session.get(WebhookEndpoint, delivery.tenant_id)
+    return {"delivery": delivery, "envelope": event.envelope if event is not None else None,
+            "attempts": list_attempts(ctx, uow, delivery_id), "endpoint_url": endpoint.url if endpoint else None}
 
 
 def resend_delivery(ctx: CallContext, uow: UnitOfWork, delivery_id: str) -> WebhookDelivery:
@@ -389,32 +404,36 @@ def deliver_job(delivery_id: str) -> str:
                    "ROP-Signature": signature_header(signing, int(time.time()), body),
                    "ROP-Event-Id": envelope["id"], "ROP-Event-Type": envelope["type"], "ROP-Delivery-Id": delivery_id}
         started = time.perf_counter()
-        status_code, error = None, None
+        status_code, error, excerpt = None, None, None
         try:
             # The guarded client judges the address it connects to (DNS may have changed since PUT).
             response = delivery_client(state.config.webhook_allow_private).post(endpoint.url, content=body,
                                                                                  headers=headers)
             status_code = response.status_code
+            excerpt = response.text[:RESPONSE_EXCERPT].replace("\x00", "\ufffd")
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         elapsed = int((time.perf_counter() - started) * 1000)
         _breaker_result(state.redis, tenant_id, error is None)
-        return _finish(app, delivery_id, status_code, error, elapsed, schedule=schedule_of(endpoint))
+        return _finish(app, delivery_id, status_code, error, elapsed, schedule=schedule_of(endpoint),
+                       url=endpoint.url, response_body=excerpt)
     finally:
         state.redis.delete(f"rop:webhook:lock:{delivery_id}")
 
 
 def _finish(app: Flask, delivery_id: str, status_code: int | None, error: str | None, elapsed: int, *,
-            schedule: list[int] | None = None, final: bool = False) -> str:
+            schedule: list[int] | None = None, final: bool = False, url: str | None = None,
+            response_body: str | None = None) -> str:
     state = app.extensions["rop"]
     delay = None
     with unit_of_work(state.db) as uow:
         delivery = uow.session.get(WebhookDelivery, delivery_id)
         delivery.attempts += 1
         uow.session.add(WebhookAttempt(id=new_id("wha"), delivery_id=delivery_id, tenant_id=delivery.tenant_id,
-                                       status_code=status_code, error=error, duration_ms=elapsed))
+                                       status_code=status_code, error=error, duration_ms=elapsed, url=url,
+                                       response_body=response_body))
         if error is None:
             delivery.status, delivery.delivered_at, delivery.next_attempt_at = "delivered", utcnow(), None
         elif final or schedule is None or delivery.attempts > len(schedule):

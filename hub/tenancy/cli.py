@@ -168,7 +168,7 @@ def _read_password(from_stdin: bool) -> str:
 @admin_group.command("create-user")
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@click.option("--role", type=click.Choice(["admin", "operator"]), default="admin", show_default=True)
+@click.option("--role", type=click.Choice(["admin", "operator", "viewer"]), default="admin", show_default=True)
 def admin_create_user(email: str, password_stdin: bool, role: str) -> None:
     """Create an admin-UI login."""
     from hub.tenancy.service import create_admin_user

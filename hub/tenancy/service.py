@@ -289,11 +289,8 @@ def create_admin_user(ctx: CallContext, uow: UnitOfWork, email: str, password: s
     email = (email or "").strip().lower()
     if not _EMAIL.match(email):
         raise ValidationFailed(f"{email!r} is not an e-mail address", errors={"email": ["malformed"]})
-    if role not in ("admin", "operator"):
-        raise ValidationFailed("role must be admin or operator", errors={"role": ["invalid"]})
-    if len(password or "") < 12:
-        raise ValidationFailed("the password must have at least 12 characters",
-                               errors={"password": ["too short"]})
+    _check_role(role)
+    check_admin_password(password)
     if uow.session.scalar(select(func.count()).select_from(AdminUser).where(AdminUser.email == email)):
         raise Conflict(f"an admin user {email!r} exists")
     user = AdminUser(id=new_id("adm"), email=email, password_hash=_hasher.hash(password), role=role)
@@ -304,10 +301,27 @@ def create_admin_user(ctx: CallContext, uow: UnitOfWork, email: str, password: s
     return user
 
 
-def set_admin_password(ctx: CallContext, uow: UnitOfWork, email: str, password: str) -> AdminUser:
-    if len(password or "") < 12:
-        raise ValidationFailed("the password must have at least 12 characters",
+#: Roles of admin users: ``viewer`` sees everything and changes nothing.
+ADMIN_ROLES = ("admin", "operator", "viewer")
+#: The statuses of an admin user: ``invited`` has no password yet (its invitation link sets one).
+ADMIN_STATUSES = ("active", "invited", "disabled")
+MIN_PASSWORD_LENGTH = 12
+
+
+def _check_role(role: str) -> None:
+    if role not in ADMIN_ROLES:
+        raise ValidationFailed(f"role must be one of {', '.join(ADMIN_ROLES)}", errors={"role": ["invalid"]})
+
+
+def check_admin_password(password: str) -> None:
+    """The password rules of every admin user (CLI, invitation, reset). :raise ValidationFailed:"""
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(f"the password must have at least {MIN_PASSWORD_LENGTH} characters",
                                errors={"password": ["too short"]})
+
+
+def set_admin_password(ctx: CallContext, uow: UnitOfWork, email: str, password: str) -> AdminUser:
+    check_admin_password(password)
     user = uow.session.scalar(select(AdminUser).where(AdminUser.email == email.strip().lower()))
     if user is None:
         raise NotFound(f"admin user {email!r} not found")

@@ -139,7 +139,7 @@ def test_top_up_a_wallet_and_see_the_statement(app, live_server, browser, artifa
     # a confirmation page echoes the formatted amount, the wallet and the tenant; Cancel moves nothing
     _wait(browser, lambda d: d.find_element(By.ID, "confirm-summary"), "no confirmation page")
     summary = browser.find_element(By.ID, "confirm-summary").text
-    assert "250,000 IDR" in summary and tenant.slug in summary
+    assert "IDR 250,000" in summary and tenant.slug in summary
     browser.save_screenshot(str(artifacts_dir / "admin-topup-confirm.png"))
     browser.find_element(By.ID, "cancel").click()
     _wait(browser, lambda d: d.find_element(By.ID, "available").text == "IDR 0", "cancel did not lead back")

@@ -1,5 +1,6 @@
-"""Dead letters discarded (audited), an empty selection refused with a message, and a
-transaction's review error cleared once it leaves review."""
+"""Dead letters discarded (after a confirmation page; audited whole; an empty selection:
+tests/admin/test_dead_letters.py), and a transaction's review error cleared once it leaves
+review."""
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -26,7 +27,7 @@ def _poison(app, tenant) -> str:
         return uow.session.scalar(select(DeadLetter.id))
 
 
-def test_a_dead_letter_is_discarded_and_kept_in_the_audit_log(app, client, admin_kit, tenant_factory):
+def test_a_dead_letter_is_discarded_and_kept_whole_in_the_audit_log(app, client, admin_kit, tenant_factory):
     from hub.bus.models import DeadLetter
     from hub.tenancy.models import AuditEntry
 
@@ -34,30 +35,21 @@ def test_a_dead_letter_is_discarded_and_kept_in_the_audit_log(app, client, admin
     letter_id = _poison(app, tenant)
     admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
     page = client.get("/admin/dead-letters/").get_data(as_text=True)
-    assert 'id="discard"' in page and "data-confirm=" in page
+    assert 'id="discard"' in page
     token = admin_kit.csrf_from(client, "/admin/dead-letters/")
-    done = client.post("/admin/dead-letters/discard", data={"csrf_token": token, "ids": [letter_id]},
+    asked = client.post("/admin/dead-letters/discard", data={"csrf_token": token, "ids": [letter_id]})
+    assert asked.status_code == 200 and 'id="confirm-discard"' in asked.get_data(as_text=True)
+    done = client.post("/admin/dead-letters/discard", data={"csrf_token": token, "ids": [letter_id], "confirmed": "1"},
                        follow_redirects=True).get_data(as_text=True)
     assert "1 dead letter(s) discarded" in done and letter_id not in done
     with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
-        assert uow.session.get(DeadLetter, letter_id) is None
+        assert uow.session.get(DeadLetter, letter_id).discarded_at is not None  # kept, marked
         [entry] = uow.session.scalars(select(AuditEntry).where(AuditEntry.action == "dead_letter.discarded"))
         assert entry.actor == "admin:op@example.com" and entry.target_id == letter_id
         assert entry.tenant_id == tenant.id and entry.before["envelope"]["type"] and entry.before["last_error"]
-    again = client.post("/admin/dead-letters/discard", data={"csrf_token": token, "ids": [letter_id]},
-                        follow_redirects=True)
-    assert f"no dead letter {letter_id!r}" in again.get_data(as_text=True).replace("&#39;", "'")
-
-
-def test_replay_or_discard_with_nothing_selected_says_so(app, client, admin_kit, tenant_factory):
-    letter_id = _poison(app, tenant_factory())
-    admin_kit.login(client, admin_kit.make_admin(app))
-    token = admin_kit.csrf_from(client, "/admin/dead-letters/")
-    for action, verb in (("replay", "replay"), ("discard", "discard")):
-        page = client.post(f"/admin/dead-letters/{action}", data={"csrf_token": token},
-                           follow_redirects=True).get_data(as_text=True)
-        assert f"Nothing was selected: tick the dead letters to {verb} first." in page
-    assert letter_id in client.get("/admin/dead-letters/").get_data(as_text=True)  # untouched
+    unknown = client.post("/admin/dead-letters/discard", data={"csrf_token": token, "ids": ["dlq_nope"],
+                                                                "confirmed": "1"}, follow_redirects=True)
+    assert "no dead letter 'dlq_nope'" in unknown.get_data(as_text=True).replace("&#39;", "'")
 
 
 def test_the_review_error_is_cleared_when_the_provider_answers(app, client, admin_kit, funded):

@@ -72,7 +72,7 @@ def test_detail_shows_the_timeline_and_a_refund_reverses_the_money(app, client, 
     assert transaction(app, funded.tenant.id, trx_id)["status"] == "succeeded"
     asked = client.post(path + "/refund", data={"csrf_token": token, "reason": "customer complaint 12"})
     page = asked.get_data(as_text=True)
-    assert asked.status_code == 200 and f"Refund {price:,} IDR?" in page and funded.wallet_id in page
+    assert asked.status_code == 200 and f"Refund IDR {price:,}?" in page and funded.wallet_id in page
     assert funded.tenant.slug in page and 'name="confirm" value="1"' in page
     assert transaction(app, funded.tenant.id, trx_id)["status"] == "succeeded"  # the first POST only asks
     assert client.post(path + "/refund", data={"csrf_token": token, "reason": "customer complaint 12",
@@ -102,7 +102,7 @@ def test_resolving_a_review_captures_or_voids_the_hold(app, client, admin_kit, f
     assert _audit(app, "transaction.recheck")
     form = {"csrf_token": token, "outcome": outcome, "reason": "provider portal says so"}
     page = client.post(path + "/resolve", data=form).get_data(as_text=True)
-    assert f"Resolve {trx_id} as {outcome}?" in page and f"{price:,} IDR" in page and funded.wallet_id in page
+    assert f"Resolve {trx_id} as {outcome}?" in page and f"IDR {price:,}" in page and funded.wallet_id in page
     assert transaction(app, funded.tenant.id, trx_id)["status"] == "review"  # the first POST only asks
     client.post(path + "/resolve", data={**form, "confirm": "1"})
     assert transaction(app, funded.tenant.id, trx_id)["status"] == outcome

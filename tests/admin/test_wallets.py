@@ -138,7 +138,7 @@ def test_a_topup_asks_first_on_a_page_echoing_amount_wallet_and_tenant(app, clie
     asked = client.post(path + "/topup", data=form)
     page = asked.get_data(as_text=True)
     assert asked.status_code == 200 and 'id="confirm-summary"' in page
-    assert "1,234,567 IDR" in page and wallet_id in page and tenant.slug in page and "BCA 42" in page
+    assert "IDR 1,234,567" in page and wallet_id in page and tenant.slug in page and "BCA 42" in page
     assert 'name="confirm" value="1"' in page and 'name="csrf_token"' in page and f'href="{path}"' in page
     assert client.get(path + "/topup").status_code == 405
     assert 'id="available">IDR 0<' in client.get(path).get_data(as_text=True)

@@ -183,6 +183,34 @@ def test_a_poison_message_becomes_a_dead_letter_and_replays_once_fixed(bus_app, 
     assert "no dead letters" in capsys.readouterr().out
 
 
+def test_a_discarded_dead_letter_leaves_the_list_and_cannot_be_discarded_again(bus_app, config, monkeypatch,
+                                                                               capsys):
+    import json
+
+    from hub.bus.deadletters import discard_dead_letters
+    from hub.cli import main
+    from hub.errors import ValidationFailed
+
+    bus_app.extensions["rop"].redis.set("bus_test:broken", 1)
+    _publish(bus_app, 1, mode="poison")
+    make_worker(bus_app).work(burst=True)
+    with unit_of_work(bus_app.extensions["rop"].db) as uow:
+        letter_id = uow.session.execute(select(DeadLetter.id)).scalar_one()
+        assert [d.id for d in discard_dead_letters(uow, [letter_id])] == [letter_id]
+        uow.commit()
+    with unit_of_work(bus_app.extensions["rop"].db) as uow, pytest.raises(ValidationFailed, match=letter_id):
+        discard_dead_letters(uow, [letter_id])
+
+    monkeypatch.setenv("ROP_DATABASE_URL", config.database_url)
+    monkeypatch.setenv("ROP_REDIS_URL", bus_app.extensions["rop"].redis_url)
+    monkeypatch.setenv("ROP_INSTANCE_PATH", str(config.instance_path))
+    assert main(["deadletters", "list"]) == 0
+    assert "no dead letters" in capsys.readouterr().out
+    assert main(["deadletters", "list", "--all", "--json"]) == 0
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["id"] == letter_id and row["discarded_at"] and row["replayed_at"] is None
+
+
 def test_retry_intervals_grow_exponentially_with_jitter():
     from hub.bus import Event
 

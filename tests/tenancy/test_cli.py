@@ -58,3 +58,13 @@ def test_demo_is_idempotent_and_prints_working_credentials(rop, client):
     granted = set(token.json["scope"].split())
     assert "wallets:topup" not in granted and {"transactions:write", "wallets:read"} <= granted
     assert "admin@example.com" in first.stdout
+
+
+def test_the_cli_creates_a_read_only_viewer(rop):
+    viewer = rop("admin", "create-user", "audit@example.com", "--password-stdin", "--role", "viewer",
+                 stdin="a-long-enough-password\n")
+    assert viewer.returncode == 0, viewer.stderr
+    assert "created viewer audit@example.com" in viewer.stdout
+    unknown = rop("admin", "create-user", "x@example.com", "--password-stdin", "--role", "root",
+                  stdin="a-long-enough-password\n")
+    assert unknown.returncode != 0 and "root" in unknown.stderr

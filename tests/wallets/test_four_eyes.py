@@ -67,7 +67,7 @@ def test_a_large_admin_topup_waits_for_a_second_admin(app, client, admin_kit, te
     assert _available(app, tenant) == 0
     approval_id = re.search(r"(apr_[0-9a-f]+)", page).group(1)
     listing = client.get("/admin/approvals/").get_data(as_text=True)
-    assert approval_id in listing and "150,000,000 IDR" in listing and "yours: another admin decides" in listing
+    assert approval_id in listing and "IDR 150,000,000" in listing and "yours: another admin decides" in listing
     # the admin who asked cannot approve it, even by posting the form by hand
     token = admin_kit.csrf_from(client, "/admin/approvals/")
     own = client.post(f"/admin/approvals/{approval_id}/approve", data={"csrf_token": token}, follow_redirects=True)
@@ -118,7 +118,7 @@ def test_splitting_an_amount_does_not_escape_the_daily_total(app, client, admin_
     path = _wallet_path(client, admin_kit, tenant)
     for n in range(2):
         page = _post_money(client, admin_kit, path, "topup", 80 * M, f"part {n}", f"split-{n}").get_data(as_text=True)
-        assert "Topped up 80,000,000 IDR" in page
+        assert "Topped up IDR 80,000,000" in page
     third = _post_money(client, admin_kit, path, "topup", 80 * M, "part 2", "split-2").get_data(as_text=True)
     assert "Not applied yet" in third and "total today would be 240,000,000 IDR" in third
     fourth = _post_money(client, admin_kit, path, "topup", 1000, "small", "split-3").get_data(as_text=True)
