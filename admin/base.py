@@ -31,7 +31,7 @@ class _Guarded:
 
     @property
     def extra_js(self) -> list[str]:  # type: ignore[override]
-        return [url_for("rop_admin.static", filename=name) for name in ("confirm.js", *self.scripts)]
+        return [url_for("rop_admin.static", filename=name) for name in ("confirm.js", "select-all.js", *self.scripts)]
 
     def is_accessible(self) -> bool:
         """Only a logged-in admin user sees (and reaches) the view."""

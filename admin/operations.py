@@ -15,7 +15,7 @@ from rop_admin.base import AdminView, confirmed
 from rop_admin.formatting import money
 from rop_admin.security import admin_ctx, requires_role
 
-from hub.errors import ValidationFailed
+from hub.errors import HubError, ValidationFailed
 from hub.state import current_state
 from hub.web import request_uow
 
@@ -143,6 +143,72 @@ class TransactionsView(AdminView):
         uow.commit()
         flash(f"Refunded {money(trx['price'], trx['currency'])}.", "success")
         return redirect(url_for(".detail", transaction_id=transaction_id))
+
+    #: The actions on the ticked transactions: (the statuses they apply to, verb, button).
+    SELECTED = {"recheck": (("review", "processing"), "re-checked", "Re-check"),
+                "failed": (("review",), "resolved as failed", "Resolve as failed"),
+                "succeeded": (("review",), "resolved as succeeded", "Resolve as succeeded")}
+
+    @expose("/selected", methods=("POST",))
+    @requires_role("operator")
+    def selected(self):
+        """Re-check, or resolve as failed or succeeded, the ticked transactions: a confirmation
+        page first (count, rows, total; the rows not eligible and why), then each row once
+        through the single action's use-case (audited the same way)."""
+        from rop_admin import selection
+
+        from hub.tenancy.service import get_tenant
+        from hub.transactions import client as transactions
+
+        action = request.form.get("action", "")
+        if action not in self.SELECTED:
+            raise ValidationFailed("action must be recheck, failed or succeeded", errors={"action": ["invalid"]})
+        statuses, verb, label = self.SELECTED[action]
+        back = selection.back()
+        ids = selection.selected_ids("transactions", label.lower())
+        if ids is None:
+            return redirect(back)
+        reason = request.form.get("reason", "")
+        if action != "recheck" and not reason.strip():
+            raise ValidationFailed("a reason is required", errors={"reason": ["a reason is required"]})
+        uow, ctx = request_uow(), admin_ctx()
+        if confirmed():
+            if action == "recheck":
+                done, refused = selection.each(uow, ids, lambda i: transactions.recheck(ctx, uow, i))
+            else:
+                done, refused = selection.each(uow, ids, lambda i: transactions.resolve(ctx, uow, i, action, reason))
+            uow.commit()
+            selection.report(f"{len(done)} transaction(s) {verb}"
+                             + (f": {', '.join(t['id'] for t in done)}." if done else "."), refused, verb)
+            return redirect(back)
+        eligible, refused = [], []
+        for trx_id in ids:
+            try:
+                trx = transactions.get(ctx, uow, trx_id)
+            except HubError as exc:
+                refused.append((trx_id, str(getattr(exc, "detail", None) or exc)))
+                continue
+            if trx["status"] in statuses:
+                eligible.append(trx)
+            else:
+                refused.append((trx_id, f"{trx['status']}, not {' or '.join(statuses)}"))
+        if not eligible:
+            flash(f"None of the selected transactions can be {verb}: {selection.refusals(refused)}.", "error")
+            return redirect(back)
+        tenants = {t: get_tenant(uow, t).name for t in {trx["tenant_id"] for trx in eligible}}
+        rows = [("Action", f"{label} ({'asks the provider again' if action == 'recheck' else verb})"),
+                ("Transactions", len(eligible)),
+                ("Total", selection.total((t["price"], t["currency"]) for t in eligible))]
+        rows += [(t["id"], f"{money(t['price'], t['currency'])}: {t['product_code']} for {t['customer_no']}, "
+                           f"{tenants[t['tenant_id']]}, {t['status']}") for t in eligible]
+        if action != "recheck":
+            rows.append(("Reason", reason))
+        return self.confirm_page(
+            f"{label}: {len(eligible)} transaction(s)?", rows,
+            fields={"action": action, "reason": reason, "ids": [t["id"] for t in eligible]}, cancel=back,
+            confirm_label=f"{label} {len(eligible)} transaction(s)",
+            warning=(f"Not eligible, left as they are ({len(refused)}): {selection.refusals(refused)}."
+                     if refused else None))
 
     def _preview(self, uow, transaction_id: str, status: str, reason: str) -> dict[str, Any]:
         """The transaction a confirmation page is about, refused as the action would be."""
@@ -279,19 +345,81 @@ class BulkJobsView(AdminView):
     @requires_role("operator")
     def cancel(self, tenant_id: str, job_id: str):
         """Cancel: rows not sent yet are not sent; rows in flight finish."""
-        from hub.bulk import client as bulk
-        from hub.tenancy.service import record_audit
-
-        ctx, uow = admin_ctx(tenant_id), request_uow()
-        before = bulk.get(ctx, uow, job_id)
-        job = bulk.cancel(ctx, uow, job_id)
-        if before["status"] != "cancelled":
-            record_audit(ctx, uow, "bulk_job.cancelled", tenant_id=tenant_id, target_type="bulk_job",
-                         target_id=job_id, before={"status": before["status"]},
-                         after={"status": job["status"], "cancelled": job["cancelled"]})
+        uow = request_uow()
+        job = _cancel_job(uow, tenant_id, job_id)
         uow.commit()
         flash(f"Job {job_id} cancelled: {job['cancelled']} row(s) will not be sent.", "success")
         return redirect(url_for(".detail", tenant_id=tenant_id, job_id=job_id))
+
+    @expose("/selected/cancel", methods=("POST",))
+    @requires_role("operator")
+    def cancel_selected(self):
+        """Cancel the ticked jobs (``ids``: ``tenant_id/job_id``): a confirmation page first
+        (count, jobs, their total amount; the jobs that cannot be cancelled and why), then each
+        job once, audited as the single cancel."""
+        from rop_admin import selection
+
+        from hub.bulk import client as bulk
+
+        back = selection.back()
+        ids = selection.selected_ids("bulk jobs", "cancel")
+        if ids is None:
+            return redirect(back)
+        uow = request_uow()
+        if confirmed():
+            done, refused = selection.each(uow, ids, lambda key: _cancel_job(uow, *_job_key(key)))
+            uow.commit()
+            selection.report(f"{len(done)} job(s) cancelled: {sum(j['cancelled'] for j in done):,} row(s) will "
+                             "not be sent.", refused, "cancelled")
+            return redirect(back)
+        eligible, refused = [], []
+        for key in ids:
+            try:
+                tenant_id, job_id = _job_key(key)
+                job = bulk.get(admin_ctx(tenant_id), uow, job_id)
+            except HubError as exc:
+                refused.append((key, str(getattr(exc, "detail", None) or exc)))
+                continue
+            if job["status"] in ("validating", "queued", "running"):
+                eligible.append(dict(job, key=key))
+            else:
+                refused.append((job_id, f"{job['status']}: nothing left to cancel"))
+        if not eligible:
+            flash(f"None of the selected jobs can be cancelled: {selection.refusals(refused)}.", "error")
+            return redirect(back)
+        rows = [("Jobs", len(eligible)), ("Total", selection.total((j["amount"] or 0, j["currency"]) for j in eligible))]
+        rows += [(j["id"], f"{j['file_name'] or 'no file name'}, {j['status']}, {j['pending']:,} row(s) not sent "
+                           f"yet, " + (money(j["amount"], j["currency"]) if j["amount"] is not None
+                                     else "amount not known yet (validating)")) for j in eligible]
+        return self.confirm_page(
+            f"Cancel {len(eligible)} bulk job(s)?", rows, fields={"ids": [j["key"] for j in eligible]}, cancel=back,
+            confirm_label=f"Cancel {len(eligible)} job(s)",
+            warning="Rows not sent yet are not sent; rows in flight finish."
+                    + (f" Not eligible, left as they are ({len(refused)}): {selection.refusals(refused)}."
+                       if refused else ""))
+
+
+def _job_key(key: str) -> tuple[str, str]:
+    """A ticked job's ``tenant_id/job_id``."""
+    tenant_id, _, job_id = key.partition("/")
+    if not tenant_id or not job_id:
+        raise ValidationFailed(f"{key!r} is not a job (tenant_id/job_id)", errors={"ids": ["invalid"]})
+    return tenant_id, job_id
+
+
+def _cancel_job(uow, tenant_id: str, job_id: str) -> dict[str, Any]:
+    """Cancel one job with the tenant's context; audited (a job cancelled already: no entry)."""
+    from hub.bulk import client as bulk
+    from hub.tenancy.service import record_audit
+
+    ctx = admin_ctx(tenant_id)
+    before = bulk.get(ctx, uow, job_id)
+    job = bulk.cancel(ctx, uow, job_id)
+    if before["status"] != "cancelled":
+        record_audit(ctx, uow, "bulk_job.cancelled", tenant_id=tenant_id, target_type="bulk_job",
+                     target_id=job_id, before={"status": before["status"]},
+                     after={"status": job["status"], "cancelled": job["cancelled"]})
+    return job
 
 
 def available_views() -> list:

@@ -509,6 +509,59 @@ class ApprovalsView(AdminView):
                            decided=[a for a in list_approvals(admin_ctx(), uow, status=None, limit=50)
                                     if a["status"] != "pending"])
 
+    @expose("/selected", methods=("POST",))
+    @requires_role("operator")
+    def selected(self):
+        """Approve or reject the ticked approvals: a confirmation page first (count, rows,
+        total; the ones this admin asked for, refused, and the ones decided already), then
+        each once through the single decision's use-case — the four-eyes rule holds per row."""
+        from rop_admin import selection
+        from rop_admin.formatting import money
+
+        from hub.wallets import approvals
+
+        decision = request.form.get("decision", "")
+        if decision not in ("approve", "reject"):
+            raise ValidationFailed("decision must be approve or reject", errors={"decision": ["invalid"]})
+        verb = "approved" if decision == "approve" else "rejected"
+        back = url_for(".index")
+        ids = selection.selected_ids("approvals", decision)
+        if ids is None:
+            return redirect(back)
+        uow, ctx, note = request_uow(), admin_ctx(), request.form.get("note")
+        if confirmed():
+            done, refused = selection.each(uow, ids, lambda i: getattr(approvals, decision)(ctx, uow, i, note))
+            uow.commit()
+            selection.report(f"{len(done)} approval(s) {verb}"
+                             + (f": {', '.join(d['approval']['id'] for d in done)}." if done else "."),
+                             refused, verb)
+            return redirect(back)
+        pending = {a["id"]: a for a in approvals.list_approvals(ctx, uow, status="pending", limit=10_000)}
+        eligible, refused = [], []
+        for approval_id in ids:
+            a = pending.get(approval_id)
+            if a is None:
+                refused.append((approval_id, "not pending (decided already, or no such approval)"))
+            elif a["requested_by"] == ctx.actor:
+                refused.append((approval_id, f"you asked for it: a second operator must {decision} it"))
+            else:
+                eligible.append(a)
+        if not eligible:
+            flash(f"None of the selected approvals can be {verb} by you: {selection.refusals(refused)}.", "error")
+            return redirect(back)
+        rows = [("Decision", decision), ("Approvals", len(eligible)),
+                ("Total", selection.total((a["amount"], a["currency"]) for a in eligible))]
+        rows += [(a["id"], f"{a['kind']} of {money(a['amount'], a['currency'])} to {a['wallet_id']}, "
+                           f"asked by {a['requested_by']}: {a['reason']}") for a in eligible]
+        label = f"{decision.capitalize()} {len(eligible)} approval(s)"
+        return self.confirm_page(
+            f"{label}?", rows + ([("Note", note)] if note else []),
+            fields={"decision": decision, "note": note or "", "ids": [a["id"] for a in eligible]}, cancel=back,
+            confirm_label=label,
+            warning=(("Approving applies each one now, once. " if decision == "approve" else "")
+                     + (f"Refused, left pending ({len(refused)}): {selection.refusals(refused)}."
+                        if refused else "")) or None)
+
     @expose("/<approval_id>/<decision>", methods=("POST",))
     @requires_role("operator")
     def decide(self, approval_id: str, decision: str):
