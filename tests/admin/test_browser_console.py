@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tests.admin import test_browser as base
 from tests.admin.conftest import seed_transactions
+from tests.admin.test_selection import settings  # noqa: F401 (a fixture: purchases reach review at once)
 from tests.admin.test_browser import _login, _wait
 
 pytestmark = base.pytestmark
@@ -123,3 +124,36 @@ def test_long_names_and_narrow_screens_do_not_widen_the_page(app, live_server, b
                 "return [document.documentElement.scrollWidth, window.innerWidth]")
             assert page_width <= inner, f"{path} is {page_width} px wide in a {inner} px window"
     browser.save_screenshot(str(artifacts_dir / "admin-narrow-tenant.png"))
+
+
+def test_two_transactions_in_review_resolved_through_the_confirmation_page(app, live_server, browser, artifacts_dir,
+                                                                         admin_kit, client, funded, settings):
+    from selenium.webdriver.common.by import By
+
+    from tests.admin.test_selection import _in_review
+    from tests.transactions.conftest import transaction
+
+    review = _in_review(app, client, funded, 3)
+    prices = [transaction(app, funded.tenant.id, i)["price"] for i in review[:2]]
+    _login(browser, live_server, admin_kit.make_admin(app, "op@example.com", role="operator"), admin_kit.PASSWORD)
+    browser.get(f"{live_server}/admin/transactions/?status=review")
+    boxes = browser.find_elements(By.CSS_SELECTOR, 'input[name="ids"][form="transactions-selected"]')
+    assert len(boxes) == 3
+    browser.find_element(By.CLASS_NAME, "select-all").click()  # select all on this page, and clear again
+    assert all(b.is_selected() for b in boxes)
+    browser.find_element(By.CLASS_NAME, "select-all").click()
+    assert not any(b.is_selected() for b in boxes)
+    for trx_id in review[:2]:
+        browser.find_element(By.CSS_SELECTOR, f'input[name="ids"][value="{trx_id}"]').click()
+    browser.find_element(By.ID, "selected-reason").send_keys("provider portal: failed")
+    browser.find_element(By.ID, "resolve-selected-failed").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "confirm-title"), "no confirmation page")
+    summary = browser.find_element(By.ID, "confirm-summary").text
+    assert browser.find_element(By.ID, "confirm-title").text == "Resolve as failed: 2 transaction(s)?"
+    assert f"IDR {sum(prices):,}" in summary and review[0] in summary and review[2] not in summary
+    browser.save_screenshot(str(artifacts_dir / "admin-transactions-bulk-confirm.png"))
+    browser.find_element(By.ID, "confirm").click()
+    _wait(browser, lambda d: "2 transaction(s) resolved as failed" in d.page_source, "nothing was resolved")
+    assert "status=review" in browser.current_url  # back to the list as it was filtered
+    assert [transaction(app, funded.tenant.id, i)["status"] for i in review] == ["failed", "failed", "review"]
+    browser.save_screenshot(str(artifacts_dir / "admin-transactions-bulk-done.png"))
