@@ -196,7 +196,10 @@ class TransactionsView(AdminView):
             flash(f"None of the selected transactions can be {verb}: {selection.refusals(refused)}.", "error")
             return redirect(back)
         tenants = {t: get_tenant(uow, t).name for t in {trx["tenant_id"] for trx in eligible}}
-        rows = [("Action", f"{label} ({'asks the provider again' if action == 'recheck' else verb})"),
+        effect = {"recheck": "asks each transaction's provider again (the timelines show the answers)",
+                  "failed": "releases each amount held (the tenants are not charged)",
+                  "succeeded": "charges each tenant its amount (the holds are captured)"}[action]
+        rows = [("Action", f"{label}: {effect}"),
                 ("Transactions", len(eligible)),
                 ("Total", selection.total((t["price"], t["currency"]) for t in eligible))]
         rows += [(t["id"], f"{money(t['price'], t['currency'])}: {t['product_code']} for {t['customer_no']}, "
