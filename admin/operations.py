@@ -7,7 +7,7 @@ bulk jobs through ``hub.bulk.client`` with the tenant's context (cancel audited 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import Response, flash, jsonify, redirect, request, stream_with_context, url_for
 from flask_admin import expose
@@ -145,7 +145,7 @@ class TransactionsView(AdminView):
         return redirect(url_for(".detail", transaction_id=transaction_id))
 
     #: The actions on the ticked transactions: (the statuses they apply to, verb, button).
-    SELECTED = {"recheck": (("review", "processing"), "re-checked", "Re-check"),
+    SELECTED: ClassVar[dict[str, tuple[tuple[str, ...], str, str]]] = {"recheck": (("review", "processing"), "re-checked", "Re-check"),
                 "failed": (("review",), "resolved as failed", "Resolve as failed"),
                 "succeeded": (("review",), "resolved as succeeded", "Resolve as succeeded")}
 
@@ -202,8 +202,8 @@ class TransactionsView(AdminView):
         rows = [("Action", f"{label}: {effect}"),
                 ("Transactions", len(eligible)),
                 ("Total", selection.total((t["price"], t["currency"]) for t in eligible))]
-        rows += [(t["id"], f"{money(t['price'], t['currency'])}: {t['product_code']} for {t['customer_no']}, "
-                           f"{tenants[t['tenant_id']]}, {t['status']}") for t in eligible]
+        rows += [(t["id"], (f"{money(t['price'], t['currency'])}: {t['product_code']} for {t['customer_no']}, "
+                            f"{tenants[t['tenant_id']]}, {t['status']}")) for t in eligible]
         if action != "recheck":
             rows.append(("Reason", reason))
         return self.confirm_page(

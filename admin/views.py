@@ -551,8 +551,8 @@ class ApprovalsView(AdminView):
             return redirect(back)
         rows = [("Decision", decision), ("Approvals", len(eligible)),
                 ("Total", selection.total((a["amount"], a["currency"]) for a in eligible))]
-        rows += [(a["id"], f"{a['kind']} of {money(a['amount'], a['currency'])} to {a['wallet_id']}, "
-                           f"asked by {a['requested_by']}: {a['reason']}") for a in eligible]
+        rows += [(a["id"], (f"{a['kind']} of {money(a['amount'], a['currency'])} to {a['wallet_id']}, "
+                            f"asked by {a['requested_by']}: {a['reason']}")) for a in eligible]
         label = f"{decision.capitalize()} {len(eligible)} approval(s)"
         return self.confirm_page(
             f"{label}?", rows + ([("Note", note)] if note else []),

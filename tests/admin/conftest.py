@@ -40,6 +40,16 @@ def login(client, email: str, password: str = PASSWORD):
 
 
 @pytest.fixture
+def settings(app):
+    """Status checks due at once; a pending purchase goes to review at once (no callbacks here)."""
+    from hub.transactions.lifecycle import Settings
+
+    opts = Settings(check_schedule=(0.0,), review_after=0.0, redrive_after=0.0, sent_timeout=0.0)
+    app.extensions["rop"].extras["transactions.settings"] = opts
+    return opts
+
+
+@pytest.fixture
 def admin_kit():
     """``make_admin(app, email, role)``, ``login(client, email, password)``, ``csrf_from(client, path)``."""
     return SimpleNamespace(make_admin=make_admin, login=login, csrf_from=csrf_from, PASSWORD=PASSWORD)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from tests.admin import test_browser as base
 from tests.admin.conftest import seed_transactions
-from tests.admin.test_selection import settings  # noqa: F401 (a fixture: purchases reach review at once)
 from tests.admin.test_browser import _login, _wait
 
 pytestmark = base.pytestmark

@@ -11,18 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from hub.db import unit_of_work
-from hub.transactions.lifecycle import Settings
 from tests.transactions.conftest import FUNDS, buy, drain, transaction, wallet
 
 M = 1_000_000
-
-
-@pytest.fixture
-def settings(app):
-    """Status checks due at once; a pending purchase goes to review at once (no callbacks here)."""
-    opts = Settings(check_schedule=(0.0,), review_after=0.0, redrive_after=0.0, sent_timeout=0.0)
-    app.extensions["rop"].extras["transactions.settings"] = opts
-    return opts
 
 
 def _audit(app, prefix: str) -> list[tuple[str, str, str, dict]]:
