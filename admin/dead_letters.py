@@ -11,6 +11,7 @@ from flask import current_app, flash, redirect, request, url_for
 from flask_admin import expose
 from rop_admin.base import AdminView
 from rop_admin.security import admin_ctx, requires_role
+from rop_admin.selection import selected_ids
 
 from hub.web import request_uow
 
@@ -42,18 +43,12 @@ class DeadLettersView(AdminView):
         return self.render("rop_admin/dead_letters.html", show_all=show_all,
                            letters=list_dead_letters(request_uow(), include_replayed=show_all, limit=200))
 
-    def _selected(self, verb: str) -> list[str] | None:
-        ids = [i for i in request.form.getlist("ids") if i]
-        if not ids:
-            flash(f"Nothing selected: tick the dead letters to {verb} first.", "warning")
-        return ids or None
-
     @expose("/replay", methods=("POST",))
     @requires_role("operator")
     def replay(self):
         from hub.bus.deadletters import replay_dead_letters
 
-        ids = self._selected("replay")
+        ids = selected_ids("dead letters", "replay")
         if ids is None:
             return redirect(url_for(".index"))
         uow = request_uow()
@@ -69,7 +64,7 @@ class DeadLettersView(AdminView):
         """First a confirmation page listing the letters; discarded once ``confirmed=1`` comes back."""
         from hub.bus.deadletters import discard_dead_letters, get_dead_letters
 
-        ids = self._selected("discard")
+        ids = selected_ids("dead letters", "discard")
         if ids is None:
             return redirect(url_for(".index"))
         uow = request_uow()

@@ -32,6 +32,9 @@ VIEWER_FORMS = frozenset({"admin.logout", "admin.login", "admin_users.link"})
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
+#: Seconds: how precisely a session's last activity is kept (the idle timeout is minutes).
+SEEN_PRECISION = 60
+
 def current_admin() -> dict[str, str] | None:
     """The logged-in admin user (``id``, ``email``, ``role``) or None."""
     return session.get("admin")
@@ -137,7 +140,11 @@ def _session_is_current() -> bool:
         role = row.role if row is not None else None
     if role is None:
         return False
-    seen = user.get("seen") if request.path.endswith(".json") else int(at)
+    seen = user.get("seen")
+    # Activity (not the pages' background polls) moves ``seen``, at most once a minute: the
+    # session is written back to Redis only then, not on every request.
+    if not request.path.endswith(".json") and int(at) - int(seen or 0) >= SEEN_PRECISION:
+        seen = int(at)
     if role != user["role"] or seen != user.get("seen"):
         session["admin"] = dict(user, role=role, seen=seen)
     return True

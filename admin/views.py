@@ -400,7 +400,7 @@ class WalletsView(AdminView):
         # A read only: a tenant without a wallet gets an "Open main wallet" button (a POST).
         has_main = filters["tenant"] not in {t["id"] for t in tenants_view} or any(
             w.is_main for w in list_wallets(admin_ctx(filters["tenant"]), uow, limit=200, ensure_main=False)[0])
-        result = operator_wallets(admin_ctx(), request_uow(), tenant_id=filters["tenant"] or None,
+        result = operator_wallets(admin_ctx(), uow, tenant_id=filters["tenant"] or None,
                                   q=filters["q"] or None, sort=request.args.get("sort") or "created",
                                   page=page_number(), per_page=50)
         rows = [dict(wallet_view(w), tenant_id=w.tenant_id, created_at=w.created_at) for w in result["rows"]]
@@ -506,8 +506,7 @@ class ApprovalsView(AdminView):
 
         uow = request_uow()
         return self.render("rop_admin/approvals.html", pending=list_approvals(admin_ctx(), uow, status="pending"),
-                           decided=[a for a in list_approvals(admin_ctx(), uow, status=None, limit=50)
-                                    if a["status"] != "pending"])
+                           decided=list_approvals(admin_ctx(), uow, status="decided", limit=50))
 
     @expose("/selected", methods=("POST",))
     @requires_role("operator")
@@ -536,7 +535,7 @@ class ApprovalsView(AdminView):
                              + (f": {', '.join(d['approval']['id'] for d in done)}." if done else "."),
                              refused, verb)
             return redirect(back)
-        pending = {a["id"]: a for a in approvals.list_approvals(ctx, uow, status="pending", limit=10_000)}
+        pending = {a["id"]: a for a in approvals.list_approvals(ctx, uow, status="pending", ids=ids, limit=len(ids))}
         eligible, refused = [], []
         for approval_id in ids:
             a = pending.get(approval_id)

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hub.transactions.settings import Settings as TransactionSettings
@@ -22,6 +22,17 @@ if TYPE_CHECKING:
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message is one line for the operator."""
+
+
+def _settings(overrides: dict, key: str, cls: Any, env: Mapping[str, str]) -> Any:
+    """``overrides[key]`` when given, else ``cls.from_env(env)``; a bad value is a ConfigError."""
+    given = overrides.pop(key, None)
+    if given is not None:
+        return given
+    try:
+        return cls.from_env(env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _truthy(value: str | None) -> bool:
@@ -281,21 +292,11 @@ class Config:
 
         from hub.transactions.settings import Settings as TransactionSettings
 
-        transactions = overrides.pop("transactions", None)
-        if transactions is None:
-            try:
-                transactions = TransactionSettings.from_env(env)
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+        transactions = _settings(overrides, "transactions", TransactionSettings, env)
 
         from hub.wallets.limits import MoneySettings
 
-        money = overrides.pop("money", None)
-        if money is None:
-            try:
-                money = MoneySettings.from_env(env)
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+        money = _settings(overrides, "money", MoneySettings, env)
         log_format = str(overrides.pop("log_format", None) or env.get("ROP_LOG_FORMAT") or "auto").lower()
         if log_format not in ("auto", "json", "console"):
             raise ConfigError(f"ROP_LOG_FORMAT must be auto, json or console, got {log_format!r}")

@@ -66,8 +66,8 @@ def backlogs(connection, now: float | None = None) -> dict:
         q = Queue(name, connection=connection)
         waiting = q.count
         oldest = None
-        for job_id in q.get_job_ids(0, 10) if waiting else []:  # the head: the first not expired
-            job = Job.fetch(job_id, connection=connection) if connection.exists(f"rq:job:{job_id}") else None
+        head = Job.fetch_many(q.get_job_ids(0, 10), connection=connection) if waiting else []
+        for job in head:  # the head: the first not expired (an expired one fetches as None)
             if job is not None and job.enqueued_at is not None:
                 oldest = _age(job.enqueued_at, now)
                 break

@@ -197,6 +197,38 @@ def client(app):
     return app.test_client()
 
 
+#: ``ROP_PUBLIC_URL`` of ``rop`` run in this process (``cli_env``): outside the embedded
+#: defaults the hub needs its address.
+CLI_PUBLIC_URL = "https://hub.example.com"
+
+
+@pytest.fixture
+def cli_env(monkeypatch, config) -> str:
+    """The environment of ``rop`` run in this process (``hub.cli.main``) against the suite's
+    database and Redis; returns its ``ROP_PUBLIC_URL``."""
+    for key, value in {"ROP_DATABASE_URL": config.database_url, "ROP_REDIS_URL": config.redis_url,
+                       "ROP_INSTANCE_PATH": str(config.instance_path), "ROP_PUBLIC_URL": CLI_PUBLIC_URL,
+                       "ROP_ENCRYPTION_KEYS": ",".join(config.encryption_keys)}.items():
+        monkeypatch.setenv(key, value)
+    return CLI_PUBLIC_URL
+
+
+@pytest.fixture
+def cli(app, cli_env, capsys):
+    """``cli("providers", "list")``: ``rop …`` in this process, ``(exit code, stdout, stderr)``;
+    ``cli.public_url`` is the hub's address it runs with."""
+    from hub.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    run.public_url = cli_env
+    return run
+
+
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()

@@ -228,10 +228,9 @@ def sale_views(ctx: CallContext, uow: UnitOfWork, products: list[Product | Produ
         basis = healthy or own
         view = public_view(product)
         view["active"] = product.status == "active" and bool(healthy)
-        view["price"] = (pricing.tenant_price(hook, tenant_id, view, min(o.cost for o in basis), rules)
-                         if basis else None)
+        cost = min(o.cost for o in basis) if basis else None
+        view["price"] = pricing.tenant_price(hook, tenant_id, view, cost, rules) if basis else None
         if with_offers:  # a sale (a purchase, a bulk row) or an operator's explanation: say it earns nothing
-            cost = min(o.cost for o in basis) if basis else None
             view["at_cost"] = (cost is not None and view["price"] == cost
                                and not rules.has_rule(product.code, product.category_code))
             if view["at_cost"]:

@@ -68,10 +68,12 @@ def day_start(now: dt.datetime | None = None) -> dt.datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def daily_total(uow: UnitOfWork, actor: str, now: dt.datetime | None = None) -> int:
-    """What ``actor`` topped up and adjusted (sizes) today, UTC, applied or pending."""
+def daily_total(uow: UnitOfWork, actor: str, currency: str, now: dt.datetime | None = None) -> int:
+    """What ``actor`` topped up and adjusted (sizes) today in ``currency``, UTC, applied or
+    pending (amounts of different currencies are not added up)."""
     total = uow.session.scalar(select(exact_sum(func.abs(Approval.amount))).where(
-        Approval.requested_by == actor, Approval.requested_at >= day_start(now), Approval.status.in_(COUNTED)))
+        Approval.requested_by == actor, Approval.currency == currency, Approval.requested_at >= day_start(now),
+        Approval.status.in_(COUNTED)))
     return int(total or 0)
 
 
@@ -120,7 +122,7 @@ def submit(ctx: CallContext, uow: UnitOfWork, kind: str, wallet_id: str | None, 
     money_limits.check_amount(uow, ctx.tenant_id, kind, amount, wallet.currency)
     _serialize_actor(uow, ctx.actor)
     settings = money_limits.settings()
-    today = daily_total(uow, ctx.actor)
+    today = daily_total(uow, ctx.actor, wallet.currency)
     size = abs(amount)
     why = None
     if size > settings.four_eyes_amount:
@@ -158,18 +160,25 @@ def get(ctx: CallContext, uow: UnitOfWork, approval_id: str) -> Approval:
 
 
 def list_approvals(ctx: CallContext, uow: UnitOfWork, *, status: str | None = "pending",
-                   tenant_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    """Approvals, newest first (``status`` None: every status but ``applied``)."""
+                   tenant_id: str | None = None, ids: list[str] | None = None,
+                   limit: int = 200) -> list[dict[str, Any]]:
+    """Approvals, newest first (``status`` None: every status but ``applied``; ``"decided"``:
+    approved or rejected); ``ids``: only those."""
     ctx.require_scope("*")
     stmt = select(Approval).order_by(Approval.requested_at.desc(), Approval.id).limit(limit)
     if status is None:
         stmt = stmt.where(Approval.status != "applied")
+    elif status == "decided":
+        stmt = stmt.where(Approval.status.in_(("approved", "rejected")))
     else:
         if status not in STATUSES:
-            raise ValidationFailed(f"status is one of {', '.join(STATUSES)}", errors={"status": ["invalid"]})
+            raise ValidationFailed(f"status is one of {', '.join(STATUSES)} or decided",
+                                   errors={"status": ["invalid"]})
         stmt = stmt.where(Approval.status == status)
     if tenant_id:
         stmt = stmt.where(Approval.tenant_id == tenant_id)
+    if ids is not None:
+        stmt = stmt.where(Approval.id.in_(ids))
     return [view(row) for row in uow.session.scalars(stmt)]
 
 

@@ -103,10 +103,7 @@ def approvals_list(status: str, tenant_slug: str | None, as_json: bool) -> None:
 
     with app_context() as app, unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
         tenant_id = tenant_id_for(uow, tenant_slug) if tenant_slug else None
-        rows = approvals.list_approvals(operator_context(), uow, status=None if status == "decided" else status,
-                                        tenant_id=tenant_id)
-    if status == "decided":
-        rows = [r for r in rows if r["status"] != "pending"]
+        rows = approvals.list_approvals(operator_context(), uow, status=status, tenant_id=tenant_id)
     if as_json:
         click.echo(json.dumps(rows))
         return

@@ -3,26 +3,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from hub.bus import publish
 from hub.bus.testing import Ping, register
 from hub.db import unit_of_work
 from hub.worker import make_worker
-from tests.bus.test_webhooks import SCOPES, Receiver
-
-
-@pytest.fixture
-def receiver_factory():
-    made = []
-
-    def make(statuses=()):
-        made.append(Receiver(statuses))
-        return made[-1]
-
-    yield make
-    for receiver in made:
-        receiver.close()
+from tests.bus.test_webhooks import SCOPES
 
 
 def _ping(app, tenant, n=1, mode="echo"):

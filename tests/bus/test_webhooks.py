@@ -49,19 +49,6 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver_factory():
-    made = []
-
-    def make(statuses=()):
-        made.append(Receiver(statuses))
-        return made[-1]
-
-    yield make
-    for r in made:
-        r.close()
-
-
-@pytest.fixture
 def bus_app(app):
     register(app)
     return app

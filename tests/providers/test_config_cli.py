@@ -8,28 +8,8 @@ import json
 
 import pytest
 
-from hub.cli import main
 from hub.db import unit_of_work
 from hub.providers import service
-
-PUBLIC = "https://hub.example.com"
-
-
-@pytest.fixture
-def cli(app, monkeypatch, capsys, config):
-    """``rop …`` in this process against the suite's database and Redis: (exit code, stdout, stderr)."""
-    for key, value in {"ROP_DATABASE_URL": config.database_url, "ROP_REDIS_URL": config.redis_url,
-                       "ROP_INSTANCE_PATH": str(config.instance_path), "ROP_PUBLIC_URL": PUBLIC,
-                       "ROP_ENCRYPTION_KEYS": ",".join(config.encryption_keys)}.items():
-        monkeypatch.setenv(key, value)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def _configs(app) -> list[dict]:
@@ -110,10 +90,10 @@ def test_show_prints_the_configuration_masked_its_state_and_the_callback_url(app
     assert lines["state"].strip() == "on"
     assert json.loads(lines["settings"]) == {"testing": True}
     assert json.loads(lines["credentials"])["api_key"] == "****ey"
-    assert out.splitlines()[-1] == f"callback URL: {PUBLIC}/callbacks/digiflazz/{config_id}"
+    assert out.splitlines()[-1] == f"callback URL: {cli.public_url}/callbacks/digiflazz/{config_id}"
     assert cli("providers", "disable", config_id)[0] == 0
     code, out, _ = cli("providers", "show", config_id, "--json")
     shown = json.loads(out)
-    assert (shown["state"], shown["callback_url"]) == ("off", f"{PUBLIC}/callbacks/digiflazz/{config_id}")
+    assert (shown["state"], shown["callback_url"]) == ("off", f"{cli.public_url}/callbacks/digiflazz/{config_id}")
     code, out, err = cli("providers", "show", "pcf_nope")
     assert code == 1 and err.strip() == "rop: error: no provider configuration pcf_nope"

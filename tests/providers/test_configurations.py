@@ -116,18 +116,10 @@ def test_cli_adds_lists_masked_and_switches_off(app, monkeypatch, capsys, config
     assert "no provider with code 'nope'" in capsys.readouterr().err
 
 
-def _cli_env(monkeypatch, config):
-    for key, value in {"ROP_DATABASE_URL": config.database_url, "ROP_REDIS_URL": config.redis_url,
-                       "ROP_INSTANCE_PATH": str(config.instance_path),
-                       "ROP_ENCRYPTION_KEYS": ",".join(config.encryption_keys)}.items():
-        monkeypatch.setenv(key, value)
-
-
 def test_cli_tenant_options_take_the_slug_and_the_tenants_own_configuration_sells_to_it(
-        app, client, monkeypatch, capsys, config, tenant_factory):
+        app, client, capsys, cli_env, tenant_factory):
     """``rop providers add --tenant SLUG`` once stored the slug as the tenant id: the tenant's
     own configuration then served nobody (its products unavailable, priced null)."""
-    _cli_env(monkeypatch, config)
     owner, other = tenant_factory(), tenant_factory()
     assert main(["providers", "add", "sandbox", "--name", "Owner's own", "--tenant", owner.slug]) == 0
     own_id = capsys.readouterr().out.strip()

@@ -5,35 +5,14 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from rop_digiflazz.simulator import DigiflazzSimulator
 from rop_sandbox.plugin import SIGNATURE_HEADER, sign
 from sqlalchemy import select
 
-from hub.cli import main
 from hub.context import CallContext
 from hub.db import unit_of_work
 
 from .conftest import buy, callback_secret, check_now, drain, in_flight, transaction
-
-PUBLIC = "https://hub.example.com"
-
-
-@pytest.fixture
-def cli(app, monkeypatch, capsys, config):
-    """``rop …`` in this process against the suite's database and Redis: (exit code, stdout, stderr)."""
-    for key, value in {"ROP_DATABASE_URL": config.database_url, "ROP_REDIS_URL": config.redis_url,
-                       "ROP_INSTANCE_PATH": str(config.instance_path), "ROP_PUBLIC_URL": PUBLIC,
-                       "ROP_ENCRYPTION_KEYS": ",".join(config.encryption_keys)}.items():
-        monkeypatch.setenv(key, value)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def _audit(app, action: str) -> list:
@@ -49,7 +28,7 @@ def test_the_purchase_request_carries_the_configurations_callback_url(app, clien
     prints for the configuration."""
     from hub.products.sync import sync_config
 
-    app.extensions["rop"].extras["public_url"] = PUBLIC  # the workers below: as ROP_PUBLIC_URL says
+    app.extensions["rop"].extras["public_url"] = cli.public_url  # the workers below: as ROP_PUBLIC_URL says
     with DigiflazzSimulator(username="hubuser", api_key="k1") as sim:
         code, out, err = cli("providers", "add", "digiflazz", "--name", "Digiflazz",
                              "--settings", json.dumps({"base_url": sim.url}),
@@ -66,8 +45,8 @@ def test_the_purchase_request_carries_the_configurations_callback_url(app, clien
         drain(app, lambda: transaction(app, funded.tenant.id, created.json["id"])["status"] == "succeeded")
         purchases = [r["body"] for r in sim.requests if r["path"] == "/v1/transaction" and "buyer_sku_code" in r["body"]]
     shown = cli("providers", "show", config_id)[1].splitlines()[-1]
-    assert shown == f"callback URL: {PUBLIC}/callbacks/digiflazz/{config_id}"
-    assert [p["cb_url"] for p in purchases] == [f"{PUBLIC}/callbacks/digiflazz/{config_id}"]
+    assert shown == f"callback URL: {cli.public_url}/callbacks/digiflazz/{config_id}"
+    assert [p["cb_url"] for p in purchases] == [f"{cli.public_url}/callbacks/digiflazz/{config_id}"]
 
 
 def test_a_configuration_with_history_is_retired_and_its_purchases_in_flight_still_settle(

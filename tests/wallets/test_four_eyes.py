@@ -228,3 +228,31 @@ def test_concurrent_submissions_of_one_operator_cannot_all_pass_under_the_daily_
     assert sorted(outcomes) == ["applied"] * 2 + ["pending"] * 4
     assert _available(app, tenant) == 160
     assert verify()["ok"]
+
+
+def test_decided_approvals_are_listed_however_many_wait(app, tenant, run):
+    """The admin page's and ``--status decided``'s list: pending ones no longer take its rows."""
+    from hub.wallets import approvals
+
+    app.extensions["rop"].extras["wallets.limits"] = MoneySettings(four_eyes_amount=10, four_eyes_daily=10)
+    alice = CallContext.system(actor="admin:alice@example.com", tenant_id=tenant.id)
+    first = run(approvals.submit, alice, "topup", None, 500, "wire", "decided-0")["approval"]["id"]
+    run(approvals.reject, CallContext.system(actor="admin:bob@example.com"), first)
+    for n in range(1, 4):
+        run(approvals.submit, alice, "topup", None, 500, "wire", f"decided-{n}")
+    listed = run(approvals.list_approvals, CallContext.system(actor="tests"), status="decided", limit=2)
+    assert [(a["id"], a["status"]) for a in listed] == [(first, "rejected")]
+    mine = run(approvals.list_approvals, CallContext.system(actor="tests"), status=None, ids=[first], limit=5)
+    assert [a["id"] for a in mine] == [first]
+
+
+def test_the_daily_total_counts_one_currency(app, tenant, run):
+    """Minor units of different currencies are never added up against one threshold."""
+    from hub.wallets import approvals, service
+
+    app.extensions["rop"].extras["wallets.limits"] = MoneySettings(four_eyes_amount=1000, four_eyes_daily=1000)
+    usd = run(service.create_wallet, tenant.operator, "usd-float", currency="USD")
+    alice = CallContext.system(actor="admin:alice@example.com", tenant_id=tenant.id)
+    assert run(approvals.submit, alice, "topup", None, 900, "wire", "idr-1")["status"] == "applied"
+    assert run(approvals.submit, alice, "topup", usd.id, 900, "wire", "usd-1")["status"] == "applied"
+    assert run(approvals.submit, alice, "topup", usd.id, 200, "wire", "usd-2")["status"] == "pending"
