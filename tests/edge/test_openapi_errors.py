@@ -4,10 +4,20 @@ against the operation's documented status and schema by schemathesis's own valid
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from hub import auth
+
 schemathesis = pytest.importorskip("schemathesis")
+
+
+@pytest.fixture
+def one_window(monkeypatch):
+    """The requests of a test fall in one rate-limit window, even at a minute boundary."""
+    frozen = (int(time.time()) // 60) * 60 + 5
+    monkeypatch.setattr(auth.time, "time", lambda: frozen)
 
 
 @pytest.fixture
@@ -61,7 +71,8 @@ def test_every_operation_documents_its_errors_as_problem_json(spec):
                     assert list(resolve(spec, response).get("content", {})) == [media], (method, path, code)
 
 
-def test_errors_of_the_edge_and_of_authentication_conform(client, tenant_factory, conforms, app_with_limits):
+def test_errors_of_the_edge_and_of_authentication_conform(client, tenant_factory, conforms, app_with_limits,
+                                                          one_window):
     t = tenant_factory()
     conforms("/v1/transactions", "GET", client.get("/v1/transactions"))  # 401
     conforms("/v1/transactions", "GET", client.get("/v1/transactions?ref_id=%00", headers=t.headers))  # 422
@@ -79,7 +90,7 @@ def test_errors_of_the_edge_and_of_authentication_conform(client, tenant_factory
     conforms("/v1/tenant", "GET", client.get("/v1/tenant", headers=limited.headers))  # 429
 
 
-def test_the_token_endpoints_rfc_6749_errors_conform(client, tenant_factory, conforms, app_with_limits):
+def test_the_token_endpoints_rfc_6749_errors_conform(client, tenant_factory, conforms, app_with_limits, one_window):
     t = tenant_factory()
     form = {"grant_type": "client_credentials", "client_id": t.client_id, "client_secret": t.client_secret}
     conforms("/oauth/token", "POST", client.post("/oauth/token", data={**form, "grant_type": "password"}))  # 400
