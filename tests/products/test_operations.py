@@ -3,9 +3,7 @@ operator use-cases (history, switching products and offers off)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 from sqlalchemy import select
@@ -23,13 +21,13 @@ OPERATOR = CallContext.system(actor="tests:operator")
 
 
 @pytest.fixture
-def rop(instance_path, database_url, redis_url, app):
-    env = {**os.environ, "ROP_INSTANCE_PATH": str(instance_path), "ROP_DATABASE_URL": database_url,
-           "ROP_REDIS_URL": redis_url}
+def rop(cli):
+    """``rop(*args)``: the CLI run in this process (``hub.cli.main``) on the suite's database
+    and Redis, answered as a finished process would be (returncode, stdout, stderr)."""
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "hub.cli", *args], check=False, env=env, capture_output=True, text=True,
-                              timeout=120)
+        code, out, err = cli(*args)
+        return subprocess.CompletedProcess(["rop", *args], code, out, err)
 
     return run
 
