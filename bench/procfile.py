@@ -16,14 +16,15 @@ from typing import IO
 
 def start(env: dict, *, port: int, workers: int, provider_workers: int, threads: int,
           web_timeout: int | None = None, db_connections: int | None = None,
-          output: IO[bytes] | None = None) -> dict[str, subprocess.Popen]:
-    """web (gunicorn 2×8 gthread), ``workers`` × the Procfile's worker line, ``provider_workers``
-    thread workers on the provider queue (``--db-connections`` when given), and the scheduler.
-    Their output goes to ``output`` when given (else this process's)."""
+          output: IO[bytes] | None = None, web_workers: int = 2) -> dict[str, subprocess.Popen]:
+    """web (gunicorn ``web_workers``×8 gthread, the Procfile's 2 by default), ``workers`` × the
+    Procfile's worker line, ``provider_workers`` thread workers on the provider queue
+    (``--db-connections`` when given), and the scheduler. Their output goes to ``output`` when
+    given (else this process's)."""
     rop = str(Path(sys.executable).with_name("rop"))
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    web = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8", "--worker-class", "gthread",
-           "--config", "python:hub.gunicorn_conf"]
+    web = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(web_workers), "--threads", "8",
+           "--worker-class", "gthread", "--config", "python:hub.gunicorn_conf"]
     if web_timeout is not None:
         web += ["--timeout", str(web_timeout)]
     streams = {"stdout": output, "stderr": subprocess.STDOUT} if output is not None else {}

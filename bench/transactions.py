@@ -1,23 +1,40 @@
 """Transactions on the Procfile's processes over PostgreSQL: accepted/s, completed/s, latency.
 
-What runs (each its own OS process, as the Procfile has them): gunicorn (``web``: 2 workers
-x 8 gthreads), ``rop worker`` on the commands/events/webhooks/default queues (``--workers``
-of them), ``rop worker --queues provider --threads 128`` (``--provider-workers``), ``rop
-scheduler``. The sandbox provider answers purchases after its ``latency_ms``. Clients are
-separate processes (``--clients`` HTTP connections in all) posting ``POST /v1/transactions``.
+What runs (each its own OS process, as the Procfile has them): gunicorn (``web``: ``--web``
+workers, 2 as in the Procfile, x 8 gthreads), ``rop worker`` on the commands/events/webhooks/
+default queues (``--workers`` of them), ``rop worker --queues provider --threads 128``
+(``--provider-workers``), ``rop scheduler``. The sandbox provider answers purchases after its
+``latency_ms``. Clients are separate processes (``--clients`` HTTP connections in all) posting
+``POST /v1/transactions``. Each bench client's own rate limit is raised (its
+``rate_limit_per_minute``; the hub's default is 1,200 a minute) so that the limiter is not
+what bounds the figures.
 
-1. **Accept**: ``--clients`` clients post purchases for ``--seconds``; accepted/s and the
-   p50/p99 accept latency. In the same run, pgbench's built-in TPC-B-like script with as
-   many clients for as long on a scratch database of the same server: the ratio
-   accepted/s ÷ pgbench tps (goal ≥ 0.5).
-2. **End to end**: at sandbox latency 0 ms and 200 ms, ``--count`` purchases are posted as
-   fast as the clients go and the clock runs until every one is final: completed/s
-   (goal at 200 ms: ≥ 500/s). The wallet must agree with the succeeded transactions.
+1. **Accept**: ``--clients`` clients post purchases for ``--seconds``, spread over 1 tenant,
+   then over 8 (``--tenants 1,8``: each tenant its own wallet); accepted/s and the p50/p99
+   accept latency. In the same run, on the same server:
+
+   - pgbench's built-in TPC-B-like script with as many clients for as long on a scratch
+     database: the ratio accepted/s ÷ pgbench tps (goal ≥ 0.5);
+   - the **minimal baseline** (bench/minimal_accept.py): the same accept written as plainly
+     as the stack allows (Flask under gunicorn with the same settings, the hub's token
+     verified in process, the body validated, one round trip to a PL/pgSQL function), loaded
+     by the same clients with the same tokens at each tenant count: ``hub_over_minimal`` =
+     the hub's accepted/s ÷ the minimal's (goal ≥ 0.5) and ``p99_over_minimal_p99`` (goal ≤ 2).
+     The hub's workers process its accepted purchases during its accept window, on the same
+     cores; the minimal has nothing behind it.
+2. **End to end** (``--latencies``; ``--skip-e2e`` or ``--latencies ''``: none): at sandbox
+   latency 0 ms and 200 ms, ``--count`` purchases are posted as fast as the clients go and the
+   clock runs until every one is final: completed/s (goal at 200 ms: ≥ 500/s). The wallet
+   must agree with the succeeded transactions.
 
     .venv/bin/python bench/transactions.py [--clients 32] [--seconds 15] [--count 3000]
-        [--workers 1] [--provider-workers 1] [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
+        [--tenants 1,8] [--web 2] [--skip-e2e] [--workers 1] [--provider-workers 1]
+        [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
 
-Prints its figures as it goes; the last line is one JSON object of them (goals included).
+Prints its figures as it goes, with the 1-minute load average at each phase (other work on
+the machine moves them); the last line is one JSON object of them (goals included). Its
+top-level accept figures are those at the first tenant count; ``accept_t<n>`` and
+``minimal_accept_t<n>`` hold each count's.
 """
 from __future__ import annotations
 
@@ -35,6 +52,7 @@ import time
 import uuid
 from pathlib import Path
 
+import minimal_accept
 from procfile import start, stop, wait_ready
 from scratch import scratch_database
 from sqlalchemy import func, select
@@ -42,6 +60,13 @@ from sqlalchemy.engine import make_url
 
 GOAL_ACCEPT_RATIO = 0.5
 GOAL_COMPLETED_AT_200MS = 500.0
+GOAL_HUB_OVER_MINIMAL = 0.5      # the hub's accepted/s ÷ the minimal baseline's
+GOAL_P99_OVER_MINIMAL_P99 = 2.0  # the hub's p99 accept latency ÷ the minimal baseline's
+#: each bench client's rate limit a minute (``rate_limit_per_minute``; the hub's default is
+#: hub.auth.DEFAULT_RATE_LIMIT_PER_MINUTE, 1,200): far above what the clients can post
+CLIENT_RATE_LIMIT = 10_000_000
+#: the minimal baseline's catalog (the price of the product the clients buy)
+MINIMAL_CATALOG = {"TEL10": 10_500}
 FUNDS = 10**14
 #: the bench's funds are one top-up above the hub's default limit per top-up: it raises the
 #: limit through the hub's own setting, for the app it seeds with and the hub it starts
@@ -74,19 +99,21 @@ def setup(database_url: str, redis_url: str, instance: Path, tenants: int = 1) -
                              log_format="console", log_level="ERROR", access_token_ttl=4 * 3600)
     app = create_app(config)
     seed_sandbox_catalog(app, settings={"latency_ms": 0, "callback_delay": 0.2})
-    tokens = []
+    tokens, tenant_ids = [], []
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
         system = CallContext.system(actor="bench")
         for n in range(tenants):
             tenant = tenancy.create_tenant(system, uow, f"Bench {uuid.uuid4().hex[:6]}")
-            client, _secret = tenancy.create_client(system, uow, tenant.id, rate_limit_per_minute=10_000_000)
+            client, _secret = tenancy.create_client(system, uow, tenant.id, rate_limit_per_minute=CLIENT_RATE_LIMIT)
             ctx = CallContext.system(actor="bench", tenant_id=tenant.id)
             wallet = wallets.get_main_wallet(ctx, uow)
             wallets.topup(ctx, uow, wallet.id, FUNDS, "bench-funds")
             tokens.append(issue_access_token(config.secret_key, client.id, tenant.id, client.scope_set, 4 * 3600))
+            tenant_ids.append(tenant.id)
             if n == 0:
-                found = {"tenant_id": tenant.id, "wallet_id": wallet.id, "token": tokens[0], "app": app}
-        found["tokens"] = tokens
+                found = {"tenant_id": tenant.id, "wallet_id": wallet.id, "token": tokens[0], "app": app,
+                         "secret_key": config.secret_key}
+        found["tokens"], found["tenant_ids"] = tokens, tenant_ids
         uow.commit()
     return found
 
@@ -162,6 +189,52 @@ def post_load(port: int, token: str | list[str], clients: int, prefix: str, *, s
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else 0.0
+
+
+def accept_figures(answers: list[tuple[int, float]], seconds: int) -> dict:
+    """Accepted/s (202s only), their p50/p99/mean latency (ms), and the other answers."""
+    accepted = [s for code, s in answers if code == 202]
+    return {"accepted_per_s": round(len(accepted) / seconds, 1),
+            "p50_ms": round(percentile(accepted, 0.50) * 1000, 1),
+            "p99_ms": round(percentile(accepted, 0.99) * 1000, 1),
+            "mean_ms": round(statistics.fmean(accepted) * 1000, 1) if accepted else None,
+            "errors": sum(1 for code, _ in answers if code != 202)}
+
+
+def load_1m() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def run_minimal(database_url: str, found: dict, clients: int, seconds: int, tenant_counts: list[int],
+                web_workers: int) -> dict:
+    """The minimal baseline (bench/minimal_accept.py) on the bench's scratch database, loaded
+    as the hub was at each tenant count: ``{n: figures}`` and its wallets' consistency."""
+    from hub.embedded_redis import free_port
+
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    minimal_accept.install(dsn, found["tenant_ids"], FUNDS, MINIMAL_CATALOG)
+    port = free_port()
+    web = minimal_accept.start_web(dsn, found["secret_key"], port, workers=web_workers)
+    out: dict = {}
+    try:
+        wait_ready(port, timeout=60)
+        post_load(port, found["token"], 4, "warmup", quota=200)
+        for n in tenant_counts:
+            before = load_1m()
+            answers, _ = post_load(port, found["tokens"][:n], clients, f"minimal{n}-{uuid.uuid4().hex[:6]}",
+                                   seconds=seconds)
+            out[n] = {**accept_figures(answers, seconds), "load_avg_1m": [before, load_1m()]}
+            print(f"minimal accept: {out[n]['accepted_per_s']}/s with {clients} clients over {n} tenant(s), p50 "
+                  f"{out[n]['p50_ms']} ms, p99 {out[n]['p99_ms']} ms, {out[n]['errors']} errors; load "
+                  f"{out[n]['load_avg_1m'][0]} -> {out[n]['load_avg_1m'][1]}", flush=True)
+    finally:
+        stop({"minimal": web})
+    out["consistent"] = minimal_accept.consistent(dsn, FUNDS)
+    return out
 
 
 # -- pgbench ----------------------------------------------------------------------------------
@@ -283,23 +356,34 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--count", type=int, default=3000, help="purchases per end-to-end run")
     parser.add_argument("--latencies", default="0,200", help="sandbox latencies (ms) of the end-to-end runs")
-    parser.add_argument("--tenants", type=int, default=1,
-                        help="tenants (each its own wallet) the accept clients are spread over")
+    parser.add_argument("--skip-e2e", action="store_true", help="accept only (as --latencies '')")
+    parser.add_argument("--tenants", default="1,8",
+                        help="tenant counts (each tenant its own wallet) the accept clients are spread over, "
+                             "one accept run of the hub and of the minimal baseline each")
+    parser.add_argument("--web", type=int, default=2, help="gunicorn workers of the hub's web process "
+                                                          "(and of the minimal baseline's)")
     parser.add_argument("--workers", type=int, default=1, help="rop worker processes (commands, events, ...)")
     parser.add_argument("--provider-workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=128)
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
+    tenant_counts = [int(x) for x in str(args.tenants).split(",") if x.strip()]
+    latencies = [] if args.skip_e2e else [int(x) for x in args.latencies.split(",") if x.strip()]
 
     from hub.embedded_redis import EmbeddedRedis, free_port
 
     figures: dict = {"cpus": os.cpu_count(), "load_avg_1m_before": round(os.getloadavg()[0], 2),
                      "clients": args.clients, "workers": args.workers, "provider_workers": args.provider_workers,
-                     "threads": args.threads, "goal_accept_ratio": GOAL_ACCEPT_RATIO,
-                     "goal_completed_per_s_at_200ms": GOAL_COMPLETED_AT_200MS}
-    print(f"bench/transactions.py: PostgreSQL, gunicorn 2x8, {args.workers} worker(s), {args.provider_workers} "
-          f"provider worker(s) x {args.threads} threads, {args.clients} clients, {os.cpu_count()} CPUs, "
-          f"load {figures['load_avg_1m_before']}", flush=True)
+                     "threads": args.threads, "web_workers": args.web, "goal_accept_ratio": GOAL_ACCEPT_RATIO,
+                     "goal_completed_per_s_at_200ms": GOAL_COMPLETED_AT_200MS,
+                     "goal_hub_over_minimal": GOAL_HUB_OVER_MINIMAL,
+                     "goal_p99_over_minimal_p99": GOAL_P99_OVER_MINIMAL_P99,
+                     "client_rate_limit_per_minute": CLIENT_RATE_LIMIT}
+    print(f"bench/transactions.py: PostgreSQL, gunicorn {args.web}x8, {args.workers} worker(s), "
+          f"{args.provider_workers} provider worker(s) x {args.threads} threads, {args.clients} clients, "
+          f"{os.cpu_count()} CPUs, load {figures['load_avg_1m_before']}", flush=True)
+    print(f"each bench client's rate limit is raised to {CLIENT_RATE_LIMIT:,}/min (its rate_limit_per_minute; the "
+          f"hub's default is 1,200/min): the limiter is not the bound", flush=True)
     with tempfile.TemporaryDirectory(prefix="rop-bench-trx-") as tmp:
         tmp_path = Path(tmp)
         redis_server = EmbeddedRedis(tmp_path / "redis", persist=False, port=free_port())
@@ -307,40 +391,58 @@ def main() -> int:
         database_url, drop = scratch_database(args.database_url, "rop_bench_trx")
         procs: dict[str, subprocess.Popen] = {}
         try:
-            found = setup(database_url, redis_url, tmp_path / "instance", args.tenants)
+            found = setup(database_url, redis_url, tmp_path / "instance", max(tenant_counts))
             app = found["app"]
             port = free_port()
             env = dict(os.environ, ROP_DATABASE_URL=database_url, ROP_REDIS_URL=redis_url,
                        ROP_INSTANCE_PATH=str(tmp_path / "instance"), ROP_LOG_LEVEL="WARNING",
                        ROP_LOG_FORMAT="console", ROP_PUBLIC_URL=f"http://127.0.0.1:{port}", **LIMITS)
             procs = start(env, port=port, workers=args.workers, provider_workers=args.provider_workers,
-                          threads=args.threads)
+                          threads=args.threads, web_workers=args.web)
             wait_ready(port, timeout=120)
             post_load(port, found["token"], 4, "warmup", quota=200)
             wait_settled(app, found["tenant_id"])
 
-            # 1. accept, and pgbench right after on the same server
-            answers, _ = post_load(port, found["tokens"], args.clients, f"accept-{uuid.uuid4().hex[:6]}",
-                                   seconds=args.seconds)
-            accepted = [s for code, s in answers if code == 202]
-            figures["accept_errors"] = sum(1 for code, _ in answers if code != 202)
-            figures["accepted_per_s"] = round(len(accepted) / args.seconds, 1)
-            figures["accept_p50_ms"] = round(percentile(accepted, 0.50) * 1000, 1)
-            figures["accept_p99_ms"] = round(percentile(accepted, 0.99) * 1000, 1)
-            figures["accept_mean_ms"] = round(statistics.fmean(accepted) * 1000, 1) if accepted else None
-            figures["accept_tenants"] = args.tenants
-            print(f"accept: {figures['accepted_per_s']}/s with {args.clients} clients over {args.tenants} "
-                  f"tenant(s), p50 "
-                  f"{figures['accept_p50_ms']} ms, p99 {figures['accept_p99_ms']} ms, "
-                  f"{figures['accept_errors']} errors", flush=True)
-            wait_settled(app, found["tenant_id"])
+            # 1. accept at each tenant count, then pgbench and the minimal baseline on the same server
+            hub: dict[int, dict] = {}
+            for n in tenant_counts:
+                before = load_1m()
+                answers, _ = post_load(port, found["tokens"][:n], args.clients, f"accept{n}-{uuid.uuid4().hex[:6]}",
+                                       seconds=args.seconds)
+                hub[n] = {**accept_figures(answers, args.seconds), "load_avg_1m": [before, load_1m()]}
+                figures[f"accept_t{n}"] = hub[n]
+                print(f"accept: {hub[n]['accepted_per_s']}/s with {args.clients} clients over {n} tenant(s), p50 "
+                      f"{hub[n]['p50_ms']} ms, p99 {hub[n]['p99_ms']} ms, {hub[n]['errors']} errors; load "
+                      f"{hub[n]['load_avg_1m'][0]} -> {hub[n]['load_avg_1m'][1]}", flush=True)
+                wait_settled(app, found["tenant_id"])
+            first = hub[tenant_counts[0]]
+            figures.update({"accept_errors": first["errors"], "accepted_per_s": first["accepted_per_s"],
+                            "accept_p50_ms": first["p50_ms"], "accept_p99_ms": first["p99_ms"],
+                            "accept_mean_ms": first["mean_ms"], "accept_tenants": tenant_counts[0]})
+            before = load_1m()
             figures["pgbench_tps"] = round(pgbench_tps(args.database_url, args.clients, args.seconds), 1)
+            figures["pgbench_load_avg_1m"] = [before, load_1m()]
             figures["accept_ratio"] = round(figures["accepted_per_s"] / figures["pgbench_tps"], 3)
             print(f"pgbench TPC-B-like, {args.clients} clients: {figures['pgbench_tps']} tps; ratio "
-                  f"{figures['accept_ratio']} (goal >= {GOAL_ACCEPT_RATIO})", flush=True)
+                  f"{figures['accept_ratio']} (goal >= {GOAL_ACCEPT_RATIO}); load "
+                  f"{figures['pgbench_load_avg_1m'][0]} -> {figures['pgbench_load_avg_1m'][1]}", flush=True)
+            minimal = run_minimal(database_url, found, args.clients, args.seconds, tenant_counts, args.web)
+            for n in tenant_counts:
+                figures[f"minimal_accept_t{n}"] = minimal[n]
+                figures[f"hub_over_minimal_t{n}"] = ratio(hub[n]["accepted_per_s"], minimal[n]["accepted_per_s"])
+                figures[f"p99_over_minimal_p99_t{n}"] = ratio(hub[n]["p99_ms"], minimal[n]["p99_ms"])
+                print(f"{n} tenant(s): hub / minimal accepted/s {figures[f'hub_over_minimal_t{n}']} (goal >= "
+                      f"{GOAL_HUB_OVER_MINIMAL}), p99 / minimal p99 {figures[f'p99_over_minimal_p99_t{n}']} (goal <= "
+                      f"{GOAL_P99_OVER_MINIMAL_P99})", flush=True)
+            base = minimal[tenant_counts[0]]
+            figures.update({"minimal_accepted_per_s": base["accepted_per_s"], "minimal_accept_p50_ms": base["p50_ms"],
+                            "minimal_accept_p99_ms": base["p99_ms"], "minimal_accept_errors": base["errors"],
+                            "minimal_wallet_consistent": minimal["consistent"],
+                            "hub_over_minimal": figures[f"hub_over_minimal_t{tenant_counts[0]}"],
+                            "p99_over_minimal_p99": figures[f"p99_over_minimal_p99_t{tenant_counts[0]}"]})
 
             # 2. end to end at each latency
-            for latency in [int(x) for x in args.latencies.split(",") if x.strip()]:
+            for latency in latencies:
                 result = end_to_end(app, port, found, args.clients, args.count, latency)
                 figures[f"e2e_{latency}ms"] = result
                 print(f"end to end at {latency} ms: {result['count']} in {result['seconds']} s = "
@@ -351,9 +453,15 @@ def main() -> int:
             at_200 = figures.get("e2e_200ms", {}).get("completed_per_s")
             figures["goal_accept_met"] = figures["accept_ratio"] >= GOAL_ACCEPT_RATIO
             figures["goal_completed_met"] = at_200 is not None and at_200 >= GOAL_COMPLETED_AT_200MS
-            print(f"wallet consistent: {figures['wallet_consistent']}; goals: accept ratio "
-                  f"{'met' if figures['goal_accept_met'] else 'NOT met'}, completed/s at 200 ms "
-                  f"{'met' if figures['goal_completed_met'] else 'NOT met'}", flush=True)
+            figures["goal_hub_over_minimal_met"] = (figures["hub_over_minimal"] or 0) >= GOAL_HUB_OVER_MINIMAL
+            figures["goal_p99_over_minimal_met"] = (figures["p99_over_minimal_p99"] is not None
+                                                    and figures["p99_over_minimal_p99"] <= GOAL_P99_OVER_MINIMAL_P99)
+            met = {True: "met", False: "NOT met"}
+            print(f"wallet consistent: {figures['wallet_consistent']} (minimal: "
+                  f"{figures['minimal_wallet_consistent']}); goals: accept ratio {met[figures['goal_accept_met']]}, "
+                  f"completed/s at 200 ms {met[figures['goal_completed_met']]}"
+                  f"{'' if latencies else ' (not run)'}, hub/minimal {met[figures['goal_hub_over_minimal_met']]}, "
+                  f"p99/minimal p99 {met[figures['goal_p99_over_minimal_met']]}", flush=True)
             app.extensions["rop"].close()
         finally:
             stop(procs)

@@ -64,7 +64,8 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     )
 
     redis_url, origin = resolve_redis_url(config)
-    state = HubState(config=config, db=Database(config.database_url), redis_url=redis_url, redis_origin=origin)
+    state = HubState(config=config, db=Database(config.database_url, driver_shortcuts=config.driver_shortcuts),
+                     redis_url=redis_url, redis_origin=origin)
     app.extensions["rop"] = state
     log.info("hub configured", database=config.database_kind, redis=origin,
              redis_url=redis_url if origin == "embedded" else _redact(redis_url),

@@ -35,6 +35,10 @@ def _settings(overrides: dict, key: str, cls: Any, env: Mapping[str, str]) -> An
         raise ConfigError(str(exc)) from None
 
 
+#: an on/off setting's spellings
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -169,6 +173,9 @@ class Config:
     public_url: str | None = None
     #: the hub runs its own Redis server (``ROP_REDIS_URL`` unset, or set by ``rop`` to it)
     redis_embedded: bool = False
+    #: ``ROP_DRIVER_SHORTCUTS``: the hot statements through the DBAPI cursor and psycopg's larger
+    #: statement cache (hub.driver); off, SQLAlchemy's and psycopg's public paths only
+    driver_shortcuts: bool = True
 
     @property
     def database_is_sqlite(self) -> bool:
@@ -301,6 +308,13 @@ class Config:
         if log_format not in ("auto", "json", "console"):
             raise ConfigError(f"ROP_LOG_FORMAT must be auto, json or console, got {log_format!r}")
 
+        driver_shortcuts = overrides.pop("driver_shortcuts", None)
+        if driver_shortcuts is None:
+            raw_switch = (env.get("ROP_DRIVER_SHORTCUTS") or "1").strip().lower()
+            if raw_switch not in _SWITCH:
+                raise ConfigError(f"ROP_DRIVER_SHORTCUTS must be 1 or 0 (on or off), got {raw_switch!r}")
+            driver_shortcuts = _SWITCH[raw_switch]
+
         return cls(
             instance_path=instance,
             database_url=database_url,
@@ -321,5 +335,6 @@ class Config:
             public_url=public_url,
             redis_embedded=redis_embedded,
             cache_ttl=cache_ttl,
+            driver_shortcuts=bool(driver_shortcuts),
             extra=dict(overrides),
         )

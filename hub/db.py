@@ -14,6 +14,10 @@ On PostgreSQL a pooled connection is pinged at checkout when it sat in the pool 
 than :data:`PING_AFTER_IDLE` seconds (a dead one is replaced, as with ``pool_pre_ping``),
 not at every checkout: a connection handed back a moment ago is alive, and a ping is a
 round trip on every unit of work (two per hold: the hold and the outbox relay's mark).
+
+The shortcuts past SQLAlchemy's and psycopg's public interfaces (:class:`DriverStatement`,
+psycopg's statement cache) live in :mod:`hub.driver`, behind ``ROP_DRIVER_SHORTCUTS``; the
+engine records the switch (``make_engine(driver_shortcuts=...)``).
 """
 from __future__ import annotations
 
@@ -30,6 +34,9 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.functions import FunctionElement
+
+from hub.driver import DriverStatement, cache_batch_statements  # noqa: F401 - re-exported
+from hub.driver import configure as configure_driver
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -127,8 +134,11 @@ def _exact_sum_sqlite(element, compiler, **kw):
     return f"{_SQLITE_EXACT_SUM}({compiler.process(element.clauses, **kw)})"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create the engine for ``url`` with the hub's settings for that backend."""
+def make_engine(url: str, *, driver_shortcuts: bool = True, **kwargs: Any) -> Engine:
+    """Create the engine for ``url`` with the hub's settings for that backend.
+
+    :param driver_shortcuts: ``ROP_DRIVER_SHORTCUTS`` (hub.driver): :class:`DriverStatement`
+        through the DBAPI cursor and psycopg's larger statement cache; off, neither."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -153,6 +163,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
             conn.exec_driver_sql(f"BEGIN {mode}")
 
+        configure_driver(engine, driver_shortcuts)
         return engine
     ping_idle = "pool_pre_ping" not in kwargs  # an explicit pool_pre_ping keeps SQLAlchemy's own
     if url.startswith("postgresql") and "connect_timeout" not in make_url(url).query:
@@ -161,8 +172,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     engine = create_engine(url, **kwargs)
-    if engine.dialect.driver == "psycopg":
-        cache_batch_statements()
+    configure_driver(engine, driver_shortcuts)
     if ping_idle:
         _ping_after_idle(engine)
     return engine
@@ -170,45 +180,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 #: Seconds to wait for a new PostgreSQL connection (unless the URL sets ``connect_timeout``).
 CONNECT_TIMEOUT = 5
-
-#: psycopg's cache of converted statements: how many, and the longest statement it keeps
-PSYCOPG_CACHED_STATEMENTS = 1024
-PSYCOPG_CACHED_LENGTH = 64 * 1024
-PSYCOPG_CACHED_PARAMS = 4096
-
-
-def cache_batch_statements() -> bool:
-    """Let psycopg keep the batch statements of the hub in its cache of converted queries.
-
-    psycopg converts every query's ``%(name)s`` placeholders to ``$n`` with a regular
-    expression, and caches the result only for statements of at most 4,096 characters and
-    50 parameters (``psycopg._queries``): an ORM's multi-row ``INSERT … VALUES (…), (…)
-    RETURNING`` (SQLAlchemy's insertmanyvalues: a batch's attempts, timeline lines, ledger
-    entries) is longer, and was converted anew each time — measured at 9 % of a provider
-    worker's CPU. The hub's batches come in a few sizes (at most 50 rows), so those statements
-    repeat; the cache is made larger so that they stay in it. psycopg's own limits are module
-    constants of a private module: when a psycopg release renames them, nothing changes
-    (returns False) and the hub runs as before, only slower.
-    """
-    try:
-        from functools import lru_cache
-
-        from psycopg import _queries
-    except ImportError:  # pragma: no cover - no psycopg
-        return False
-    convert = getattr(_queries, "_query2pg_nocache", None)
-    if convert is None or not hasattr(_queries, "MAX_CACHED_STATEMENT_PARAMS") \
-            or not hasattr(_queries, "MAX_CACHED_STATEMENT_LENGTH") or not hasattr(_queries, "_query2pg"):
-        return False
-    if getattr(_queries._query2pg, "rop_cache", False):
-        return True
-    cached = lru_cache(maxsize=PSYCOPG_CACHED_STATEMENTS)(convert)
-    cached.rop_cache = True  # type: ignore[attr-defined]
-    _queries._query2pg = cached
-    _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, PSYCOPG_CACHED_LENGTH)
-    _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, PSYCOPG_CACHED_PARAMS)
-    return True
-
 
 #: Seconds a pooled connection may sit idle and still be handed out without a ping.
 PING_AFTER_IDLE = 2.0
@@ -242,9 +213,10 @@ def _ping_after_idle(engine: Engine) -> None:
 class Database:
     """The engine and session factories of one app (built by the app factory, never at import)."""
 
-    def __init__(self, url: str, **engine_kwargs: Any):
+    def __init__(self, url: str, *, driver_shortcuts: bool = True, **engine_kwargs: Any):
         self.url = url
-        self.engine = make_engine(url, **engine_kwargs)
+        self.driver_shortcuts = driver_shortcuts
+        self.engine = make_engine(url, driver_shortcuts=driver_shortcuts, **engine_kwargs)
         self.is_sqlite = url.startswith("sqlite")
         self._writer = sessionmaker(bind=self.engine, expire_on_commit=False)
         reader_bind = self.engine.execution_options(sqlite_begin="DEFERRED") if self.is_sqlite else self.engine
@@ -375,80 +347,3 @@ def unit_of_work(db: Database, *, readonly: bool = False) -> Iterator[UnitOfWork
         if not uow.committed:
             uow.session.rollback()
         uow.close()
-
-
-class DriverStatement:
-    """A Core statement sent straight through the DBAPI cursor of a SQLAlchemy connection.
-
-    SQLAlchemy's execution layer (the compiled-cache look-up, the execution context, the
-    result wrapper) costs about 45 µs of CPU per statement. The handful of statements on
-    every purchase's path (a hold, its event) are compiled here once per dialect and set of
-    parameter names, their parameters converted by the column types' own bind processors
-    (the very conversion SQLAlchemy applies), and sent with ``cursor.execute``, in the
-    connection's current transaction. Driver errors are raised as SQLAlchemy's exceptions
-    (``IntegrityError`` and so on), and a lost connection is invalidated, as SQLAlchemy does.
-
-    Listeners of the engine's ``before_cursor_execute`` event are called for these
-    statements too (with no execution context; their return value is not used), so that
-    whatever observes the SQL an engine sends sees all of it.
-
-    Rows come back as the driver returns them: use it for statements whose result columns
-    need no type processing (strings, integers), not for JSON or datetimes.
-    """
-
-    def __init__(self, statement: Any):
-        self.statement = statement
-        self._compiled: dict[tuple, tuple[str, dict, dict, tuple | None]] = {}
-
-    def _compile(self, dialect, keys: tuple[str, ...]) -> tuple[str, dict, dict, tuple | None]:
-        found = self._compiled.get((dialect.name, keys))
-        if found is None:
-            compiled = self.statement.compile(dialect=dialect, column_keys=list(keys))
-            # values bound in the statement itself (a LIMIT, a literal compared with)
-            fixed = {name: value for name, value in compiled.construct_params(_check=False).items()
-                     if name not in keys}
-            found = (compiled.string, dict(compiled._bind_processors), fixed,
-                     tuple(compiled.positiontup) if compiled.positional else None)
-            self._compiled[(dialect.name, keys)] = found
-        return found
-
-    @staticmethod
-    def _convert(params: dict[str, Any], processors: dict, fixed: dict, names: tuple | None) -> Any:
-        if fixed:
-            params = {**fixed, **params}
-        if processors:
-            params = {k: (processors[k](v) if k in processors else v) for k, v in params.items()}
-        return params if names is None else tuple(params[n] for n in names)
-
-    def _run(self, conn: Any, params: dict[str, Any] | list[dict[str, Any]], fetch: bool) -> Any:
-        many = isinstance(params, list)
-        sql, processors, fixed, names = self._compile(conn.dialect, tuple((params[0] if many else params).keys()))
-        dbapi_conn = conn.connection
-        cursor = dbapi_conn.cursor()
-        try:
-            converted = ([self._convert(p, processors, fixed, names) for p in params] if many
-                         else self._convert(params, processors, fixed, names))
-            if conn.dispatch.before_cursor_execute:  # observers of the engine see these statements too
-                conn.dispatch.before_cursor_execute(conn, cursor, sql, converted, None, many)
-            if many:
-                cursor.executemany(sql, converted)
-            else:
-                cursor.execute(sql, converted)
-            return cursor.fetchone() if fetch else cursor.rowcount
-        except conn.dialect.loaded_dbapi.Error as exc:
-            if conn.dialect.is_disconnect(exc, dbapi_conn, cursor):
-                conn.invalidate(exc)
-            from sqlalchemy.exc import DBAPIError
-
-            raise DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error,
-                                      dialect=conn.dialect) from exc
-        finally:
-            cursor.close()
-
-    def run(self, conn: Any, params: dict[str, Any] | list[dict[str, Any]]) -> int:
-        """Execute (``params`` a list: executemany); :return: the row count."""
-        return self._run(conn, params, fetch=False)
-
-    def first(self, conn: Any, params: dict[str, Any]) -> tuple | None:
-        """Execute; :return: the first row as the driver returns it, or None."""
-        return self._run(conn, params, fetch=True)

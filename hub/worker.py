@@ -827,8 +827,8 @@ def size_pools_for_threads(state: HubState, threads: int, db_connections: int = 
         from hub.db import Database
 
         old = state.db
-        state.db = Database(old.url, pool_timeout=DB_POOL_WAIT, pool_size=max(1, min(threads, db_connections)),
-                            max_overflow=0)
+        state.db = Database(old.url, driver_shortcuts=old.driver_shortcuts, pool_timeout=DB_POOL_WAIT,
+                            pool_size=max(1, min(threads, db_connections)), max_overflow=0)
         old.dispose()
 
 

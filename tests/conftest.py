@@ -178,6 +178,8 @@ def config(database_url, redis_url, instance_path) -> Config:
         # a change made behind the use-cases' back stays unseen this long: tests that show it
         # must not depend on how fast a loaded machine runs them (TTL tests move a clock)
         cache_ttl=60.0,
+        # ROP_TEST_DRIVER_SHORTCUTS=0 runs the suite with hub.driver's shortcuts off
+        driver_shortcuts=os.environ.get("ROP_TEST_DRIVER_SHORTCUTS", "1") != "0",
     )
 
 

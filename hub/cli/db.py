@@ -33,7 +33,8 @@ def check() -> None:
     from hub.db import make_engine
     from hub.migrate import drift
 
-    engine = make_engine(Config.from_env().database_url)
+    config = Config.from_env()
+    engine = make_engine(config.database_url, driver_shortcuts=config.driver_shortcuts)
     try:
         differences = drift(engine)
     finally:
