@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import structlog
 from flask import Flask, current_app
 from rq import Queue, Retry
-from sqlalchemy import String, any_, bindparam, insert, select, text, update
+from sqlalchemy import String, any_, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from hub.bus.messages import Event, Message
@@ -40,11 +40,14 @@ _INSERT_EVENT = DriverStatement(insert(TenantEvent.__table__))
 # one row per parameter set: psycopg sends an executemany's statements in one pipeline
 _MARK_PUBLISHED = DriverStatement(update(_OUTBOX).where(_OUTBOX.c.id == bindparam("message_id"))
                                   .values(published_at=bindparam("now"), publish_count=_OUTBOX.c.publish_count + 1))
-#: PostgreSQL: the same for all the relayed rows in one statement (``id = ANY(array)``)
-_MARK_ALL_PUBLISHED = DriverStatement(
-    update(_OUTBOX).where(_OUTBOX.c.id == any_(bindparam("message_ids", type_=ARRAY(String(40)))))
+#: PostgreSQL: the same for all the relayed rows in one statement (``id = ANY(array)``), sent in autocommit — one statement, one round trip — and committed
+#: without waiting for the WAL's flush: ``set_config(…, true)`` sets ``synchronous_commit`` for
+#: the statement's own transaction, whose commit reads it (``SET LOCAL`` would need a BEGIN)
+_NO_FSYNC_WAIT = select(func.set_config("synchronous_commit", "off", True).label("setting")).subquery("no_fsync_wait")
+_MARK_ALL_PUBLISHED_NO_WAIT = DriverStatement(
+    update(_OUTBOX).where(_OUTBOX.c.id == any_(bindparam("message_ids", type_=ARRAY(String(40)))),
+                          _NO_FSYNC_WAIT.c.setting == "off")
     .values(published_at=bindparam("now"), publish_count=_OUTBOX.c.publish_count + 1))
-_NO_FSYNC_WAIT = DriverStatement(text("SET LOCAL synchronous_commit TO OFF"))
 _EVENTS = TenantEvent.__table__
 #: PostgreSQL: a tenant's event into the outbox and the event store in one statement (a
 #: data-modifying WITH), one round trip instead of two
@@ -278,12 +281,12 @@ def _mark_published(app: Flask, ids: list[str]) -> int:
     """One short transaction on a pooled connection (no ORM session: one UPDATE)."""
     state = app.extensions["rop"]
     now = utcnow()
+    if not state.db.is_sqlite:
+        # The mark is advisory: if it is lost in a crash the sweep publishes the row again
+        # and the processed-message records absorb the duplicate. No need to wait for fsync.
+        with state.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            return max(_MARK_ALL_PUBLISHED_NO_WAIT.run(conn, {"message_ids": list(ids), "now": now}), 0)
     with state.db.engine.begin() as conn:
-        if not state.db.is_sqlite:
-            # The mark is advisory: if it is lost in a crash the sweep publishes the row again
-            # and the processed-message records absorb the duplicate. No need to wait for fsync.
-            _NO_FSYNC_WAIT.run(conn, {})
-            return max(_MARK_ALL_PUBLISHED.run(conn, {"message_ids": list(ids), "now": now}), 0)
         return max(_MARK_PUBLISHED.run(conn, [{"message_id": i, "now": now} for i in ids]), 0)
 
 

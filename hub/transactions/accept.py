@@ -1,11 +1,11 @@
 """Accepting a purchase: one primitive per database engine (docs/transactions.md, "Accepting").
 
-- **PostgreSQL**: one call of the ``rop_accept_v1`` function (migration 0026) in the
-  request's transaction, then the commit. Everything it needs comes from the process's
+- **PostgreSQL**: one call of the ``rop_accept_v1`` function (migration 0026), in
+  autocommit when the unit of work has not begun (the steady state), else in its
+  transaction, committed by the caller. Everything it needs comes from the process's
   caches — the product, its price and offers (hub.cache via the products client), the
   wallet's id and currency (hub.wallets.fastpath), whether the tenant has a webhook (hub.cache)
-  — so a warm process sends that one statement and the commit (and the outbox relay's mark
-  after it). The function writes the transaction, its timeline line, the hold's journal,
+  — so a warm process sends that one statement (and the outbox relay's mark after it). The function writes the transaction, its timeline line, the hold's journal,
   row and entries, the event-store, outbox and webhook-delivery rows, and moves the
   wallet's balances last; a ``ref_id`` used before is answered from the function's result
   (the same body: a replay; another: 409); refused funds roll everything back (402).
@@ -92,8 +92,14 @@ def accept(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
                                           (hold_ctx, hold_placed)])
     call = {"transaction": {k: getattr(trx, k) for k in _COLUMNS}, "timeline": timeline, "journal": journal,
             "hold": hold, "entries_at": utcnow(), **messages}
+    session = uow.session
+    # Nothing read or written in this unit of work yet (the steady state): the call commits by
+    # itself (autocommit), one round trip instead of BEGIN, the call and COMMIT. Otherwise (a
+    # cold cache read, a main wallet made now) it joins the unit of work's transaction.
+    conn = (session.connection() if session.in_transaction() else
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}))
     try:
-        result = uow.session.connection().exec_driver_sql(_CALL, (json.dumps(call, default=_json),)).scalar_one()
+        result = conn.exec_driver_sql(_CALL, (json.dumps(call, default=_json),)).scalar_one()
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) != REFUSED_FUNDS:
             raise

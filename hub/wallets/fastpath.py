@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app, has_app_context
+from flask import current_app
 
 from hub.context import CallContext
 from hub.db import UnitOfWork, new_id
@@ -41,8 +41,12 @@ class Target:
     currency: str
 
 
-_known: dict[tuple[str, str | None], Target] = {}
 _lock = threading.Lock()
+
+
+def _known() -> dict[tuple[str, str | None], Target]:
+    """This app's wallets as read (one dict per app, shared by its threads)."""
+    return current_app.extensions["rop"].extras.setdefault("wallets.fastpath", {})
 
 
 def hold_target(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int, *, currency: str,
@@ -51,16 +55,21 @@ def hold_target(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount
     in ``currency``, once no plugin vetoes it. Writes nothing (but the main wallet on the
     tenant's first use).
 
-    :raise NotFound: not the tenant's wallet. :raise ValidationFailed: another currency.
+    :raise NotFound: not the tenant's wallet. :raise ValidationFailed: not a positive amount
+        (a plugin priced the product at 0), another currency.
     :raise Forbidden: a plugin's veto (hook ``before_wallet_debit``).
     """
     ctx.require_scope("wallets:write")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:  # as plan_hold's check
+        raise ValidationFailed("amount must be a positive integer (minor units)",
+                               errors={"amount": ["must be a positive integer"]})
     key = (ctx.tenant_id, wallet_id)
-    target = _known.get(key)
+    known = _known()
+    target = known.get(key)
     if target is None:
         found = client.get_main_wallet(ctx, uow) if wallet_id is None else client.get_wallet(ctx, uow, wallet_id)
         target = Target(found["id"], found["currency"])
-        uow.after_commit(lambda: _keep(key, target))  # a main wallet made now may yet be rolled back
+        uow.after_commit(lambda: _keep(known, key, target))  # a main wallet made now may yet be rolled back
     if target.currency != currency:
         why = f"the wallet holds {target.currency}, the product costs {currency}"
         raise ValidationFailed(why, errors={"wallet_id": [why]})
@@ -68,11 +77,11 @@ def hold_target(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount
     return target
 
 
-def _keep(key: tuple[str, str | None], target: Target) -> None:
+def _keep(known: dict, key: tuple[str, str | None], target: Target) -> None:
     with _lock:
-        if len(_known) >= MAX_WALLETS:
-            _known.clear()
-        _known[key] = target
+        if len(known) >= MAX_WALLETS:
+            known.clear()
+        known[key] = target
 
 
 def veto(ctx: CallContext, wallet_id: str, amount: int, currency: str, reason: str) -> None:
@@ -80,8 +89,6 @@ def veto(ctx: CallContext, wallet_id: str, amount: int, currency: str, reason: s
 
     :raise Forbidden: a plugin vetoes (403, with the plugin's reason).
     """
-    if not has_app_context():
-        return
     host = current_app.extensions["rop"].extras.get("plugins")
     if host is None:
         return

@@ -85,3 +85,22 @@ def test_price_product_runs_on_every_purchase_with_the_catalog_cached(app, clien
     markup_before = markup.priced
     assert buy(client, funded.tenant, "081234567899").status_code == 202
     assert markup.priced == markup_before + 1
+
+
+class Free:
+    @hookimpl(tryfirst=True)
+    def price_product(self, tenant_id, product_code, cost, product):
+        return 0
+
+
+def test_a_product_a_plugin_prices_at_zero_is_refused_with_nothing_written(app, client, funded):
+    host = app.extensions["rop"].extras["plugins"]
+    free = Free()
+    host.pm.register(free)
+    try:
+        refused = buy(client, funded.tenant, "081234567890")
+    finally:
+        host.pm.unregister(free)
+    assert refused.status_code == 422 and refused.json["errors"] == {"amount": ["must be a positive integer"]}, \
+        refused.json
+    assert _rows(app, funded.tenant.id) == (0, 0, 1)  # the seed top-up's journal only
