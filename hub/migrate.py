@@ -49,9 +49,19 @@ def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
+#: The database functions the code calls on PostgreSQL (signatures), installed by migrations.
+POSTGRES_FUNCTIONS: tuple[str, ...] = ("rop_accept_v1(json)",)
+
+
 def drift(engine) -> list:
-    """Differences between the models and the migrated database (empty when in step)."""
+    """Differences between the models and the migrated database (empty when in step); on
+    PostgreSQL also ``("missing_function", signature)`` for each of :data:`POSTGRES_FUNCTIONS`
+    the database lacks."""
     metadata = load_models()
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
-        return compare_metadata(ctx, metadata)
+        differences = list(compare_metadata(ctx, metadata))
+        if conn.dialect.name == "postgresql":
+            differences += [("missing_function", signature) for signature in POSTGRES_FUNCTIONS
+                            if conn.exec_driver_sql("SELECT to_regprocedure(%s)", (signature,)).scalar() is None]
+        return differences

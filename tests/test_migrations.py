@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import Column, Integer, String, Table, create_engine, inspect, text
 
 from hub.db import Base, make_engine
-from hub.migrate import drift, load_models, upgrade
+from hub.migrate import POSTGRES_FUNCTIONS, downgrade, drift, load_models, upgrade
 
 
 def test_migrated_database_matches_the_models(database_url):
@@ -101,5 +101,23 @@ def test_0020_repairs_configurations_stored_under_a_tenants_slug(fresh_database_
             switches = conn.execute(text("SELECT config_id, tenant_id FROM provider_config_tenants")).all()
         assert configs == {"pcf_slug": "ten_1", "pcf_id": "ten_1", "pcf_none": "nobody", "pcf_shared": None}
         assert [tuple(s) for s in switches] == [("pcf_shared", "ten_1")]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres(reason="SQLite has no database functions")
+def test_the_accept_function_comes_with_0026_and_goes_with_its_downgrade(fresh_database_url):
+    url = fresh_database_url
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        assert drift(engine) == []
+        downgrade(url, "0025_admin_users_and_deliveries")
+        assert ("missing_function", "rop_accept_v1(json)") in drift(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT to_regprocedure('rop_accept_v1(json)')")).scalar() is None
+        upgrade(url)
+        assert drift(engine) == []
+        assert "rop_accept_v1(json)" in POSTGRES_FUNCTIONS
     finally:
         engine.dispose()

@@ -10,12 +10,12 @@ mark publishes a row twice; the processed-message record makes the second run a 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import structlog
 from flask import Flask, current_app
 from rq import Queue, Retry
-from sqlalchemy import String, any_, bindparam, insert, select, text, update
+from sqlalchemy import String, any_, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from hub.bus.messages import Event, Message
@@ -40,11 +40,14 @@ _INSERT_EVENT = DriverStatement(insert(TenantEvent.__table__))
 # one row per parameter set: psycopg sends an executemany's statements in one pipeline
 _MARK_PUBLISHED = DriverStatement(update(_OUTBOX).where(_OUTBOX.c.id == bindparam("message_id"))
                                   .values(published_at=bindparam("now"), publish_count=_OUTBOX.c.publish_count + 1))
-#: PostgreSQL: the same for all the relayed rows in one statement (``id = ANY(array)``)
-_MARK_ALL_PUBLISHED = DriverStatement(
-    update(_OUTBOX).where(_OUTBOX.c.id == any_(bindparam("message_ids", type_=ARRAY(String(40)))))
+#: PostgreSQL: the same for all the relayed rows in one statement (``id = ANY(array)``), sent in autocommit — one statement, one round trip — and committed
+#: without waiting for the WAL's flush: ``set_config(…, true)`` sets ``synchronous_commit`` for
+#: the statement's own transaction, whose commit reads it (``SET LOCAL`` would need a BEGIN)
+_NO_FSYNC_WAIT = select(func.set_config("synchronous_commit", "off", True).label("setting")).subquery("no_fsync_wait")
+_MARK_ALL_PUBLISHED_NO_WAIT = DriverStatement(
+    update(_OUTBOX).where(_OUTBOX.c.id == any_(bindparam("message_ids", type_=ARRAY(String(40)))),
+                          _NO_FSYNC_WAIT.c.setting == "off")
     .values(published_at=bindparam("now"), publish_count=_OUTBOX.c.publish_count + 1))
-_NO_FSYNC_WAIT = DriverStatement(text("SET LOCAL synchronous_commit TO OFF"))
 _EVENTS = TenantEvent.__table__
 #: PostgreSQL: a tenant's event into the outbox and the event store in one statement (a
 #: data-modifying WITH), one round trip instead of two
@@ -72,26 +75,7 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
         back would not take the message back): a bulk group.
     :return: the message, with its envelope fields filled in.
     """
-    message.tenant_id = ctx.tenant_id
-    message.client_id = ctx.on_behalf_of or ctx.client_id
-    if causation is not None:
-        message.causation_id = causation.id
-        message.correlation_id = causation.correlation_id or causation.id
-    else:
-        message.correlation_id = ctx.correlation_id or ctx.request_id
-    message.context = ctx.with_changes(correlation_id=message.correlation_id).to_dict()
-    envelope = message.envelope()
-    # Core inserts into the caller's transaction (at once, not at the next flush: the same
-    # rows, committed or rolled back with it, savepoints included).
-    tenant_event = bool(isinstance(message, Event) and message.tenant_id and message.public)
-    app = current_app._get_current_object()
-    # A tenant's event that no handler takes would be relayed to nobody: it is kept in the
-    # event store (and goes to the tenant's webhook) without an outbox row. Any other message
-    # keeps its row, the record of the platform's own events.
-    handled = bool(registry(app).handlers_for(message.type, message.kind))
-    outbox = handled or not tenant_event
-    row = {"id": message.id, "type": message.type, "kind": message.kind, "tenant_id": message.tenant_id,
-           "envelope": envelope, "created_at": utcnow(), "occurred_at": message.occurred_at}
+    row, tenant_event, outbox = _prepare(ctx, message, causation)
     if at_commit:
         uow.before_commit_batch(("bus.outbox", tenant_event, outbox), row,
                                 lambda rows: _write(uow, rows, tenant_event, outbox=outbox), first=True)
@@ -101,12 +85,40 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
         from hub.bus.webhooks import on_event
 
         on_event(ctx, uow, message)  # a webhook delivery, in the same transaction
-    if not outbox:
-        return message
-    # One relay per transaction for all its messages; a new one after a commit or a rollback
-    # (both drop the unit of work's callbacks).
+    if outbox:
+        _relay_after_commit(uow, row["envelope"])
+    return message
+
+
+def _prepare(ctx: CallContext, message: Message, causation: Message | None) -> tuple[dict, bool, bool]:
+    """Fill in ``message``'s envelope fields; :return: its outbox row (with ``occurred_at``),
+    whether it is a tenant's event (the event store, webhooks) and whether it needs an
+    outbox row (a handler takes it, or it is not a tenant's event)."""
+    message.tenant_id = ctx.tenant_id
+    message.client_id = ctx.on_behalf_of or ctx.client_id
+    if causation is not None:
+        message.causation_id = causation.id
+        message.correlation_id = causation.correlation_id or causation.id
+    else:
+        message.correlation_id = ctx.correlation_id or ctx.request_id
+    message.context = ctx.with_changes(correlation_id=message.correlation_id).to_dict()
+    envelope = message.envelope()
+    tenant_event = bool(isinstance(message, Event) and message.tenant_id and message.public)
+    # A tenant's event that no handler takes would be relayed to nobody: it is kept in the
+    # event store (and goes to the tenant's webhook) without an outbox row. Any other message
+    # keeps its row, the record of the platform's own events.
+    handled = bool(registry(current_app).handlers_for(message.type, message.kind))
+    row = {"id": message.id, "type": message.type, "kind": message.kind, "tenant_id": message.tenant_id,
+           "envelope": envelope, "created_at": utcnow(), "occurred_at": message.occurred_at}
+    return row, tenant_event, handled or not tenant_event
+
+
+def _relay_after_commit(uow: UnitOfWork, envelope: dict) -> None:
+    """Relay ``envelope`` once ``uow`` commits: one relay per transaction for all its
+    messages; a new one after a commit or a rollback (both drop the unit of work's callbacks)."""
     batch = getattr(uow, "_bus_relay", None)
     if batch is None or batch[1] not in uow._after_commit:
+        app = current_app._get_current_object()
         pending: list[dict] = []
 
         def relay_batch() -> None:
@@ -116,7 +128,42 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
         uow._bus_relay = batch  # type: ignore[attr-defined]
         uow.after_commit(relay_batch)
     batch[0].append(envelope)
-    return message
+
+
+def staged_rows(uow: UnitOfWork, messages: list[tuple[CallContext, Message]]) -> tuple[dict[str, list[dict]],
+                                                                                      Callable[[], None]]:
+    """:func:`publish` of ``messages`` (each with the context it is published in) for a
+    caller that writes the rows itself, in one statement of its own (the accept function on
+    PostgreSQL, hub.transactions.accept): the rows :func:`publish` would insert, in the order
+    of ``messages``, and ``written``, which the caller calls once its statement wrote them, so
+    that they are relayed (and the webhook deliveries enqueued) after ``uow`` commits.
+
+    :return: ``({"events": [bus_events rows], "outbox": [bus_outbox rows],
+        "deliveries": [bus_webhook_deliveries rows]}, written)``.
+    """
+    from hub.bus.webhooks import delivery_rows, enqueue_deliveries
+
+    staged: dict[str, list[dict]] = {"events": [], "outbox": [], "deliveries": []}
+    events, relayed = [], []
+    for ctx, message in messages:
+        row, tenant_event, outbox = _prepare(ctx, message, None)
+        if tenant_event:
+            staged["events"].append({"id": row["id"], "tenant_id": row["tenant_id"], "type": row["type"],
+                                     "envelope": _public_envelope(row["envelope"]),
+                                     "occurred_at": row["occurred_at"]})
+            events.append(message)
+        if outbox:
+            staged["outbox"].append({k: row[k] for k in ("id", "type", "kind", "tenant_id", "envelope", "created_at")}
+                                    | {"published_at": None, "publish_count": 0})
+            relayed.append(row["envelope"])
+    staged["deliveries"] = delivery_rows(uow, events)
+
+    def written() -> None:
+        for envelope in relayed:
+            _relay_after_commit(uow, envelope)
+        enqueue_deliveries(uow, [row["id"] for row in staged["deliveries"]])
+
+    return staged, written
 
 
 def _write(uow: UnitOfWork, rows: list[dict], tenant_event: bool, *, outbox: bool = True) -> None:
@@ -234,12 +281,12 @@ def _mark_published(app: Flask, ids: list[str]) -> int:
     """One short transaction on a pooled connection (no ORM session: one UPDATE)."""
     state = app.extensions["rop"]
     now = utcnow()
+    if not state.db.is_sqlite:
+        # The mark is advisory: if it is lost in a crash the sweep publishes the row again
+        # and the processed-message records absorb the duplicate. No need to wait for fsync.
+        with state.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            return max(_MARK_ALL_PUBLISHED_NO_WAIT.run(conn, {"message_ids": list(ids), "now": now}), 0)
     with state.db.engine.begin() as conn:
-        if not state.db.is_sqlite:
-            # The mark is advisory: if it is lost in a crash the sweep publishes the row again
-            # and the processed-message records absorb the duplicate. No need to wait for fsync.
-            _NO_FSYNC_WAIT.run(conn, {})
-            return max(_MARK_ALL_PUBLISHED.run(conn, {"message_ids": list(ids), "now": now}), 0)
         return max(_MARK_PUBLISHED.run(conn, [{"message_id": i, "now": now} for i in ids]), 0)
 
 

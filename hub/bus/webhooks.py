@@ -322,21 +322,55 @@ def on_event(ctx: CallContext, uow: UnitOfWork, event) -> None:
     event's type through (called by ``publish``)."""
     if not event.tenant_id or event.kind != "event":
         return
-    # Every event asks, so: once per tenant and unit of work (a purchase publishes three
-    # events, the last one while its wallet row is locked), through this process's cache
-    # (hub.cache, namespace ``webhooks``: set_webhook bumps it after its commit), its key
-    # only when it is read. An endpoint set in this unit of work counts (set_webhook notes it).
-    key = ("webhook_endpoint", event.tenant_id)
+    has = _endpoint_filter(uow, event.tenant_id)
+    if has and event_matches(event.type, has[0]):
+        _new_delivery(uow, event.tenant_id, event.id, event.type)
+
+
+def _endpoint_filter(uow: UnitOfWork, tenant_id: str):
+    """False when the tenant has no webhook; else ``(filter,)`` (None: every event).
+
+    Every event asks, so: once per tenant and unit of work (a purchase publishes three
+    events, the last one while its wallet row is locked), through this process's cache
+    (hub.cache, namespace ``webhooks``: set_webhook bumps it after its commit), its key
+    only when it is read. An endpoint set in this unit of work counts (set_webhook notes it).
+    """
+    key = ("webhook_endpoint", tenant_id)
     has = uow.memo.get(key)
     if has is None:
         def load():
-            row = _HAS_ENDPOINT.first(uow.session.connection(), {"tenant_id": event.tenant_id})
+            row = _HAS_ENDPOINT.first(uow.session.connection(), {"tenant_id": tenant_id})
             return False if row is None else (_filter_of(row[1]),)
 
-        # False: no endpoint; else its filter (None: every event)
-        has = uow.memo[key] = refcache().get("webhooks", ("endpoint", event.tenant_id), load)
-    if has and event_matches(event.type, has[0]):
-        _new_delivery(uow, event.tenant_id, event.id, event.type)
+        has = uow.memo[key] = refcache().get("webhooks", ("endpoint", tenant_id), load)
+    return has
+
+
+def delivery_rows(uow: UnitOfWork, events: list) -> list[dict]:
+    """:func:`on_event` of ``events`` (a tenant's, public) for a caller that inserts the rows
+    itself (hub.bus.outbox.staged_rows): the ``bus_webhook_deliveries`` rows (enqueue them
+    with :func:`enqueue_deliveries` once written)."""
+    rows = []
+    for event in events:
+        has = _endpoint_filter(uow, event.tenant_id)
+        if has and event_matches(event.type, has[0]):
+            now = utcnow()
+            rows.append({"id": new_id("whd"), "tenant_id": event.tenant_id, "event_id": event.id,
+                         "event_type": event.type, "status": "pending", "attempts": 0, "next_attempt_at": now,
+                         "delivered_at": None, "created_at": now})
+    return rows
+
+
+def enqueue_deliveries(uow: UnitOfWork, delivery_ids: list[str]) -> None:
+    """Enqueue these deliveries once ``uow`` commits."""
+    if delivery_ids:
+        app = current_app._get_current_object()
+
+        def enqueue() -> None:
+            for delivery_id in delivery_ids:
+                enqueue_delivery(app, delivery_id)
+
+        uow.after_commit(enqueue)
 
 
 def enqueue_delivery(app: Flask, delivery_id: str, delay: float = 0) -> None:

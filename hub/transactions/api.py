@@ -14,6 +14,7 @@ from hub.availability import REDIS_ERRORS
 from hub.edge import Blueprint
 from hub.state import current_state
 from hub.transactions import lifecycle, service
+from hub.transactions.accept import accept
 from hub.transactions.schemas import (
     InquiryCreateSchema,
     InquirySchema,
@@ -88,9 +89,9 @@ class Transactions(MethodView):
         replay of the same ``ref_id`` and body."""
         ctx = current_ctx()
         uow = request_uow()
-        # The hold is placed by the commit, last: the tenant's wallet row stays locked for the
-        # hold's own statements only (a hold refused then is the 402 of this request).
-        trx, created = service.submit(ctx, uow, **body, hold_at_commit=True)
+        # One call of the accept function on PostgreSQL, the Python path on SQLite; either way
+        # the wallet row is locked last, for the hold's own writes and the commit (accept.py).
+        trx, created = accept(ctx, uow, **body)
         uow.commit()
         wait = _requested_wait()
         headers = {}

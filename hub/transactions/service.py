@@ -103,6 +103,25 @@ def _replay(trx: Transaction, fp: str) -> tuple[Transaction, bool]:
     return trx, False
 
 
+def checked_request(ref_id: Any, product_code: Any, customer_no: Any, wallet_id: str | None,
+                    inquiry_id: str | None) -> tuple[str, str, str]:
+    """A purchase request's ``ref_id`` and product code checked, and its fingerprint (a
+    replay is the same ``ref_id`` with the same fingerprint). :raise ValidationFailed:"""
+    ref_id = _check_text("ref_id", ref_id, MAX_REF)
+    product_code = normalise_product_code(product_code)
+    if not isinstance(customer_no, str):
+        raise _field_error("customer_no", "customer_no must be a string")
+    return ref_id, product_code, fingerprint({"product_code": product_code, "customer_no": customer_no,
+                                              "wallet_id": wallet_id, "inquiry_id": inquiry_id})
+
+
+def by_ref(ctx: CallContext, uow: UnitOfWork, ref_id: str, fp: str) -> tuple[Transaction, bool] | None:
+    """The answer to a request whose ``ref_id`` the tenant used already: ``(transaction,
+    False)`` for the same body, None when the ``ref_id`` is new. :raise Conflict: another body."""
+    existing = _by_ref(ctx, uow, ref_id)
+    return None if existing is None else _replay(existing, fp)
+
+
 def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str, customer_no: str,
            wallet_id: str | None = None, inquiry_id: str | None = None,
            source: str | None = None, hold_at_commit: bool = False,
@@ -140,34 +159,12 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
         raise NotFound("no tenant in this call's context")
     if batched and not (hold_at_commit and known_new):
         raise AssertionError("batched submits place their holds at the commit and know their ref_ids new")
-    ref_id = _check_text("ref_id", ref_id, MAX_REF)
-    product_code = normalise_product_code(product_code)
-    if not isinstance(customer_no, str):
-        raise _field_error("customer_no", "customer_no must be a string")
-    fp = fingerprint({"product_code": product_code, "customer_no": customer_no, "wallet_id": wallet_id,
-                      "inquiry_id": inquiry_id})
+    ref_id, product_code, fp = checked_request(ref_id, product_code, customer_no, wallet_id, inquiry_id)
     existing = None if known_new else _by_ref(ctx, uow, ref_id)
     if existing is not None:
         return _replay(existing, fp)
 
-    product = _product(ctx, uow, product_code)
-    error = validate(ctx, uow, product_code, customer_no, product=product)
-    if error:
-        raise _field_error("customer_no", error)
-    number = normalize_customer_no(product, customer_no)
-    offers = list(product.get("offers") or [])
-    inquiry = None
-    price = int(product["price"])
-    if product.get("type") == "postpaid":
-        inquiry = _inquiry_for_payment(ctx, uow, inquiry_id, product_code, number)
-        price = inquiry.amount
-        offers = [o for o in offers if o["config_id"] == inquiry.config_id] or [{
-            "config_id": inquiry.config_id, "provider_code": inquiry.provider_code,
-            "provider_sku": inquiry.provider_sku, "cost": 0, "priority": 0}]
-    elif inquiry_id is not None:
-        raise _field_error("inquiry_id", "only postpaid products take an inquiry")
-    if not offers:
-        raise _field_error("product_code", f"product {product_code!r} is not available now")
+    product, number, offers, inquiry, price = priced(ctx, uow, product_code, customer_no, inquiry_id)
 
     # The wallet's checks first, without a lock (404, a plugin's veto, 402 with nothing
     # written); its row is locked last, by the hold itself, so that the lock is held only
@@ -179,17 +176,9 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
                                  reuse_read=batched, currency=currency)
     except NotFound as exc:
         raise _field_error("wallet_id", str(exc)) from None
-    now = utcnow()
-    trx = Transaction(id=trx_id, tenant_id=ctx.tenant_id, client_id=ctx.on_behalf_of or ctx.client_id,
-                      ref_id=ref_id, fingerprint=fp, product_code=product_code,
-                      product_type=product.get("type") or "prepaid", category=product.get("category"),
-                      customer_no=number, inquiry_id=inquiry.id if inquiry else None,
-                      wallet_id=plan.wallet_id, hold_id=plan.hold_id, price=price, currency=currency,
-                      status="pending", offers=[{k: o.get(k) for k in ("config_id", "provider_code",
-                                                                       "provider_sku", "cost", "priority")}
-                                                for o in offers],
-                      attempt_count=0, check_count=0, source=source, created_at=now, updated_at=now,
-                      next_check_at=now + dt.timedelta(seconds=lifecycle.settings().redrive_after))
+    trx = new_transaction(ctx, trx_id, ref_id=ref_id, fp=fp, product_code=product_code, product=product,
+                          number=number, inquiry=inquiry, wallet_id=plan.wallet_id, hold_id=plan.hold_id,
+                          price=price, currency=currency, offers=offers, source=source)
 
     def hold() -> None:
         try:
@@ -228,6 +217,52 @@ def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
     if hold_at_commit:
         _hold_at_commit(hold_ctx, uow, plan, trx.id, hold)
     return trx, True
+
+
+def priced(ctx: CallContext, uow: UnitOfWork, product_code: str, customer_no: str,
+            inquiry_id: str | None) -> tuple[dict[str, Any], str, list[dict[str, Any]], Inquiry | None, int]:
+    """The product (from the process's cache), the customer number checked and normalised,
+    the offers, the inquiry paid (postpaid) and the price: what a purchase is accepted with.
+
+    :raise ValidationFailed: unknown or unavailable product, bad customer number, bad inquiry.
+    """
+    product = _product(ctx, uow, product_code)
+    error = validate(ctx, uow, product_code, customer_no, product=product)
+    if error:
+        raise _field_error("customer_no", error)
+    number = normalize_customer_no(product, customer_no)
+    offers = list(product.get("offers") or [])
+    inquiry = None
+    price = int(product["price"])
+    if product.get("type") == "postpaid":
+        inquiry = _inquiry_for_payment(ctx, uow, inquiry_id, product_code, number)
+        price = inquiry.amount
+        offers = [o for o in offers if o["config_id"] == inquiry.config_id] or [{
+            "config_id": inquiry.config_id, "provider_code": inquiry.provider_code,
+            "provider_sku": inquiry.provider_sku, "cost": 0, "priority": 0}]
+    elif inquiry_id is not None:
+        raise _field_error("inquiry_id", "only postpaid products take an inquiry")
+    if not offers:
+        raise _field_error("product_code", f"product {product_code!r} is not available now")
+    return product, number, offers, inquiry, price
+
+
+def new_transaction(ctx: CallContext, trx_id: str, *, ref_id: str, fp: str, product_code: str,
+                    product: dict[str, Any], number: str, inquiry: Inquiry | None, wallet_id: str,
+                    hold_id: str, price: int, currency: str, offers: list[dict[str, Any]],
+                    source: str | None) -> Transaction:
+    """A new transaction's row (not added to any session)."""
+    now = utcnow()
+    return Transaction(id=trx_id, tenant_id=ctx.tenant_id, client_id=ctx.on_behalf_of or ctx.client_id,
+                       ref_id=ref_id, fingerprint=fp, product_code=product_code,
+                       product_type=product.get("type") or "prepaid", category=product.get("category"),
+                       customer_no=number, inquiry_id=inquiry.id if inquiry else None,
+                       wallet_id=wallet_id, hold_id=hold_id, price=price, currency=currency,
+                       status="pending", offers=[{k: o.get(k) for k in ("config_id", "provider_code",
+                                                                        "provider_sku", "cost", "priority")}
+                                                 for o in offers],
+                       attempt_count=0, check_count=0, source=source, created_at=now, updated_at=now,
+                       next_check_at=now + dt.timedelta(seconds=lifecycle.settings().redrive_after))
 
 
 def _hold_at_commit(hold_ctx: CallContext, uow: UnitOfWork, plan, transaction_id: str, hold) -> None:

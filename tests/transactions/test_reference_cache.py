@@ -63,8 +63,14 @@ def test_a_warm_web_process_reads_no_reference_data_per_purchase(app, client, fu
     with Statements(engine) as warm:
         assert buy(client, funded.tenant, "081234567892").status_code == 202
     print(f"\nSQL statements per warm accept: {len(warm.sent)} (cold: {len(cold.sent)})")
-    assert any(s.upper().startswith("INSERT INTO TRANSACTIONS ") for s in warm.sent), warm.sent
-    assert any("bus_webhook_deliveries" in s for s in warm.sent), "the tenant's webhook gets the events"
+    if engine.dialect.name == "postgresql":  # one call of the accept function writes it all
+        assert [s for s in warm.sent if "rop_accept_v1" in s], warm.sent
+    else:
+        assert any(s.upper().startswith("INSERT INTO TRANSACTIONS ") for s in warm.sent), warm.sent
+        assert any("bus_webhook_deliveries" in s for s in warm.sent), "the tenant's webhook gets the events"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM bus_webhook_deliveries WHERE tenant_id = :t"),
+                            {"t": funded.tenant.id}).scalar() == 3 * 2, "the tenant's webhook gets the events"
     assert warm.reference_reads == []
 
     refcache(app).forget(NAMESPACES)  # a process that forgot reads it all again, once

@@ -1,0 +1,123 @@
+"""Accepting a purchase: one primitive per database engine (docs/transactions.md, "Accepting").
+
+- **PostgreSQL**: one call of the ``rop_accept_v1`` function (migration 0026), in
+  autocommit when the unit of work has not begun (the steady state), else in its
+  transaction, committed by the caller. Everything it needs comes from the process's
+  caches — the product, its price and offers (hub.cache via the products client), the
+  wallet's id and currency (hub.wallets.fastpath), whether the tenant has a webhook (hub.cache)
+  — so a warm process sends that one statement (and the outbox relay's mark after it). The function writes the transaction, its timeline line, the hold's journal,
+  row and entries, the event-store, outbox and webhook-delivery rows, and moves the
+  wallet's balances last; a ``ref_id`` used before is answered from the function's result
+  (the same body: a replay; another: 409); refused funds roll everything back (402).
+- **SQLite** (one writer at a time) and postpaid payments (their inquiry is locked and
+  updated): :func:`hub.transactions.service.submit` with the hold placed at the commit.
+
+Both write the same rows (tests/transactions/test_accept_function.py compares them).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from hub.auth import service_context
+from hub.bus.outbox import staged_rows
+from hub.context import CallContext
+from hub.db import UnitOfWork, new_id, utcnow
+from hub.errors import Conflict, HubError, InsufficientFunds, NotFound
+from hub.transactions import lifecycle, service
+from hub.transactions.messages import EVENT_FOR_STATUS, ProcessTransaction
+from hub.transactions.models import Transaction
+
+#: the function this release calls (a changed function gets a new name: rolling deploys)
+FUNCTION = "rop_accept_v1"
+_CALL = f"SELECT {FUNCTION}(%s::json)"
+#: the SQLSTATE the function raises when the wallet's funds do not cover the price
+REFUSED_FUNDS = "RP402"
+_COLUMNS = tuple(c.key for c in Transaction.__table__.columns)
+
+
+def primitive_for(uow: UnitOfWork) -> str:
+    """``function`` on PostgreSQL, ``python`` elsewhere."""
+    return "function" if uow.session.get_bind().dialect.name == "postgresql" else "python"
+
+
+def accept(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str, customer_no: str,
+           wallet_id: str | None = None, inquiry_id: str | None = None, source: str | None = None,
+           primitive: str | None = None) -> tuple[Transaction, bool]:
+    """Accept a purchase (``POST /v1/transactions``) in ``uow``; the caller commits.
+
+    :param primitive: ``function`` or ``python`` (tests compare them); by default the engine's.
+    :return: ``(transaction, created)``: ``created`` False for a replay of the same request.
+    :raise ValidationFailed: unknown or unavailable product, bad customer number, wallet, inquiry.
+    :raise InsufficientFunds: the wallet cannot cover the price (nothing is written).
+    :raise Forbidden: a plugin vetoed the debit. :raise Conflict: ``ref_id`` reused with another body.
+    """
+    if (primitive or primitive_for(uow)) == "python" or inquiry_id is not None:
+        return service.submit(ctx, uow, ref_id=ref_id, product_code=product_code, customer_no=customer_no,
+                              wallet_id=wallet_id, inquiry_id=inquiry_id, source=source, hold_at_commit=True)
+    from hub.wallets import fastpath
+
+    if ctx.tenant_id is None:
+        raise NotFound("no tenant in this call's context")
+    ref_id, product_code, fp = service.checked_request(ref_id, product_code, customer_no, wallet_id, None)
+    hold_ctx, trx_id, hold_id = service_context(ctx, "transactions"), new_id("trx"), new_id("hld")
+    reference = f"transaction:{trx_id}"
+    try:
+        product, number, offers, _inquiry, price = service.priced(ctx, uow, product_code, customer_no, None)
+        currency = product.get("currency") or "IDR"
+        try:
+            target = fastpath.hold_target(hold_ctx, uow, wallet_id, price, currency=currency, reference=reference)
+        except NotFound as exc:
+            raise service._field_error("wallet_id", str(exc)) from None
+    except HubError:
+        # The Python path answers a ref_id used before ahead of any check: so does this one
+        # when a check refuses the request (a look-up, on this rare path only).
+        answer = service.by_ref(ctx, uow, ref_id, fp)
+        if answer is not None:
+            return answer
+        raise
+    trx = service.new_transaction(ctx, trx_id, ref_id=ref_id, fp=fp, product_code=product_code, product=product,
+                                  number=number, inquiry=None, wallet_id=target.wallet_id, hold_id=hold_id,
+                                  price=price, currency=currency, offers=offers, source=source)
+    journal, hold, hold_placed = fastpath.hold_rows(hold_ctx, target, price, key=trx_id, reference=reference,
+                                                    hold_id=hold_id, now=utcnow())
+    timeline = {"transaction_id": trx_id, "tenant_id": ctx.tenant_id, "kind": "status", "from_status": None,
+                "to_status": "pending", "detail": {"price": price, "hold_id": hold_id},
+                "actor": ctx.actor or trx.client_id, "at": utcnow()}
+    messages, written = staged_rows(uow, [(ctx, EVENT_FOR_STATUS["pending"](**lifecycle.view(trx))),
+                                          (ctx, ProcessTransaction(transaction_id=trx_id)),
+                                          (hold_ctx, hold_placed)])
+    call = {"transaction": {k: getattr(trx, k) for k in _COLUMNS}, "timeline": timeline, "journal": journal,
+            "hold": hold, "entries_at": utcnow(), **messages}
+    session = uow.session
+    # Nothing read or written in this unit of work yet (the steady state): the call commits by
+    # itself (autocommit), one round trip instead of BEGIN, the call and COMMIT. Otherwise (a
+    # cold cache read, a main wallet made now) it joins the unit of work's transaction.
+    conn = (session.connection() if session.in_transaction() else
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}))
+    try:
+        result = conn.exec_driver_sql(_CALL, (json.dumps(call, default=_json),)).scalar_one()
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != REFUSED_FUNDS:
+            raise
+        uow.rollback()
+        available = int(exc.orig.diag.message_detail or 0)
+        refused = InsufficientFunds(f"wallet {target.wallet_id} has {available} {currency} available, "
+                                    f"{price} needed", available=available, needed=price)
+        refused.transaction_id = trx_id  # type: ignore[attr-defined]  # as the Python path's
+        raise refused from None
+    if not result["created"]:
+        if result["fingerprint"] != fp:
+            raise Conflict(f"ref_id {ref_id!r} was already used for another request", transaction_id=result["id"])
+        return service.get(ctx, uow, result["id"]), False
+    written()
+    return trx, True
+
+
+def _json(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -1,0 +1,100 @@
+"""PostgreSQL: ``rop_accept_v1(json)``, a purchase accepted in one call (docs/transactions.md,
+"Accepting on PostgreSQL").
+
+The function writes what accepting a purchase writes — the transaction row (idempotent by
+``(tenant_id, ref_id)``), its timeline line, the hold's journal and row, the event-store,
+outbox and webhook-delivery rows, then, last, the wallet's balances (one conditional
+``UPDATE``) and the hold's two entries with the balances it returned. Every value but the
+balances comes from the caller (ids, timestamps, envelopes), so the rows are the ones the
+Python path writes. The name carries a version: a changed function is a new name (``_v2``)
+installed beside the old one, so that processes of both releases run during a rolling
+deploy; the old one is dropped by a later migration.
+
+It writes the tables of three services (transactions, wallets, bus): a deliberate exception
+to "a service touches only its own tables" (docs/transactions.md says why).
+
+SQLite has no functions: nothing to do there (it keeps the Python path).
+
+Revision ID: 0026_accept_function
+Revises: 0025_admin_users_and_deliveries
+Create Date: 2026-12-06 19:00:00
+"""
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0026_accept_function"
+down_revision = "0025_admin_users_and_deliveries"
+branch_labels = None
+depends_on = None
+
+# p: {"transaction": {<every column of transactions>}, "timeline": {<transaction_timeline but id>},
+#     "journal": {<every column of wallet_journals>}, "hold": {<every column of wallet_holds>},
+#     "entries_at": <timestamp>, "events": [<bus_events but seq>], "outbox": [<bus_outbox rows>],
+#     "deliveries": [<bus_webhook_deliveries rows>]}
+# The amount, wallet and currency are the hold's. Returns {"created": true, "available", "held"}, or
+# {"created": false, "id", "fingerprint", "status"} of the transaction that has this ref_id.
+# Refused funds raise SQLSTATE RP402 (DETAIL: the wallet's available balance now): nothing stays.
+ACCEPT_V1 = r"""
+CREATE OR REPLACE FUNCTION rop_accept_v1(p json) RETURNS json
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    trx json := p -> 'transaction';
+    hld json := p -> 'hold';
+    v_new_id text;
+    v_found record;
+    v_wallet text := hld ->> 'wallet_id';
+    v_amount bigint := (hld ->> 'amount')::bigint;
+    v_available bigint;
+    v_held bigint;
+BEGIN
+    -- Idempotency by the unique (ref_id, tenant_id): no look-up first. A twin in flight makes
+    -- this wait for its end; committed, it is read by the next statement (its own snapshot).
+    INSERT INTO transactions SELECT * FROM json_populate_record(NULL::transactions, trx)
+        ON CONFLICT (ref_id, tenant_id) DO NOTHING RETURNING id INTO v_new_id;
+    IF v_new_id IS NULL THEN
+        SELECT t.id, t.fingerprint, t.status INTO v_found FROM transactions t
+            WHERE t.ref_id = trx ->> 'ref_id' AND t.tenant_id = trx ->> 'tenant_id';
+        RETURN json_build_object('created', false, 'id', v_found.id, 'fingerprint', v_found.fingerprint,
+                                 'status', v_found.status);
+    END IF;
+    INSERT INTO transaction_timeline (transaction_id, tenant_id, kind, from_status, to_status, detail, actor, at)
+        SELECT r.transaction_id, r.tenant_id, r.kind, r.from_status, r.to_status, r.detail, r.actor, r.at
+        FROM json_populate_record(NULL::transaction_timeline, p -> 'timeline') r;
+    INSERT INTO wallet_journals SELECT * FROM json_populate_record(NULL::wallet_journals, p -> 'journal');
+    INSERT INTO wallet_holds SELECT * FROM json_populate_record(NULL::wallet_holds, hld);
+    INSERT INTO bus_events (id, tenant_id, type, envelope, occurred_at)
+        SELECT r.id, r.tenant_id, r.type, r.envelope, r.occurred_at
+        FROM json_populate_recordset(NULL::bus_events, p -> 'events') r;
+    INSERT INTO bus_outbox SELECT * FROM json_populate_recordset(NULL::bus_outbox, p -> 'outbox');
+    INSERT INTO bus_webhook_deliveries
+        SELECT * FROM json_populate_recordset(NULL::bus_webhook_deliveries, p -> 'deliveries');
+    -- Last: the wallet row is locked from here to the commit. Judged on its latest version.
+    UPDATE wallets w SET available = w.available - v_amount, held = w.held + v_amount
+        WHERE w.id = v_wallet AND w.available - v_amount >= -w.overdraft_limit
+        RETURNING w.available, w.held INTO v_available, v_held;
+    IF NOT FOUND THEN
+        SELECT w.available INTO v_available FROM wallets w WHERE w.id = v_wallet;
+        RAISE EXCEPTION 'insufficient funds' USING ERRCODE = 'RP402', DETAIL = coalesce(v_available::text, '');
+    END IF;
+    INSERT INTO wallet_entries (tenant_id, journal_id, wallet_id, account, amount, currency, balance_after,
+                                created_at)
+        VALUES (hld ->> 'tenant_id', p -> 'journal' ->> 'id', v_wallet, v_wallet || ':available', -v_amount,
+                hld ->> 'currency', v_available, (p ->> 'entries_at')::timestamptz),
+               (hld ->> 'tenant_id', p -> 'journal' ->> 'id', v_wallet, v_wallet || ':held', v_amount,
+                hld ->> 'currency', v_held, (p ->> 'entries_at')::timestamptz);
+    RETURN json_build_object('created', true, 'available', v_available, 'held', v_held);
+END
+$fn$;
+"""
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
+        bind.exec_driver_sql(ACCEPT_V1)  # as it is (``:available`` is no bind parameter)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS rop_accept_v1(json)")
