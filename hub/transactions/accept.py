@@ -5,9 +5,11 @@
   transaction, committed by the caller. Everything it needs comes from the process's
   caches — the product, its price and offers (hub.cache via the products client), the
   wallet's id and currency (hub.wallets.fastpath), whether the tenant has a webhook (hub.cache)
-  — so a warm process sends that one statement (and the outbox relay's mark after it). The function writes the transaction, its timeline line, the hold's journal,
-  row and entries, the event-store, outbox and webhook-delivery rows, and moves the
-  wallet's balances last; a ``ref_id`` used before is answered from the function's result
+  — so a warm process sends that one statement (and the outbox relay's mark after it).
+  The function writes the transaction, its timeline line, the hold's journal, row and
+  entries, the event-store, outbox and webhook-delivery rows, and moves the wallet's
+  balances last — only a wallet of the purchase's tenant in its currency (else 422, the
+  cache entry dropped); a ``ref_id`` used before is answered from the function's result
   (the same body: a replay; another: 409); refused funds roll everything back (402).
 - **SQLite** (one writer at a time) and postpaid payments (their inquiry is locked and
   updated): :func:`hub.transactions.service.submit` with the hold placed at the commit.
@@ -36,6 +38,9 @@ FUNCTION = "rop_accept_v1"
 _CALL = f"SELECT {FUNCTION}(%s::json)"
 #: the SQLSTATE the function raises when the wallet's funds do not cover the price
 REFUSED_FUNDS = "RP402"
+#: ... and when the hold's wallet is not the purchase's tenant's in the purchase's currency
+#: (the caller's checks say it is: only a wrong cache entry gets there; defence in depth)
+NOT_THE_TENANTS_WALLET = "RP404"
 _COLUMNS = tuple(c.key for c in Transaction.__table__.columns)
 
 
@@ -101,9 +106,13 @@ def accept(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
     try:
         result = conn.exec_driver_sql(_CALL, (json.dumps(call, default=_json),)).scalar_one()
     except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != REFUSED_FUNDS:
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate not in (REFUSED_FUNDS, NOT_THE_TENANTS_WALLET):
             raise
         uow.rollback()
+        if sqlstate == NOT_THE_TENANTS_WALLET:  # the process's cache was wrong: forget it, say 422 as for any other
+            fastpath.forget(ctx.tenant_id, wallet_id)
+            raise service._field_error("wallet_id", f"wallet {target.wallet_id!r} not found") from None
         available = int(exc.orig.diag.message_detail or 0)
         refused = InsufficientFunds(f"wallet {target.wallet_id} has {available} {currency} available, "
                                     f"{price} needed", available=available, needed=price)

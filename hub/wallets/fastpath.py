@@ -84,6 +84,13 @@ def _keep(known: dict, key: tuple[str, str | None], target: Target) -> None:
         known[key] = target
 
 
+def forget(tenant_id: str | None, wallet_id: str | None) -> None:
+    """Drop what this process knows of ``wallet_id`` for ``tenant_id`` (the accept function
+    found it is not the tenant's wallet in that currency: the entry was wrong)."""
+    with _lock:
+        _known().pop((tenant_id, wallet_id), None)
+
+
 def veto(ctx: CallContext, wallet_id: str, amount: int, currency: str, reason: str) -> None:
     """Ask the plugins (hook ``before_wallet_debit``) whether this debit may happen.
 

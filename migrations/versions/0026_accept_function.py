@@ -34,7 +34,8 @@ depends_on = None
 #     "deliveries": [<bus_webhook_deliveries rows>]}
 # The amount, wallet and currency are the hold's. Returns {"created": true, "available", "held"}, or
 # {"created": false, "id", "fingerprint", "status"} of the transaction that has this ref_id.
-# Refused funds raise SQLSTATE RP402 (DETAIL: the wallet's available balance now): nothing stays.
+# Refused funds raise SQLSTATE RP402 (DETAIL: the wallet's available balance now), a wallet that is
+# not the purchase's tenant's in its currency RP404: nothing stays.
 ACCEPT_V1 = r"""
 CREATE OR REPLACE FUNCTION rop_accept_v1(p json) RETURNS json
 LANGUAGE plpgsql VOLATILE AS $fn$
@@ -45,9 +46,13 @@ DECLARE
     v_found record;
     v_wallet text := hld ->> 'wallet_id';
     v_amount bigint := (hld ->> 'amount')::bigint;
+    v_tenant text := trx ->> 'tenant_id';
     v_available bigint;
     v_held bigint;
 BEGIN
+    IF hld ->> 'tenant_id' IS DISTINCT FROM v_tenant OR p -> 'journal' ->> 'tenant_id' IS DISTINCT FROM v_tenant THEN
+        RAISE EXCEPTION 'the hold is not the purchase''s tenant''s' USING ERRCODE = 'RP404';
+    END IF;
     -- Idempotency by the unique (ref_id, tenant_id): no look-up first. A twin in flight makes
     -- this wait for its end; committed, it is read by the next statement (its own snapshot).
     INSERT INTO transactions SELECT * FROM json_populate_record(NULL::transactions, trx)
@@ -70,12 +75,19 @@ BEGIN
     INSERT INTO bus_webhook_deliveries
         SELECT * FROM json_populate_recordset(NULL::bus_webhook_deliveries, p -> 'deliveries');
     -- Last: the wallet row is locked from here to the commit. Judged on its latest version.
+    -- Only a wallet of the purchase's tenant in the purchase's currency (the caller checked
+    -- both; this holds even were its cache wrong): any other is RP404 and nothing stays.
     UPDATE wallets w SET available = w.available - v_amount, held = w.held + v_amount
-        WHERE w.id = v_wallet AND w.available - v_amount >= -w.overdraft_limit
+        WHERE w.id = v_wallet AND w.tenant_id = v_tenant AND w.currency = hld ->> 'currency'
+          AND w.available - v_amount >= -w.overdraft_limit
         RETURNING w.available, w.held INTO v_available, v_held;
     IF NOT FOUND THEN
-        SELECT w.available INTO v_available FROM wallets w WHERE w.id = v_wallet;
-        RAISE EXCEPTION 'insufficient funds' USING ERRCODE = 'RP402', DETAIL = coalesce(v_available::text, '');
+        SELECT w.available INTO v_available FROM wallets w
+            WHERE w.id = v_wallet AND w.tenant_id = v_tenant AND w.currency = hld ->> 'currency';
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'wallet not found' USING ERRCODE = 'RP404';
+        END IF;
+        RAISE EXCEPTION 'insufficient funds' USING ERRCODE = 'RP402', DETAIL = v_available::text;
     END IF;
     INSERT INTO wallet_entries (tenant_id, journal_id, wallet_id, account, amount, currency, balance_after,
                                 created_at)
