@@ -27,6 +27,7 @@ from hub.auth import issue_access_token
 from hub.bus.models import OutboxMessage
 from hub.context import CallContext
 from hub.db import unit_of_work
+from hub.plugins.markers import hookimpl
 from hub.transactions.models import Transaction
 from hub.wallets import fastpath
 from hub.wallets import service as wallets
@@ -343,4 +344,36 @@ def test_a_tenants_first_purchases_at_once_make_one_main_wallet_and_are_refused_
     assert all(body["available"] == 0 for _, body in answers)
     assert _count(app, Wallet, tenant.id) == 0
     assert _count(app, Transaction, tenant.id) == _count(app, Hold, tenant.id) == _count(app, Journal, tenant.id) == 0
+    _ledger_ok(app)
+
+
+class _Price:
+    def __init__(self, price: int):
+        self.price = price
+
+    @hookimpl
+    def price_product(self, tenant_id, product_code, cost, product):
+        return self.price
+
+
+def test_the_largest_price_is_refused_for_funds_and_a_price_past_it_buys_nothing(app, client, funded):
+    """A price is at most MAX_PRICE (rules and the ``price_product`` hook are bounded): at it, a
+    402 with the exact figures; past it (a plugin's bug, up to 2**63) the price is refused as an
+    internal error on both databases, before anything is written: no overflow reaches the ledger."""
+    from hub.products.pricing import MAX_PRICE
+
+    host = app.extensions["rop"].extras["plugins"]
+    plugin = _Price(MAX_PRICE)
+    host.pm.register(plugin)
+    try:
+        answer = buy(client, funded.tenant, NUMBER)
+        assert answer.status_code == 402 and (answer.json["available"], answer.json["needed"]) == (FUNDS, MAX_PRICE)
+        for price in (MAX_PRICE + 1, 2**63 - 1, 2**63):
+            plugin.price = price
+            answer = buy(client, funded.tenant, NUMBER)
+            assert answer.status_code == 500, answer.json  # the plugin's bug is the hub's error (docs/products.md)
+    finally:
+        host.pm.unregister(plugin)
+    assert _balances(app, funded.tenant.id, funded.wallet_id) == (FUNDS, 0)
+    assert _count(app, Transaction, funded.tenant.id) == 0
     _ledger_ok(app)
