@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from hub.db import unit_of_work
 from hub.errors import Conflict
-from hub.wallets import service
+from hub.wallets import ledger, service
 from hub.wallets.models import Entry, Hold, Journal
 
 
@@ -20,7 +20,7 @@ def _counts(app):
 
 def _miss_next_lookup(monkeypatch) -> list[int]:
     """Make the next key look-up miss, as when a same-key attempt commits right after it."""
-    real, misses = service._replay, [1]
+    real, misses = ledger.replay, [1]
 
     def replay(*args, **kwargs):
         if misses:
@@ -28,7 +28,7 @@ def _miss_next_lookup(monkeypatch) -> list[int]:
             return None
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "_replay", replay)
+    monkeypatch.setattr(ledger, "replay", replay)
     return misses
 
 
