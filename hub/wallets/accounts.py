@@ -243,7 +243,7 @@ def topup(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: int,
         "topup", ref_id, fp, wallet.currency,
         [system_leg(FUNDING, wallet.currency, -amount), wallet_leg(wallet, "available", amount)],
         {"kind": "topup", "wallet_id": wallet.id, "amount": amount, "currency": wallet.currency, "ref_id": ref_id},
-        meta={"reason": reason, "actor": ctx.actor or ctx.client_id})])  # type: ignore[misc]
+        meta={"reason": reason, "actor": ctx.actor or ctx.client_id})])
     if not result["replayed"]:
         from hub.tenancy.service import record_audit
         from hub.wallets.messages import WalletCredited
@@ -290,7 +290,7 @@ def adjust(ctx: CallContext, uow: UnitOfWork, wallet_id: str, amount: int, reaso
         [system_leg(ADJUSTMENTS, wallet.currency, -amount), wallet_leg(wallet, "available", amount)],
         {"kind": "adjustment", "wallet_id": wallet.id, "amount": amount, "currency": wallet.currency,
          "reason": reason, "ref_id": key},
-        meta={"reason": reason, "actor": ctx.actor})])  # type: ignore[misc]
+        meta={"reason": reason, "actor": ctx.actor})])
     if not result["replayed"]:
         from hub.tenancy.service import record_audit
         from hub.wallets.messages import WalletCredited, WalletDebited
@@ -329,7 +329,7 @@ def transfer(ctx: CallContext, uow: UnitOfWork, from_wallet_id: str, to_wallet_i
         "transfer", ref_id, fp, source.currency,
         [wallet_leg(source, "available", -amount), wallet_leg(target, "available", amount)],
         {"kind": "transfer", "from_wallet_id": source.id, "to_wallet_id": target.id, "amount": amount,
-         "currency": source.currency, "ref_id": ref_id})])  # type: ignore[misc]
+         "currency": source.currency, "ref_id": ref_id})])
     if not result["replayed"]:
         from hub.wallets.messages import WalletCredited, WalletDebited
 

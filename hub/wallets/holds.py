@@ -1,19 +1,6 @@
-"""Holds: placed for every purchase, captured, voided or reversed for every outcome
-(docs/wallets.md, "The hold path").
-
-A wallet row lock is held until the commit, and all the purchases and outcomes of a tenant
-queue on it, so holds lock their wallet row *last*: :func:`place_hold` checks the funds on
-a row read without a lock (:func:`hub.wallets.accounts.read_wallet`), and
-:func:`hub.wallets.ledger.post` writes the journal and the hold row and then moves the
-balances with one conditional ``UPDATE … RETURNING`` (``guarded``: 402, and its rows deleted
-again, when a concurrent debit took the funds meanwhile). Capture, void and reverse lock the
-hold's row (so one hold never changes twice at once), post the journal, write the hold's new
-state and the events that carry no balance, and then move the balances by their deltas.
-Entries carry the balances the ``UPDATE`` returned, so a wallet's entries still follow the
-order its row was locked in. :func:`place_holds` and :func:`capture_holds` post many such
-postings at once, the wallet row moved once.
-
-Nothing commits here: the caller commits the unit of work once.
+"""Holds: placed for every purchase, captured, voided or reversed for every outcome, one
+by one or many at once; each one a :func:`hub.wallets.ledger.post` that locks its wallet row
+*last* (docs/wallets.md, "The hold path"). Nothing commits here: the caller commits.
 """
 from __future__ import annotations
 
@@ -138,20 +125,17 @@ def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount:
     """Reserve ``amount`` of ``wallet_id`` (the main wallet when None): available → held.
     Idempotent by ``key``.
 
-    The hot path of every purchase, so it writes with Core statements only and locks its
-    wallet row as late as it can — the row lock is held until the caller commits, and every
-    other hold on the wallet queues on it:
+    The hot path of every purchase: Core statements only, the wallet row locked last (the
+    lock is held until the caller commits, and every other hold on the wallet queues on it):
 
     1. read the wallet (404; from ``plan`` when given, see :func:`plan_hold`), look up the
        key (a replay answers at once; another body is 409);
     2. ask the plugins, check the funds (403, 402 with nothing written; done by the plan);
-    3. post (:func:`hub.wallets.ledger.post`): the journal (skipping when a concurrent
-       attempt with the same key got there first: its result is the answer), the hold row,
-    4. the balances, by one conditional ``UPDATE … RETURNING``: it locks the row and
-       applies only when ``available - amount >= -overdraft_limit`` on the row's latest
-       committed version. When a concurrent hold took the funds since step 2, it matches
-       nothing: the journal and hold rows of step 3 are deleted again and it is 402;
-    5. the two entries with the balances the update returned; then the event.
+    3. post, guarded: the journal (a concurrent attempt with the same key that got there
+       first answers), the hold row, the balances by one conditional ``UPDATE …
+       RETURNING`` — when a concurrent hold took the funds since step 2 it matches
+       nothing, the journal and hold rows are deleted again and it is 402 — the entries;
+    4. publish the event.
 
     :return: the hold: a new hold as a detached :class:`Hold` (its row as inserted; read
         it, do not change it — use :func:`get_hold` for a session's copy); a replayed key's

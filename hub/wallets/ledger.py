@@ -189,7 +189,7 @@ def post(ctx: CallContext, uow: UnitOfWork, postings: Sequence[Posting], *,
             return None
         _INSERT_ENTRIES.run(conn, _entries(ctx, written, balances, deltas, now))
         _refresh_session(uow, wallets)
-    return [posting.answer for posting in postings]  # type: ignore[misc]
+    return [posting.answer for posting in postings]
 
 
 def _deltas(written: list[Posting]) -> tuple[dict[str, Wallet | WalletSnapshot], dict[str, list[int]]]:
