@@ -31,7 +31,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -50,7 +50,7 @@ SIDES = ("available", "held")
 
 
 # -- what a posting is made of ----------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class WalletSnapshot:
     """A wallet row's balances as read without a lock (no ORM object), or as a posting left
     them (:attr:`Posting.after`): a figure of a moment, not a live row."""
@@ -62,8 +62,7 @@ class WalletSnapshot:
     overdraft_limit: int
 
 
-@dataclass(frozen=True)
-class Leg:
+class Leg(NamedTuple):
     """One entry of a posting: ``amount`` (signed) on ``account``. A wallet's leg names the
     wallet and its side (``available`` or ``held``, whose cached balance it moves); a system
     account's leg has neither (its balance is not cached)."""
@@ -87,7 +86,7 @@ def system_leg(template: str, currency: str, amount: int) -> Leg:
     return Leg(template.format(currency), amount)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Posting:
     """One journal to write: its kind, idempotency key and request fingerprint, its legs (which
     sum to zero, in one currency), the result it stores (what a replay of the key answers) and
