@@ -154,6 +154,6 @@ def provider_rows(providers: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def wallet_totals() -> dict[str, dict[str, int]]:
     """Available and held per currency over every tenant's wallets (the wallets service's totals)."""
-    from hub.wallets.service import wallet_totals as totals
+    from hub.wallets.checks import wallet_totals as totals
 
     return totals(admin_ctx(), request_uow())

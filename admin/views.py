@@ -172,7 +172,7 @@ def _tenant_today(uow, tenant_id: str) -> dict[str, Any]:
     from hub.app import SERVICE_PACKAGES
     from hub.bus.webhooks import get_webhook
     from hub.errors import NotFound
-    from hub.wallets.service import wallet_totals
+    from hub.wallets.checks import wallet_totals
 
     midnight = dt.datetime.now(admin_timezone()).replace(hour=0, minute=0, second=0, microsecond=0)
     today, bulk_running = None, None
@@ -391,8 +391,8 @@ class WalletsView(AdminView):
         from rop_admin.lists import page_number, pager, sort_headers
 
         from hub.tenancy.service import list_tenants
+        from hub.wallets.accounts import list_wallets, operator_wallets
         from hub.wallets.client import wallet_view
-        from hub.wallets.service import list_wallets, operator_wallets
 
         filters = {k: (request.args.get(k) or "").strip() for k in ("tenant", "q")}
         uow = request_uow()
@@ -413,7 +413,7 @@ class WalletsView(AdminView):
     def open_main(self, tenant_id: str):
         """Open the tenant's main wallet (what the API does on a tenant's first wallet call)."""
         from hub.tenancy.service import get_tenant
-        from hub.wallets.service import get_main_wallet
+        from hub.wallets.accounts import get_main_wallet
 
         uow = request_uow()
         get_tenant(uow, tenant_id)  # 404 for an unknown tenant
@@ -426,8 +426,8 @@ class WalletsView(AdminView):
         """A wallet's balance and statement, and the top-up form (a fresh idempotency key per form)."""
         from rop_admin.lists import page_number, pager
 
+        from hub.wallets.accounts import statement_page
         from hub.wallets.client import get_wallet
-        from hub.wallets.service import statement_page
 
         uow = request_uow()
         ctx = admin_ctx(tenant_id)
@@ -460,8 +460,8 @@ class WalletsView(AdminView):
 
         from hub.tenancy.service import get_tenant
         from hub.wallets import approvals
+        from hub.wallets.accounts import get_wallet
         from hub.wallets.limits import LABELS, check_amount
-        from hub.wallets.service import get_wallet
 
         reason, amount, ref = _reason(), _amount(), request.form.get("ref") or ""
         approvals.check(kind, amount, reason, ref)

@@ -195,7 +195,7 @@ def seed(hub: Hub, sim_port: int) -> dict:
     from hub.db import unit_of_work
     from hub.providers import service as providers
     from hub.tenancy import service as tenancy
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     app = create_app()
     db = app.extensions["rop"].db

@@ -51,7 +51,7 @@ def setup(database_url: str, redis_url: str, instance: Path) -> dict:
     from hub.migrate import upgrade
     from hub.products.testing import seed_sandbox_catalog
     from hub.tenancy import service as tenancy
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     upgrade(database_url)
     config = Config.from_env(LIMITS, instance_path=instance, database_url=database_url, redis_url=redis_url,

@@ -49,7 +49,7 @@ from hub.context import CallContext
 from hub.db import Database, new_id, unit_of_work, utcnow
 from hub.embedded_redis import EmbeddedRedis, free_port
 from hub.migrate import upgrade
-from hub.wallets import client, service
+from hub.wallets import accounts, checks, client
 
 SCOPES = frozenset({"wallets:read", "wallets:write", "wallets:topup"})
 CLIENTS = (1, 4, 16)
@@ -65,10 +65,10 @@ def setup_wallets(app, tenant: str, n: int) -> list[str]:
     db = app.extensions["rop"].db
     ids = []
     with app.app_context(), unit_of_work(db) as uow:
-        ids.append(service.get_main_wallet(ctx, uow).id)
-        ids += [service.create_wallet(ctx, uow, f"w{i}").id for i in range(n - 1)]
+        ids.append(accounts.get_main_wallet(ctx, uow).id)
+        ids += [accounts.create_wallet(ctx, uow, f"w{i}").id for i in range(n - 1)]
         for wid in ids:
-            service.topup(ctx, uow, wid, FUNDS, f"seed-{wid}")
+            accounts.topup(ctx, uow, wid, FUNDS, f"seed-{wid}")
         uow.commit()
     return ids
 
@@ -237,7 +237,7 @@ def main() -> int:
                         figures.update({f"service_{label}_per_s": round(svc, 1), f"raw_{label}_per_s": round(raw, 1),
                                         f"ratio_{label}": round(ratio, 3)})
                     with app.app_context(), unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
-                        report = service.verify_ledger(uow)
+                        report = checks.verify_ledger(uow)
                     print(f"verify after {clients} client(s): {'ok' if report['ok'] else 'MISMATCH'} "
                           f"({report['journals']} journals)", flush=True)
                     figures[f"verify_ok_{clients}c"] = report["ok"]

@@ -14,7 +14,7 @@ def make_transaction(app, tenant_id: str, *, product_code: str = "TEL10", custom
     purchase; returns its id (still ``pending``: no worker ran)."""
     from hub.products.testing import seed_sandbox_catalog
     from hub.transactions import service
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     seed_sandbox_catalog(app)
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:

@@ -15,12 +15,12 @@ def seed_demo_wallet(app, uow, tenant, out: dict[str, str]) -> None:
     """``rop demo``'s step: the demo tenant's main wallet gets :data:`DEMO_BALANCE`, once, as
     an audited platform top-up with a reason (replayed, not repeated, on later runs)."""
     from hub.context import CallContext
-    from hub.wallets import service
+    from hub.wallets import accounts
 
     ctx = CallContext.system(actor="cli:demo", tenant_id=tenant.id)
-    result = service.topup(ctx, uow, None, DEMO_BALANCE, DEMO_TOPUP_REF,
-                           reason="rop demo: the demo tenant's opening balance (play money)")
-    wallet = service.get_wallet(ctx, uow, result["wallet_id"])
+    result = accounts.topup(ctx, uow, None, DEMO_BALANCE, DEMO_TOPUP_REF,
+                            reason="rop demo: the demo tenant's opening balance (play money)")
+    wallet = accounts.get_wallet(ctx, uow, result["wallet_id"])
     note = "topped up once by rop demo" if not result["replayed"] else "its opening top-up was made earlier"
     out["wallet"] = (f"{wallet.id}: {wallet.available} {wallet.currency} available "
                      f"({note}: {DEMO_BALANCE} {wallet.currency})")

@@ -8,7 +8,7 @@ from flask.views import MethodView
 from hub.auth import ON_BEHALF_HEADER, current_ctx, requires
 from hub.edge import Blueprint
 from hub.errors import ValidationFailed
-from hub.wallets import service
+from hub.wallets import accounts
 from hub.wallets.client import wallet_view
 from hub.wallets.schemas import (
     CursorArgs,
@@ -37,7 +37,7 @@ class Wallets(MethodView):
     def get(self, args):
         """The tenant's wallets (the main wallet is created on first access)."""
         uow = request_uow()
-        rows, next_cursor = service.list_wallets(current_ctx(), uow, cursor=args["cursor"], limit=args["limit"])
+        rows, next_cursor = accounts.list_wallets(current_ctx(), uow, cursor=args["cursor"], limit=args["limit"])
         uow.commit()  # the lazily created main wallet
         return {"items": [_view(w) for w in rows], "next_cursor": next_cursor}
 
@@ -47,7 +47,7 @@ class Wallets(MethodView):
     def post(self, body):
         """Create a sub-wallet for one of the tenant's customers (``owner_ref``)."""
         uow = request_uow()
-        wallet = service.create_wallet(current_ctx(), uow, body["owner_ref"], currency=body["currency"])
+        wallet = accounts.create_wallet(current_ctx(), uow, body["owner_ref"], currency=body["currency"])
         uow.commit()
         return _view(wallet)
 
@@ -58,7 +58,7 @@ class WalletOne(MethodView):
     @bp.response(200, WalletSchema)
     def get(self, wallet_id: str):
         """One wallet: ``{id, owner_ref, currency, available, held}``."""
-        return _view(service.get_wallet(current_ctx(), request_uow(), wallet_id))
+        return _view(accounts.get_wallet(current_ctx(), request_uow(), wallet_id))
 
 
 @bp.route("/wallets/<wallet_id>/entries")
@@ -71,8 +71,8 @@ class WalletEntries(MethodView):
         cursor = args["cursor"]
         if cursor is not None and not cursor.isdigit():
             raise ValidationFailed("invalid cursor", errors={"cursor": ["invalid"]})
-        items, next_cursor = service.statement(current_ctx(), request_uow(), wallet_id,
-                                               cursor=int(cursor) if cursor else None, limit=args["limit"])
+        items, next_cursor = accounts.statement(current_ctx(), request_uow(), wallet_id,
+                                                cursor=int(cursor) if cursor else None, limit=args["limit"])
         return {"items": items, "next_cursor": str(next_cursor) if next_cursor is not None else None}
 
 
@@ -97,7 +97,7 @@ class WalletTopups(MethodView):
         naming the limit (``limit``, ``limit_source``, ``amount``).
         """
         uow = request_uow()
-        result = service.topup(current_ctx(), uow, wallet_id, body["amount"], body["ref_id"], reason=body["reason"])
+        result = accounts.topup(current_ctx(), uow, wallet_id, body["amount"], body["ref_id"], reason=body["reason"])
         uow.commit()
         return result
 
@@ -112,7 +112,7 @@ class Transfers(MethodView):
         """Move funds between two of the tenant's wallets; idempotent by ``ref_id``; 402 if short;
         422 above the tenant's limit per transfer (``ROP_AMOUNT_LIMIT_TRANSFER``)."""
         uow = request_uow()
-        result = service.transfer(current_ctx(), uow, body["from_wallet_id"], body["to_wallet_id"],
-                                  body["amount"], body["ref_id"])
+        result = accounts.transfer(current_ctx(), uow, body["from_wallet_id"], body["to_wallet_id"],
+                                   body["amount"], body["ref_id"])
         uow.commit()
         return result

@@ -85,11 +85,11 @@ def _serialize_actor(uow: UnitOfWork, actor: str) -> None:
 
 def _apply(ctx: CallContext, uow: UnitOfWork, kind: str, wallet_id: str, amount: int, reason: str,
            ref: str) -> dict[str, Any]:
-    from hub.wallets import service
+    from hub.wallets import accounts
 
     if kind == "topup":
-        return service.topup(ctx, uow, wallet_id, amount, ref, reason=reason)
-    return service.adjust(ctx, uow, wallet_id, amount, reason, ref)
+        return accounts.topup(ctx, uow, wallet_id, amount, ref, reason=reason)
+    return accounts.adjust(ctx, uow, wallet_id, amount, reason, ref)
 
 
 def submit(ctx: CallContext, uow: UnitOfWork, kind: str, wallet_id: str | None, amount: int, reason: str,
@@ -104,15 +104,15 @@ def submit(ctx: CallContext, uow: UnitOfWork, kind: str, wallet_id: str | None, 
     :raise ValidationFailed: a bad kind, amount, reason or reference; an amount above its limit.
     """
     from hub.tenancy.service import record_audit
-    from hub.wallets import service
+    from hub.wallets import accounts
 
     ctx.require_scope("*")
     if not ctx.actor:
         raise ValidationFailed("an operator's action names the operator", errors={"actor": ["required"]})
     amount, reason, ref = check(kind, amount, reason, ref)
     if wallet_id is None and kind == "topup":
-        wallet_id = service.get_main_wallet(ctx, uow).id
-    wallet = service.get_wallet(ctx, uow, wallet_id or "")
+        wallet_id = accounts.get_main_wallet(ctx, uow).id
+    wallet = accounts.get_wallet(ctx, uow, wallet_id or "")
     existing = uow.session.scalar(select(Approval).where(Approval.tenant_id == ctx.tenant_id,
                                                          Approval.kind == kind, Approval.ref == ref))
     if existing is not None:

@@ -39,14 +39,14 @@ def _submitted(kind: str, submitted: dict, as_json: bool) -> None:
 
 
 def _submit(kind: str, tenant_slug: str, wallet_id: str | None, amount: int, reason: str, ref: str) -> dict:
-    from hub.wallets import approvals, service
+    from hub.wallets import accounts, approvals
 
     if not reason.strip():
         raise CliError("--reason must say why")
     with app_context() as app, unit_of_work(app.extensions["rop"].db) as uow:
         ctx = tenant_context(uow, tenant_slug)
         submitted = approvals.submit(ctx, uow, kind, wallet_id, amount, reason, ref)
-        submitted["available"] = service.get_wallet(ctx, uow, submitted["approval"]["wallet_id"]).available
+        submitted["available"] = accounts.get_wallet(ctx, uow, submitted["approval"]["wallet_id"]).available
         uow.commit()
     return submitted
 
@@ -189,12 +189,12 @@ def wallets_set_limit(tenant_slug: str, kind: str, amount: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def wallets_list(tenant_slug: str, as_json: bool) -> None:
     """List a tenant's wallets and balances."""
-    from hub.wallets import service
+    from hub.wallets import accounts
     from hub.wallets.client import wallet_view
 
     with app_context() as app, unit_of_work(app.extensions["rop"].db) as uow:
         ctx = tenant_context(uow, tenant_slug)
-        rows, _cursor = service.list_wallets(ctx, uow, limit=10_000)
+        rows, _cursor = accounts.list_wallets(ctx, uow, limit=10_000)
         data = [wallet_view(w) for w in rows]
         uow.commit()
     if as_json:
@@ -209,10 +209,10 @@ def wallets_list(tenant_slug: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def wallets_verify(as_json: bool) -> None:
     """Recompute every balance from the entries; exit 1 on any difference."""
-    from hub.wallets import service
+    from hub.wallets import checks
 
     with app_context() as app, unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
-        report = service.verify_ledger(uow)
+        report = checks.verify_ledger(uow)
     if as_json:
         click.echo(json.dumps(report))
     else:

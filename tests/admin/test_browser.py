@@ -185,7 +185,7 @@ def slow_sandbox(app):
 def _funded_tenant(app, tenant_factory):
     from hub.context import CallContext
     from hub.db import unit_of_work
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     tenant = tenant_factory()
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:

@@ -68,7 +68,7 @@ def test_deliveries_of_every_tenant_paged_sorted_and_searched(app, client, admin
 
 
 def test_wallets_of_every_tenant_sorted_by_balance(app, client, admin_kit, tenant_factory):
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     tenants = [tenant_factory(name=f"Wallet Owner {n}") for n in range(3)]
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:

@@ -111,10 +111,10 @@ def _statuses(app) -> dict[str, str]:
 
 
 def _available(app, tenant) -> int:
-    from hub.wallets import service
+    from hub.wallets import accounts
 
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
-        return service.get_main_wallet(tenant.operator, uow).available
+        return accounts.get_main_wallet(tenant.operator, uow).available
 
 
 def test_approvals_in_bulk_keep_the_four_eyes_rule_per_row(app, client, admin_kit, tenant_factory):

@@ -9,7 +9,7 @@ from hub.db import unit_of_work
 
 def seed_topups(app, tenant_id: str, count: int) -> str:
     """``count`` top-ups by an operator, each with its own reason; returns the main wallet's id."""
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
         ctx = CallContext.system(actor="admin:desk@example.com", tenant_id=tenant_id)

@@ -11,7 +11,7 @@ from tests.admin.conftest import seed_transactions
 
 def test_the_tenant_page_links_to_its_lists_and_shows_today(app, client, admin_kit, tenant_factory):
     from hub.bus.webhooks import set_webhook
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     tenant = tenant_factory(name="Toko Hari Ini")
     other = tenant_factory()

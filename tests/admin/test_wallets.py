@@ -43,7 +43,7 @@ def test_viewing_a_tenants_wallets_creates_no_wallet(app, client, admin_kit, ten
 def test_a_topup_is_a_ledger_posting_with_a_reason_and_shows_in_the_statement(app, client, admin_kit,
                                                                               tenant_factory):
     from hub.tenancy.models import AuditEntry
-    from hub.wallets.service import verify_ledger
+    from hub.wallets.checks import verify_ledger
 
     tenant = tenant_factory()
     admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))
@@ -85,7 +85,7 @@ def test_another_tenants_wallet_is_not_found(app, client, admin_kit, tenant_fact
 
 
 def test_the_dashboard_shows_wallet_totals(app, client, admin_kit, tenant_factory):
-    from hub.wallets.service import topup
+    from hub.wallets.accounts import topup
 
     one, two = tenant_factory(), tenant_factory()
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
@@ -99,7 +99,7 @@ def test_the_dashboard_shows_wallet_totals(app, client, admin_kit, tenant_factor
 
 def test_an_adjustment_is_a_signed_posting_with_a_reason_audited_once(app, client, admin_kit, tenant_factory):
     from hub.tenancy.models import AuditEntry
-    from hub.wallets.service import verify_ledger
+    from hub.wallets.checks import verify_ledger
 
     tenant = tenant_factory()
     admin_kit.login(client, admin_kit.make_admin(app, "op@example.com", role="operator"))

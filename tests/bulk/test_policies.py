@@ -13,7 +13,7 @@ from .test_end_to_end import _wallet
 
 
 def _tenant_with(app, tenant_factory, amount: int, tenant=None):
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     tenant = tenant or tenant_factory()
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:

@@ -34,7 +34,7 @@ NEEDS_REDIS = {("GET", "/v1/products"), ("GET", "/v1/products/<code>"), ("POST",
 
 def _funded(app, tenant_id: str) -> tuple[str, str]:
     """The tenant's main wallet (funded) and a sub-wallet."""
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
         ctx = CallContext.system(actor="tests", tenant_id=tenant_id)

@@ -68,10 +68,10 @@ def _product_priced_for(app, owner) -> str:
 def _main_wallet(app, owner) -> str:
     from hub.context import CallContext
     from hub.db import unit_of_work
-    from hub.wallets import service
+    from hub.wallets import accounts
 
     with unit_of_work(app.extensions["rop"].db) as uow:
-        wallet_id = service.get_main_wallet(CallContext.system(tenant_id=owner.id), uow).id
+        wallet_id = accounts.get_main_wallet(CallContext.system(tenant_id=owner.id), uow).id
         uow.commit()
     return wallet_id
 

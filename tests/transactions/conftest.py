@@ -61,7 +61,7 @@ class Funded:
 @pytest.fixture
 def funded(app, tenant_factory, sandbox):
     """A tenant whose main wallet holds ``FUNDS``."""
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     tenant = tenant_factory()
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:

@@ -69,7 +69,7 @@ def test_a_wallet_in_another_currency_is_422_before_its_funds_are_judged(app, cl
     """A purchase priced in IDR paid from the tenant's USD sub-wallet is refused for its currency,
     empty or funded: before, an empty one answered 402 "0 USD available, 10557 needed" (the
     IDR price judged against USD funds, and offered to the plugins' debit veto as such)."""
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
         ctx = CallContext.system(actor="tests", tenant_id=funded.tenant.id)

@@ -25,7 +25,7 @@ from .conftest import FUNDS, buy, drain, transaction
 
 
 def _funded(app, tenant_factory):
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     tenant = tenant_factory()
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:

@@ -101,7 +101,7 @@ def test_in_flight_purchases_are_counted_per_configuration_and_tenant(app, clien
                                                                       capsys):
     from hub.cli import main
     from hub.transactions import client as transactions
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     other = tenant_factory()
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:

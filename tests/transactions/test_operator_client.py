@@ -18,7 +18,7 @@ OPERATOR = CallContext.system(actor="admin:ops@example.com")
 @pytest.fixture
 def three(app, client, tenant_factory, funded):
     """Tenant A: one success, one failure; tenant B: one success. All final."""
-    from hub.wallets import service as wallets
+    from hub.wallets import accounts as wallets
 
     other = tenant_factory()
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:

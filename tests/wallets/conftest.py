@@ -35,7 +35,7 @@ def run(app):
 @pytest.fixture
 def verify(app):
     def check():
-        from hub.wallets.service import verify_ledger
+        from hub.wallets.checks import verify_ledger
 
         with app.app_context(), unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
             return verify_ledger(uow)

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from hub.db import unit_of_work
 from hub.errors import Conflict, Forbidden, InsufficientFunds, ValidationFailed
-from hub.wallets import service
+from hub.wallets import accounts, checks, holds
 
 
 @pytest.fixture
@@ -32,13 +32,13 @@ def _events(app, type_):
 
 
 def test_a_credit_and_a_debit_adjustment_post_against_the_adjustments_account(app, run, admin, verify):
-    wallet = run(service.get_main_wallet, admin)
-    run(service.topup, admin, wallet.id, 1000, "t1")
-    credit = run(service.adjust, admin, wallet.id, 250, "missed bank transfer 77", "adj-1")
-    debit = run(service.adjust, admin, wallet.id, -400, "duplicate top-up reversed", "adj-2")
+    wallet = run(accounts.get_main_wallet, admin)
+    run(accounts.topup, admin, wallet.id, 1000, "t1")
+    credit = run(accounts.adjust, admin, wallet.id, 250, "missed bank transfer 77", "adj-1")
+    debit = run(accounts.adjust, admin, wallet.id, -400, "duplicate top-up reversed", "adj-2")
     assert credit["replayed"] is False and debit["amount"] == -400
-    assert run(service.get_wallet, admin, wallet.id).available == 850
-    items, _ = run(service.statement, admin, wallet.id)
+    assert run(accounts.get_wallet, admin, wallet.id).available == 850
+    items, _ = run(accounts.statement, admin, wallet.id)
     assert [(i["kind"], i["amount"], i["balance_after"]) for i in items] == [
         ("topup", 1000, 1000), ("adjustment", 250, 1250), ("adjustment", -400, 850)]
     assert verify()["ok"]
@@ -57,38 +57,38 @@ def test_a_credit_and_a_debit_adjustment_post_against_the_adjustments_account(ap
 
 
 def test_an_adjustment_is_idempotent_by_its_key(app, run, admin, verify):
-    wallet = run(service.get_main_wallet, admin)
-    first = run(service.adjust, admin, wallet.id, 300, "goodwill", "adj-k")
-    again = run(service.adjust, admin, wallet.id, 300, "goodwill", "adj-k")
+    wallet = run(accounts.get_main_wallet, admin)
+    first = run(accounts.adjust, admin, wallet.id, 300, "goodwill", "adj-k")
+    again = run(accounts.adjust, admin, wallet.id, 300, "goodwill", "adj-k")
     assert again["replayed"] is True and again["journal_id"] == first["journal_id"]
     with pytest.raises(Conflict):
-        run(service.adjust, admin, wallet.id, 301, "goodwill", "adj-k")
-    assert run(service.get_wallet, admin, wallet.id).available == 300
+        run(accounts.adjust, admin, wallet.id, 301, "goodwill", "adj-k")
+    assert run(accounts.get_wallet, admin, wallet.id).available == 300
     assert len(_audit(app, "wallet.adjusted")) == 1 and verify()["ok"]
 
 
 def test_a_debit_adjustment_cannot_overdraw(app, run, admin):
-    wallet = run(service.get_main_wallet, admin)
-    run(service.adjust, admin, wallet.id, 100, "opening", "a1")
+    wallet = run(accounts.get_main_wallet, admin)
+    run(accounts.adjust, admin, wallet.id, 100, "opening", "a1")
     with pytest.raises(InsufficientFunds):
-        run(service.adjust, admin, wallet.id, -101, "too much", "a2")
-    assert run(service.get_wallet, admin, wallet.id).available == 100
+        run(accounts.adjust, admin, wallet.id, -101, "too much", "a2")
+    assert run(accounts.get_wallet, admin, wallet.id).available == 100
     assert len(_audit(app, "wallet.adjusted")) == 1
 
 
 @pytest.mark.parametrize("amount,reason,key", [(0, "x", "k"), (1.5, "x", "k"), (True, "x", "k"),
                                                (10, "", "k"), (10, "   ", "k"), (10, "x", "")])
 def test_an_adjustment_needs_a_non_zero_amount_a_reason_and_a_key(run, admin, amount, reason, key):
-    wallet = run(service.get_main_wallet, admin)
+    wallet = run(accounts.get_main_wallet, admin)
     with pytest.raises(ValidationFailed):
-        run(service.adjust, admin, wallet.id, amount, reason, key)
-    assert run(service.get_wallet, admin, wallet.id).available == 0
+        run(accounts.adjust, admin, wallet.id, amount, reason, key)
+    assert run(accounts.get_wallet, admin, wallet.id).available == 0
 
 
 def test_an_adjustment_publishes_a_wallet_event(app, run, admin):
-    wallet = run(service.get_main_wallet, admin)
-    run(service.adjust, admin, wallet.id, 70, "goodwill", "e1")
-    run(service.adjust, admin, wallet.id, -20, "fee", "e2")
+    wallet = run(accounts.get_main_wallet, admin)
+    run(accounts.adjust, admin, wallet.id, 70, "goodwill", "e1")
+    run(accounts.adjust, admin, wallet.id, -20, "fee", "e2")
     credited = _events(app, "wallet.credited")
     debited = _events(app, "wallet.debited")
     assert [(p["kind"], p["amount"], p["available"]) for p in credited] == [("adjustment", 70, 70)]
@@ -98,12 +98,12 @@ def test_an_adjustment_publishes_a_wallet_event(app, run, admin):
 def test_wallet_totals_sum_every_tenants_wallets_per_currency(run, ctx, other_ctx, admin):
     from hub.context import CallContext
 
-    run(service.topup, ctx, None, 700, "t1")
-    sub = run(service.create_wallet, ctx, "customer-9")
-    run(service.transfer, ctx, run(service.get_main_wallet, ctx).id, sub.id, 200, "x1")
-    run(service.topup, other_ctx, None, 300, "t2")
-    run(service.place_hold, other_ctx, run(service.get_main_wallet, other_ctx).id, 100, "h1")
+    run(accounts.topup, ctx, None, 700, "t1")
+    sub = run(accounts.create_wallet, ctx, "customer-9")
+    run(accounts.transfer, ctx, run(accounts.get_main_wallet, ctx).id, sub.id, 200, "x1")
+    run(accounts.topup, other_ctx, None, 300, "t2")
+    run(holds.place_hold, other_ctx, run(accounts.get_main_wallet, other_ctx).id, 100, "h1")
     platform = CallContext.system(actor="admin:ops@example.com")
-    assert run(service.wallet_totals, platform) == {"IDR": {"wallets": 3, "available": 900, "held": 100}}
+    assert run(checks.wallet_totals, platform) == {"IDR": {"wallets": 3, "available": 900, "held": 100}}
     with pytest.raises(Forbidden):
-        run(service.wallet_totals, ctx)
+        run(checks.wallet_totals, ctx)

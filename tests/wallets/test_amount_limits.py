@@ -141,20 +141,20 @@ def test_a_tenants_own_limit_wins_and_is_set_from_the_cli(app, client, config, d
 
 def test_an_adjustment_either_way_is_within_the_limit(app, tenant, run):
     from hub.errors import ValidationFailed
-    from hub.wallets import service
+    from hub.wallets import accounts
 
     app.extensions["rop"].extras["wallets.limits"] = MoneySettings(limit=1000)
-    wallet = run(service.get_main_wallet, tenant.operator)
+    wallet = run(accounts.get_main_wallet, tenant.operator)
     for amount in (1001, -1001):
         with pytest.raises(ValidationFailed, match="above the limit of 1,000 IDR per adjustment"):
-            run(service.adjust, tenant.operator, wallet.id, amount, "fix", f"k{amount}")
-    assert run(service.adjust, tenant.operator, wallet.id, 1000, "fix", "ok")["amount"] == 1000
+            run(accounts.adjust, tenant.operator, wallet.id, amount, "fix", f"k{amount}")
+    assert run(accounts.adjust, tenant.operator, wallet.id, 1000, "fix", "ok")["amount"] == 1000
 
 
 def test_a_credit_never_takes_a_balance_past_what_the_ledger_stores(app, client, tenant_factory,
                                                                     platform_factory, run, verify):
     from hub.errors import ValidationFailed
-    from hub.wallets import service
+    from hub.wallets import accounts
     from hub.wallets.models import Wallet
 
     tenant, platform = tenant_factory(), platform_factory()
@@ -168,7 +168,7 @@ def test_a_credit_never_takes_a_balance_past_what_the_ledger_stores(app, client,
     assert client.post(f"/v1/wallets/{wallet['id']}/topups", headers=platform.headers_for(tenant),
                        json={"amount": 10, "ref_id": "fits"}).status_code == 201
     with pytest.raises(ValidationFailed):
-        run(service.adjust, tenant.operator, wallet["id"], 1, "fix", "one more")
+        run(accounts.adjust, tenant.operator, wallet["id"], 1, "fix", "one more")
     assert _main(client, tenant)["available"] == MAX_BALANCE
 
 
@@ -177,7 +177,7 @@ def test_sums_of_balances_beyond_2_63_do_not_overflow(app, client, admin_kit, te
     """Two wallets at 9×10^18 each (the issue's two such top-ups): the dashboard, the totals
     and ``rop wallets verify`` (its sums over entries) answer instead of failing."""
     from hub.context import CallContext
-    from hub.wallets import service
+    from hub.wallets import checks
     from hub.wallets.models import Entry, Journal, Wallet
 
     one, two = tenant_factory(), tenant_factory()
@@ -192,7 +192,7 @@ def test_sums_of_balances_beyond_2_63_do_not_overflow(app, client, admin_kit, te
                                   account=f"{ids[0]}:available", amount=9 * 10**18, currency="IDR",
                                   balance_after=None))
         uow.commit()
-    totals = run(service.wallet_totals, CallContext.system(actor="tests"))
+    totals = run(checks.wallet_totals, CallContext.system(actor="tests"))
     assert totals["IDR"]["available"] == 18 * 10**18
     admin_kit.login(client, admin_kit.make_admin(app))
     page = client.get("/admin/")

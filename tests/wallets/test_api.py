@@ -99,11 +99,11 @@ def test_cli_verify_exits_non_zero_on_a_difference(database_url, redis_url, conf
     from sqlalchemy import update
 
     from hub.db import unit_of_work
-    from hub.wallets import service
+    from hub.wallets import accounts
     from hub.wallets.models import Wallet
 
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
-        service.topup(tenant.operator, uow, None, 100, "t")
+        accounts.topup(tenant.operator, uow, None, 100, "t")
         uow.commit()
     with unit_of_work(app.extensions["rop"].db) as uow:
         uow.session.execute(update(Wallet).values(held=5))

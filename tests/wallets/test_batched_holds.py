@@ -9,14 +9,15 @@ from sqlalchemy import select
 from hub.bus.models import TenantEvent
 from hub.db import unit_of_work
 from hub.errors import Conflict, NotFound
-from hub.wallets import service
+from hub.wallets import accounts
+from hub.wallets import holds as wallet_holds
 from hub.wallets.models import Entry, Hold, Journal
 
 
 def _funded_holds(run, ctx, amounts: list[int], funds: int = 10_000):
-    main = run(service.get_main_wallet, ctx)
-    run(service.topup, ctx, main.id, funds, "fund")
-    return main, [run(service.place_hold, ctx, main.id, amount, f"h{n}") for n, amount in enumerate(amounts)]
+    main = run(accounts.get_main_wallet, ctx)
+    run(accounts.topup, ctx, main.id, funds, "fund")
+    return main, [run(wallet_holds.place_hold, ctx, main.id, amount, f"h{n}") for n, amount in enumerate(amounts)]
 
 
 def _rows(app, model, *where):
@@ -26,9 +27,9 @@ def _rows(app, model, *where):
 
 def test_many_captures_are_the_postings_of_one_after_the_other(app, run, ctx, verify):
     main, holds = _funded_holds(run, ctx, [100, 250, 40])
-    captured = run(service.capture_holds, ctx, [(h.id, f"c{n}") for n, h in enumerate(holds)])
+    captured = run(wallet_holds.capture_holds, ctx, [(h.id, f"c{n}") for n, h in enumerate(holds)])
     assert [(h.id, h.status, h.captured) for h in captured] == [(h.id, "captured", h.amount) for h in holds]
-    wallet = run(service.get_wallet, ctx, main.id)
+    wallet = run(accounts.get_wallet, ctx, main.id)
     assert (wallet.available, wallet.held) == (10_000 - 390, 0)
     report = verify()
     assert report["ok"], report
@@ -49,62 +50,62 @@ def test_many_captures_are_the_postings_of_one_after_the_other(app, run, ctx, ve
 def test_captures_again_with_the_same_keys_move_nothing(run, ctx, verify):
     main, holds = _funded_holds(run, ctx, [100, 200])
     pairs = [(h.id, f"c{n}") for n, h in enumerate(holds)]
-    run(service.capture_holds, ctx, pairs)
-    again = run(service.capture_holds, ctx, pairs)
+    run(wallet_holds.capture_holds, ctx, pairs)
+    again = run(wallet_holds.capture_holds, ctx, pairs)
     assert [h.status for h in again] == ["captured", "captured"]
-    wallet = run(service.get_wallet, ctx, main.id)
+    wallet = run(accounts.get_wallet, ctx, main.id)
     assert (wallet.available, wallet.held) == (10_000 - 300, 0)
     assert verify()["ok"]
 
 
 def test_a_mix_of_new_and_replayed_captures_captures_the_new_ones(run, ctx, verify):
     main, holds = _funded_holds(run, ctx, [100, 200, 300])
-    run(service.capture_hold, ctx, holds[1].id, key="c1")  # one of them alone, earlier
-    run(service.capture_holds, ctx, [(h.id, f"c{n}") for n, h in enumerate(holds)])
-    wallet = run(service.get_wallet, ctx, main.id)
+    run(wallet_holds.capture_hold, ctx, holds[1].id, key="c1")  # one of them alone, earlier
+    run(wallet_holds.capture_holds, ctx, [(h.id, f"c{n}") for n, h in enumerate(holds)])
+    wallet = run(accounts.get_wallet, ctx, main.id)
     assert (wallet.available, wallet.held) == (10_000 - 600, 0)
     assert verify()["ok"]
 
 
 def test_a_hold_no_longer_placed_refuses_the_whole_batch(run, ctx, verify):
     main, holds = _funded_holds(run, ctx, [100, 200])
-    run(service.void_hold, ctx, holds[0].id, key="v0")
+    run(wallet_holds.void_hold, ctx, holds[0].id, key="v0")
     with pytest.raises(Conflict):
-        run(service.capture_holds, ctx, [(holds[1].id, "c1"), (holds[0].id, "c0")])
-    wallet = run(service.get_wallet, ctx, main.id)
+        run(wallet_holds.capture_holds, ctx, [(holds[1].id, "c1"), (holds[0].id, "c0")])
+    wallet = run(accounts.get_wallet, ctx, main.id)
     assert (wallet.available, wallet.held) == (10_000 - 200, 200)  # nothing captured
     assert verify()["ok"]
 
 
 def test_a_key_used_for_another_hold_is_a_conflict(run, ctx):
     _main, holds = _funded_holds(run, ctx, [100, 200])
-    run(service.capture_hold, ctx, holds[0].id, key="same")
+    run(wallet_holds.capture_hold, ctx, holds[0].id, key="same")
     with pytest.raises(Conflict):
-        run(service.capture_holds, ctx, [(holds[1].id, "same")])
+        run(wallet_holds.capture_holds, ctx, [(holds[1].id, "same")])
 
 
 def test_another_tenants_hold_is_not_found(run, ctx, other_ctx, verify):
     _main, mine = _funded_holds(run, ctx, [100])
     _theirs_main, theirs = _funded_holds(run, other_ctx, [100])
     with pytest.raises(NotFound):
-        run(service.capture_holds, ctx, [(mine[0].id, "c0"), (theirs[0].id, "c1")])
-    assert run(service.get_hold, other_ctx, theirs[0].id).status == "placed"
-    assert run(service.get_hold, ctx, mine[0].id).status == "placed"
+        run(wallet_holds.capture_holds, ctx, [(mine[0].id, "c0"), (theirs[0].id, "c1")])
+    assert run(wallet_holds.get_hold, other_ctx, theirs[0].id).status == "placed"
+    assert run(wallet_holds.get_hold, ctx, mine[0].id).status == "placed"
     assert verify()["ok"]
 
 
 def _plans(run, ctx, wallet_id: str, amounts: list[int]):
-    return [run(service.plan_hold, ctx, wallet_id, amount) for amount in amounts]
+    return [run(wallet_holds.plan_hold, ctx, wallet_id, amount) for amount in amounts]
 
 
 def test_many_holds_are_the_postings_of_one_after_the_other(app, run, ctx, verify):
-    main = run(service.get_main_wallet, ctx)
-    run(service.topup, ctx, main.id, 1000, "fund")
+    main = run(accounts.get_main_wallet, ctx)
+    run(accounts.topup, ctx, main.id, 1000, "fund")
     plans = _plans(run, ctx, main.id, [100, 250, 40])
-    placed = run(service.place_holds, ctx, [(p, f"k{n}", f"ref-{n}") for n, p in enumerate(plans)])
+    placed = run(wallet_holds.place_holds, ctx, [(p, f"k{n}", f"ref-{n}") for n, p in enumerate(plans)])
     assert [(h.id, h.amount, h.status, h.reference) for h in placed] == [
         (p.hold_id, p.amount, "placed", f"ref-{n}") for n, p in enumerate(plans)]
-    wallet = run(service.get_wallet, ctx, main.id)
+    wallet = run(accounts.get_wallet, ctx, main.id)
     assert (wallet.available, wallet.held) == (610, 390)
     report = verify()
     assert report["ok"], report
@@ -114,53 +115,53 @@ def test_many_holds_are_the_postings_of_one_after_the_other(app, run, ctx, verif
                        for e in _rows(app, Entry, Entry.journal_id == journals[key]) if e["amount"] < 0]
     assert available_after == [900, 650, 610]  # each hold in turn
     # the same keys again, one by one: replays of these holds, nothing moves
-    again = [run(service.place_hold, ctx, main.id, p.amount, f"k{n}", reference=f"ref-{n}")
+    again = [run(wallet_holds.place_hold, ctx, main.id, p.amount, f"k{n}", reference=f"ref-{n}")
              for n, p in enumerate(plans)]
     assert [h.id for h in again] == [p.hold_id for p in plans]
-    assert run(service.get_wallet, ctx, main.id).held == 390
+    assert run(accounts.get_wallet, ctx, main.id).held == 390
 
 
 def test_holds_the_funds_do_not_all_cover_write_nothing(app, run, ctx, verify):
-    main = run(service.get_main_wallet, ctx)
-    run(service.topup, ctx, main.id, 300, "fund")
+    main = run(accounts.get_main_wallet, ctx)
+    run(accounts.topup, ctx, main.id, 300, "fund")
     plans = _plans(run, ctx, main.id, [100, 150, 100])  # each fits alone, not all three
-    assert run(service.place_holds, ctx, [(p, f"k{n}", None) for n, p in enumerate(plans)]) is None
-    wallet = run(service.get_wallet, ctx, main.id)
+    assert run(wallet_holds.place_holds, ctx, [(p, f"k{n}", None) for n, p in enumerate(plans)]) is None
+    wallet = run(accounts.get_wallet, ctx, main.id)
     assert (wallet.available, wallet.held) == (300, 0)
     assert _rows(app, Hold) == [] and _rows(app, Journal, Journal.kind == "hold") == []
     assert verify()["ok"]
 
 
 def test_holds_with_a_key_used_before_write_nothing(app, run, ctx, verify):
-    main = run(service.get_main_wallet, ctx)
-    run(service.topup, ctx, main.id, 1000, "fund")
-    run(service.place_hold, ctx, main.id, 100, "k1")
+    main = run(accounts.get_main_wallet, ctx)
+    run(accounts.topup, ctx, main.id, 1000, "fund")
+    run(wallet_holds.place_hold, ctx, main.id, 100, "k1")
     plans = _plans(run, ctx, main.id, [100, 100])
-    assert run(service.place_holds, ctx, [(plans[0], "k0", None), (plans[1], "k1", None)]) is None
+    assert run(wallet_holds.place_holds, ctx, [(plans[0], "k0", None), (plans[1], "k1", None)]) is None
     assert len(_rows(app, Hold)) == 1
-    assert run(service.get_wallet, ctx, main.id).held == 100
+    assert run(accounts.get_wallet, ctx, main.id).held == 100
     assert verify()["ok"]
 
 
 def test_holds_on_two_wallets_are_not_placed_together(app, run, ctx):
-    main = run(service.get_main_wallet, ctx)
-    other = run(service.create_wallet, ctx, "Other", "IDR")
-    run(service.topup, ctx, main.id, 1000, "fund")
-    run(service.topup, ctx, other.id, 1000, "fund-2")
+    main = run(accounts.get_main_wallet, ctx)
+    other = run(accounts.create_wallet, ctx, "Other", "IDR")
+    run(accounts.topup, ctx, main.id, 1000, "fund")
+    run(accounts.topup, ctx, other.id, 1000, "fund-2")
     plans = _plans(run, ctx, main.id, [100]) + _plans(run, ctx, other.id, [100])
-    assert run(service.place_holds, ctx, [(p, f"k{n}", None) for n, p in enumerate(plans)]) is None
+    assert run(wallet_holds.place_holds, ctx, [(p, f"k{n}", None) for n, p in enumerate(plans)]) is None
     assert _rows(app, Hold) == []
 
 
 def test_captures_on_two_wallets_move_each_wallet_by_its_own(run, ctx, verify):
-    main = run(service.get_main_wallet, ctx)
-    other = run(service.create_wallet, ctx, "Branch", "IDR")
-    run(service.topup, ctx, main.id, 1000, "fund")
-    run(service.topup, ctx, other.id, 500, "fund-2")
-    holds = [run(service.place_hold, ctx, main.id, 100, "h0"), run(service.place_hold, ctx, other.id, 70, "h1"),
-             run(service.place_hold, ctx, main.id, 30, "h2")]
-    run(service.capture_holds, ctx, [(h.id, f"c{n}") for n, h in enumerate(holds)])
-    mine, theirs = run(service.get_wallet, ctx, main.id), run(service.get_wallet, ctx, other.id)
+    main = run(accounts.get_main_wallet, ctx)
+    other = run(accounts.create_wallet, ctx, "Branch", "IDR")
+    run(accounts.topup, ctx, main.id, 1000, "fund")
+    run(accounts.topup, ctx, other.id, 500, "fund-2")
+    holds = [run(wallet_holds.place_hold, ctx, main.id, 100, "h0"), run(wallet_holds.place_hold, ctx, other.id, 70, "h1"),
+             run(wallet_holds.place_hold, ctx, main.id, 30, "h2")]
+    run(wallet_holds.capture_holds, ctx, [(h.id, f"c{n}") for n, h in enumerate(holds)])
+    mine, theirs = run(accounts.get_wallet, ctx, main.id), run(accounts.get_wallet, ctx, other.id)
     assert (mine.available, mine.held, theirs.available, theirs.held) == (870, 0, 430, 0)
     report = verify()
     assert report["ok"], report

@@ -26,10 +26,10 @@ def tenant(tenant_factory):
 
 
 def _available(app, tenant) -> int:
-    from hub.wallets import service
+    from hub.wallets import accounts
 
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
-        wallet = service.get_main_wallet(tenant.operator, uow)
+        wallet = accounts.get_main_wallet(tenant.operator, uow)
         uow.commit()
         return wallet.available
 
@@ -93,9 +93,9 @@ def test_a_large_admin_topup_waits_for_a_second_admin(app, client, admin_kit, te
 
 
 def test_a_rejected_adjustment_moves_nothing(app, client, admin_kit, tenant, run):
-    from hub.wallets import service
+    from hub.wallets import accounts
 
-    wallet = run(service.get_main_wallet, tenant.operator)
+    wallet = run(accounts.get_main_wallet, tenant.operator)
     admin_kit.make_admin(app, "alice@example.com", role="operator")
     admin_kit.make_admin(app, "bob@example.com", role="operator")
     admin_kit.login(client, "alice@example.com")
@@ -195,10 +195,10 @@ def test_concurrent_approvals_apply_it_exactly_once(app, tenant, run, verify):
 def test_an_approval_that_cannot_apply_stays_pending(app, tenant, run):
     """A debit approved when the wallet cannot cover it: 402, and it is still pending."""
     from hub.errors import InsufficientFunds
-    from hub.wallets import approvals, service
+    from hub.wallets import accounts, approvals
 
     app.extensions["rop"].extras["wallets.limits"] = MoneySettings(four_eyes_amount=10, four_eyes_daily=10)
-    wallet = run(service.get_main_wallet, tenant.operator)
+    wallet = run(accounts.get_main_wallet, tenant.operator)
     alice = CallContext.system(actor="admin:alice@example.com", tenant_id=tenant.id)
     pending = run(approvals.submit, alice, "adjustment", wallet.id, -500, "claw back", "adj-x")
     with pytest.raises(InsufficientFunds):
@@ -248,10 +248,10 @@ def test_decided_approvals_are_listed_however_many_wait(app, tenant, run):
 
 def test_the_daily_total_counts_one_currency(app, tenant, run):
     """Minor units of different currencies are never added up against one threshold."""
-    from hub.wallets import approvals, service
+    from hub.wallets import accounts, approvals
 
     app.extensions["rop"].extras["wallets.limits"] = MoneySettings(four_eyes_amount=1000, four_eyes_daily=1000)
-    usd = run(service.create_wallet, tenant.operator, "usd-float", currency="USD")
+    usd = run(accounts.create_wallet, tenant.operator, "usd-float", currency="USD")
     alice = CallContext.system(actor="admin:alice@example.com", tenant_id=tenant.id)
     assert run(approvals.submit, alice, "topup", None, 900, "wire", "idr-1")["status"] == "applied"
     assert run(approvals.submit, alice, "topup", usd.id, 900, "wire", "usd-1")["status"] == "applied"

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from hub.db import unit_of_work
 from hub.errors import InsufficientFunds
-from hub.wallets import service
+from hub.wallets import accounts, holds
 from hub.wallets.models import Entry, Hold, Journal
 
 
@@ -26,39 +26,39 @@ def _counts(app):
 
 
 def test_a_plan_made_stale_by_another_hold_is_402_and_leaves_nothing(app, run, ctx, verify):
-    main = run(service.get_main_wallet, ctx)
-    run(service.topup, ctx, main.id, 1000, "seed")
-    plan = run(service.plan_hold, ctx, main.id, 600)  # 1,000 available: fine now
-    run(service.place_hold, ctx, main.id, 600, "first")  # another purchase takes 600
+    main = run(accounts.get_main_wallet, ctx)
+    run(accounts.topup, ctx, main.id, 1000, "seed")
+    plan = run(holds.plan_hold, ctx, main.id, 600)  # 1,000 available: fine now
+    run(holds.place_hold, ctx, main.id, 600, "first")  # another purchase takes 600
     before = _counts(app)
     with pytest.raises(InsufficientFunds) as raised:
-        run(service.place_hold, ctx, main.id, 600, "second", plan=plan)
+        run(holds.place_hold, ctx, main.id, 600, "second", plan=plan)
     assert raised.value.extra == {"available": 400, "needed": 600}
     assert _counts(app) == before  # the second's journal and hold rows were deleted again
-    wallet = run(service.get_wallet, ctx, main.id)
+    wallet = run(accounts.get_wallet, ctx, main.id)
     assert (wallet.available, wallet.held) == (400, 600)
     assert verify()["ok"]
 
 
 def test_a_plan_is_for_its_amount_and_wallet_only(app, run, ctx):
-    main = run(service.get_main_wallet, ctx)
-    other = run(service.create_wallet, ctx, "customer")
-    run(service.topup, ctx, main.id, 1000, "seed")
-    plan = run(service.plan_hold, ctx, None, 100)
+    main = run(accounts.get_main_wallet, ctx)
+    other = run(accounts.create_wallet, ctx, "customer")
+    run(accounts.topup, ctx, main.id, 1000, "seed")
+    plan = run(holds.plan_hold, ctx, None, 100)
     assert plan.wallet_id == main.id and plan.currency == "IDR"
     with pytest.raises(AssertionError):
-        run(service.place_hold, ctx, main.id, 101, "k", plan=plan)
+        run(holds.place_hold, ctx, main.id, 101, "k", plan=plan)
     with pytest.raises(AssertionError):
-        run(service.place_hold, ctx, other.id, 100, "k", plan=plan)
-    assert run(service.place_hold, ctx, None, 100, "k", plan=plan).id == plan.hold_id
+        run(holds.place_hold, ctx, other.id, 100, "k", plan=plan)
+    assert run(holds.place_hold, ctx, None, 100, "k", plan=plan).id == plan.hold_id
 
 
 def test_a_plan_refuses_what_the_funds_do_not_cover_now_writing_nothing(app, run, ctx):
-    main = run(service.get_main_wallet, ctx)
-    run(service.topup, ctx, main.id, 100, "seed")
+    main = run(accounts.get_main_wallet, ctx)
+    run(accounts.topup, ctx, main.id, 100, "seed")
     before = _counts(app)
     with pytest.raises(InsufficientFunds):
-        run(service.plan_hold, ctx, main.id, 101)
+        run(holds.plan_hold, ctx, main.id, 101)
     assert _counts(app) == before
 
 
@@ -66,8 +66,8 @@ def test_a_plan_refuses_what_the_funds_do_not_cover_now_writing_nothing(app, run
 def test_a_hold_waiting_on_the_lock_sees_the_funds_the_first_took_postgres(app, run, ctx, verify, is_postgres):
     """The second hold's check passes (the first has not committed), its update waits on the
     row lock, re-reads the committed row when the first commits, and matches nothing."""
-    main = run(service.get_main_wallet, ctx)
-    run(service.topup, ctx, main.id, 1000, "seed")
+    main = run(accounts.get_main_wallet, ctx)
+    run(accounts.topup, ctx, main.id, 1000, "seed")
     db = app.extensions["rop"].db
     started, outcome = threading.Event(), {}
 
@@ -75,7 +75,7 @@ def test_a_hold_waiting_on_the_lock_sees_the_funds_the_first_took_postgres(app, 
         with app.app_context(), unit_of_work(db) as uow:
             started.wait(30)
             try:
-                service.place_hold(ctx, uow, main.id, 500, "second")
+                holds.place_hold(ctx, uow, main.id, 500, "second")
                 uow.commit()
                 outcome["result"] = "placed"
             except InsufficientFunds:
@@ -83,7 +83,7 @@ def test_a_hold_waiting_on_the_lock_sees_the_funds_the_first_took_postgres(app, 
                 outcome["result"] = "402"
 
     with app.app_context(), unit_of_work(db) as uow:
-        first = service.place_hold(ctx, uow, main.id, 800, "first")
+        first = holds.place_hold(ctx, uow, main.id, 800, "first")
         thread = threading.Thread(target=second)
         thread.start()
         started.set()
@@ -93,15 +93,15 @@ def test_a_hold_waiting_on_the_lock_sees_the_funds_the_first_took_postgres(app, 
     thread.join(30)
     assert outcome == {"result": "402"}
     assert _counts(app) == (2, 4, 1)  # the seed and the first hold: journals, entries, holds
-    wallet = run(service.get_wallet, ctx, main.id)
+    wallet = run(accounts.get_wallet, ctx, main.id)
     assert (wallet.available, wallet.held) == (200, 800)
-    assert run(service.get_hold, ctx, first.id).status == "placed"
+    assert run(holds.get_hold, ctx, first.id).status == "placed"
     assert verify()["ok"]
 
 
 def test_forty_concurrent_holds_on_funds_for_twenty(app, run, ctx, verify):
-    main = run(service.get_main_wallet, ctx)
-    run(service.topup, ctx, main.id, 2000, "seed")
+    main = run(accounts.get_main_wallet, ctx)
+    run(accounts.topup, ctx, main.id, 2000, "seed")
     db = app.extensions["rop"].db
     barrier, outcomes, lock = threading.Barrier(8), Counter(), threading.Lock()
 
@@ -110,7 +110,7 @@ def test_forty_concurrent_holds_on_funds_for_twenty(app, run, ctx, verify):
         for i in range(5):
             with app.app_context(), unit_of_work(db) as uow:
                 try:
-                    service.place_hold(ctx, uow, main.id, 100, f"h-{n}-{i}")
+                    holds.place_hold(ctx, uow, main.id, 100, f"h-{n}-{i}")
                     uow.commit()
                     result = "placed"
                 except InsufficientFunds:
@@ -124,7 +124,7 @@ def test_forty_concurrent_holds_on_funds_for_twenty(app, run, ctx, verify):
     for t in threads:
         t.join(120)
     assert outcomes == Counter({"placed": 20, "402": 20})
-    wallet = run(service.get_wallet, ctx, main.id)
+    wallet = run(accounts.get_wallet, ctx, main.id)
     assert (wallet.available, wallet.held) == (0, 2000)
     assert _counts(app) == (21, 42, 20)
     report = verify()

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from hub.db import unit_of_work
 from hub.errors import Conflict
-from hub.wallets import service
+from hub.wallets import accounts, holds, ledger
 from hub.wallets.models import Entry, Hold, Journal
 
 
@@ -20,7 +20,7 @@ def _counts(app):
 
 def _miss_next_lookup(monkeypatch) -> list[int]:
     """Make the next key look-up miss, as when a same-key attempt commits right after it."""
-    real, misses = service._replay, [1]
+    real, misses = ledger.replay, [1]
 
     def replay(*args, **kwargs):
         if misses:
@@ -28,21 +28,21 @@ def _miss_next_lookup(monkeypatch) -> list[int]:
             return None
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "_replay", replay)
+    monkeypatch.setattr(ledger, "replay", replay)
     return misses
 
 
 @pytest.mark.parametrize("operation", ["hold", "topup", "transfer"])
 def test_a_key_taken_after_the_lookup_writes_nothing_and_answers_the_first_result(
         app, run, ctx, verify, monkeypatch, operation):
-    main = run(service.get_main_wallet, ctx)
-    sub = run(service.create_wallet, ctx, "customer")
-    run(service.topup, ctx, main.id, 1000, "seed")
-    calls = {"hold": lambda: run(service.place_hold, ctx, main.id, 100, "k"),
-             "topup": lambda: run(service.topup, ctx, main.id, 100, "k"),
-             "transfer": lambda: run(service.transfer, ctx, main.id, sub.id, 100, "k")}
+    main = run(accounts.get_main_wallet, ctx)
+    sub = run(accounts.create_wallet, ctx, "customer")
+    run(accounts.topup, ctx, main.id, 1000, "seed")
+    calls = {"hold": lambda: run(holds.place_hold, ctx, main.id, 100, "k"),
+             "topup": lambda: run(accounts.topup, ctx, main.id, 100, "k"),
+             "transfer": lambda: run(accounts.transfer, ctx, main.id, sub.id, 100, "k")}
     first = calls[operation]()
-    before = _counts(app), run(service.get_wallet, ctx, main.id).available
+    before = _counts(app), run(accounts.get_wallet, ctx, main.id).available
     misses = _miss_next_lookup(monkeypatch)
     again = calls[operation]()
     assert not misses  # the look-up did miss
@@ -50,21 +50,21 @@ def test_a_key_taken_after_the_lookup_writes_nothing_and_answers_the_first_resul
         assert again.id == first.id and again.amount == 100
     else:
         assert again["journal_id"] == first["journal_id"] and again["replayed"] is True
-    assert (_counts(app), run(service.get_wallet, ctx, main.id).available) == before
+    assert (_counts(app), run(accounts.get_wallet, ctx, main.id).available) == before
     assert verify()["ok"]
 
 
 def test_a_key_taken_after_the_lookup_with_another_body_is_409(app, run, ctx, verify, monkeypatch):
-    main = run(service.get_main_wallet, ctx)
-    run(service.topup, ctx, main.id, 1000, "seed")
-    run(service.place_hold, ctx, main.id, 100, "k")
+    main = run(accounts.get_main_wallet, ctx)
+    run(accounts.topup, ctx, main.id, 1000, "seed")
+    run(holds.place_hold, ctx, main.id, 100, "k")
     before = _counts(app)
     misses = _miss_next_lookup(monkeypatch)
     with pytest.raises(Conflict):
-        run(service.place_hold, ctx, main.id, 99, "k")
+        run(holds.place_hold, ctx, main.id, 99, "k")
     assert not misses
     assert _counts(app) == before
-    assert run(service.get_wallet, ctx, main.id).held == 100
+    assert run(accounts.get_wallet, ctx, main.id).held == 100
     assert verify()["ok"]
 
 
@@ -72,10 +72,10 @@ def test_a_key_taken_after_the_lookup_with_another_body_is_409(app, run, ctx, ve
 def test_two_transactions_racing_on_one_key_postgres(app, run, ctx, verify, is_postgres):
     """Two wallets (two row locks), one key, the second transaction's journal insert waits
     for the first: it commits, so the second writes nothing and answers 409 (another body)."""
-    main = run(service.get_main_wallet, ctx)
-    sub = run(service.create_wallet, ctx, "customer")
-    run(service.topup, ctx, main.id, 1000, "seed-a")
-    run(service.topup, ctx, sub.id, 1000, "seed-b")
+    main = run(accounts.get_main_wallet, ctx)
+    sub = run(accounts.create_wallet, ctx, "customer")
+    run(accounts.topup, ctx, main.id, 1000, "seed-a")
+    run(accounts.topup, ctx, sub.id, 1000, "seed-b")
     db = app.extensions["rop"].db
     placed, outcome = threading.Event(), {}
 
@@ -83,14 +83,14 @@ def test_two_transactions_racing_on_one_key_postgres(app, run, ctx, verify, is_p
         with app.app_context(), unit_of_work(db) as uow:
             placed.wait(30)
             try:
-                service.place_hold(ctx, uow, sub.id, 100, "same-key")
+                holds.place_hold(ctx, uow, sub.id, 100, "same-key")
                 uow.commit()
                 outcome["result"] = "placed"
             except Conflict:
                 outcome["result"] = "409"
 
     with app.app_context(), unit_of_work(db) as uow:
-        hold = service.place_hold(ctx, uow, main.id, 100, "same-key")
+        hold = holds.place_hold(ctx, uow, main.id, 100, "same-key")
         thread = threading.Thread(target=second)
         thread.start()
         placed.set()
@@ -99,6 +99,6 @@ def test_two_transactions_racing_on_one_key_postgres(app, run, ctx, verify, is_p
         uow.commit()
     thread.join(30)
     assert outcome == {"result": "409"}
-    assert run(service.get_wallet, ctx, sub.id).held == 0
-    assert run(service.get_hold, ctx, hold.id).status == "placed"
+    assert run(accounts.get_wallet, ctx, sub.id).held == 0
+    assert run(holds.get_hold, ctx, hold.id).status == "placed"
     assert verify()["ok"]

@@ -25,10 +25,10 @@ def _main(client, tenant) -> dict:
 
 
 def _available(app, tenant) -> int:
-    from hub.wallets import service
+    from hub.wallets import accounts
 
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
-        wallet = service.get_main_wallet(tenant.operator, uow)
+        wallet = accounts.get_main_wallet(tenant.operator, uow)
         uow.commit()
         return wallet.available
 
