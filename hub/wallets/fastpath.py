@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
 
 from hub.context import CallContext
 from hub.db import UnitOfWork, new_id
-from hub.errors import Forbidden, ValidationFailed
+from hub.errors import ValidationFailed
 from hub.wallets import client
+from hub.wallets.ledger import veto_debit
 from hub.wallets.service import fingerprint
 
 #: wallets a process keeps at most (past it the cache starts afresh)
@@ -73,7 +75,7 @@ def hold_target(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount
     if target.currency != currency:
         why = f"the wallet holds {target.currency}, the product costs {currency}"
         raise ValidationFailed(why, errors={"wallet_id": [why]})
-    veto(ctx, target.wallet_id, amount, target.currency, f"hold:{reference}")
+    veto_debit(ctx, SimpleNamespace(id=target.wallet_id, currency=target.currency), amount, f"hold:{reference}")
     return target
 
 
@@ -89,20 +91,6 @@ def forget(tenant_id: str | None, wallet_id: str | None) -> None:
     found it is not the tenant's wallet in that currency: the entry was wrong)."""
     with _lock:
         _known().pop((tenant_id, wallet_id), None)
-
-
-def veto(ctx: CallContext, wallet_id: str, amount: int, currency: str, reason: str) -> None:
-    """Ask the plugins (hook ``before_wallet_debit``) whether this debit may happen.
-
-    :raise Forbidden: a plugin vetoes (403, with the plugin's reason).
-    """
-    host = current_app.extensions["rop"].extras.get("plugins")
-    if host is None:
-        return
-    why = host.hook.before_wallet_debit(ctx=ctx, wallet_id=wallet_id, amount=amount, currency=currency,
-                                        reason=reason)
-    if why:
-        raise Forbidden(f"debit refused: {why}", slug_reason=str(why))
 
 
 def hold_rows(ctx: CallContext, target: Target, amount: int, *, key: str, reference: str,
