@@ -45,6 +45,9 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     """
     config = config or Config.from_env(**overrides)
     configure_logging(config.log_level, config.log_format)
+    from hub.tenancy.service import use_cheap_password_hashing
+
+    use_cheap_password_hashing(config.testing)
 
     app = Flask("hub", instance_path=str(config.instance_path), instance_relative_config=True)
     app.config.update(

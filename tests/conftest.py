@@ -9,10 +9,13 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -228,6 +231,32 @@ def cli(app, cli_env, capsys):
         return code, out.out, out.err
 
     run.public_url = cli_env
+    return run
+
+
+@pytest.fixture
+def run_rop(cli_env, capsys, monkeypatch):
+    """``run_rop("tenants", "list", stdin="…", env={"ROP_X": "1"})``: ``rop …`` in this process,
+    answered as ``subprocess.run`` would (a CompletedProcess: returncode, stdout, stderr).
+
+    An interpreter per command cost the suite a second or more of CPU each; the console
+    script as a process of its own (entry point, exit status, signals) is tested in
+    tests/test_cli.py and wherever a second process is the point (another process's caches).
+    """
+    from hub.cli import main
+    from hub.tenancy.service import use_cheap_password_hashing
+
+    def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        with monkeypatch.context() as patched:
+            for key, value in (env or {}).items():
+                patched.setenv(key, value)
+            patched.setattr(sys, "stdin", io.StringIO(stdin or ""))
+            code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        use_cheap_password_hashing(True)  # the command's app hashed as the hub does; the suite's apps do not
+        return subprocess.CompletedProcess(["rop", *args], code, out.out, out.err)
+
     return run
 
 

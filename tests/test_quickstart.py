@@ -15,12 +15,11 @@ ROP = [sys.executable, "-m", "hub.cli"]
 
 
 @pytest.fixture
-def rop(instance_path, database_url, redis_url, app):
-    env = {**os.environ, "ROP_INSTANCE_PATH": str(instance_path), "ROP_DATABASE_URL": database_url,
-           "ROP_REDIS_URL": redis_url}
+def rop(run_rop):
+    """``rop demo`` and the like in this process (tests/conftest.py run_rop); its lines as a dict."""
 
     def run(*args):
-        done = subprocess.run([*ROP, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+        done = run_rop(*args)
         assert done.returncode == 0, done.stderr
         return dict(line.strip().split(None, 1) for line in done.stdout.splitlines()[1:])
 

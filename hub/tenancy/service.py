@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -17,10 +17,45 @@ from hub.errors import Conflict, EditConflict, NotFound, ValidationFailed
 from hub.tenancy.models import AdminUser, ApiClient, AuditEntry, Tenant
 from hub.tenancy.scopes import CLIENT_KINDS, parse_scopes
 
-_hasher = PasswordHasher()
-# A hash to verify against when the client id is unknown, so that unknown and known ids
-# take the same time (no client-id enumeration by timing).
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+class _Argon2:
+    """The process's argon2id hasher: argon2-cffi's RFC 9106 low-memory profile (t=3,
+    64 MiB, p=4). An app made with ``Config.testing`` (the test suite's, which cannot be set
+    from the environment) switches the process to argon2's CHEAPEST profile: the suite
+    hashes thousands of secrets and checks behaviour, not cost. A hash records its own
+    parameters, so one made with either profile verifies under the other."""
+
+    def __init__(self) -> None:
+        self.use(cheap=False)
+
+    def use(self, *, cheap: bool) -> None:
+        params = profiles.CHEAPEST if cheap else profiles.RFC_9106_LOW_MEMORY
+        if getattr(self, "params", None) != params:
+            self.params, self._impl = params, PasswordHasher.from_parameters(params)
+            self._dummy: str | None = None
+
+    @property
+    def dummy(self) -> str:
+        """A hash of a random secret to verify against for an unknown e-mail, so that unknown
+        and known ones take the same time (no enumeration by timing); made on first use."""
+        if self._dummy is None:
+            self._dummy = self._impl.hash(secrets.token_urlsafe(16))
+        return self._dummy
+
+    def hash(self, secret: str) -> str:
+        return self._impl.hash(secret)
+
+    def verify(self, hash_: str, secret: str) -> bool:
+        return self._impl.verify(hash_, secret)
+
+
+_hasher = _Argon2()
+
+
+def use_cheap_password_hashing(cheap: bool) -> None:
+    """argon2's CHEAPEST parameters for this process's new hashes (tests only: create_app
+    calls it with ``Config.testing``)."""
+    _hasher.use(cheap=cheap)
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -339,7 +374,7 @@ def authenticate_admin(uow: UnitOfWork, email: str, password: str) -> AdminUser 
     (no e-mail enumeration by timing). Records ``last_login_at`` (the caller commits).
     """
     user = uow.session.scalar(select(AdminUser).where(AdminUser.email == (email or "").strip().lower()))
-    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password or "")
+    ok = verify_password(user.password_hash if user else _hasher.dummy, password or "")
     if not ok or user is None or user.status != "active":
         return None
     user.last_login_at = utcnow()

@@ -1,25 +1,14 @@
-"""The tenancy CLI, run as the operator runs it."""
+"""The tenancy CLI, run as the operator runs it (in this process: tests/conftest.py run_rop)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-ROP = [sys.executable, "-m", "hub.cli"]
-
 
 @pytest.fixture
-def rop(tmp_path, database_url, redis_url, app):
-    env = {**os.environ, "ROP_INSTANCE_PATH": str(tmp_path), "ROP_DATABASE_URL": database_url,
-           "ROP_REDIS_URL": redis_url}
-
-    def run(*args, stdin: str | None = None):
-        return subprocess.run([*ROP, *args], env=env, capture_output=True, text=True, input=stdin, timeout=120)
-
-    return run
+def rop(run_rop):
+    return run_rop
 
 
 def test_tenants_clients_and_admin_from_the_cli(rop):

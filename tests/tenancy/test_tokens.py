@@ -229,6 +229,39 @@ def test_secrets_are_verified_with_argon2_and_unknown_ids_are_refused_without_it
     assert len(argon2_calls) == 2 and all(h.startswith("$argon2") for h in argon2_calls)
 
 
+def test_secrets_are_hashed_with_rfc_9106_parameters_outside_the_suite_and_either_kind_verifies():
+    """The suite's apps (Config.testing) hash with argon2's CHEAPEST profile; every other app,
+    the default, with RFC 9106's low-memory one (t=3, 64 MiB, p=4). A hash carries its own
+    parameters: a secret hashed under one profile verifies under the other."""
+    from hub.tenancy.service import _Argon2
+
+    hasher = _Argon2()
+    strong = hasher.hash("s3cret")
+    assert strong.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert hasher.dummy.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    hasher.use(cheap=True)
+    cheap = hasher.hash("s3cret")
+    assert cheap.startswith("$argon2id$v=19$m=8,t=1,p=1$") and hasher.dummy.startswith("$argon2id$v=19$m=8,")
+    assert hasher.verify(strong, "s3cret") and hasher.verify(cheap, "s3cret")
+    hasher.use(cheap=False)
+    assert hasher.verify(cheap, "s3cret") and hasher.hash("x").startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+
+
+def test_only_an_app_made_for_tests_hashes_cheaply(app):
+    assert app.config["TESTING"] and service._hasher.params.time_cost == 1
+    from hub.app import create_app
+    from hub.config import Config
+
+    state = app.extensions["rop"]
+    real = create_app(Config.from_env({}, instance_path=state.config.instance_path,
+                                      database_url=state.config.database_url, redis_url=state.config.redis_url))
+    try:
+        assert not real.config["TESTING"] and service._hasher.params.memory_cost == 65536
+    finally:
+        real.extensions["rop"].close()
+        service.use_cheap_password_hashing(True)
+
+
 def test_service_context_carries_the_service_identity_and_the_originating_tenant(tenant_factory):
     from hub.auth import require_service_call, service_context
     from hub.errors import Forbidden

@@ -3,9 +3,6 @@ tenant; credits never take a balance past what the ledger stores; sums never ove
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 
 import pytest
 from sqlalchemy import update
@@ -26,13 +23,11 @@ def _main(client, tenant) -> dict:
     return next(w for w in response.json["items"] if w["is_main"])
 
 
-def _rop(config, database_url, redis_url, **env):
-    full = {**os.environ, "ROP_INSTANCE_PATH": str(config.instance_path), "ROP_DATABASE_URL": database_url,
-            "ROP_REDIS_URL": redis_url, **env}
+def _rop(run_rop, **env):
+    """``rop`` in this process (tests/conftest.py run_rop) with ``env`` added to its environment."""
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "hub.cli", *args], check=False, env=full, capture_output=True,
-                              text=True, timeout=120)
+        return run_rop(*args, env=env)
     return run
 
 
@@ -56,7 +51,7 @@ def test_a_topup_above_the_limit_is_422_naming_the_limit_and_the_figure(client, 
 
 
 def test_a_topup_beyond_64_bits_is_422_over_http_and_names_the_limit_in_the_cli(client, tenant_factory, platform_factory,
-                                                                                 config, database_url, redis_url):
+                                                                                 config, database_url, redis_url, run_rop):
     """Over HTTP the edge refuses any JSON integer beyond 64 bits (422 naming the field); the
     CLI, whose AMOUNT has no such bound, names the limit (the admin's form: tests/admin)."""
     tenant, platform = tenant_factory(), platform_factory()
@@ -64,7 +59,7 @@ def test_a_topup_beyond_64_bits_is_422_over_http_and_names_the_limit_in_the_cli(
     response = client.post(f"/v1/wallets/{wallet['id']}/topups", headers=platform.headers_for(tenant),
                            json={"amount": 10**30, "ref_id": "huge"})
     assert response.status_code == 422 and "amount" in response.json["errors"]
-    result = _rop(config, database_url, redis_url)("wallets", "topup", "--tenant", tenant.slug, str(10**30),
+    result = _rop(run_rop)("wallets", "topup", "--tenant", tenant.slug, str(10**30),
                                                    "--reason", "fuzz")
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert f"a top-up of {10**30:,} IDR is above the limit of 1,000,000,000 IDR per top-up" in result.stderr
@@ -96,18 +91,18 @@ def test_deployment_limits_per_kind_come_from_the_environment():
             MoneySettings.from_env({"ROP_AMOUNT_LIMIT_TOPUP": bad})
 
 
-def test_a_bad_limit_variable_stops_the_cli_with_one_line(config, database_url, redis_url, tenant):
-    rop = _rop(config, database_url, redis_url, ROP_AMOUNT_LIMIT="lots")
+def test_a_bad_limit_variable_stops_the_cli_with_one_line(config, database_url, redis_url, tenant, run_rop):
+    rop = _rop(run_rop, ROP_AMOUNT_LIMIT="lots")
     result = rop("wallets", "list", "--tenant", tenant.slug)
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "ROP_AMOUNT_LIMIT" in result.stderr
 
 
 def test_a_tenants_own_limit_wins_and_is_set_from_the_cli(app, client, config, database_url, redis_url,
-                                                          tenant_factory, platform_factory):
+                                                          tenant_factory, platform_factory, run_rop):
     """The deployment's limit (here ROP_AMOUNT_LIMIT_TOPUP in the CLI's environment) holds for
     one tenant; another has its own, set with ``rop wallets set-limit`` (audited)."""
     big, small, platform = tenant_factory(), tenant_factory(), platform_factory()
-    rop = _rop(config, database_url, redis_url, ROP_AMOUNT_LIMIT_TOPUP="2000000", ROP_FOUR_EYES_AMOUNT=str(10**15),
+    rop = _rop(run_rop, ROP_AMOUNT_LIMIT_TOPUP="2000000", ROP_FOUR_EYES_AMOUNT=str(10**15),
                ROP_FOUR_EYES_DAILY=str(10**15))
     refused = rop("wallets", "topup", "--tenant", big.slug, "5000000", "--reason", "bank")
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1
@@ -173,7 +168,7 @@ def test_a_credit_never_takes_a_balance_past_what_the_ledger_stores(app, client,
 
 
 def test_sums_of_balances_beyond_2_63_do_not_overflow(app, client, admin_kit, tenant_factory, config, database_url,
-                                                      redis_url, run):
+                                                      redis_url, run, run_rop):
     """Two wallets at 9×10^18 each (the issue's two such top-ups): the dashboard, the totals
     and ``rop wallets verify`` (its sums over entries) answer instead of failing."""
     from hub.context import CallContext
@@ -197,7 +192,7 @@ def test_sums_of_balances_beyond_2_63_do_not_overflow(app, client, admin_kit, te
     admin_kit.login(client, admin_kit.make_admin(app))
     page = client.get("/admin/")
     assert page.status_code == 200 and "<td>IDR 18,000,000,000,000,000,000</td>" in page.get_data(as_text=True)
-    verified = _rop(config, database_url, redis_url)("wallets", "verify", "--json")
+    verified = _rop(run_rop)("wallets", "verify", "--json")
     assert verified.returncode == 1, verified.stderr
     assert "18000000000000000000" in verified.stdout and "Traceback" not in verified.stderr
 

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -73,14 +70,8 @@ def test_another_tenants_wallet_is_404(client, tenant, tenant_factory):
         "from_wallet_id": theirs["id"], "to_wallet_id": mine["id"], "amount": 1, "ref_id": "s"}).status_code == 404
 
 
-def test_cli_topup_list_and_verify(tmp_path, database_url, redis_url, config, tenant):
-    env = {**os.environ, "ROP_INSTANCE_PATH": str(config.instance_path), "ROP_DATABASE_URL": database_url,
-           "ROP_REDIS_URL": redis_url}
-
-    def rop(*args):
-        return subprocess.run([sys.executable, "-m", "hub.cli", *args], check=False, env=env, capture_output=True,
-                              text=True, timeout=120)
-
+def test_cli_topup_list_and_verify(run_rop, tenant):
+    rop = run_rop
     result = rop("wallets", "topup", "--tenant", tenant.slug, "500", "--ref", "cli-1", "--reason", "BCA transfer")
     assert result.returncode == 0, result.stderr
     assert "available 500" in result.stdout
@@ -95,7 +86,7 @@ def test_cli_topup_list_and_verify(tmp_path, database_url, redis_url, config, te
     assert verified.returncode == 0 and verified.stdout.startswith("ok"), verified.stdout + verified.stderr
 
 
-def test_cli_verify_exits_non_zero_on_a_difference(database_url, redis_url, config, app, tenant):
+def test_cli_verify_exits_non_zero_on_a_difference(run_rop, app, tenant):
     from sqlalchemy import update
 
     from hub.db import unit_of_work
@@ -108,9 +99,6 @@ def test_cli_verify_exits_non_zero_on_a_difference(database_url, redis_url, conf
     with unit_of_work(app.extensions["rop"].db) as uow:
         uow.session.execute(update(Wallet).values(held=5))
         uow.commit()
-    env = {**os.environ, "ROP_INSTANCE_PATH": str(config.instance_path), "ROP_DATABASE_URL": database_url,
-           "ROP_REDIS_URL": redis_url}
-    result = subprocess.run([sys.executable, "-m", "hub.cli", "wallets", "verify"], check=False, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = run_rop("wallets", "verify")
     assert result.returncode == 1
     assert "difference:" in result.stdout and "MISMATCH" in result.stdout

@@ -4,10 +4,7 @@ applied exactly once when approved."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -126,7 +123,7 @@ def test_splitting_an_amount_does_not_escape_the_daily_total(app, client, admin_
     assert _available(app, tenant) == 160 * M
 
 
-def test_the_cli_asks_a_second_operator_too(app, config, database_url, redis_url, tenant, client, admin_kit):
+def test_the_cli_asks_a_second_operator_too(app, run_rop, tenant, client, admin_kit):
     """The CLI's operator is the account the command runs as; a second operator (here an admin
     in the admin UI) approves. Setting USER or LOGNAME does not make the same account a second
     operator: before, ``USER=bob rop wallets approvals approve`` applied one's own top-up."""
@@ -135,10 +132,7 @@ def test_the_cli_asks_a_second_operator_too(app, config, database_url, redis_url
     me = f"cli:{operator_name()}"
 
     def rop(user, *args):
-        env = {**os.environ, "ROP_INSTANCE_PATH": str(config.instance_path), "ROP_DATABASE_URL": database_url,
-               "ROP_REDIS_URL": redis_url, "LOGNAME": user, "USER": user, "LNAME": user, "USERNAME": user}
-        return subprocess.run([sys.executable, "-m", "hub.cli", *args], check=False, env=env, capture_output=True,
-                              text=True, timeout=120)
+        return run_rop(*args, env={"LOGNAME": user, "USER": user, "LNAME": user, "USERNAME": user})
 
     asked = rop("alice", "wallets", "topup", "--tenant", tenant.slug, str(500 * M), "--reason", "wire 9")
     assert asked.returncode == 0, asked.stderr

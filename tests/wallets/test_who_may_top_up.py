@@ -3,9 +3,6 @@ the tenant) records money it received; a tenant's own client never can, whatever
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -203,19 +200,17 @@ def test_a_tenants_client_cannot_name_another_tenant_on_behalf_of(app, client, t
     assert response.status_code == 403
 
 
-def _rop(config, database_url, redis_url):
-    env = {**os.environ, "ROP_INSTANCE_PATH": str(config.instance_path), "ROP_DATABASE_URL": database_url,
-           "ROP_REDIS_URL": redis_url}
+def _rop(run_rop, **env):
+    """``rop`` in this process (tests/conftest.py run_rop) with ``env`` added to its environment."""
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "hub.cli", *args], check=False, env=env, capture_output=True,
-                              text=True, timeout=120)
+        return run_rop(*args, env=env)
     return run
 
 
 def test_the_cli_makes_platform_clients_and_the_operators_topups_need_a_reason(app, client, config, database_url,
-                                                                               redis_url, tenant_factory):
-    rop = _rop(config, database_url, redis_url)
+                                                                               redis_url, tenant_factory, run_rop):
+    rop = _rop(run_rop)
     tenant = tenant_factory()
     made = rop("clients", "create", "--platform", "--scope", "wallets:topup", "--name", "finance", "--json")
     assert made.returncode == 0, made.stderr
