@@ -50,7 +50,7 @@ from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 from rq.utils import as_text, now
 from rq.worker import DequeueStrategy, WorkerStatus
 
-from hub.queues import PERIODIC_DESCRIPTION_PREFIX, PERIODIC_JOB_PREFIX, QUEUES, queue
+from hub.queues import PERIODIC_DESCRIPTION_PREFIX, PERIODIC_JOB_PREFIX, QUEUES, HubJob, queue
 from hub.state import HubState
 
 #: How long the worker's command-channel thread blocks waiting for a message (seconds). RQ
@@ -274,6 +274,7 @@ class HubWorker(ParkingMixin, SimpleWorker):
     dequeues: :class:`ParkingMixin`)."""
 
     flask_app: Flask | None = None
+    job_class = HubJob
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

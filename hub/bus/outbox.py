@@ -23,6 +23,7 @@ from hub.bus.models import OutboxMessage, TenantEvent
 from hub.bus.registry import registry
 from hub.context import CallContext
 from hub.db import DriverStatement, UnitOfWork, unit_of_work, utcnow
+from hub.queues import queue as hub_queue
 
 log = structlog.get_logger("hub.bus")
 
@@ -208,7 +209,7 @@ def _queue_name(klass: type[Message]) -> str:
 
 
 def _queue(state, klass: type[Message]) -> Queue:
-    return Queue(_queue_name(klass), connection=state.redis)
+    return hub_queue(_queue_name(klass), state.redis)
 
 
 def enqueue_envelope(app: Flask, envelope: dict, handlers: Iterable[str] | None = None, pipeline=None) -> int:

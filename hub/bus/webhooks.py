@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 from flask import Flask, current_app
-from rq import Queue
 from sqlalchemy import bindparam, select
 
 from hub.bus.models import TenantEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -36,6 +35,7 @@ from hub.context import CallContext
 from hub.db import DriverStatement, UnitOfWork, new_id, unit_of_work, utcnow
 from hub.errors import NotFound, ValidationFailed
 from hub.netguard import DestinationRefused, Guard, guarded_client
+from hub.queues import queue as hub_queue
 from hub.scoping import get_owned
 
 log = structlog.get_logger("hub.bus.webhooks")
@@ -374,7 +374,7 @@ def enqueue_deliveries(uow: UnitOfWork, delivery_ids: list[str]) -> None:
 
 
 def enqueue_delivery(app: Flask, delivery_id: str, delay: float = 0) -> None:
-    queue = Queue("webhooks", connection=app.extensions["rop"].redis)
+    queue = hub_queue("webhooks", app.extensions["rop"].redis)
     kwargs = {"job_timeout": 60, "result_ttl": 0, "failure_ttl": 86400}
     if delay > 0:
         queue.enqueue_in(dt.timedelta(seconds=delay), DELIVER_JOB, delivery_id, **kwargs)
