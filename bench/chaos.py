@@ -18,6 +18,9 @@ worker, of the gunicorn master, of Redis, and an immediate PostgreSQL restart.
 
 After each fault, checked (a failure is a violation, and the exit status is 1):
 
+- a purchase refused with 422 "not available now" (the simulator's 502s can open the
+  configuration's circuit breaker for 30 s) left no transaction; every other purchase was
+  accepted, as the transaction it was answered with;
 - every transaction is final (no ``pending``, ``processing`` or ``review``), nothing is
   held (no hold ``placed``, the wallet's ``held`` is 0), ``rop wallets verify`` is clean;
 - exactly once, against the simulator's records: a succeeded transaction has exactly one
@@ -75,6 +78,8 @@ FUNDS = 10**12
 #: limit through the hub's own setting, for the app it seeds with and the hub it starts
 LIMITS = {"ROP_AMOUNT_LIMIT_TOPUP": str(FUNDS)}
 PRODUCT = "TSEL10"
+#: the hub's answer (422) while no configuration may sell the product: its circuit breaker is open
+NOT_AVAILABLE = f"product '{PRODUCT}' is not available now".encode()
 #: every outcome of the simulator, in turn (the last four digits of the number)
 SUFFIXES = ("0101", "9999", "4444", "8888", "7777", "6666", "5555", "3333", "2222")
 #: the transaction service's timings for the run, the shortest its ROP_TX_* variables allow for
@@ -220,7 +225,11 @@ def seed(hub: Hub, sim_port: int) -> dict:
 # -- the stream of purchases -----------------------------------------------------------------------
 class Stream:
     """Clients posting purchases at ``rate``/s, each retried with the same ``ref_id`` (and body)
-    until the hub answers it (2xx or a 4xx other than 429); every try is recorded."""
+    until the hub answers it (2xx or a 4xx other than 429); every try is recorded. A 422 "not
+    available now" (the provider configuration's circuit breaker open: a third of the
+    simulator's answers are 502s, and they come back before the 0.3 s successes) is a
+    refusal, not a violation; the checks then require that the hub has no transaction of
+    that ``ref_id``."""
 
     def __init__(self, hub: Hub, client_id: str, secret: str, rate: float, clients: int = 4):
         self.hub, self.client_id, self.secret = hub, client_id, secret
@@ -230,6 +239,7 @@ class Stream:
         self.tries: list[tuple[float, float, str]] = []  # (start, end, outcome)
         self.submitted: dict[str, dict] = {}
         self.unanswered: list[str] = []
+        self.refused: dict[str, str] = {}  # ref_id -> number: answered 422 "not available now"
         self.counter = 0
         self.running = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -302,6 +312,12 @@ class Stream:
                     break
                 if outcome == "401":
                     self.token = None
+                elif outcome == "422" and NOT_AVAILABLE in payload:
+                    # a definitive refusal, nothing written: the configuration's breaker is open
+                    # (a third of the simulator's answers are 502s, and they come back first)
+                    with self.lock:
+                        self.refused[ref_id] = number
+                    break
                 elif outcome.startswith("4") and outcome != "429":
                     with self.lock:
                         self.unanswered.append(f"{ref_id}: HTTP {outcome} {payload[:200]!r}")
@@ -379,6 +395,8 @@ def check(ledger: Ledger, hub: Hub, sim_db: Path, stream: Stream, *, verify: boo
         if by_ref.get(ref_id) != sent["id"]:
             violations.append(f"{ref_id}: accepted as {sent['id']}, the hub has {by_ref.get(ref_id)}")
     violations += [f"unanswered purchase {line}" for line in stream.unanswered]
+    violations += [f"{ref_id}: refused as not available, the hub has {by_ref[ref_id]}"
+                   for ref_id in stream.refused if ref_id in by_ref]
     received = sim_report(sim_db)
     refs_of: dict[str, list[str]] = {}
     for ref in received:
@@ -434,6 +452,7 @@ def check(ledger: Ledger, hub: Hub, sim_db: Path, stream: Stream, *, verify: boo
         if not ledger_ok:
             violations.append(f"rop wallets verify: {done.stdout.strip()[-300:]} {done.stderr.strip()[-300:]}")
     counts.update(transactions=len(trx), never_received=never_received, charged=charged,
+                  refused_not_available=len(stream.refused),
                   first_request_lost=sum(r["dropped"] for r in received.values()),
                   failed_after_a_refund_at_the_provider=refund_seen_as_failure,
                   references=len(received), purchase_requests=sum(r["purchases"] for r in received.values()),
@@ -521,7 +540,8 @@ def run_fault(name: str, hub: Hub, cluster, stream: Stream, ledger: Ledger, sim_
                "failed_requests": errors, "purchases": stream.sent, "violations": len(violations)}
     log(f"{name}: back in {figures['restart_s']} s, API answering after {figures['api_s']} s "
         f"(slowest request {figures['slowest_request_s']} s), "
-        f"all final after {figures['settled_s']} s; {stream.sent} purchases, failed requests {errors or 0}; "
+        f"all final after {figures['settled_s']} s; {stream.sent} purchases, failed requests {errors or 0}, "
+        f"refused as not available so far {counts['refused_not_available']}; "
         f"{counts['transactions']} transactions so far ({counts['succeeded']} succeeded, {counts['failed']} failed, "
         f"{counts['refunded']} refunded), ledger {'ok' if counts['ledger_ok'] else 'MISMATCH'}, "
         f"{len(violations)} violations")
@@ -632,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         "bought_by_their_status_check": last.get("first_request_lost", 0),
         "provider_references": last.get("references", 0), "provider_status_requests": last.get("status_requests", 0),
         "charged": last.get("charged", 0), "ledger_ok": last.get("ledger_ok", False),
+        "refused_not_available": last.get("refused_not_available", 0),
         "exactly_once": bool(results) and not violations, "violations": len(violations),
         "seconds": round(time.monotonic() - began, 1),
         "load_average_1m": {"start": load_at_start, "end": round(os.getloadavg()[0], 2)},
