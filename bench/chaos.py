@@ -19,8 +19,9 @@ worker, of the gunicorn master, of Redis, and an immediate PostgreSQL restart.
 After each fault, checked (a failure is a violation, and the exit status is 1):
 
 - a purchase refused with 422 "not available now" (the simulator's 502s can open the
-  configuration's circuit breaker for 30 s) left no transaction; every other purchase was
-  accepted, as the transaction it was answered with;
+  configuration's circuit breaker for 30 s) left no transaction, and no more than half of
+  a fault's purchases were refused so; every other purchase was accepted, as the
+  transaction it was answered with;
 - every transaction is final (no ``pending``, ``processing`` or ``review``), nothing is
   held (no hold ``placed``, the wallet's ``held`` is 0), ``rop wallets verify`` is clean;
 - exactly once, against the simulator's records: a succeeded transaction has exactly one
@@ -497,6 +498,7 @@ def fault_action(name: str, hub: Hub, cluster: PrivateCluster | None):
 
 
 def run_fault(name: str, hub: Hub, cluster, stream: Stream, ledger: Ledger, sim_db: Path, args) -> dict:
+    refused_before = len(stream.refused)
     stream.start(name)
     time.sleep(args.warmup)
     t0 = time.monotonic()
@@ -532,6 +534,9 @@ def run_fault(name: str, hub: Hub, cluster, stream: Stream, ledger: Ledger, sim_
                           f"not final, {sim_pending(sim_db)} outcomes or webhooks pending at the provider)")
     if not hub.alive():
         violations.append(f"{name}: rop up exited ({hub.proc.returncode})")
+    refused = len(stream.refused) - refused_before
+    if refused * 2 > stream.sent:  # a refusal is allowed, not a fault that goes untested
+        violations.append(f"{name}: {refused} of {stream.sent} purchases refused as not available")
     errors: dict[str, int] = {}
     for _s, _e, outcome in failures:
         errors[outcome] = errors.get(outcome, 0) + 1
