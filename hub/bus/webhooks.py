@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 from flask import Flask, current_app
+from rq import Queue
 from sqlalchemy import bindparam, select
 
 from hub.bus.models import TenantEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -366,20 +367,30 @@ def enqueue_deliveries(uow: UnitOfWork, delivery_ids: list[str]) -> None:
     if delivery_ids:
         app = current_app._get_current_object()
 
-        def enqueue() -> None:
-            for delivery_id in delivery_ids:
-                enqueue_delivery(app, delivery_id)
+        uow.after_commit(lambda: enqueue_now(app, delivery_ids))
 
-        uow.after_commit(enqueue)
+
+#: the delivery job's RQ options
+_JOB = {"job_timeout": 60, "result_ttl": 0, "failure_ttl": 86400}
+
+
+def enqueue_now(app: Flask, delivery_ids: list[str]) -> None:
+    """Enqueue these deliveries in one round trip (a purchase's events make two or three)."""
+    if len(delivery_ids) == 1:
+        enqueue_delivery(app, delivery_ids[0])
+        return
+    queue = hub_queue("webhooks", app.extensions["rop"].redis)
+    queue.enqueue_many([Queue.prepare_data(DELIVER_JOB, (delivery_id,), timeout=_JOB["job_timeout"],
+                                           result_ttl=_JOB["result_ttl"], failure_ttl=_JOB["failure_ttl"])
+                        for delivery_id in delivery_ids])
 
 
 def enqueue_delivery(app: Flask, delivery_id: str, delay: float = 0) -> None:
     queue = hub_queue("webhooks", app.extensions["rop"].redis)
-    kwargs = {"job_timeout": 60, "result_ttl": 0, "failure_ttl": 86400}
     if delay > 0:
-        queue.enqueue_in(dt.timedelta(seconds=delay), DELIVER_JOB, delivery_id, **kwargs)
+        queue.enqueue_in(dt.timedelta(seconds=delay), DELIVER_JOB, delivery_id, **_JOB)
     else:
-        queue.enqueue(DELIVER_JOB, delivery_id, **kwargs)
+        queue.enqueue(DELIVER_JOB, delivery_id, **_JOB)
 
 
 # -- circuit breaker -------------------------------------------------------------------------

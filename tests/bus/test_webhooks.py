@@ -249,3 +249,17 @@ def test_a_delivery_is_judged_on_the_address_it_connects_to(bus_app, strict_app,
     delivery = client.get("/v1/webhook/deliveries", headers=tenant.headers).get_json()["items"][0]
     attempts = client.get(f"/v1/webhook/deliveries/{delivery['id']}", headers=tenant.headers).get_json()["attempt_log"]
     assert attempts and all(says in a["error"] and a["status_code"] is None for a in attempts)
+
+
+def test_deliveries_enqueued_together_keep_the_delivery_jobs_options(bus_app):
+    """A purchase's deliveries are enqueued in one round trip (enqueue_many): each job is
+    still the delivery job of its id, with its timeout and TTLs (and the hub's job class)."""
+    from hub.bus.webhooks import DELIVER_JOB, enqueue_now
+    from hub.queues import HubJob
+
+    redis = bus_app.extensions["rop"].redis
+    enqueue_now(bus_app, ["whd_a", "whd_b", "whd_c"])
+    queue = Queue("webhooks", connection=redis, job_class=HubJob)
+    jobs = [queue.fetch_job(job_id) for job_id in queue.job_ids]
+    assert [j.args for j in jobs] == [("whd_a",), ("whd_b",), ("whd_c",)]
+    assert {(j.func_name, j.timeout, j.result_ttl, j.failure_ttl) for j in jobs} == {(DELIVER_JOB, 60, 0, 86400)}
