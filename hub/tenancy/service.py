@@ -261,6 +261,12 @@ def rotate_client_secret(ctx: CallContext, uow: UnitOfWork, client_id: str) -> t
     client = get_client(uow, client_id)
     if client.status != "active":
         raise Conflict("a revoked client cannot get a new secret")
+    if client.kind == "service":
+        # The hub's services act in-process (hub.auth.service_context) and their rows hold no
+        # usable secret: one would be a token that acts for every tenant (tenants:act-as),
+        # buys for it (svc_bulk: transactions:write) and shows in no client list.
+        raise Conflict(f"{client.id} is one of the hub's own services: it acts in-process and is never "
+                       "given a secret")
     secret = secrets.token_urlsafe(32)
     client.secret_hash = _hasher.hash(secret)
     before = client.token_version

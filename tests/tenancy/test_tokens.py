@@ -383,3 +383,32 @@ def test_a_token_signed_with_the_real_key_but_naming_another_tenant_is_refused(a
     # The untampered tokens of both still work.
     assert client.get("/v1/tenant", headers=attacker.headers).get_json()["id"] == attacker.id
     assert client.get("/v1/tenant", headers=victim.headers).get_json()["id"] == victim.id
+
+
+def test_a_service_client_is_never_given_a_secret(app, client, tenant_factory):
+    """The hub's services act in-process (hub.auth.service_context): their client rows have
+    no usable secret. Rotating one would mint a credential that, over HTTP with
+    ROP-On-Behalf-Of, buys for every tenant (svc_bulk holds transactions:write and
+    tenants:act-as) and appears in no client list: refused, nothing changed."""
+    from hub.errors import Conflict
+    from hub.tenancy.models import ApiClient
+
+    t = tenant_factory()
+    state = app.extensions["rop"]
+    with unit_of_work(state.db) as uow:
+        service.ensure_service_clients(uow)
+        uow.commit()
+    with unit_of_work(state.db) as uow:
+        before = uow.session.get(ApiClient, "svc_bulk")
+        hash_before, version_before = before.secret_hash, before.token_version
+        with pytest.raises(Conflict):
+            service.rotate_client_secret(CallContext.system(actor="admin:ops@example.com"), uow, "svc_bulk")
+        uow.rollback()
+    with unit_of_work(state.db) as uow:
+        after = uow.session.get(ApiClient, "svc_bulk")
+        assert (after.secret_hash, after.token_version) == (hash_before, version_before)
+    # A tenant's client still rotates.
+    with unit_of_work(state.db) as uow:
+        _, secret = service.rotate_client_secret(CallContext.system(), uow, t.client_id)
+        uow.commit()
+    assert client.get("/v1/tenant", headers=_token_for(client, t.client_id, secret)).status_code == 200
