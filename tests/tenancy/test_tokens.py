@@ -412,3 +412,24 @@ def test_a_service_client_is_never_given_a_secret(app, client, tenant_factory):
         _, secret = service.rotate_client_secret(CallContext.system(), uow, t.client_id)
         uow.commit()
     assert client.get("/v1/tenant", headers=_token_for(client, t.client_id, secret)).status_code == 200
+
+
+def test_a_service_client_gets_no_token_even_with_a_secret_set_before_that_rule(app, client, argon2_calls):
+    """A deployment where a ``svc_*`` row was given a secret (before rotation refused it):
+    POST /oauth/token answers invalid_client for it, as for an unknown id, without argon2."""
+    import secrets as secrets_
+
+    from hub.tenancy.models import ApiClient
+
+    state = app.extensions["rop"]
+    with unit_of_work(state.db) as uow:
+        service.ensure_service_clients(uow)
+        uow.commit()
+    secret = secrets_.token_urlsafe(32)
+    with unit_of_work(state.db) as uow:  # what a rotation did before
+        uow.session.get(ApiClient, "svc_bulk").secret_hash = service._hasher.hash(secret)
+        uow.commit()
+    answer = client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                         headers={"Authorization": "Basic " + base64.b64encode(f"svc_bulk:{secret}".encode()).decode()})
+    assert answer.status_code == 401 and answer.json["error"] == "invalid_client"
+    assert argon2_calls == []
