@@ -76,6 +76,25 @@ def test_a_negative_amount_is_an_argument_not_an_option(argv, capsys, tmp_path, 
     assert "--bogus-option-after" in err and err.strip().count("\n") == 0, err
 
 
+def test_rop_up_on_a_port_in_use_is_one_line_and_starts_nothing(tmp_path, capsys, monkeypatch):
+    """It printed 'serving on …', restarted gunicorn for a minute (about 100 lines) while its
+    workers and scheduler served the instance, then gave up."""
+    import socket
+
+    for name in ("ROP_DATABASE_URL", "ROP_REDIS_URL", "ROP_PUBLIC_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ROP_INSTANCE_PATH", str(tmp_path))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main(["up", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.strip().count("\n") == 0, err
+    assert err.startswith(f"rop: error: cannot serve on 127.0.0.1:{port}") and "serving on" not in err, err
+    assert not (tmp_path / "redis").exists()  # no Redis server was started
+
+
 def test_db_upgrade_and_check(tmp_path):
     env = {**os.environ, "ROP_INSTANCE_PATH": str(tmp_path), "ROP_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
     env.pop("ROP_REDIS_URL", None)
