@@ -64,6 +64,37 @@ def test_bad_input_is_a_one_line_error(argv, capsys):
     assert "Traceback" not in captured.err
 
 
+@pytest.mark.parametrize("argv", [["wallets", "adjust", "-500", "--tenant", "t", "--wallet", "w", "--reason", "r"],
+                                  ["pricing", "set", "markup_percent", "-500"]])
+def test_a_negative_amount_is_an_argument_not_an_option(argv, capsys, tmp_path, monkeypatch):
+    """`rop wallets adjust -500` debits (docs/api.md) and a negative markup is a discount: click
+    read '-500' as the options -5, -0, -0 ("No such option '-5'")."""
+    monkeypatch.setenv("ROP_INSTANCE_PATH", str(tmp_path))
+    code = main([*argv, "--bogus-option-after"])
+    err = capsys.readouterr().err
+    assert code == 2 and "No such option" not in err and "-500" not in err, err
+    assert "--bogus-option-after" in err and err.strip().count("\n") == 0, err
+
+
+def test_rop_up_on_a_port_in_use_is_one_line_and_starts_nothing(tmp_path, capsys, monkeypatch):
+    """It printed 'serving on …', restarted gunicorn for a minute (about 100 lines) while its
+    workers and scheduler served the instance, then gave up."""
+    import socket
+
+    for name in ("ROP_DATABASE_URL", "ROP_REDIS_URL", "ROP_PUBLIC_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ROP_INSTANCE_PATH", str(tmp_path))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main(["up", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.strip().count("\n") == 0, err
+    assert err.startswith(f"rop: error: cannot serve on 127.0.0.1:{port}") and "serving on" not in err, err
+    assert not (tmp_path / "redis").exists()  # no Redis server was started
+
+
 def test_db_upgrade_and_check(tmp_path):
     env = {**os.environ, "ROP_INSTANCE_PATH": str(tmp_path), "ROP_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
     env.pop("ROP_REDIS_URL", None)

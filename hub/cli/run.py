@@ -30,6 +30,26 @@ def _ensure_redis_env() -> tuple[str, object | None]:
     return url, embedded if embedded.started_here else None
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse at once, in one line, a port that something already listens on (another hub):
+    gunicorn would otherwise fail to bind, be restarted until ``rop up`` gave up (about a
+    minute), while the other processes served the same instance."""
+    import socket
+
+    try:
+        addresses = {info[4][:2]: info[0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    except OSError:
+        return  # an unresolvable host: gunicorn says so
+    for address, family in addresses.items():
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise CliError(f"cannot serve on {host}:{port}: {exc.strerror or exc} (another hub? "
+                               f"stop it, or choose another port: --port, PORT=... make run)") from None
+
+
 @main_group.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", "-p", default=5000, show_default=True, type=click.IntRange(1, 65535))
@@ -141,6 +161,7 @@ def up(host: str, port: int, workers: int, provider_threads: int, webhook_thread
     # Outside the embedded defaults providers need ROP_PUBLIC_URL to call back: refuse to
     # start without it. On them, the hub's callbacks go to where it serves.
     config.require_public_url()
+    _check_port_free(host, port)
     config.record_served_url(served_url(host, port))
     become_subreaper()  # before the embedded Redis server daemonizes: it is re-parented to us
     _url, embedded = _ensure_redis_env()

@@ -136,7 +136,9 @@ def _target(product: str | None, category: str | None) -> str:
         raise click.UsageError(str(exc)) from None
 
 
-@pricing.command("set", short_help="Set a price rule (markup or fixed price).")
+# A negative VALUE (a discount: markup_percent -500) is an argument, not an unknown option.
+@pricing.command("set", short_help="Set a price rule (markup or fixed price).",
+                 context_settings={"ignore_unknown_options": True})
 @click.option("--tenant", "tenant_slug", help="The tenant (slug or id); default: the platform price list.")
 @click.option("--product", help="A product code.")
 @click.option("--category", help="A category code.")

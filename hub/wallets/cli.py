@@ -69,7 +69,9 @@ def wallets_topup(tenant_slug: str, amount: int, wallet_id: str | None, ref_id: 
                                 ref_id or f"cli-{uuid.uuid4().hex}"), as_json)
 
 
-@wallets.command("adjust", short_help="Correct a wallet by AMOUNT (negative debits).")
+# A negative AMOUNT (-500) is an argument, not an unknown option.
+@wallets.command("adjust", short_help="Correct a wallet by AMOUNT (negative debits).",
+                 context_settings={"ignore_unknown_options": True})
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug or id.")
 @click.option("--wallet", "wallet_id", required=True, help="The wallet id.")
 @click.argument("amount", type=int)

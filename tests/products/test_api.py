@@ -97,6 +97,8 @@ def test_bad_input_is_a_problem(app, client, tenant_factory):
         response = client.get("/v1/products", headers=tenant.headers, query_string=query)
         assert response.status_code == 422, query
         assert response.mimetype == "application/problem+json"
+        field = next(iter(query))
+        assert field in response.json["detail"], response.json  # the detail names the field
     missing = client.get("/v1/products/NOPE", headers=tenant.headers)
     assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
 
