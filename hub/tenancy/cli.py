@@ -99,7 +99,7 @@ def clients_create(tenant: str | None, platform: bool, scopes: tuple[str, ...], 
     from hub.tenancy.service import create_client
 
     if platform == bool(tenant):
-        raise CliError("give either --tenant SLUG (a tenant's client) or --platform (a platform client)")
+        raise click.UsageError("give either --tenant SLUG (a tenant's client) or --platform (a platform client)")
     with app_context() as app, _uow(app) as uow:
         client, secret = create_client(_ctx(), uow, tenant, scopes=list(scopes) or None, name=name,
                                        kind="platform" if platform else "tenant",
@@ -123,7 +123,7 @@ def clients_list(tenant: str | None, platform: bool) -> None:
     from hub.tenancy.service import get_tenant, list_clients
 
     if platform == bool(tenant):
-        raise CliError("give either --tenant SLUG or --platform")
+        raise click.UsageError("give either --tenant SLUG or --platform")
     with app_context() as app, _uow(app) as uow:
         rows = list_clients(uow, None if platform else get_tenant(uow, tenant).id)
         for c in rows:

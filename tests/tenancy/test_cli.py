@@ -57,3 +57,12 @@ def test_the_cli_creates_a_read_only_viewer(rop):
     unknown = rop("admin", "create-user", "x@example.com", "--password-stdin", "--role", "root",
                   stdin="a-long-enough-password\n")
     assert unknown.returncode != 0 and "root" in unknown.stderr
+
+
+def test_clients_create_and_list_without_tenant_or_platform_are_usage_errors(rop):
+    """Bad arguments exit 2 (docs/api.md), in one line that says what to give."""
+    for args in (("clients", "create"), ("clients", "create", "--tenant", "x", "--platform"),
+                 ("clients", "list"), ("clients", "list", "--tenant", "x", "--platform")):
+        done = rop(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.count("\n") == 1 and "give either --tenant SLUG" in done.stderr
