@@ -218,7 +218,7 @@ def test_the_cli_makes_platform_clients_and_the_operators_topups_need_a_reason(a
     assert (finance["kind"], finance["tenant_id"], finance["scopes"]) == ("platform", None, ["wallets:topup"])
     assert finance["client_id"] in rop("clients", "list", "--platform").stdout
     both = rop("clients", "create", "--platform", "--tenant", tenant.slug)
-    assert both.returncode == 1 and both.stderr.count("\n") == 1
+    assert both.returncode == 2 and both.stderr.count("\n") == 1  # a usage error
     tenant_topup = rop("clients", "create", "--tenant", tenant.slug, "--scope", "wallets:topup")
     assert tenant_topup.returncode == 1 and "may not hold" in tenant_topup.stderr and "Traceback" not in tenant_topup.stderr
 
