@@ -568,8 +568,8 @@ def _confirm_by_status_check(uow: UnitOfWork, trx: Transaction, attempt: Attempt
     reversal = trx.status == "succeeded" and attempt.state == "success" and outcome.state in ("refunded", "failed")
     if not (in_flight or reversal):
         return
-    if not _redis().set(f"rop:transactions:callback-check:{attempt.reference}", "1", nx=True,
-                        ex=CALLBACK_CHECK_SPACING):
+    redis, key = _redis(), f"rop:transactions:callback-check:{attempt.reference}"
+    if redis.exists(key):
         lifecycle.note(uow, trx, "status_check", {"attempt": attempt.seq, "reference": attempt.reference,
                                                   "skipped": "one was asked for this reference within "
                                                              f"{CALLBACK_CHECK_SPACING} s"})
@@ -577,6 +577,10 @@ def _confirm_by_status_check(uow: UnitOfWork, trx: Transaction, attempt: Attempt
     publish(lifecycle.tenant_ctx(trx, correlation_id=message.correlation_id), uow,
             CheckTransactionStatus(transaction_id=trx.id, attempt=attempt.seq, force=trx.status == "review",
                                    confirm=reversal), causation=message)
+    # The spacing starts once the check is asked for good (committed). Set before the commit,
+    # the key outlived a handler that failed before it (a database restart): its retry found
+    # the key, skipped the check, and a provider's refund of a delivered purchase was lost.
+    uow.after_commit(lambda: redis.set(key, "1", ex=CALLBACK_CHECK_SPACING))
 
 
 # -- the sweep ---------------------------------------------------------------------------------

@@ -121,6 +121,39 @@ def test_without_a_secret_a_real_refund_is_confirmed_by_the_status_check(app, cl
     assert (money["available"], money["held"]) == (FUNDS, 0)
 
 
+def test_a_refund_callback_whose_handler_failed_before_its_commit_is_still_confirmed(app, client, funded, sandbox,
+                                                                                    monkeypatch):
+    """The handler of an unproven refund callback fails before its commit (the fault suite:
+    PostgreSQL restarted under it) and is retried. Its status check must still be asked:
+    before, the retry found the spacing key the failed run had set in Redis, skipped the
+    check, and the provider's refund of a delivered purchase was never applied."""
+    from sqlalchemy.exc import OperationalError
+
+    from hub.transactions import processing
+    from hub.transactions.messages import CheckTransactionStatus
+
+    found = _delivered(app, client, funded, "081200003333")
+    _without_secret(app, sandbox)
+    real, failed = processing.publish, []
+
+    def publish_once_failing(ctx, uow, message, *args, **kwargs):
+        if isinstance(message, CheckTransactionStatus) and not failed:
+            failed.append(message)
+            raise OperationalError("INSERT INTO bus_outbox", {}, Exception("server closed the connection"))
+        return real(ctx, uow, message, *args, **kwargs)
+
+    monkeypatch.setattr(processing, "publish", publish_once_failing)
+    reference = found["attempts"][0]["reference"]
+    assert _callback(client, sandbox, {"ref_id": reference, "rc": "60", "sku": "TEL10"}, None).status_code == 200
+    drain(app, lambda: transaction(app, funded.tenant.id, found["id"])["status"] == "refunded", timeout=60)
+    assert failed, "the first run of the handler did not fail"
+    after = transaction(app, funded.tenant.id, found["id"])
+    assert after["status"] == "refunded"
+    assert not [e for e in after["timeline"] if e["kind"] == "status_check" and "skipped" in e["detail"]]
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS, 0)
+
+
 def test_without_a_secret_a_forged_success_cannot_capture_a_purchase_that_failed(app, client, funded, sandbox):
     """7777 (pending, then failed at the provider): a forged unsigned "success" asks the
     provider, which says failed: the hold is released, nothing captured."""
