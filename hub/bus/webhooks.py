@@ -376,9 +376,6 @@ _JOB = {"job_timeout": 60, "result_ttl": 0, "failure_ttl": 86400}
 
 def enqueue_now(app: Flask, delivery_ids: list[str]) -> None:
     """Enqueue these deliveries in one round trip (a purchase's events make two or three)."""
-    if len(delivery_ids) == 1:
-        enqueue_delivery(app, delivery_ids[0])
-        return
     queue = hub_queue("webhooks", app.extensions["rop"].redis)
     queue.enqueue_many([Queue.prepare_data(DELIVER_JOB, (delivery_id,), timeout=_JOB["job_timeout"],
                                            result_ttl=_JOB["result_ttl"], failure_ttl=_JOB["failure_ttl"])

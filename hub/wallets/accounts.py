@@ -283,7 +283,7 @@ def adjust(ctx: CallContext, uow: UnitOfWork, wallet_id: str, amount: int, reaso
         return replay
     _within_limits(ctx, uow, "adjustment", wallet, amount)
     if amount < 0:
-        veto_debit(ctx, wallet, -amount, f"adjustment:{key}")
+        veto_debit(ctx, wallet.id, wallet.currency, -amount, f"adjustment:{key}")
         ensure_funds(wallet, -amount)
     [result] = post(ctx, uow, [Posting(
         "adjustment", key, fp, wallet.currency,
@@ -323,7 +323,7 @@ def transfer(ctx: CallContext, uow: UnitOfWork, from_wallet_id: str, to_wallet_i
     if source.currency != target.currency:
         raise ValidationFailed("both wallets must have the same currency", errors={"to_wallet_id": ["currency"]})
     _within_limits(ctx, uow, "transfer", target, amount)
-    veto_debit(ctx, source, amount, f"transfer:{ref_id}")
+    veto_debit(ctx, source.id, source.currency, amount, f"transfer:{ref_id}")
     ensure_funds(source, amount)
     [result] = post(ctx, uow, [Posting(
         "transfer", ref_id, fp, source.currency,

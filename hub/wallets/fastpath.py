@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
@@ -75,7 +74,7 @@ def hold_target(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount
     if target.currency != currency:
         why = f"the wallet holds {target.currency}, the product costs {currency}"
         raise ValidationFailed(why, errors={"wallet_id": [why]})
-    veto_debit(ctx, SimpleNamespace(id=target.wallet_id, currency=target.currency), amount, f"hold:{reference}")
+    veto_debit(ctx, target.wallet_id, target.currency, amount, f"hold:{reference}")
     return target
 
 

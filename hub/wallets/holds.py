@@ -114,7 +114,7 @@ def plan_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount: 
     if currency is not None and wallet.currency != currency:
         why = f"the wallet holds {wallet.currency}, the product costs {currency}"
         raise ValidationFailed(why, errors={"wallet_id": [why]})
-    veto_debit(ctx, wallet, amount, f"hold:{reference or key}")
+    veto_debit(ctx, wallet.id, wallet.currency, amount, f"hold:{reference or key}")
     ensure_funds(wallet, amount)
     return HoldPlan(wallet=wallet, amount=amount, hold_id=new_id("hld"))
 
@@ -153,7 +153,7 @@ def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount:
     if replay is not None:
         return get_owned(uow.session, ctx, Hold, replay["hold_id"])
     if plan is None:
-        veto_debit(ctx, wallet, amount, f"hold:{reference or key}")
+        veto_debit(ctx, wallet.id, wallet.currency, amount, f"hold:{reference or key}")
         ensure_funds(wallet, amount)
         plan = HoldPlan(wallet=wallet, amount=amount, hold_id=new_id("hld"))
     conn = uow.session.connection()

@@ -316,8 +316,8 @@ def check_key(key: Any) -> str:
     return key
 
 
-def veto_debit(ctx: CallContext, wallet: Wallet | WalletSnapshot, amount: int, kind: str) -> None:
-    """Ask the plugins (hook ``before_wallet_debit``) whether this debit may happen.
+def veto_debit(ctx: CallContext, wallet_id: str, currency: str, amount: int, kind: str) -> None:
+    """Ask the plugins (hook ``before_wallet_debit``) whether this debit of ``wallet_id`` may happen.
 
     :raise Forbidden: when a plugin vetoes (403, with the plugin's reason).
     """
@@ -328,8 +328,8 @@ def veto_debit(ctx: CallContext, wallet: Wallet | WalletSnapshot, amount: int, k
     host = current_app.extensions["rop"].extras.get("plugins")
     if host is None:
         return
-    reason = host.hook.before_wallet_debit(ctx=ctx, wallet_id=wallet.id, amount=amount,
-                                           currency=wallet.currency, reason=kind)
+    reason = host.hook.before_wallet_debit(ctx=ctx, wallet_id=wallet_id, amount=amount, currency=currency,
+                                           reason=kind)
     if reason:
         raise Forbidden(f"debit refused: {reason}", slug_reason=str(reason))
 
