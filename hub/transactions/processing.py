@@ -460,11 +460,17 @@ def _record_outcomes(results: list[tuple[Step, Outcome]]) -> list[str]:
         return [step.transaction_id for step, outcome in results if _record_outcome(step, outcome, "purchase")]
 
 
-def _check(step: Step) -> None:
+def _check(step: Step) -> Outcome:
     with _slot(step.config_id):
         outcome = call_provider(step, "check_status")
     if _record_outcome(step, outcome, "status_check"):
         run(step.transaction_id)  # never received: the next offer, or failed with the hold released
+    return outcome
+
+
+class ConfirmationOpen(RuntimeError):
+    """A confirming status check (a claimed refund of a succeeded transaction) got no final
+    answer: the bus retries it (then dead-letters it for an operator)."""
 
 
 def check_transaction_status(ctx: CallContext, message) -> None:
@@ -497,7 +503,12 @@ def check_transaction_status(ctx: CallContext, message) -> None:
         lifecycle.note(uow, trx, "status_check", {"attempt": seq, "reference": attempt.reference,
                                                   "forced": bool(force), **({"confirm": True} if confirm else {})})
         uow.commit()
-    _check(step)
+    outcome = _check(step)
+    if confirm and outcome.state not in ("success", "failed", "refunded"):
+        # A succeeded transaction has no scheduled checks: an unanswered confirmation (the
+        # provider or the database away) would leave a real refund unapplied for good.
+        raise ConfirmationOpen(f"the provider's answer to the confirming check of {transaction_id} "
+                               f"was {outcome.state!r}")
 
 
 def _checkable(status: str, attempt_state: str | None, *, force: bool, confirm: bool) -> bool:

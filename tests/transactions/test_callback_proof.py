@@ -154,6 +154,32 @@ def test_a_refund_callback_whose_handler_failed_before_its_commit_is_still_confi
     assert (money["available"], money["held"]) == (FUNDS, 0)
 
 
+def test_a_confirming_check_without_a_final_answer_is_asked_again(app, client, funded, sandbox, monkeypatch):
+    """The status check that confirms a claimed refund gets no final answer the first time
+    (the provider or the database away): it is retried, not dropped (a succeeded
+    transaction has no scheduled checks), and the refund is applied."""
+    from hub.transactions import processing
+    from hub.transactions.lifecycle import Outcome
+
+    found = _delivered(app, client, funded, "081200003333")
+    _without_secret(app, sandbox)
+    real, unanswered = processing.call_provider, []
+
+    def first_check_unanswered(step, operation, *args, **kwargs):
+        if operation == "check_status" and not unanswered:
+            unanswered.append(step)
+            return Outcome(state="unknown", message="timed out")
+        return real(step, operation, *args, **kwargs)
+
+    monkeypatch.setattr(processing, "call_provider", first_check_unanswered)
+    reference = found["attempts"][0]["reference"]
+    assert _callback(client, sandbox, {"ref_id": reference, "rc": "60", "sku": "TEL10"}, None).status_code == 200
+    drain(app, lambda: transaction(app, funded.tenant.id, found["id"])["status"] == "refunded", timeout=60)
+    assert unanswered and transaction(app, funded.tenant.id, found["id"])["status"] == "refunded"
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS, 0)
+
+
 def test_without_a_secret_a_forged_success_cannot_capture_a_purchase_that_failed(app, client, funded, sandbox):
     """7777 (pending, then failed at the provider): a forged unsigned "success" asks the
     provider, which says failed: the hold is released, nothing captured."""
