@@ -57,3 +57,19 @@ def when_ready(server):  # gunicorn hook: the master, listening
 def child_exit(server, worker):  # gunicorn hook: drop a dead worker's live gauges
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):  # gunicorn hook: a worker, its app loaded
+    """The worker's requests hand what they commit to a background relay (hub.bus.relay)."""
+    from hub.bus.relay import start_background_relay
+
+    start_background_relay(worker.wsgi)
+
+
+def worker_exit(server, worker):  # gunicorn hook: a worker, stopping gracefully
+    """Send what the worker's relay holds before the process ends."""
+    from hub.bus.relay import stop_background_relay
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        stop_background_relay(app)

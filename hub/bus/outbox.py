@@ -2,8 +2,9 @@
 
 :func:`publish` adds an outbox row (and, for a tenant's event, its row in the event store)
 to the caller's unit of work; nothing reaches Redis before that transaction commits. After
-the commit the relay enqueues the messages for their handlers (one RQ job per handler for the
-messages of one transaction, :func:`enqueue_envelopes`) and marks the rows published. When the relay cannot (Redis down, process killed between commit and relay),
+the commit the relay (:mod:`hub.bus.relay`: a web process's background thread, else at once)
+enqueues the messages for their handlers (the messages one handler takes from a send in
+one RQ job, :func:`enqueue_envelopes`) and marks the rows published. When the relay cannot (Redis down, process killed between commit and relay),
 the periodic :func:`sweep` publishes what was left behind. A crash between enqueue and
 mark publishes a row twice; the processed-message record makes the second run a no-op.
 """
@@ -87,7 +88,7 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
 
         on_event(ctx, uow, message)  # a webhook delivery, in the same transaction
     if outbox:
-        _relay_after_commit(uow, row["envelope"])
+        _relay_after_commit(uow, [row["envelope"]])
     return message
 
 
@@ -114,21 +115,27 @@ def _prepare(ctx: CallContext, message: Message, causation: Message | None) -> t
     return row, tenant_event, handled or not tenant_event
 
 
-def _relay_after_commit(uow: UnitOfWork, envelope: dict) -> None:
-    """Relay ``envelope`` once ``uow`` commits: one relay per transaction for all its
-    messages; a new one after a commit or a rollback (both drop the unit of work's callbacks)."""
+def _relay_after_commit(uow: UnitOfWork, envelopes: list[dict], delivery_ids: list[str] = ()) -> None:
+    """Relay ``envelopes`` and enqueue the webhook deliveries ``delivery_ids`` once ``uow``
+    commits: one hand-over per transaction for all of them (:func:`hub.bus.relay.hand_over`:
+    the process's background relay, or sent at once); a new one after a commit or a
+    rollback (both drop the unit of work's callbacks)."""
     batch = getattr(uow, "_bus_relay", None)
-    if batch is None or batch[1] not in uow._after_commit:
+    if batch is None or batch[2] not in uow._after_commit:
+        from hub.bus.relay import hand_over
+
         app = current_app._get_current_object()
         pending: list[dict] = []
+        deliveries: list[str] = []
 
         def relay_batch() -> None:
-            relay(app, pending)
+            hand_over(app, pending, deliveries)
 
-        batch = (pending, relay_batch)
+        batch = (pending, deliveries, relay_batch)
         uow._bus_relay = batch  # type: ignore[attr-defined]
         uow.after_commit(relay_batch)
-    batch[0].append(envelope)
+    batch[0].extend(envelopes)
+    batch[1].extend(delivery_ids)
 
 
 def staged_rows(uow: UnitOfWork, messages: list[tuple[CallContext, Message]]) -> tuple[dict[str, list[dict]],
@@ -142,7 +149,7 @@ def staged_rows(uow: UnitOfWork, messages: list[tuple[CallContext, Message]]) ->
     :return: ``({"events": [bus_events rows], "outbox": [bus_outbox rows],
         "deliveries": [bus_webhook_deliveries rows]}, written)``.
     """
-    from hub.bus.webhooks import delivery_rows, enqueue_deliveries
+    from hub.bus.webhooks import delivery_rows
 
     staged: dict[str, list[dict]] = {"events": [], "outbox": [], "deliveries": []}
     events, relayed = [], []
@@ -160,9 +167,7 @@ def staged_rows(uow: UnitOfWork, messages: list[tuple[CallContext, Message]]) ->
     staged["deliveries"] = delivery_rows(uow, events)
 
     def written() -> None:
-        for envelope in relayed:
-            _relay_after_commit(uow, envelope)
-        enqueue_deliveries(uow, [row["id"] for row in staged["deliveries"]])
+        _relay_after_commit(uow, relayed, [row["id"] for row in staged["deliveries"]])
 
     return staged, written
 
@@ -258,24 +263,6 @@ def enqueue_envelopes(app: Flask, envelopes: list[dict], pipeline=None) -> int:
                               description=f"{len(part)} x {part[0]['type']} {part[0]['id']}… -> {name}")
             jobs += 1
     return jobs
-
-
-def relay(app: Flask, envelopes: list[dict]) -> int:
-    """Enqueue ``envelopes`` (just committed) and mark their outbox rows published.
-
-    Failures are logged and left to the sweep. :return: the number of rows marked.
-    """
-    if not envelopes:
-        return 0
-    state = app.extensions["rop"]
-    try:
-        with state.redis.pipeline(transaction=False) as pipe:
-            enqueue_envelopes(app, envelopes, pipeline=pipe)
-            pipe.execute()
-    except Exception as exc:  # noqa: BLE001 - Redis down: the rows wait for the sweep
-        log.warning("outbox relay failed; the sweep will publish", error=str(exc), count=len(envelopes))
-        return 0
-    return _mark_published(app, [e["id"] for e in envelopes])
 
 
 def _mark_published(app: Flask, ids: list[str]) -> int:

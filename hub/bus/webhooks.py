@@ -308,8 +308,7 @@ def _new_delivery(uow: UnitOfWork, tenant_id: str, event_id: str, event_type: st
     delivery = WebhookDelivery(id=new_id("whd"), tenant_id=tenant_id, event_id=event_id, event_type=event_type,
                                status="pending", attempts=0, next_attempt_at=utcnow())
     uow.session.add(delivery)
-    app = current_app._get_current_object()
-    uow.after_commit(lambda: enqueue_delivery(app, delivery.id))
+    enqueue_deliveries(uow, [delivery.id])
     return delivery
 
 
@@ -363,23 +362,24 @@ def delivery_rows(uow: UnitOfWork, events: list) -> list[dict]:
 
 
 def enqueue_deliveries(uow: UnitOfWork, delivery_ids: list[str]) -> None:
-    """Enqueue these deliveries once ``uow`` commits."""
+    """Enqueue these deliveries once ``uow`` commits (with the unit of work's messages:
+    ``hub.bus.outbox``'s relay)."""
     if delivery_ids:
-        app = current_app._get_current_object()
+        from hub.bus.outbox import _relay_after_commit
 
-        uow.after_commit(lambda: enqueue_now(app, delivery_ids))
+        _relay_after_commit(uow, [], delivery_ids)
 
 
 #: the delivery job's RQ options
 _JOB = {"job_timeout": 60, "result_ttl": 0, "failure_ttl": 86400}
 
 
-def enqueue_now(app: Flask, delivery_ids: list[str]) -> None:
-    """Enqueue these deliveries in one round trip (a purchase's events make two or three)."""
+def enqueue_now(app: Flask, delivery_ids: list[str], pipeline=None) -> None:
+    """Enqueue these deliveries in one round trip (or in ``pipeline``)."""
     queue = hub_queue("webhooks", app.extensions["rop"].redis)
     queue.enqueue_many([Queue.prepare_data(DELIVER_JOB, (delivery_id,), timeout=_JOB["job_timeout"],
                                            result_ttl=_JOB["result_ttl"], failure_ttl=_JOB["failure_ttl"])
-                        for delivery_id in delivery_ids])
+                        for delivery_id in delivery_ids], pipeline=pipeline)
 
 
 def enqueue_delivery(app: Flask, delivery_id: str, delay: float = 0) -> None:

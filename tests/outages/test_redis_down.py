@@ -207,3 +207,41 @@ def test_a_provider_callback_is_taken_without_redis_and_its_effect_waits_in_the_
         waiting = [m.envelope["payload"]["ref_id"] for m in uow.session.scalars(
             select(OutboxMessage).where(OutboxMessage.published_at.is_(None))) if m.type == "provider.callback_received"]
     assert waiting == ["trx-down-1"]
+
+
+def test_a_purchase_whose_relay_met_redis_down_is_published_by_the_sweep_once_it_is_back(
+        app, client, tenant_factory, own_redis):
+    """A web worker's background relay (hub.bus.relay) that cannot reach Redis marks nothing:
+    the outbox row waits, and the sweep sends it once Redis is back; the purchase completes."""
+    from hub.bus.models import OutboxMessage
+    from hub.bus.outbox import sweep
+    from hub.bus.relay import BackgroundRelay
+    from hub.products.testing import seed_sandbox_catalog
+    from hub.transactions.models import Transaction
+
+    seed_sandbox_catalog(app, settings={"callback_delay": 0.05})
+    t = tenant_factory()
+    _funded(app, t.id)
+    relay = app.extensions["rop"].extras["bus.background_relay"] = BackgroundRelay(app)  # not started
+    answer = client.post("/v1/transactions", json={"ref_id": "relay-down", "product_code": "TEL10",
+                                                   "customer_no": "081234567890"}, headers=t.headers)
+    assert answer.status_code == 202, answer.get_json()
+    own_redis.stop()
+    assert relay.send_once() == 1  # taken, and the send failed (logged)
+    db = app.extensions["rop"].db
+
+    def unpublished() -> int:
+        with unit_of_work(db, readonly=True) as uow:
+            return uow.session.scalar(select(func.count()).select_from(OutboxMessage)
+                                      .where(OutboxMessage.published_at.is_(None)))
+
+    assert unpublished() == 1 and relay.pending() == 0
+    own_redis.start()
+    app.extensions["rop"].redis.connection_pool.disconnect()
+    assert sweep(app, older_than=0) == 1 and unpublished() == 0
+
+    def done() -> bool:
+        with unit_of_work(db, readonly=True) as uow:
+            return uow.session.scalar(select(Transaction.status).where(Transaction.tenant_id == t.id)) == "succeeded"
+
+    drain(app, until=done, timeout=60)
