@@ -12,7 +12,12 @@ from sqlalchemy import func, select
 
 from hub.bus.models import OutboxMessage
 from hub.bus.outbox import sweep
-from hub.bus.relay import BackgroundRelay, background_relay, start_background_relay, stop_background_relay
+from hub.bus.relay import (
+    BackgroundRelay,
+    background_relay,
+    start_background_relay,
+    stop_background_relay,
+)
 from hub.context import CallContext
 from hub.db import unit_of_work
 from hub.transactions.models import Transaction
