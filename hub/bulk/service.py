@@ -19,7 +19,7 @@ The life of a job (docs/bulk.md)::
    total, or ``partial``: send rows until it runs out). Then one
    :class:`~hub.bulk.messages.ProcessBulkChunk` per :data:`CHUNK_ROWS` valid rows.
 3. :func:`process_chunk` (a worker): each row becomes an ordinary transaction through
-   ``transactions.submit`` with its own ``ref_id`` and ``source = "bulk:<job>:<row>"``,
+   ``transactions.submit_many`` with its own ``ref_id`` and ``source = "bulk:<job>:<row>"``,
    :data:`GROUP_ROWS` rows per unit of work. The item is claimed (``valid`` → ``submitted``,
    a guarded UPDATE) in the same database transaction that creates the transaction, so a
    worker killed mid-chunk leaves every row either sent and recorded, or untouched: a
@@ -559,7 +559,7 @@ def _submit_group(ctx: CallContext, db: Database, job_id: str, group: list[tuple
     submitted again without it. :return: (status, reason) for the unsent rows when the job stops sending."""
     pending = list(group)
     out_of_funds: tuple[str, str] | None = None
-    batched = True  # until a concurrent twin of a ref_id fails a batch's insert
+    twins = 0  # ref_ids of the group another request took while the group was being written
     while pending:
         with unit_of_work(db) as uow:
             stop = _stopped(uow, job_id, check_funds=out_of_funds is None)
@@ -568,10 +568,10 @@ def _submit_group(ctx: CallContext, db: Database, job_id: str, group: list[tuple
                 uow.commit()
                 return stop
             holds: dict[str, int] = {}
-            failure = _submit_rows(ctx, uow, job_id, pending, holds, batched=batched)
+            failure = _submit_rows(ctx, uow, job_id, pending, holds)
             if failure is None:
                 try:
-                    uow.commit()  # the group's holds are placed here, the wallet locked once
+                    uow.commit()  # the group's transactions written, its holds placed (the wallet locked once)
                     return out_of_funds
                 except HubError as exc:  # a hold refused at the commit (the funds went meanwhile)
                     index = holds.get(getattr(exc, "transaction_id", ""))
@@ -579,13 +579,15 @@ def _submit_group(ctx: CallContext, db: Database, job_id: str, group: list[tuple
                         raise
                     failure = (index, exc)
                 except IntegrityError:
-                    if not batched:
+                    # a row's ref_id was taken meanwhile by another path (committed: the insert
+                    # waited for it): again, where the group's look-up finds it and that row is
+                    # met as a replay or a 409 of its own. Each twin takes one of the rows'
+                    # ref_ids: more violations than rows are not twins.
+                    twins += 1
+                    if twins > len(group):
                         raise
-                    # a row's ref_id was used meanwhile by another path: again, one savepoint
-                    # a row, so that the twin is met as a replay or a 409 of its own row
-                    log.info("bulk group hit a concurrent ref_id; submitting it row by row", job_id=job_id)
+                    log.info("bulk group hit a concurrent ref_id; submitting it again", job_id=job_id)
                     uow.rollback()
-                    batched = False
                     continue
             index, error = failure
             uow.rollback()
@@ -623,39 +625,34 @@ _SENT = DriverStatement(update(_ITEMS).where(_ITEMS.c.id == bindparam("item_id")
 
 
 def _submit_rows(ctx: CallContext, uow: UnitOfWork, job_id: str, rows: list[tuple],
-                 holds: dict[str, int], *, batched: bool = True) -> tuple[int, HubError] | None:
-    """Claim and submit ``rows`` in ``uow``; on a refusal, return (its index, the error) — the
-    caller rolls ``uow`` back. The holds are placed at the commit (``hold_at_commit``):
+                 holds: dict[str, int]) -> tuple[int, HubError] | None:
+    """Claim and submit ``rows`` in ``uow``; on a refusal, return (the first refused row's
+    index, the error) — the caller rolls ``uow`` back. The holds are placed at the commit:
     ``holds`` maps each new transaction's id to its row's index, for a refusal then.
 
     The rows are claimed by one statement (a row cancelled or sent meanwhile is skipped),
-    their ``ref_id`` looked up by one, and their transactions recorded on them by one batch.
-    ``batched``: the new transactions are written together at the commit
-    (``transactions.submit(batched=True)``); a concurrent twin of a ``ref_id`` then fails the
-    commit with ``IntegrityError``."""
+    submitted together (``transactions.submit_many``: their ``ref_id``s looked up by one
+    statement, their transactions written at the commit; a concurrent twin of a ``ref_id``
+    then fails the commit with ``IntegrityError``) and their transactions recorded on them by
+    one batch."""
     from hub.auth import service_context
     from hub.transactions import client as transactions
 
     svc = service_context(ctx, "bulk")
     conn = uow.session.connection()
     claimed = set(conn.execute(_CLAIM, {"item_ids": [r[0] for r in rows], "now": utcnow()}).scalars())
-    used = transactions.used_ref_ids(svc, uow, [r[2] for r in rows if r[0] in claimed]) if claimed else set()
+    asked = [(index, item_id, transactions.Purchase(ref_id, product_code, customer_no, source=f"bulk:{job_id}:{row}"))
+             for index, (item_id, row, ref_id, product_code, customer_no) in enumerate(rows)
+             if item_id in claimed]  # the others: cancelled, or sent by an earlier run of this chunk
+    answers = transactions.submit_many(svc, uow, [purchase for _, _, purchase in asked]) if asked else []
     sent: list[dict[str, Any]] = []
-    for index, (item_id, row, ref_id, product_code, customer_no) in enumerate(rows):
-        if item_id not in claimed:
-            continue  # cancelled, or sent by an earlier run of this chunk
-        source = f"bulk:{job_id}:{row}"
-        new = ref_id not in used
-        try:
-            with uow.session.no_autoflush:
-                view, created = transactions.submit(svc, uow, ref_id=ref_id, product_code=product_code,
-                                                    customer_no=customer_no, source=source, hold_at_commit=True,
-                                                    known_new=new, batched=batched and new)
-        except HubError as exc:
-            return index, exc
-        if not created and view.get("source") != source:
-            return index, Conflict(f"ref_id {ref_id!r} was already used by transaction {view['id']}")
-        if created:
+    for (index, item_id, purchase), answer in zip(asked, answers):
+        if isinstance(answer, transactions.Refused):
+            return index, answer.error
+        view = answer.transaction
+        if not answer.created and view.get("source") != purchase.source:
+            return index, Conflict(f"ref_id {purchase.ref_id!r} was already used by transaction {view['id']}")
+        if answer.created:
             holds[view["id"]] = index
         sent.append({"item_id": item_id, "trx_id": view["id"], "trx_price": view.get("price"), "now": utcnow(),
                      "view": view})

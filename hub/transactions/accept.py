@@ -13,7 +13,7 @@
   cache entry dropped); a ``ref_id`` used before is answered from the function's result
   (the same body: a replay; another: 409); refused funds roll everything back (402).
 - **SQLite** (one writer at a time) and postpaid payments (their inquiry is locked and
-  updated): :func:`hub.transactions.service.submit` with the hold placed at the commit.
+  updated): :func:`hub.transactions.service.submit` (its hold placed at the commit).
 
 Both write the same rows (tests/transactions/test_accept_function.py compares them).
 """
@@ -62,8 +62,9 @@ def accept(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
     :raise Forbidden: a plugin vetoed the debit. :raise Conflict: ``ref_id`` reused with another body.
     """
     if (primitive or primitive_for(uow)) == "python" or inquiry_id is not None:
-        return service.submit(ctx, uow, ref_id=ref_id, product_code=product_code, customer_no=customer_no,
-                              wallet_id=wallet_id, inquiry_id=inquiry_id, source=source, hold_at_commit=True)
+        accepted = service.submit(ctx, uow, ref_id=ref_id, product_code=product_code, customer_no=customer_no,
+                                  wallet_id=wallet_id, inquiry_id=inquiry_id, source=source)
+        return accepted.transaction, accepted.created
     from hub.wallets import fastpath
 
     if ctx.tenant_id is None:
@@ -83,7 +84,7 @@ def accept(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
         # when a check refuses the request (a look-up, on this rare path only).
         answer = service.by_ref(ctx, uow, ref_id, fp)
         if answer is not None:
-            return answer
+            return answer.transaction, answer.created
         raise
     trx = service.new_transaction(ctx, trx_id, ref_id=ref_id, fp=fp, product_code=product_code, product=product,
                                   number=number, inquiry=None, wallet_id=target.wallet_id, hold_id=hold_id,

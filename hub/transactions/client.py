@@ -5,18 +5,24 @@ the transaction view ``{id, ref_id, product_code, customer_no, status, price, cu
 wallet_id, serial_number, provider_ref, provider_code, error, source, created_at,
 updated_at, completed_at}``.
 
-Scopes: ``submit`` needs ``transactions:write`` (the bulk service's identity holds it),
-reads ``transactions:read`` or ``transactions:write``; the operator actions
+Scopes: ``submit`` and ``submit_many`` need ``transactions:write`` (the bulk service's
+identity holds it), reads ``transactions:read`` or ``transactions:write``; the operator actions
 ``transactions:process`` (the admin UI's platform context holds ``*``).
 """
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from hub.context import CallContext
 from hub.db import UnitOfWork
 from hub.transactions import lifecycle, service
+from hub.transactions.service import (  # submit_many's request, the answers
+    Accepted,
+    Purchase,
+    Refused,
+)
 
 
 def _can_read(ctx: CallContext) -> None:
@@ -26,27 +32,33 @@ def _can_read(ctx: CallContext) -> None:
 
 def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str, customer_no: str,
            wallet_id: str | None = None, inquiry_id: str | None = None,
-           source: str | None = None, hold_at_commit: bool = False,
-           known_new: bool = False, batched: bool = False) -> tuple[dict[str, Any], bool]:
-    """Accept a purchase exactly like ``POST /v1/transactions``; the caller commits.
+           source: str | None = None) -> Accepted[dict[str, Any]]:
+    """Accept one purchase exactly like ``POST /v1/transactions``'s Python path; the caller
+    commits (:func:`hub.transactions.service.submit`): the hold is placed at the commit, after
+    the caller's other writes, and a hold refused there raises from ``uow.commit()`` with its
+    ``transaction_id`` attribute set.
 
-    ``hold_at_commit``: the hold is placed when the caller's unit of work commits, after its
-    other writes (several purchases in one unit of work lock the wallet once, at the end); a
-    refused hold raises from ``uow.commit()``, its ``transaction_id`` attribute set.
-    ``known_new``: the caller found ``ref_id`` unused (:func:`used_ref_ids`) in this unit of
-    work; its look-up is not made again. ``batched``: written with the unit of work's other
-    purchases at its flush (no savepoint; a concurrent twin fails that flush with
-    ``IntegrityError``, and the caller submits again without ``batched``).
-
-    :return: ``(transaction view, created)``.
+    :return: :class:`Accepted` with the transaction's view (``created`` False: a replay).
     :raise ValidationFailed: unknown/unavailable product, bad customer number (422).
     :raise InsufficientFunds: 402. :raise Conflict: ``ref_id`` reused with another body (409).
     """
     ctx.require_scope("transactions:write")
-    trx, created = service.submit(ctx, uow, ref_id=ref_id, product_code=product_code, customer_no=customer_no,
-                                  wallet_id=wallet_id, inquiry_id=inquiry_id, source=source,
-                                  hold_at_commit=hold_at_commit, known_new=known_new, batched=batched)
-    return lifecycle.view(trx), created
+    accepted = service.submit(ctx, uow, ref_id=ref_id, product_code=product_code, customer_no=customer_no,
+                              wallet_id=wallet_id, inquiry_id=inquiry_id, source=source)
+    return Accepted(lifecycle.view(accepted.transaction), accepted.created)
+
+
+def submit_many(ctx: CallContext, uow: UnitOfWork,
+                purchases: Sequence[Purchase]) -> list[Accepted[dict[str, Any]] | Refused]:
+    """Accept a group of purchases (bulk) written together in the caller's unit of work
+    (:func:`hub.transactions.service.submit_many`): one answer per purchase, in order —
+    :class:`Accepted` with the transaction's view, or :class:`Refused` with the error the API
+    would answer (nothing of it written). A concurrent twin of a ``ref_id`` fails the caller's
+    commit with ``IntegrityError``: roll back and call again (its look-up then finds the twin).
+    """
+    ctx.require_scope("transactions:write")
+    return [Accepted(lifecycle.view(a.transaction), a.created) if isinstance(a, Accepted) else a
+            for a in service.submit_many(ctx, uow, purchases)]
 
 
 def validate(ctx: CallContext, uow: UnitOfWork, product_code: str, customer_no: str, *,

@@ -13,7 +13,9 @@ import base64
 import datetime as dt
 import hashlib
 import json
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +32,7 @@ from hub.transactions.models import STATUSES, Attempt, Inquiry, TimelineEntry, T
 
 MAX_REF = 255
 MAX_CUSTOMER_NO = 64
+T = TypeVar("T")
 
 
 def fingerprint(body: dict[str, Any]) -> str:
@@ -93,14 +96,43 @@ def validate(ctx: CallContext, uow: UnitOfWork, product_code: str, customer_no: 
 
 
 # -- accepting -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Purchase:
+    """One purchase of :func:`submit_many`: the body of ``POST /v1/transactions`` on the
+    tenant's main wallet (no ``wallet_id``; no ``inquiry_id``: a postpaid payment, which
+    locks its bill, is refused as without its inquiry), and the ``source`` kept on the
+    transaction (bulk: ``bulk:<job>:<row>``)."""
+    ref_id: str
+    product_code: str
+    customer_no: str
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted(Generic[T]):
+    """A purchase accepted: ``transaction`` (the row here, its view through the client) was
+    created by this call (``created``), or is the one a replay of the same request answers
+    (``created`` False: the same ``ref_id`` and body as before)."""
+    transaction: T
+    created: bool
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A purchase refused, nothing of it written: ``error`` is what the API answers (422,
+    402, 403, 409)."""
+    ref_id: str
+    error: HubError
+
+
 def _by_ref(ctx: CallContext, uow: UnitOfWork, ref_id: str) -> Transaction | None:
     return uow.session.scalars(tenant_select(ctx, Transaction).where(Transaction.ref_id == ref_id)).first()
 
 
-def _replay(trx: Transaction, fp: str) -> tuple[Transaction, bool]:
+def _replay(trx: Transaction, fp: str) -> Accepted[Transaction]:
     if trx.fingerprint != fp:
         raise Conflict(f"ref_id {trx.ref_id!r} was already used for another request", transaction_id=trx.id)
-    return trx, False
+    return Accepted(trx, False)
 
 
 def checked_request(ref_id: Any, product_code: Any, customer_no: Any, wallet_id: str | None,
@@ -115,108 +147,174 @@ def checked_request(ref_id: Any, product_code: Any, customer_no: Any, wallet_id:
                                               "wallet_id": wallet_id, "inquiry_id": inquiry_id})
 
 
-def by_ref(ctx: CallContext, uow: UnitOfWork, ref_id: str, fp: str) -> tuple[Transaction, bool] | None:
-    """The answer to a request whose ``ref_id`` the tenant used already: ``(transaction,
-    False)`` for the same body, None when the ``ref_id`` is new. :raise Conflict: another body."""
+def by_ref(ctx: CallContext, uow: UnitOfWork, ref_id: str, fp: str) -> Accepted[Transaction] | None:
+    """The answer to a request whose ``ref_id`` the tenant used already: the transaction,
+    not ``created``, for the same body; None when the ``ref_id`` is new. :raise Conflict: another body."""
     existing = _by_ref(ctx, uow, ref_id)
     return None if existing is None else _replay(existing, fp)
 
 
 def submit(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str, customer_no: str,
            wallet_id: str | None = None, inquiry_id: str | None = None,
-           source: str | None = None, hold_at_commit: bool = False,
-           known_new: bool = False, batched: bool = False) -> tuple[Transaction, bool]:
-    """Accept a purchase: validate, price, hold, write the transaction and its first command.
+           source: str | None = None) -> Accepted[Transaction]:
+    """Accept one purchase in ``uow`` (the API's Python path: SQLite, postpaid payments; the
+    client's ``submit``): validate, price, write the transaction and its first command, and
+    place the hold when ``uow`` commits. Nothing commits here.
 
-    Idempotent by ``(tenant, ref_id)``: the same body again returns the existing transaction
-    (``created`` False); another body raises Conflict. Nothing commits here.
+    Idempotent by ``(tenant, ref_id)``: the same body again is answered with the existing
+    transaction (``created`` False), also when a concurrent twin commits first (its insert
+    fails under a savepoint and the twin is looked up). Everything of the purchase but its
+    hold is written at once, under that savepoint; a refusal leaves nothing behind, also in
+    a caller's longer unit of work.
 
-    ``hold_at_commit``: place the hold when the unit of work commits (``before_commit``),
-    after everything else the caller writes — for callers that submit several purchases in
-    one unit of work (bulk), so that the tenant's wallet row is locked once, at the end. A
-    refused hold then raises from ``uow.commit()`` with the ``transaction_id`` attribute set.
+    The wallet is checked first, without a lock (404 as a 422, a plugin's veto, 402 now);
+    the hold itself is placed at :meth:`UnitOfWork.commit`, after everything else the caller
+    wrote, so that the wallet row — every purchase of the tenant queues on it — is locked
+    for the hold's statements and the COMMIT only. The holds of several purchases of one
+    unit of work are placed together. When the funds went meanwhile, ``uow.commit()`` raises
+    the 402 (InsufficientFunds) with its ``transaction_id`` attribute naming the purchase.
 
-    ``known_new``: the caller found ``ref_id`` unused in this unit of work (``used_ref_ids``
-    for many at once): the look-up is skipped. A concurrent twin still fails at the insert
-    and is answered as a replay.
-
-    ``batched`` (with ``hold_at_commit`` and ``known_new``; a bulk group): nothing is written
-    until the caller's unit of work flushes or commits — no savepoint, no flush per purchase,
-    the wallet read once (``plan_hold(reuse_read=True)``), the messages published at the
-    commit — so the purchases of one unit of work are written together. A refusal (422, 402)
-    still raises before anything of its purchase is added. A concurrent twin then fails the
-    caller's whole flush with ``IntegrityError``: the caller rolls back and submits again
-    without ``batched``, where each purchase has its savepoint.
-
-    :return: ``(transaction, created)``.
-    :raise ValidationFailed: unknown or unavailable product, bad customer number, bad inquiry.
-    :raise InsufficientFunds: the wallet cannot cover the price.
+    :return: the transaction and whether this call created it.
+    :raise ValidationFailed: unknown or unavailable product, bad customer number, wallet, inquiry.
+    :raise InsufficientFunds: the wallet cannot cover the price. :raise Forbidden: a plugin vetoed it.
     :raise Conflict: ``ref_id`` reused with another body.
+    """
+    if ctx.tenant_id is None:
+        raise NotFound("no tenant in this call's context")
+    ref_id, product_code, fp = checked_request(ref_id, product_code, customer_no, wallet_id, inquiry_id)
+    existing = _by_ref(ctx, uow, ref_id)
+    if existing is not None:
+        return _replay(existing, fp)
+    hold_ctx = service_context(ctx, "transactions")
+    trx, inquiry, plan = _prepared(ctx, uow, hold_ctx, ref_id=ref_id, fp=fp, product_code=product_code,
+                                   customer_no=customer_no, wallet_id=wallet_id, inquiry_id=inquiry_id,
+                                   source=source, reuse_read=False)
+    try:
+        with uow.session.begin_nested():
+            _add(ctx, uow, trx, inquiry, plan)
+            uow.session.flush()  # a concurrent twin with this ref_id fails here, before any hold
+            _first_messages(ctx, uow, trx, at_commit=False)
+    except IntegrityError:
+        existing = _by_ref(ctx, uow, ref_id)
+        if existing is None:
+            raise
+        return _replay(existing, fp)
+    _hold_at_commit(hold_ctx, uow, plan, trx.id)
+    return Accepted(trx, True)
+
+
+def submit_many(ctx: CallContext, uow: UnitOfWork,
+                purchases: Sequence[Purchase]) -> list[Accepted[Transaction] | Refused]:
+    """Accept a group of purchases (a bulk group) in ``uow``, written together; the caller commits.
+
+    :return: one answer per purchase, in their order: :class:`Accepted` (``created``, or a
+        replay of a ``ref_id`` used before — also by an earlier purchase of the same call —
+        with the same body) or :class:`Refused` (422, 402, 403 of this purchase, 409 a
+        ``ref_id`` used for another body): nothing of a refused purchase is written, and the
+        others are answered as if it had not been asked.
+
+    Every accepted purchase is the same rows as :func:`submit`'s, written as cheaply as a
+    group allows: the ``ref_id``s are looked up by one query; the new transactions and their
+    timeline lines are only added to the session (written by the caller's next flush, at
+    the latest its commit — no savepoint, no flush per purchase: autoflush is off here); the
+    wallet is read once for all of their plans (each judged against that balance); their
+    messages are published at the commit (one executemany); their holds are placed at the
+    commit, together, the wallet row locked once and last — when the funds do not cover them
+    all, one by one in their order, and the first refused raises from ``uow.commit()`` its
+    402 with the ``transaction_id`` attribute naming its purchase.
+
+    A ``ref_id`` another request takes between the look-up and the caller's flush (a
+    concurrent twin; it has committed once the insert meets it) fails that flush with
+    ``IntegrityError``: the caller rolls back and calls again — the new look-up finds the
+    twin, answered as that purchase's replay or 409.
+    """
+    if ctx.tenant_id is None:
+        raise NotFound("no tenant in this call's context")
+    hold_ctx = service_context(ctx, "transactions")
+    checked: list[tuple[str, str, str] | Refused] = []
+    for purchase in purchases:
+        try:
+            checked.append(checked_request(purchase.ref_id, purchase.product_code, purchase.customer_no, None, None))
+        except HubError as exc:
+            checked.append(Refused(purchase.ref_id, exc))
+    known = _by_refs(ctx, uow, [c[0] for c in checked if not isinstance(c, Refused)])
+    answers: list[Accepted[Transaction] | Refused] = []
+    with uow.session.no_autoflush:
+        for purchase, check in zip(purchases, checked):
+            if isinstance(check, Refused):
+                answers.append(check)
+                continue
+            ref_id, product_code, fp = check
+            try:
+                if ref_id in known:
+                    answers.append(_replay(known[ref_id], fp))
+                    continue
+                trx, _inquiry, plan = _prepared(ctx, uow, hold_ctx, ref_id=ref_id, fp=fp, product_code=product_code,
+                                                customer_no=purchase.customer_no, wallet_id=None, inquiry_id=None,
+                                                source=purchase.source, reuse_read=True)
+            except HubError as exc:
+                answers.append(Refused(purchase.ref_id, exc))
+                continue
+            _add(ctx, uow, trx, None, plan)
+            _first_messages(ctx, uow, trx, at_commit=True)
+            _hold_at_commit(hold_ctx, uow, plan, trx.id)
+            known[ref_id] = trx
+            answers.append(Accepted(trx, True))
+    return answers
+
+
+def _by_refs(ctx: CallContext, uow: UnitOfWork, ref_ids: list[str]) -> dict[str, Transaction]:
+    """The tenant's transactions of ``ref_ids`` (a few queries), by ``ref_id``."""
+    found: dict[str, Transaction] = {}
+    ids = list(dict.fromkeys(ref_ids))
+    for start in range(0, len(ids), 500):
+        found.update((t.ref_id, t) for t in uow.session.scalars(
+            tenant_select(ctx, Transaction).where(Transaction.ref_id.in_(ids[start:start + 500]))))
+    return found
+
+
+def _prepared(ctx: CallContext, uow: UnitOfWork, hold_ctx: CallContext, *, ref_id: str, fp: str,
+              product_code: str, customer_no: str, wallet_id: str | None, inquiry_id: str | None,
+              source: str | None, reuse_read: bool) -> tuple[Transaction, Inquiry | None, Any]:
+    """A new purchase checked and priced, its hold planned, its row made (nothing written).
+
+    The wallet's checks come first, without a lock (404, a plugin's veto, 402 with nothing
+    written); its row is locked last, by the hold at the commit, so that the lock is held
+    only for the hold's own statements and the commit. ``reuse_read``: the wallet as an
+    earlier plan of ``uow`` read it (``plan_hold``'s).
+
+    :return: the transaction, the inquiry it pays (postpaid), the hold's plan.
+    :raise HubError: the purchase is refused.
     """
     from hub.wallets import client as wallets
 
-    if ctx.tenant_id is None:
-        raise NotFound("no tenant in this call's context")
-    if batched and not (hold_at_commit and known_new):
-        raise AssertionError("batched submits place their holds at the commit and know their ref_ids new")
-    ref_id, product_code, fp = checked_request(ref_id, product_code, customer_no, wallet_id, inquiry_id)
-    existing = None if known_new else _by_ref(ctx, uow, ref_id)
-    if existing is not None:
-        return _replay(existing, fp)
-
     product, number, offers, inquiry, price = priced(ctx, uow, product_code, customer_no, inquiry_id)
-
-    # The wallet's checks first, without a lock (404, a plugin's veto, 402 with nothing
-    # written); its row is locked last, by the hold itself, so that the lock is held only
-    # for the hold's own statements and the commit — every purchase of the tenant queues on it.
-    hold_ctx, trx_id = service_context(ctx, "transactions"), new_id("trx")
+    trx_id = new_id("trx")
     currency = product.get("currency") or "IDR"
     try:  # a wallet in another currency is a 422 (wallet_id) before its funds are judged
         plan = wallets.plan_hold(hold_ctx, uow, wallet_id, price, reference=f"transaction:{trx_id}",
-                                 reuse_read=batched, currency=currency)
+                                 reuse_read=reuse_read, currency=currency)
     except NotFound as exc:
         raise _field_error("wallet_id", str(exc)) from None
     trx = new_transaction(ctx, trx_id, ref_id=ref_id, fp=fp, product_code=product_code, product=product,
                           number=number, inquiry=inquiry, wallet_id=plan.wallet_id, hold_id=plan.hold_id,
                           price=price, currency=currency, offers=offers, source=source)
+    return trx, inquiry, plan
 
-    def hold() -> None:
-        try:
-            wallets.place_hold(hold_ctx, uow, plan.wallet_id, price, key=trx.id,
-                               reference=f"transaction:{trx.id}", plan=plan)
-        except HubError as exc:
-            exc.transaction_id = trx.id  # type: ignore[attr-defined]  # which purchase, at a commit
-            raise
 
-    def write(batch: bool) -> None:
-        uow.session.add(trx)
-        if inquiry is not None:
-            inquiry.transaction_id = trx.id
-        lifecycle.note(uow, trx, "status", {"price": price, "hold_id": plan.hold_id},
-                       actor=ctx.actor or trx.client_id, to_status="pending")
-        if not batch:
-            uow.session.flush()  # a concurrent twin with this ref_id fails here, before any hold
-        lifecycle.publish_status(ctx, uow, trx, at_commit=batch)
-        publish(ctx, uow, ProcessTransaction(transaction_id=trx.id), at_commit=batch)
+def _add(ctx: CallContext, uow: UnitOfWork, trx: Transaction, inquiry: Inquiry | None, plan: Any) -> None:
+    """A new purchase's rows added to the session: the transaction, its bill paid, its first timeline line."""
+    uow.session.add(trx)
+    if inquiry is not None:
+        inquiry.transaction_id = trx.id
+    lifecycle.note(uow, trx, "status", {"price": trx.price, "hold_id": plan.hold_id},
+                   actor=ctx.actor or trx.client_id, to_status="pending")
 
-    if batched:  # written at the caller's flush; an IntegrityError there is the caller's
-        write(batch=True)
-    else:
-        try:
-            # One savepoint around everything: a refusal (402, 422) leaves nothing behind in a
-            # caller's longer unit of work (bulk submits many in one).
-            with uow.session.begin_nested():
-                write(batch=False)
-                if not hold_at_commit:
-                    hold()
-        except IntegrityError:
-            existing = _by_ref(ctx, uow, ref_id)
-            if existing is None:
-                raise
-            return _replay(existing, fp)
-    if hold_at_commit:
-        _hold_at_commit(hold_ctx, uow, plan, trx.id, hold)
-    return trx, True
+
+def _first_messages(ctx: CallContext, uow: UnitOfWork, trx: Transaction, *, at_commit: bool) -> None:
+    """``transaction.accepted`` and the ``ProcessTransaction`` command (``at_commit``: hub.bus.publish's)."""
+    lifecycle.publish_status(ctx, uow, trx, at_commit=at_commit)
+    publish(ctx, uow, ProcessTransaction(transaction_id=trx.id), at_commit=at_commit)
 
 
 def priced(ctx: CallContext, uow: UnitOfWork, product_code: str, customer_no: str,
@@ -265,12 +363,21 @@ def new_transaction(ctx: CallContext, trx_id: str, *, ref_id: str, fp: str, prod
                        next_check_at=now + dt.timedelta(seconds=lifecycle.settings().redrive_after))
 
 
-def _hold_at_commit(hold_ctx: CallContext, uow: UnitOfWork, plan, transaction_id: str, hold) -> None:
-    """Place the hold when ``uow`` commits; the holds of one unit of work (a bulk group) are
-    placed together (``wallets.place_holds``: the wallet's balances move once), or, when they
-    cannot all be (funds for only some of them, a key used before), one by one in their
-    order, so that the first one refused names its transaction."""
+def _hold_at_commit(hold_ctx: CallContext, uow: UnitOfWork, plan, transaction_id: str) -> None:
+    """Place the hold of ``plan`` (key: the transaction's id) when ``uow`` commits; the holds
+    of one unit of work (a bulk group) are placed together (``wallets.place_holds``: the
+    wallet's balances move once), or, when they cannot all be (funds for only some of them, a
+    key used before), one by one in their order, so that the first one refused names its
+    transaction (its ``transaction_id`` attribute)."""
     from hub.wallets import client as wallets
+
+    def hold() -> None:
+        try:
+            wallets.place_hold(hold_ctx, uow, plan.wallet_id, plan.amount, key=transaction_id,
+                               reference=f"transaction:{transaction_id}", plan=plan)
+        except HubError as exc:
+            exc.transaction_id = transaction_id  # type: ignore[attr-defined]  # which purchase, at a commit
+            raise
 
     def place_all(batch: list) -> None:
         if len(batch) > 1 and wallets.place_holds(hold_ctx, uow, [

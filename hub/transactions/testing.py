@@ -20,7 +20,7 @@ def make_transaction(app, tenant_id: str, *, product_code: str = "TEL10", custom
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
         ctx = CallContext.system(actor="tests", tenant_id=tenant_id)
         wallets.topup(ctx, uow, None, funds, f"seed-{uuid.uuid4().hex[:8]}")
-        trx, _ = service.submit(ctx.with_changes(client_id="tests"), uow, ref_id=uuid.uuid4().hex,
-                                product_code=product_code, customer_no=customer_no)
+        accepted = service.submit(ctx.with_changes(client_id="tests"), uow, ref_id=uuid.uuid4().hex,
+                                  product_code=product_code, customer_no=customer_no)
         uow.commit()
-        return trx.id
+        return accepted.transaction.id

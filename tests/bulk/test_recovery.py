@@ -196,10 +196,10 @@ class TwinFirst:
         twin_ctx = CallContext(tenant_id=self.tenant_id, client_id="other-client",
                                scopes=frozenset({"transactions:write", "wallets:write"}), actor="other-client")
         with unit_of_work(self.app.extensions["rop"].db) as uow:
-            view, _created = transactions.submit(twin_ctx, uow, ref_id=self.ref_id, product_code="TEL10",
-                                                 customer_no=self.customer_no)
+            accepted = transactions.submit(twin_ctx, uow, ref_id=self.ref_id, product_code="TEL10",
+                                           customer_no=self.customer_no)
             uow.commit()
-        self.twin_id = view["id"]
+        self.twin_id = accepted.transaction["id"]
         return None
 
 
@@ -207,8 +207,9 @@ class TwinFirst:
 def test_a_ref_id_taken_while_its_group_is_written_fails_that_row_alone_postgres(app, client, live, funded, fast,
                                                                                  submit, is_postgres, monkeypatch):
     """The group's purchases are written together at its commit (no savepoint each): a twin
-    committed meanwhile fails that insert, and the group is submitted again row by row —
-    the twin's row is refused (409), the others are sent once, the wallet pays for each once."""
+    committed meanwhile fails that insert, and the group is submitted again, its look-up now
+    finding the twin — the twin's row is refused (409), the others are sent once, the wallet
+    pays for each once."""
     from hub.bulk.messages import ProcessBulkChunk
 
     monkeypatch.setattr(ProcessBulkChunk, "max_retries", 0)  # the chunk's own run copes, not a retry

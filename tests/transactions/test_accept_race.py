@@ -63,8 +63,8 @@ def test_holds_at_commit_lock_the_wallet_once_and_a_refused_one_names_its_transa
         uow.commit()
 
     def three(uow):
-        return [transactions.submit(ctx, uow, ref_id=f"c-{i}", product_code="TEL10", customer_no="081200001234",
-                                    hold_at_commit=True)[0]["id"] for i in range(3)]
+        return [transactions.submit(ctx, uow, ref_id=f"c-{i}", product_code="TEL10",
+                                    customer_no="081200001234").transaction["id"] for i in range(3)]
 
     with app.app_context(), unit_of_work(db) as uow:
         ids = three(uow)  # each checked against 2 prices: all pass; the holds come at the commit
@@ -76,8 +76,8 @@ def test_holds_at_commit_lock_the_wallet_once_and_a_refused_one_names_its_transa
                                   .where(Transaction.tenant_id == tenant.id)) == 0
         assert wallets.get_wallet(system, uow, wallet_id).available == 2 * price
     with app.app_context(), unit_of_work(db) as uow:
-        ids = [transactions.submit(ctx, uow, ref_id=f"d-{i}", product_code="TEL10", customer_no="081200001234",
-                                   hold_at_commit=True)[0]["id"] for i in range(2)]
+        ids = [transactions.submit(ctx, uow, ref_id=f"d-{i}", product_code="TEL10",
+                                   customer_no="081200001234").transaction["id"] for i in range(2)]
         uow.commit()
     with app.app_context(), unit_of_work(db, readonly=True) as uow:
         wallet = wallets.get_wallet(system, uow, wallet_id)

@@ -194,10 +194,11 @@ def test_client_submit_and_used_ref_ids(app, funded):
 
     ctx = service_context(funded.tenant.ctx, "bulk")
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
-        view, created = transactions.submit(ctx, uow, ref_id="bulk-1", product_code="TEL10",
-                                            customer_no="081200001234", source="bulk:job_1:1")
+        accepted = transactions.submit(ctx, uow, ref_id="bulk-1", product_code="TEL10",
+                                       customer_no="081200001234", source="bulk:job_1:1")
         uow.commit()
-        assert created and view["source"] == "bulk:job_1:1"
+        view = accepted.transaction
+        assert accepted.created and view["source"] == "bulk:job_1:1"
         assert transactions.used_ref_ids(ctx, uow, ["bulk-1", "bulk-2"]) == {"bulk-1"}
         assert transactions.validate(ctx, uow, "TEL10", "0817") is not None
         assert transactions.validate(ctx, uow, "TEL10", "081200001234") is None

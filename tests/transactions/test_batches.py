@@ -35,8 +35,8 @@ def _submit_together(app, tenant_id: str, numbers: list[str]) -> list[dict]:
     """Accept one purchase per number in one unit of work (the holds at its commit)."""
     ctx = service_context(CallContext.system(actor="tests", tenant_id=tenant_id), "bulk")
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
-        views = [transactions.submit(ctx, uow, ref_id=uuid.uuid4().hex, product_code="TEL10", customer_no=n,
-                                     hold_at_commit=True)[0] for n in numbers]
+        views = [transactions.submit(ctx, uow, ref_id=uuid.uuid4().hex, product_code="TEL10",
+                                     customer_no=n).transaction for n in numbers]
         uow.commit()
     return views
 
