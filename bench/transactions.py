@@ -21,7 +21,10 @@ what bounds the figures.
      by the same clients with the same tokens at each tenant count: ``hub_over_minimal`` =
      the hub's accepted/s ÷ the minimal's (goal ≥ 0.5) and ``p99_over_minimal_p99`` (goal ≤ 2).
      The hub's workers process its accepted purchases during its accept window, on the same
-     cores; the minimal has nothing behind it.
+     cores; the minimal has nothing behind it. So each tenant count runs twice: with the
+     pipeline working (``accept_t<n>``, the top-level ``accepted_per_s``), and with every
+     process but the web one paused by SIGSTOP (``accept_alone_t<n>``,
+     ``alone_over_minimal_t<n>``): the accept's own cost, like for like.
 2. **End to end** (``--latencies``; ``--skip-e2e`` or ``--latencies ''``: none): at sandbox
    latency 0 ms and 200 ms, ``--count`` purchases are posted as fast as the clients go and the
    clock runs until every one is final: completed/s (goal at 200 ms: ≥ 500/s). The wallet
@@ -44,6 +47,7 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -405,6 +409,7 @@ def main() -> int:
 
             # 1. accept at each tenant count, then pgbench and the minimal baseline on the same server
             hub: dict[int, dict] = {}
+            alone: dict[int, dict] = {}
             for n in tenant_counts:
                 before = load_1m()
                 answers, _ = post_load(port, found["tokens"][:n], args.clients, f"accept{n}-{uuid.uuid4().hex[:6]}",
@@ -414,6 +419,24 @@ def main() -> int:
                 print(f"accept: {hub[n]['accepted_per_s']}/s with {args.clients} clients over {n} tenant(s), p50 "
                       f"{hub[n]['p50_ms']} ms, p99 {hub[n]['p99_ms']} ms, {hub[n]['errors']} errors; load "
                       f"{hub[n]['load_avg_1m'][0]} -> {hub[n]['load_avg_1m'][1]}", flush=True)
+                wait_settled(app, found["tenant_id"])
+                # the same with the pipeline paused (SIGSTOP of every process but web, SIGCONT
+                # after): the accept's own cost, like for like with the minimal baseline, which
+                # has nothing behind it
+                paused = [proc for name, proc in procs.items() if name != "web"]
+                for proc in paused:
+                    proc.send_signal(signal.SIGSTOP)
+                try:
+                    before = load_1m()
+                    answers, _ = post_load(port, found["tokens"][:n], args.clients,
+                                           f"alone{n}-{uuid.uuid4().hex[:6]}", seconds=args.seconds)
+                finally:
+                    for proc in paused:
+                        proc.send_signal(signal.SIGCONT)
+                alone[n] = {**accept_figures(answers, args.seconds), "load_avg_1m": [before, load_1m()]}
+                figures[f"accept_alone_t{n}"] = alone[n]
+                print(f"accept, pipeline paused: {alone[n]['accepted_per_s']}/s over {n} tenant(s), p50 "
+                      f"{alone[n]['p50_ms']} ms, p99 {alone[n]['p99_ms']} ms, {alone[n]['errors']} errors", flush=True)
                 wait_settled(app, found["tenant_id"])
             first = hub[tenant_counts[0]]
             figures.update({"accept_errors": first["errors"], "accepted_per_s": first["accepted_per_s"],
@@ -431,9 +454,12 @@ def main() -> int:
                 figures[f"minimal_accept_t{n}"] = minimal[n]
                 figures[f"hub_over_minimal_t{n}"] = ratio(hub[n]["accepted_per_s"], minimal[n]["accepted_per_s"])
                 figures[f"p99_over_minimal_p99_t{n}"] = ratio(hub[n]["p99_ms"], minimal[n]["p99_ms"])
+                figures[f"alone_over_minimal_t{n}"] = ratio(alone[n]["accepted_per_s"], minimal[n]["accepted_per_s"])
+                figures[f"alone_p99_over_minimal_p99_t{n}"] = ratio(alone[n]["p99_ms"], minimal[n]["p99_ms"])
                 print(f"{n} tenant(s): hub / minimal accepted/s {figures[f'hub_over_minimal_t{n}']} (goal >= "
                       f"{GOAL_HUB_OVER_MINIMAL}), p99 / minimal p99 {figures[f'p99_over_minimal_p99_t{n}']} (goal <= "
-                      f"{GOAL_P99_OVER_MINIMAL_P99})", flush=True)
+                      f"{GOAL_P99_OVER_MINIMAL_P99}); pipeline paused: {figures[f'alone_over_minimal_t{n}']}, p99 "
+                      f"{figures[f'alone_p99_over_minimal_p99_t{n}']}", flush=True)
             base = minimal[tenant_counts[0]]
             figures.update({"minimal_accepted_per_s": base["accepted_per_s"], "minimal_accept_p50_ms": base["p50_ms"],
                             "minimal_accept_p99_ms": base["p99_ms"], "minimal_accept_errors": base["errors"],
