@@ -142,23 +142,37 @@ def transition(ctx: CallContext, uow: UnitOfWork, trx: Transaction, new_status: 
 
 
 def _move_money(ctx: CallContext, uow: UnitOfWork, trx: Transaction, new_status: str) -> None:
-    from hub.wallets import client as wallets
-
     if trx.hold_id is None or new_status not in ("succeeded", "failed", "refunded"):
         return
     svc = service_context(ctx.with_changes(tenant_id=trx.tenant_id), "transactions")
-    hold_id = trx.hold_id
-    # Last in the unit of work: the capture, void or reversal locks the tenant's wallet row
-    # until the commit, and every purchase and outcome of the tenant queues on that lock.
-    if new_status == "succeeded":
-        # The captures of one unit of work (a batch's outcomes) are made together: the
-        # wallet's balances move once for all of a tenant's (wallets.capture_holds).
-        uow.before_commit_batch(("transactions.captures", trx.tenant_id), (hold_id, f"{trx.id}:capture"),
-                                lambda captures: wallets.capture_holds(svc, uow, captures))
-    elif new_status == "failed":
-        uow.before_commit(lambda: wallets.void_hold(svc, uow, hold_id, key=f"{trx.id}:void"))
-    else:
-        uow.before_commit(lambda: wallets.reverse_capture(svc, uow, hold_id, key=f"{trx.id}:reverse"))
+    # Last in the unit of work: the capture, void or reversal locks the wallet's row until
+    # the commit, and every purchase and outcome of the wallet queues on that lock. All the
+    # money moves of one unit of work (a batch's outcomes, of any tenants) are made together,
+    # wallet by wallet in id order: two batches that lock wallets in different orders would
+    # deadlock (and take a purchase waiting on one of them down with them).
+    uow.before_commit_batch(("transactions.money",), (trx.wallet_id, new_status, trx.hold_id, trx.id, svc),
+                            lambda moves: _move_all(uow, moves))
+
+
+def _move_all(uow: UnitOfWork, moves: list[tuple]) -> None:
+    """The money moves of a unit of work, wallet by wallet in id order; a wallet's captures
+    together (its balances move once for all of them: wallets.capture_holds), then its voids
+    and reversals, each in the order they were asked for."""
+    from hub.wallets import client as wallets
+
+    by_wallet: dict[str, list[tuple]] = {}
+    for move in moves:
+        by_wallet.setdefault(move[0], []).append(move)
+    for wallet_id in sorted(by_wallet):
+        group = by_wallet[wallet_id]
+        captures = [(hold_id, f"{trx_id}:capture") for _, status, hold_id, trx_id, _ in group if status == "succeeded"]
+        if captures:
+            wallets.capture_holds(group[0][4], uow, captures)
+        for _, status, hold_id, trx_id, svc in group:
+            if status == "failed":
+                wallets.void_hold(svc, uow, hold_id, key=f"{trx_id}:void")
+            elif status == "refunded":
+                wallets.reverse_capture(svc, uow, hold_id, key=f"{trx_id}:reverse")
 
 
 class _Wake:

@@ -7,6 +7,7 @@ import datetime as dt
 import time
 import uuid
 
+import pytest
 from rop_sandbox.plugin import purchase_count, purchase_counts
 from rq import Queue
 
@@ -149,3 +150,46 @@ def test_the_sweep_does_not_drive_again_what_waits_in_a_busy_provider_queue(app,
     drain(app)
     assert _statuses(app, funded.tenant.id, views) == ["succeeded"] * 3
     assert purchase_counts(app.extensions["rop"].redis) == {f"{v['id']}-1": 1 for v in views}
+
+
+@pytest.mark.postgres(reason="row locks: SQLite has one writer at a time, nothing to deadlock")
+def test_a_batch_of_several_wallets_moves_their_money_in_wallet_id_order(app, live, funded, fast, tenant_factory):
+    """A batch's outcomes may be of several tenants (a web worker's relay sends the purchases of
+    many requests as one job): its money moves lock the wallets in id order, whatever the order
+    of its transactions, so that two batches never wait on each other's wallets (a deadlock,
+    which PostgreSQL ends by aborting one, and a purchase waiting on either with it)."""
+    from sqlalchemy import event
+
+    other = tenant_factory()
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        ctx = CallContext.system(actor="tests", tenant_id=other.id)
+        from hub.wallets import accounts
+
+        accounts.topup(ctx, uow, accounts.get_main_wallet(ctx, uow).id, FUNDS, "seed")
+        uow.commit()
+    # failures (the sandbox's …9999): one void each, in the batch's transaction order before
+    wallet_of: dict[str, str] = {}
+    pair = None
+    while pair is None:  # ids are random: until one of the greater wallet's comes first
+        for tenant in (funded.tenant, other):
+            wallet_of |= {v["id"]: v["wallet_id"] for v in _submit_together(app, tenant.id, ["081200009999"] * 4)}
+        greater = max(wallet_of.values())
+        ordered = sorted(wallet_of)  # the batch locks its transactions in id order
+        pair = next(((t, u) for t in ordered for u in ordered
+                     if t < u and wallet_of[t] == greater and wallet_of[u] != greater), None)
+    first, then = pair
+    moved: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if " ".join(statement.split()).startswith("UPDATE wallets") and isinstance(parameters, dict):
+            moved.append(parameters.get("wallet_id"))
+
+    engine = app.extensions["rop"].db.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with app.app_context():
+            processing.run_many([first, then])
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert moved == sorted(moved) and set(moved) == {wallet_of[first], wallet_of[then]}, moved
+    assert transaction(app, funded.tenant.id, first if wallet_of[first] == funded.wallet_id else then)["status"] == "failed"
