@@ -13,7 +13,7 @@ a row "locked for update" is really serialized.
 On PostgreSQL a pooled connection is pinged at checkout when it sat in the pool for more
 than :data:`PING_AFTER_IDLE` seconds (a dead one is replaced, as with ``pool_pre_ping``),
 not at every checkout: a connection handed back a moment ago is alive, and a ping is a
-round trip on every unit of work (two per hold: the hold and the outbox relay's mark).
+round trip on every unit of work.
 
 The shortcuts past SQLAlchemy's and psycopg's public interfaces (:class:`DriverStatement`,
 psycopg's statement cache) live in :mod:`hub.driver`, behind ``ROP_DRIVER_SHORTCUTS``; the
