@@ -55,6 +55,10 @@ class BadRequest(HubError):
 class ValidationFailed(HubError):
     status, slug, title = 422, "validation-failed", "The request is not valid"
 
+    def __init__(self, detail: str | None = None, *, errors: dict[str, Any] | None = None, **kwargs: Any):
+        # Without a detail of its own, the detail names the fields, as every other 422 does.
+        super().__init__(detail or (invalid_fields_detail(errors) if errors else None), errors=errors, **kwargs)
+
 
 class Unauthorized(HubError):
     status, slug, title = 401, "unauthorized", "Authentication required"
@@ -195,7 +199,7 @@ def _normalise_errors(messages: Any) -> dict[str, Any] | None:
     return flat or None
 
 
-def _invalid_fields_detail(errors: dict[str, Any] | None) -> str:
+def invalid_fields_detail(errors: dict[str, Any] | None) -> str:
     """The ``detail`` of a 422 from a schema: which fields, and what is wrong with the first."""
     if not errors:
         return "One or more fields are not valid."
@@ -230,7 +234,7 @@ def register_error_handlers(app: Flask) -> None:
         data = getattr(exc, "data", None) or {}
         errors = _normalise_errors(data.get("messages")) if isinstance(data, dict) else None
         status = exc.code or 500
-        detail = exc.description if status != 422 else _invalid_fields_detail(errors)
+        detail = exc.description if status != 422 else invalid_fields_detail(errors)
         headers = {}
         valid_methods = getattr(exc, "valid_methods", None)
         if status == 405 and valid_methods:

@@ -88,7 +88,7 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
 
         on_event(ctx, uow, message)  # a webhook delivery, in the same transaction
     if outbox:
-        _relay_after_commit(uow, [row["envelope"]])
+        relay_after_commit(uow, [row["envelope"]])
     return message
 
 
@@ -115,7 +115,7 @@ def _prepare(ctx: CallContext, message: Message, causation: Message | None) -> t
     return row, tenant_event, handled or not tenant_event
 
 
-def _relay_after_commit(uow: UnitOfWork, envelopes: list[dict], delivery_ids: list[str] = ()) -> None:
+def relay_after_commit(uow: UnitOfWork, envelopes: list[dict], delivery_ids: list[str] = ()) -> None:
     """Relay ``envelopes`` and enqueue the webhook deliveries ``delivery_ids`` once ``uow``
     commits: one hand-over per transaction for all of them (:func:`hub.bus.relay.hand_over`:
     the process's background relay, or sent at once); a new one after a commit or a
@@ -167,7 +167,7 @@ def staged_rows(uow: UnitOfWork, messages: list[tuple[CallContext, Message]]) ->
     staged["deliveries"] = delivery_rows(uow, events)
 
     def written() -> None:
-        _relay_after_commit(uow, relayed, [row["id"] for row in staged["deliveries"]])
+        relay_after_commit(uow, relayed, [row["id"] for row in staged["deliveries"]])
 
     return staged, written
 

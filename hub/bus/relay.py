@@ -1,9 +1,8 @@
 """The web process's relay: what its requests commit reaches the queues in batches, off the
 request thread (docs/bus.md, "The relay").
 
-Without it, a unit of work relays its messages itself once it commits
-(:func:`hub.bus.outbox.relay`): RQ jobs enqueued in one pipeline, the outbox rows marked
-published, the webhook deliveries enqueued. On the accept path that was about a third of a
+Without it, a unit of work relays its messages itself once it commits (:func:`send`): RQ
+jobs and webhook deliveries enqueued in one pipeline, the outbox rows marked published. On the accept path that was about a third of a
 request's CPU, two more Redis round trips and a second statement per purchase.
 
 A gunicorn worker of the hub starts one :class:`BackgroundRelay` (``hub.gunicorn_conf``).
@@ -47,7 +46,7 @@ class BackgroundRelay:
         self._stopping = False
         self._busy = False
         self._thread: threading.Thread | None = None
-        #: what it sent: sends, envelopes, deliveries (``/metrics`` and the tests read them)
+        #: what it sent so far: sends, envelopes, deliveries
         self.sent = {"sends": 0, "envelopes": 0, "deliveries": 0}
 
     # -- the request side ----------------------------------------------------------------
@@ -161,6 +160,8 @@ def stop_background_relay(app: Flask, timeout: float = 10.0) -> None:
 
 def hand_over(app: Flask, envelopes: list[dict], delivery_ids: list[str]) -> None:
     """After a commit: to the background relay when the process runs one, else sent now."""
+    if not (envelopes or delivery_ids):
+        return
     relay = background_relay(app)
     if relay is not None:
         relay.put(envelopes, delivery_ids)

@@ -365,9 +365,9 @@ def enqueue_deliveries(uow: UnitOfWork, delivery_ids: list[str]) -> None:
     """Enqueue these deliveries once ``uow`` commits (with the unit of work's messages:
     ``hub.bus.outbox``'s relay)."""
     if delivery_ids:
-        from hub.bus.outbox import _relay_after_commit
+        from hub.bus.outbox import relay_after_commit
 
-        _relay_after_commit(uow, [], delivery_ids)
+        relay_after_commit(uow, [], delivery_ids)
 
 
 #: the delivery job's RQ options

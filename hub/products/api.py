@@ -12,7 +12,7 @@ from marshmallow import EXCLUDE, ValidationError
 
 from hub.auth import current_ctx, requires, take_rate_count
 from hub.edge import Blueprint, check_loaded
-from hub.errors import ValidationFailed, _invalid_fields_detail
+from hub.errors import ValidationFailed
 from hub.products import service
 from hub.products.schemas import ProductArgs, ProductListSchema, ProductSchema
 from hub.web import request_uow
@@ -32,9 +32,7 @@ def _args() -> dict:
     try:
         return check_loaded(_ARGS.load(request.args.to_dict(flat=True)))
     except ValidationError as exc:
-        errors = exc.normalized_messages()
-        # the detail names the field, as every other 422 does (docs/api.md, "Errors")
-        raise ValidationFailed(_invalid_fields_detail(errors), errors=errors) from None
+        raise ValidationFailed(errors=exc.normalized_messages()) from None
 
 
 @bp.route("/products")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from flask import current_app
@@ -150,29 +150,39 @@ def _move_money(ctx: CallContext, uow: UnitOfWork, trx: Transaction, new_status:
     # money moves of one unit of work (a batch's outcomes, of any tenants) are made together,
     # wallet by wallet in id order: two batches that lock wallets in different orders would
     # deadlock (and take a purchase waiting on one of them down with them).
-    uow.before_commit_batch(("transactions.money",), (trx.wallet_id, new_status, trx.hold_id, trx.id, svc),
+    uow.before_commit_batch(("transactions.money",), _Move(trx.wallet_id, new_status, trx.hold_id, trx.id, svc),
                             lambda moves: _move_all(uow, moves))
 
 
-def _move_all(uow: UnitOfWork, moves: list[tuple]) -> None:
+class _Move(NamedTuple):
+    """A money move asked for by a status change: which wallet, why, which hold, whose."""
+
+    wallet_id: str
+    status: str  # succeeded: capture; failed: void; refunded: reverse the capture
+    hold_id: str
+    transaction_id: str
+    ctx: CallContext
+
+
+def _move_all(uow: UnitOfWork, moves: list[_Move]) -> None:
     """The money moves of a unit of work, wallet by wallet in id order; a wallet's captures
     together (its balances move once for all of them: wallets.capture_holds), then its voids
     and reversals, each in the order they were asked for."""
     from hub.wallets import client as wallets
 
-    by_wallet: dict[str, list[tuple]] = {}
+    by_wallet: dict[str, list[_Move]] = {}
     for move in moves:
-        by_wallet.setdefault(move[0], []).append(move)
+        by_wallet.setdefault(move.wallet_id, []).append(move)
     for wallet_id in sorted(by_wallet):
         group = by_wallet[wallet_id]
-        captures = [(hold_id, f"{trx_id}:capture") for _, status, hold_id, trx_id, _ in group if status == "succeeded"]
+        captures = [(m.hold_id, f"{m.transaction_id}:capture") for m in group if m.status == "succeeded"]
         if captures:
-            wallets.capture_holds(group[0][4], uow, captures)
-        for _, status, hold_id, trx_id, svc in group:
-            if status == "failed":
-                wallets.void_hold(svc, uow, hold_id, key=f"{trx_id}:void")
-            elif status == "refunded":
-                wallets.reverse_capture(svc, uow, hold_id, key=f"{trx_id}:reverse")
+            wallets.capture_holds(group[0].ctx, uow, captures)
+        for m in group:
+            if m.status == "failed":
+                wallets.void_hold(m.ctx, uow, m.hold_id, key=f"{m.transaction_id}:void")
+            elif m.status == "refunded":
+                wallets.reverse_capture(m.ctx, uow, m.hold_id, key=f"{m.transaction_id}:reverse")
 
 
 class _Wake:

@@ -263,13 +263,23 @@ def submit_many(ctx: CallContext, uow: UnitOfWork,
     return answers
 
 
+#: ``ref_id``s per look-up query (an ``IN`` list)
+_REFS_PER_QUERY = 500
+
+
+def _ref_chunks(ref_ids: list[str]):
+    """``ref_ids`` without repeats, in lists of at most :data:`_REFS_PER_QUERY`."""
+    ids = list(dict.fromkeys(ref_ids))
+    for start in range(0, len(ids), _REFS_PER_QUERY):
+        yield ids[start:start + _REFS_PER_QUERY]
+
+
 def _by_refs(ctx: CallContext, uow: UnitOfWork, ref_ids: list[str]) -> dict[str, Transaction]:
     """The tenant's transactions of ``ref_ids`` (a few queries), by ``ref_id``."""
     found: dict[str, Transaction] = {}
-    ids = list(dict.fromkeys(ref_ids))
-    for start in range(0, len(ids), 500):
+    for chunk in _ref_chunks(ref_ids):
         found.update((t.ref_id, t) for t in uow.session.scalars(
-            tenant_select(ctx, Transaction).where(Transaction.ref_id.in_(ids[start:start + 500]))))
+            tenant_select(ctx, Transaction).where(Transaction.ref_id.in_(chunk))))
     return found
 
 
@@ -409,10 +419,9 @@ def _inquiry_for_payment(ctx: CallContext, uow: UnitOfWork, inquiry_id: str | No
 def used_ref_ids(ctx: CallContext, uow: UnitOfWork, ref_ids: list[str]) -> set[str]:
     """Which of ``ref_ids`` this tenant used already (bulk validation: a few queries)."""
     found: set[str] = set()
-    ids = list(dict.fromkeys(ref_ids))
-    for start in range(0, len(ids), 500):
+    for chunk in _ref_chunks(ref_ids):
         found.update(uow.session.scalars(select(Transaction.ref_id).where(
-            Transaction.tenant_id == ctx.tenant_id, Transaction.ref_id.in_(ids[start:start + 500]))))
+            Transaction.tenant_id == ctx.tenant_id, Transaction.ref_id.in_(chunk))))
     return found
 
 
