@@ -107,6 +107,6 @@ def hold_rows(ctx: CallContext, target: Target, amount: int, *, key: str, refere
     hold = {"id": hold_id, "tenant_id": ctx.tenant_id, "wallet_id": target.wallet_id, "amount": amount,
             "captured": 0, "reversed": 0, "currency": target.currency, "status": "placed", "expires_at": None,
             "reference": reference, "created_at": now, "updated_at": now}
-    event = HoldPlaced(hold_id=hold_id, wallet_id=target.wallet_id, amount=amount, captured=0,
+    event = HoldPlaced.built(hold_id=hold_id, wallet_id=target.wallet_id, amount=amount, captured=0,
                        currency=target.currency, status="placed", reference=reference)
     return journal, hold, event

@@ -195,6 +195,24 @@ def _first_difference(python: list, function: list) -> str:
 RACERS = 8
 
 
+def test_the_messages_the_function_path_builds_unvalidated_are_valid(app, client, funded):
+    """The accept path builds its messages with ``Message.built`` (not validated again): each
+    stored envelope's payload loads through its message's schema, as a handler loads it."""
+    from hub.bus.messages import MESSAGE_TYPES
+
+    for n in range(3):
+        assert buy(client, funded.tenant, f"08123456771{n}").status_code == 202
+    with app.extensions["rop"].db.engine.connect() as conn:
+        envelopes = [row[0] for row in conn.execute(
+            text("SELECT envelope FROM bus_outbox WHERE tenant_id = :t UNION ALL "
+                 "SELECT envelope FROM bus_events WHERE tenant_id = :t"), {"t": funded.tenant.id})]
+    types = {e["type"] for e in envelopes}
+    assert {"transaction.accepted", "transaction.process", "wallet.hold_placed"} <= types, types
+    for envelope in envelopes:
+        klass = MESSAGE_TYPES[envelope["type"]]
+        assert klass._schema().validate(envelope["payload"]) == {}, envelope
+
+
 def test_one_ref_id_from_many_connections_is_accepted_once_and_replayed_to_the_others(app, funded):
     db = app.extensions["rop"].db
     assert buy(app.test_client(), funded.tenant, "081234567891").status_code == 202  # warm: nothing read per call

@@ -26,21 +26,54 @@ REFERENCE_TABLES = re.compile(
 
 
 class Statements:
-    """Every statement the engine sends (``before_cursor_execute``) while inside ``with``."""
+    """Every statement sent while inside ``with``, counted at the driver: on PostgreSQL each
+    ``execute``/``executemany`` of a psycopg cursor of the engine's connections (what goes
+    through SQLAlchemy and what is sent through the driver alone, as the accept function's
+    call); elsewhere SQLAlchemy's ``before_cursor_execute``."""
 
     def __init__(self, engine):
         self.engine = engine
         self.sent: list[str] = []
+        self._driver = engine.dialect.name == "postgresql"
+        self._changed: list = []  # the driver connections given the counting cursor
 
     def _seen(self, conn, cursor, statement, parameters, context, executemany):
         self.sent.append(" ".join(statement.split()))
 
+    def _counting(self, dbapi_conn, _record, _proxy):
+        dbapi_conn.cursor_factory = self._cursor_class
+        self._changed.append(dbapi_conn)
+
     def __enter__(self):
-        event.listen(self.engine, "before_cursor_execute", self._seen)
+        if self._driver:
+            import psycopg
+
+            seen = self.sent
+
+            class CountingCursor(psycopg.Cursor):
+                def execute(self, query, *args, **kwargs):
+                    seen.append(" ".join(str(query).split()))
+                    return super().execute(query, *args, **kwargs)
+
+                def executemany(self, query, *args, **kwargs):
+                    seen.append(" ".join(str(query).split()))
+                    return super().executemany(query, *args, **kwargs)
+
+            self._cursor_class = CountingCursor
+            event.listen(self.engine, "checkout", self._counting)
+        else:
+            event.listen(self.engine, "before_cursor_execute", self._seen)
         return self
 
     def __exit__(self, *exc):
-        event.remove(self.engine, "before_cursor_execute", self._seen)
+        if self._driver:
+            import psycopg
+
+            event.remove(self.engine, "checkout", self._counting)
+            for dbapi_conn in self._changed:  # back in the pool, they count nothing any more
+                dbapi_conn.cursor_factory = psycopg.Cursor
+        else:
+            event.remove(self.engine, "before_cursor_execute", self._seen)
 
     @property
     def reference_reads(self) -> list[str]:
