@@ -12,8 +12,8 @@ as one Redis pipeline — the messages one handler takes go in one job of up to
 ``MAX_BATCH`` (a batch of ``ProcessTransaction`` commands is processed as one) — and marks
 all their outbox rows published in one statement. While it sends, the next batch gathers:
 the busier the process, the bigger the batches. A send of fewer than ``MIN_BATCH`` envelopes
-waits up to ``LINGER`` (5 ms) for more: each send costs a pipeline and a statement whatever
-its size, so a busy process sends less often (bench/RESULTS.md); an idle one 5 ms later.
+waits up to ``LINGER`` (20 ms) for more: each send costs a pipeline and a statement whatever
+its size, so a busy process sends less often (bench/RESULTS.md); an idle one 20 ms later.
 
 What is lost with the process (SIGKILL between a commit and the relay's send) is in the
 database: the outbox sweep (``rop scheduler``, every few seconds) publishes rows left
@@ -34,8 +34,8 @@ log = structlog.get_logger("hub.bus")
 MAX_SEND = 500
 #: a send of fewer envelopes than this waits up to LINGER seconds for more (each send costs a
 #: Redis pipeline and a statement whatever its size: fewer, bigger sends cost less CPU)
-MIN_BATCH = 20
-LINGER = 0.005
+MIN_BATCH = 50
+LINGER = 0.02
 _KEY = "bus.background_relay"
 
 
