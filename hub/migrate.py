@@ -50,7 +50,7 @@ def downgrade(database_url: str, revision: str) -> None:
 
 
 #: The database functions the code calls on PostgreSQL (signatures), installed by migrations.
-POSTGRES_FUNCTIONS: tuple[str, ...] = ("rop_accept_v1(json)",)
+POSTGRES_FUNCTIONS: tuple[str, ...] = ("rop_accept_v2(jsonb)",)
 
 
 def drift(engine) -> list:

@@ -113,11 +113,34 @@ def test_the_accept_function_comes_with_0026_and_goes_with_its_downgrade(fresh_d
     try:
         assert drift(engine) == []
         downgrade(url, "0025_admin_users_and_deliveries")
-        assert ("missing_function", "rop_accept_v1(json)") in drift(engine)
+        assert ("missing_function", "rop_accept_v2(jsonb)") in drift(engine)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT to_regprocedure('rop_accept_v1(json)')")).scalar() is None
         upgrade(url)
         assert drift(engine) == []
-        assert "rop_accept_v1(json)" in POSTGRES_FUNCTIONS
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres(reason="SQLite has no database functions")
+def test_the_jsonb_accept_function_comes_with_0027_beside_v1_and_goes_with_its_downgrade(fresh_database_url):
+    """0027 adds ``rop_accept_v2(jsonb)``, the one the code calls, and keeps
+    ``rop_accept_v1(json)`` for the processes of the release before (a rolling deploy)."""
+    url = fresh_database_url
+    upgrade(url)
+    engine = make_engine(url)
+
+    def installed(signature: str) -> bool:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT to_regprocedure(:s)"), {"s": signature}).scalar() is not None
+
+    try:
+        assert POSTGRES_FUNCTIONS == ("rop_accept_v2(jsonb)",)
+        assert drift(engine) == [] and installed("rop_accept_v1(json)") and installed("rop_accept_v2(jsonb)")
+        downgrade(url, "0026_accept_function")
+        assert drift(engine) == [("missing_function", "rop_accept_v2(jsonb)")]
+        assert installed("rop_accept_v1(json)") and not installed("rop_accept_v2(jsonb)")
+        upgrade(url)
+        assert drift(engine) == []
     finally:
         engine.dispose()

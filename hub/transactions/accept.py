@@ -1,6 +1,6 @@
 """Accepting a purchase: one primitive per database engine (docs/transactions.md, "Accepting").
 
-- **PostgreSQL**: one call of the ``rop_accept_v1`` function (migration 0026), in
+- **PostgreSQL**: one call of the ``rop_accept_v2`` function (migration 0027), in
   autocommit when the unit of work has not begun (the steady state), else in its
   transaction, committed by the caller. Everything it needs comes from the process's
   caches — the product, its price and offers (hub.cache via the products client), the
@@ -36,8 +36,8 @@ from hub.transactions.messages import EVENT_FOR_STATUS, ProcessTransaction
 from hub.transactions.models import Transaction
 
 #: the function this release calls (a changed function gets a new name: rolling deploys)
-FUNCTION = "rop_accept_v1"
-_CALL = f"SELECT {FUNCTION}(%s::json)"
+FUNCTION = "rop_accept_v2"
+_CALL = f"SELECT {FUNCTION}(%s::jsonb)"
 #: the SQLSTATE the function raises when the wallet's funds do not cover the price
 REFUSED_FUNDS = "RP402"
 #: ... and when the hold's wallet is not the purchase's tenant's in the purchase's currency

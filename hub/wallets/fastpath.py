@@ -1,6 +1,6 @@
 """The wallets' part of accepting a purchase in one database call (hub.transactions.accept).
 
-On PostgreSQL the purchase's hold is written by the ``rop_accept_v1`` function, with the
+On PostgreSQL the purchase's hold is written by the ``rop_accept_v2`` function, with the
 transaction's rows, in one statement; this module gives the transactions service what that
 needs without a query in the steady state:
 

@@ -1,5 +1,5 @@
 """``POST /v1/transactions`` attacked as a hostile or careless partner would, over real HTTP:
-on PostgreSQL the purchase is accepted by one call of ``rop_accept_v1`` (with a per-process
+on PostgreSQL the purchase is accepted by one call of ``rop_accept_v2`` (with a per-process
 cache of wallets), on SQLite by the Python path — every attack gets the same answer on both,
 and no money moves where it must not (docs/transactions.md, "Accepting a purchase").
 

@@ -1,4 +1,4 @@
-"""Accepting a purchase on PostgreSQL is one call of ``rop_accept_v1`` (hub.transactions.accept):
+"""Accepting a purchase on PostgreSQL is one call of ``rop_accept_v2`` (hub.transactions.accept):
 
 - it writes every row the Python path (``service.submit``, the SQLite primitive) writes, the
   same (parity over random purchases, replays, conflicts and refused funds);
@@ -29,7 +29,7 @@ from hub.wallets.models import Hold
 from tests.transactions.conftest import FUNDS, buy
 from tests.transactions.test_reference_cache import CountingConnection, Statements
 
-pytestmark = pytest.mark.postgres(reason="rop_accept_v1 is a PostgreSQL function; SQLite keeps the Python path")
+pytestmark = pytest.mark.postgres(reason="rop_accept_v2 is a PostgreSQL function; SQLite keeps the Python path")
 
 PURCHASES = 60
 CUSTOMERS = ("081234567890", "081234567891", "085712345678")
@@ -287,7 +287,7 @@ def test_a_warm_accept_sends_one_statement_and_two_redis_commands_the_relay_one_
     print(f"\nSQL per warm accept: {len(sent.sent)}:\n  " + "\n  ".join(s[:120] for s in sent.sent)
           + f"\nRedis: {len(CountingConnection.sent)} round trips, {len(commands)} commands")
     # the request: the function's call, in autocommit (no BEGIN, no COMMIT); nothing after it
-    assert [s[:27] for s in sent.sent] == ["SELECT rop_accept_v1(%s::js"], sent.sent
+    assert [s[:27] for s in sent.sent] == ["SELECT rop_accept_v2(%s::js"], sent.sent
     assert len(commands) <= REDIS_COMMANDS, commands
     assert relay.pending() == 1 + 2  # the ProcessTransaction command; deliveries of two events
 

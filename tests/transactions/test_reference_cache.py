@@ -97,7 +97,7 @@ def test_a_warm_web_process_reads_no_reference_data_per_purchase(app, client, fu
         assert buy(client, funded.tenant, "081234567892").status_code == 202
     print(f"\nSQL statements per warm accept: {len(warm.sent)} (cold: {len(cold.sent)})")
     if engine.dialect.name == "postgresql":  # one call of the accept function writes it all
-        assert [s for s in warm.sent if "rop_accept_v1" in s], warm.sent
+        assert [s for s in warm.sent if "rop_accept_v2" in s], warm.sent
     else:
         assert any(s.upper().startswith("INSERT INTO TRANSACTIONS ") for s in warm.sent), warm.sent
         assert any("bus_webhook_deliveries" in s for s in warm.sent), "the tenant's webhook gets the events"
