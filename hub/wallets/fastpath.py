@@ -108,5 +108,5 @@ def hold_rows(ctx: CallContext, target: Target, amount: int, *, key: str, refere
             "captured": 0, "reversed": 0, "currency": target.currency, "status": "placed", "expires_at": None,
             "reference": reference, "created_at": now, "updated_at": now}
     event = HoldPlaced.built(hold_id=hold_id, wallet_id=target.wallet_id, amount=amount, captured=0,
-                       currency=target.currency, status="placed", reference=reference)
+                             currency=target.currency, status="placed", reference=reference)
     return journal, hold, event
