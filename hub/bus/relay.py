@@ -11,9 +11,7 @@ relay's thread sends what has gathered meanwhile, from every request thread of t
 as one Redis pipeline — the messages one handler takes go in one job of up to
 ``MAX_BATCH`` (a batch of ``ProcessTransaction`` commands is processed as one) — and marks
 all their outbox rows published in one statement. While it sends, the next batch gathers:
-the busier the process, the bigger the batches. A send of fewer than ``MIN_BATCH`` envelopes
-waits up to ``LINGER`` (20 ms) for more: each send costs a pipeline and a statement whatever
-its size, so a busy process sends less often (bench/RESULTS.md); an idle one 20 ms later.
+the busier the process, the bigger the batches; an idle process's relay sends at once.
 
 What is lost with the process (SIGKILL between a commit and the relay's send) is in the
 database: the outbox sweep (``rop scheduler``, every few seconds) publishes rows left
@@ -32,10 +30,6 @@ log = structlog.get_logger("hub.bus")
 
 #: the most envelopes (and, apart, delivery ids) one send takes
 MAX_SEND = 500
-#: a send of fewer envelopes than this waits up to LINGER seconds for more (each send costs a
-#: Redis pipeline and a statement whatever its size: fewer, bigger sends cost less CPU)
-MIN_BATCH = 50
-LINGER = 0.02
 _KEY = "bus.background_relay"
 
 
@@ -43,12 +37,9 @@ class BackgroundRelay:
     """Relays the committed messages and webhook deliveries of an app's units of work from
     one thread of its own (see the module's docstring)."""
 
-    def __init__(self, app: Flask, *, max_send: int = MAX_SEND, min_batch: int = MIN_BATCH,
-                 linger: float = LINGER):
+    def __init__(self, app: Flask, *, max_send: int = MAX_SEND):
         self.app = app
         self.max_send = max_send
-        self.min_batch = min_batch
-        self.linger = linger
         self._envelopes: deque[dict] = deque()
         self._deliveries: deque[str] = deque()
         self._cond = threading.Condition()
@@ -99,9 +90,6 @@ class BackgroundRelay:
                 self._cond.wait_for(lambda: self._envelopes or self._deliveries or self._stopping)
                 if self._stopping and not (self._envelopes or self._deliveries):
                     return
-                if self.linger > 0 and not self._stopping and len(self._envelopes) < self.min_batch:
-                    self._cond.wait_for(lambda: len(self._envelopes) >= self.min_batch or self._stopping,
-                                        self.linger)
             self.send_once()
 
     def send_once(self) -> int:

@@ -111,22 +111,3 @@ def test_what_a_dead_process_had_not_relayed_is_published_by_the_sweep(app, clie
     assert sweep(app, older_than=0) == 1
     assert _unpublished(app) == 0
     drain(app, until=lambda: _statuses(app, [funded.tenant.id]) == ["succeeded"])
-
-
-def test_a_small_send_lingers_for_more_and_a_full_one_goes_at_once(app, client, funded):
-    """Fewer than ``min_batch`` envelopes wait up to ``linger`` for more; once there are
-    ``min_batch`` they go in one send, without waiting for the linger to end."""
-    relay = app.extensions["rop"].extras["bus.background_relay"] = BackgroundRelay(app, min_batch=3, linger=30)
-    relay.start()
-    try:
-        assert buy(client, funded.tenant, "081200009990").status_code == 202
-        assert not relay.flush(timeout=0.3)  # held: one of three
-        assert relay.sent["sends"] == 0 and relay.pending() == 1 and _unpublished(app) == 1
-        for n in (1, 2):
-            assert buy(client, funded.tenant, f"08120000999{n}").status_code == 202
-        assert relay.flush(timeout=10)  # three: sent at once, long before the 30 s linger
-        assert relay.sent == {"sends": 1, "envelopes": 3, "deliveries": 0}
-        assert _unpublished(app) == 0
-    finally:
-        stop_background_relay(app)
-    drain(app, until=lambda: set(_statuses(app, [funded.tenant.id])) <= FINAL)
