@@ -68,13 +68,13 @@ def main() -> int:
     from hub.transactions import accept
 
     sent: list[str] = []
-    call = accept._call_in_autocommit
+    call = accept.call_in_autocommit
 
-    def keep(engine, payload):  # the argument of each accept, as the hub sends it
-        sent.append(payload)
-        return call(engine, payload)
+    def keep(engine, sql, params):  # the argument of each accept, as the hub sends it
+        sent.append(params[0])
+        return call(engine, sql, params)
 
-    accept._call_in_autocommit = keep
+    accept.call_in_autocommit = keep
     figures: dict = {"calls": args.calls, "load_avg_1m_before": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory(prefix="rop-bench-fn-") as tmp:
         redis_server = EmbeddedRedis(Path(tmp) / "redis", persist=False, port=free_port())
@@ -114,7 +114,7 @@ def main() -> int:
                           flush=True)
             found["app"].extensions["rop"].close()
         finally:
-            accept._call_in_autocommit = call
+            accept.call_in_autocommit = call
             redis_server.stop()
             drop()
     figures.update({"v1_cpu_ms": round(best["v1"], 3), "v2_cpu_ms": round(best["v2"], 3),

@@ -1,4 +1,5 @@
-"""The hub's two shortcuts past its database libraries' public interfaces, behind one switch.
+"""The hub's two shortcuts past its database libraries' public interfaces, behind one switch
+(and :func:`call_in_autocommit`, one statement through the driver by public interfaces).
 
 1. :func:`cache_batch_statements` replaces psycopg's cache of converted queries (the private
    module ``psycopg._queries``) with a larger one, so that the hub's long batch statements are
@@ -140,12 +141,7 @@ class DriverStatement:
                 cursor.execute(sql, converted)
             return cursor.fetchone() if fetch else cursor.rowcount
         except conn.dialect.loaded_dbapi.Error as exc:
-            if conn.dialect.is_disconnect(exc, dbapi_conn, cursor):
-                conn.invalidate(exc)
-            from sqlalchemy.exc import DBAPIError
-
-            raise DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error,
-                                      dialect=conn.dialect) from exc
+            raise _as_sqlalchemy(exc, conn.dialect, dbapi_conn, cursor, sql, params, conn.invalidate) from exc
         finally:
             cursor.close()
 
@@ -167,3 +163,40 @@ class DriverStatement:
     def first(self, conn: Any, params: dict[str, Any]) -> tuple | None:
         """Execute; :return: the first row as the driver returns it, or None."""
         return self._run(conn, params, fetch=True)
+
+
+def call_in_autocommit(engine: Any, sql: str, params: tuple) -> Any:
+    """The first column of the one row ``sql`` answers, sent through the driver on a pooled
+    connection in autocommit (the statement commits by itself), with no SQLAlchemy connection
+    around it: for a caller whose whole unit of work is that one statement (accepting a
+    purchase: one call of the accept function). Public interfaces only (``raw_connection``,
+    the driver's ``autocommit``), so ``ROP_DRIVER_SHORTCUTS`` does not apply; the engine's
+    ``before_cursor_execute`` listeners do not see it (there is no SQLAlchemy connection to
+    give them). Driver errors are raised as SQLAlchemy's, and a connection the server
+    dropped is invalidated in the pool, as :class:`DriverStatement` does."""
+    fairy = engine.raw_connection()
+    driver = fairy.driver_connection
+    try:
+        driver.autocommit = True
+        try:
+            return driver.execute(sql, params).fetchone()[0]
+        finally:
+            if not driver.closed:
+                driver.autocommit = False
+    except engine.dialect.loaded_dbapi.Error as exc:
+        raise _as_sqlalchemy(exc, engine.dialect, driver, None, sql, params, fairy.invalidate) from exc
+    finally:
+        fairy.close()
+
+
+def _as_sqlalchemy(exc: Exception, dialect: Any, dbapi_conn: Any, cursor: Any, sql: str, params: Any,
+                   invalidate: Any) -> Exception:
+    """The driver's error ``exc`` as SQLAlchemy raises it (``IntegrityError``,
+    ``OperationalError`` …); a lost connection is invalidated (``invalidate(exc)``) first."""
+    from sqlalchemy.exc import DBAPIError
+
+    disconnected = dialect.is_disconnect(exc, dbapi_conn, cursor)
+    if disconnected:
+        invalidate(exc)
+    return DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, connection_invalidated=disconnected,
+                               dialect=dialect)

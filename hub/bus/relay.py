@@ -2,8 +2,9 @@
 request thread (docs/bus.md, "The relay").
 
 Without it, a unit of work relays its messages itself once it commits (:func:`send`): RQ
-jobs and webhook deliveries enqueued in one pipeline, the outbox rows marked published. On the accept path that was about a third of a
-request's CPU, two more Redis round trips and a second statement per purchase.
+jobs and webhook deliveries enqueued in one pipeline, the outbox rows marked published. On
+the accept path that was about a third of a request's CPU, two more Redis round trips and a
+second statement per purchase.
 
 A gunicorn worker of the hub starts one :class:`BackgroundRelay` (``hub.gunicorn_conf``).
 A request's after-commit then only hands its envelopes and delivery ids to it (no I/O); the

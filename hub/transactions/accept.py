@@ -23,13 +23,13 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from hub.auth import service_context
 from hub.bus.outbox import staged_rows
 from hub.context import CallContext
 from hub.db import UnitOfWork, new_id, utcnow
+from hub.driver import call_in_autocommit
 from hub.errors import Conflict, HubError, InsufficientFunds, NotFound
 from hub.transactions import lifecycle, service
 from hub.transactions.messages import EVENT_FOR_STATUS, ProcessTransaction
@@ -110,7 +110,7 @@ def accept(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
         if uow.session.in_transaction():
             result = uow.session.connection().exec_driver_sql(_CALL, (payload,)).scalar_one()
         else:
-            result = _call_in_autocommit(uow.session.get_bind(), payload)
+            result = call_in_autocommit(uow.session.get_bind(), _CALL, (payload,))
     except DBAPIError as exc:
         sqlstate = getattr(exc.orig, "sqlstate", None)
         if sqlstate not in (REFUSED_FUNDS, NOT_THE_TENANTS_WALLET):
@@ -130,30 +130,6 @@ def accept(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
         return service.get(ctx, uow, result["id"]), False
     written()
     return trx, True
-
-
-def _call_in_autocommit(engine: Engine, payload: str) -> dict:
-    """The function's call on a pooled connection in autocommit, through the driver (no
-    SQLAlchemy connection around it: about a tenth of the accept's CPU). The driver's errors
-    come out as SQLAlchemy's (``DBAPIError`` and its kinds), as from any other statement, and
-    a connection the server dropped is invalidated in the pool."""
-    fairy = engine.raw_connection()
-    driver = fairy.driver_connection
-    try:
-        driver.autocommit = True
-        try:
-            return driver.execute(_CALL, (payload,)).fetchone()[0]
-        finally:
-            if not driver.closed:
-                driver.autocommit = False
-    except engine.dialect.loaded_dbapi.Error as exc:
-        disconnected = engine.dialect.is_disconnect(exc, driver, None)
-        if disconnected:
-            fairy.invalidate(exc)
-        raise DBAPIError.instance(_CALL, (payload,), exc, engine.dialect.loaded_dbapi.Error,
-                                  connection_invalidated=disconnected, dialect=engine.dialect) from exc
-    finally:
-        fairy.close()
 
 
 def _json(value: Any) -> str:
