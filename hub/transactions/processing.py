@@ -477,7 +477,8 @@ def check_transaction_status(ctx: CallContext, message) -> None:
     """Handler of :class:`CheckTransactionStatus` (``own_uow``): ask the provider about the
     current attempt by its reference; a stale command (a later attempt exists) does nothing.
     ``confirm``: a succeeded transaction's reference is asked too (an unproven callback
-    claimed a refund: only the provider's answer may reverse it)."""
+    claimed a refund or a failure, after the delivery or while it was in flight: only the
+    provider's answer may reverse it)."""
     payload = message.payload
     transaction_id, seq = payload["transaction_id"], payload["attempt"]
     force, confirm = payload.get("force", False), payload.get("confirm", False)
@@ -499,12 +500,14 @@ def check_transaction_status(ctx: CallContext, message) -> None:
         if attempt is None or attempt.seq != seq or not _checkable(trx.status, attempt.state, force=force,
                                                                     confirm=confirm):
             return
+        # confirming a delivered purchase (no scheduled check follows it), not checking one in flight
+        confirming = trx.status == "succeeded"
         step = _step("check", trx, attempt)
         lifecycle.note(uow, trx, "status_check", {"attempt": seq, "reference": attempt.reference,
-                                                  "forced": bool(force), **({"confirm": True} if confirm else {})})
+                                                  "forced": bool(force), **({"confirm": True} if confirming else {})})
         uow.commit()
     outcome = _check(step)
-    if confirm and outcome.state not in ("success", "failed", "refunded"):
+    if confirming and outcome.state not in ("success", "failed", "refunded"):
         # A succeeded transaction has no scheduled checks: an unanswered confirmation (the
         # provider or the database away) would leave a real refund unapplied for good.
         raise ConfirmationOpen(f"the provider's answer to the confirming check of {transaction_id} "
@@ -579,6 +582,11 @@ def _confirm_by_status_check(uow: UnitOfWork, trx: Transaction, attempt: Attempt
     reversal = trx.status == "succeeded" and attempt.state == "success" and outcome.state in ("refunded", "failed")
     if not (in_flight or reversal):
         return
+    # A refund (or a failure) claimed while the purchase is in flight is asked with ``confirm``
+    # too: its success may be recorded before the check runs (an answer recorded late, the
+    # database restarting), and the check must then still read the provider's answer — the
+    # spacing key below holds back any other check of this reference for a minute.
+    claims_a_reversal = outcome.state in ("refunded", "failed")
     redis, key = _redis(), f"rop:transactions:callback-check:{attempt.reference}"
     if redis.exists(key):
         lifecycle.note(uow, trx, "status_check", {"attempt": attempt.seq, "reference": attempt.reference,
@@ -587,7 +595,7 @@ def _confirm_by_status_check(uow: UnitOfWork, trx: Transaction, attempt: Attempt
         return
     publish(lifecycle.tenant_ctx(trx, correlation_id=message.correlation_id), uow,
             CheckTransactionStatus(transaction_id=trx.id, attempt=attempt.seq, force=trx.status == "review",
-                                   confirm=reversal), causation=message)
+                                   confirm=claims_a_reversal), causation=message)
     # The spacing starts once the check is asked for good (committed). Set before the commit,
     # the key outlived a handler that failed before it (a database restart): its retry found
     # the key, skipped the check, and a provider's refund of a delivered purchase was lost.

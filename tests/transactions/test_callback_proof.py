@@ -180,6 +180,66 @@ def test_a_confirming_check_without_a_final_answer_is_asked_again(app, client, f
     assert (money["available"], money["held"]) == (FUNDS, 0)
 
 
+def test_a_refund_claimed_in_flight_is_confirmed_though_the_purchase_succeeded_before_the_check(
+        app, client, funded, sandbox, monkeypatch):
+    """The fault suite's lost refund: the provider delivered (3333) but the hub had not
+    recorded the answer yet (the database restarting) when the provider's refund callback
+    came. The unproven callback asked for a status check of the in-flight purchase; the
+    delivery was recorded before that check ran; the check found a succeeded transaction and,
+    asked without ``confirm``, did nothing, and the spacing key held back any other check: the
+    refund was never applied. A refund (or failure) claimed in flight is now confirmed even
+    when the transaction has succeeded by the time the check runs."""
+    from hub.transactions import lifecycle, processing
+    from hub.transactions.lifecycle import Outcome
+    from hub.transactions.messages import CheckTransactionStatus
+    from hub.transactions.models import Attempt, Transaction
+
+    _without_secret(app, sandbox)
+    real_call, real_publish = processing.call_provider, processing.publish
+
+    def answer_lost(step, operation, *args, **kwargs):
+        outcome = real_call(step, operation, *args, **kwargs)  # the provider delivers
+        return Outcome(state="unknown", message="timed out") if operation == "purchase" else outcome
+
+    monkeypatch.setattr(processing, "call_provider", answer_lost)
+    created = buy(client, funded.tenant, "081200003333").json
+    drain(app)
+    found = transaction(app, funded.tenant.id, created["id"])
+    assert found["status"] == "processing" and found["attempts"][0]["state"] == "unknown"
+    monkeypatch.setattr(processing, "call_provider", real_call)
+
+    def delivery_recorded_late(transaction_id: str) -> None:
+        """The purchase's own answer (success), recorded once the callback's handler committed."""
+        with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+            trx = lifecycle.lock(uow, transaction_id)
+            attempt = uow.session.scalars(select(Attempt).where(Attempt.transaction_id == transaction_id)).one()
+            lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt,
+                                    Outcome(state="success", serial_number="SN-LATE"), "purchase")
+            uow.commit()
+
+    asked = []
+
+    def publish(ctx, uow, message, *args, **kwargs):
+        if isinstance(message, CheckTransactionStatus):
+            asked.append(message.payload)
+            uow.after_commit(lambda: delivery_recorded_late(message.payload["transaction_id"]))
+        return real_publish(ctx, uow, message, *args, **kwargs)
+
+    monkeypatch.setattr(processing, "publish", publish)
+    reference = found["attempts"][0]["reference"]
+    assert _callback(client, sandbox, {"ref_id": reference, "rc": "60", "sku": "TEL10"}, None).status_code == 200
+    drain(app, lambda: transaction(app, funded.tenant.id, found["id"])["status"] == "refunded")
+    assert len(asked) == 1 and asked[0]["confirm"] is True, asked
+    after = transaction(app, funded.tenant.id, found["id"])
+    assert after["status"] == "refunded", [(e["kind"], e["detail"]) for e in after["timeline"]]
+    statuses = [e["to_status"] for e in after["timeline"] if e["kind"] == "status"]
+    assert statuses[-2:] == ["succeeded", "refunded"]
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS, 0)
+    with unit_of_work(app.extensions["rop"].db) as uow:
+        assert uow.session.get(Transaction, found["id"]).status == "refunded"
+
+
 def test_without_a_secret_a_forged_success_cannot_capture_a_purchase_that_failed(app, client, funded, sandbox):
     """7777 (pending, then failed at the provider): a forged unsigned "success" asks the
     provider, which says failed: the hold is released, nothing captured."""
