@@ -5,11 +5,15 @@ tenant may use (kill switch, tenant enablement), whether a tenant has a webhook 
 every purchase and changes rarely. Each process keeps what it read in memory, by
 ``(namespace, key)``; each namespace has a version key in Redis (``rop:cache:<ns>:version``):
 
-- A reader asks Redis for the versions of every namespace with one ``MGET``, once per HTTP
-  request (outside a request, at most every :data:`REFRESH` seconds per thread), and uses an
-  entry only while it was loaded under the version Redis has now. Callers that need other
-  keys read on the same request (the breakers' ``open_until``) have them read in that
-  same ``MGET`` (:meth:`RefCache.versions`).
+- A reader asks Redis for the versions of every namespace with one ``MGET``, and uses an
+  entry only while it was loaded under the version Redis has then. One reading serves every
+  thread of the process for :data:`REFRESH` seconds (50 ms: at hundreds of purchases a
+  second, one ``MGET`` per process every few dozen requests instead of one per request);
+  an HTTP request keeps the reading it started with, so it sees one set of versions
+  throughout. Callers that need other keys read with them (the breakers' ``open_until``)
+  have them read in that same ``MGET`` and kept as long (:meth:`RefCache.versions`). So a
+  change committed elsewhere is seen by this process within :data:`REFRESH` seconds of its
+  bump; this process's own bumps, at once.
 - A writer bumps its namespace's version (``INCR``) once its unit of work commits
   (:meth:`RefCache.bump`): every process loads the entry again on its next request.
 - A bump lost with a crash between the commit and the ``INCR`` is bounded by the TTL
@@ -22,7 +26,6 @@ Entries are shared by the threads of a process: a cached value is never changed 
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
@@ -35,8 +38,11 @@ from hub.availability import REDIS_ERRORS
 #: switched on or off, offer priority, price rules), ``providers`` (configurations added,
 #: their credentials, the kill switch, tenant enablement), ``webhooks`` (a tenant's endpoint set).
 NAMESPACES: tuple[str, ...] = ("products", "providers", "webhooks")
-#: Outside a request, how long (seconds) one reading of the versions is used by a thread.
+#: How long (seconds) one reading of the versions (and of the keys read with them) serves
+#: the process's threads.
 REFRESH = 0.05
+#: Sets of other keys (a tenant's breakers) whose reading a process keeps at most.
+MAX_EXTRA_READINGS = 10_000
 #: Entries one process keeps at most (all namespaces); past it the cache starts afresh.
 MAX_ENTRIES = 50_000
 
@@ -51,15 +57,24 @@ class RefCache:
     :param redis: a function answering the Redis client (the app's, which it may replace).
     :param ttl: seconds an entry is used at most after it was loaded (0: no caching).
     :param clock: the monotonic clock entries expire by (tests give their own; the
-        versions' re-reading outside requests keeps the real one).
+        versions' re-reading keeps the real one).
+    :param refresh: seconds one reading of the versions serves the process (0: every
+        request, and every use outside one, reads them again).
+    :param refresh_clock: the monotonic clock readings age by (tests give their own).
     """
 
-    def __init__(self, redis: Callable[[], Any], ttl: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, redis: Callable[[], Any], ttl: float, clock: Callable[[], float] = time.monotonic,
+                 refresh: float = REFRESH, refresh_clock: Callable[[], float] = time.monotonic):
         self._redis = redis
         self.ttl = ttl
         self.clock = clock
+        self.refresh_after = refresh
+        self.refresh_clock = refresh_clock
         self._entries: dict[tuple[str, Hashable], tuple[Any, float, Any]] = {}
-        self._thread = threading.local()
+        #: the process's last reading of the versions: (time.monotonic(), snapshot)
+        self._reading: tuple[float, dict[str, Any]] | None = None
+        #: the values of other keys read with the versions, by the keys asked: (time, values)
+        self._extras: dict[tuple[str, ...], tuple[float, list[Any]]] = {}
         self._keys = [version_key(ns) for ns in NAMESPACES]
         self._request_key = f"_rop_cache_versions_{id(self)}"  # this cache's reading, in flask.g
         #: how many times each namespace's entries were loaded (misses), for benches and tests
@@ -70,32 +85,62 @@ class RefCache:
         return self._redis()
 
     # -- versions ---------------------------------------------------------------------------
+    def _fresh(self, read_at: float) -> bool:
+        return self.refresh_clock() - read_at < self.refresh_after
+
     def _snapshot(self) -> dict[str, Any] | None:
-        if has_request_context():
-            return g.get(self._request_key)
-        kept = getattr(self._thread, "versions", None)
-        if kept is not None and time.monotonic() - kept[0] < REFRESH:
-            return kept[1]
-        return None
+        in_request = has_request_context()
+        if in_request:
+            found = g.get(self._request_key)
+            if found is not None:
+                return found
+        kept = self._reading
+        if kept is None or not self._fresh(kept[0]):
+            return None
+        if in_request:
+            setattr(g, self._request_key, kept[1])
+        return kept[1]
 
     def _keep(self, snapshot: dict[str, Any] | None) -> None:
         if has_request_context():
             setattr(g, self._request_key, snapshot)
-        else:
-            self._thread.versions = None if snapshot is None else (time.monotonic(), snapshot)
+        self._reading = None if snapshot is None else (self.refresh_clock(), snapshot)
+        if snapshot is None:
+            self._extras = {}
+
+    def _kept_extras(self, keys: tuple[str, ...]) -> list[Any] | None:
+        found = self._extras.get(keys)
+        return list(found[1]) if found is not None and self._fresh(found[0]) else None
+
+    def _keep_extras(self, keys: tuple[str, ...], values: list[Any]) -> None:
+        if len(self._extras) >= MAX_EXTRA_READINGS:
+            self._extras = {}
+        self._extras[keys] = (self.refresh_clock(), values)
 
     def versions(self, extra_keys: Sequence[str] = ()) -> tuple[dict[str, Any], list[Any]]:
         """The namespaces' versions as this request sees them, and the values of
-        ``extra_keys`` read now. One Redis command: an ``MGET`` of the versions (when this
-        request has not read them yet) and the extra keys."""
+        ``extra_keys``; both as read at most :data:`REFRESH` seconds ago by any thread of
+        the process (the request's own reading of the versions is kept for the request). At
+        most one Redis command: an ``MGET`` of the versions (when they are to be read again)
+        and the extra keys (when they are)."""
+        extra = tuple(extra_keys)
         snapshot = self._snapshot()
         if snapshot is not None:
-            return snapshot, (list(self.redis.mget(list(extra_keys))) if extra_keys else [])
-        values = self.redis.mget([*self._keys, *extra_keys])
+            if not extra:
+                return snapshot, []
+            kept = self._kept_extras(extra)
+            if kept is None:
+                kept = list(self.redis.mget(list(extra)))
+                self._keep_extras(extra, kept)
+            return snapshot, kept
+        values = self.redis.mget([*self._keys, *extra])
         # a version never bumped (or lost with Redis's data) reads as 0
         snapshot = {ns: value or b"0" for ns, value in zip(NAMESPACES, values)}
         self._keep(snapshot)
-        return snapshot, list(values[len(NAMESPACES):])
+        found = list(values[len(NAMESPACES):])
+        if extra:
+            self._keep_extras(extra, found)
+        return snapshot, list(found)
 
     # -- entries ----------------------------------------------------------------------------
     def _version(self, namespace: str) -> Any:
@@ -164,6 +209,14 @@ class RefCache:
         if found is None or self.ttl <= 0 or self.clock() >= found[1]:
             return None
         return found[0], found[2]
+
+    def align(self, seen: dict[str, Any]) -> None:
+        """Versions read now by other means (a Redis script of the caller's): when the
+        process's reading differs from them, it is read again on the next use — what the
+        caller builds from cached entries then is no older than what it read."""
+        snapshot = self._snapshot()
+        if snapshot is not None and any(snapshot.get(ns) != (value or b"0") for ns, value in seen.items()):
+            self.refresh()
 
     def refresh(self) -> None:
         """Read the versions again on the next use (a newer one was seen elsewhere)."""

@@ -1,10 +1,11 @@
 """hub.cache against the suite's real Redis: entries by version, the bump after a commit,
-the TTL backstop on an injectable clock, one MGET per request."""
+the TTL backstop and the versions' reading (one MGET serves the process for REFRESH seconds)
+on injectable clocks."""
 from __future__ import annotations
 
 import pytest
 
-from hub.cache import NAMESPACES, RefCache, refcache, version_key
+from hub.cache import NAMESPACES, REFRESH, RefCache, refcache, version_key
 from hub.db import unit_of_work
 
 
@@ -18,14 +19,15 @@ class Clock:
 
 @pytest.fixture
 def two(app):
-    """Two caches on the same Redis (two processes), each on its own clock."""
+    """Two caches on the same Redis (two processes), each on its own clock (entries expire
+    and readings of the versions age by it)."""
     redis = app.extensions["rop"].redis
     clocks = Clock(), Clock()
-    return (RefCache(lambda: redis, 5.0, clock=clocks[0]), RefCache(lambda: redis, 5.0, clock=clocks[1])), clocks
+    return tuple(RefCache(lambda: redis, 5.0, clock=c, refresh_clock=c) for c in clocks), clocks
 
 
 def test_an_entry_is_loaded_once_per_version_and_a_bump_elsewhere_reloads_it(app, two):
-    (mine, theirs), _clocks = two
+    (mine, theirs), clocks = two
     source = {"price": 100}
     loads = []
 
@@ -40,24 +42,69 @@ def test_an_entry_is_loaded_once_per_version_and_a_bump_elsewhere_reloads_it(app
     assert len(loads) == 1
     source["price"] = 200
     theirs.bump_now("products")  # another process committed a change
-    with app.test_request_context():
+    with app.test_request_context():  # this process read the versions less than REFRESH ago
+        assert mine.get("products", "TEL10", load) == {"price": 100}
+    clocks[0].now += REFRESH + 0.001
+    with app.test_request_context():  # its reading is REFRESH old: read again, the entry reloaded
         assert mine.get("products", "TEL10", load) == {"price": 200}
     assert len(loads) == 2
     theirs.bump_now("webhooks")  # another namespace: this entry stays
+    clocks[0].now += REFRESH + 0.001
     with app.test_request_context():
         assert mine.get("products", "TEL10", load) == {"price": 200}
     assert len(loads) == 2
+    source["price"] = 300
+    mine.bump_now("products")  # this process's own change: seen at once
+    with app.test_request_context():
+        assert mine.get("products", "TEL10", load) == {"price": 300}
 
 
-def test_within_a_request_the_versions_are_read_once(app, two):
-    (mine, theirs), _clocks = two
+def test_a_request_keeps_its_reading_and_one_reading_serves_the_process_for_refresh_seconds(app, two):
+    (mine, theirs), (clock, _other) = two
     with app.test_request_context():
         assert mine.get("providers", "t1", lambda: ("a",)) == ("a",)
         theirs.bump_now("providers")
-        # the same request keeps what it read: one MGET per request
+        clock.now += REFRESH + 0.001
+        # the same request keeps what it read, however long it runs
         assert mine.get("providers", "t1", lambda: ("b",)) == ("a",)
-    with app.test_request_context():
+    with app.test_request_context():  # a new request, the process's reading REFRESH old
         assert mine.get("providers", "t1", lambda: ("b",)) == ("b",)
+
+
+def test_the_versions_and_the_keys_read_with_them_cost_one_mget_per_refresh(app, two, monkeypatch):
+    """Across requests and threads of a process: one MGET (the versions and, say, a tenant's
+    breakers) per REFRESH seconds; other keys asked meanwhile are read on their own, once."""
+    import threading
+
+    (mine, _theirs), (clock, _other) = two
+    redis = app.extensions["rop"].redis
+    sent = []
+    real_mget = redis.mget
+    monkeypatch.setattr(redis, "mget", lambda keys: sent.append(list(keys)) or real_mget(keys))
+    redis.set("rop:test:breaker:a", "1")
+
+    def read(extra):
+        with app.test_request_context():
+            return mine.versions(extra)[1]
+
+    threads = [threading.Thread(target=read, args=(["rop:test:breaker:a"],)) for _ in range(4)]
+    assert read(["rop:test:breaker:a"]) == [b"1"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert read([]) == []
+    assert sent == [[*(version_key(ns) for ns in NAMESPACES), "rop:test:breaker:a"]]
+    assert read(["rop:test:breaker:b"]) == [None]  # other keys: read once, without the versions
+    assert read(["rop:test:breaker:b"]) == [None]
+    assert sent[1:] == [["rop:test:breaker:b"]]
+    redis.set("rop:test:breaker:a", "2")
+    assert read(["rop:test:breaker:a"]) == [b"1"]  # within REFRESH: as read
+    clock.now += REFRESH + 0.001
+    assert read(["rop:test:breaker:a"]) == [b"2"]
+    assert len(sent) == 3
+    mine.refresh()  # a newer version seen elsewhere: everything is read again
+    assert read(["rop:test:breaker:b"]) == [None] and len(sent) == 4
 
 
 def test_a_lost_bump_is_healed_by_the_ttl(app, two):

@@ -158,9 +158,11 @@ def cached(ctx: CallContext, uow: UnitOfWork | Callable[[], UnitOfWork], what: s
             cache.refresh()
             _config_ids(session(), tenant_id)
             continue
-        _count, _catalog, _configs, flags, key, body = answer
+        _count, catalog_version, configs_version, flags, key, body = answer
         if body is not None and cache.ttl > 0:
             return body
+        # what is built below from this process's cache is built under the versions just read
+        cache.align({"products": catalog_version, "providers": configs_version})
         configs = dict(zip(ids, (flag == ord("1") for flag in flags)))
         body = json.dumps(build(configs), separators=(",", ":")).encode()
         if cache.ttl > 0:

@@ -52,3 +52,12 @@ def open_breaker(app, config_id: str) -> None:
     for _ in range(health.MIN_CALLS):
         health.record(redis, config_id, "unknown", 30_000, transport_failure=True)
     assert health.breaker_state(redis, config_id) == "open"
+    seen_now(app)
+
+
+def seen_now(app) -> None:
+    """Every process sees a breaker's change within hub.cache.REFRESH (50 ms: the reading
+    of the versions and breakers it keeps); this one is made to read them again now."""
+    from hub.cache import refcache
+
+    refcache(app).refresh()

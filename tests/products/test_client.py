@@ -9,7 +9,7 @@ from hub.errors import Forbidden, NotFound
 from hub.products import client
 from hub.products.testing import seed_sandbox_catalog
 from hub.providers import service as provider_service
-from tests.products.conftest import add_config, open_breaker, sale_ctx
+from tests.products.conftest import add_config, open_breaker, sale_ctx, seen_now
 
 
 def test_seed_gives_sandbox_products_with_offers(app, run, tenant_factory):
@@ -79,6 +79,7 @@ def test_kill_switch_and_open_breaker_make_a_product_unavailable(app, run, tenan
     # Unavailable, but the offer stays listed (any health) and the price is still known.
     assert down["active"] is False and down["offers"] and down["price"] == 10_350
     app.extensions["rop"].redis.flushdb()
+    seen_now(app)
     assert run(client.get_for_sale, sale_ctx(tenant.id), "TEL10")["active"] is True
     with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
         provider_service.set_enabled(uow, offer["config_id"], False)
