@@ -507,11 +507,23 @@ def check_transaction_status(ctx: CallContext, message) -> None:
                                                   "forced": bool(force), **({"confirm": True} if confirming else {})})
         uow.commit()
     outcome = _check(step)
-    if confirming and outcome.state not in ("success", "failed", "refunded"):
+    if confirm and outcome.state not in ("success", "failed", "refunded") and (
+            confirming or _delivered_meanwhile(transaction_id, seq)):
         # A succeeded transaction has no scheduled checks: an unanswered confirmation (the
-        # provider or the database away) would leave a real refund unapplied for good.
+        # provider or the database away) would leave a real refund unapplied for good. So
+        # would a claim checked in flight whose delivery was recorded while the check ran.
         raise ConfirmationOpen(f"the provider's answer to the confirming check of {transaction_id} "
                                f"was {outcome.state!r}")
+
+
+def _delivered_meanwhile(transaction_id: str, seq: int) -> bool:
+    """Whether attempt ``seq`` of the transaction is now its successful one (a success
+    recorded while a check of it was out)."""
+    with unit_of_work(_db(), readonly=True) as uow:
+        trx = uow.session.get(Transaction, transaction_id)
+        attempt = lifecycle.current_attempt(uow, trx) if trx is not None else None
+        return (trx is not None and attempt is not None and trx.status == "succeeded" and attempt.seq == seq
+                and attempt.state == "success")
 
 
 def _checkable(status: str, attempt_state: str | None, *, force: bool, confirm: bool) -> bool:
@@ -574,9 +586,9 @@ def _confirm_by_status_check(uow: UnitOfWork, trx: Transaction, attempt: Attempt
                              message) -> None:
     """Publish a status check of ``attempt``'s reference when the unproven callback claims an
     answer that would move money: a final one while the transaction is in flight, a refund
-    (or a failure) of a succeeded one. At most one per reference every
-    :data:`CALLBACK_CHECK_SPACING` seconds (a forger must not make the hub hammer the
-    provider); the scheduled checks go on as before."""
+    (or a failure) of a succeeded one. At most one per reference and kind of claim (a
+    reversal, any other) every :data:`CALLBACK_CHECK_SPACING` seconds (a forger must not make
+    the hub hammer the provider); the scheduled checks go on as before."""
     in_flight = trx.status in lifecycle.IN_FLIGHT and attempt.state in OPEN_ATTEMPT \
         and outcome.state not in ("pending", "unknown")
     reversal = trx.status == "succeeded" and attempt.state == "success" and outcome.state in ("refunded", "failed")
@@ -587,7 +599,10 @@ def _confirm_by_status_check(uow: UnitOfWork, trx: Transaction, attempt: Attempt
     # database restarting), and the check must then still read the provider's answer — the
     # spacing key below holds back any other check of this reference for a minute.
     claims_a_reversal = outcome.state in ("refunded", "failed")
-    redis, key = _redis(), f"rop:transactions:callback-check:{attempt.reference}"
+    # Claims of a reversal are spaced apart from the others: an unproven "success" must not
+    # hold back the check of a "refunded" that follows it within the minute.
+    kind = "reversal" if claims_a_reversal else "outcome"
+    redis, key = _redis(), f"rop:transactions:callback-check:{kind}:{attempt.reference}"
     if redis.exists(key):
         lifecycle.note(uow, trx, "status_check", {"attempt": attempt.seq, "reference": attempt.reference,
                                                   "skipped": "one was asked for this reference within "

@@ -10,6 +10,7 @@ of its reference.
 from __future__ import annotations
 
 import json
+import time
 
 from rop_sandbox.plugin import SIGNATURE_HEADER, sign
 from sqlalchemy import select
@@ -17,9 +18,11 @@ from sqlalchemy import select
 from hub.db import unit_of_work
 from hub.providers.models import ProviderCallback, ProviderConfig
 
-from .conftest import FUNDS, buy, callback_secret, drain, transaction, wallet
+from .conftest import FUNDS, buy, callback_secret, captured, drain, in_flight, transaction, wallet
 
 OLD_CONSTANT = "sandbox-secret"
+#: CheckTransactionStatus.retry_base: the earliest a retried check comes back (with jitter: half of it)
+CHECK_RETRY_BASE = 5.0
 
 
 def _callback(client, config_id: str, body: dict, secret: str | None):
@@ -238,6 +241,105 @@ def test_a_refund_claimed_in_flight_is_confirmed_though_the_purchase_succeeded_b
     assert (money["available"], money["held"]) == (FUNDS, 0)
     with unit_of_work(app.extensions["rop"].db) as uow:
         assert uow.session.get(Transaction, found["id"]).status == "refunded"
+
+
+def test_a_refund_claimed_in_flight_whose_check_went_unanswered_while_the_delivery_was_recorded_is_asked_again(
+        app, client, funded, sandbox, monkeypatch):
+    """The same race, one step later: the check of the claimed refund runs while the purchase
+    is still in flight, gets no final answer, and the delivery is recorded meanwhile. A
+    succeeded transaction has no scheduled checks, so the check is retried (now confirming)
+    instead of ending there."""
+    from hub.transactions import lifecycle, processing
+    from hub.transactions.lifecycle import Outcome
+    from hub.transactions.models import Attempt
+
+    _without_secret(app, sandbox)
+    real_call = processing.call_provider
+
+    def answer_lost(step, operation, *args, **kwargs):
+        outcome = real_call(step, operation, *args, **kwargs)
+        return Outcome(state="unknown", message="timed out") if operation == "purchase" else outcome
+
+    monkeypatch.setattr(processing, "call_provider", answer_lost)
+    created = buy(client, funded.tenant, "081200003333").json
+    drain(app)
+    found = transaction(app, funded.tenant.id, created["id"])
+    assert found["status"] == "processing"
+    checks = []
+
+    def check_unanswered_while_delivered(step, operation, *args, **kwargs):
+        if operation != "check_status":
+            return real_call(step, operation, *args, **kwargs)
+        checks.append(step)
+        if len(checks) > 1:
+            return real_call(step, operation, *args, **kwargs)
+        with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:  # the late delivery
+            trx = lifecycle.lock(uow, step.transaction_id)
+            attempt = uow.session.scalars(select(Attempt).where(Attempt.transaction_id == trx.id)).one()
+            lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt, Outcome(state="success"),
+                                    "purchase")
+            uow.commit()
+        return Outcome(state="unknown", message="timed out")
+
+    monkeypatch.setattr(processing, "call_provider", check_unanswered_while_delivered)
+    reference = found["attempts"][0]["reference"]
+    assert _callback(client, sandbox, {"ref_id": reference, "rc": "60", "sku": "TEL10"}, None).status_code == 200
+    drain(app, lambda: transaction(app, funded.tenant.id, found["id"])["status"] == "refunded", timeout=60)
+    assert len(checks) == 2
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS, 0)
+
+
+def test_a_forged_failure_of_a_purchase_in_flight_whose_check_goes_unanswered_is_left_to_the_scheduled_checks(
+        app, client, funded, sandbox, monkeypatch):
+    """A forged "failed" for a purchase in flight asks a check with ``confirm``; when its
+    answer is not final and the purchase is still in flight, the check is not retried (no
+    retries, no dead letter for a forger to cause): the scheduled checks go on."""
+    from hub.transactions import processing
+    from hub.transactions.lifecycle import Outcome
+
+    _without_secret(app, sandbox)
+    found = in_flight(app, client, funded)
+    checks = []
+
+    real_call = processing.call_provider
+
+    def unanswered(step, operation, *args, **kwargs):
+        if operation == "check_status":
+            checks.append(step)
+            return Outcome(state="unknown", message="timed out")
+        return real_call(step, operation, *args, **kwargs)
+
+    monkeypatch.setattr(processing, "call_provider", unanswered)
+    reference = found["attempts"][0]["reference"]
+    assert _callback(client, sandbox, {"ref_id": reference, "rc": "50", "sku": "TEL10"}, None).status_code == 200
+    drain(app)
+    time.sleep(CHECK_RETRY_BASE + 1)  # past the first retry's earliest time: none comes
+    drain(app)
+    assert len(checks) == 1
+    after = transaction(app, funded.tenant.id, found["id"])
+    assert after["status"] == "processing"
+    asked = [e["detail"] for e in after["timeline"] if e["kind"] == "status_check"]
+    assert len(asked) == 1 and "confirm" not in asked[0]
+
+
+def test_an_unproven_success_does_not_hold_back_the_check_of_a_refund_claimed_after_it(app, client, funded, sandbox):
+    """Without a secret: a "success" callback for a purchase in flight asks a check (the
+    provider says success); a "refunded" callback within the minute asks its own check (a
+    reversal's spacing is its own), where before it was skipped."""
+    _without_secret(app, sandbox)
+    found = in_flight(app, client, funded)
+    reference = found["attempts"][0]["reference"]
+    assert _callback(client, sandbox, {"ref_id": reference, "rc": "00", "sn": "SN1", "sku": "TEL10"},
+                     None).status_code == 200
+    drain(app, lambda: transaction(app, funded.tenant.id, found["id"])["status"] == "succeeded")
+    assert _callback(client, sandbox, {"ref_id": reference, "rc": "60", "sku": "TEL10"}, None).status_code == 200
+    drain(app)
+    after = transaction(app, funded.tenant.id, found["id"])
+    checks = [e["detail"] for e in after["timeline"] if e["kind"] == "status_check"]
+    assert [("skipped" in c, c.get("confirm", False)) for c in checks] == [(False, False), (False, True)], checks
+    assert after["status"] == "succeeded"  # the provider says success: nothing moves
+    captured(app, funded, after)
 
 
 def test_without_a_secret_a_forged_success_cannot_capture_a_purchase_that_failed(app, client, funded, sandbox):
