@@ -52,6 +52,59 @@ def _captured_once(app, funded, found: dict) -> None:
     assert (money["available"], money["held"]) == (FUNDS - found["price"], 0)
 
 
+def _checks_unanswered(monkeypatch, *, first_only: bool) -> list:
+    """Status checks answered "unknown" (the first one only, or all); :return: the steps
+    of the checks sent, as they are sent."""
+    from hub.transactions import processing
+    from hub.transactions.lifecycle import Outcome
+
+    real, sent = processing.call_provider, []
+
+    def unanswered(step, operation, *args, **kwargs):
+        if operation == "check_status":
+            sent.append(step)
+            if len(sent) == 1 or not first_only:
+                return Outcome(state="unknown", message="timed out")
+        return real(step, operation, *args, **kwargs)
+
+    monkeypatch.setattr(processing, "call_provider", unanswered)
+    return sent
+
+
+def _delivered_unrecorded(app, client, funded, monkeypatch) -> dict:
+    """A 3333 purchase the provider delivered (its refund comes later) whose answer the hub
+    lost (as when the database restarts under the call): in flight, its attempt unknown."""
+    from hub.transactions import processing
+    from hub.transactions.lifecycle import Outcome
+
+    real = processing.call_provider
+
+    def answer_lost(step, operation, *args, **kwargs):
+        outcome = real(step, operation, *args, **kwargs)  # the provider delivers
+        return Outcome(state="unknown", message="timed out") if operation == "purchase" else outcome
+
+    monkeypatch.setattr(processing, "call_provider", answer_lost)
+    created = buy(client, funded.tenant, "081200003333").json
+    drain(app)
+    monkeypatch.setattr(processing, "call_provider", real)
+    found = transaction(app, funded.tenant.id, created["id"])
+    assert found["status"] == "processing" and found["attempts"][0]["state"] == "unknown"
+    return found
+
+
+def _record_late_success(app, transaction_id: str) -> None:
+    """The purchase's own answer (success), recorded late."""
+    from hub.transactions import lifecycle
+    from hub.transactions.lifecycle import Outcome
+    from hub.transactions.models import Attempt
+
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        trx = lifecycle.lock(uow, transaction_id)
+        attempt = uow.session.scalars(select(Attempt).where(Attempt.transaction_id == transaction_id)).one()
+        lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt, Outcome(state="success"), "purchase")
+        uow.commit()
+
+
 def test_the_hub_generates_each_configurations_callback_secret(app, sandbox):
     from hub.providers import service
 
@@ -161,20 +214,9 @@ def test_a_confirming_check_without_a_final_answer_is_asked_again(app, client, f
     """The status check that confirms a claimed refund gets no final answer the first time
     (the provider or the database away): it is retried, not dropped (a succeeded
     transaction has no scheduled checks), and the refund is applied."""
-    from hub.transactions import processing
-    from hub.transactions.lifecycle import Outcome
-
     found = _delivered(app, client, funded, "081200003333")
     _without_secret(app, sandbox)
-    real, unanswered = processing.call_provider, []
-
-    def first_check_unanswered(step, operation, *args, **kwargs):
-        if operation == "check_status" and not unanswered:
-            unanswered.append(step)
-            return Outcome(state="unknown", message="timed out")
-        return real(step, operation, *args, **kwargs)
-
-    monkeypatch.setattr(processing, "call_provider", first_check_unanswered)
+    unanswered = _checks_unanswered(monkeypatch, first_only=True)
     reference = found["attempts"][0]["reference"]
     assert _callback(client, sandbox, {"ref_id": reference, "rc": "60", "sku": "TEL10"}, None).status_code == 200
     drain(app, lambda: transaction(app, funded.tenant.id, found["id"])["status"] == "refunded", timeout=60)
@@ -192,40 +234,19 @@ def test_a_refund_claimed_in_flight_is_confirmed_though_the_purchase_succeeded_b
     asked without ``confirm``, did nothing, and the spacing key held back any other check: the
     refund was never applied. A refund (or failure) claimed in flight is now confirmed even
     when the transaction has succeeded by the time the check runs."""
-    from hub.transactions import lifecycle, processing
-    from hub.transactions.lifecycle import Outcome
+    from hub.transactions import processing
     from hub.transactions.messages import CheckTransactionStatus
-    from hub.transactions.models import Attempt, Transaction
+    from hub.transactions.models import Transaction
 
     _without_secret(app, sandbox)
-    real_call, real_publish = processing.call_provider, processing.publish
-
-    def answer_lost(step, operation, *args, **kwargs):
-        outcome = real_call(step, operation, *args, **kwargs)  # the provider delivers
-        return Outcome(state="unknown", message="timed out") if operation == "purchase" else outcome
-
-    monkeypatch.setattr(processing, "call_provider", answer_lost)
-    created = buy(client, funded.tenant, "081200003333").json
-    drain(app)
-    found = transaction(app, funded.tenant.id, created["id"])
-    assert found["status"] == "processing" and found["attempts"][0]["state"] == "unknown"
-    monkeypatch.setattr(processing, "call_provider", real_call)
-
-    def delivery_recorded_late(transaction_id: str) -> None:
-        """The purchase's own answer (success), recorded once the callback's handler committed."""
-        with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
-            trx = lifecycle.lock(uow, transaction_id)
-            attempt = uow.session.scalars(select(Attempt).where(Attempt.transaction_id == transaction_id)).one()
-            lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt,
-                                    Outcome(state="success", serial_number="SN-LATE"), "purchase")
-            uow.commit()
-
+    found = _delivered_unrecorded(app, client, funded, monkeypatch)
+    real_publish = processing.publish
     asked = []
 
     def publish(ctx, uow, message, *args, **kwargs):
         if isinstance(message, CheckTransactionStatus):
             asked.append(message.payload)
-            uow.after_commit(lambda: delivery_recorded_late(message.payload["transaction_id"]))
+            uow.after_commit(lambda: _record_late_success(app, message.payload["transaction_id"]))
         return real_publish(ctx, uow, message, *args, **kwargs)
 
     monkeypatch.setattr(processing, "publish", publish)
@@ -249,23 +270,12 @@ def test_a_refund_claimed_in_flight_whose_check_went_unanswered_while_the_delive
     is still in flight, gets no final answer, and the delivery is recorded meanwhile. A
     succeeded transaction has no scheduled checks, so the check is retried (now confirming)
     instead of ending there."""
-    from hub.transactions import lifecycle, processing
+    from hub.transactions import processing
     from hub.transactions.lifecycle import Outcome
-    from hub.transactions.models import Attempt
 
     _without_secret(app, sandbox)
-    real_call = processing.call_provider
-
-    def answer_lost(step, operation, *args, **kwargs):
-        outcome = real_call(step, operation, *args, **kwargs)
-        return Outcome(state="unknown", message="timed out") if operation == "purchase" else outcome
-
-    monkeypatch.setattr(processing, "call_provider", answer_lost)
-    created = buy(client, funded.tenant, "081200003333").json
-    drain(app)
-    found = transaction(app, funded.tenant.id, created["id"])
-    assert found["status"] == "processing"
-    checks = []
+    found = _delivered_unrecorded(app, client, funded, monkeypatch)
+    real_call, checks = processing.call_provider, []
 
     def check_unanswered_while_delivered(step, operation, *args, **kwargs):
         if operation != "check_status":
@@ -273,12 +283,7 @@ def test_a_refund_claimed_in_flight_whose_check_went_unanswered_while_the_delive
         checks.append(step)
         if len(checks) > 1:
             return real_call(step, operation, *args, **kwargs)
-        with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:  # the late delivery
-            trx = lifecycle.lock(uow, step.transaction_id)
-            attempt = uow.session.scalars(select(Attempt).where(Attempt.transaction_id == trx.id)).one()
-            lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt, Outcome(state="success"),
-                                    "purchase")
-            uow.commit()
+        _record_late_success(app, step.transaction_id)
         return Outcome(state="unknown", message="timed out")
 
     monkeypatch.setattr(processing, "call_provider", check_unanswered_while_delivered)
@@ -295,22 +300,9 @@ def test_a_forged_failure_of_a_purchase_in_flight_whose_check_goes_unanswered_is
     """A forged "failed" for a purchase in flight asks a check with ``confirm``; when its
     answer is not final and the purchase is still in flight, the check is not retried (no
     retries, no dead letter for a forger to cause): the scheduled checks go on."""
-    from hub.transactions import processing
-    from hub.transactions.lifecycle import Outcome
-
     _without_secret(app, sandbox)
     found = in_flight(app, client, funded)
-    checks = []
-
-    real_call = processing.call_provider
-
-    def unanswered(step, operation, *args, **kwargs):
-        if operation == "check_status":
-            checks.append(step)
-            return Outcome(state="unknown", message="timed out")
-        return real_call(step, operation, *args, **kwargs)
-
-    monkeypatch.setattr(processing, "call_provider", unanswered)
+    checks = _checks_unanswered(monkeypatch, first_only=False)
     reference = found["attempts"][0]["reference"]
     assert _callback(client, sandbox, {"ref_id": reference, "rc": "50", "sku": "TEL10"}, None).status_code == 200
     drain(app)
