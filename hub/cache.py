@@ -75,6 +75,8 @@ class RefCache:
         self._reading: tuple[float, dict[str, Any]] | None = None
         #: the values of other keys read with the versions, by the keys asked: (time, values)
         self._extras: dict[tuple[str, ...], tuple[float, list[Any]]] = {}
+        #: bumped each time the readings are dropped (a bump, a refresh)
+        self._generation = 0
         self._keys = [version_key(ns) for ns in NAMESPACES]
         self._request_key = f"_rop_cache_versions_{id(self)}"  # this cache's reading, in flask.g
         #: how many times each namespace's entries were loaded (misses), for benches and tests
@@ -86,7 +88,7 @@ class RefCache:
 
     # -- versions ---------------------------------------------------------------------------
     def _fresh(self, read_at: float) -> bool:
-        return self.refresh_clock() - read_at < self.refresh_after
+        return 0 <= self.refresh_clock() - read_at < self.refresh_after
 
     def _snapshot(self) -> dict[str, Any] | None:
         in_request = has_request_context()
@@ -101,45 +103,56 @@ class RefCache:
             setattr(g, self._request_key, kept[1])
         return kept[1]
 
-    def _keep(self, snapshot: dict[str, Any] | None) -> None:
+    def _keep(self, snapshot: dict[str, Any] | None, read_at: float | None = None,
+              generation: int | None = None) -> None:
+        """Keep ``snapshot`` for this request and — unless the readings were dropped since it
+        was asked for (``generation``: a bump or a refresh in between, whose reading must not
+        be replaced by an older one) — for the process; None drops them."""
         if has_request_context():
             setattr(g, self._request_key, snapshot)
-        self._reading = None if snapshot is None else (self.refresh_clock(), snapshot)
         if snapshot is None:
+            self._generation += 1
+            self._reading = None
             self._extras = {}
+        elif generation is None or generation == self._generation:
+            self._reading = (self.refresh_clock() if read_at is None else read_at, snapshot)
 
     def _kept_extras(self, keys: tuple[str, ...]) -> list[Any] | None:
         found = self._extras.get(keys)
         return list(found[1]) if found is not None and self._fresh(found[0]) else None
 
-    def _keep_extras(self, keys: tuple[str, ...], values: list[Any]) -> None:
+    def _keep_extras(self, keys: tuple[str, ...], values: list[Any], read_at: float, generation: int) -> None:
+        if generation != self._generation:
+            return
         if len(self._extras) >= MAX_EXTRA_READINGS:
             self._extras = {}
-        self._extras[keys] = (self.refresh_clock(), values)
+        self._extras[keys] = (read_at, values)
 
     def versions(self, extra_keys: Sequence[str] = ()) -> tuple[dict[str, Any], list[Any]]:
         """The namespaces' versions as this request sees them, and the values of
         ``extra_keys``; both as read at most :data:`REFRESH` seconds ago by any thread of
         the process (the request's own reading of the versions is kept for the request). At
         most one Redis command: an ``MGET`` of the versions (when they are to be read again)
-        and the extra keys (when they are)."""
+        and the extra keys (when they are). A reading is dated from before its ``MGET`` was
+        sent, and is not kept for the process when a bump or a refresh came while it was out."""
         extra = tuple(extra_keys)
         snapshot = self._snapshot()
+        read_at, generation = self.refresh_clock(), self._generation
         if snapshot is not None:
             if not extra:
                 return snapshot, []
             kept = self._kept_extras(extra)
             if kept is None:
                 kept = list(self.redis.mget(list(extra)))
-                self._keep_extras(extra, kept)
+                self._keep_extras(extra, kept, read_at, generation)
             return snapshot, kept
         values = self.redis.mget([*self._keys, *extra])
         # a version never bumped (or lost with Redis's data) reads as 0
         snapshot = {ns: value or b"0" for ns, value in zip(NAMESPACES, values)}
-        self._keep(snapshot)
+        self._keep(snapshot, read_at, generation)
         found = list(values[len(NAMESPACES):])
         if extra:
-            self._keep_extras(extra, found)
+            self._keep_extras(extra, found, read_at, generation)
         return snapshot, list(found)
 
     # -- entries ----------------------------------------------------------------------------

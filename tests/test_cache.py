@@ -107,6 +107,29 @@ def test_the_versions_and_the_keys_read_with_them_cost_one_mget_per_refresh(app,
     assert read(["rop:test:breaker:b"]) == [None] and len(sent) == 4
 
 
+def test_a_reading_answered_before_a_bump_of_this_process_is_not_kept_after_it(app, two, monkeypatch):
+    """A thread's MGET answered before this process's own bump (or a refresh), kept after
+    it, would hide the bump from every thread for REFRESH seconds: it is not kept for the
+    process (the request that asked still uses it)."""
+    (mine, _theirs), _clocks = two
+    redis = app.extensions["rop"].redis
+    real_mget, bumped = redis.mget, []
+
+    def mget_then_bump(keys):
+        answer = real_mget(keys)  # answered under the old versions...
+        if not bumped:
+            bumped.append(1)
+            mine.bump_now("products")  # ...and another thread bumps before it is kept
+        return answer
+
+    monkeypatch.setattr(redis, "mget", mget_then_bump)
+    with app.test_request_context():
+        assert mine.get("products", "k", lambda: "old") == "old"
+    with app.test_request_context():  # the clock stands still: only a dropped reading reads again
+        assert mine.get("products", "k", lambda: "new") == "new"
+    assert mine.versions()[0]["products"] == real_mget([version_key("products")])[0]
+
+
 def test_a_lost_bump_is_healed_by_the_ttl(app, two):
     (mine, _theirs), (clock, _other) = two
     value = ["old"]

@@ -17,10 +17,11 @@ commits nothing. Results are plain dicts::
   ``hub.providers.client.routes_for`` before calling a provider.
 
 These reads go through each process's reference-data cache (hub.cache): every writer of
-products, offers and price rules bumps the ``products`` version after its commit and every
-process reads the versions once per request, so a price money is held for is the one
-committed before that request (a lost bump: ``ROP_CACHE_TTL`` seconds at most, default 5).
-Circuit breakers are read from Redis every time.
+products, offers and price rules bumps the ``products`` version after its commit, and every
+process reads the versions (with the tenant's circuit breakers) at most 50 ms before it uses
+them (``hub.cache.REFRESH``), so a price money is held for is one committed at most 50 ms
+before the request (a lost bump: ``ROP_CACHE_TTL`` seconds at most, default 5); the process
+that made the change sees it at once.
 """
 from __future__ import annotations
 

@@ -188,8 +188,8 @@ def _config_ids(uow: UnitOfWork, tenant_id: str) -> tuple[str, ...]:
 def tenant_configs(uow: UnitOfWork, tenant_id: str) -> dict[str, bool]:
     """The provider configurations ``tenant_id`` may use: ``{config_id: healthy}`` (health:
     neither the configuration's shared circuit breaker nor this tenant's on it is open;
-    read from Redis every time — with the cache's versions, in one ``MGET``, when this
-    request has not read them yet)."""
+    read from Redis with the cache's versions, in one ``MGET``, and kept as long: at most
+    ``hub.cache.REFRESH`` seconds old)."""
     cache = refcache()
     guess = cache.entry("providers", ("tenant_configs", tenant_id))
     guessed: tuple[str, ...] = guess[1] if guess is not None else ()
