@@ -15,7 +15,8 @@ every purchase and changes rarely. Each process keeps what it read in memory, by
   change committed elsewhere is seen by this process within :data:`REFRESH` seconds of its
   bump; this process's own bumps, at once.
 - A writer bumps its namespace's version (``INCR``) once its unit of work commits
-  (:meth:`RefCache.bump`): every process loads the entry again on its next request.
+  (:meth:`RefCache.bump`): every process loads the entry again once its reading of the
+  versions is renewed (within :data:`REFRESH` seconds; the writer's own process at once).
 - A bump lost with a crash between the commit and the ``INCR`` is bounded by the TTL
   (``ROP_CACHE_TTL`` seconds, default 5): no entry is used longer than that after it was
   loaded. ``ROP_CACHE_TTL=0`` turns the cache off (every read loads).
@@ -71,7 +72,7 @@ class RefCache:
         self.refresh_after = refresh
         self.refresh_clock = refresh_clock
         self._entries: dict[tuple[str, Hashable], tuple[Any, float, Any]] = {}
-        #: the process's last reading of the versions: (time.monotonic(), snapshot)
+        #: the process's last reading of the versions: (refresh_clock() before its MGET, snapshot)
         self._reading: tuple[float, dict[str, Any]] | None = None
         #: the values of other keys read with the versions, by the keys asked: (time, values)
         self._extras: dict[tuple[str, ...], tuple[float, list[Any]]] = {}
@@ -103,19 +104,22 @@ class RefCache:
             setattr(g, self._request_key, kept[1])
         return kept[1]
 
-    def _keep(self, snapshot: dict[str, Any] | None, read_at: float | None = None,
-              generation: int | None = None) -> None:
+    def _keep(self, snapshot: dict[str, Any], read_at: float, generation: int) -> None:
         """Keep ``snapshot`` for this request and — unless the readings were dropped since it
         was asked for (``generation``: a bump or a refresh in between, whose reading must not
-        be replaced by an older one) — for the process; None drops them."""
+        be replaced by an older one) — for the process."""
         if has_request_context():
             setattr(g, self._request_key, snapshot)
-        if snapshot is None:
-            self._generation += 1
-            self._reading = None
-            self._extras = {}
-        elif generation is None or generation == self._generation:
-            self._reading = (self.refresh_clock() if read_at is None else read_at, snapshot)
+        if generation == self._generation:
+            self._reading = (read_at, snapshot)
+
+    def _drop(self) -> None:
+        """Drop this request's and the process's readings: the next use reads again."""
+        if has_request_context():
+            setattr(g, self._request_key, None)
+        self._generation += 1
+        self._reading = None
+        self._extras = {}
 
     def _kept_extras(self, keys: tuple[str, ...]) -> list[Any] | None:
         found = self._extras.get(keys)
@@ -233,7 +237,7 @@ class RefCache:
 
     def refresh(self) -> None:
         """Read the versions again on the next use (a newer one was seen elsewhere)."""
-        self._keep(None)
+        self._drop()
 
     # -- writers ----------------------------------------------------------------------------
     def bump(self, uow: Any, *namespaces: str) -> None:
@@ -257,7 +261,7 @@ class RefCache:
             raise ValueError(f"unknown cache namespace(s): {', '.join(sorted(unknown))}")
         for entry in [k for k in list(self._entries) if k[0] in names]:
             self._entries.pop(entry, None)
-        self._keep(None)
+        self._drop()
 
 
 def refcache(app: Any = None) -> RefCache:

@@ -144,11 +144,11 @@ class CountingConnection(Connection):
         return super().pack_commands(commands)
 
 
-class FrozenClock:
-    """A clock that moves only when the test moves it."""
+class Clock:
+    """A cache's clock that moves only when the test moves it."""
 
-    def __init__(self, now: float = 1000.0):
-        self.now = now
+    def __init__(self):
+        self.now = 1000.0
 
     def __call__(self) -> float:
         return self.now
@@ -161,7 +161,7 @@ def test_redis_commands_per_accept_are_counted_and_the_cache_costs_one_mget_per_
     _with_webhook(client, funded.tenant)
     with app.app_context():
         cache = refcache()
-    clock = cache.refresh_clock = FrozenClock()
+    clock = cache.refresh_clock = Clock()
     pool = app.extensions["rop"].redis.connection_pool
     pool.disconnect()
     pool.connection_class = CountingConnection
@@ -212,16 +212,6 @@ def rop(instance_path, database_url, redis_url, app):
         return done
 
     return run
-
-
-class Clock:
-    """The other app's cache clock: it moves only when the test moves it."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _price(client, tenant) -> int:
