@@ -11,8 +11,11 @@ A request's after-commit then only hands its envelopes and delivery ids to it (n
 relay's thread sends what has gathered meanwhile, from every request thread of the process,
 as one Redis pipeline — the messages one handler takes go in one job of up to
 ``MAX_BATCH`` (a batch of ``ProcessTransaction`` commands is processed as one) — and marks
-all their outbox rows published in one statement. While it sends, the next batch gathers:
-the busier the process, the bigger the batches; an idle process's relay sends at once.
+all their outbox rows published in one statement. A send costs about 0.5 ms of CPU whatever
+it carries (the job, the pipeline, the statement) and some 15 µs more per envelope, so the
+relay sends at most once every :data:`PACE` seconds (20 ms): an idle process's relay sends
+at once, a busy one's what gathered meanwhile — at 300 purchases a second, six in a send
+instead of one or two, a fifth of the relay's CPU.
 
 What is lost with the process (SIGKILL between a commit and the relay's send) is in the
 database: the outbox sweep (``rop scheduler``, every few seconds) publishes rows left
@@ -22,6 +25,7 @@ A worker that stops gracefully (gunicorn's ``worker_exit``) sends what it holds 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 import structlog
@@ -31,6 +35,9 @@ log = structlog.get_logger("hub.bus")
 
 #: the most envelopes (and, apart, delivery ids) one send takes
 MAX_SEND = 500
+#: the least time (seconds) between the starts of two sends: a send does not wait for more
+#: envelopes, but the next one waits until this long after the last one started
+PACE = 0.02
 _KEY = "bus.background_relay"
 
 
@@ -38,9 +45,11 @@ class BackgroundRelay:
     """Relays the committed messages and webhook deliveries of an app's units of work from
     one thread of its own (see the module's docstring)."""
 
-    def __init__(self, app: Flask, *, max_send: int = MAX_SEND):
+    def __init__(self, app: Flask, *, max_send: int = MAX_SEND, pace: float = PACE):
         self.app = app
         self.max_send = max_send
+        self.pace = pace
+        self._last_send = time.monotonic() - pace
         self._envelopes: deque[dict] = deque()
         self._deliveries: deque[str] = deque()
         self._cond = threading.Condition()
@@ -91,6 +100,12 @@ class BackgroundRelay:
                 self._cond.wait_for(lambda: self._envelopes or self._deliveries or self._stopping)
                 if self._stopping and not (self._envelopes or self._deliveries):
                     return
+                # Paced: within PACE of the last send's start, what is handed over meanwhile
+                # joins this one (a stop does not wait).
+                early = self._last_send + self.pace - time.monotonic()
+                if early > 0:
+                    self._cond.wait_for(lambda: self._stopping, early)
+            self._last_send = time.monotonic()
             self.send_once()
 
     def send_once(self) -> int:

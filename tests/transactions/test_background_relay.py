@@ -91,6 +91,22 @@ def test_purchases_of_two_tenants_from_many_threads_are_final_once_through_the_r
         assert checks.verify_ledger(uow)["ok"]
 
 
+def test_a_busy_relay_sends_at_most_once_a_pace_and_a_stop_does_not_wait(app, client, funded):
+    """An idle relay sends at once; what is handed over within its pace of that send waits
+    for the next one, all of it in one send; a graceful stop sends at once."""
+    relay = app.extensions["rop"].extras["bus.background_relay"] = BackgroundRelay(app, pace=60.0).start()
+    try:
+        assert buy(client, funded.tenant, "081200006610").status_code == 202
+        assert relay.flush(10) and relay.sent == {"sends": 1, "envelopes": 1, "deliveries": 0}
+        for n in range(2):
+            assert buy(client, funded.tenant, f"08120000662{n}").status_code == 202
+        assert relay.pending() == 2 and relay.sent["sends"] == 1 and _unpublished(app) == 2  # within the pace
+    finally:
+        stop_background_relay(app)
+    assert relay.sent == {"sends": 2, "envelopes": 3, "deliveries": 0} and _unpublished(app) == 0
+    drain(app, until=lambda: set(_statuses(app, [funded.tenant.id])) <= FINAL)
+
+
 def test_a_graceful_stop_sends_what_the_relay_holds(app, client, funded):
     relay = app.extensions["rop"].extras["bus.background_relay"] = BackgroundRelay(app)  # its thread not started
     for n in range(3):
