@@ -1,6 +1,6 @@
 """The fault suite: a running hub under a stream of purchases, one fault after another.
 
-What runs: ``rop up`` (web, worker, provider worker, scheduler, the embedded Redis server)
+What runs: ``rop up`` (web, relay, worker, provider worker, scheduler, the embedded Redis server)
 on a tmp instance folder; PostgreSQL in a private cluster this script makes with
 ``initdb``/``pg_ctl`` where the binaries are (``/usr/lib/postgresql/*/bin``), else the
 database ``--database-url`` names (or a SQLite file), the PostgreSQL restart then skipped;
@@ -13,8 +13,9 @@ either way, success then a refund, a request lost on the way), each retried with
 answers. Per fault: ``--warmup`` seconds of stream, the fault, the stream until the hub is
 back plus ``--after`` seconds, then the wait until every transaction is final. Faults, in
 order: none (the baseline), SIGKILL of the provider worker (calls in flight), of the worker
-(commands and events, and the relay of what they publish), of the scheduler, of a web
-worker, of the gunicorn master, of Redis, and an immediate PostgreSQL restart.
+(commands and events), of the relay process (what every process commits reaches the queues
+through it), of the scheduler, of a web worker, of the gunicorn master, of Redis, and an
+immediate PostgreSQL restart.
 
 After each fault, checked (a failure is a violation, and the exit status is 1):
 
@@ -86,7 +87,7 @@ SUFFIXES = ("0101", "9999", "4444", "8888", "7777", "6666", "5555", "3333", "222
 #: the transaction service's timings for the run, the shortest its ROP_TX_* variables allow for
 #: a dead provider worker's purchases (docs/transactions.md, "Settings"); the caller's win
 TIMINGS = {"ROP_TX_SENT_TIMEOUT": "70", "ROP_TX_CHECK_SCHEDULE": "5,10,20,60", "ROP_TX_REDRIVE_AFTER": "5"}
-FAULTS = ("none", "provider", "worker", "scheduler", "web-worker", "gunicorn", "redis", "postgresql")
+FAULTS = ("none", "provider", "worker", "relay", "scheduler", "web-worker", "gunicorn", "redis", "postgresql")
 FINAL = ("succeeded", "failed", "refunded")
 
 
@@ -478,6 +479,8 @@ def fault_action(name: str, hub: Hub, cluster: PrivateCluster | None):
         return kill_child(hub, "--queues provider")
     if name == "worker":
         return kill_child(hub, "worker --queues commands")
+    if name == "relay":
+        return kill_child(hub, "hub.cli relay")
     if name == "scheduler":
         return kill_child(hub, "hub.cli scheduler")
     if name == "gunicorn":

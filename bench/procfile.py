@@ -19,7 +19,7 @@ def start(env: dict, *, port: int, workers: int, provider_workers: int, threads:
           output: IO[bytes] | None = None, web_workers: int = 2) -> dict[str, subprocess.Popen]:
     """web (gunicorn ``web_workers``×8 gthread, the Procfile's 2 by default), ``workers`` × the
     Procfile's worker line, ``provider_workers`` thread workers on the provider queue
-    (``--db-connections`` when given), and the scheduler. Their output goes to ``output`` when
+    (``--db-connections`` when given), the relay and the scheduler. Their output goes to ``output`` when
     given (else this process's)."""
     rop = str(Path(sys.executable).with_name("rop"))
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
@@ -28,7 +28,8 @@ def start(env: dict, *, port: int, workers: int, provider_workers: int, threads:
     if web_timeout is not None:
         web += ["--timeout", str(web_timeout)]
     streams = {"stdout": output, "stderr": subprocess.STDOUT} if output is not None else {}
-    procs = {"web": subprocess.Popen([*web, "hub.app:create_app()"], env=env, **streams)}
+    procs = {"web": subprocess.Popen([*web, "hub.app:create_app()"], env=env, **streams),
+             "relay": subprocess.Popen([rop, "relay"], env=env, **streams)}
     for n in range(workers):
         procs[f"worker{n + 1}"] = subprocess.Popen([rop, "worker", "--queues", "commands", "--queues", "events",
                                                    "--queues", "default", "--queues", "bulk"], env=env, **streams)

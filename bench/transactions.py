@@ -23,8 +23,10 @@ what bounds the figures.
      The hub's workers process its accepted purchases during its accept window, on the same
      cores; the minimal has nothing behind it. So each tenant count runs twice: with the
      pipeline working (``accept_t<n>``, the top-level ``accepted_per_s``), and with every
-     process but the web one paused by SIGSTOP (``accept_alone_t<n>``,
-     ``alone_over_minimal_t<n>``): the accept's own cost, like for like.
+     process but the web one and the relay paused by SIGSTOP (``accept_alone_t<n>``,
+     ``alone_over_minimal_t<n>``): the accept's own cost, like for like — the relay moving
+     the accepted purchases' outbox rows to the queue is part of accepting them (paused,
+     its heartbeat would lapse and the web workers relay their own commits again).
 2. **End to end** (``--latencies``; ``--skip-e2e`` or ``--latencies ''``: none): at sandbox
    latency 0 ms and 200 ms, ``--count`` purchases are posted as fast as the clients go and the
    clock runs until every one is final: completed/s (goal at 200 ms: ≥ 500/s). The wallet
@@ -420,10 +422,10 @@ def main() -> int:
                       f"{hub[n]['p50_ms']} ms, p99 {hub[n]['p99_ms']} ms, {hub[n]['errors']} errors; load "
                       f"{hub[n]['load_avg_1m'][0]} -> {hub[n]['load_avg_1m'][1]}", flush=True)
                 wait_settled(app, found["tenant_id"])
-                # the same with the pipeline paused (SIGSTOP of every process but web, SIGCONT
-                # after): the accept's own cost, like for like with the minimal baseline, which
-                # has nothing behind it
-                paused = [proc for name, proc in procs.items() if name != "web"]
+                # the same with the pipeline paused (SIGSTOP of every process but web and the
+                # relay, SIGCONT after): the accept's own cost, like for like with the minimal
+                # baseline, which has nothing behind it
+                paused = [proc for name, proc in procs.items() if name not in ("web", "relay")]
                 for proc in paused:
                     proc.send_signal(signal.SIGSTOP)
                 try:

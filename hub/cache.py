@@ -11,7 +11,8 @@ every purchase and changes rarely. Each process keeps what it read in memory, by
   second, one ``MGET`` per process every few dozen requests instead of one per request);
   an HTTP request keeps the reading it started with, so it sees one set of versions
   throughout. Callers that need other keys read with them (the breakers' ``open_until``)
-  have them read in that same ``MGET`` and kept as long (:meth:`RefCache.versions`). So a
+  have them read in that same ``MGET`` and kept as long (:meth:`RefCache.versions`); so is
+  the relay process's heartbeat (:data:`WATCHED`), read with every reading. So a
   change committed elsewhere is seen by this process within :data:`REFRESH` seconds of its
   bump; this process's own bumps, at once.
 - A writer bumps its namespace's version (``INCR``) once its unit of work commits
@@ -42,6 +43,10 @@ NAMESPACES: tuple[str, ...] = ("products", "providers", "webhooks")
 #: How long (seconds) one reading of the versions (and of the keys read with them) serves
 #: the process's threads.
 REFRESH = 0.05
+#: Other keys every reading of the versions reads too, by the name its snapshot has them
+#: under (their values as they are; None when not set): the relay process's heartbeat
+#: (hub.bus.relay), which every unit of work's commit asks about.
+WATCHED: dict[str, str] = {"relay_heartbeat": "rop:relay:heartbeat"}
 #: Sets of other keys (a tenant's breakers) whose reading a process keeps at most.
 MAX_EXTRA_READINGS = 10_000
 #: Entries one process keeps at most (all namespaces); past it the cache starts afresh.
@@ -150,11 +155,13 @@ class RefCache:
                 kept = list(self.redis.mget(list(extra)))
                 self._keep_extras(extra, kept, read_at, generation)
             return snapshot, kept
-        values = self.redis.mget([*self._keys, *extra])
+        values = self.redis.mget([*self._keys, *WATCHED.values(), *extra])
         # a version never bumped (or lost with Redis's data) reads as 0
         snapshot = {ns: value or b"0" for ns, value in zip(NAMESPACES, values)}
+        # the watched keys as they are (None: not set)
+        snapshot.update(zip(WATCHED, values[len(NAMESPACES):]))
         self._keep(snapshot, read_at, generation)
-        found = list(values[len(NAMESPACES):])
+        found = list(values[len(NAMESPACES) + len(WATCHED):])
         if extra:
             self._keep_extras(extra, found, read_at, generation)
         return snapshot, list(found)

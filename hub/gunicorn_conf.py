@@ -60,7 +60,8 @@ def child_exit(server, worker):  # gunicorn hook: drop a dead worker's live gaug
 
 
 def post_worker_init(worker):  # gunicorn hook: a worker, its app loaded
-    """The worker's requests hand what they commit to a background relay (hub.bus.relay)."""
+    """The worker's requests hand what they commit to a background relay (hub.bus.relay):
+    their webhook deliveries, and their messages while no relay process runs."""
     from hub.bus.relay import start_background_relay
 
     start_background_relay(worker.wsgi)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.cache import NAMESPACES, REFRESH, RefCache, refcache, version_key
+from hub.cache import NAMESPACES, REFRESH, WATCHED, RefCache, refcache, version_key
 from hub.db import unit_of_work
 
 
@@ -94,7 +94,7 @@ def test_the_versions_and_the_keys_read_with_them_cost_one_mget_per_refresh(app,
     for thread in threads:
         thread.join()
     assert read([]) == []
-    assert sent == [[*(version_key(ns) for ns in NAMESPACES), "rop:test:breaker:a"]]
+    assert sent == [[*(version_key(ns) for ns in NAMESPACES), *WATCHED.values(), "rop:test:breaker:a"]]
     assert read(["rop:test:breaker:b"]) == [None]  # other keys: read once, without the versions
     assert read(["rop:test:breaker:b"]) == [None]
     assert sent[1:] == [["rop:test:breaker:b"]]

@@ -1,26 +1,33 @@
-"""The web process's relay: what its requests commit reaches the queues in batches, off the
-request thread (docs/bus.md, "The relay").
+"""The relay: what units of work commit reaches the queues in batches (docs/bus.md, "The relay").
 
-Without it, a unit of work relays its messages itself once it commits (:func:`send`): RQ
-jobs and webhook deliveries enqueued in one pipeline, the outbox rows marked published. On
-the accept path that was about a third of a request's CPU, two more Redis round trips and a
-second statement per purchase.
+**The relay process** (``rop relay``, :class:`OutboxRelay`; a line of the Procfile, a child
+of ``rop up``) takes the outbox rows nobody has published yet, oldest first, up to
+:data:`RELAY_BATCH` at a time, whichever process committed them: it enqueues them in one
+Redis pipeline (the messages one handler takes in one job of up to ``MAX_BATCH``: a batch of
+``ProcessTransaction`` commands is processed as one) and marks them published in the same
+database transaction that locked them (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: several
+relay processes never take the same row). When a pass found fewer rows than it may take, it
+waits :data:`PACE` seconds before the next; else it goes on at once. While it runs it keeps
+its heartbeat (:data:`HEARTBEAT_KEY`) set in Redis; every process reads the heartbeat with
+its cache versions (hub.cache: no Redis command of its own), and while it is set a unit of
+work's commit leaves its messages in the outbox for the relay process: an accepted
+purchase then costs its web process no relaying at all.
 
-A gunicorn worker of the hub starts one :class:`BackgroundRelay` (``hub.gunicorn_conf``).
-A request's after-commit then only hands its envelopes and delivery ids to it (no I/O); the
-relay's thread sends what has gathered meanwhile, from every request thread of the process,
-as one Redis pipeline — the messages one handler takes go in one job of up to
-``MAX_BATCH`` (a batch of ``ProcessTransaction`` commands is processed as one) — and marks
-all their outbox rows published in one statement. A send costs about 0.5 ms of CPU whatever
-it carries (the job, the pipeline, the statement) and some 15 µs more per envelope, so the
-relay sends at most once every :data:`PACE` seconds (20 ms): an idle process's relay sends
-at once, a busy one's what gathered meanwhile — at 300 purchases a second, six in a send
-instead of one or two, a fifth of the relay's CPU.
+**Without a relay process** (its heartbeat gone: not running, or dead for 3 s) a unit of
+work relays its messages itself once it commits (:func:`send`): RQ jobs and webhook
+deliveries enqueued in one pipeline, the outbox rows marked published — in a gunicorn
+worker from one :class:`BackgroundRelay` thread per process (``hub.gunicorn_conf``), which
+sends what the requests handed over meanwhile, at most once every :data:`PACE` seconds (a
+send costs about 0.5 ms of CPU whatever it carries, some 15 µs more per envelope); elsewhere
+(workers, the CLI, the tests' apps) at once. Webhook deliveries always go this way: they
+have no outbox row.
 
-What is lost with the process (SIGKILL between a commit and the relay's send) is in the
-database: the outbox sweep (``rop scheduler``, every few seconds) publishes rows left
-unpublished for 5 s, and the deliveries' sweep enqueues deliveries pending for 2 minutes.
-A worker that stops gracefully (gunicorn's ``worker_exit``) sends what it holds first.
+What a process loses (SIGKILL between a commit and its relay's send; a relay process dying
+between its enqueue and its commit: the rows are enqueued again, the processed-message
+records absorb the duplicates) is in the database: the outbox sweep (``rop scheduler``,
+every few seconds) publishes rows left unpublished for 5 s, and the deliveries' sweep
+enqueues deliveries pending for 2 minutes. A web worker that stops gracefully (gunicorn's
+``worker_exit``) sends what it holds first; a relay process finishes its pass.
 """
 from __future__ import annotations
 
@@ -30,14 +37,30 @@ from collections import deque
 
 import structlog
 from flask import Flask
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from hub.availability import REDIS_ERRORS
+from hub.cache import WATCHED, refcache
+from hub.db import utcnow
 
 log = structlog.get_logger("hub.bus")
 
 #: the most envelopes (and, apart, delivery ids) one send takes
 MAX_SEND = 500
 #: the least time (seconds) between the starts of two sends: a send does not wait for more
-#: envelopes, but the next one waits until this long after the last one started
+#: envelopes, but the next one waits until this long after the last one started (the relay
+#: process: its wait after a pass that found fewer rows than it may take)
 PACE = 0.02
+#: the Redis key a relay process keeps set while it runs, for HEARTBEAT_TTL seconds at a time
+HEARTBEAT_KEY = WATCHED["relay_heartbeat"]
+HEARTBEAT_TTL = 3
+#: the most outbox rows one pass of a relay process takes
+RELAY_BATCH = 500
+#: PostgreSQL: a relay pass's rows, taken and marked published in one statement
+_TAKE = ("UPDATE bus_outbox SET published_at = %s, publish_count = publish_count + 1 WHERE id IN "
+         "(SELECT id FROM bus_outbox WHERE published_at IS NULL ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+         "RETURNING id, envelope, created_at")
 _KEY = "bus.background_relay"
 
 
@@ -174,8 +197,23 @@ def stop_background_relay(app: Flask, timeout: float = 10.0) -> None:
         relay.stop(timeout)
 
 
+def relay_process_alive(app: Flask) -> bool:
+    """Whether a relay process runs: its heartbeat as this process's (or request's) reading
+    of the cache versions has it — no Redis command of its own; False when Redis cannot be
+    read (then nothing can be relayed now anyway: the sweep publishes)."""
+    try:
+        snapshot, _ = refcache(app).versions()
+    except REDIS_ERRORS:
+        return False
+    return snapshot.get("relay_heartbeat") is not None
+
+
 def hand_over(app: Flask, envelopes: list[dict], delivery_ids: list[str]) -> None:
-    """After a commit: to the background relay when the process runs one, else sent now."""
+    """After a commit: nothing for the envelopes while a relay process runs (it takes their
+    outbox rows); else, and for the deliveries, to the background relay when the process
+    runs one, else sent now."""
+    if envelopes and relay_process_alive(app):
+        envelopes = []
     if not (envelopes or delivery_ids):
         return
     relay = background_relay(app)
@@ -183,3 +221,104 @@ def hand_over(app: Flask, envelopes: list[dict], delivery_ids: list[str]) -> Non
         relay.put(envelopes, delivery_ids)
     else:
         send(app, envelopes, delivery_ids)
+
+
+# -- the relay process ------------------------------------------------------------------------
+class OutboxRelay:
+    """``rop relay``: moves committed outbox rows to the queues in batches (see the module's
+    docstring). :meth:`relay_once` is one pass; :meth:`run` passes until stopped."""
+
+    def __init__(self, app: Flask, *, batch: int = RELAY_BATCH, pace: float = PACE):
+        self.app = app
+        self.batch = batch
+        self.pace = pace
+        #: what it relayed so far: passes that found rows, rows
+        self.relayed = {"passes": 0, "rows": 0}
+
+    def relay_once(self) -> int:
+        """Take up to ``batch`` unpublished outbox rows, oldest first (skipping rows another
+        relay has locked), enqueue them in one pipeline and mark them published, in one
+        database transaction. :return: how many rows. :raise: the Redis or database error
+        (nothing is marked then)."""
+        state = self.app.extensions["rop"]
+        if state.db.is_sqlite:
+            return self._relay_sqlite(state)
+        # PostgreSQL: one statement takes and marks the rows (locked until the commit, which
+        # comes once they are enqueued), on the driver's connection: a pass costs the
+        # statement, the pipeline and the commit
+        fairy = state.db.engine.raw_connection()
+        driver = fairy.driver_connection
+        try:
+            rows = driver.execute(_TAKE, (utcnow(), self.batch)).fetchall()
+            if rows:
+                rows.sort(key=lambda row: (row[2], row[0]))  # RETURNING keeps no order
+                self._enqueue(state, [row[1] for row in rows])
+            driver.commit()
+        except state.db.engine.dialect.loaded_dbapi.Error as exc:
+            if state.db.engine.dialect.is_disconnect(exc, driver, None):
+                fairy.invalidate(exc)
+            raise DBAPIError.instance(_TAKE, None, exc, state.db.engine.dialect.loaded_dbapi.Error) from exc
+        finally:
+            fairy.close()  # rolls back what was not committed (a failed enqueue)
+        return self._counted(len(rows))
+
+    def _relay_sqlite(self, state) -> int:
+        from hub.bus.models import OutboxMessage
+
+        outbox = OutboxMessage.__table__
+        with state.db.engine.begin() as conn:
+            rows = conn.execute(select(outbox.c.id, outbox.c.envelope).where(outbox.c.published_at.is_(None))
+                                .order_by(outbox.c.created_at, outbox.c.id).limit(self.batch)).all()
+            if rows:
+                self._enqueue(state, [row.envelope for row in rows])
+                conn.execute(update(outbox).where(outbox.c.id.in_([row.id for row in rows]))
+                             .values(published_at=utcnow(), publish_count=outbox.c.publish_count + 1))
+        return self._counted(len(rows))
+
+    def _enqueue(self, state, envelopes: list[dict]) -> None:
+        from hub.bus.outbox import enqueue_envelopes
+
+        with state.redis.pipeline(transaction=False) as pipe:
+            enqueue_envelopes(self.app, envelopes, pipeline=pipe)
+            pipe.execute()
+
+    def _counted(self, rows: int) -> int:
+        if rows:
+            self.relayed["passes"] += 1
+            self.relayed["rows"] += rows
+        return rows
+
+    def beat(self) -> None:
+        """Set the heartbeat for HEARTBEAT_TTL seconds (Redis down: the next beat will)."""
+        try:
+            self.app.extensions["rop"].redis.set(HEARTBEAT_KEY, str(time.time()), ex=HEARTBEAT_TTL)
+        except REDIS_ERRORS:
+            pass
+
+    def run(self, stop: threading.Event) -> None:
+        """Pass until ``stop`` is set, beating once a second; on Redis or database errors,
+        back off (0.1 s doubling to 2 s) and go on. A stop clears the heartbeat: the other
+        processes relay their own commits again within 50 ms."""
+        beaten, backoff = 0.0, 0.0
+        try:
+            while not stop.is_set():
+                if time.monotonic() - beaten >= 1.0:
+                    self.beat()
+                    beaten = time.monotonic()
+                try:
+                    with self.app.app_context():
+                        found = self.relay_once()
+                except (*REDIS_ERRORS, SQLAlchemyError) as exc:
+                    backoff = min(max(backoff * 2, 0.1), 2.0)
+                    log.warning("relay pass failed; retrying", error=f"{type(exc).__name__}: {exc}"[:300],
+                                retry_in=backoff)
+                    stop.wait(backoff)
+                    continue
+                backoff = 0.0
+                if found < self.batch:
+                    stop.wait(self.pace)
+        finally:
+            try:
+                self.app.extensions["rop"].redis.delete(HEARTBEAT_KEY)
+            except REDIS_ERRORS:
+                pass

@@ -1,4 +1,4 @@
-"""Process commands: ``rop up``, ``rop web``, ``rop worker``, ``rop scheduler``, ``rop redis``."""
+"""Process commands: ``rop up``, ``rop web``, ``rop worker``, ``rop relay``, ``rop scheduler``, ``rop redis``."""
 from __future__ import annotations
 
 import os
@@ -103,6 +103,26 @@ def worker(queues: tuple[str, ...], burst: bool, name: str | None, threads: int,
     w.work(burst=burst, with_scheduler=True, logging_level=app.extensions["rop"].config.log_level)
 
 
+@main_group.command(short_help="Relay committed messages to the queues.")
+@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 10_000),
+              help="Outbox rows one pass takes at most.")
+def relay(batch: int) -> None:
+    """Move what units of work commit (their outbox rows) to the queues in batches, while
+    every process leaves it to this one; several may run (each row goes once). SIGTERM or
+    Ctrl-C: the pass under way ends, then the process."""
+    import signal
+    import threading
+
+    from hub.bus.relay import OutboxRelay
+
+    _ensure_redis_env()
+    app = make_app(server=True)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    OutboxRelay(app, batch=batch).run(stop)
+
+
 @main_group.command(short_help="Run the scheduler of periodic jobs.")
 def scheduler() -> None:
     """Run the scheduler of periodic jobs (one leads; others stand by)."""
@@ -114,20 +134,22 @@ def scheduler() -> None:
 
 def up_processes(host: str, port: int, workers: int, provider_threads: int,
                  webhook_threads: int) -> list[tuple[str, list[str]]]:
-    """``rop up``'s processes, ``(name, argv)``: web, the general worker(s) (every queue but
-    those with their own lane), the provider worker, the webhook worker and the scheduler."""
+    """``rop up``'s processes, ``(name, argv)``: web, the relay, the general worker(s) (every
+    queue but those with their own lane), the provider worker, the webhook worker and the
+    scheduler."""
     from hub.queues import GENERAL_QUEUES
 
     rop = [sys.executable, "-m", "hub.cli"]
     general = [arg for name in GENERAL_QUEUES for arg in ("--queues", name)]
     return [("web", [*rop, "web", "--host", host, "--port", str(port)]),
+            ("relay", [*rop, "relay"]),
             *[(f"worker-{i + 1}", [*rop, "worker", *general]) for i in range(workers)],
             ("provider", [*rop, "worker", "--queues", "provider", "--threads", str(provider_threads)]),
             ("webhooks", [*rop, "worker", "--queues", "webhooks", "--threads", str(webhook_threads)]),
             ("scheduler", [*rop, "scheduler"])]
 
 
-@main_group.command(short_help="Run the whole hub (web, workers, scheduler).")
+@main_group.command(short_help="Run the whole hub (web, relay, workers, scheduler).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", "-p", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16),
@@ -143,7 +165,7 @@ def up_processes(host: str, port: int, workers: int, provider_threads: int,
               help="Seconds over which --max-restarts counts.")
 def up(host: str, port: int, workers: int, provider_threads: int, webhook_threads: int, max_restarts: int,
        restart_window: float) -> None:
-    """Run web, worker(s), the provider and webhook workers and scheduler; restart any that dies.
+    """Run web, the relay, worker(s), the provider and webhook workers and scheduler; restart any that dies.
 
     Webhook deliveries have their own worker (the ``webhooks`` queue), so a backlog of them
     never delays commands, the periodic jobs or bulk files, which the general worker(s) serve.
@@ -179,7 +201,7 @@ def up(host: str, port: int, workers: int, provider_threads: int, webhook_thread
 
     def started() -> None:
         pids = ", ".join(f"{c.name} {c.pid}" for c in children)
-        click.echo(f"rop: serving on http://{host}:{port} (web, {workers} worker(s), provider worker "
+        click.echo(f"rop: serving on http://{host}:{port} (web, relay, {workers} worker(s), provider worker "
                    f"x{provider_threads} threads, webhook worker x{webhook_threads} threads, scheduler; "
                    f"pids: {pids}); Ctrl-C to stop", err=True)
 

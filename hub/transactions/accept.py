@@ -5,8 +5,8 @@
   transaction, committed by the caller. Everything it needs comes from the process's
   caches — the product, its price and offers (hub.cache via the products client), the
   wallet's id and currency (hub.wallets.fastpath), whether the tenant has a webhook (hub.cache)
-  — so a warm process sends that one statement (the relay, in the background, marks the
-  outbox row published: hub.bus.relay).
+  — so a warm process sends that one statement (the relay process takes the outbox row;
+  without one, the web worker's background relay sends it: hub.bus.relay).
   The function writes the transaction, its timeline line, the hold's journal, row and
   entries, the event-store, outbox and webhook-delivery rows, and moves the wallet's
   balances last — only a wallet of the purchase's tenant in its currency (else 422, the

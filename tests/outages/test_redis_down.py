@@ -245,3 +245,64 @@ def test_a_purchase_whose_relay_met_redis_down_is_published_by_the_sweep_once_it
             return uow.session.scalar(select(Transaction.status).where(Transaction.tenant_id == t.id)) == "succeeded"
 
     drain(app, until=done, timeout=60)
+
+
+def test_a_relay_process_pass_that_meets_redis_down_marks_nothing_and_the_next_pass_relays(
+        app, client, tenant_factory, own_redis):
+    """The relay process (hub.bus.relay.OutboxRelay): Redis gone between taking the rows and
+    enqueuing them rolls the pass back (the rows stay unpublished, unlocked); the process
+    backs off and goes on, and once Redis is back its pass relays them; the purchase completes."""
+    import threading
+
+    from hub.availability import REDIS_ERRORS
+    from hub.bus.models import OutboxMessage
+    from hub.bus.relay import HEARTBEAT_KEY, OutboxRelay
+    from hub.cache import refcache
+    from hub.products.testing import seed_sandbox_catalog
+    from hub.transactions.models import Transaction
+
+    seed_sandbox_catalog(app, settings={"callback_delay": 0.05})
+    t = tenant_factory()
+    _funded(app, t.id)
+    redis = app.extensions["rop"].redis
+    redis.set(HEARTBEAT_KEY, "test", ex=60)
+    refcache(app).refresh()
+    answer = client.post("/v1/transactions", json={"ref_id": "relay-process-down", "product_code": "TEL10",
+                                                   "customer_no": "081234567890"}, headers=t.headers)
+    assert answer.status_code == 202, answer.get_json()
+    db = app.extensions["rop"].db
+
+    def unpublished() -> int:
+        with unit_of_work(db, readonly=True) as uow:
+            return uow.session.scalar(select(func.count()).select_from(OutboxMessage)
+                                      .where(OutboxMessage.published_at.is_(None)))
+
+    assert unpublished() == 1
+    own_redis.stop()
+    relay = OutboxRelay(app)
+    with app.app_context(), pytest.raises(REDIS_ERRORS):
+        relay.relay_once()
+    assert unpublished() == 1 and relay.relayed["rows"] == 0
+    # the process's loop keeps going through the outage, then relays
+    stop = threading.Event()
+    loop = threading.Thread(target=relay.run, args=(stop,))
+    loop.start()
+    try:
+        time.sleep(0.5)
+        assert unpublished() == 1
+        own_redis.start()
+        redis.connection_pool.disconnect()
+        deadline = time.monotonic() + 30
+        while unpublished():
+            assert time.monotonic() < deadline, "not relayed once Redis was back"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        loop.join(30)
+    assert relay.relayed["rows"] == 1
+
+    def done() -> bool:
+        with unit_of_work(db, readonly=True) as uow:
+            return uow.session.scalar(select(Transaction.status).where(Transaction.tenant_id == t.id)) == "succeeded"
+
+    drain(app, until=done, timeout=60)
