@@ -10,7 +10,6 @@ mark publishes a row twice; the processed-message record makes the second run a 
 """
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterable
 
 import structlog
@@ -23,7 +22,7 @@ from hub.bus.messages import Event, Message
 from hub.bus.models import OutboxMessage, TenantEvent
 from hub.bus.registry import registry
 from hub.context import CallContext
-from hub.db import DriverStatement, UnitOfWork, unit_of_work, utcnow
+from hub.db import DriverStatement, UnitOfWork, utcnow
 from hub.queues import queue as hub_queue
 
 log = structlog.get_logger("hub.bus")
@@ -292,23 +291,17 @@ def sweep(app: Flask | None = None, *, older_than: float = 5.0, limit: int = 500
     :return: the number of outbox rows published.
     """
     app = app or current_app._get_current_object()
-    state = app.extensions["rop"]
     _requeue_abandoned(app, abandoned_before)
-    cutoff = utcnow() - dt.timedelta(seconds=older_than)
+    # the relay process's pass, on the rows older than the cutoff: on PostgreSQL a row a relay
+    # has taken is skipped, and one the sweep takes is marked before any relay can take it
+    from hub.bus.relay import OutboxRelay
+
+    passes = OutboxRelay(app, batch=limit)
     total = 0
     while True:
-        with unit_of_work(state.db, readonly=True) as uow:
-            rows = uow.session.execute(
-                select(OutboxMessage.envelope).where(OutboxMessage.published_at.is_(None),
-                                                     OutboxMessage.created_at <= cutoff)
-                .order_by(OutboxMessage.created_at).limit(limit)).scalars().all()
-        if not rows:
-            break
-        with state.redis.pipeline(transaction=False) as pipe:
-            enqueue_envelopes(app, rows, pipeline=pipe)
-            pipe.execute()
-        total += _mark_published(app, [e["id"] for e in rows])
-        if len(rows) < limit:
+        found = passes.relay_once(older_than=older_than)
+        total += found
+        if found < limit:
             break
     if total:
         log.info("outbox sweep published", count=total)

@@ -31,6 +31,7 @@ enqueues deliveries pending for 2 minutes. A web worker that stops gracefully (g
 """
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections import deque
@@ -61,6 +62,8 @@ RELAY_BATCH = 500
 _TAKE = ("UPDATE bus_outbox SET published_at = %s, publish_count = publish_count + 1 WHERE id IN "
          "(SELECT id FROM bus_outbox WHERE published_at IS NULL ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED) "
          "RETURNING id, envelope, created_at")
+#: ... of the rows written before a time (the outbox sweep's)
+_TAKE_OLDER = _TAKE.replace("WHERE published_at IS NULL", "WHERE published_at IS NULL AND created_at <= %s")
 _KEY = "bus.background_relay"
 
 
@@ -235,21 +238,26 @@ class OutboxRelay:
         #: what it relayed so far: passes that found rows, rows
         self.relayed = {"passes": 0, "rows": 0}
 
-    def relay_once(self) -> int:
+    def relay_once(self, older_than: float | None = None) -> int:
         """Take up to ``batch`` unpublished outbox rows, oldest first (skipping rows another
         relay has locked), enqueue them in one pipeline and mark them published, in one
         database transaction. :return: how many rows. :raise: the Redis or database error
-        (nothing is marked then)."""
+        (nothing is marked then).
+
+        :param older_than: only rows written at least this many seconds ago (the outbox
+            sweep's pass: hub.bus.outbox.sweep)."""
         state = self.app.extensions["rop"]
+        cutoff = utcnow() - dt.timedelta(seconds=older_than) if older_than is not None else None
         if state.db.is_sqlite:
-            return self._relay_sqlite(state)
+            return self._relay_sqlite(state, cutoff)
         # PostgreSQL: one statement takes and marks the rows (locked until the commit, which
         # comes once they are enqueued), on the driver's connection: a pass costs the
         # statement, the pipeline and the commit
         fairy = state.db.engine.raw_connection()
         driver = fairy.driver_connection
         try:
-            rows = driver.execute(_TAKE, (utcnow(), self.batch)).fetchall()
+            rows = (driver.execute(_TAKE, (utcnow(), self.batch)) if cutoff is None else
+                    driver.execute(_TAKE_OLDER, (utcnow(), cutoff, self.batch))).fetchall()
             if rows:
                 rows.sort(key=lambda row: (row[2], row[0]))  # RETURNING keeps no order
                 self._enqueue(state, [row[1] for row in rows])
@@ -262,13 +270,15 @@ class OutboxRelay:
             fairy.close()  # rolls back what was not committed (a failed enqueue)
         return self._counted(len(rows))
 
-    def _relay_sqlite(self, state) -> int:
+    def _relay_sqlite(self, state, cutoff: dt.datetime | None) -> int:
         from hub.bus.models import OutboxMessage
 
         outbox = OutboxMessage.__table__
+        taken = select(outbox.c.id, outbox.c.envelope).where(outbox.c.published_at.is_(None))
+        if cutoff is not None:
+            taken = taken.where(outbox.c.created_at <= cutoff)
         with state.db.engine.begin() as conn:
-            rows = conn.execute(select(outbox.c.id, outbox.c.envelope).where(outbox.c.published_at.is_(None))
-                                .order_by(outbox.c.created_at, outbox.c.id).limit(self.batch)).all()
+            rows = conn.execute(taken.order_by(outbox.c.created_at, outbox.c.id).limit(self.batch)).all()
             if rows:
                 self._enqueue(state, [row.envelope for row in rows])
                 conn.execute(update(outbox).where(outbox.c.id.in_([row.id for row in rows]))

@@ -16,6 +16,7 @@ from rq import Queue
 from sqlalchemy import func, select
 
 from hub.bus.models import OutboxMessage
+from hub.bus.outbox import sweep
 from hub.bus.relay import HEARTBEAT_KEY, OutboxRelay, relay_process_alive
 from hub.cache import refcache
 from hub.db import unit_of_work
@@ -98,14 +99,15 @@ def test_a_pass_takes_at_most_its_batch_oldest_first(app, client, funded):
     _heartbeat(app, False)
 
 
-def test_relays_racing_on_postgresql_take_each_row_once(app, client, funded):
+def test_relays_and_the_outbox_sweep_racing_on_postgresql_take_each_row_once(app, client, funded):
     if app.extensions["rop"].db.is_sqlite:
         pytest.skip("several relay processes need PostgreSQL (FOR UPDATE SKIP LOCKED); SQLite runs one")
     _heartbeat(app, True)
     for n in range(40):
         assert buy(client, funded.tenant, f"0812000{n:05d}").status_code == 202
     relays = [OutboxRelay(app, batch=3) for _ in range(4)]
-    start = threading.Barrier(len(relays))
+    start = threading.Barrier(len(relays) + 1)
+    swept: list[int] = []
 
     def run(relay: OutboxRelay) -> None:
         with app.app_context():
@@ -113,14 +115,19 @@ def test_relays_racing_on_postgresql_take_each_row_once(app, client, funded):
             while relay.relay_once():
                 pass
 
-    threads = [threading.Thread(target=run, args=(relay,)) for relay in relays]
+    def sweeping() -> None:  # the scheduler's outbox sweep, on every row (older than 0 s)
+        with app.app_context():
+            start.wait(10)
+            swept.append(sweep(app, older_than=0, limit=3))
+
+    threads = [threading.Thread(target=run, args=(relay,)) for relay in relays] + [threading.Thread(target=sweeping)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
     sent = [envelope["id"] for job in _provider_jobs(app) for envelope in job]
     assert len(sent) == 40 and len(set(sent)) == 40
-    assert sum(relay.relayed["rows"] for relay in relays) == 40
+    assert sum(relay.relayed["rows"] for relay in relays) + swept[0] == 40
     assert sum(1 for relay in relays if relay.relayed["rows"]) >= 2  # they did run side by side
     assert _unpublished(app) == 0
     _heartbeat(app, False)
