@@ -315,6 +315,7 @@ class OutboxRelay:
         back off (0.1 s doubling to 2 s) and go on. A stop clears the heartbeat: the other
         processes relay their own commits again within 50 ms."""
         beaten, backoff = 0.0, 0.0
+        log.info("relay started", batch=self.batch, pace_s=self.pace)
         try:
             while not stop.is_set():
                 if time.monotonic() - beaten >= 1.0:
@@ -337,3 +338,4 @@ class OutboxRelay:
                 self.app.extensions["rop"].redis.delete(HEARTBEAT_KEY)
             except REDIS_ERRORS:
                 pass
+            log.info("relay stopped", **self.relayed)
