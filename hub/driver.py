@@ -174,7 +174,7 @@ def call_in_autocommit(engine: Any, sql: str, params: tuple) -> Any:
     ``before_cursor_execute`` listeners do not see it (there is no SQLAlchemy connection to
     give them). Driver errors are raised as SQLAlchemy's, and a connection the server
     dropped is invalidated in the pool, as :class:`DriverStatement` does."""
-    fairy = engine.raw_connection()
+    fairy = raw_connection(engine, sql, params)
     driver = fairy.driver_connection
     try:
         driver.autocommit = True
@@ -187,6 +187,22 @@ def call_in_autocommit(engine: Any, sql: str, params: tuple) -> Any:
         raise _as_sqlalchemy(exc, engine.dialect, driver, None, sql, params, fairy.invalidate) from exc
     finally:
         fairy.close()
+
+
+def raw_connection(engine: Any, sql: str | None = None, params: Any = None) -> Any:
+    """``engine.raw_connection()`` (a pooled connection, its driver's at
+    ``.driver_connection``), with the driver's errors raised as SQLAlchemy's, as a
+    :class:`~sqlalchemy.engine.Connection` raises them: the pool's checkout connects (a new
+    connection, or one replacing a dead one) and raises the driver's own error when the
+    server refuses it — a database restarting would otherwise be a 500, not a 503.
+    ``sql``/``params``: what the connection was for (in the error)."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        return engine.raw_connection()
+    except engine.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, engine.dialect.loaded_dbapi.Error,
+                                  dialect=engine.dialect) from exc
 
 
 def _as_sqlalchemy(exc: Exception, dialect: Any, dbapi_conn: Any, cursor: Any, sql: str, params: Any,

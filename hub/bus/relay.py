@@ -44,6 +44,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from hub.availability import REDIS_ERRORS
 from hub.cache import WATCHED, refcache
 from hub.db import utcnow
+from hub.driver import raw_connection
 
 log = structlog.get_logger("hub.bus")
 
@@ -253,7 +254,7 @@ class OutboxRelay:
         # PostgreSQL: one statement takes and marks the rows (locked until the commit, which
         # comes once they are enqueued), on the driver's connection: a pass costs the
         # statement, the pipeline and the commit
-        fairy = state.db.engine.raw_connection()
+        fairy = raw_connection(state.db.engine, _TAKE)
         driver = fairy.driver_connection
         try:
             rows = (driver.execute(_TAKE, (utcnow(), self.batch)) if cutoff is None else
@@ -324,10 +325,14 @@ class OutboxRelay:
                 try:
                     with self.app.app_context():
                         found = self.relay_once()
-                except (*REDIS_ERRORS, SQLAlchemyError) as exc:
+                except Exception as exc:  # noqa: BLE001 - the relay outlives any failed pass
+                    # Redis or the database away (expected: a warning) or anything else (an
+                    # error, with its traceback): the pass rolled back; back off, go on. A
+                    # relay that died instead would be restarted until rop up gave up.
                     backoff = min(max(backoff * 2, 0.1), 2.0)
-                    log.warning("relay pass failed; retrying", error=f"{type(exc).__name__}: {exc}"[:300],
-                                retry_in=backoff)
+                    expected = isinstance(exc, (*REDIS_ERRORS, SQLAlchemyError))
+                    (log.warning if expected else log.exception)(
+                        "relay pass failed; retrying", error=f"{type(exc).__name__}: {exc}"[:300], retry_in=backoff)
                     stop.wait(backoff)
                     continue
                 backoff = 0.0

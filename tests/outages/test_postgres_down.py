@@ -135,3 +135,81 @@ def test_requests_in_flight_when_the_database_restarts_get_503_and_leave_nothing
                             headers=finance)
         assert again.status_code == 201 and again.get_json()["replayed"] is False
     assert client.get(f"/v1/wallets/{wallet_id}", headers=t.headers).get_json()["available"] == 4000
+
+
+def _funded_purchaser(app, client, tenant_factory):
+    """A tenant with a funded main wallet and the sandbox catalog, two purchases made: the
+    web process's caches are warm, so a purchase's first database work is the accept
+    function's call on a pooled connection of its own (hub.driver.call_in_autocommit)."""
+    import uuid
+
+    from hub.context import CallContext
+    from hub.db import unit_of_work
+    from hub.products.testing import seed_sandbox_catalog
+    from hub.wallets import accounts as wallets
+
+    seed_sandbox_catalog(app, settings={"callback_delay": 0.05})
+    t = tenant_factory()
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        ctx = CallContext.system(actor="tests", tenant_id=t.id)
+        wallets.topup(ctx, uow, wallets.get_main_wallet(ctx, uow).id, 1_000_000, f"seed-{uuid.uuid4().hex[:6]}")
+        uow.commit()
+
+    def buy(ref_id: str):
+        return client.post("/v1/transactions", json={"ref_id": ref_id, "product_code": "TEL10",
+                                                     "customer_no": "081234567890"}, headers=t.headers)
+
+    for n in range(2):
+        assert buy(f"warm-{n}").status_code == 202
+    return t, buy
+
+
+def test_a_purchase_while_the_database_is_down_is_a_503_even_when_its_first_work_is_a_new_connection(
+        app, client, tenant_factory, cluster):
+    """The accept function's call checks a connection out of the pool itself: the pool
+    replacing a dead connection raises the driver's own error, which must be a 503 as any
+    other database outage is (the fault suite saw a 500 on a PostgreSQL restart)."""
+    t, buy = _funded_purchaser(app, client, tenant_factory)
+    app.extensions["rop"].db.engine.dispose()  # no pooled connection left: the next checkout connects
+    cluster.stop("fast")
+    _assert_503(buy("while-down"))
+    cluster.start()
+    for _ in range(50):
+        answer = buy("while-down")
+        if answer.status_code != 503:
+            break
+        time.sleep(0.1)
+    assert answer.status_code == 202, answer.get_json()  # nothing was written by the refused one
+
+
+def test_the_relay_process_outlives_the_database_going_away_and_relays_once_it_is_back(
+        app, client, tenant_factory, cluster):
+    from sqlalchemy.exc import DBAPIError
+
+    from hub.bus.relay import HEARTBEAT_KEY, OutboxRelay
+    from hub.cache import refcache
+
+    t, buy = _funded_purchaser(app, client, tenant_factory)
+    app.extensions["rop"].redis.set(HEARTBEAT_KEY, "test", ex=60)
+    refcache(app).refresh()
+    assert buy("for-the-relay").status_code == 202  # left in the outbox for the relay
+    relay = OutboxRelay(app)
+    app.extensions["rop"].db.engine.dispose()
+    cluster.stop("fast")
+    with app.app_context(), pytest.raises(DBAPIError):
+        relay.relay_once()
+    stop = threading.Event()
+    loop = threading.Thread(target=relay.run, args=(stop,))
+    loop.start()
+    try:
+        time.sleep(0.5)
+        assert loop.is_alive() and relay.relayed["rows"] == 0
+        cluster.start()
+        deadline = time.monotonic() + 60
+        while not relay.relayed["rows"]:
+            assert time.monotonic() < deadline, "not relayed once the database was back"
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        loop.join(30)
+    assert relay.relayed["rows"] == 1  # the warm-up's two purchases were relayed by their requests
