@@ -141,7 +141,7 @@ class DriverStatement:
                 cursor.execute(sql, converted)
             return cursor.fetchone() if fetch else cursor.rowcount
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise _as_sqlalchemy(exc, conn.dialect, dbapi_conn, cursor, sql, params, conn.invalidate) from exc
+            raise as_sqlalchemy(exc, conn.dialect, dbapi_conn, cursor, sql, params, conn.invalidate) from exc
         finally:
             cursor.close()
 
@@ -184,7 +184,7 @@ def call_in_autocommit(engine: Any, sql: str, params: tuple) -> Any:
             if not driver.closed:
                 driver.autocommit = False
     except engine.dialect.loaded_dbapi.Error as exc:
-        raise _as_sqlalchemy(exc, engine.dialect, driver, None, sql, params, fairy.invalidate) from exc
+        raise as_sqlalchemy(exc, engine.dialect, driver, None, sql, params, fairy.invalidate) from exc
     finally:
         fairy.close()
 
@@ -205,7 +205,7 @@ def raw_connection(engine: Any, sql: str | None = None, params: Any = None) -> A
                                   dialect=engine.dialect) from exc
 
 
-def _as_sqlalchemy(exc: Exception, dialect: Any, dbapi_conn: Any, cursor: Any, sql: str, params: Any,
+def as_sqlalchemy(exc: Exception, dialect: Any, dbapi_conn: Any, cursor: Any, sql: str, params: Any,
                    invalidate: Any) -> Exception:
     """The driver's error ``exc`` as SQLAlchemy raises it (``IntegrityError``,
     ``OperationalError`` …); a lost connection is invalidated (``invalidate(exc)``) first."""

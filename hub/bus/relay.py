@@ -39,12 +39,12 @@ from collections import deque
 import structlog
 from flask import Flask
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from hub.availability import REDIS_ERRORS
 from hub.cache import WATCHED, refcache
 from hub.db import utcnow
-from hub.driver import raw_connection
+from hub.driver import as_sqlalchemy, raw_connection
 
 log = structlog.get_logger("hub.bus")
 
@@ -264,9 +264,7 @@ class OutboxRelay:
                 self._enqueue(state, [row[1] for row in rows])
             driver.commit()
         except state.db.engine.dialect.loaded_dbapi.Error as exc:
-            if state.db.engine.dialect.is_disconnect(exc, driver, None):
-                fairy.invalidate(exc)
-            raise DBAPIError.instance(_TAKE, None, exc, state.db.engine.dialect.loaded_dbapi.Error) from exc
+            raise as_sqlalchemy(exc, state.db.engine.dialect, driver, None, _TAKE, None, fairy.invalidate) from exc
         finally:
             fairy.close()  # rolls back what was not committed (a failed enqueue)
         return self._counted(len(rows))
@@ -312,35 +310,39 @@ class OutboxRelay:
             pass
 
     def run(self, stop: threading.Event) -> None:
-        """Pass until ``stop`` is set, beating once a second; on Redis or database errors,
-        back off (0.1 s doubling to 2 s) and go on. A stop clears the heartbeat: the other
-        processes relay their own commits again within 50 ms."""
-        beaten, backoff = 0.0, 0.0
+        """Pass until ``stop`` is set (:meth:`_passes`), in one app context; a stop clears the
+        heartbeat: the other processes relay their own commits again within 50 ms."""
         log.info("relay started", batch=self.batch, pace_s=self.pace)
-        try:
-            while not stop.is_set():
-                if time.monotonic() - beaten >= 1.0:
-                    self.beat()
-                    beaten = time.monotonic()
-                try:
-                    with self.app.app_context():
-                        found = self.relay_once()
-                except Exception as exc:  # noqa: BLE001 - the relay outlives any failed pass
-                    # Redis or the database away (expected: a warning) or anything else (an
-                    # error, with its traceback): the pass rolled back; back off, go on. A
-                    # relay that died instead would be restarted until rop up gave up.
-                    backoff = min(max(backoff * 2, 0.1), 2.0)
-                    expected = isinstance(exc, (*REDIS_ERRORS, SQLAlchemyError))
-                    (log.warning if expected else log.exception)(
-                        "relay pass failed; retrying", error=f"{type(exc).__name__}: {exc}"[:300], retry_in=backoff)
-                    stop.wait(backoff)
-                    continue
-                backoff = 0.0
-                if found < self.batch:
-                    stop.wait(self.pace)
-        finally:
+        with self.app.app_context():
             try:
-                self.app.extensions["rop"].redis.delete(HEARTBEAT_KEY)
-            except REDIS_ERRORS:
-                pass
-            log.info("relay stopped", **self.relayed)
+                self._passes(stop)
+            finally:
+                try:
+                    self.app.extensions["rop"].redis.delete(HEARTBEAT_KEY)
+                except REDIS_ERRORS:
+                    pass
+                log.info("relay stopped", **self.relayed)
+
+    def _passes(self, stop: threading.Event) -> None:
+        """Beat once a second and pass; after a failed pass back off (0.1 s doubling to 2 s)
+        and go on."""
+        beaten, backoff = 0.0, 0.0
+        while not stop.is_set():
+            if time.monotonic() - beaten >= 1.0:
+                self.beat()
+                beaten = time.monotonic()
+            try:
+                found = self.relay_once()
+            except Exception as exc:  # noqa: BLE001 - the relay outlives any failed pass
+                # Redis or the database away (expected: a warning) or anything else (an error,
+                # with its traceback): the pass rolled back. A relay that died instead would be
+                # restarted until rop up gave up.
+                backoff = min(max(backoff * 2, 0.1), 2.0)
+                expected = isinstance(exc, (*REDIS_ERRORS, SQLAlchemyError))
+                (log.warning if expected else log.exception)(
+                    "relay pass failed; retrying", error=f"{type(exc).__name__}: {exc}"[:300], retry_in=backoff)
+                stop.wait(backoff)
+                continue
+            backoff = 0.0
+            if found < self.batch:
+                stop.wait(self.pace)

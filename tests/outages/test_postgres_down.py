@@ -140,28 +140,22 @@ def test_requests_in_flight_when_the_database_restarts_get_503_and_leave_nothing
 def _funded_purchaser(app, client, tenant_factory):
     """A tenant with a funded main wallet and the sandbox catalog, two purchases made: the
     web process's caches are warm, so a purchase's first database work is the accept
-    function's call on a pooled connection of its own (hub.driver.call_in_autocommit)."""
-    import uuid
-
-    from hub.context import CallContext
-    from hub.db import unit_of_work
+    function's call on a pooled connection of its own (hub.driver.call_in_autocommit).
+    :return: ``buy(ref_id)``, the tenant's purchase."""
     from hub.products.testing import seed_sandbox_catalog
-    from hub.wallets import accounts as wallets
+    from tests.outages.test_redis_down import _funded
+    from tests.transactions.conftest import buy as buy_as
 
     seed_sandbox_catalog(app, settings={"callback_delay": 0.05})
     t = tenant_factory()
-    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
-        ctx = CallContext.system(actor="tests", tenant_id=t.id)
-        wallets.topup(ctx, uow, wallets.get_main_wallet(ctx, uow).id, 1_000_000, f"seed-{uuid.uuid4().hex[:6]}")
-        uow.commit()
+    _funded(app, t.id)
 
     def buy(ref_id: str):
-        return client.post("/v1/transactions", json={"ref_id": ref_id, "product_code": "TEL10",
-                                                     "customer_no": "081234567890"}, headers=t.headers)
+        return buy_as(client, t, "081234567890", ref_id=ref_id)
 
     for n in range(2):
         assert buy(f"warm-{n}").status_code == 202
-    return t, buy
+    return buy
 
 
 def test_a_purchase_while_the_database_is_down_is_a_503_even_when_its_first_work_is_a_new_connection(
@@ -169,7 +163,7 @@ def test_a_purchase_while_the_database_is_down_is_a_503_even_when_its_first_work
     """The accept function's call checks a connection out of the pool itself: the pool
     replacing a dead connection raises the driver's own error, which must be a 503 as any
     other database outage is (the fault suite saw a 500 on a PostgreSQL restart)."""
-    t, buy = _funded_purchaser(app, client, tenant_factory)
+    buy = _funded_purchaser(app, client, tenant_factory)
     app.extensions["rop"].db.engine.dispose()  # no pooled connection left: the next checkout connects
     cluster.stop("fast")
     _assert_503(buy("while-down"))
@@ -189,7 +183,7 @@ def test_the_relay_process_outlives_the_database_going_away_and_relays_once_it_i
     from hub.bus.relay import HEARTBEAT_KEY, OutboxRelay
     from hub.cache import refcache
 
-    t, buy = _funded_purchaser(app, client, tenant_factory)
+    buy = _funded_purchaser(app, client, tenant_factory)
     app.extensions["rop"].redis.set(HEARTBEAT_KEY, "test", ex=60)
     refcache(app).refresh()
     assert buy("for-the-relay").status_code == 202  # left in the outbox for the relay

@@ -96,7 +96,6 @@ def test_a_pass_takes_at_most_its_batch_oldest_first(app, client, funded):
         by_ref = dict(uow.session.execute(select(Transaction.ref_id, Transaction.id)
                                           .where(Transaction.tenant_id == funded.tenant.id)).all())
     assert sent == [by_ref[ref] for ref in refs]
-    _heartbeat(app, False)
 
 
 def test_relays_and_the_outbox_sweep_racing_on_postgresql_take_each_row_once(app, client, funded):
@@ -130,7 +129,6 @@ def test_relays_and_the_outbox_sweep_racing_on_postgresql_take_each_row_once(app
     assert sum(relay.relayed["rows"] for relay in relays) + swept[0] == 40
     assert sum(1 for relay in relays if relay.relayed["rows"]) >= 2  # they did run side by side
     assert _unpublished(app) == 0
-    _heartbeat(app, False)
 
 
 def test_the_rop_relay_process_beats_relays_and_clears_its_heartbeat_when_stopped(app, client, funded, config):
