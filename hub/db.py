@@ -248,6 +248,11 @@ class UnitOfWork:
         self.committed = False
         #: what a service learnt in this transaction and may reuse in it (cleared on rollback)
         self.memo: dict[Any, Any] = {}
+        #: write every message published in this unit of work at the commit, together (one
+        #: insert per kind of row for all of them: hub.bus.publish's ``at_commit``); for a
+        #: unit of work that moves many rows at once and opens no savepoint (a savepoint rolled
+        #: back would not take its messages back)
+        self.messages_at_commit = False
 
     def before_commit(self, work: Callable[[], None]) -> None:
         """Run ``work`` at :meth:`commit`, inside the transaction, after everything else was

@@ -73,11 +73,12 @@ def publish(ctx: CallContext, uow: UnitOfWork, message: Message, causation: Mess
     :param at_commit: write the rows when ``uow`` commits, with the other messages published
         so, in one batch (an executemany: one round trip), before any other before-commit
         work. Only for a caller without savepoints around the publish (a savepoint rolled
-        back would not take the message back): a bulk group.
+        back would not take the message back): a bulk group, a batch of transactions. A unit
+        of work whose ``messages_at_commit`` is set publishes every message so.
     :return: the message, with its envelope fields filled in.
     """
     row, tenant_event, outbox = _prepare(ctx, message, causation)
-    if at_commit:
+    if at_commit or uow.messages_at_commit:
         uow.before_commit_batch(("bus.outbox", tenant_event, outbox), row,
                                 lambda rows: _write(uow, rows, tenant_event, outbox=outbox), first=True)
     else:

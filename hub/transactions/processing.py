@@ -353,6 +353,7 @@ def _start_many(ids: list[str], spare: dict[str, list]) -> tuple[list[Step], lis
     leased: dict[str, object] = {}
     try:
         with unit_of_work(_db()) as uow:
+            uow.messages_at_commit = True  # one insert for the batch's events
             locked = {}
             for trx in _locked_many(uow, ids):
                 if trx.status not in ("pending", "processing"):
@@ -444,6 +445,7 @@ def _record_outcomes(results: list[tuple[Step, Outcome]]) -> list[str]:
     try_next: list[str] = []
     try:
         with unit_of_work(_db()) as uow:
+            uow.messages_at_commit = True  # one insert for the batch's events
             transactions = _locked_many(uow, list(by_id))
             attempts = {(a.transaction_id, a.seq): a for a in uow.session.scalars(
                 select(Attempt).where(Attempt.transaction_id.in_(list(by_id))))}

@@ -119,6 +119,10 @@ _JOURNALS, _ENTRIES, _WALLETS = Journal.__table__, Entry.__table__, Wallet.__tab
 _INSERT_JOURNAL = {name: DriverStatement(dialect.insert(_JOURNALS).on_conflict_do_nothing(
     index_elements=["tenant_id", "kind", "idem_key"])) for name, dialect in (("postgresql", postgresql),
                                                                               ("sqlite", sqlite))}
+#: the same for many rows, telling which were written
+_INSERT_JOURNAL_RETURNING = {name: dialect.insert(_JOURNALS).on_conflict_do_nothing(
+    index_elements=["tenant_id", "kind", "idem_key"]).returning(_JOURNALS.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
 _INSERT_ENTRIES = DriverStatement(_ENTRIES.insert())
 _REPLAY = select(_JOURNALS.c.fingerprint, _JOURNALS.c.result).where(
     _JOURNALS.c.tenant_id == bindparam("tenant_id"), _JOURNALS.c.kind == bindparam("kind"),
@@ -161,20 +165,23 @@ def post(ctx: CallContext, uow: UnitOfWork, postings: Sequence[Posting], *,
         if sum(leg.amount for leg in posting.legs) != 0:
             raise AssertionError(f"unbalanced journal {posting!r}")
     conn = uow.session.connection()
-    insert_journal, now = _INSERT_JOURNAL[conn.dialect.name], utcnow()
+    now = utcnow()
+    rows = [{"id": new_id("jnl"), "tenant_id": ctx.tenant_id, "kind": posting.kind, "idem_key": posting.key,
+             "fingerprint": posting.fp, "result": posting.result, "meta": posting.meta, "created_at": now}
+            for posting in postings]
+    for row in rows:
+        row["result"] = dict(row["result"], journal_id=row["id"])
+    inserted = _insert_journals(conn, rows)
     written: list[Posting] = []
-    for posting in postings:
-        journal_id = new_id("jnl")
-        stored = dict(posting.result, journal_id=journal_id)
-        if insert_journal.run(conn, {
-                "id": journal_id, "tenant_id": ctx.tenant_id, "kind": posting.kind, "idem_key": posting.key,
-                "fingerprint": posting.fp, "result": stored, "meta": posting.meta, "created_at": now}) == 1:
-            posting.answer = dict(stored, replayed=False)
+    for posting, row in zip(postings, rows):
+        if inserted(row):
+            posting.answer = dict(row["result"], replayed=False)
             written.append(posting)
-        elif all_or_nothing:
-            _delete_journals(conn, written)
-            return None
-        else:  # a concurrent first attempt with this key committed after the look-up: its answer
+    if all_or_nothing and len(written) < len(postings):
+        _delete_journals(conn, written)
+        return None
+    for posting, row in zip(postings, rows):
+        if not inserted(row):  # a concurrent first attempt with this key committed after the look-up: its answer
             posting.answer = replay(ctx, uow, posting.kind, posting.key or "", posting.fp or "")
             if posting.answer is None:  # pragma: no cover - it committed, so the look-up finds it
                 raise Conflict("concurrent write conflict; retry")
@@ -189,6 +196,22 @@ def post(ctx: CallContext, uow: UnitOfWork, postings: Sequence[Posting], *,
         _INSERT_ENTRIES.run(conn, _entries(ctx, written, balances, deltas, now))
         _refresh_session(uow, wallets)
     return [posting.answer for posting in postings]
+
+
+def _insert_journals(conn, rows: list[dict[str, Any]]) -> Callable[[dict[str, Any]], bool]:
+    """Insert the journal ``rows`` (each skipped when its tenant, kind and key exist already);
+    :return: whether a row was written. Several rows of distinct keys are one statement (a
+    batch's captures: SQLAlchemy sends an ``INSERT … RETURNING`` of many parameter sets as
+    one multi-row INSERT); a lone row goes through the driver as before."""
+    keys = [(row["kind"], row["idem_key"]) for row in rows if row["idem_key"] is not None]
+    if len(rows) > 1 and len(set(keys)) == len(keys):  # (no key: no conflict)
+        statement = _INSERT_JOURNAL_RETURNING[conn.dialect.name]
+        ids = set(conn.execute(statement, rows).scalars())
+        return lambda row: row["id"] in ids
+    statement = _INSERT_JOURNAL[conn.dialect.name]
+    # one by one, in their order: of two rows with one key, the first is written
+    ids = {row["id"] for row in rows if statement.run(conn, row) == 1}
+    return lambda row: row["id"] in ids
 
 
 def _deltas(written: list[Posting]) -> tuple[dict[str, Wallet | WalletSnapshot], dict[str, list[int]]]:

@@ -114,6 +114,22 @@ def test_a_key_posted_again_answers_the_first_result_and_moves_nothing(app, run,
     assert verify()["ok"]
 
 
+def test_in_one_batch_a_used_key_replays_and_a_key_twice_is_written_once(app, run, ctx, verify):
+    """Many postings' journals go in one statement; the ones whose key was used answer the
+    first result and move nothing, the others post. Two postings of one batch with one key:
+    the first posts, the second is its replay."""
+    [first], _ = _post(app, ctx, lambda w: [_fund(w, 100, "k")])
+    answers, _ = _post(app, ctx, lambda w: [_fund(w, 5, "a"), _fund(w, 100, "k"), _fund(w, 7, "b")])
+    assert [a["replayed"] for a in answers] == [False, True, False]
+    assert answers[1] == dict(first, replayed=True)
+    assert run(accounts.get_main_wallet, ctx).available == 112
+    answers, _ = _post(app, ctx, lambda w: [_fund(w, 3, "twice"), _fund(w, 3, "twice")])
+    assert [a["replayed"] for a in answers] == [False, True]
+    assert answers[1]["journal_id"] == answers[0]["journal_id"]
+    assert run(accounts.get_main_wallet, ctx).available == 115
+    assert verify()["ok"]
+
+
 def test_a_guarded_move_short_of_funds_writes_nothing(app, run, ctx, verify):
     _post(app, ctx, lambda w: [_fund(w, 100, "seed")])
     before = _counts(app)
@@ -189,7 +205,8 @@ def test_a_hold_a_capture_and_a_batch_of_holds_send_one_statement_per_step(app, 
         return holds.place_holds(ctx, uow, [(plan, f"b{n}", None) for n, plan in enumerate(plans)])
     sent, placed = _wallet_statements(app, batch)
     assert len(placed) == 10
-    assert sent == ["SELECT wallets", "SELECT wallet_journals", *["INSERT wallet_journals"] * 10,
+    # the ten journals in one INSERT (… RETURNING which were written: SQLAlchemy's many-row form)
+    assert sent == ["SELECT wallets", "SELECT wallet_journals", "INSERT wallet_journals*",
                     "INSERT wallet_holds*", "UPDATE wallets", "INSERT wallet_entries*"]
     wallet = run(accounts.get_wallet, ctx, main.id)
     assert (wallet.available, wallet.held) == (10_000 - 200, 100)
