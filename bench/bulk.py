@@ -44,7 +44,7 @@ FUNDS = 10**13
 #: limit through the hub's own setting, for the app it seeds with and the hub it starts
 LIMITS = {"ROP_AMOUNT_LIMIT_TOPUP": str(FUNDS)}
 GOAL_RSS_MB = 500
-SPECIAL = {"9999", "4444", "8888", "7777", "6666", "5555", "3333"}
+SPECIAL = {"9999", "4444", "8888", "7777", "6666", "5555", "3333", "2222"}  # the sandbox's test numbers
 
 
 def write_csv(path: Path, rows: int) -> None:

@@ -78,7 +78,7 @@ FUNDS = 10**14
 #: limit through the hub's own setting, for the app it seeds with and the hub it starts
 LIMITS = {"ROP_AMOUNT_LIMIT_TOPUP": str(FUNDS)}
 TENANT_NUMBER = "0812{:08d}"  # ordinary Telkomsel numbers: every one succeeds at the sandbox
-SPECIAL = {"9999", "4444", "8888", "7777", "6666", "5555", "3333"}
+SPECIAL = {"9999", "4444", "8888", "7777", "6666", "5555", "3333", "2222"}  # the sandbox's test numbers
 
 
 def _number(n: int) -> str:

@@ -64,7 +64,7 @@ CHUNK_ROWS = 250
 #: rows submitted per unit of work inside a chunk. The group's holds are placed at its commit
 #: (the tenant's wallet row is locked for those statements and the COMMIT only), and its
 #: ProcessTransaction commands reach the provider workers as one job (processed together,
-#: ``transactions.processing.run_many``): bigger groups mean fewer commits and jobs, smaller
+#: ``hub.transactions.driver.drive``): bigger groups mean fewer commits and jobs, smaller
 #: ones less work redone when one row is refused.
 GROUP_ROWS = 25
 #: the most rows one job may have (the default of ``ROP_BULK_MAX_ROWS``)

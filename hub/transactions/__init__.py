@@ -11,6 +11,6 @@ def init_app(app, api) -> None:
     from hub.transactions.api import bp
 
     handlers.register(app)
-    register_periodic(app, PeriodicJob("transactions.sweep", func="hub.transactions.processing.sweep_job",
+    register_periodic(app, PeriodicJob("transactions.sweep", func="hub.transactions.sweep.sweep_job",
                                        every=SWEEP_EVERY, queue="default", timeout=300))
     api.register_blueprint(bp)

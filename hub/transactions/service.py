@@ -1,6 +1,6 @@
 """Use-cases of the transactions service: accepting purchases and inquiries, reading them,
 and the operator's actions. Processing (providers, callbacks, status checks) is in
-:mod:`hub.transactions.processing`; every status change goes through
+:mod:`hub.transactions.driver` and :mod:`hub.transactions.handlers`; every status change goes through
 :mod:`hub.transactions.lifecycle`.
 
 Accepting a purchase is one database transaction (the caller commits): the transaction row,
@@ -449,7 +449,7 @@ def inquire(ctx: CallContext, uow: UnitOfWork, product_code: str, customer_no: s
                                   sku=o["provider_sku"], cost=int(o.get("cost") or 0),
                                   priority=int(o.get("priority") or 0))
                   for o in product.get("offers") or []]
-    from hub.transactions.processing import preload_configs
+    from hub.transactions.calls import preload_configs
 
     loaded = preload_configs(uow, ctx.tenant_id)
     routes = providers.routes_for(uow, ctx, product_code, candidates)

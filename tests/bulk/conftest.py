@@ -47,11 +47,11 @@ def run_until_settled(app, tenant_id: str, job_id: str, done, timeout: float = 6
     import datetime as dt
 
     from hub.db import utcnow
-    from hub.transactions import processing
+    from hub.transactions import sweep
 
     def settled():
         with app.app_context():
-            processing.sweep(now=utcnow() + dt.timedelta(seconds=1))
+            sweep.sweep(now=utcnow() + dt.timedelta(seconds=1))
         return done(job_view(app, tenant_id, job_id))
 
     try:

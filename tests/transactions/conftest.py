@@ -209,10 +209,10 @@ def in_flight(app, client, funded, number: str = "081200006666", product_code: s
 def check_now(app) -> None:
     """The sweep publishes the due status checks (as ``rop scheduler`` does every 5 s); a
     worker makes them."""
-    from hub.transactions import processing
+    from hub.transactions import sweep
 
     with app.app_context():
-        assert processing.sweep(now=utcnow() + dt.timedelta(seconds=1))["checks"] >= 1
+        assert sweep.sweep(now=utcnow() + dt.timedelta(seconds=1))["checks"] >= 1
     drain(app)
 
 

@@ -1,5 +1,5 @@
 """Purchases accepted together (one unit of work, as a bulk group is) are processed together
-(one job, ``processing.run_many``) with every rule of one alone: outcomes, fallback, slots,
+(one job, ``hub.transactions.driver.drive``) with every rule of one alone: outcomes, fallback, slots,
 never a second purchase of a reference."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hub.concurrency import holders
 from hub.context import CallContext
 from hub.db import unit_of_work, utcnow
 from hub.transactions import client as transactions
-from hub.transactions import processing
+from hub.transactions import driver, sweep
 
 from .conftest import (
     FUNDS,
@@ -58,7 +58,7 @@ def test_every_sandbox_number_in_one_batch(app, live, funded, fast):
 
     def settled():
         with app.app_context():
-            processing.sweep(now=utcnow() + dt.timedelta(seconds=1))  # due status checks
+            sweep.sweep(now=utcnow() + dt.timedelta(seconds=1))  # due status checks
         return _statuses(app, funded.tenant.id, views) == [CASES[n][0] for n in numbers]
 
     drain(app, settled, timeout=30)
@@ -108,9 +108,43 @@ def test_a_batch_run_again_buys_nothing_twice(app, live, funded, sandbox):
     views = _submit_together(app, funded.tenant.id, ["081200001234"] * 3)
     drain(app)
     with app.app_context():
-        processing.run_many([v["id"] for v in views])  # a redelivered batch: nothing left to do
+        driver.drive([v["id"] for v in views])  # a redelivered batch: nothing left to do
     redis = app.extensions["rop"].redis
     assert purchase_counts(redis) == {f"{v['id']}-1": 1 for v in views}
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS - sum(v["price"] for v in views), 0)
+
+
+@pytest.mark.postgres(reason="three drivers at once: SQLite has one writer at a time")
+def test_three_drivers_racing_on_overlapping_batches_buy_each_purchase_once(app, funded, fast, sandbox):
+    """Duplicate deliveries in flight together (a redelivered job, the sweep's re-drive and
+    the first job): each purchase is claimed by one driver; the others find its attempt sent
+    and only ask its status. Every purchase ends succeeded, bought once, paid once."""
+    import threading
+
+    views = _submit_together(app, funded.tenant.id, [f"0812000056{n:02d}" for n in range(12)])
+    ids = [v["id"] for v in views]
+    errors: list[BaseException] = []
+
+    def driving(batch: list[str]) -> None:
+        try:
+            with app.app_context():
+                driver.drive(batch)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=driving, args=(batch,)) for batch in (ids[:8], ids[4:], ids[::-1])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    deadline = time.monotonic() + 30
+    while set(_statuses(app, funded.tenant.id, views)) != {"succeeded"} and time.monotonic() < deadline:
+        with app.app_context():  # an answer a check read as "not yet": the scheduled check settles it
+            sweep.sweep(now=utcnow() + dt.timedelta(seconds=1))
+        drain(app)
+    assert set(_statuses(app, funded.tenant.id, views)) == {"succeeded"}
+    assert purchase_counts(app.extensions["rop"].redis) == {f"{i}-1": 1 for i in ids}
     money = wallet(app, funded.tenant.id, funded.wallet_id)
     assert (money["available"], money["held"]) == (FUNDS - sum(v["price"] for v in views), 0)
 
@@ -139,13 +173,13 @@ def test_the_sweep_does_not_drive_again_what_waits_in_a_busy_provider_queue(app,
     views = _submit_together(app, funded.tenant.id, ["081200001234"] * 3)
     later = utcnow() + dt.timedelta(seconds=1)  # past redrive_after (0 s here): all three are due
     with app.app_context():
-        counts = processing.sweep(now=later)
+        counts = sweep.sweep(now=later)
     # their batch's job is still in the queue: nothing is published again
     assert (counts["redriven"], counts["waiting"]) == (0, 3)
     assert len(_provider_jobs(app)) == 1
     Queue("provider", connection=app.extensions["rop"].redis).empty()  # the command is lost
     with app.app_context():
-        counts = processing.sweep(now=later)
+        counts = sweep.sweep(now=later)
     assert counts["redriven"] == 3  # the queue is empty: each is driven again
     drain(app)
     assert _statuses(app, funded.tenant.id, views) == ["succeeded"] * 3
@@ -188,7 +222,7 @@ def test_a_batch_of_several_wallets_moves_their_money_in_wallet_id_order(app, li
     event.listen(engine, "before_cursor_execute", seen)
     try:
         with app.app_context():
-            processing.run_many([first, then])
+            driver.drive([first, then])
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     assert moved == sorted(moved) and set(moved) == {wallet_of[first], wallet_of[then]}, moved

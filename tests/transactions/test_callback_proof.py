@@ -53,10 +53,10 @@ def _captured_once(app, funded, found: dict) -> None:
 def _checks_unanswered(monkeypatch, *, first_only: bool) -> list:
     """Status checks answered "unknown" (the first one only, or all); :return: the steps
     of the checks sent, as they are sent."""
-    from hub.transactions import processing
+    from hub.transactions import calls
     from hub.transactions.lifecycle import Outcome
 
-    real, sent = processing.call_provider, []
+    real, sent = calls.call_provider, []
 
     def unanswered(step, operation, *args, **kwargs):
         if operation == "check_status":
@@ -65,26 +65,26 @@ def _checks_unanswered(monkeypatch, *, first_only: bool) -> list:
                 return Outcome(state="unknown", message="timed out")
         return real(step, operation, *args, **kwargs)
 
-    monkeypatch.setattr(processing, "call_provider", unanswered)
+    monkeypatch.setattr(calls, "call_provider", unanswered)
     return sent
 
 
 def _delivered_unrecorded(app, client, funded, monkeypatch) -> dict:
     """A 3333 purchase the provider delivered (its refund comes later) whose answer the hub
     lost (as when the database restarts under the call): in flight, its attempt unknown."""
-    from hub.transactions import processing
+    from hub.transactions import calls
     from hub.transactions.lifecycle import Outcome
 
-    real = processing.call_provider
+    real = calls.call_provider
 
     def answer_lost(step, operation, *args, **kwargs):
         outcome = real(step, operation, *args, **kwargs)  # the provider delivers
         return Outcome(state="unknown", message="timed out") if operation == "purchase" else outcome
 
-    monkeypatch.setattr(processing, "call_provider", answer_lost)
+    monkeypatch.setattr(calls, "call_provider", answer_lost)
     created = buy(client, funded.tenant, "081200003333").json
     drain(app)
-    monkeypatch.setattr(processing, "call_provider", real)
+    monkeypatch.setattr(calls, "call_provider", real)
     found = transaction(app, funded.tenant.id, created["id"])
     assert found["status"] == "processing" and found["attempts"][0]["state"] == "unknown"
     return found
@@ -183,12 +183,12 @@ def test_a_refund_callback_whose_handler_failed_before_its_commit_is_still_confi
     check, and the provider's refund of a delivered purchase was never applied."""
     from sqlalchemy.exc import OperationalError
 
-    from hub.transactions import processing
+    from hub.transactions import handlers
     from hub.transactions.messages import CheckTransactionStatus
 
     found = _delivered(app, client, funded, "081200003333")
     _without_secret(app, sandbox)
-    real, failed = processing.publish, []
+    real, failed = handlers.publish, []
 
     def publish_once_failing(ctx, uow, message, *args, **kwargs):
         if isinstance(message, CheckTransactionStatus) and not failed:
@@ -196,7 +196,7 @@ def test_a_refund_callback_whose_handler_failed_before_its_commit_is_still_confi
             raise OperationalError("INSERT INTO bus_outbox", {}, Exception("server closed the connection"))
         return real(ctx, uow, message, *args, **kwargs)
 
-    monkeypatch.setattr(processing, "publish", publish_once_failing)
+    monkeypatch.setattr(handlers, "publish", publish_once_failing)
     reference = found["attempts"][0]["reference"]
     assert _callback(client, sandbox, {"ref_id": reference, "rc": "60", "sku": "TEL10"}, None).status_code == 200
     drain(app, lambda: transaction(app, funded.tenant.id, found["id"])["status"] == "refunded", timeout=60)
@@ -232,13 +232,13 @@ def test_a_refund_claimed_in_flight_is_confirmed_though_the_purchase_succeeded_b
     asked without ``confirm``, did nothing, and the spacing key held back any other check: the
     refund was never applied. A refund (or failure) claimed in flight is now confirmed even
     when the transaction has succeeded by the time the check runs."""
-    from hub.transactions import processing
+    from hub.transactions import handlers
     from hub.transactions.messages import CheckTransactionStatus
     from hub.transactions.models import Transaction
 
     _without_secret(app, sandbox)
     found = _delivered_unrecorded(app, client, funded, monkeypatch)
-    real_publish = processing.publish
+    real_publish = handlers.publish
     asked = []
 
     def publish(ctx, uow, message, *args, **kwargs):
@@ -247,7 +247,7 @@ def test_a_refund_claimed_in_flight_is_confirmed_though_the_purchase_succeeded_b
             uow.after_commit(lambda: _record_late_success(app, message.payload["transaction_id"]))
         return real_publish(ctx, uow, message, *args, **kwargs)
 
-    monkeypatch.setattr(processing, "publish", publish)
+    monkeypatch.setattr(handlers, "publish", publish)
     reference = found["attempts"][0]["reference"]
     assert _callback(client, sandbox, {"ref_id": reference, "rc": "60", "sku": "TEL10"}, None).status_code == 200
     drain(app, lambda: transaction(app, funded.tenant.id, found["id"])["status"] == "refunded")
@@ -268,12 +268,12 @@ def test_a_refund_claimed_in_flight_whose_check_went_unanswered_while_the_delive
     is still in flight, gets no final answer, and the delivery is recorded meanwhile. A
     succeeded transaction has no scheduled checks, so the check is retried (now confirming)
     instead of ending there."""
-    from hub.transactions import processing
+    from hub.transactions import calls
     from hub.transactions.lifecycle import Outcome
 
     _without_secret(app, sandbox)
     found = _delivered_unrecorded(app, client, funded, monkeypatch)
-    real_call, checks = processing.call_provider, []
+    real_call, checks = calls.call_provider, []
 
     def check_unanswered_while_delivered(step, operation, *args, **kwargs):
         if operation != "check_status":
@@ -284,7 +284,7 @@ def test_a_refund_claimed_in_flight_whose_check_went_unanswered_while_the_delive
         _record_late_success(app, step.transaction_id)
         return Outcome(state="unknown", message="timed out")
 
-    monkeypatch.setattr(processing, "call_provider", check_unanswered_while_delivered)
+    monkeypatch.setattr(calls, "call_provider", check_unanswered_while_delivered)
     reference = found["attempts"][0]["reference"]
     assert _callback(client, sandbox, {"ref_id": reference, "rc": "60", "sku": "TEL10"}, None).status_code == 200
     drain(app, lambda: transaction(app, funded.tenant.id, found["id"])["status"] == "refunded", timeout=60)

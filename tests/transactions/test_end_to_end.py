@@ -8,7 +8,7 @@ import pytest
 from rop_sandbox.plugin import purchase_count
 
 from hub.db import utcnow
-from hub.transactions import processing
+from hub.transactions import sweep
 
 from .conftest import FUNDS, buy, drain, event_types, transaction, wallet
 
@@ -61,7 +61,7 @@ def test_every_sandbox_number_end_to_end(app, client, live, funded, fast, number
 
     def settled():
         with app.app_context():
-            processing.sweep(now=utcnow() + dt.timedelta(seconds=1))  # due status checks
+            sweep.sweep(now=utcnow() + dt.timedelta(seconds=1))  # due status checks
         return transaction(app, tenant.id, accepted["id"])["status"] == status
 
     drain(app, settled, timeout=20)

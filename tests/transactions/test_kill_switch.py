@@ -14,7 +14,7 @@ from rop_digiflazz.simulator import DigiflazzSimulator
 
 from hub.context import CallContext
 from hub.db import unit_of_work, utcnow
-from hub.transactions import processing
+from hub.transactions import sweep
 
 from .conftest import FUNDS, buy, captured, check_now, drain, in_flight, transaction, wallet
 
@@ -68,7 +68,7 @@ def test_a_rejected_status_check_leaves_the_outcome_unknown_and_goes_to_review_p
         assert wallet(app, funded.tenant.id, funded.wallet_id)["held"] == found["price"]
 
         with app.app_context():
-            assert processing.sweep(now=utcnow() + dt.timedelta(hours=2))["review"] == 1
+            assert sweep.sweep(now=utcnow() + dt.timedelta(hours=2))["review"] == 1
         in_review = transaction(app, funded.tenant.id, found["id"])
         assert in_review["status"] == "review"
         assert wallet(app, funded.tenant.id, funded.wallet_id)["held"] == found["price"]

@@ -14,7 +14,7 @@ from sqlalchemy import update
 from hub.db import unit_of_work, utcnow
 from hub.providers import service as providers
 from hub.providers.testing import Fault, FaultProxy
-from hub.transactions import processing
+from hub.transactions import sweep
 from hub.transactions.models import Attempt
 from tests.providers.partner.acme import AcmeProvider
 from tests.providers.partner.acme_simulator import AcmeSimulator
@@ -32,7 +32,7 @@ def _sent_long_ago(app, transaction_id: str, seq: int, seconds: float) -> None:
 
 def _status_checks_due(app) -> None:
     with app.app_context():
-        processing.sweep(now=utcnow() + dt.timedelta(seconds=1))
+        sweep.sweep(now=utcnow() + dt.timedelta(seconds=1))
     drain(app)
 
 
@@ -143,7 +143,7 @@ def test_in_review_a_recheck_that_finds_nothing_past_the_grace_period_fails_it_a
     created = buy(client, funded.tenant, "081200002222").json
     drain(app)
     with app.app_context():
-        assert processing.sweep(now=utcnow() + dt.timedelta(hours=2))["review"] == 1
+        assert sweep.sweep(now=utcnow() + dt.timedelta(hours=2))["review"] == 1
     drain(app)
     assert transaction(app, funded.tenant.id, created["id"])["status"] == "review"
     _sent_long_ago(app, created["id"], 1, SandboxProvider.not_found_grace + 1)

@@ -12,7 +12,7 @@ from hub.db import unit_of_work, utcnow
 from hub.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from hub.tenancy.models import AuditEntry
 from hub.transactions import client as transactions
-from hub.transactions import processing
+from hub.transactions import sweep
 
 from .conftest import FUNDS, buy, drain, transaction, wallet
 
@@ -32,7 +32,7 @@ def _in_review(app, client, funded, number="081200008888") -> dict:
     drain(app)
     assert transaction(app, funded.tenant.id, created["id"])["status"] == "processing"
     with app.app_context():
-        counts = processing.sweep(now=utcnow() + dt.timedelta(hours=2))
+        counts = sweep.sweep(now=utcnow() + dt.timedelta(hours=2))
     assert counts["review"] == 1
     drain(app)
     found = transaction(app, funded.tenant.id, created["id"])

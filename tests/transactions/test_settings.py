@@ -11,7 +11,7 @@ import pytest
 from rop_sandbox.plugin import purchase_count
 
 from hub.config import Config, ConfigError
-from hub.transactions import lifecycle, processing
+from hub.transactions import lifecycle, sweep
 from hub.transactions.settings import Settings
 
 from .conftest import buy, kill_a_provider_worker_when, only_a_slow_sandbox, transaction
@@ -110,5 +110,5 @@ def test_an_unanswered_attempt_gets_its_status_check_after_the_configured_sent_t
     sent_at = attempt["sent_at"] if isinstance(attempt["sent_at"], dt.datetime) \
         else dt.datetime.fromisoformat(attempt["sent_at"])
     with app.app_context():
-        assert processing.sweep(now=sent_at + dt.timedelta(seconds=79))["checks"] == 0
-        assert processing.sweep(now=sent_at + dt.timedelta(seconds=81))["checks"] == 1
+        assert sweep.sweep(now=sent_at + dt.timedelta(seconds=79))["checks"] == 0
+        assert sweep.sweep(now=sent_at + dt.timedelta(seconds=81))["checks"] == 1

@@ -13,7 +13,7 @@ from hub.bus import publish
 from hub.bus.outbox import sweep as bus_sweep
 from hub.context import CallContext
 from hub.db import unit_of_work, utcnow
-from hub.transactions import processing
+from hub.transactions import driver, sweep
 from hub.transactions.messages import ProcessTransaction
 
 from .conftest import (
@@ -54,13 +54,13 @@ def test_redeliveries_and_a_restarted_hub_never_buy_an_unknown_outcome_again(app
     try:
         restarted.extensions["rop"].extras["transactions.settings"] = fast
         with restarted.app_context():
-            processing.run(created["id"])
+            driver.drive([created["id"]])
     finally:
         restarted.extensions["rop"].close()
     assert purchase_count(redis, reference) == 1
 
     with app.app_context():
-        processing.sweep(now=utcnow() + dt.timedelta(seconds=1))  # the status check is due
+        sweep.sweep(now=utcnow() + dt.timedelta(seconds=1))  # the status check is due
     drain(app)
     found = transaction(app, funded.tenant.id, created["id"])
     assert found["status"] == "succeeded"

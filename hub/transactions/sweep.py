@@ -1,0 +1,96 @@
+"""The transactions sweep (a periodic job of ``rop scheduler``): due status checks published,
+accepted transactions never processed driven again, transactions past their deadline moved
+to ``review``."""
+from __future__ import annotations
+
+import datetime as dt
+
+import structlog
+from flask import current_app
+from sqlalchemy import select, update
+
+from hub.bus import publish
+from hub.db import unit_of_work, utcnow
+from hub.transactions import lifecycle
+from hub.transactions.messages import CheckTransactionStatus, ProcessTransaction
+from hub.transactions.models import Transaction
+
+log = structlog.get_logger("hub.transactions")
+
+
+def _db():
+    return current_app.extensions["rop"].db
+
+
+def _redis():
+    return current_app.extensions["rop"].redis
+
+
+def sweep(now: dt.datetime | None = None, limit: int = 500) -> dict[str, int]:
+    """Publish due status checks, re-drive accepted transactions that were never processed
+    (not while the provider queue has jobs waiting: theirs may be among them), and move
+    transactions pending past their deadline to ``review``.
+
+    Each due transaction is claimed by moving its ``next_check_at`` forward with a guarded
+    update, so overlapping sweeps do not both publish it.
+    """
+    now = now or utcnow()
+    opts = lifecycle.settings()
+    counts = {"checks": 0, "redriven": 0, "review": 0, "waiting": 0}
+    with unit_of_work(_db(), readonly=True) as uow:
+        due = uow.session.execute(
+            select(Transaction.id, Transaction.status, Transaction.next_check_at)
+            .where(Transaction.status.in_(("pending", "processing")), Transaction.next_check_at <= now)
+            .order_by(Transaction.next_check_at).limit(limit)).all()
+        late = uow.session.scalars(
+            select(Transaction.id).where(Transaction.status == "processing", Transaction.deadline_at <= now)
+            .limit(limit)).all()
+    lease = dt.timedelta(seconds=max(opts.sent_timeout, 60.0))
+    # A pending transaction whose command waits in a busy provider queue is not lost: driving
+    # it again would add a job per transaction to that backlog (each doing alone what its
+    # batch will do), and slow the queue further. It is re-driven once the queue has drained.
+    backlog = _provider_backlog() if any(status == "pending" for _, status, _ in due) else 0
+    for transaction_id, status, due_at in due:
+        if status == "pending" and backlog:
+            counts["waiting"] += 1
+            continue
+        with unit_of_work(_db()) as uow:
+            claimed = uow.session.execute(
+                update(Transaction).where(Transaction.id == transaction_id, Transaction.status == status,
+                                          Transaction.next_check_at == due_at)
+                .values(next_check_at=now + lease)).rowcount
+            if not claimed:
+                continue
+            trx = uow.session.get(Transaction, transaction_id)
+            ctx = lifecycle.tenant_ctx(trx, actor="transactions:sweep")
+            if status == "pending":
+                publish(ctx, uow, ProcessTransaction(transaction_id=transaction_id))
+                counts["redriven"] += 1
+            else:
+                publish(ctx, uow, CheckTransactionStatus(transaction_id=transaction_id, attempt=trx.attempt_count))
+                counts["checks"] += 1
+            uow.commit()
+    for transaction_id in late:
+        with unit_of_work(_db()) as uow:
+            trx = lifecycle.lock(uow, transaction_id)
+            if trx is None or trx.status != "processing" or trx.deadline_at is None or trx.deadline_at > now:
+                continue
+            lifecycle.transition(lifecycle.tenant_ctx(trx, actor="transactions:sweep"), uow, trx, "review",
+                                 error="no final answer from the provider before the deadline")
+            uow.commit()
+            counts["review"] += 1
+    if counts["checks"] or counts["redriven"] or counts["review"]:
+        log.info("transactions sweep", **counts)
+    return counts
+
+
+def _provider_backlog() -> int:
+    """Jobs waiting (not started) in the ``provider`` queue."""
+    from rq import Queue
+
+    return Queue(ProcessTransaction.queue, connection=_redis()).count
+
+
+def sweep_job() -> dict[str, int]:
+    """The periodic job (``rop scheduler``)."""
+    return sweep()
