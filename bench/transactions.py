@@ -30,10 +30,13 @@ what bounds the figures.
 2. **End to end** (``--latencies``; ``--skip-e2e`` or ``--latencies ''``: none): at sandbox
    latency 0 ms and 200 ms, ``--count`` purchases are posted as fast as the clients go and the
    clock runs until every one is final: completed/s (goal at 200 ms: ≥ 500/s). The wallet
-   must agree with the succeeded transactions.
+   must agree with the succeeded transactions. Each run prints the CPU per purchase of each
+   process (its children included: gunicorn's workers) and of PostgreSQL's server processes
+   together. ``--skip-accept`` runs only this part (for a scaling curve over ``--web``,
+   ``--workers`` and ``--provider-workers``).
 
     .venv/bin/python bench/transactions.py [--clients 32] [--seconds 15] [--count 3000]
-        [--tenants 1,8] [--web 2] [--skip-e2e] [--workers 1] [--provider-workers 1]
+        [--tenants 1,8] [--web 2] [--skip-e2e | --skip-accept] [--workers 1] [--provider-workers 1]
         [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 Prints its figures as it goes, with the 1-minute load average at each phase (other work on
@@ -290,6 +293,35 @@ def wait_settled(app, tenant_id: str, timeout: float = 900) -> None:
     raise RuntimeError("transactions still in flight after the timeout")
 
 
+def process_cpu(procs: dict[str, subprocess.Popen]) -> dict[str, float]:
+    """CPU seconds (user + system) each process has used, its children included (gunicorn's
+    workers), and PostgreSQL's server processes together (``postgres``: every backend of the
+    machine's clusters, so run it on an otherwise quiet server)."""
+    import psutil
+
+    spent: dict[str, float] = {}
+    for name, proc in procs.items():
+        try:
+            root = psutil.Process(proc.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        total = 0.0
+        for member in tree:
+            try:
+                times = member.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        spent[name] = total
+    total = 0.0
+    for member in psutil.process_iter(["name", "cpu_times"]):
+        if member.info["name"] in ("postgres", "postmaster") and member.info["cpu_times"] is not None:
+            total += member.info["cpu_times"].user + member.info["cpu_times"].system
+    spent["postgres"] = total
+    return spent
+
+
 def end_to_end(app, port: int, found: dict, clients: int, count: int, latency_ms: int) -> dict:
     """Post ``count`` purchases as fast as the clients go; the clock runs from the first
     acceptance to the moment the last one is final."""
@@ -363,6 +395,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=3000, help="purchases per end-to-end run")
     parser.add_argument("--latencies", default="0,200", help="sandbox latencies (ms) of the end-to-end runs")
     parser.add_argument("--skip-e2e", action="store_true", help="accept only (as --latencies '')")
+    parser.add_argument("--skip-accept", action="store_true",
+                        help="end to end only: no accept runs, pgbench or minimal baseline (scaling curves)")
     parser.add_argument("--tenants", default="1,8",
                         help="tenant counts (each tenant its own wallet) the accept clients are spread over, "
                              "one accept run of the hub and of the minimal baseline each")
@@ -412,7 +446,7 @@ def main() -> int:
             # 1. accept at each tenant count, then pgbench and the minimal baseline on the same server
             hub: dict[int, dict] = {}
             alone: dict[int, dict] = {}
-            for n in tenant_counts:
+            for n in ([] if args.skip_accept else tenant_counts):
                 before = load_1m()
                 answers, _ = post_load(port, found["tokens"][:n], args.clients, f"accept{n}-{uuid.uuid4().hex[:6]}",
                                        seconds=args.seconds)
@@ -440,38 +474,43 @@ def main() -> int:
                 print(f"accept, pipeline paused: {alone[n]['accepted_per_s']}/s over {n} tenant(s), p50 "
                       f"{alone[n]['p50_ms']} ms, p99 {alone[n]['p99_ms']} ms, {alone[n]['errors']} errors", flush=True)
                 wait_settled(app, found["tenant_id"])
-            first = hub[tenant_counts[0]]
-            figures.update({"accept_errors": first["errors"], "accepted_per_s": first["accepted_per_s"],
-                            "accept_p50_ms": first["p50_ms"], "accept_p99_ms": first["p99_ms"],
-                            "accept_mean_ms": first["mean_ms"], "accept_tenants": tenant_counts[0]})
-            before = load_1m()
-            figures["pgbench_tps"] = round(pgbench_tps(args.database_url, args.clients, args.seconds), 1)
-            figures["pgbench_load_avg_1m"] = [before, load_1m()]
-            figures["accept_ratio"] = round(figures["accepted_per_s"] / figures["pgbench_tps"], 3)
-            print(f"pgbench TPC-B-like, {args.clients} clients: {figures['pgbench_tps']} tps; ratio "
-                  f"{figures['accept_ratio']} (goal >= {GOAL_ACCEPT_RATIO}); load "
-                  f"{figures['pgbench_load_avg_1m'][0]} -> {figures['pgbench_load_avg_1m'][1]}", flush=True)
-            minimal = run_minimal(database_url, found, args.clients, args.seconds, tenant_counts, args.web)
-            for n in tenant_counts:
-                figures[f"minimal_accept_t{n}"] = minimal[n]
-                figures[f"hub_over_minimal_t{n}"] = ratio(hub[n]["accepted_per_s"], minimal[n]["accepted_per_s"])
-                figures[f"p99_over_minimal_p99_t{n}"] = ratio(hub[n]["p99_ms"], minimal[n]["p99_ms"])
-                figures[f"alone_over_minimal_t{n}"] = ratio(alone[n]["accepted_per_s"], minimal[n]["accepted_per_s"])
-                figures[f"alone_p99_over_minimal_p99_t{n}"] = ratio(alone[n]["p99_ms"], minimal[n]["p99_ms"])
-                print(f"{n} tenant(s): hub / minimal accepted/s {figures[f'hub_over_minimal_t{n}']} (goal >= "
-                      f"{GOAL_HUB_OVER_MINIMAL}), p99 / minimal p99 {figures[f'p99_over_minimal_p99_t{n}']} (goal <= "
-                      f"{GOAL_P99_OVER_MINIMAL_P99}); pipeline paused: {figures[f'alone_over_minimal_t{n}']}, p99 "
-                      f"{figures[f'alone_p99_over_minimal_p99_t{n}']}", flush=True)
-            base = minimal[tenant_counts[0]]
-            figures.update({"minimal_accepted_per_s": base["accepted_per_s"], "minimal_accept_p50_ms": base["p50_ms"],
-                            "minimal_accept_p99_ms": base["p99_ms"], "minimal_accept_errors": base["errors"],
-                            "minimal_wallet_consistent": minimal["consistent"],
-                            "hub_over_minimal": figures[f"hub_over_minimal_t{tenant_counts[0]}"],
-                            "p99_over_minimal_p99": figures[f"p99_over_minimal_p99_t{tenant_counts[0]}"]})
+            if not args.skip_accept:
+                first = hub[tenant_counts[0]]
+                figures.update({"accept_errors": first["errors"], "accepted_per_s": first["accepted_per_s"],
+                                "accept_p50_ms": first["p50_ms"], "accept_p99_ms": first["p99_ms"],
+                                "accept_mean_ms": first["mean_ms"], "accept_tenants": tenant_counts[0]})
+                before = load_1m()
+                figures["pgbench_tps"] = round(pgbench_tps(args.database_url, args.clients, args.seconds), 1)
+                figures["pgbench_load_avg_1m"] = [before, load_1m()]
+                figures["accept_ratio"] = round(figures["accepted_per_s"] / figures["pgbench_tps"], 3)
+                print(f"pgbench TPC-B-like, {args.clients} clients: {figures['pgbench_tps']} tps; ratio "
+                      f"{figures['accept_ratio']} (goal >= {GOAL_ACCEPT_RATIO}); load "
+                      f"{figures['pgbench_load_avg_1m'][0]} -> {figures['pgbench_load_avg_1m'][1]}", flush=True)
+                minimal = run_minimal(database_url, found, args.clients, args.seconds, tenant_counts, args.web)
+                for n in tenant_counts:
+                    figures[f"minimal_accept_t{n}"] = minimal[n]
+                    figures[f"hub_over_minimal_t{n}"] = ratio(hub[n]["accepted_per_s"], minimal[n]["accepted_per_s"])
+                    figures[f"p99_over_minimal_p99_t{n}"] = ratio(hub[n]["p99_ms"], minimal[n]["p99_ms"])
+                    figures[f"alone_over_minimal_t{n}"] = ratio(alone[n]["accepted_per_s"], minimal[n]["accepted_per_s"])
+                    figures[f"alone_p99_over_minimal_p99_t{n}"] = ratio(alone[n]["p99_ms"], minimal[n]["p99_ms"])
+                    print(f"{n} tenant(s): hub / minimal accepted/s {figures[f'hub_over_minimal_t{n}']} (goal >= "
+                          f"{GOAL_HUB_OVER_MINIMAL}), p99 / minimal p99 {figures[f'p99_over_minimal_p99_t{n}']} (goal <= "
+                          f"{GOAL_P99_OVER_MINIMAL_P99}); pipeline paused: {figures[f'alone_over_minimal_t{n}']}, p99 "
+                          f"{figures[f'alone_p99_over_minimal_p99_t{n}']}", flush=True)
+                base = minimal[tenant_counts[0]]
+                figures.update({"minimal_accepted_per_s": base["accepted_per_s"], "minimal_accept_p50_ms": base["p50_ms"],
+                                "minimal_accept_p99_ms": base["p99_ms"], "minimal_accept_errors": base["errors"],
+                                "minimal_wallet_consistent": minimal["consistent"],
+                                "hub_over_minimal": figures[f"hub_over_minimal_t{tenant_counts[0]}"],
+                                "p99_over_minimal_p99": figures[f"p99_over_minimal_p99_t{tenant_counts[0]}"]})
 
             # 2. end to end at each latency
             for latency in latencies:
+                cpu_before = process_cpu(procs)
                 result = end_to_end(app, port, found, args.clients, args.count, latency)
+                result["cpu_ms_per_purchase"] = {name: round((spent - cpu_before.get(name, 0.0)) * 1000 / args.count, 2)
+                                                 for name, spent in process_cpu(procs).items()}
+                print(f"  CPU per purchase (ms, by process): {result['cpu_ms_per_purchase']}", flush=True)
                 figures[f"e2e_{latency}ms"] = result
                 print(f"end to end at {latency} ms: {result['count']} in {result['seconds']} s = "
                       f"{result['completed_per_s']} completed/s ({result['succeeded']} succeeded)", flush=True)
@@ -479,14 +518,14 @@ def main() -> int:
             figures["wallet_consistent"] = check_wallet(app, found["tenant_id"], found["wallet_id"])
             figures["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
             at_200 = figures.get("e2e_200ms", {}).get("completed_per_s")
-            figures["goal_accept_met"] = figures["accept_ratio"] >= GOAL_ACCEPT_RATIO
+            figures["goal_accept_met"] = figures.get("accept_ratio", 0) >= GOAL_ACCEPT_RATIO
             figures["goal_completed_met"] = at_200 is not None and at_200 >= GOAL_COMPLETED_AT_200MS
-            figures["goal_hub_over_minimal_met"] = (figures["hub_over_minimal"] or 0) >= GOAL_HUB_OVER_MINIMAL
-            figures["goal_p99_over_minimal_met"] = (figures["p99_over_minimal_p99"] is not None
+            figures["goal_hub_over_minimal_met"] = (figures.get("hub_over_minimal") or 0) >= GOAL_HUB_OVER_MINIMAL
+            figures["goal_p99_over_minimal_met"] = (figures.get("p99_over_minimal_p99") is not None
                                                     and figures["p99_over_minimal_p99"] <= GOAL_P99_OVER_MINIMAL_P99)
             met = {True: "met", False: "NOT met"}
             print(f"wallet consistent: {figures['wallet_consistent']} (minimal: "
-                  f"{figures['minimal_wallet_consistent']}); goals: accept ratio {met[figures['goal_accept_met']]}, "
+                  f"{figures.get('minimal_wallet_consistent', 'not run')}); goals: accept ratio {met[figures['goal_accept_met']]}, "
                   f"completed/s at 200 ms {met[figures['goal_completed_met']]}"
                   f"{'' if latencies else ' (not run)'}, hub/minimal {met[figures['goal_hub_over_minimal_met']]}, "
                   f"p99/minimal p99 {met[figures['goal_p99_over_minimal_met']]}", flush=True)

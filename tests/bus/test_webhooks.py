@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -251,15 +252,71 @@ def test_a_delivery_is_judged_on_the_address_it_connects_to(bus_app, strict_app,
     assert attempts and all(says in a["error"] and a["status_code"] is None for a in attempts)
 
 
-def test_deliveries_enqueued_together_keep_the_delivery_jobs_options(bus_app):
-    """A purchase's deliveries are enqueued in one round trip (enqueue_many): each job is
-    still the delivery job of its id, with its timeout and TTLs (and the hub's job class)."""
-    from hub.bus.webhooks import DELIVER_JOB, enqueue_now
+def test_deliveries_enqueued_together_go_in_batch_jobs_with_the_delivery_jobs_options(bus_app):
+    """A unit of work's deliveries are enqueued in one round trip (enqueue_many): a lone one
+    is the delivery job of its id; several are batch jobs of up to DELIVERIES_PER_JOB ids,
+    with the delivery job's TTLs (and the hub's job class)."""
+    from hub.bus.webhooks import DELIVER_JOB, DELIVER_MANY_JOB, DELIVERIES_PER_JOB, enqueue_now
     from hub.queues import HubJob
 
     redis = bus_app.extensions["rop"].redis
-    enqueue_now(bus_app, ["whd_a", "whd_b", "whd_c"])
     queue = Queue("webhooks", connection=redis, job_class=HubJob)
+    enqueue_now(bus_app, ["whd_one"])
+    [job] = [queue.fetch_job(job_id) for job_id in queue.job_ids]
+    assert (job.func_name, job.args, job.timeout, job.result_ttl, job.failure_ttl) == (
+        DELIVER_JOB, ("whd_one",), 60, 0, 86400)
+    queue.empty()
+    ids = [f"whd_{n}" for n in range(2 * DELIVERIES_PER_JOB + 3)]
+    enqueue_now(bus_app, ids)
     jobs = [queue.fetch_job(job_id) for job_id in queue.job_ids]
-    assert [j.args for j in jobs] == [("whd_a",), ("whd_b",), ("whd_c",)]
-    assert {(j.func_name, j.timeout, j.result_ttl, j.failure_ttl) for j in jobs} == {(DELIVER_JOB, 60, 0, 86400)}
+    assert [len(j.args[0]) for j in jobs] == [DELIVERIES_PER_JOB, DELIVERIES_PER_JOB, 3]
+    assert [i for j in jobs for i in j.args[0]] == ids
+    assert {(j.func_name, j.result_ttl, j.failure_ttl) for j in jobs} == {(DELIVER_MANY_JOB, 0, 86400)}
+
+
+def test_one_batch_job_makes_many_deliveries_at_once_each_one_post_with_its_own_retries(
+        bus_app, client, tenant_factory):
+    """A unit of work that publishes 30 events: one job on the webhooks queue; it POSTs each
+    event once, several in flight together (a slow receiver sees them overlap); the one
+    answered 500 is retried alone, on its own schedule."""
+    tenant = tenant_factory(scopes=SCOPES)
+    seen: list[dict] = []
+    in_flight = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with lock:
+                in_flight["now"] += 1
+                in_flight["most"] = max(in_flight["most"], in_flight["now"])
+                failing = not seen  # the first POST to arrive is answered 500
+                seen.append(body)
+            time.sleep(0.2)
+            with lock:
+                in_flight["now"] -= 1
+            self.send_response(500 if failing else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _set_hook(client, tenant, f"http://127.0.0.1:{server.server_address[1]}/hook", schedule=[0])
+        with bus_app.app_context(), unit_of_work(bus_app.extensions["rop"].db) as uow:
+            messages = [publish(tenant.ctx, uow, Ping(n=n, mode="noop")) for n in range(30)]
+            uow.commit()
+        queue = Queue("webhooks", connection=bus_app.extensions["rop"].redis)
+        assert queue.count == 1  # one batch job for the 30 deliveries
+        make_worker(bus_app).work(burst=True, with_scheduler=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(s["id"] for s in seen) == sorted([m.id for m in messages] + [seen[0]["id"]])
+    assert in_flight["most"] > 1
+    deliveries = client.get("/v1/webhook/deliveries?limit=100", headers=tenant.headers).get_json()["items"]
+    assert len(deliveries) == 30 and {d["status"] for d in deliveries} == {"delivered"}
+    assert sorted(d["attempts"] for d in deliveries) == [1] * 29 + [2]
