@@ -53,6 +53,27 @@ redis.call('PEXPIREAT', KEYS[1], tonumber(last[2]) + 1000)
 return 1
 """
 
+# KEYS[1] the set; ARGV: n, ttl (ms), token, token, ... Adds leases of the tokens, in order,
+# while fewer than n remain; returns how many were added (the first ones).
+_ACQUIRE_MANY = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
+local taken = 0
+for i = 3, #ARGV do
+  if taken >= free then break end
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
+  taken = taken + 1
+end
+if taken > 0 then
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', KEYS[1], tonumber(last[2]) + 1000)
+end
+return taken
+"""
+
 # KEYS[1] the set; ARGV: token, ttl (ms). Returns 1 when extended, 0 when the lease is gone.
 # A lapsed lease still in the set has not been counted as free by anyone (every acquire drops
 # lapsed leases before counting), so extending it is safe.
@@ -126,10 +147,44 @@ def acquire(redis, key: str, n: int, timeout: float, *, ttl: float = 30.0) -> Le
         delay = min(delay * 2, 0.25)
 
 
+def acquire_many(redis, key: str, n: int, count: int, *, ttl: float = 30.0) -> list[Lease]:
+    """Take up to ``count`` slots of ``key`` (at most ``n`` holders) now, without waiting, in
+    one round trip: as many leases as were free (maybe none). Give each back with
+    :func:`release` or all with :func:`release_many`."""
+    if n < 1:
+        raise ValueError(f"a limit needs at least one slot, got n={n}")
+    if ttl < 1:
+        raise ValueError(f"the lease ttl must be at least 1 s, got {ttl}")
+    if count < 1:
+        return []
+    prefix = f"{os.getpid()}:{threading.get_ident()}:"
+    tokens = [prefix + uuid.uuid4().hex for _ in range(count)]
+    taken = int(redis.register_script(_ACQUIRE_MANY)(keys=[KEY_PREFIX + key], args=[n, int(ttl * 1000), *tokens]))
+    leases = [Lease(redis=redis, key=key, token=token, ttl=ttl) for token in tokens[:taken]]
+    keeper = _keeper()
+    for lease in leases:
+        keeper.hold(lease)
+    return leases
+
+
 def release(lease: Lease) -> None:
     """Give the slot back (at once; a lease that lapsed is simply gone)."""
     _keeper().drop(lease)
     lease.redis.zrem(KEY_PREFIX + lease.key, lease.token)
+
+
+def release_many(leases) -> None:
+    """:func:`release` of many leases: one ``ZREM`` per key, in one round trip per client."""
+    keeper = _keeper()
+    by_client: dict[int, tuple[object, dict[str, list[str]]]] = {}
+    for lease in leases:
+        keeper.drop(lease)
+        by_client.setdefault(id(lease.redis), (lease.redis, {}))[1].setdefault(lease.key, []).append(lease.token)
+    for client, by_key in by_client.values():
+        with client.pipeline(transaction=False) as pipe:
+            for key, tokens in by_key.items():
+                pipe.zrem(KEY_PREFIX + key, *tokens)
+            pipe.execute()
 
 
 @contextmanager

@@ -129,3 +129,47 @@ def test_a_sigkilled_process_slots_come_back_after_the_ttl(redis, redis_url):
     for lease in leases:
         release(lease)
     assert redis.zcard(KEY_PREFIX + "test:killed") == 0
+
+
+def test_many_slots_are_taken_at_once_up_to_the_bound_and_given_back_together(redis):
+    """acquire_many takes as many of the requested slots as are free (one script: atomic
+    with every other holder), never waiting; release_many gives them back in one round trip."""
+    from hub.concurrency import acquire_many, release_many
+
+    with limit(redis, "many", 5, 1):  # one slot already held elsewhere
+        first = acquire_many(redis, "many", 5, 3)
+        assert len(first) == 3 and holders(redis, "many") == 4
+        second = acquire_many(redis, "many", 5, 3)  # one left
+        assert len(second) == 1 and holders(redis, "many") == 5
+        assert acquire_many(redis, "many", 5, 2) == []  # none left: no wait, no Busy
+        release_many(first + second)
+        assert holders(redis, "many") == 1
+    assert holders(redis, "many") == 0
+    assert acquire_many(redis, "many", 5, 0) == []
+    with pytest.raises(ValueError):
+        acquire_many(redis, "many", 0, 1)
+
+
+def test_threads_taking_many_slots_at_once_never_exceed_the_bound(redis):
+    from hub.concurrency import acquire_many, release_many
+
+    peak, inside, lock = 0, 0, threading.Lock()
+
+    def taker() -> None:
+        nonlocal peak, inside
+        for _ in range(20):
+            leases = acquire_many(redis, "many-race", 7, 3)
+            with lock:
+                inside += len(leases)
+                peak = max(peak, inside)
+            time.sleep(0.002)
+            with lock:
+                inside -= len(leases)
+            release_many(leases)
+    threads = [threading.Thread(target=taker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 3 <= peak <= 7
+    assert holders(redis, "many-race") == 0

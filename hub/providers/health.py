@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from typing import Any
+
+from hub.redis_scripts import HotScript
 
 WINDOW = 50
 MIN_CALLS = 10
@@ -48,32 +51,69 @@ def record(redis, config_id: str, outcome: str, latency_ms: float, *, tenant_id:
            transport_failure: bool = False) -> None:
     """Record one call's outcome (a state value, or ``not_sent``) and latency: in the
     configuration's shared window (bad only for a transport failure) and, for a tenant's
-    call, in that tenant's window on it (bad for any unknown or unsent outcome)."""
-    _record(redis, _scope(config_id), outcome, latency_ms, bad=transport_failure)
+    call, in that tenant's window on it (bad for any unknown or unsent outcome). Both windows
+    and their breakers move in one script: one round trip per call."""
+    scopes = [(_scope(config_id), transport_failure)]
     if tenant_id is not None:
-        _record(redis, _scope(config_id, tenant_id), outcome, latency_ms,
-                bad=transport_failure or outcome in BAD, ttl=TENANT_WINDOW_TTL)
+        scopes.append((_scope(config_id, tenant_id), transport_failure or outcome in BAD))
+    keys: list[str] = []
+    args: list[Any] = [repr(time.time()), WINDOW, MIN_CALLS, FAILURE_RATE, OPEN_SECONDS]
+    for scope, bad in scopes:
+        keys += [_key(scope, "calls"), _key(scope, "open_until"), _key(scope, "probe")]
+        args += [json.dumps([outcome, round(latency_ms, 1), bad]), int(bad)]
+    args.append(TENANT_WINDOW_TTL)
+    _record_script(redis)(keys=keys, args=args)
 
 
-def _record(redis, scope: str, outcome: str, latency_ms: float, *, bad: bool, ttl: int | None = None) -> None:
-    calls = _key(scope, "calls")
-    pipe = redis.pipeline()
-    pipe.lpush(calls, json.dumps([outcome, round(latency_ms, 1), bad]))
-    pipe.ltrim(calls, 0, WINDOW - 1)
-    if ttl:
-        pipe.expire(calls, ttl)
-    pipe.execute()
-    state = _state(redis, scope)
-    if state == "half_open":
-        if bad:
-            redis.set(_key(scope, "open_until"), time.time() + OPEN_SECONDS)
-        else:
-            redis.delete(_key(scope, "open_until"), calls)
-        redis.delete(_key(scope, "probe"))
-        return
-    stats = _stats(redis, scope)
-    if stats["calls"] >= MIN_CALLS and stats["failure_rate"] >= FAILURE_RATE and state == "closed":
-        redis.set(_key(scope, "open_until"), time.time() + OPEN_SECONDS)
+#: :func:`record` for one scope or two (the shared window, then the tenant's): push the
+#: outcome, keep the last WINDOW, then the breaker: open — nothing; half-open — the probe's
+#: outcome closes it (and clears the window) or opens it again; closed — it opens when the
+#: window holds MIN_CALLS and its share of bad outcomes reaches FAILURE_RATE. (An entry is
+#: ``[outcome, ms, bad]``; one written before the bad flag is bad for an unknown or unsent
+#: outcome.)
+_RECORD_LUA = """
+local now, window, min_calls = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local rate, open_for = tonumber(ARGV[4]), tonumber(ARGV[5])
+local function record(calls, open_until, probe, entry, bad, ttl)
+  redis.call('LPUSH', calls, entry)
+  redis.call('LTRIM', calls, 0, window - 1)
+  if ttl > 0 then redis.call('EXPIRE', calls, ttl) end
+  local raw = redis.call('GET', open_until)
+  if raw then
+    if tonumber(raw) > now then return end
+    if bad then
+      redis.call('SET', open_until, string.format('%.6f', now + open_for))
+    else
+      redis.call('DEL', open_until, calls)
+    end
+    redis.call('DEL', probe)
+    return
+  end
+  local items = redis.call('LRANGE', calls, 0, -1)
+  if #items < min_calls then return end
+  local bad_calls = 0
+  for _, item in ipairs(items) do
+    local d = cjson.decode(item)
+    local is_bad
+    if #d > 2 then is_bad = d[3] else is_bad = (d[1] == 'unknown' or d[1] == 'not_sent') end
+    if is_bad then bad_calls = bad_calls + 1 end
+  end
+  if bad_calls / #items >= rate then
+    redis.call('SET', open_until, string.format('%.6f', now + open_for))
+  end
+end
+record(KEYS[1], KEYS[2], KEYS[3], ARGV[6], ARGV[7] == '1', 0)
+if #KEYS > 3 then record(KEYS[4], KEYS[5], KEYS[6], ARGV[8], ARGV[9] == '1', tonumber(ARGV[#ARGV])) end
+return 1
+"""
+_scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _record_script(redis) -> HotScript:
+    script = _scripts.get(redis)
+    if script is None:
+        script = _scripts[redis] = HotScript(redis, _RECORD_LUA)
+    return script
 
 
 def _state(redis, scope: str) -> str:
@@ -125,7 +165,11 @@ def allow_call(redis, config_id: str, tenant_id: str | None = None) -> bool:
     """May a (new) call go to this configuration now, for ``tenant_id``? Not while either
     breaker is open; a half-open one lets one probe through."""
     scopes = [_scope(config_id)] + ([_scope(config_id, tenant_id)] if tenant_id is not None else [])
-    states = [_state(redis, s) for s in scopes]
+    values = redis.mget([_key(scope, "open_until") for scope in scopes])
+    if all(raw is None for raw in values):
+        return True  # both closed: one round trip
+    now = time.time()
+    states = ["closed" if raw is None else "open" if float(raw) > now else "half_open" for raw in values]
     if "open" in states:
         return False
     taken = []

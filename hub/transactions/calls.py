@@ -11,7 +11,7 @@ import structlog
 from flask import current_app
 from sqlalchemy import event
 
-from hub.concurrency import Busy, acquire, limit, release
+from hub.concurrency import acquire, acquire_many, limit, release_many
 from hub.db import UnitOfWork, unit_of_work
 from hub.providers import client as providers
 from hub.transactions import lifecycle
@@ -75,23 +75,24 @@ def wait_for_slot(config_id: str):
 
 def take_slots(steps: list[Step], spare: dict[str, list]) -> dict[str, object]:
     """A slot of its configuration for each step that can have one now (a spare one first),
-    without waiting; by transaction id."""
+    without waiting, one round trip per configuration; by transaction id."""
     leased: dict[str, object] = {}
+    by_config: dict[str, list[Step]] = {}
     for step in steps:
-        if spare.get(step.config_id):
-            leased[step.transaction_id] = spare[step.config_id].pop()
-            continue
-        try:
-            leased[step.transaction_id] = acquire(_redis(), f"provider:{step.config_id}", _bound(step.config_id),
-                                                  0, ttl=60.0)
-        except Busy:
-            continue
+        by_config.setdefault(step.config_id, []).append(step)
+    for config_id, wanting in by_config.items():
+        spares = spare.get(config_id) or []
+        while spares and wanting:
+            leased[wanting.pop(0).transaction_id] = spares.pop()
+        taken = acquire_many(_redis(), f"provider:{config_id}", _bound(config_id), len(wanting), ttl=60.0)
+        for step, lease in zip(wanting, taken):
+            leased[step.transaction_id] = lease
     return leased
 
 
 def release_all(leases) -> None:
-    for lease in leases:
-        release(lease)
+    """Give the slots back (one round trip)."""
+    release_many(list(leases))
 
 
 # -- configurations ----------------------------------------------------------------------------

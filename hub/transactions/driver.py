@@ -55,17 +55,17 @@ def drive(transaction_ids: list[str]) -> None:
         while pending:  # each round records or drops a step, or raises Busy; routes are finite
             steps, leased = _start(pending, spare)
             going = [step for step in steps if step.transaction_id in leased]
-            configs = calls.configs_of({step.tenant_id for step in going})
-            if len(going) == 1:  # one call: on this thread
-                step = going[0]
-                try:
-                    outcomes = [(step, calls.call_provider(step, step.operation, configs[step.tenant_id]))]
-                finally:
-                    calls.release_all([leased[step.transaction_id]])
-            else:
-                futures = [(step, calls.call_pool().submit(_call_in_app, app, step, leased[step.transaction_id],
-                                                           configs[step.tenant_id])) for step in going]
-                outcomes = [(step, future.result()) for step, future in futures]
+            try:
+                configs = calls.configs_of({step.tenant_id for step in going})
+                if len(going) == 1:  # one call: on this thread
+                    outcomes = [(going[0], calls.call_provider(going[0], going[0].operation,
+                                                               configs[going[0].tenant_id]))]
+                else:
+                    futures = [(step, calls.call_pool().submit(_call_in_app, app, step, configs[step.tenant_id]))
+                               for step in going]
+                    outcomes = [(step, future.result()) for step, future in futures]
+            finally:
+                calls.release_all(leased.values())  # the round's slots, in one round trip
             pending = record_outcomes(outcomes)
             waiting = [step for step in steps if step.transaction_id not in leased]
             if waiting and not going:
@@ -76,12 +76,9 @@ def drive(transaction_ids: list[str]) -> None:
             calls.release_all(leases)
 
 
-def _call_in_app(app, step: Step, lease, configs: dict) -> Outcome:
-    try:
-        with app.app_context():
-            return calls.call_provider(step, step.operation, configs)
-    finally:
-        calls.release_all([lease])
+def _call_in_app(app, step: Step, configs: dict) -> Outcome:
+    with app.app_context():
+        return calls.call_provider(step, step.operation, configs)
 
 
 # -- 1. plan and claim -------------------------------------------------------------------------
