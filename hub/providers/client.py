@@ -154,13 +154,23 @@ def prepare(uow: UnitOfWork, tenant_id: str) -> dict[str, PreparedConfig]:
 
 
 def call_prepared(config: PreparedConfig, operation: str, request: PurchaseRequest | StatusRequest, *,
-                  tenant_id: str | None = None) -> ProviderResult:
+                  tenant_id: str | None = None, breakers_closed: bool = False) -> ProviderResult:
     """``purchase`` or ``check_status`` of a prepared configuration, as :func:`purchase` and
     :func:`check_status` make it (a purchase switched off or through an open breaker:
-    ``REJECTED`` unsent; health recorded, for ``tenant_id`` too)."""
+    ``REJECTED`` unsent; health recorded, for ``tenant_id`` too). ``breakers_closed``: the
+    caller has just read both breakers closed (:func:`breakers_closed`, for a batch's calls)."""
     if operation not in ("purchase", "check_status"):
         raise ValueError(f"not a call of a prepared configuration: {operation}")
-    return service.call_prepared(config, operation, request, tenant_id=tenant_id)
+    return service.call_prepared(config, operation, request, tenant_id=tenant_id, breakers_closed=breakers_closed)
+
+
+def breakers_closed(pairs) -> set[tuple[str, str | None]]:
+    """Of ``(config_id, tenant_id)`` pairs, those whose breakers are both closed now (one
+    Redis round trip for a batch's calls)."""
+    from hub.providers import health
+    from hub.providers.service import _state
+
+    return health.closed_for(_state().redis, pairs)
 
 
 def check_status(uow: UnitOfWork, config_id: str, request: StatusRequest, *,

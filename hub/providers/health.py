@@ -161,6 +161,23 @@ def open_from_values(config_ids: list[str], tenant_id: str | None, values: list)
             for i, c in enumerate(config_ids)}
 
 
+def closed_for(redis, pairs) -> set[tuple[str, str | None]]:
+    """Of ``(config_id, tenant_id)`` pairs, those whose breakers (the shared one and the
+    tenant's) are both closed now, read in one round trip: their calls need no
+    :func:`allow_call` (a half-open breaker's probe is only taken by it)."""
+    pairs = list(dict.fromkeys(pairs))
+    if not pairs:
+        return set()
+    values = redis.mget([key for config_id, tenant_id in pairs for key in open_until_keys(config_id, tenant_id)])
+    closed, at = set(), 0
+    for config_id, tenant_id in pairs:
+        width = 1 if tenant_id is None else 2
+        if all(raw is None for raw in values[at:at + width]):
+            closed.add((config_id, tenant_id))
+        at += width
+    return closed
+
+
 def allow_call(redis, config_id: str, tenant_id: str | None = None) -> bool:
     """May a (new) call go to this configuration now, for ``tenant_id``? Not while either
     breaker is open; a half-open one lets one probe through."""

@@ -399,9 +399,10 @@ def call_provider(uow: UnitOfWork, config_id: str, operation: str, request: Any 
 
 
 def call_prepared(row: PreparedConfig, operation: str, request: Any = None, *,
-                  tenant_id: str | None = None) -> ProviderResult:
+                  tenant_id: str | None = None, breakers_closed: bool = False) -> ProviderResult:
     """:func:`call_provider` for a configuration prepared before (no database access; an
-    app context is needed for Redis, the health records)."""
+    app context is needed for Redis, the health records). ``breakers_closed``: the caller
+    read both breakers closed just before (a batch's calls: one read for all of them)."""
     config_id = row.id
     # The kill switch and the breaker stop new calls only: a status check asks about a
     # purchase already sent, and only the provider knows its outcome.
@@ -409,7 +410,7 @@ def call_prepared(row: PreparedConfig, operation: str, request: Any = None, *,
         return ProviderResult(State.REJECTED, message="provider configuration is switched off",
                               data={"not_sent": True})
     redis = _state().redis
-    if operation != "check_status" and not health.allow_call(redis, config_id, tenant_id):
+    if operation != "check_status" and not breakers_closed and not health.allow_call(redis, config_id, tenant_id):
         return ProviderResult(State.REJECTED, message="provider circuit breaker is open",
                               data={"not_sent": True})
     provider = row.provider()

@@ -122,12 +122,19 @@ def configs_of(tenant_ids: set[str]) -> dict[str, dict]:
     return found
 
 
+def closed_breakers(steps: list[Step]) -> set[tuple[str, str | None]]:
+    """The (configuration, tenant) pairs of the purchase steps whose breakers are closed now,
+    read in one round trip for a batch's calls."""
+    return providers.breakers_closed((step.config_id, step.tenant_id) for step in steps if step.kind == "purchase")
+
+
 # -- the call ----------------------------------------------------------------------------------
-def call_provider(step: Step, operation: str, configs: dict | None = None) -> Outcome:
+def call_provider(step: Step, operation: str, configs: dict | None = None, *, breakers_closed: bool = False) -> Outcome:
     """Call ``operation`` (purchase or check_status) for ``step`` with no database session open.
 
     ``configs``, the tenant's configurations prepared before (:func:`configs_of`, by id),
-    spare any read; without them the configuration is read first and the read transaction
+    spare any read (and ``breakers_closed``, read for a batch by :func:`closed_breakers`,
+    the breakers' check); without them the configuration is read first and the read transaction
     ends before the call (the session keeps the row, so the call itself touches no
     connection). An exception from the plugin is an unknown outcome: the request may have
     left.
@@ -147,7 +154,8 @@ def call_provider(step: Step, operation: str, configs: dict | None = None) -> Ou
                                                   customer_no=step.customer_no, provider_ref=step.provider_ref)
             # For this tenant: its breaker on the configuration is consulted and fed too.
             if prepared is not None:
-                result = providers.call_prepared(prepared, operation, request, tenant_id=step.tenant_id)
+                result = providers.call_prepared(prepared, operation, request, tenant_id=step.tenant_id,
+                                                 breakers_closed=breakers_closed)
             elif operation == "purchase":
                 result = providers.purchase(uow, step.config_id, request, tenant_id=step.tenant_id)
             else:

@@ -57,12 +57,14 @@ def drive(transaction_ids: list[str]) -> None:
             going = [step for step in steps if step.transaction_id in leased]
             try:
                 configs = calls.configs_of({step.tenant_id for step in going})
+                closed = calls.closed_breakers(going) if len(going) > 1 else set()
                 if len(going) == 1:  # one call: on this thread
                     outcomes = [(going[0], calls.call_provider(going[0], going[0].operation,
                                                                configs[going[0].tenant_id]))]
                 else:
-                    futures = [(step, calls.call_pool().submit(_call_in_app, app, step, configs[step.tenant_id]))
-                               for step in going]
+                    futures = [(step, calls.call_pool().submit(
+                        _call_in_app, app, step, configs[step.tenant_id],
+                        (step.config_id, step.tenant_id) in closed)) for step in going]
                     outcomes = [(step, future.result()) for step, future in futures]
             finally:
                 calls.release_all(leased.values())  # the round's slots, in one round trip
@@ -76,9 +78,9 @@ def drive(transaction_ids: list[str]) -> None:
             calls.release_all(leases)
 
 
-def _call_in_app(app, step: Step, configs: dict) -> Outcome:
+def _call_in_app(app, step: Step, configs: dict, breakers_closed: bool) -> Outcome:
     with app.app_context():
-        return calls.call_provider(step, step.operation, configs)
+        return calls.call_provider(step, step.operation, configs, breakers_closed=breakers_closed)
 
 
 # -- 1. plan and claim -------------------------------------------------------------------------

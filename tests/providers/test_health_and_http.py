@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -154,3 +155,23 @@ def test_the_http_clients_failures_are_noted_as_transport_failures_during_a_watc
     result = failure_result(raised.value, "purchase")
     assert (result.state, result.transport_failure) == (State.UNKNOWN, True)
     assert failure_result(RequestNotSent("refused"), "purchase").data == {"not_sent": True}
+
+
+def test_a_batch_reads_which_breakers_are_closed_in_one_go(app):
+    """closed_for: the pairs whose shared and tenant breakers are both closed; a tenant's open
+    breaker leaves out that tenant only, the shared one every tenant; a half-open one is not
+    closed (its probe is taken call by call, by allow_call)."""
+    redis = app.extensions["rop"].redis
+    pairs = [("pcf_b", "ten_a"), ("pcf_b", "ten_b"), ("pcf_c", "ten_a"), ("pcf_c", None)]
+    assert health.closed_for(redis, pairs) == set(pairs)
+    for _ in range(health.MIN_CALLS):
+        health.record(redis, "pcf_b", "unknown", 30_000, tenant_id="ten_a")
+    assert health.closed_for(redis, pairs) == set(pairs) - {("pcf_b", "ten_a")}
+    for _ in range(health.MIN_CALLS):
+        health.record(redis, "pcf_c", "unknown", 30_000, transport_failure=True)
+    assert health.closed_for(redis, pairs) == {("pcf_b", "ten_b")}
+    redis.set("rop:providers:health:pcf_c:open_until", time.time() - 1)  # half-open
+    assert health.closed_for(redis, pairs) == {("pcf_b", "ten_b")}
+    assert health.allow_call(redis, "pcf_c") and not health.allow_call(redis, "pcf_c")  # one probe
+    health.record(redis, "pcf_c", "success", 100)  # the probe succeeded: closed
+    assert health.closed_for(redis, pairs) == {("pcf_b", "ten_b"), ("pcf_c", "ten_a"), ("pcf_c", None)}
