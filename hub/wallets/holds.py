@@ -170,7 +170,7 @@ def place_hold(ctx: CallContext, uow: UnitOfWork, wallet_id: str | None, amount:
     hold = _detached(row)
     from hub.wallets.messages import HoldPlaced
 
-    emit(ctx, uow, HoldPlaced(**_hold_payload(hold)))
+    emit(ctx, uow, HoldPlaced.built(**_hold_payload(hold)))
     return hold
 
 
@@ -211,7 +211,7 @@ def place_holds(ctx: CallContext, uow: UnitOfWork, holds: list[tuple[HoldPlan, s
     from hub.wallets.messages import HoldPlaced
 
     for hold in placed:
-        emit(ctx, uow, HoldPlaced(**_hold_payload(hold)))
+        emit(ctx, uow, HoldPlaced.built(**_hold_payload(hold)))
     return placed
 
 
@@ -259,7 +259,7 @@ def _captured(ctx: CallContext, uow: UnitOfWork, captures: list[tuple[Hold, Post
         if posting.answer is not None and not posting.replayed:
             hold.captured = posting.result["amount"]
             hold.status = "captured" if posting.result["released"] == 0 else "partially_captured"
-            emit(ctx, uow, HoldCaptured(**_hold_payload(hold)))
+            emit(ctx, uow, HoldCaptured.built(**_hold_payload(hold)))
     uow.session.flush()
 
 
@@ -272,7 +272,7 @@ def _debited(ctx: CallContext, uow: UnitOfWork, captures: list[tuple[Hold, Posti
         if posting.replayed:
             uow.session.refresh(hold)
         else:
-            emit(ctx, uow, WalletDebited(**movement(posting.after[hold.wallet_id], posting.journal_id, "capture",
+            emit(ctx, uow, WalletDebited.built(**movement(posting.after[hold.wallet_id], posting.journal_id, "capture",
                                                     posting.result["amount"], hold.id)))
 
 
@@ -356,7 +356,7 @@ def void_hold(ctx: CallContext, uow: UnitOfWork, hold_id: str, *, key: str) -> H
         from hub.wallets.messages import HoldVoided
 
         hold.status = "voided"
-        emit(ctx, uow, HoldVoided(**_hold_payload(hold)))
+        emit(ctx, uow, HoldVoided.built(**_hold_payload(hold)))
         uow.session.flush()  # the hold's own change goes before the wallet's lock
 
     posting = Posting("void", key, fp, wallet.currency,
@@ -400,7 +400,7 @@ def reverse_capture(ctx: CallContext, uow: UnitOfWork, hold_id: str, amount: int
         return hold
     from hub.wallets.messages import WalletCredited
 
-    emit(ctx, uow, WalletCredited(**movement(posting.after[wallet.id], posting.journal_id, "reverse", amount,
+    emit(ctx, uow, WalletCredited.built(**movement(posting.after[wallet.id], posting.journal_id, "reverse", amount,
                                              hold.id)))
     return hold
 

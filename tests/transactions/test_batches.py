@@ -4,6 +4,7 @@ never a second purchase of a reference."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 import uuid
 
@@ -76,6 +77,34 @@ def test_every_sandbox_number_in_one_batch(app, live, funded, fast):
     charged = sum(v["price"] for n, v in zip(numbers, views) if CASES[n][1])
     money = wallet(app, funded.tenant.id, funded.wallet_id)
     assert (money["available"], money["held"]) == (FUNDS - charged, 0)
+
+
+def test_the_messages_outcomes_build_unvalidated_are_valid(app, live, funded, fast):
+    """Status events and the wallet's hold and movement events are built with
+    ``Message.built`` (not validated again): after every sandbox outcome (success, failure,
+    fallback, refund), each stored envelope's payload loads through its message's schema."""
+    from sqlalchemy import text
+
+    from hub.bus.messages import MESSAGE_TYPES
+
+    views = _submit_together(app, funded.tenant.id, list(CASES))
+    drain(app)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(s in ("pending", "processing") for s in
+                                              _statuses(app, funded.tenant.id, views)):
+        with app.app_context():
+            sweep.sweep(now=utcnow() + dt.timedelta(seconds=1))
+        drain(app)
+    with app.extensions["rop"].db.engine.connect() as conn:
+        envelopes = [row[0] for row in conn.execute(
+            text("SELECT envelope FROM bus_outbox WHERE tenant_id = :t UNION ALL "
+                 "SELECT envelope FROM bus_events WHERE tenant_id = :t"), {"t": funded.tenant.id})]
+    envelopes = [json.loads(e) if isinstance(e, str) else e for e in envelopes]  # SQLite: text
+    types = {e["type"] for e in envelopes}
+    assert {"transaction.succeeded", "transaction.failed", "wallet.hold_captured", "wallet.hold_voided",
+            "wallet.debited"} <= types, types
+    for envelope in envelopes:
+        assert MESSAGE_TYPES[envelope["type"]]._schema().validate(envelope["payload"]) == {}, envelope
 
 
 def test_a_batch_falls_back_to_the_next_provider_with_one_capture_each(app, live, funded, route_first, sandbox):
