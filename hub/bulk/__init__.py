@@ -17,5 +17,7 @@ def init_app(app, api) -> None:
     register_command_handler(app, ValidateBulkJob, handlers.validate_job, own_uow=True)
     register_command_handler(app, ProcessBulkChunk, handlers.process_chunk, own_uow=True)
     for event in (TransactionSucceeded, TransactionFailed, TransactionRefunded, TransactionInReview):
-        subscribe(app, event, handlers.follow_transaction)
+        # only a bulk row's transactions: an API purchase's outcome gets no outbox row, job or
+        # handler run for it
+        subscribe(app, event, handlers.follow_transaction, when=handlers.of_a_bulk_row)
     api.register_blueprint(bp)

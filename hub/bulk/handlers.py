@@ -19,6 +19,11 @@ def process_chunk(ctx: CallContext, message: Message) -> None:
     service.process_chunk(ctx, current_state().db, payload["job_id"], payload["first_row"], payload["last_row"])
 
 
+def of_a_bulk_row(payload: dict) -> bool:
+    """Whether a transaction event is about a bulk row's transaction (its ``source``)."""
+    return str(payload.get("source") or "").startswith("bulk:")
+
+
 def follow_transaction(ctx: CallContext, uow: UnitOfWork, message: Message) -> None:
     """transaction.succeeded/failed/refunded/review: move the row of a bulk transaction."""
     service.apply_transaction_event(ctx, uow, message.payload)

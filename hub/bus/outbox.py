@@ -109,7 +109,7 @@ def _prepare(ctx: CallContext, message: Message, causation: Message | None) -> t
     # A tenant's event that no handler takes would be relayed to nobody: it is kept in the
     # event store (and goes to the tenant's webhook) without an outbox row. Any other message
     # keeps its row, the record of the platform's own events.
-    handled = bool(registry(current_app).handlers_for(message.type, message.kind))
+    handled = bool(registry(current_app).handlers_for(message.type, message.kind, envelope["payload"]))
     row = {"id": message.id, "type": message.type, "kind": message.kind, "tenant_id": message.tenant_id,
            "envelope": envelope, "created_at": utcnow(), "occurred_at": message.occurred_at}
     return row, tenant_event, handled or not tenant_event
@@ -221,7 +221,7 @@ def enqueue_envelope(app: Flask, envelope: dict, handlers: Iterable[str] | None 
     """Enqueue one job per handler of ``envelope`` (or the given ones); return how many."""
     state = app.extensions["rop"]
     names = list(handlers) if handlers is not None else list(
-        registry(app).handlers_for(envelope["type"], envelope["kind"]))
+        registry(app).handlers_for(envelope["type"], envelope["kind"], envelope["payload"]))
     klass = _message_class(envelope)
     queue = _queue(state, klass)
     for name in names:
@@ -244,7 +244,7 @@ def enqueue_envelopes(app: Flask, envelopes: list[dict], pipeline=None) -> int:
     groups: dict[tuple, list[dict]] = {}
     for envelope in envelopes:
         klass = _message_class(envelope)
-        for name in reg.handlers_for(envelope["type"], envelope["kind"]):
+        for name in reg.handlers_for(envelope["type"], envelope["kind"], envelope["payload"]):
             groups.setdefault((_queue_name(klass), name, klass.max_retries), []).append(envelope)
     jobs = 0
     for (_, name, _), members in groups.items():

@@ -37,13 +37,21 @@ class Registry:
     #: ``own_uow`` handlers' batch forms, by the handler's name: ``batch(messages)`` does for
     #: many messages at once what the handler does for one (see :func:`register_command_handler`).
     batches: dict[str, Handler] = field(default_factory=dict)
+    #: subscribers' conditions, by (event type, handler name): ``when(payload)`` (see :func:`subscribe`)
+    conditions: dict[tuple[str, str], Callable[[dict], bool]] = field(default_factory=dict)
 
-    def handlers_for(self, message_type: str, kind: str) -> dict[str, Handler]:
-        """The handlers of a message, by name."""
+    def handlers_for(self, message_type: str, kind: str, payload: dict | None = None) -> dict[str, Handler]:
+        """The handlers of a message, by name; with its ``payload``, only the subscribers whose
+        condition (if any) holds for it."""
         if kind == "command":
             func = self.commands.get(message_type)
             return {handler_name(func): func} if func else {}
         found = dict(self.events.get(message_type, {}))
+        if payload is not None and self.conditions:
+            for name in list(found):
+                when = self.conditions.get((message_type, name))
+                if when is not None and not when(payload):
+                    del found[name]
         found.update(self.global_listeners)
         return found
 
@@ -98,13 +106,22 @@ def register_command_handler(app: Flask, command: type[Command], func: Handler, 
         reg.batches.pop(handler_name(func), None)
 
 
-def subscribe(app: Flask, event: type[Event], func: Handler, *, own_uow: bool = False) -> None:
+def subscribe(app: Flask, event: type[Event], func: Handler, *, own_uow: bool = False,
+              when: Callable[[dict], bool] | None = None) -> None:
     """Add ``func`` to the subscribers of ``event`` (each runs and retries on its own).
 
     :param own_uow: as for :func:`register_command_handler`.
+    :param when: ``when(payload)``: only the events for which it is true reach ``func``;
+        the others are not even written to the outbox for it (an event no handler takes
+        gets no outbox row, no relay, no job). Judged at publish time and again by the
+        relay, on the payload alone: a pure function of it.
     """
     reg = registry(app)
     reg.events.setdefault(event.type, {})[handler_name(func)] = func
+    if when is None:
+        reg.conditions.pop((event.type, handler_name(func)), None)
+    else:
+        reg.conditions[(event.type, handler_name(func))] = when
     _mark_own_uow(reg, func, own_uow)
 
 

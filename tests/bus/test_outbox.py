@@ -273,4 +273,34 @@ def test_a_tenant_event_no_handler_takes_is_stored_and_sent_to_the_webhook_witho
     assert _count(bus_app, OutboxMessage, OutboxMessage.id == platform.id) == 1
     assert _queued(bus_app) == 0
     assert _count(bus_app, WebhookDelivery, WebhookDelivery.event_id.in_([stored.id, later.id])) == 2
-    assert _queued(bus_app, "webhooks") == 2
+    [deliveries] = Queue("webhooks", connection=bus_app.extensions["rop"].redis).get_jobs()
+    assert len(deliveries.args[0]) == 2  # one batch job of the unit of work's two deliveries
+
+
+def record_wanted(ctx, uow, message) -> None:
+    """A subscriber for the condition test: counts what reaches it, in Redis."""
+    from flask import current_app
+
+    current_app.extensions["rop"].redis.rpush("bus_test:wanted", message.payload["source"])
+
+
+def test_a_subscriber_with_a_condition_gets_only_the_events_it_wants_and_the_rest_no_outbox_row(bus_app):
+    """``subscribe(..., when=)``: an event for which no subscriber's condition holds is a
+    tenant event no handler takes (stored, no outbox row, no job); one that holds goes to it."""
+    from hub.bus import subscribe
+
+    subscribe(bus_app, Echoed, record_wanted, when=lambda payload: payload["source"] == "wanted")
+    with bus_app.app_context(), unit_of_work(bus_app.extensions["rop"].db) as uow:
+        skipped = publish(CTX, uow, Echoed(source="other"))
+        wanted = publish(CTX, uow, Echoed(source="wanted"))
+        uow.commit()
+    assert _count(bus_app, TenantEvent, TenantEvent.id.in_([skipped.id, wanted.id])) == 2
+    assert _count(bus_app, OutboxMessage, OutboxMessage.id == skipped.id) == 0
+    assert _count(bus_app, OutboxMessage, OutboxMessage.id == wanted.id) == 1
+    make_worker(bus_app).work(burst=True)
+    redis = bus_app.extensions["rop"].redis
+    assert redis.lrange("bus_test:wanted", 0, -1) == [b"wanted"]
+    # the relay asks the same question: an envelope it is handed that no condition wants
+    # makes no job
+    with bus_app.app_context():
+        assert enqueue_envelope(bus_app, {**wanted.envelope(), "payload": {"source": "other", "n": 0}}) == 0
