@@ -79,7 +79,10 @@ MINIMAL_CATALOG = {"TEL10": 10_500}
 FUNDS = 10**14
 #: the bench's funds are one top-up above the hub's default limit per top-up: it raises the
 #: limit through the hub's own setting, for the app it seeds with and the hub it starts
-LIMITS = {"ROP_AMOUNT_LIMIT_TOPUP": str(FUNDS)}
+#: calls in flight per provider configuration (default 64): at 200 ms, 64 cap one
+#: configuration at 320 calls/s; 256 keeps the limit from being what bounds the figures
+PROVIDER_LIMIT = 256
+LIMITS = {"ROP_AMOUNT_LIMIT_TOPUP": str(FUNDS), "ROP_TX_PROVIDER_LIMIT": str(PROVIDER_LIMIT)}
 TENANT_NUMBER = "0812{:08d}"  # ordinary Telkomsel numbers: every one succeeds at the sandbox
 SPECIAL = {"9999", "4444", "8888", "7777", "6666", "5555", "3333", "2222"}  # the sandbox's test numbers
 
@@ -418,12 +421,13 @@ def main() -> int:
                      "goal_completed_per_s_at_200ms": GOAL_COMPLETED_AT_200MS,
                      "goal_hub_over_minimal": GOAL_HUB_OVER_MINIMAL,
                      "goal_p99_over_minimal_p99": GOAL_P99_OVER_MINIMAL_P99,
-                     "client_rate_limit_per_minute": CLIENT_RATE_LIMIT}
+                     "client_rate_limit_per_minute": CLIENT_RATE_LIMIT, "provider_limit": PROVIDER_LIMIT}
     print(f"bench/transactions.py: PostgreSQL, gunicorn {args.web}x8, {args.workers} worker(s), "
           f"{args.provider_workers} provider worker(s) x {args.threads} threads, {args.clients} clients, "
           f"{os.cpu_count()} CPUs, load {figures['load_avg_1m_before']}", flush=True)
     print(f"each bench client's rate limit is raised to {CLIENT_RATE_LIMIT:,}/min (its rate_limit_per_minute; the "
-          f"hub's default is 1,200/min): the limiter is not the bound", flush=True)
+          f"hub's default is 1,200/min): the limiter is not the bound; provider calls in flight per configuration: "
+          f"{PROVIDER_LIMIT} (ROP_TX_PROVIDER_LIMIT; default 64)", flush=True)
     with tempfile.TemporaryDirectory(prefix="rop-bench-trx-") as tmp:
         tmp_path = Path(tmp)
         redis_server = EmbeddedRedis(tmp_path / "redis", persist=False, port=free_port())

@@ -57,6 +57,9 @@ PACE = 0.02
 #: the Redis key a relay process keeps set while it runs, for HEARTBEAT_TTL seconds at a time
 HEARTBEAT_KEY = WATCHED["relay_heartbeat"]
 HEARTBEAT_TTL = 3
+#: the longest (seconds) a relay process holds its passes back while a provider job waits in
+#: its queue (every message waits with them: commands, events)
+HOLD_MAX = 0.5
 #: the most outbox rows one pass of a relay process takes
 RELAY_BATCH = 500
 #: PostgreSQL: a relay pass's rows, taken and marked published in one statement
@@ -232,10 +235,11 @@ class OutboxRelay:
     """``rop relay``: moves committed outbox rows to the queues in batches (see the module's
     docstring). :meth:`relay_once` is one pass; :meth:`run` passes until stopped."""
 
-    def __init__(self, app: Flask, *, batch: int = RELAY_BATCH, pace: float = PACE):
+    def __init__(self, app: Flask, *, batch: int = RELAY_BATCH, pace: float = PACE, hold_max: float = HOLD_MAX):
         self.app = app
         self.batch = batch
         self.pace = pace
+        self.hold_max = hold_max
         #: what it relayed so far: passes that found rows, rows
         self.relayed = {"passes": 0, "rows": 0}
 
@@ -302,6 +306,16 @@ class OutboxRelay:
             self.relayed["rows"] += rows
         return rows
 
+    def backlogged(self) -> bool:
+        """Whether a job waits, not started, in the provider queue: the provider workers have
+        more than they take now, so a batch sent now would only wait behind it, and the rows
+        committed while it waits make the next batch bigger (RQ's bookkeeping, the driver's
+        units of work and round trips are paid per batch). The minimal pipeline's adaptive
+        batching, with a bound on the hold."""
+        from hub.queues import queue
+
+        return self.hold_max > 0 and queue("provider", self.app.extensions["rop"].redis).count > 0
+
     def beat(self) -> None:
         """Set the heartbeat for HEARTBEAT_TTL seconds (Redis down: the next beat will)."""
         try:
@@ -325,13 +339,21 @@ class OutboxRelay:
 
     def _passes(self, stop: threading.Event) -> None:
         """Beat once a second and pass; after a failed pass back off (0.1 s doubling to 2 s)
-        and go on."""
-        beaten, backoff = 0.0, 0.0
+        and go on. While a provider job waits in its queue (the provider workers are busy),
+        hold the next pass back, for at most :data:`HOLD_MAX` seconds at a time: the rows
+        committed meanwhile go in bigger batches (see :meth:`backlogged`)."""
+        beaten, backoff, holding_since = 0.0, 0.0, None
         while not stop.is_set():
             if time.monotonic() - beaten >= 1.0:
                 self.beat()
                 beaten = time.monotonic()
             try:
+                if self.backlogged():
+                    holding_since = holding_since or time.monotonic()
+                    if time.monotonic() - holding_since < self.hold_max:
+                        stop.wait(self.pace)
+                        continue
+                holding_since = None
                 found = self.relay_once()
             except Exception as exc:  # noqa: BLE001 - the relay outlives any failed pass
                 # Redis or the database away (expected: a warning) or anything else (an error,

@@ -13,7 +13,7 @@ from hub.bus import publish, register_command_handler, subscribe
 from hub.context import CallContext
 from hub.db import UnitOfWork, unit_of_work
 from hub.providers.messages import ProviderCallbackReceived
-from hub.transactions import driver, lifecycle
+from hub.transactions import calls, driver, lifecycle
 from hub.transactions.lifecycle import NOTHING_BOUGHT, OPEN_ATTEMPT, Outcome
 from hub.transactions.messages import CheckTransactionStatus, ProcessTransaction
 from hub.transactions.models import Attempt, Transaction
@@ -31,7 +31,8 @@ def register(app: Flask) -> None:
     # Provider calls: own short units of work, never one held across a call.
     register_command_handler(app, ProcessTransaction, process_transaction, own_uow=True,
                              batch=process_transactions)
-    register_command_handler(app, CheckTransactionStatus, check_transaction_status, own_uow=True)
+    register_command_handler(app, CheckTransactionStatus, check_transaction_status, own_uow=True,
+                             batch=check_transaction_statuses)
     # Callbacks move money in the runner's unit of work (no provider call).
     subscribe(app, ProviderCallbackReceived, on_provider_callback)
 
@@ -55,6 +56,29 @@ def process_transactions(messages: list) -> None:
     :data:`BATCHES_AT_ONCE` batches at a time in this process."""
     with _batch_gate:
         driver.drive([m.payload["transaction_id"] for m in messages])
+
+
+def check_transaction_statuses(messages: list) -> None:
+    """Batch form of :func:`check_transaction_status` (the sweep's due checks, published
+    together): each check made as alone, all at once (a thread each from the provider calls'
+    pool), so that one slow provider's checks hold one job, not a worker thread each. A
+    check that raised (``ConfirmationOpen``, the database away) fails the job after the
+    others are made: the bus retries it whole (a status check is safe to make again)."""
+    app = current_app._get_current_object()
+
+    def one(message) -> None:
+        with app.app_context():
+            check_transaction_status(CallContext.from_dict(message.context or {"tenant_id": message.tenant_id}),
+                                     message)
+    futures = [calls.call_pool().submit(one, message) for message in messages]
+    failed = []
+    for future in futures:
+        try:
+            future.result()
+        except Exception as exc:  # noqa: BLE001 - the others still count; the job is retried after
+            failed.append(exc)
+    if failed:
+        raise failed[0]
 
 
 class ConfirmationOpen(RuntimeError):

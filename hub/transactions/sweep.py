@@ -50,11 +50,14 @@ def sweep(now: dt.datetime | None = None, limit: int = 500) -> dict[str, int]:
     # it again would add a job per transaction to that backlog (each doing alone what its
     # batch will do), and slow the queue further. It is re-driven once the queue has drained.
     backlog = _provider_backlog() if any(status == "pending" for _, status, _ in due) else 0
-    for transaction_id, status, due_at in due:
-        if status == "pending" and backlog:
-            counts["waiting"] += 1
-            continue
-        with unit_of_work(_db()) as uow:
+    # One unit of work for all of them: their commands reach the provider workers as batch
+    # jobs (the checks made concurrently inside a job), not a job each.
+    with unit_of_work(_db()) as uow:
+        uow.messages_at_commit = True
+        for transaction_id, status, due_at in due:
+            if status == "pending" and backlog:
+                counts["waiting"] += 1
+                continue
             claimed = uow.session.execute(
                 update(Transaction).where(Transaction.id == transaction_id, Transaction.status == status,
                                           Transaction.next_check_at == due_at)
@@ -69,7 +72,7 @@ def sweep(now: dt.datetime | None = None, limit: int = 500) -> dict[str, int]:
             else:
                 publish(ctx, uow, CheckTransactionStatus(transaction_id=transaction_id, attempt=trx.attempt_count))
                 counts["checks"] += 1
-            uow.commit()
+        uow.commit()
     for transaction_id in late:
         with unit_of_work(_db()) as uow:
             trx = lifecycle.lock(uow, transaction_id)

@@ -178,6 +178,23 @@ def test_three_drivers_racing_on_overlapping_batches_buy_each_purchase_once(app,
     assert (money["available"], money["held"]) == (FUNDS - sum(v["price"] for v in views), 0)
 
 
+def test_the_sweeps_status_checks_go_in_one_batch_job_made_at_once(app, live, funded, fast, sandbox):
+    """Purchases whose outcome is unknown (6666: a timeout, then a status check says success):
+    the sweep publishes their due checks in one unit of work, which reach the provider queue
+    as one batch job; the job makes every check and records each answer."""
+    views = _submit_together(app, funded.tenant.id, [f"0812{n:04d}6666" for n in range(5)])
+    drain(app)
+    assert set(_statuses(app, funded.tenant.id, views)) == {"processing"}
+    with app.app_context():
+        assert sweep.sweep(now=utcnow() + dt.timedelta(seconds=1))["checks"] == 5
+    jobs = _provider_jobs(app)
+    assert len(jobs) == 1 and len(jobs[0].args[0]) == 5
+    assert {e["type"] for e in jobs[0].args[0]} == {"transaction.check_status"}
+    drain(app)
+    assert _statuses(app, funded.tenant.id, views) == ["succeeded"] * 5
+    assert purchase_counts(app.extensions["rop"].redis) == {f"{v['id']}-1": 1 for v in views}
+
+
 def test_a_worker_killed_mid_batch_never_buys_twice(app, config, funded, sandbox):
     only_a_slow_sandbox(app, sandbox)
     views = _submit_together(app, funded.tenant.id, ["081200001234"] * 5)

@@ -158,3 +158,34 @@ def test_the_rop_relay_process_beats_relays_and_clears_its_heartbeat_when_stoppe
         if relay.poll() is None:
             relay.kill()
             relay.wait()
+
+
+def test_while_a_provider_job_waits_the_relay_holds_its_passes_back_for_at_most_hold_max(app, client, funded):
+    """The provider workers busy (a job waits in their queue): the rows committed meanwhile
+    stay in the outbox, to go as a bigger batch, but for HOLD_MAX at most; then the relay
+    passes again even though the job still waits."""
+    from hub.queues import queue
+
+    _heartbeat(app, True)
+    waiting = queue("provider", app.extensions["rop"].redis).enqueue("builtins.print", "a job that waits")
+    assert buy(client, funded.tenant, "081200007790").status_code == 202
+    relay, stop = OutboxRelay(app, hold_max=1.0), threading.Event()
+    runner = threading.Thread(target=relay.run, args=(stop,))
+    runner.start()
+    try:
+        time.sleep(0.3)
+        assert _unpublished(app) == 1  # held back: the provider queue is not empty
+        deadline = time.monotonic() + 15
+        while _unpublished(app) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _unpublished(app) == 0  # the hold is bounded
+        assert waiting.id in queue("provider", app.extensions["rop"].redis).job_ids
+    finally:
+        stop.set()
+        runner.join(10)
+    # with nothing waiting, no hold
+    queue("provider", app.extensions["rop"].redis).empty()
+    _heartbeat(app, True)
+    assert buy(client, funded.tenant, "081200007791").status_code == 202
+    with app.app_context():
+        assert not relay.backlogged() and relay.relay_once() == 1
