@@ -2,7 +2,7 @@
 
 What runs (each its own OS process, as the Procfile has them): gunicorn (``web``: ``--web``
 workers, 2 as in the Procfile, x 8 gthreads), ``rop worker`` on the commands/events/webhooks/
-default queues (``--workers`` of them), ``rop worker --queues provider --threads 128``
+default queues (``--workers`` of them), ``rop worker --queues provider --threads 16``
 (``--provider-workers``), ``rop scheduler``. The sandbox provider answers purchases after its
 ``latency_ms``. Clients are separate processes (``--clients`` HTTP connections in all) posting
 ``POST /v1/transactions``. Each bench client's own rate limit is raised (its
@@ -407,7 +407,8 @@ def main() -> int:
                                                           "(and of the minimal baseline's)")
     parser.add_argument("--workers", type=int, default=1, help="rop worker processes (commands, events, ...)")
     parser.add_argument("--provider-workers", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=16, help="job threads of each provider worker "
+                                                                 "(the Procfile's 16)")
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     tenant_counts = [int(x) for x in str(args.tenants).split(",") if x.strip()]

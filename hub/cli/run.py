@@ -154,8 +154,9 @@ def up_processes(host: str, port: int, workers: int, provider_threads: int,
 @click.option("--port", "-p", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16),
               help="Worker processes to run (all queues but provider).")
-@click.option("--provider-threads", default=128, show_default=True, type=click.IntRange(1, 1024),
-              help="Threads of the provider-queue worker (provider calls in flight at once).")
+@click.option("--provider-threads", default=16, show_default=True, type=click.IntRange(1, 1024),
+              help="Threads of the provider-queue worker: batch jobs at once (each makes its "
+                   "purchases' calls at once).")
 @click.option("--webhook-threads", default=16, show_default=True, type=click.IntRange(1, 1024),
               help="Threads of the webhooks-queue worker (deliveries in flight at once).")
 @click.option("--max-restarts", default=5, show_default=True, type=click.IntRange(0, 1000),
