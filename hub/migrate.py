@@ -51,12 +51,16 @@ def downgrade(database_url: str, revision: str) -> None:
 
 #: The database functions the code calls on PostgreSQL (signatures), installed by migrations.
 POSTGRES_FUNCTIONS: tuple[str, ...] = ("rop_accept_v2(jsonb)",)
+#: The sequences the code takes numbers from on PostgreSQL beside the tables' own (the events
+#: feed's, hub.bus.feed), created by migrations.
+POSTGRES_SEQUENCES: tuple[str, ...] = ("bus_events_feed_seq",)
 
 
 def drift(engine) -> list:
     """Differences between the models and the migrated database (empty when in step); on
     PostgreSQL also ``("missing_function", signature)`` for each of :data:`POSTGRES_FUNCTIONS`
-    the database lacks."""
+    and ``("missing_sequence", name)`` for each of :data:`POSTGRES_SEQUENCES` the database
+    lacks."""
     metadata = load_models()
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
@@ -64,4 +68,6 @@ def drift(engine) -> list:
         if conn.dialect.name == "postgresql":
             differences += [("missing_function", signature) for signature in POSTGRES_FUNCTIONS
                             if conn.exec_driver_sql("SELECT to_regprocedure(%s)", (signature,)).scalar() is None]
+            differences += [("missing_sequence", name) for name in POSTGRES_SEQUENCES
+                            if conn.exec_driver_sql("SELECT to_regclass(%s)", (name,)).scalar() is None]
         return differences

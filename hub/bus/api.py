@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask.views import MethodView
 
 from hub.auth import current_ctx, requires
-from hub.bus import webhooks
+from hub.bus import feed, webhooks
 from hub.bus.models import TenantEvent, WebhookDelivery
 from hub.bus.schemas import (
     DeliveryDetailSchema,
@@ -18,6 +18,7 @@ from hub.bus.schemas import (
 )
 from hub.edge import Blueprint
 from hub.scoping import get_owned, tenant_select
+from hub.state import current_state
 from hub.web import request_uow
 
 bp = Blueprint("events", __name__, url_prefix="/v1", description="Events feed and webhook")
@@ -34,16 +35,19 @@ class Events(MethodView):
     @bp.arguments(EventQuerySchema, location="query")
     @bp.response(200, EventListSchema)
     def get(self, query):
-        """This tenant's events, oldest first; ``after`` is the cursor (a sequence number)."""
+        """This tenant's events, in the order they committed; ``after`` is the cursor (a
+        sequence number): a follower never skips an event (hub.bus.feed)."""
         ctx = current_ctx()
-        stmt = tenant_select(ctx, TenantEvent).order_by(TenantEvent.seq).limit(query["limit"])
+        feed.sequence(current_state().db.engine)  # the events committed since, numbered
+        stmt = (tenant_select(ctx, TenantEvent).where(TenantEvent.feed_seq.is_not(None))
+                .order_by(TenantEvent.feed_seq).limit(query["limit"]))
         if query["after"] is not None:
-            stmt = stmt.where(TenantEvent.seq > query["after"])
+            stmt = stmt.where(TenantEvent.feed_seq > query["after"])
         if query["type"]:
             stmt = stmt.where(TenantEvent.type == query["type"])
         rows = request_uow().session.execute(stmt).scalars().all()
-        items = [dict(row.envelope, sequence=row.seq) for row in rows]
-        last = str(rows[-1].seq) if rows else (str(query["after"]) if query["after"] is not None else None)
+        items = [dict(row.envelope, sequence=row.feed_seq) for row in rows]
+        last = str(rows[-1].feed_seq) if rows else (str(query["after"]) if query["after"] is not None else None)
         return {"items": items, "next_cursor": last}
 
 

@@ -60,11 +60,17 @@ class DeadLetter(Base):
 
 
 class TenantEvent(Base):
-    """Every event of a tenant, for ``GET /v1/events``; ``seq`` is the cursor."""
+    """Every event of a tenant, for ``GET /v1/events``. ``seq`` is given at the insert;
+    ``feed_seq``, the feed's ``sequence`` and cursor, is given after the commit, in commit
+    order (:func:`hub.bus.feed.sequence`): a follower of the feed never skips an event whose
+    transaction committed after a later-numbered one's."""
 
     __tablename__ = "bus_events"
+    __table_args__ = (Index("ix_bus_events_tenant_feed", "tenant_id", "feed_seq"),
+                      Index("ix_bus_events_feed_seq", "feed_seq"))
 
     seq: Mapped[int] = mapped_column(_Seq, primary_key=True, autoincrement=True)
+    feed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)
     tenant_id: Mapped[str] = mapped_column(String(40), index=True)
     type: Mapped[str] = mapped_column(String(100))
