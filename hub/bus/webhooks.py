@@ -29,6 +29,7 @@ import httpx
 import structlog
 from flask import Flask, current_app
 from rq import Queue
+from rq.timeouts import BaseTimeoutException
 from sqlalchemy import bindparam, select
 
 from hub.bus.models import TenantEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -497,16 +498,24 @@ def deliver_many_job(delivery_ids: list[str]) -> dict[str, str]:
     app = current_app._get_current_object()
     ids = list(dict.fromkeys(delivery_ids))
     results: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=max(1, min(len(ids), DELIVERY_THREADS)),
-                            thread_name_prefix="rop-webhook") as pool:
-        futures = {delivery_id: pool.submit(_deliver_in_app, app, delivery_id) for delivery_id in ids}
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(ids), DELIVERY_THREADS)), thread_name_prefix="rop-webhook")
+    futures = {delivery_id: pool.submit(_deliver_in_app, app, delivery_id) for delivery_id in ids}
+    try:
         for delivery_id, future in futures.items():
             try:
                 results[delivery_id] = future.result()
+            except BaseTimeoutException:
+                # the job's own timeout (raised in this thread by RQ): the job fails now; the
+                # deliveries not started stay pending (the deliveries sweep enqueues them),
+                # the ones under way finish and record themselves
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
             except Exception:
                 log.exception("a webhook delivery of a batch failed; the deliveries sweep retries it",
                               delivery_id=delivery_id)
                 results[delivery_id] = "error"
+    finally:
+        pool.shutdown(wait=False)
     return results
 
 

@@ -80,19 +80,32 @@ def take_slots(steps: list[Step], spare: dict[str, list]) -> dict[str, object]:
     by_config: dict[str, list[Step]] = {}
     for step in steps:
         by_config.setdefault(step.config_id, []).append(step)
-    for config_id, wanting in by_config.items():
-        spares = spare.get(config_id) or []
-        while spares and wanting:
-            leased[wanting.pop(0).transaction_id] = spares.pop()
-        taken = acquire_many(_redis(), f"provider:{config_id}", _bound(config_id), len(wanting), ttl=60.0)
-        for step, lease in zip(wanting, taken):
-            leased[step.transaction_id] = lease
+    try:
+        for config_id, wanting in by_config.items():
+            spares = spare.get(config_id) or []
+            while spares and wanting:
+                leased[wanting.pop(0).transaction_id] = spares.pop()
+            taken = acquire_many(_redis(), f"provider:{config_id}", _bound(config_id), len(wanting), ttl=60.0)
+            for step, lease in zip(wanting, taken):
+                leased[step.transaction_id] = lease
+    except BaseException:
+        release_all(leased.values())  # a Redis error halfway: none kept (the keeper would renew them)
+        raise
     return leased
 
 
 def release_all(leases) -> None:
-    """Give the slots back (one round trip)."""
-    release_many(list(leases))
+    """Give the slots back (one round trip). Redis away: logged, not raised (the process
+    stops extending them at once, so they lapse after their TTL); the caller goes on
+    (recording the answers of the calls made)."""
+    leases = list(leases)
+    if not leases:
+        return
+    try:
+        release_many(leases)
+    except Exception as exc:  # noqa: BLE001 - a lease lapses by itself; an answer must not be lost
+        log.warning("could not give provider slots back; they lapse after their TTL",
+                    count=len(leases), error=f"{type(exc).__name__}: {exc}"[:300])
 
 
 # -- configurations ----------------------------------------------------------------------------
@@ -184,3 +197,19 @@ def call_pool() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="rop-provider-call")
         return _pool
+
+
+#: threads per process that make the status checks of batch jobs (hub.transactions.handlers)
+CHECK_THREADS = 64
+_check_pool: ThreadPoolExecutor | None = None
+
+
+def check_pool() -> ThreadPoolExecutor:
+    """The status checks' own pool. A check waits for a slot of its configuration; in the
+    calls' pool, checks waiting so would keep a batch's calls, which hold those very slots,
+    from starting (until the slot timeout)."""
+    global _check_pool
+    with _pool_lock:
+        if _check_pool is None:
+            _check_pool = ThreadPoolExecutor(max_workers=CHECK_THREADS, thread_name_prefix="rop-status-check")
+        return _check_pool

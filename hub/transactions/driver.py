@@ -118,10 +118,14 @@ def _start(ids: list[str], spare: dict[str, list]) -> tuple[list[Step], dict[str
         if len(ids) == 1:
             return [], {}  # it carries this one on
         steps, leased = [], {}
-        for transaction_id in ids:  # one by one: only the one taken is left to the other run
-            one, one_leased = _start([transaction_id], spare)
-            steps.extend(one)
-            leased.update(one_leased)
+        try:
+            for transaction_id in ids:  # one by one: only the one taken is left to the other run
+                one, one_leased = _start([transaction_id], spare)
+                steps.extend(one)
+                leased.update(one_leased)
+        except BaseException:
+            calls.release_all(leased.values())  # the ones claimed so far: their sweep checks them
+            raise
         return steps, leased
     except BaseException:
         calls.release_all(leased.values())

@@ -7,6 +7,7 @@ import threading
 
 import structlog
 from flask import Flask, current_app
+from rq.timeouts import BaseTimeoutException
 from sqlalchemy import select
 
 from hub.bus import publish, register_command_handler, subscribe
@@ -60,8 +61,8 @@ def process_transactions(messages: list) -> None:
 
 def check_transaction_statuses(messages: list) -> None:
     """Batch form of :func:`check_transaction_status` (the sweep's due checks, published
-    together): each check made as alone, all at once (a thread each from the provider calls'
-    pool), so that one slow provider's checks hold one job, not a worker thread each. A
+    together): each check made as alone, all at once (a thread each from the status checks'
+    own pool, ``calls.check_pool``), so that one slow provider's checks hold one job, not a worker thread each. A
     check that raised (``ConfirmationOpen``, the database away) fails the job after the
     others are made: the bus retries it whole (a status check is safe to make again)."""
     app = current_app._get_current_object()
@@ -70,11 +71,15 @@ def check_transaction_statuses(messages: list) -> None:
         with app.app_context():
             check_transaction_status(CallContext.from_dict(message.context or {"tenant_id": message.tenant_id}),
                                      message)
-    futures = [calls.call_pool().submit(one, message) for message in messages]
+    futures = [calls.check_pool().submit(one, message) for message in messages]
     failed = []
     for future in futures:
         try:
             future.result()
+        except BaseTimeoutException:  # the job's own timeout (raised in this thread by RQ)
+            for waiting in futures:
+                waiting.cancel()  # the checks not started: the job's retry (or the sweep) makes them
+            raise
         except Exception as exc:  # noqa: BLE001 - the others still count; the job is retried after
             failed.append(exc)
     if failed:

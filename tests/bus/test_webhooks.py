@@ -320,3 +320,49 @@ def test_one_batch_job_makes_many_deliveries_at_once_each_one_post_with_its_own_
     deliveries = client.get("/v1/webhook/deliveries?limit=100", headers=tenant.headers).get_json()["items"]
     assert len(deliveries) == 30 and {d["status"] for d in deliveries} == {"delivered"}
     assert sorted(d["attempts"] for d in deliveries) == [1] * 29 + [2]
+
+
+def test_a_batch_jobs_timeout_fails_the_job_and_leaves_the_deliveries_not_made_pending(
+        bus_app, client, tenant_factory):
+    """RQ raises the job's timeout in the job's thread: the batch job fails then (it is not
+    taken for one delivery's failure), and a delivery it did not make stays pending for the
+    deliveries sweep."""
+    from rq.registry import FailedJobRegistry
+
+    from hub.bus.models import WebhookDelivery
+    from hub.bus.webhooks import DELIVER_MANY_JOB, DELIVERY_THREADS
+
+    tenant = tenant_factory(scopes=SCOPES)
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(2)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _set_hook(client, tenant, f"http://127.0.0.1:{server.server_address[1]}/hook", schedule=[60])
+        with bus_app.app_context(), unit_of_work(bus_app.extensions["rop"].db) as uow:
+            for n in range(DELIVERY_THREADS + 4):  # more than one round of the job's threads
+                publish(tenant.ctx, uow, Ping(n=n, mode="noop"))
+            uow.commit()
+        redis = bus_app.extensions["rop"].redis
+        queue = Queue("webhooks", connection=redis)
+        [batch] = queue.get_jobs()
+        queue.empty()
+        job = queue.enqueue(DELIVER_MANY_JOB, batch.args[0], job_timeout=1, result_ttl=0)
+        make_worker(bus_app).work(burst=True)
+        assert job.id in FailedJobRegistry(queue=queue).get_job_ids()
+    finally:
+        server.shutdown()
+        server.server_close()
+    with unit_of_work(bus_app.extensions["rop"].db, readonly=True) as uow:
+        statuses = [d.status for d in uow.session.query(WebhookDelivery).filter_by(tenant_id=tenant.id)]
+    assert "pending" in statuses  # not made before the timeout: the sweep's to enqueue again

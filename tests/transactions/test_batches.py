@@ -273,3 +273,45 @@ def test_a_batch_of_several_wallets_moves_their_money_in_wallet_id_order(app, li
         event.remove(engine, "before_cursor_execute", seen)
     assert moved == sorted(moved) and set(moved) == {wallet_of[first], wallet_of[then]}, moved
     assert transaction(app, funded.tenant.id, first if wallet_of[first] == funded.wallet_id else then)["status"] == "failed"
+
+
+def test_a_claim_that_fails_halfway_through_the_one_by_one_retry_keeps_no_slot(app, funded, sandbox, monkeypatch):
+    """A batch that lost an attempt's race retries its claims one by one; when one of those
+    fails (the database gone), the slots taken for the ones before are given back: a slot
+    kept would be renewed by the process for good, one fewer call for every tenant."""
+    from sqlalchemy.exc import IntegrityError
+
+    views = _submit_together(app, funded.tenant.id, ["081200007801", "081200007802"])
+    real, calls_made = driver.record_attempt, []
+
+    def failing(uow, trx, step):
+        calls_made.append(trx.id)
+        if len(calls_made) == 1:  # the batch's claim: another run recorded an attempt first
+            raise IntegrityError("INSERT INTO transaction_attempts", {}, Exception("duplicate key"))
+        if trx.id == max(v["id"] for v in views):  # the second one's own claim: the database gone
+            raise RuntimeError("server closed the connection")
+        return real(uow, trx, step)
+
+    monkeypatch.setattr(driver, "record_attempt", failing)
+    with app.app_context(), pytest.raises(RuntimeError):
+        driver.drive([v["id"] for v in views])
+    assert holders(app.extensions["rop"].redis, f"provider:{sandbox}") == 0
+
+
+def test_slots_that_cannot_be_given_back_do_not_lose_the_answers(app, funded, sandbox, monkeypatch):
+    """Redis failing as the round gives its slots back: the answers of the calls made are
+    recorded all the same (the slots lapse after their TTL)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from hub.transactions import calls
+
+    views = _submit_together(app, funded.tenant.id, ["081200007811", "081200007812"])
+
+    def unreachable(leases):
+        raise RedisConnectionError("Redis went away")
+
+    monkeypatch.setattr(calls, "release_many", unreachable)
+    with app.app_context():
+        driver.drive([v["id"] for v in views])
+    assert _statuses(app, funded.tenant.id, views) == ["succeeded", "succeeded"]
+    assert purchase_counts(app.extensions["rop"].redis) == {f"{v['id']}-1": 1 for v in views}
