@@ -5,14 +5,15 @@ import pytest
 
 @pytest.fixture
 def receiver_factory():
-    """``receiver_factory(statuses=())``: a real webhook receiver on a free port
-    (``tests.bus.test_webhooks.Receiver``) answering ``statuses`` in turn; closed afterwards."""
+    """``receiver_factory(statuses=(), delay=0)``: a real webhook receiver on a free port
+    (``tests.bus.test_webhooks.Receiver``) answering ``statuses`` in turn, each after
+    ``delay`` seconds; closed afterwards."""
     from tests.bus.test_webhooks import Receiver
 
     made = []
 
-    def make(statuses=()):
-        made.append(Receiver(statuses))
+    def make(statuses=(), delay: float = 0.0):
+        made.append(Receiver(statuses, delay))
         return made[-1]
 
     yield make

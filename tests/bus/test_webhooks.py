@@ -20,18 +20,27 @@ SCOPES = ["events:read", "webhooks:write"]
 
 
 class Receiver:
-    """A webhook receiver: answers the given statuses in turn (then 200), records each POST."""
+    """A webhook receiver: answers the given statuses in turn (then 200), each after ``delay``
+    seconds, records each POST and the most POSTs it had in flight at once."""
 
-    def __init__(self, statuses):
+    def __init__(self, statuses, delay: float = 0.0):
         self.statuses = list(statuses)
         self.requests: list[tuple[dict, bytes]] = []
+        self.in_flight = self.most_in_flight = 0
+        lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers), body))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                with lock:
+                    receiver.requests.append((dict(self.headers), body))
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
+                time.sleep(delay)
+                with lock:
+                    receiver.in_flight -= 1
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -275,55 +284,29 @@ def test_deliveries_enqueued_together_go_in_batch_jobs_with_the_delivery_jobs_op
 
 
 def test_one_batch_job_makes_many_deliveries_at_once_each_one_post_with_its_own_retries(
-        bus_app, client, tenant_factory):
+        bus_app, client, tenant_factory, receiver_factory):
     """A unit of work that publishes 30 events: one job on the webhooks queue; it POSTs each
     event once, several in flight together (a slow receiver sees them overlap); the one
     answered 500 is retried alone, on its own schedule."""
     tenant = tenant_factory(scopes=SCOPES)
-    seen: list[dict] = []
-    in_flight = {"now": 0, "most": 0}
-    lock = threading.Lock()
-
-    class Slow(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with lock:
-                in_flight["now"] += 1
-                in_flight["most"] = max(in_flight["most"], in_flight["now"])
-                failing = not seen  # the first POST to arrive is answered 500
-                seen.append(body)
-            time.sleep(0.2)
-            with lock:
-                in_flight["now"] -= 1
-            self.send_response(500 if failing else 200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        _set_hook(client, tenant, f"http://127.0.0.1:{server.server_address[1]}/hook", schedule=[0])
-        with bus_app.app_context(), unit_of_work(bus_app.extensions["rop"].db) as uow:
-            messages = [publish(tenant.ctx, uow, Ping(n=n, mode="noop")) for n in range(30)]
-            uow.commit()
-        queue = Queue("webhooks", connection=bus_app.extensions["rop"].redis)
-        assert queue.count == 1  # one batch job for the 30 deliveries
-        make_worker(bus_app).work(burst=True, with_scheduler=True)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert sorted(s["id"] for s in seen) == sorted([m.id for m in messages] + [seen[0]["id"]])
-    assert in_flight["most"] > 1
+    receiver = receiver_factory([500], delay=0.2)  # the first POST to arrive is answered 500
+    _set_hook(client, tenant, receiver.url, schedule=[0])
+    with bus_app.app_context(), unit_of_work(bus_app.extensions["rop"].db) as uow:
+        messages = [publish(tenant.ctx, uow, Ping(n=n, mode="noop")) for n in range(30)]
+        uow.commit()
+    queue = Queue("webhooks", connection=bus_app.extensions["rop"].redis)
+    assert queue.count == 1  # one batch job for the 30 deliveries
+    make_worker(bus_app).work(burst=True, with_scheduler=True)
+    seen = [json.loads(body)["id"] for _, body in receiver.requests]
+    assert sorted(seen) == sorted([m.id for m in messages] + [seen[0]])
+    assert receiver.most_in_flight > 1
     deliveries = client.get("/v1/webhook/deliveries?limit=100", headers=tenant.headers).get_json()["items"]
     assert len(deliveries) == 30 and {d["status"] for d in deliveries} == {"delivered"}
     assert sorted(d["attempts"] for d in deliveries) == [1] * 29 + [2]
 
 
 def test_a_batch_jobs_timeout_fails_the_job_and_leaves_the_deliveries_not_made_pending(
-        bus_app, client, tenant_factory):
+        bus_app, client, tenant_factory, receiver_factory):
     """RQ raises the job's timeout in the job's thread: the batch job fails then (it is not
     taken for one delivery's failure), and a delivery it did not make stays pending for the
     deliveries sweep."""
@@ -333,36 +316,18 @@ def test_a_batch_jobs_timeout_fails_the_job_and_leaves_the_deliveries_not_made_p
     from hub.bus.webhooks import DELIVER_MANY_JOB, DELIVERY_THREADS
 
     tenant = tenant_factory(scopes=SCOPES)
-
-    class Slow(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            time.sleep(2)
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        _set_hook(client, tenant, f"http://127.0.0.1:{server.server_address[1]}/hook", schedule=[60])
-        with bus_app.app_context(), unit_of_work(bus_app.extensions["rop"].db) as uow:
-            for n in range(DELIVERY_THREADS + 4):  # more than one round of the job's threads
-                publish(tenant.ctx, uow, Ping(n=n, mode="noop"))
-            uow.commit()
-        redis = bus_app.extensions["rop"].redis
-        queue = Queue("webhooks", connection=redis)
-        [batch] = queue.get_jobs()
-        queue.empty()
-        job = queue.enqueue(DELIVER_MANY_JOB, batch.args[0], job_timeout=1, result_ttl=0)
-        make_worker(bus_app).work(burst=True)
-        assert job.id in FailedJobRegistry(queue=queue).get_job_ids()
-    finally:
-        server.shutdown()
-        server.server_close()
+    receiver = receiver_factory(delay=2)
+    _set_hook(client, tenant, receiver.url, schedule=[60])
+    with bus_app.app_context(), unit_of_work(bus_app.extensions["rop"].db) as uow:
+        for n in range(DELIVERY_THREADS + 4):  # more than one round of the job's threads
+            publish(tenant.ctx, uow, Ping(n=n, mode="noop"))
+        uow.commit()
+    queue = Queue("webhooks", connection=bus_app.extensions["rop"].redis)
+    [batch] = queue.get_jobs()
+    queue.empty()
+    job = queue.enqueue(DELIVER_MANY_JOB, batch.args[0], job_timeout=1, result_ttl=0)
+    make_worker(bus_app).work(burst=True)
+    assert job.id in FailedJobRegistry(queue=queue).get_job_ids()
     with unit_of_work(bus_app.extensions["rop"].db, readonly=True) as uow:
         statuses = [d.status for d in uow.session.query(WebhookDelivery).filter_by(tenant_id=tenant.id)]
     assert "pending" in statuses  # not made before the timeout: the sweep's to enqueue again
