@@ -173,12 +173,20 @@ def release(lease: Lease) -> None:
     lease.redis.zrem(KEY_PREFIX + lease.key, lease.token)
 
 
-def release_many(leases) -> None:
-    """:func:`release` of many leases: one ``ZREM`` per key, in one round trip per client."""
+def forget(leases) -> None:
+    """Stop extending ``leases`` (each lapses after its ttl unless released first)."""
     keeper = _keeper()
-    by_client: dict[int, tuple[object, dict[str, list[str]]]] = {}
     for lease in leases:
         keeper.drop(lease)
+
+
+def release_many(leases) -> None:
+    """:func:`release` of many leases: one ``ZREM`` per key, in one round trip per client.
+    They are forgotten first (:func:`forget`): with Redis away they lapse after their ttl."""
+    leases = list(leases)
+    forget(leases)
+    by_client: dict[int, tuple[object, dict[str, list[str]]]] = {}
+    for lease in leases:
         by_client.setdefault(id(lease.redis), (lease.redis, {}))[1].setdefault(lease.key, []).append(lease.token)
     for client, by_key in by_client.values():
         with client.pipeline(transaction=False) as pipe:
