@@ -27,9 +27,10 @@ import time
 import uuid
 from pathlib import Path
 
+from procfile import ordinary_number
 from scratch import scratch_database
 from sqlalchemy.engine import make_url
-from transactions import _number, setup
+from transactions import setup
 
 VERSIONS = {"v1": "SELECT rop_accept_v1(%s::json)", "v2": "SELECT rop_accept_v2(%s::jsonb)"}
 _IDS = re.compile(r'"((?:trx|hld|jnl|msg|dlv)_[0-9a-f]+)"')
@@ -86,7 +87,7 @@ def main() -> int:
             headers = {"Authorization": f"Bearer {found['token']}"}
             for n in range(args.warm):
                 answer = client.post("/v1/transactions", headers=headers,
-                                     json={"ref_id": f"warm-{n}", "product_code": "TEL10", "customer_no": _number(n)})
+                                     json={"ref_id": f"warm-{n}", "product_code": "TEL10", "customer_no": ordinary_number(n)})
                 if answer.status_code != 202:
                     raise SystemExit(f"warm-up purchase answered {answer.status_code}: {answer.get_data(as_text=True)}")
             if not sent:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from procfile import start, stop, wait_ready
+from procfile import ordinary_number, postgres_cpu, start, stop, wait_ready
 from scratch import scratch_database
 
 GOAL_ROWS = 100_000
@@ -44,7 +44,6 @@ FUNDS = 10**13
 #: limit through the hub's own setting, for the app it seeds with and the hub it starts
 LIMITS = {"ROP_AMOUNT_LIMIT_TOPUP": str(FUNDS)}
 GOAL_RSS_MB = 500
-SPECIAL = {"9999", "4444", "8888", "7777", "6666", "5555", "3333", "2222"}  # the sandbox's test numbers
 
 
 def write_csv(path: Path, rows: int) -> None:
@@ -52,10 +51,7 @@ def write_csv(path: Path, rows: int) -> None:
     with path.open("w", encoding="utf-8") as out:
         out.write("ref_id,product_code,customer_no\n")
         for n in range(rows):
-            number = f"0812{n % 100_000_000:08d}"
-            if number[-4:] in SPECIAL:
-                number = number[:-1] + "0"
-            out.write(f"bench-{n},TEL10,{number}\n")
+            out.write(f"bench-{n},TEL10,{ordinary_number(n)}\n")
 
 
 def setup(database_url: str, redis_url: str, instance: Path, latency_ms: int, funds: int) -> dict:
@@ -91,19 +87,6 @@ def setup(database_url: str, redis_url: str, instance: Path, latency_ms: int, fu
     return found
 
 
-def _postgres_cpu() -> float:
-    """CPU seconds used so far by the PostgreSQL server processes on this machine."""
-    total = 0.0
-    for p in psutil.process_iter(["name"]):
-        if (p.info["name"] or "").startswith("postgres"):
-            try:
-                times = p.cpu_times()
-                total += times.user + times.system
-            except psutil.Error:
-                continue
-    return total
-
-
 class RssSampler(threading.Thread):
     """Peak RSS (MB) and CPU seconds of each named process tree, sampled every ``every`` seconds;
     and the PostgreSQL server's CPU seconds meanwhile."""
@@ -114,7 +97,7 @@ class RssSampler(threading.Thread):
         self.peak: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.stop_event = threading.Event()
-        self.postgres_start = _postgres_cpu()
+        self.postgres_start = postgres_cpu()
         self.postgres_cpu = 0.0
 
     def run(self) -> None:
@@ -134,7 +117,7 @@ class RssSampler(threading.Thread):
                     key = name if n == 0 else f"{name}/child{n}"
                     self.peak[key] = max(self.peak.get(key, 0.0), rss)
                     self.cpu[key] = max(self.cpu.get(key, 0.0), times.user + times.system)
-            self.postgres_cpu = _postgres_cpu() - self.postgres_start
+            self.postgres_cpu = postgres_cpu() - self.postgres_start
 
 
 def check(app, tenant_id: str, wallet_id: str, job: dict, funds: int = FUNDS) -> dict:

@@ -1,4 +1,5 @@
-"""The Procfile's processes for the benches that run the hub end to end (bulk, transactions).
+"""The Procfile's processes for the benches that run the hub end to end (bulk, transactions),
+the CPU they use, and the customer numbers their purchases go to.
 
 Imported by the bench scripts as a sibling module (``python bench/<name>.py`` puts ``bench/``
 on ``sys.path``).
@@ -69,3 +70,55 @@ def wait_ready(port: int, timeout: float = 300) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError("the web process did not answer /healthz")
+
+
+#: the endings of the sandbox's test numbers (a failure, a refund, a timeout, a request lost
+#: on the way …: rop_sandbox's module docstring); every other number succeeds at once
+SANDBOX_TEST_ENDINGS = frozenset({"9999", "4444", "8888", "7777", "6666", "5555", "3333", "2222"})
+
+
+def ordinary_number(n: int) -> str:
+    """The ``n``-th ordinary Telkomsel number: one the sandbox answers with a success (a test
+    number's ending has its last digit made 0)."""
+    number = f"0812{n % 100_000_000:08d}"
+    return number[:-1] + "0" if number[-4:] in SANDBOX_TEST_ENDINGS else number
+
+
+def postgres_cpu() -> float:
+    """CPU seconds used so far by the PostgreSQL server processes on this machine (every
+    backend of its clusters: run the bench on an otherwise quiet server)."""
+    import psutil
+
+    total = 0.0
+    for p in psutil.process_iter(["name"]):
+        if (p.info["name"] or "").startswith("postgres"):
+            try:
+                times = p.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                continue
+    return total
+
+
+def process_cpu(procs: dict[str, subprocess.Popen]) -> dict[str, float]:
+    """CPU seconds (user + system) each process has used, its children included (gunicorn's
+    workers), and ``postgres``: :func:`postgres_cpu`."""
+    import psutil
+
+    spent: dict[str, float] = {}
+    for name, proc in procs.items():
+        try:
+            root = psutil.Process(proc.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        total = 0.0
+        for member in tree:
+            try:
+                times = member.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        spent[name] = total
+    spent["postgres"] = postgres_cpu()
+    return spent

@@ -62,7 +62,7 @@ import uuid
 from pathlib import Path
 
 import minimal_accept
-from procfile import start, stop, wait_ready
+from procfile import ordinary_number, process_cpu, start, stop, wait_ready
 from scratch import scratch_database
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -77,19 +77,12 @@ CLIENT_RATE_LIMIT = 10_000_000
 #: the minimal baseline's catalog (the price of the product the clients buy)
 MINIMAL_CATALOG = {"TEL10": 10_500}
 FUNDS = 10**14
-#: the bench's funds are one top-up above the hub's default limit per top-up: it raises the
-#: limit through the hub's own setting, for the app it seeds with and the hub it starts
 #: calls in flight per provider configuration (default 64): at 200 ms, 64 cap one
 #: configuration at 320 calls/s; 256 keeps the limit from being what bounds the figures
 PROVIDER_LIMIT = 256
+#: the bench's funds are one top-up above the hub's default limit per top-up: it raises the
+#: limit through the hub's own setting, for the app it seeds with and the hub it starts
 LIMITS = {"ROP_AMOUNT_LIMIT_TOPUP": str(FUNDS), "ROP_TX_PROVIDER_LIMIT": str(PROVIDER_LIMIT)}
-TENANT_NUMBER = "0812{:08d}"  # ordinary Telkomsel numbers: every one succeeds at the sandbox
-SPECIAL = {"9999", "4444", "8888", "7777", "6666", "5555", "3333", "2222"}  # the sandbox's test numbers
-
-
-def _number(n: int) -> str:
-    number = TENANT_NUMBER.format(n % 100_000_000)
-    return number[:-1] + "0" if number[-4:] in SPECIAL else number
 
 
 # -- set-up -----------------------------------------------------------------------------------
@@ -161,7 +154,7 @@ def _client(port: int, token: str, prefix: str, seconds: float | None, quota: in
             counter.value += 1
         if quota is not None and n >= quota:
             break
-        body = json.dumps({"ref_id": f"{prefix}-{n}", "product_code": "TEL10", "customer_no": _number(n)})
+        body = json.dumps({"ref_id": f"{prefix}-{n}", "product_code": "TEL10", "customer_no": ordinary_number(n)})
         started = time.perf_counter()
         try:
             conn.request("POST", "/v1/transactions", body=body, headers=headers)
@@ -294,35 +287,6 @@ def wait_settled(app, tenant_id: str, timeout: float = 900) -> None:
             return
         time.sleep(1.0)
     raise RuntimeError("transactions still in flight after the timeout")
-
-
-def process_cpu(procs: dict[str, subprocess.Popen]) -> dict[str, float]:
-    """CPU seconds (user + system) each process has used, its children included (gunicorn's
-    workers), and PostgreSQL's server processes together (``postgres``: every backend of the
-    machine's clusters, so run it on an otherwise quiet server)."""
-    import psutil
-
-    spent: dict[str, float] = {}
-    for name, proc in procs.items():
-        try:
-            root = psutil.Process(proc.pid)
-            tree = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            continue
-        total = 0.0
-        for member in tree:
-            try:
-                times = member.cpu_times()
-                total += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-        spent[name] = total
-    total = 0.0
-    for member in psutil.process_iter(["name", "cpu_times"]):
-        if member.info["name"] in ("postgres", "postmaster") and member.info["cpu_times"] is not None:
-            total += member.info["cpu_times"].user + member.info["cpu_times"].system
-    spent["postgres"] = total
-    return spent
 
 
 def end_to_end(app, port: int, found: dict, clients: int, count: int, latency_ms: int) -> dict:

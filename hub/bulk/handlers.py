@@ -21,7 +21,7 @@ def process_chunk(ctx: CallContext, message: Message) -> None:
 
 def of_a_bulk_row(payload: dict) -> bool:
     """Whether a transaction event is about a bulk row's transaction (its ``source``)."""
-    return str(payload.get("source") or "").startswith("bulk:")
+    return service.bulk_row_of(payload) is not None
 
 
 def follow_transaction(ctx: CallContext, uow: UnitOfWork, message: Message) -> None:

@@ -694,16 +694,23 @@ def _mark_unsent(ctx: CallContext, uow: UnitOfWork, job_id: str, item_ids: list[
 
 
 # -- following -------------------------------------------------------------------------------
+def bulk_row_of(transaction: dict[str, Any]) -> tuple[str, int] | None:
+    """The (job id, row) of a bulk row's transaction (``source = "bulk:<job>:<row>"``), or None."""
+    parts = str(transaction.get("source") or "").split(":")
+    if len(parts) != 3 or parts[0] != "bulk" or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
+
+
 def apply_transaction_event(ctx: CallContext, uow: UnitOfWork, transaction: dict[str, Any]) -> bool:
     """Move the item of a bulk transaction (``source = "bulk:<job>:<row>"``) to its outcome.
 
     :return: whether anything changed (a duplicate or out-of-order event changes nothing).
     """
-    source = transaction.get("source") or ""
-    parts = source.split(":")
-    if len(parts) != 3 or parts[0] != "bulk" or not parts[2].isdigit():
+    found = bulk_row_of(transaction)
+    if found is None:
         return False
-    job_id, row = parts[1], int(parts[2])
+    job_id, row = found
     new_status = _FROM_TRANSACTION.get(transaction.get("status", ""))
     if new_status is None:
         return False

@@ -40,7 +40,6 @@ def sequence(engine) -> int:
     with engine.connect() as conn:
         if conn.execute(_ANY).first() is None:
             return 0
-        conn.rollback()
     with engine.begin() as conn:
         if conn.dialect.name != "postgresql":
             return conn.execute(_NUMBER_SQLITE).rowcount

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema
 
+from hub.context import CallContext
 from hub.db import new_id, utcnow
 
 #: Every message class by its ``type`` (filled in by ``__init_subclass__``).
@@ -113,6 +114,11 @@ class Message:
             "correlation_id": self.correlation_id, "causation_id": self.causation_id,
             "occurred_at": self.occurred_at.isoformat(), "payload": self.payload, "context": self.context,
         }
+
+    def call_context(self) -> CallContext:
+        """The caller a handler of this message acts for: the context it was published in (or
+        just its tenant, for a message published without one)."""
+        return CallContext.from_dict(self.context or {"tenant_id": self.tenant_id})
 
     @classmethod
     def from_envelope(cls, envelope: dict[str, Any]) -> Message:

@@ -42,7 +42,7 @@ def run_handler(envelope: dict, handler: str) -> str:
         if func is None:
             raise LookupError(f"no handler {handler!r} is registered in this worker")
         message = Message.from_envelope(envelope)
-        ctx = CallContext.from_dict(message.context or {"tenant_id": message.tenant_id})
+        ctx = message.call_context()
         if registry(app).owns_uow(handler):
             return _run_own_uow(state.db, func, ctx, message, handler)
         with unit_of_work(state.db) as uow:
@@ -125,7 +125,7 @@ def _run_batch(app, db, func, envelopes: list[dict], handler: str) -> str:
                 {"message_id": m.id, "handler": handler, "tenant_id": m.tenant_id, "processed_at": utcnow()}
                 for m in todo])
             for message in todo:
-                func(CallContext.from_dict(message.context or {"tenant_id": message.tenant_id}), uow, message)
+                func(message.call_context(), uow, message)
             uow.commit()
         return "done"
     except Exception as exc:  # noqa: BLE001 - any failure: each message is retried on its own
@@ -150,7 +150,7 @@ def _run_own_uow_batch(db, func, batch, envelopes: list[dict], handler: str) -> 
         batch(todo)
     else:
         for message in todo:
-            func(CallContext.from_dict(message.context or {"tenant_id": message.tenant_id}), message)
+            func(message.call_context(), message)
     rows = [{"message_id": m.id, "handler": handler, "tenant_id": m.tenant_id, "processed_at": utcnow()}
             for m in todo]
     try:

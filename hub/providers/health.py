@@ -117,10 +117,14 @@ def _record_script(redis) -> HotScript:
 
 
 def _state(redis, scope: str) -> str:
-    raw = redis.get(_key(scope, "open_until"))
-    if raw is None:
+    return _state_of(redis.get(_key(scope, "open_until")), time.time())
+
+
+def _state_of(open_until, now: float) -> str:
+    """A breaker's state from its ``open_until`` value (None: closed) at ``now``."""
+    if open_until is None:
         return "closed"
-    return "open" if float(raw) > time.time() else "half_open"
+    return "open" if float(open_until) > now else "half_open"
 
 
 def breaker_state(redis, config_id: str, tenant_id: str | None = None) -> str:
@@ -186,7 +190,7 @@ def allow_call(redis, config_id: str, tenant_id: str | None = None) -> bool:
     if all(raw is None for raw in values):
         return True  # both closed: one round trip
     now = time.time()
-    states = ["closed" if raw is None else "open" if float(raw) > now else "half_open" for raw in values]
+    states = [_state_of(raw, now) for raw in values]
     if "open" in states:
         return False
     taken = []

@@ -140,10 +140,15 @@ def _locked(uow: UnitOfWork, ids: list[str]) -> list[Transaction]:
 
 def _current_attempts(uow: UnitOfWork, locked: list[Transaction]) -> dict[str, Attempt]:
     """Each transaction's current attempt (by transaction id), read in one statement."""
-    wanted = [(trx.id, trx.attempt_count) for trx in locked if trx.attempt_count]
+    found = _attempts(uow, [(trx.id, trx.attempt_count) for trx in locked if trx.attempt_count])
+    return {transaction_id: attempt for (transaction_id, _), attempt in found.items()}
+
+
+def _attempts(uow: UnitOfWork, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], Attempt]:
+    """The attempts of these (transaction id, attempt number) pairs, read in one statement."""
     if not wanted:
         return {}
-    return {a.transaction_id: a for a in uow.session.scalars(
+    return {(a.transaction_id, a.seq): a for a in uow.session.scalars(
         select(Attempt).where(tuple_(Attempt.transaction_id, Attempt.seq).in_(wanted))
         .execution_options(populate_existing=True))}
 
@@ -189,15 +194,13 @@ def _record(results: list[tuple[Step, Outcome]]) -> list[str]:
     with unit_of_work(_db()) as uow:
         uow.messages_at_commit = True  # one insert for the batch's events
         transactions = _locked(uow, list(by_id))
-        attempts = {(a.transaction_id, a.seq): a for a in uow.session.scalars(
-            select(Attempt).where(tuple_(Attempt.transaction_id, Attempt.seq).in_(
-                [(step.transaction_id, step.seq) for step, _ in results])))}
+        attempts = _attempts(uow, [(step.transaction_id, step.seq) for step, _ in results])
         for trx in transactions:
             step, outcome = by_id[trx.id]
             attempt = attempts.get((trx.id, step.seq))
             if attempt is not None and lifecycle.apply_outcome(
                     lifecycle.tenant_ctx(trx), uow, trx, attempt, outcome, step.via,
-                    not_found_grace=declared(step.provider_code, "not_found_grace")):
+                    not_found_grace=_declared(step.provider_code, "not_found_grace")):
                 try_next.append(trx.id)
         uow.commit()
     return try_next
@@ -213,7 +216,7 @@ def check(step: Step) -> Outcome:
     return outcome
 
 
-def declared(provider_code: str | None, attribute: str):
+def _declared(provider_code: str | None, attribute: str):
     """What the provider class declares (``weak_callback_auth``, ``not_found_grace``), or None
     when it is not installed."""
     cls = providers.provider_class(provider_code) if provider_code else None

@@ -62,15 +62,15 @@ def process_transactions(messages: list) -> None:
 def check_transaction_statuses(messages: list) -> None:
     """Batch form of :func:`check_transaction_status` (the sweep's due checks, published
     together): each check made as alone, all at once (a thread each from the status checks'
-    own pool, ``calls.check_pool``), so that one slow provider's checks hold one job, not a worker thread each. A
+    own pool, ``calls.check_pool``), so that one slow provider's checks hold one job, not a
+    worker thread each. A
     check that raised (``ConfirmationOpen``, the database away) fails the job after the
     others are made: the bus retries it whole (a status check is safe to make again)."""
     app = current_app._get_current_object()
 
     def one(message) -> None:
         with app.app_context():
-            check_transaction_status(CallContext.from_dict(message.context or {"tenant_id": message.tenant_id}),
-                                     message)
+            check_transaction_status(message.call_context(), message)
     futures = [calls.check_pool().submit(one, message) for message in messages]
     failed = []
     for future in futures:
