@@ -293,6 +293,21 @@ class UnitOfWork:
         """Run ``callback`` once the transaction has committed (not on rollback)."""
         self._after_commit.append(callback)
 
+    def after_commit_batch(self, key: Any, item: Any, work: Callable[[list[Any]], None]) -> None:
+        """Add ``item`` to the after-commit batch ``key``: once the transaction has committed,
+        ``work(items)`` runs once for all of them (one Redis round trip for a batch's wake-ups),
+        in the place of the first item among the after-commit callbacks. ``work`` is the first
+        caller's. A rollback drops the batch with the rest."""
+        batch = self.memo.get(("after_commit_batch", key))
+        if batch is None:
+            batch = self.memo[("after_commit_batch", key)] = []
+
+            def run() -> None:
+                work(self.memo.pop(("after_commit_batch", key), batch))
+
+            self._after_commit.append(run)
+        batch.append(item)
+
     def flush(self) -> None:
         self.session.flush()
 

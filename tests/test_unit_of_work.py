@@ -89,3 +89,37 @@ def test_batches_marked_first_run_before_the_other_work_in_the_order_they_began(
         uow.before_commit_batch("c", 4, lambda items: order.append(("c", items)), first=True)
         uow.commit()
     assert order == [("c", [4]), "plain"]
+
+
+def test_an_after_commit_batch_runs_once_after_the_commit_and_never_after_a_rollback(app):
+    runs = []
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        uow.session.add(_tenant(90))
+        uow.after_commit_batch("wake", "a", lambda items: runs.append((list(items), _tenants(app))))
+        uow.after_commit(lambda: runs.append("plain"))
+        uow.after_commit_batch("wake", "b", lambda items: runs.append(("ignored", items)))
+        assert runs == []
+        uow.commit()
+        # once for both items, with the commit already visible, in the place of the first item
+        assert runs == [(["a", "b"], 1), "plain"]
+        uow.after_commit_batch("wake", "c", runs.append)
+        uow.rollback()  # the batch goes with the rest
+        uow.after_commit_batch("wake", "d", runs.append)
+        uow.commit()
+    assert runs == [(["a", "b"], 1), "plain", ["d"]]
+
+
+def test_tune_freezes_the_start_up_heap_and_makes_young_collections_rarer():
+    """hub.gctune, in a process of its own (the test process keeps its collector as it is)."""
+    import subprocess
+    import sys
+
+    from hub import gctune
+
+    code = ("import gc, hub.app; from hub import gctune; before = gc.get_freeze_count(); gctune.tune(); "
+            "print(before, gc.get_freeze_count(), gc.get_threshold()[0])")
+    out = subprocess.run([sys.executable, "-c", code],
+                         capture_output=True, text=True, check=True).stdout.split()
+    before, frozen, young = map(int, out)
+    assert before == 0 and frozen > 10_000  # the modules imported, out of the collector's sight
+    assert young == gctune.YOUNG_THRESHOLD != 700

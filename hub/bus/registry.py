@@ -37,6 +37,9 @@ class Registry:
     #: ``own_uow`` handlers' batch forms, by the handler's name: ``batch(messages)`` does for
     #: many messages at once what the handler does for one (see :func:`register_command_handler`).
     batches: dict[str, Handler] = field(default_factory=dict)
+    #: ``own_uow`` handlers that keep no processed-message record (``recorded=False``): their
+    #: own state machine is what makes a replay harmless (see :func:`register_command_handler`)
+    unrecorded: set[str] = field(default_factory=set)
     #: subscribers' conditions, by (event type, handler name): ``when(payload)`` (see :func:`subscribe`)
     conditions: dict[tuple[str, str], Callable[[dict], bool]] = field(default_factory=dict)
 
@@ -68,6 +71,10 @@ class Registry:
         """Whether handler ``name`` was registered with ``own_uow=True``."""
         return name in self.own_uow
 
+    def records(self, name: str) -> bool:
+        """Whether the runner keeps a processed-message record for handler ``name``."""
+        return name not in self.unrecorded
+
     def batch_for(self, name: str) -> Handler | None:
         """The batch form of ``own_uow`` handler ``name``, if it has one."""
         return self.batches.get(name)
@@ -79,7 +86,7 @@ def registry(app: Flask) -> Registry:
 
 
 def register_command_handler(app: Flask, command: type[Command], func: Handler, *, own_uow: bool = False,
-                             batch: Handler | None = None) -> None:
+                             batch: Handler | None = None, recorded: bool = True) -> None:
     """Make ``func`` the one handler of ``command``.
 
     :param own_uow: ``func(ctx, message)`` opens its own units of work; the runner skips a
@@ -89,17 +96,28 @@ def register_command_handler(app: Flask, command: type[Command], func: Handler, 
         once (the ones published by one unit of work reach one job; docs/bus.md, "Batches").
         It must have the effect of ``func`` on each, be as safe to run again, and may raise
         only for a failure that a retry of all of them can mend.
-    :raise ValueError: when the command already has a different handler, or ``batch`` is
-        given without ``own_uow``.
+    :param recorded: with ``own_uow``, False: the runner neither looks up nor writes a
+        processed-message record for these commands (two round trips and a row per message
+        saved). Only for a handler whose every write is guarded by the state it expects, so
+        that running it again for a message, at any moment and concurrently too, changes
+        nothing that the first run decided (the transactions driver: docs/bus.md, "own_uow").
+    :raise ValueError: when the command already has a different handler, or ``batch`` or
+        ``recorded=False`` is given without ``own_uow``.
     """
     if batch is not None and not own_uow:
         raise ValueError("a batch form is for own_uow handlers (the others are batched by the runner)")
+    if not recorded and not own_uow:
+        raise ValueError("only an own_uow handler may go without a processed-message record")
     reg = registry(app)
     existing = reg.commands.get(command.type)
     if existing is not None and existing is not func:
         raise ValueError(f"command {command.type!r} already has the handler {handler_name(existing)}")
     reg.commands[command.type] = func
     _mark_own_uow(reg, func, own_uow)
+    if recorded:
+        reg.unrecorded.discard(handler_name(func))
+    else:
+        reg.unrecorded.add(handler_name(func))
     if batch is not None:
         reg.batches[handler_name(func)] = batch
     else:

@@ -11,7 +11,9 @@ A handler registered with ``own_uow=True`` runs outside any unit of work of the 
 database's write lock or a pooled connection). The runner checks the record before
 calling it and writes the record after it returns. Between the two the handler may run
 twice for one message (a concurrent duplicate job, or a crash after its effect but before
-the record): its own state machine must make the second run harmless (docs/bus.md).
+the record): its own state machine must make the second run harmless (docs/bus.md). One
+registered with ``recorded=False`` as well gets no record at all: its state machine is the
+only guard (the transactions driver's commands).
 """
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ def run_handler(envelope: dict, handler: str) -> str:
         message = Message.from_envelope(envelope)
         ctx = message.call_context()
         if registry(app).owns_uow(handler):
+            if not registry(app).records(handler):
+                func(ctx, message)
+                return "done"
             return _run_own_uow(state.db, func, ctx, message, handler)
         with unit_of_work(state.db) as uow:
             # The record goes in first: a duplicate fails here, before the handler runs.
@@ -93,7 +98,8 @@ def run_handler_batch(envelopes: list[dict], handler: str) -> str:
     try:
         if func is None:
             raise LookupError(f"no handler {handler!r} is registered in this worker")
-        return _run_own_uow_batch(state.db, func, reg.batch_for(handler), envelopes, handler)
+        return _run_own_uow_batch(state.db, func, reg.batch_for(handler), envelopes, handler,
+                                  recorded=reg.records(handler))
     except Exception as exc:
         retries_left = job.retries_left if job is not None else 0
         if retries_left:
@@ -139,18 +145,23 @@ def _run_batch(app, db, func, envelopes: list[dict], handler: str) -> str:
         return "split"
 
 
-def _run_own_uow_batch(db, func, batch, envelopes: list[dict], handler: str) -> str:
+def _run_own_uow_batch(db, func, batch, envelopes: list[dict], handler: str, *, recorded: bool = True) -> str:
     messages = [Message.from_envelope(e) for e in envelopes]
-    with unit_of_work(db, readonly=True) as uow:
-        seen = _recorded(uow, [m.id for m in messages], handler)
-    todo = [m for m in messages if m.id not in seen]
-    if not todo:
-        return "duplicate"
+    if recorded:
+        with unit_of_work(db, readonly=True) as uow:
+            seen = _recorded(uow, [m.id for m in messages], handler)
+        todo = [m for m in messages if m.id not in seen]
+        if not todo:
+            return "duplicate"
+    else:
+        todo = messages
     if batch is not None:
         batch(todo)
     else:
         for message in todo:
             func(message.call_context(), message)
+    if not recorded:
+        return "done"
     rows = [{"message_id": m.id, "handler": handler, "tenant_id": m.tenant_id, "processed_at": utcnow()}
             for m in todo]
     try:

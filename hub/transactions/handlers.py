@@ -30,8 +30,12 @@ _batch_gate = threading.BoundedSemaphore(BATCHES_AT_ONCE)
 
 def register(app: Flask) -> None:
     # Provider calls: own short units of work, never one held across a call.
+    # No processed-message record for the driver's commands: every write it makes is
+    # guarded by the state it expects (an attempt's unique key, the row's status and current
+    # attempt under its lock), so a command run twice changes nothing the first run decided
+    # (docs/bus.md, "own_uow").
     register_command_handler(app, ProcessTransaction, process_transaction, own_uow=True,
-                             batch=process_transactions)
+                             batch=process_transactions, recorded=False)
     register_command_handler(app, CheckTransactionStatus, check_transaction_status, own_uow=True,
                              batch=check_transaction_statuses)
     # Callbacks move money in the runner's unit of work (no provider call).

@@ -47,6 +47,7 @@ NOTHING_BOUGHT = frozenset({"rejected", "not_found"})
 IN_FLIGHT = frozenset({"processing", "review"})
 
 WAIT_KEY = "rop:transactions:done:{}"
+_TIMELINE = TimelineEntry.__table__
 
 
 class IllegalTransition(Exception):
@@ -94,10 +95,22 @@ def view(trx: Transaction) -> dict[str, Any]:
 
 def note(uow: UnitOfWork, trx: Transaction, kind: str, detail: dict[str, Any] | None = None, *,
          actor: str | None = None, from_status: str | None = None, to_status: str | None = None) -> None:
-    """Add one line to the transaction's timeline."""
-    uow.session.add(TimelineEntry(transaction_id=trx.id, tenant_id=trx.tenant_id, kind=kind,
-                                  from_status=from_status, to_status=to_status, detail=detail,
-                                  actor=actor, at=utcnow()))
+    """Add one line to the transaction's timeline.
+
+    In a unit of work that writes its messages at the commit (``messages_at_commit``: the
+    driver's, the sweep's; no savepoints), the lines are written there too, all of them in
+    one insert before the money moves."""
+    row = {"transaction_id": trx.id, "tenant_id": trx.tenant_id, "kind": kind, "from_status": from_status,
+           "to_status": to_status, "detail": detail, "actor": actor, "at": utcnow()}
+    if uow.messages_at_commit:
+        uow.before_commit_batch(("transactions.timeline",), row, lambda rows: _write_timeline(uow, rows),
+                                first=True)
+    else:
+        uow.session.add(TimelineEntry(**row))
+
+
+def _write_timeline(uow: UnitOfWork, rows: list[dict[str, Any]]) -> None:
+    uow.session.connection().execute(_TIMELINE.insert(), rows)
 
 
 def publish_status(ctx: CallContext, uow: UnitOfWork, trx: Transaction, *, at_commit: bool = False) -> None:
@@ -138,7 +151,7 @@ def transition(ctx: CallContext, uow: UnitOfWork, trx: Transaction, new_status: 
          from_status=old, to_status=new_status)
     publish_status(ctx, uow, trx)
     if new_status in FINAL or new_status == "review":
-        uow.after_commit(_Wake(trx.id))
+        uow.after_commit_batch(("transactions.wake",), trx.id, _wake)
     uow.after_commit(_StateHook(ctx, view(trx), old, new_status))
 
 
@@ -186,19 +199,16 @@ def _move_all(uow: UnitOfWork, moves: list[_Move]) -> None:
                 wallets.reverse_capture(m.ctx, uow, m.hold_id, key=f"{m.transaction_id}:reverse")
 
 
-class _Wake:
-    """After commit: wake the requests waiting on this transaction (``Prefer: wait``)."""
-
-    def __init__(self, transaction_id: str):
-        self.transaction_id = transaction_id
-
-    def __call__(self) -> None:
-        redis = current_app.extensions["rop"].redis
-        key = WAIT_KEY.format(self.transaction_id)
-        with redis.pipeline(transaction=False) as pipe:
+def _wake(transaction_ids: list[str]) -> None:
+    """After commit: wake the requests waiting on these transactions (``Prefer: wait``), in
+    one round trip."""
+    redis = current_app.extensions["rop"].redis
+    with redis.pipeline(transaction=False) as pipe:
+        for transaction_id in transaction_ids:
+            key = WAIT_KEY.format(transaction_id)
             pipe.lpush(key, "1")
             pipe.expire(key, 120)
-            pipe.execute()
+        pipe.execute()
 
 
 class _StateHook:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from hub.bus import publish
 from hub.bus.messages import Command
 from hub.bus.models import DeadLetter, ProcessedMessage, TenantEvent
-from hub.bus.outbox import MAX_BATCH, enqueue_envelopes
+from hub.bus.outbox import MAX_BATCH, enqueue_envelope, enqueue_envelopes
 from hub.bus.registry import register_command_handler
 from hub.bus.testing import Ping, register
 from hub.context import CallContext
@@ -156,3 +156,44 @@ def test_an_own_uow_batch_that_keeps_failing_leaves_a_dead_letter_for_each_messa
 def test_a_batch_form_needs_an_own_uow_handler(app):
     with pytest.raises(ValueError, match="own_uow"):
         register_command_handler(app, Tally, tally_one, batch=tally_many)
+
+
+# -- handlers without a processed-message record -------------------------------------------------
+@pytest.fixture
+def unrecorded_app(app):
+    register(app)
+    register_command_handler(app, Tally, tally_one, own_uow=True, batch=tally_many, recorded=False)
+    return app
+
+
+def test_an_unrecorded_own_uow_handler_runs_each_delivery_and_writes_no_record(unrecorded_app):
+    """``recorded=False``: no look-up and no record; a delivery made twice runs twice (the
+    handler's own guards are what make that harmless), alone or in a batch."""
+    app = unrecorded_app
+    redis = app.extensions["rop"].redis
+    tallies = _publish_many(app, [Tally(n=i) for i in range(3)])
+    make_worker(app).work(burst=True)
+    assert redis.lrange("bus_test:tally:batches", 0, -1) == [b"0,1,2"]
+    assert _recorded(app, [t.id for t in tallies]) == 0
+    with app.app_context():
+        enqueue_envelopes(app, [t.envelope() for t in tallies])  # the batch delivered again
+        enqueue_envelope(app, tallies[0].envelope())  # and one of them alone
+    make_worker(app).work(burst=True)
+    assert redis.lrange("bus_test:tally:batches", 0, -1) == [b"0,1,2", b"0,1,2"]
+    assert redis.lrange("bus_test:tally:one", 0, -1) == [b"0"]
+    assert _recorded(app, [t.id for t in tallies]) == 0
+
+
+def test_an_unrecorded_batch_that_keeps_failing_still_leaves_its_dead_letters(unrecorded_app):
+    app = unrecorded_app
+    app.extensions["rop"].redis.set("bus_test:tally:broken", "1")
+    tallies = _publish_many(app, [Tally(n=i) for i in range(2)])
+    make_worker(app).work(burst=True, with_scheduler=True)
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        letters = sorted(d.message_id for d in uow.session.scalars(select(DeadLetter)))
+    assert letters == sorted(t.id for t in tallies)
+
+
+def test_only_an_own_uow_handler_may_go_without_a_record(app):
+    with pytest.raises(ValueError, match="own_uow"):
+        register_command_handler(app, Tally, tally_one, recorded=False)

@@ -11,14 +11,19 @@ import uuid
 import pytest
 from rop_sandbox.plugin import purchase_count, purchase_counts
 from rq import Queue
+from sqlalchemy import func, select
 
 from hub.auth import service_context
+from hub.bus.models import OutboxMessage, ProcessedMessage
+from hub.bus.outbox import enqueue_envelopes
 from hub.bus.outbox import sweep as bus_sweep
 from hub.concurrency import holders
 from hub.context import CallContext
 from hub.db import unit_of_work, utcnow
 from hub.transactions import client as transactions
 from hub.transactions import driver, sweep
+from hub.transactions.messages import ProcessTransaction
+from hub.transactions.models import TimelineEntry
 
 from .conftest import (
     FUNDS,
@@ -140,6 +145,31 @@ def test_a_batch_run_again_buys_nothing_twice(app, live, funded, sandbox):
         driver.drive([v["id"] for v in views])  # a redelivered batch: nothing left to do
     redis = app.extensions["rop"].redis
     assert purchase_counts(redis) == {f"{v['id']}-1": 1 for v in views}
+    money = wallet(app, funded.tenant.id, funded.wallet_id)
+    assert (money["available"], money["held"]) == (FUNDS - sum(v["price"] for v in views), 0)
+
+
+def test_the_commands_delivered_again_by_the_queue_change_nothing_and_leave_no_record(app, live, funded, sandbox):
+    """The driver's commands keep no processed-message record (``recorded=False``): a batch
+    job delivered again after its purchases were decided runs the driver again, whose
+    guards (the row's status, its current attempt) leave every purchase as it was."""
+    views = _submit_together(app, funded.tenant.id, ["081200001234"] * 3)
+    drain(app)
+    db = app.extensions["rop"].db
+    with unit_of_work(db, readonly=True) as uow:
+        envelopes = list(uow.session.scalars(select(OutboxMessage.envelope).where(
+            OutboxMessage.type == ProcessTransaction.type)))
+        lines = uow.session.scalar(select(func.count()).select_from(TimelineEntry))
+    assert len(envelopes) == 3
+    with app.app_context():
+        enqueue_envelopes(app, envelopes)
+    drain(app)
+    assert purchase_counts(app.extensions["rop"].redis) == {f"{v['id']}-1": 1 for v in views}
+    assert _statuses(app, funded.tenant.id, views) == ["succeeded"] * 3
+    with unit_of_work(db, readonly=True) as uow:
+        assert uow.session.scalar(select(func.count()).select_from(TimelineEntry)) == lines
+        assert uow.session.scalar(select(func.count()).select_from(ProcessedMessage).where(
+            ProcessedMessage.message_id.in_([e["id"] for e in envelopes]))) == 0
     money = wallet(app, funded.tenant.id, funded.wallet_id)
     assert (money["available"], money["held"]) == (FUNDS - sum(v["price"] for v in views), 0)
 
