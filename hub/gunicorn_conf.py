@@ -62,12 +62,12 @@ def child_exit(server, worker):  # gunicorn hook: drop a dead worker's live gaug
 def post_worker_init(worker):  # gunicorn hook: a worker, its app loaded
     """The worker's requests hand what they commit to a background relay (hub.bus.relay):
     their webhook deliveries, and their messages while no relay process runs. Its start-up
-    objects are then frozen out of the garbage collector's sight (hub.gctune)."""
-    from hub import gctune
+    objects are then frozen out of the garbage collector's sight (hub.interpreter)."""
+    from hub import interpreter
     from hub.bus.relay import start_background_relay
 
     start_background_relay(worker.wsgi)
-    gctune.tune()
+    interpreter.tune()
 
 
 def worker_exit(server, worker):  # gunicorn hook: a worker, stopping gracefully

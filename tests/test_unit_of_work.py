@@ -108,18 +108,3 @@ def test_an_after_commit_batch_runs_once_after_the_commit_and_never_after_a_roll
         uow.commit()
     assert runs == [(["a", "b"], 1), "plain", ["d"]]
 
-
-def test_tune_freezes_the_start_up_heap_and_makes_young_collections_rarer():
-    """hub.gctune, in a process of its own (the test process keeps its collector as it is)."""
-    import subprocess
-    import sys
-
-    from hub import gctune
-
-    code = ("import gc, hub.app; from hub import gctune; before = gc.get_freeze_count(); gctune.tune(); "
-            "print(before, gc.get_freeze_count(), gc.get_threshold()[0])")
-    out = subprocess.run([sys.executable, "-c", code],
-                         capture_output=True, text=True, check=True).stdout.split()
-    before, frozen, young = map(int, out)
-    assert before == 0 and frozen > 10_000  # the modules imported, out of the collector's sight
-    assert young == gctune.YOUNG_THRESHOLD != 700

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from hub import gctune
+from hub import interpreter
 from hub.cli.base import CliError, main_group, make_app
 
 
@@ -101,7 +101,7 @@ def worker(queues: tuple[str, ...], burst: bool, name: str | None, threads: int,
         click.echo("rop: warning: ROP_PUBLIC_URL is not set: this worker's provider calls carry no callback URL",
                    err=True)
     w = make_worker(app, queues or None, name=name, threads=threads, db_connections=db_connections)
-    gctune.tune()
+    interpreter.tune()
     w.work(burst=burst, with_scheduler=True, logging_level=app.extensions["rop"].config.log_level)
 
 
@@ -123,7 +123,7 @@ def relay(batch: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     relay = OutboxRelay(app, batch=batch)
-    gctune.tune()
+    interpreter.tune()
     relay.run(stop)
 
 
