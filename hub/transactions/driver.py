@@ -6,8 +6,8 @@ transactions still moving:
 
 1. plan and claim (one unit of work, the rows locked in id order): for each one, what is
    next — a purchase at the next offer of its route, a status check of an attempt sent and
-   never answered (a worker killed mid-call, a batch delivered twice: the same reference is
-   asked, nothing is bought again), or nothing — then a slot of each call's configuration
+   never answered for ``sent_timeout`` (a worker killed mid-call, a batch delivered twice:
+   the same reference is asked, nothing is bought again), or nothing — then a slot of each call's configuration
    (``hub.concurrency``: at most N calls in flight per configuration across every process),
    and every purchase with a slot recorded ``sent`` with the reference it goes under, all
    committed before any call;
@@ -95,13 +95,17 @@ def _start(ids: list[str], spare: dict[str, list]) -> tuple[list[Step], dict[str
             attempts = _current_attempts(uow, locked)
             steps: list[Step] = []
             claimed: dict[str, Transaction] = {}
+            overdue_before = utcnow() - dt.timedelta(seconds=lifecycle.settings().sent_timeout)
             for trx in locked:
                 if trx.status not in ("pending", "processing"):
                     continue
                 attempt = attempts.get(trx.id)
                 if attempt is not None and attempt.state not in NOTHING_BOUGHT:
-                    if attempt.state == "sent":  # sent and never answered: its status, same reference
-                        steps.append(check_of(trx, attempt))
+                    if attempt.state == "sent" and attempt.sent_at <= overdue_before:
+                        steps.append(check_of(trx, attempt))  # sent and never answered: its status, same reference
+                    # sent less than ``sent_timeout`` ago: its call may still be waiting to leave
+                    # (another run's, a duplicate delivery's), and a check now could read "not
+                    # found" as never received and buy elsewhere; its scheduled check comes then.
                     continue  # pending/unknown: callbacks and scheduled checks; or decided
                 step = next_purchase(uow, trx, attempt)  # or failed: no offer left
                 if step is not None:

@@ -98,8 +98,8 @@ def note(uow: UnitOfWork, trx: Transaction, kind: str, detail: dict[str, Any] | 
     """Add one line to the transaction's timeline.
 
     In a unit of work that writes its messages at the commit (``messages_at_commit``: the
-    driver's, the sweep's; no savepoints), the lines are written there too, all of them in
-    one insert before the money moves."""
+    driver's; no savepoints), the lines are written there too, all of them in one insert
+    before the money moves."""
     row = {"transaction_id": trx.id, "tenant_id": trx.tenant_id, "kind": kind, "from_status": from_status,
            "to_status": to_status, "detail": detail, "actor": actor, "at": utcnow()}
     if uow.messages_at_commit:

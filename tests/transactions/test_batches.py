@@ -11,7 +11,7 @@ import uuid
 import pytest
 from rop_sandbox.plugin import purchase_count, purchase_counts
 from rq import Queue
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from hub.auth import service_context
 from hub.bus.models import OutboxMessage, ProcessedMessage
@@ -21,9 +21,9 @@ from hub.concurrency import holders
 from hub.context import CallContext
 from hub.db import unit_of_work, utcnow
 from hub.transactions import client as transactions
-from hub.transactions import driver, sweep
+from hub.transactions import calls, driver, lifecycle, sweep
 from hub.transactions.messages import ProcessTransaction
-from hub.transactions.models import TimelineEntry
+from hub.transactions.models import Attempt, TimelineEntry
 
 from .conftest import (
     FUNDS,
@@ -174,6 +174,42 @@ def test_the_commands_delivered_again_by_the_queue_change_nothing_and_leave_no_r
     assert (money["available"], money["held"]) == (FUNDS - sum(v["price"] for v in views), 0)
 
 
+def test_a_command_delivered_again_leaves_an_attempt_sent_moments_ago_to_its_call(app, live, funded, sandbox):
+    """A purchase claimed (its attempt ``sent``, committed) whose call has not left yet — it
+    waits for a call thread — and its command delivered again: the second run must not ask
+    its status now (the provider would not know the reference yet, and "not found" past the
+    provider's grace reads as never received: the next offer would be bought too). It leaves
+    the attempt alone; once ``sent_timeout`` has passed, a run asks the same reference."""
+    views = _submit_together(app, funded.tenant.id, ["081200001234"])
+    trx_id = views[0]["id"]
+    with app.app_context():
+        steps, leased = driver._start([trx_id], {})  # run A claims it; its call is still to come
+        calls.release_all(leased.values())
+        assert [step.kind for step in steps] == ["purchase"]
+    db = app.extensions["rop"].db
+    with unit_of_work(db, readonly=True) as uow:
+        envelopes = list(uow.session.scalars(select(OutboxMessage.envelope).where(
+            OutboxMessage.type == ProcessTransaction.type)))
+    with app.app_context():
+        enqueue_envelopes(app, envelopes)  # the command again
+    drain(app)
+    found = transaction(app, funded.tenant.id, trx_id)
+    assert [a["state"] for a in found["attempts"]] == ["sent"]
+    assert [e for e in found["timeline"] if e["kind"] == "outcome"] == []
+    assert purchase_counts(app.extensions["rop"].redis) == {}
+    # sent_timeout later (the attempt made that old), a delivery asks its status, same reference
+    with app.app_context(), unit_of_work(db) as uow:
+        old = utcnow() - dt.timedelta(seconds=lifecycle.settings().sent_timeout + 1)
+        uow.session.execute(update(Attempt).where(Attempt.transaction_id == trx_id).values(sent_at=old))
+        uow.commit()
+    with app.app_context():
+        enqueue_envelopes(app, envelopes)
+    drain(app)
+    found = transaction(app, funded.tenant.id, trx_id)
+    assert [e["detail"].get("via") for e in found["timeline"] if e["kind"] == "outcome"] == ["status_check"]
+    assert purchase_counts(app.extensions["rop"].redis) == {}  # never bought: asked, not sent again
+
+
 @pytest.mark.postgres(reason="three drivers at once: SQLite has one writer at a time")
 def test_three_drivers_racing_on_overlapping_batches_buy_each_purchase_once(app, funded, fast, sandbox):
     """Duplicate deliveries in flight together (a redelivered job, the sweep's re-drive and
@@ -233,9 +269,16 @@ def test_a_worker_killed_mid_batch_never_buys_twice(app, config, funded, sandbox
     kill_a_provider_worker_when(app, config, lambda: all(purchase_count(redis, r) for r in references))
     assert _statuses(app, funded.tenant.id, views) == ["processing"] * 5
 
-    # The batch's job is handed back; the re-run finds every attempt sent and unanswered:
-    # status checks with the same references, no purchase again.
+    # The batch's job is handed back; the re-run finds every attempt sent and unanswered, too
+    # recently for a check (a call of it might still be on its way): it leaves them. Once
+    # they are ``sent_timeout`` old, the sweep's checks ask the same references; nothing is
+    # bought again.
     bus_sweep(app, abandoned_before=time.time() + 3600)
+    drain(app)
+    assert _statuses(app, funded.tenant.id, views) == ["processing"] * 5
+    with app.app_context():
+        due = utcnow() + dt.timedelta(seconds=lifecycle.settings().sent_timeout + 1)
+        assert sweep.sweep(now=due)["checks"] == 5
     drain(app, lambda: _statuses(app, funded.tenant.id, views) == ["succeeded"] * 5, timeout=30)
     assert purchase_counts(redis) == {r: 1 for r in references}
     for view in views:

@@ -13,7 +13,7 @@ from hub.bus import publish
 from hub.bus.outbox import sweep as bus_sweep
 from hub.context import CallContext
 from hub.db import unit_of_work, utcnow
-from hub.transactions import driver, sweep
+from hub.transactions import driver, lifecycle, sweep
 from hub.transactions.messages import ProcessTransaction
 
 from .conftest import (
@@ -80,8 +80,13 @@ def test_a_worker_killed_mid_call_never_buys_twice(app, client, config, funded, 
     assert found["status"] == "processing" and found["attempts"][0]["state"] == "sent"
 
     # The bus sweep hands the dead worker's job back; the re-run finds the attempt sent and
-    # unanswered: a status check with the same reference, not another purchase.
+    # unanswered, too recently to ask (a call of it may still be on its way): nothing. Once it
+    # is ``sent_timeout`` old, the sweep's check asks the same reference: no other purchase.
     bus_sweep(app, abandoned_before=time.time() + 3600)
+    drain(app)
+    assert transaction(app, funded.tenant.id, created["id"])["attempts"][0]["state"] == "sent"
+    with app.app_context():
+        sweep.sweep(now=utcnow() + dt.timedelta(seconds=lifecycle.settings().sent_timeout + 1))
     drain(app, lambda: transaction(app, funded.tenant.id, created["id"])["status"] == "succeeded", timeout=30)
     assert purchase_counts(redis) == {reference: 1}
     found = transaction(app, funded.tenant.id, created["id"])
