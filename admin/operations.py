@@ -260,8 +260,8 @@ def progress(job: dict[str, Any]) -> dict[str, Any]:
 
 
 #: The queues a bulk job's progress needs served: its chunks, the purchases' commands, the
-#: events that settle its rows, the provider calls.
-BULK_QUEUES = ("bulk", "commands", "events", "provider")
+#: events that settle its rows, the provider calls (its rows' in the provider queue's lane).
+BULK_QUEUES = ("bulk", "commands", "events", "provider", "provider_bulk")
 
 
 def stall_reasons(job: dict[str, Any]) -> list[str]:
@@ -277,12 +277,18 @@ def stall_reasons(job: dict[str, Any]) -> list[str]:
     ops = operations_health(request_uow(), dead_letters=0)
     queues = {q["name"]: q for q in ops["queues"]}
     reasons = [f"no live worker serves the {name} queue (start `rop worker`"
-               f"{' --queues provider' if name == 'provider' else ''})"
+               f"{' --queues provider' if name.startswith('provider') else ''})"
                for name in BULK_QUEUES if not queues[name]["served"]]
     bulk = queues["bulk"]
     if bulk["served"] and bulk["waiting"] and (bulk["oldest_age_s"] or 0) > STALLED_AFTER:
         reasons.append(f"its chunks wait behind {bulk['waiting']:,} job(s) in the bulk queue "
                        f"(the oldest for {duration(bulk['oldest_age_s'])})")
+    lane, api = queues["provider_bulk"], queues["provider"]
+    if lane["served"] and lane["waiting"] and (lane["oldest_age_s"] or 0) > STALLED_AFTER:
+        reasons.append(f"its purchases wait behind {lane['waiting']:,} job(s) in the bulk lane of the provider queue "
+                       f"(the oldest for {duration(lane['oldest_age_s'])})"
+                       + (f"; API purchases go first ({api['waiting']:,} job(s) waiting)"
+                          if api["waiting"] else ""))
     if ops["configs"] and len(ops["breakers_open"]) == ops["configs"]:
         reasons.append("every provider configuration's breaker is open: no purchase can be sent")
     return reasons

@@ -13,6 +13,12 @@ that the counts, the transactions and the wallet agree.
 
     .venv/bin/python bench/bulk.py [--rows 100000] [--latency-ms 200] [--workers 3] [--provider-workers 1]
     .venv/bin/python bench/bulk.py --validation-only --rows 100000   # intake and validation alone
+    .venv/bin/python bench/bulk.py --rows 20000 --api-rate 20        # another tenant's API purchases meanwhile
+
+``--api-rate R``: while the file runs (from its upload to its completion), another tenant
+posts R purchases a second through ``POST /v1/transactions``; the bench prints their time
+to final (``created_at`` to ``completed_at``: p50, p99, max) — what one tenant's big file
+costs the others' API purchases (the bulk lane, hub.queues).
 
 Database: a fresh PostgreSQL database made on ``--database-url`` (default: the test server
 postgresql://postgres@127.0.0.1:5432) and dropped afterwards; ``--sqlite`` for a SQLite file.
@@ -83,8 +89,64 @@ def setup(database_url: str, redis_url: str, instance: Path, latency_ms: int, fu
             wallets.topup(ctx, uow, wallet.id, funds, "bench-funds")
         found = {"tenant_id": tenant.id, "wallet_id": wallet.id, "app": app,
                  "token": issue_access_token(config.secret_key, client.id, tenant.id, client.scope_set, 4 * 3600)}
+        # another tenant, buying through the API while the file runs (--api-rate)
+        other = tenancy.create_tenant(system, uow, f"Bench API {uuid.uuid4().hex[:6]}")
+        api_client, _secret = tenancy.create_client(system, uow, other.id, scopes=["transactions:write"],
+                                                    rate_limit_per_minute=1_000_000)
+        other_ctx = CallContext.system(actor="bench", tenant_id=other.id)
+        wallets.topup(other_ctx, uow, wallets.get_main_wallet(other_ctx, uow).id, FUNDS, "bench-funds")
+        found["api_tenant_id"] = other.id
+        found["api_token"] = issue_access_token(config.secret_key, api_client.id, other.id, api_client.scope_set,
+                                                4 * 3600)
         uow.commit()
     return found
+
+
+class ApiLoad(threading.Thread):
+    """Another tenant's API purchases at ``rate`` a second until stopped: their ids."""
+
+    def __init__(self, base: str, token: str, rate: float):
+        super().__init__(daemon=True)
+        self.base, self.token, self.rate = base, token, rate
+        self.ids: list[str] = []
+        self.errors = 0
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=30) as http:
+            n = 0
+            next_at = time.monotonic()
+            while not self.stop_event.is_set():
+                response = http.post("/v1/transactions", json={"ref_id": uuid.uuid4().hex, "product_code": "TEL10",
+                                                               "customer_no": ordinary_number(500_000 + n)})
+                n += 1
+                if response.status_code in (201, 202):
+                    self.ids.append(response.json()["id"])
+                else:
+                    self.errors += 1
+                next_at += 1 / self.rate
+                self.stop_event.wait(max(0.0, next_at - time.monotonic()))
+
+
+def api_times(app, ids: list[str], timeout: float = 120) -> dict:
+    """The API purchases' time to final (ms): p50, p99 and max; waits for the last ones."""
+    from sqlalchemy import select
+
+    from hub.db import unit_of_work
+    from hub.transactions.models import Transaction
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with app.app_context(), unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+            rows = uow.session.execute(select(Transaction.created_at, Transaction.completed_at)
+                                       .where(Transaction.id.in_(ids))).all()
+        if all(done is not None for _, done in rows) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    spans = sorted((done - created).total_seconds() * 1000 for created, done in rows if done is not None)
+    pick = (lambda p: round(spans[min(len(spans) - 1, int(p * len(spans)))], 1)) if spans else (lambda p: None)
+    return {"count": len(ids), "final": len(spans), "to_final_p50_ms": pick(0.5), "to_final_p99_ms": pick(0.99),
+            "to_final_max_ms": round(spans[-1], 1) if spans else None}
 
 
 class RssSampler(threading.Thread):
@@ -154,6 +216,8 @@ def main() -> int:
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--sqlite", action="store_true")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--api-rate", type=float, default=0.0,
+                        help="another tenant's API purchases a second while the file runs (their time to final)")
     parser.add_argument("--validation-only", action="store_true",
                         help="an unfunded wallet: the job is rejected (on_insufficient_funds=reject) right after "
                              "validation; measures upload, validation and results.csv of a big file")
@@ -197,9 +261,12 @@ def main() -> int:
             base = f"http://127.0.0.1:{port}"
             wait_ready(port)
             headers = {"Authorization": f"Bearer {found['token']}", "Content-Type": "text/csv"}
+            api_load = ApiLoad(base, found["api_token"], args.api_rate) if args.api_rate > 0 else None
             with httpx.Client(base_url=base, headers={"Authorization": headers["Authorization"]},
                               timeout=600) as http:
                 started = time.monotonic()
+                if api_load is not None:
+                    api_load.start()
                 with csv_path.open("rb") as body:
                     response = http.post("/v1/bulk", content=iter(lambda: body.read(64 * 1024), b""),
                                          headers=headers, params={"on_invalid": "reject"})
@@ -229,6 +296,12 @@ def main() -> int:
                     if job["status"] in ("completed", "rejected", "cancelled") or elapsed > args.timeout:
                         break
                     time.sleep(1.0)
+                if api_load is not None:
+                    api_load.stop_event.set()
+                    api_load.join(60)
+                    figures["api_during_bulk"] = dict(api_times(found["app"], api_load.ids), rate=args.api_rate,
+                                                      errors=api_load.errors)
+                    print(f"another tenant's API purchases meanwhile: {figures['api_during_bulk']}", flush=True)
                 figures["status"] = job["status"]
                 if figures.get("validated_s"):
                     figures["intake_and_validation_rows_per_s"] = round(args.rows / figures["validated_s"], 1)

@@ -4,6 +4,12 @@
 by ``rop worker --queues provider --threads N`` (:class:`hub.worker.HubThreadWorker`), so a
 slow provider never blocks the other queues' worker (Procfile, docs/bus.md).
 
+``provider_bulk`` is a **lane** of ``provider``: the purchases of bulk files go there, the
+API's to ``provider``. A worker serving a queue serves its lanes too, after it (``rop worker
+--queues provider`` takes a bulk row's job only when no API purchase's waits), so a tenant's
+100,000-row file never queues another tenant's API purchases behind its rows
+(docs/transactions.md, "API purchases before bulk rows").
+
 ``webhooks`` holds the deliveries of tenants' webhooks (a POST each, up to 10 s, and a burst
 of thousands when a bulk file settles): they have their own lane, served by ``rop worker
 --queues webhooks --threads N``, so commands, events, the scheduler's periodic jobs and
@@ -23,11 +29,22 @@ from rq.job import Job
 #: never holds up other commands, the events that settle its own rows, or the periodic jobs
 #: (``default``); ``webhooks`` after ``bulk``, so that even a worker serving every queue puts
 #: deliveries last.
-QUEUES: tuple[str, ...] = ("commands", "events", "default", "bulk", "webhooks", "provider")
+QUEUES: tuple[str, ...] = ("commands", "events", "default", "bulk", "webhooks", "provider", "provider_bulk")
 
-#: The queues with their own workers (their own lane): ``provider`` (provider calls) and
-#: ``webhooks`` (deliveries).
-OWN_LANE: tuple[str, ...] = ("webhooks", "provider")
+#: Each queue's lanes: queues of the same work, served by the queue's workers after it.
+LANES: dict[str, tuple[str, ...]] = {"provider": ("provider_bulk",)}
+
+#: The queues with their own workers (their own lane): ``provider`` (provider calls, with
+#: its lane ``provider_bulk``) and ``webhooks`` (deliveries).
+OWN_LANE: tuple[str, ...] = ("webhooks", "provider", "provider_bulk")
+
+
+def with_lanes(names: list[str] | tuple[str, ...]) -> list[str]:
+    """``names`` in their order, then the lanes of each that are not among them."""
+    served = list(dict.fromkeys(names))
+    for name in list(served):
+        served += [lane for lane in LANES.get(name, ()) if lane not in served]
+    return served
 
 #: The queues of the general worker (``rop up``, Procfile ``worker``): all but those with their own lane.
 GENERAL_QUEUES: tuple[str, ...] = tuple(q for q in QUEUES if q not in OWN_LANE)

@@ -50,7 +50,14 @@ from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 from rq.utils import as_text, now
 from rq.worker import DequeueStrategy, WorkerStatus
 
-from hub.queues import PERIODIC_DESCRIPTION_PREFIX, PERIODIC_JOB_PREFIX, QUEUES, HubJob, queue
+from hub.queues import (
+    PERIODIC_DESCRIPTION_PREFIX,
+    PERIODIC_JOB_PREFIX,
+    QUEUES,
+    HubJob,
+    queue,
+    with_lanes,
+)
 from hub.state import HubState
 
 #: How long the worker's command-channel thread blocks waiting for a message (seconds). RQ
@@ -843,7 +850,7 @@ def make_worker(app: Flask, queue_names: Sequence[str] | None = None, name: str 
         work at once; see :func:`size_pools_for_threads`).
     """
     state: HubState = app.extensions["rop"]
-    names = list(queue_names or QUEUES)
+    names = with_lanes(queue_names or QUEUES)
     if threads > 1:
         size_pools_for_threads(state, threads, db_connections)
         queues = [queue(n, state.redis) for n in names]

@@ -108,3 +108,19 @@ def test_an_after_commit_batch_runs_once_after_the_commit_and_never_after_a_roll
         uow.commit()
     assert runs == [(["a", "b"], 1), "plain", ["d"]]
 
+
+
+def test_a_unit_of_work_with_nothing_done_commits_no_transaction_but_runs_its_after_commit_work(app):
+    """An accept made by one call on a connection of its own leaves the request's session
+    untouched: its commit begins and ends no transaction, its after-commit work still runs."""
+    from sqlalchemy import event
+
+    ended, ran = [], []
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        event.listen(uow.session, "after_commit", lambda session: ended.append(session))
+        uow.after_commit(lambda: ran.append("relay"))
+        uow.commit()
+        assert uow.committed and ran == ["relay"] and ended == []
+        uow.session.add(_tenant(91))  # something done: a real commit
+        uow.commit()
+    assert len(ended) == 1 and _tenants(app) == 1

@@ -641,7 +641,8 @@ def _submit_rows(ctx: CallContext, uow: UnitOfWork, job_id: str, rows: list[tupl
     svc = service_context(ctx, "bulk")
     conn = uow.session.connection()
     claimed = set(conn.execute(_CLAIM, {"item_ids": [r[0] for r in rows], "now": utcnow()}).scalars())
-    asked = [(index, item_id, transactions.Purchase(ref_id, product_code, customer_no, source=f"bulk:{job_id}:{row}"))
+    asked = [(index, item_id, transactions.Purchase(ref_id, product_code, customer_no,
+                                                    source=f"bulk:{job_id}:{row}", lane="bulk"))
              for index, (item_id, row, ref_id, product_code, customer_no) in enumerate(rows)
              if item_id in claimed]  # the others: cancelled, or sent by an earlier run of this chunk
     answers = transactions.submit_many(svc, uow, [purchase for _, _, purchase in asked]) if asked else []

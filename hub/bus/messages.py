@@ -34,6 +34,8 @@ class Message:
     :cvar max_retries: retries after the first attempt before a dead letter.
     :cvar retry_base: the first retry's delay in seconds (doubled each time, with jitter).
     :cvar retry_cap: the longest delay between two attempts.
+    :cvar queue: the RQ queue its jobs go to; :meth:`queue_for` may choose one of the
+        queue's lanes (``hub.queues.LANES``) for a message from its payload.
     """
 
     kind: ClassVar[str] = "message"
@@ -44,6 +46,12 @@ class Message:
     max_retries: ClassVar[int] = 5
     retry_base: ClassVar[float] = 2.0
     retry_cap: ClassVar[float] = 600.0
+
+    @classmethod
+    def queue_for(cls, payload: dict) -> str:
+        """The queue of one message of this kind: :attr:`queue` unless a subclass picks one
+        of its lanes from ``payload`` (a pure function of it: the relay calls it again)."""
+        return cls.queue
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

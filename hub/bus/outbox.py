@@ -209,12 +209,12 @@ def _message_class(envelope: dict) -> type[Message]:
     return MESSAGE_TYPES.get(envelope["type"], Message)
 
 
-def _queue_name(klass: type[Message]) -> str:
-    return klass.queue if klass is not Message else "default"
+def _queue_name(klass: type[Message], envelope: dict) -> str:
+    return klass.queue_for(envelope.get("payload") or {}) if klass is not Message else "default"
 
 
-def _queue(state, klass: type[Message]) -> Queue:
-    return hub_queue(_queue_name(klass), state.redis)
+def _queue(state, klass: type[Message], envelope: dict) -> Queue:
+    return hub_queue(_queue_name(klass, envelope), state.redis)
 
 
 def enqueue_envelope(app: Flask, envelope: dict, handlers: Iterable[str] | None = None, pipeline=None) -> int:
@@ -223,7 +223,7 @@ def enqueue_envelope(app: Flask, envelope: dict, handlers: Iterable[str] | None 
     names = list(handlers) if handlers is not None else list(
         registry(app).handlers_for(envelope["type"], envelope["kind"], envelope["payload"]))
     klass = _message_class(envelope)
-    queue = _queue(state, klass)
+    queue = _queue(state, klass, envelope)
     for name in names:
         queue.enqueue(RUN_HANDLER, envelope, name, pipeline=pipeline, **_job_options(klass),
                       description=f"{envelope['type']} {envelope['id']} -> {name}")
@@ -245,11 +245,11 @@ def enqueue_envelopes(app: Flask, envelopes: list[dict], pipeline=None) -> int:
     for envelope in envelopes:
         klass = _message_class(envelope)
         for name in reg.handlers_for(envelope["type"], envelope["kind"], envelope["payload"]):
-            groups.setdefault((_queue_name(klass), name, klass.max_retries), []).append(envelope)
+            groups.setdefault((_queue_name(klass, envelope), name, klass.max_retries), []).append(envelope)
     jobs = 0
     for (_, name, _), members in groups.items():
         klass = _message_class(members[0])
-        queue = _queue(state, klass)
+        queue = _queue(state, klass, members[0])
         # An own_uow handler without a batch form would take its messages one after the
         # other in one job: one job each keeps them concurrent (its calls wait on the network).
         size = 1 if reg.owns_uow(name) and reg.batch_for(name) is None else MAX_BATCH
@@ -271,7 +271,8 @@ def _mark_published(app: Flask, ids: list[str]) -> int:
     now = utcnow()
     if not state.db.is_sqlite:
         # The mark is advisory: if it is lost in a crash the sweep publishes the row again
-        # and the processed-message records absorb the duplicate. No need to wait for fsync.
+        # and the processed-message records (or the handler's own guards) absorb the
+        # duplicate. No need to wait for fsync.
         with state.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             return max(_MARK_ALL_PUBLISHED_NO_WAIT.run(conn, {"message_ids": list(ids), "now": now}), 0)
     with state.db.engine.begin() as conn:

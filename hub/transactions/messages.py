@@ -6,13 +6,18 @@ hold one across a call. Events carry the transaction view (the same dict as the 
 """
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from hub.bus import Command, Event
 
 
 class TransactionRef(Schema):
     transaction_id = fields.String(required=True)
+
+
+class ProcessRef(TransactionRef):
+    #: ``bulk`` for a bulk file's row: its job goes to the ``provider_bulk`` lane
+    lane = fields.String(validate=validate.OneOf(["bulk"]))
 
 
 class CheckRef(Schema):
@@ -30,10 +35,16 @@ class ProcessTransaction(Command):
 
     type = "transaction.process"
     queue = "provider"
-    schema = TransactionRef
+    schema = ProcessRef
     max_retries = 8
     retry_base = 1.0
     retry_cap = 60.0
+
+    @classmethod
+    def queue_for(cls, payload: dict) -> str:
+        """A bulk file's row waits in the ``provider_bulk`` lane, served after the API's
+        purchases (hub.queues)."""
+        return "provider_bulk" if payload.get("lane") == "bulk" else cls.queue
 
 
 class CheckTransactionStatus(Command):

@@ -101,11 +101,13 @@ class Purchase:
     """One purchase of :func:`submit_many`: the body of ``POST /v1/transactions`` on the
     tenant's main wallet (no ``wallet_id``; no ``inquiry_id``: a postpaid payment, which
     locks its bill, is refused as without its inquiry), and the ``source`` kept on the
-    transaction (bulk: ``bulk:<job>:<row>``)."""
+    transaction (bulk: ``bulk:<job>:<row>``). ``lane``: ``bulk`` sends its processing to
+    the provider queue's bulk lane, served after the API's purchases (hub.queues)."""
     ref_id: str
     product_code: str
     customer_no: str
     source: str | None = None
+    lane: str | None = None
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,7 @@ def submit_many(ctx: CallContext, uow: UnitOfWork,
                 answers.append(Refused(purchase.ref_id, exc))
                 continue
             _add(ctx, uow, trx, None, plan)
-            _first_messages(ctx, uow, trx, at_commit=True)
+            _first_messages(ctx, uow, trx, at_commit=True, lane=purchase.lane)
             _hold_at_commit(hold_ctx, uow, plan, trx.id)
             known[ref_id] = trx
             answers.append(Accepted(trx, True))
@@ -321,10 +323,13 @@ def _add(ctx: CallContext, uow: UnitOfWork, trx: Transaction, inquiry: Inquiry |
                    actor=ctx.actor or trx.client_id, to_status="pending")
 
 
-def _first_messages(ctx: CallContext, uow: UnitOfWork, trx: Transaction, *, at_commit: bool) -> None:
-    """``transaction.accepted`` and the ``ProcessTransaction`` command (``at_commit``: hub.bus.publish's)."""
+def _first_messages(ctx: CallContext, uow: UnitOfWork, trx: Transaction, *, at_commit: bool,
+                    lane: str | None = None) -> None:
+    """``transaction.accepted`` and the ``ProcessTransaction`` command (``at_commit``: hub.bus.publish's;
+    ``lane``: the command's, ProcessTransaction.queue_for)."""
     lifecycle.publish_status(ctx, uow, trx, at_commit=at_commit)
-    publish(ctx, uow, ProcessTransaction(transaction_id=trx.id), at_commit=at_commit)
+    command = ProcessTransaction(transaction_id=trx.id, lane=lane) if lane else ProcessTransaction(transaction_id=trx.id)
+    publish(ctx, uow, command, at_commit=at_commit)
 
 
 def priced(ctx: CallContext, uow: UnitOfWork, product_code: str, customer_no: str,

@@ -7,7 +7,7 @@ import datetime as dt
 
 import structlog
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from hub.bus import publish
 from hub.db import unit_of_work, utcnow
@@ -37,27 +37,31 @@ def sweep(now: dt.datetime | None = None, limit: int = 500) -> dict[str, int]:
     now = now or utcnow()
     opts = lifecycle.settings()
     counts = {"checks": 0, "redriven": 0, "review": 0, "waiting": 0}
+    # A pending transaction whose command waits in a busy provider queue is not lost: driving
+    # it again would add a job per transaction to that backlog (each doing alone what its
+    # batch will do), and slow the queue further. It is re-driven once the queue has drained.
+    # Meanwhile the pending ones are not even read: tens of thousands of a bulk file's rows
+    # waiting in the lane would otherwise fill every sweep's ``limit`` and hold back the
+    # status checks of purchases already sent.
+    backlog = _provider_backlog()
+    due_statuses = ("processing",) if backlog else ("pending", "processing")
     with unit_of_work(_db(), readonly=True) as uow:
         due = uow.session.execute(
             select(Transaction.id, Transaction.status, Transaction.next_check_at)
-            .where(Transaction.status.in_(("pending", "processing")), Transaction.next_check_at <= now)
+            .where(Transaction.status.in_(due_statuses), Transaction.next_check_at <= now)
             .order_by(Transaction.next_check_at).limit(limit)).all()
+        if backlog:
+            counts["waiting"] = uow.session.scalar(select(func.count()).select_from(Transaction).where(
+                Transaction.status == "pending", Transaction.next_check_at <= now))
         late = uow.session.scalars(
             select(Transaction.id).where(Transaction.status == "processing", Transaction.deadline_at <= now)
             .limit(limit)).all()
     lease = dt.timedelta(seconds=max(opts.sent_timeout, 60.0))
-    # A pending transaction whose command waits in a busy provider queue is not lost: driving
-    # it again would add a job per transaction to that backlog (each doing alone what its
-    # batch will do), and slow the queue further. It is re-driven once the queue has drained.
-    backlog = _provider_backlog() if any(status == "pending" for _, status, _ in due) else 0
     # One unit of work for all of them: their commands reach the provider workers as batch
     # jobs (the checks made concurrently inside a job), not a job each.
     with unit_of_work(_db()) as uow:
         uow.messages_at_commit = True
         for transaction_id, status, due_at in due:
-            if status == "pending" and backlog:
-                counts["waiting"] += 1
-                continue
             claimed = uow.session.execute(
                 update(Transaction).where(Transaction.id == transaction_id, Transaction.status == status,
                                           Transaction.next_check_at == due_at)
@@ -88,10 +92,12 @@ def sweep(now: dt.datetime | None = None, limit: int = 500) -> dict[str, int]:
 
 
 def _provider_backlog() -> int:
-    """Jobs waiting (not started) in the ``provider`` queue."""
+    """Jobs waiting (not started) in the ``provider`` queue and its lanes."""
     from rq import Queue
 
-    return Queue(ProcessTransaction.queue, connection=_redis()).count
+    from hub.queues import with_lanes
+
+    return sum(Queue(name, connection=_redis()).count for name in with_lanes([ProcessTransaction.queue]))
 
 
 def sweep_job() -> dict[str, int]:

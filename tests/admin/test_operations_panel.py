@@ -87,18 +87,20 @@ def _running_job(app, tenant_id: str) -> str:
 def test_a_stalled_bulk_job_says_why(app, client, admin_kit, tenant_factory):
     from rq import Worker
 
-    from hub.queues import GENERAL_QUEUES
+    from hub.queues import GENERAL_QUEUES, with_lanes
 
     path = _running_job(app, tenant_factory().id)
     _enqueue_waiting(app, "bulk", 3, age_s=600)
+    _enqueue_waiting(app, "provider_bulk", 2, age_s=600)
+    _enqueue_waiting(app, "provider", 1, age_s=0)
     admin_kit.login(client, admin_kit.make_admin(app))
     page = client.get(path).get_data(as_text=True)
     assert 'id="stalled"' in page
-    for name in ("bulk", "commands", "events", "provider"):
+    for name in ("bulk", "commands", "events", "provider", "provider_bulk"):
         assert f"no live worker serves the {name} queue" in page
     redis = app.extensions["rop"].redis
     workers = [Worker(list(GENERAL_QUEUES), connection=redis, name=f"general-{time.time_ns()}"),
-               Worker(["provider"], connection=redis, name=f"provider-{time.time_ns()}")]
+               Worker(with_lanes(["provider"]), connection=redis, name=f"provider-{time.time_ns()}")]
     for worker in workers:
         worker.register_birth()
         worker.heartbeat()
@@ -106,6 +108,8 @@ def test_a_stalled_bulk_job_says_why(app, client, admin_kit, tenant_factory):
         page = client.get(path).get_data(as_text=True)
         assert "no live worker" not in page
         assert "its chunks wait behind 3 job(s) in the bulk queue (the oldest for 10 min" in page
+        assert ("its purchases wait behind 2 job(s) in the bulk lane of the provider queue (the oldest for 10 min"
+                in page and "API purchases go first (1 job(s) waiting)" in page)
     finally:
         for worker in workers:
             worker.register_death()

@@ -20,10 +20,10 @@ from hub.bus.outbox import sweep as bus_sweep
 from hub.concurrency import holders
 from hub.context import CallContext
 from hub.db import unit_of_work, utcnow
-from hub.transactions import client as transactions
 from hub.transactions import calls, driver, lifecycle, sweep
+from hub.transactions import client as transactions
 from hub.transactions.messages import ProcessTransaction
-from hub.transactions.models import Attempt, TimelineEntry
+from hub.transactions.models import Attempt, TimelineEntry, Transaction
 
 from .conftest import (
     FUNDS,
@@ -303,6 +303,23 @@ def test_the_sweep_does_not_drive_again_what_waits_in_a_busy_provider_queue(app,
     drain(app)
     assert _statuses(app, funded.tenant.id, views) == ["succeeded"] * 3
     assert purchase_counts(app.extensions["rop"].redis) == {f"{v['id']}-1": 1 for v in views}
+
+
+def test_pending_rows_waiting_in_a_backlog_never_crowd_out_the_status_checks(app, live, funded, fast, sandbox):
+    """While the provider queue (or its bulk lane) has jobs waiting, the sweep does not even
+    read the pending transactions: a bulk file's thousands of rows, due for a re-drive, would
+    fill its ``limit`` every time and the status checks of purchases already sent would wait."""
+    unknown = _submit_together(app, funded.tenant.id, ["081200006666"])  # a timeout: checked later
+    drain(app)
+    assert _statuses(app, funded.tenant.id, unknown) == ["processing"]
+    waiting = _submit_together(app, funded.tenant.id, ["081200001234"] * 3)  # their job waits
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:  # due long before the check
+        uow.session.execute(update(Transaction).where(Transaction.id.in_([v["id"] for v in waiting]))
+                            .values(next_check_at=utcnow() - dt.timedelta(hours=1)))
+        uow.commit()
+    with app.app_context():
+        counts = sweep.sweep(now=utcnow() + dt.timedelta(seconds=1), limit=2)
+    assert (counts["checks"], counts["redriven"], counts["waiting"]) == (1, 0, 3)
 
 
 @pytest.mark.postgres(reason="row locks: SQLite has one writer at a time, nothing to deadlock")
