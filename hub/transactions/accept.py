@@ -19,10 +19,7 @@ Both write the same rows (tests/transactions/test_accept_function.py compares th
 """
 from __future__ import annotations
 
-import datetime as dt
-import json
-from typing import Any
-
+import orjson
 from sqlalchemy.exc import DBAPIError
 
 from hub.auth import service_context
@@ -105,7 +102,9 @@ def accept(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
     # itself (autocommit) on a pooled connection of its own, one round trip instead of BEGIN,
     # the call and COMMIT. Otherwise (a cold cache read, a main wallet made now) it joins the
     # unit of work's transaction.
-    payload = json.dumps(call, default=_json)
+    # orjson: the argument (about 5 KB: the rows and three envelopes) in a tenth of the
+    # standard library's time, datetimes as isoformat() writes them
+    payload = orjson.dumps(call, option=orjson.OPT_NON_STR_KEYS).decode()
     try:
         if uow.session.in_transaction():
             result = uow.session.connection().exec_driver_sql(_CALL, (payload,)).scalar_one()
@@ -131,8 +130,3 @@ def accept(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
     written()
     return trx, True
 
-
-def _json(value: Any) -> str:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
