@@ -140,6 +140,7 @@ class SlowServer:
         self.per_key: dict[str, int] = {}
         self.max_per_key: dict[str, int] = {}
         self.served = 0
+        self.connections = 0  # TCP connections accepted (a keep-alive client reuses its own)
         self.httpd = Server(("127.0.0.1", 0), _slow_handler(server_self))
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="slow-server", daemon=True)
 
@@ -178,6 +179,11 @@ def _slow_handler(server: SlowServer):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: one connection per client thread
+
+        def setup(self):  # once per connection
+            super().setup()
+            with server.lock:
+                server.connections += 1
 
         def do_GET(self):
             query = parse_qs(urlparse(self.path).query)

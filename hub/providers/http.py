@@ -37,7 +37,12 @@ from hub.netguard import DestinationRefused, Guard, Resolver, guarded_client, sy
 from hub.providers.contract import ProviderResult, State
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
-_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+#: connections per pool: one for each thread that may call at once (the transactions' 128
+#: call threads and 64 status-check threads, hub.transactions.calls), every one kept alive
+#: for the next batch (a batch's calls go out together, round after round: with 20 kept, the
+#: rest of each round connected again, and a pool of 100 held the 101st call back)
+CONNECTIONS = 192
+_LIMITS = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS, keepalive_expiry=30.0)
 
 log = structlog.get_logger("hub.providers.http")
 
