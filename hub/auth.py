@@ -41,7 +41,7 @@ from hub.availability import REDIS_ERRORS
 from hub.context import CallContext
 from hub.errors import Forbidden, HubError, NotFound, RateLimited, Unauthorized
 from hub.metrics import RATE_LIMIT_UNENFORCED
-from hub.redis_scripts import HotScript
+from hub.redis_scripts import hot_script
 from hub.state import current_state
 from hub.tenancy.scopes import allowed_scopes
 
@@ -282,9 +282,7 @@ def check_rate_limit(client_id: str, limit_per_minute: int, window: int = 60, *,
         proceeds (:func:`limiter_unreachable`)."""
     count = RateCount.now(client_id, limit_per_minute, window, prefix=prefix, subject=subject)
     state = current_state()
-    script = state.extras.get("auth_rate_script")
-    if script is None:
-        script = state.extras.setdefault("auth_rate_script", HotScript(state.redis, RATE_COUNT_LUA))
+    script = hot_script(state.redis, RATE_COUNT_LUA)
     if not _limiter_reachable(state):
         return
     try:

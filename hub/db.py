@@ -275,19 +275,14 @@ class UnitOfWork:
         ``first``: the batch is written before every other piece of before-commit work (the
         batches marked ``first`` in the order they began): for plain inserts (outbox rows)
         that should not lengthen the time a hot row written last (a wallet) stays locked."""
-        batch = self.memo.get(("before_commit_batch", key))
-        if batch is None:
-            batch = self.memo[("before_commit_batch", key)] = []
-
-            def run() -> None:
-                work(self.memo.pop(("before_commit_batch", key), batch))
-
-            if first:
-                self._before_commit.insert(self._first_batches, run)
-                self._first_batches += 1
-            else:
-                self._before_commit.append(run)
-        batch.append(item)
+        run = self._join_batch("before_commit_batch", key, item, work)
+        if run is None:
+            return
+        if first:
+            self._before_commit.insert(self._first_batches, run)
+            self._first_batches += 1
+        else:
+            self._before_commit.append(run)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the transaction has committed (not on rollback)."""
@@ -298,15 +293,22 @@ class UnitOfWork:
         ``work(items)`` runs once for all of them (one Redis round trip for a batch's wake-ups),
         in the place of the first item among the after-commit callbacks. ``work`` is the first
         caller's. A rollback drops the batch with the rest."""
-        batch = self.memo.get(("after_commit_batch", key))
-        if batch is None:
-            batch = self.memo[("after_commit_batch", key)] = []
-
-            def run() -> None:
-                work(self.memo.pop(("after_commit_batch", key), batch))
-
+        run = self._join_batch("after_commit_batch", key, item, work)
+        if run is not None:
             self._after_commit.append(run)
-        batch.append(item)
+
+    def _join_batch(self, kind: str, key: Any, item: Any,
+                    work: Callable[[list[Any]], None]) -> Callable[[], None] | None:
+        """Add ``item`` to the batch ``(kind, key)`` kept in :attr:`memo` (cleared by a
+        rollback); :return: when ``item`` started it, the callable that runs ``work`` once for
+        all its items (and ends the batch: the next item starts a new one), else None."""
+        slot = (kind, key)
+        batch = self.memo.get(slot)
+        if batch is not None:
+            batch.append(item)
+            return None
+        batch = self.memo[slot] = [item]
+        return lambda: work(self.memo.pop(slot, batch))
 
     def flush(self) -> None:
         self.session.flush()

@@ -15,6 +15,8 @@ Use it only on hot paths whose script may run twice when a connection breaks mid
 from __future__ import annotations
 
 import hashlib
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,3 +60,18 @@ class HotScript:
             finally:
                 pool.release(conn)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+_BY_CLIENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_BY_CLIENT_LOCK = threading.Lock()
+
+
+def hot_script(client: redis.Redis, source: str) -> HotScript:
+    """The :class:`HotScript` of ``source`` on ``client``, made once per client (a client
+    replaced, e.g. after a reconnect set-up, gets its own)."""
+    scripts = _BY_CLIENT.get(client)
+    script = scripts.get(source) if scripts is not None else None
+    if script is None:
+        with _BY_CLIENT_LOCK:
+            script = _BY_CLIENT.setdefault(client, {}).setdefault(source, HotScript(client, source))
+    return script

@@ -8,7 +8,7 @@ import pytest
 import redis
 from redis.exceptions import ResponseError
 
-from hub.redis_scripts import HotScript
+from hub.redis_scripts import HotScript, hot_script
 
 COUNT = "local n = redis.call('incr', KEYS[1]) return {n, ARGV[1]}"
 
@@ -48,3 +48,14 @@ def test_a_script_error_is_raised_and_the_connection_stays_usable(client):
         script()
     assert client.ping() is True
     assert HotScript(client, "return 7")() == 7
+
+
+def test_hot_script_makes_one_per_client_and_source(client, redis_url):
+    script = hot_script(client, "return 1")
+    assert hot_script(client, "return 1") is script and script(keys=[], args=[]) == 1
+    assert hot_script(client, "return 2") is not script
+    other = redis.Redis.from_url(redis_url)
+    try:
+        assert hot_script(other, "return 1") is not script and hot_script(other, "return 1").client is other
+    finally:
+        other.close()

@@ -30,7 +30,7 @@ from hub.errors import NotFound, ValidationFailed
 from hub.products import pricing
 from hub.products.models import Offer, Product
 from hub.providers import client as providers
-from hub.redis_scripts import HotScript
+from hub.redis_scripts import hot_script
 
 #: Catalog pages (``GET /v1/products``) are kept in Redis under a key holding the versions of
 #: the ``products`` and ``providers`` namespaces (hub.cache), for ``ROP_CACHE_TTL`` seconds at
@@ -129,9 +129,7 @@ def cached(ctx: CallContext, uow: UnitOfWork | Callable[[], UnitOfWork], what: s
     state = _state()
     redis = state.redis
     cache = refcache()
-    lookup = state.extras.get("products_lookup")
-    if lookup is None:
-        lookup = state.extras.setdefault("products_lookup", HotScript(redis, _LOOKUP))
+    lookup = hot_script(redis, _LOOKUP)
     suffix = f"{tenant_id}:{hashlib.sha1(what.encode()).hexdigest()}"
 
     def session() -> UnitOfWork:

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import json
 import time
-import weakref
 from typing import Any
 
-from hub.redis_scripts import HotScript
+from hub.redis_scripts import hot_script
 
 WINDOW = 50
 MIN_CALLS = 10
@@ -62,7 +61,7 @@ def record(redis, config_id: str, outcome: str, latency_ms: float, *, tenant_id:
         keys += [_key(scope, "calls"), _key(scope, "open_until"), _key(scope, "probe")]
         args += [json.dumps([outcome, round(latency_ms, 1), bad]), int(bad)]
     args.append(TENANT_WINDOW_TTL)
-    _record_script(redis)(keys=keys, args=args)
+    hot_script(redis, _RECORD_LUA)(keys=keys, args=args)
 
 
 #: :func:`record` for one scope or two (the shared window, then the tenant's): push the
@@ -106,16 +105,6 @@ record(KEYS[1], KEYS[2], KEYS[3], ARGV[6], ARGV[7] == '1', 0)
 if #KEYS > 3 then record(KEYS[4], KEYS[5], KEYS[6], ARGV[8], ARGV[9] == '1', tonumber(ARGV[#ARGV])) end
 return 1
 """
-_scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _record_script(redis) -> HotScript:
-    script = _scripts.get(redis)
-    if script is None:
-        script = _scripts[redis] = HotScript(redis, _RECORD_LUA)
-    return script
-
-
 def _state(redis, scope: str) -> str:
     return _state_of(redis.get(_key(scope, "open_until")), time.time())
 

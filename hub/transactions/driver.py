@@ -101,11 +101,12 @@ def _start(ids: list[str], spare: dict[str, list]) -> tuple[list[Step], dict[str
                     continue
                 attempt = attempts.get(trx.id)
                 if attempt is not None and attempt.state not in NOTHING_BOUGHT:
+                    # Sent and never answered for ``sent_timeout``: its status, same reference.
+                    # A younger one's call may still be waiting to leave (another run's, a
+                    # duplicate delivery's): a check now could read "not found" as never
+                    # received and buy elsewhere; its scheduled check comes at sent_timeout.
                     if attempt.state == "sent" and attempt.sent_at <= overdue_before:
-                        steps.append(check_of(trx, attempt))  # sent and never answered: its status, same reference
-                    # sent less than ``sent_timeout`` ago: its call may still be waiting to leave
-                    # (another run's, a duplicate delivery's), and a check now could read "not
-                    # found" as never received and buy elsewhere; its scheduled check comes then.
+                        steps.append(check_of(trx, attempt))
                     continue  # pending/unknown: callbacks and scheduled checks; or decided
                 step = next_purchase(uow, trx, attempt)  # or failed: no offer left
                 if step is not None:

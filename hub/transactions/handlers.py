@@ -67,9 +67,9 @@ def check_transaction_statuses(messages: list) -> None:
     """Batch form of :func:`check_transaction_status` (the sweep's due checks, published
     together): each check made as alone, all at once (a thread each from the status checks'
     own pool, ``calls.check_pool``), so that one slow provider's checks hold one job, not a
-    worker thread each. A
-    check that raised (``ConfirmationOpen``, the database away) fails the job after the
-    others are made: the bus retries it whole (a status check is safe to make again)."""
+    worker thread each. A check that raised (``ConfirmationOpen``, the database away) fails
+    the job after the others are made: the bus retries it whole (a status check is safe to
+    make again)."""
     app = current_app._get_current_object()
 
     def one(message) -> None:
