@@ -120,8 +120,10 @@ def register_slow_call(app) -> None:
 
 class SlowServer:
     """A real HTTP server (in a thread) standing in for a slow provider: ``GET /call?delay=S&key=K``
-    answers after S seconds. It counts the requests it serves at once, overall and per key,
-    for the thread-worker tests and ``bench/inflight.py``. ``start()`` / ``stop()``."""
+    answers after S seconds; with ``&hold=N`` it answers as soon as N requests are in flight at
+    once (S is then the longest it waits for them), so a test of concurrency does not depend on
+    how fast a loaded machine starts its threads. It counts the requests it serves at once,
+    overall and per key, for the thread-worker tests and ``bench/inflight.py``. ``start()`` / ``stop()``."""
 
     def __init__(self) -> None:
         import threading
@@ -134,6 +136,8 @@ class SlowServer:
             request_queue_size = 1024  # 128+ clients connect at once
 
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # a hold= was reached, or stop()
+        self.released = 0  # how many times held requests were let go
         self.stopping = threading.Event()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -153,7 +157,9 @@ class SlowServer:
         return self
 
     def stop(self) -> None:
-        self.stopping.set()  # requests still sleeping answer at once
+        self.stopping.set()  # requests still sleeping or held answer at once
+        with self.changed:
+            self.changed.notify_all()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -164,6 +170,17 @@ class SlowServer:
             if key:
                 self.per_key[key] = self.per_key.get(key, 0) + 1
                 self.max_per_key[key] = max(self.max_per_key.get(key, 0), self.per_key[key])
+
+    def _hold(self, count: int, timeout: float) -> None:
+        """Wait until ``count`` requests are in flight at once, ``stop()`` or ``timeout``; the
+        request that makes ``count`` releases every request then held."""
+        with self.changed:
+            released = self.released
+            if self.in_flight >= count:
+                self.released += 1
+                self.changed.notify_all()
+                return
+            self.changed.wait_for(lambda: self.released > released or self.stopping.is_set(), timeout)
 
     def _leave(self, key: str) -> None:
         with self.lock:
@@ -189,9 +206,13 @@ def _slow_handler(server: SlowServer):
             query = parse_qs(urlparse(self.path).query)
             delay = float(query.get("delay", ["0.5"])[0])
             key = query.get("key", [""])[0]
+            hold = int(query.get("hold", ["0"])[0])
             server._enter(key)
             try:
-                server.stopping.wait(delay)
+                if hold:
+                    server._hold(hold, delay)
+                else:
+                    server.stopping.wait(delay)
             finally:
                 server._leave(key)
             self.send_response(200)

@@ -180,7 +180,8 @@ def test_a_batch_reads_which_breakers_are_closed_in_one_go(app):
 def test_the_provider_client_keeps_a_connection_for_every_call_in_flight():
     """A batch's calls go out together, round after round: each call thread's connection is
     kept alive for the next round (the hub's 128 call and 64 status-check threads, each with
-    one), not only the first 20, and none waits for a connection."""
+    one), not only the first 20, and none waits for a connection. Each request is held until all
+    120 are in flight (5 s at most): a client with fewer connections never gets there."""
     from concurrent.futures import ThreadPoolExecutor
 
     from hub.bus.testing import SlowServer
@@ -190,10 +191,10 @@ def test_the_provider_client_keeps_a_connection_for_every_call_in_flight():
     try:
         with ThreadPoolExecutor(max_workers=120) as pool:
             for _ in range(3):  # three rounds of 120 calls at once, as three batches would make
-                calls = [pool.submit(http.request, "GET", f"{server.url}?delay=0.3", allow_private=True)
+                calls = [pool.submit(http.request, "GET", f"{server.url}?hold=120&delay=5", allow_private=True)
                          for _ in range(120)]
                 assert all(call.result().status_code == 200 for call in calls)
-        assert server.max_in_flight == 120  # none waited for another's connection
+                assert server.max_in_flight == 120  # none waited for another's connection
         assert server.connections <= 130  # the first round's, kept for the next two (20 before: 320)
     finally:
         server.stop()
