@@ -124,7 +124,8 @@ def setup(database_url: str, redis_url: str, instance: Path, tenants: int = 1) -
 
 
 def set_latency(app, latency_ms: int) -> None:
-    """Change the sandbox configuration's latency (read by the workers on every call)."""
+    """Change the sandbox configuration's latency (the workers see it within hub.cache.REFRESH)."""
+    from hub.cache import refcache
     from hub.db import unit_of_work
     from hub.providers import client as providers
     from hub.providers import service
@@ -134,6 +135,7 @@ def set_latency(app, latency_ms: int) -> None:
             if config["provider_code"] == "sandbox":
                 row = service.get_config(uow, config["config_id"])
                 row.settings = {**row.settings, "latency_ms": latency_ms}
+        refcache().bump(uow, "providers")  # the workers keep prepared configurations (hub.cache)
         uow.commit()
 
 

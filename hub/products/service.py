@@ -179,8 +179,7 @@ def _tenant(ctx: CallContext) -> str:
 def _config_ids(uow: UnitOfWork, tenant_id: str) -> tuple[str, ...]:
     """The configurations ``tenant_id`` may use (any health), through this process's cache
     (namespace ``providers``: the kill switch and tenant enablement bump it)."""
-    return refcache().get("providers", ("tenant_configs", tenant_id), lambda: tuple(
-        c["config_id"] for c in providers.usable_configs(uow, tenant_id, healthy_only=False)))
+    return providers.tenant_config_ids(uow, tenant_id)
 
 
 def tenant_configs(uow: UnitOfWork, tenant_id: str) -> dict[str, bool]:

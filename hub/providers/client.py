@@ -95,6 +95,16 @@ def usable_configs(uow: UnitOfWork, tenant_id: str, provider_codes: list[str] | 
     return [c for c in found if c["healthy"] or not healthy_only]
 
 
+def tenant_config_ids(uow: UnitOfWork, tenant_id: str) -> tuple[str, ...]:
+    """The configurations ``tenant_id`` may use (enabled, enabled for it, provider installed;
+    any health), oldest first, through this process's reference-data cache (namespace
+    ``providers``: the kill switch, tenant enablement and new configurations bump it)."""
+    from hub.cache import refcache
+
+    return refcache().get("providers", ("tenant_configs", tenant_id), lambda: tuple(
+        row.id for row in service.usable_configs(uow, tenant_id, healthy_only=False)))
+
+
 def routes_for(uow: UnitOfWork, ctx: CallContext, product_code: str, candidates: list[Route]) -> list[Route]:
     """Filter ``candidates`` to usable configurations (kill switch, tenant enablement, breaker)
     and order them through the ``route_transaction`` hook (built-in: cheapest first)."""
@@ -103,8 +113,11 @@ def routes_for(uow: UnitOfWork, ctx: CallContext, product_code: str, candidates:
 
     key = ("providers.usable_config_ids", ctx.tenant_id)
     usable = uow.memo.get(key)
-    if usable is None:  # once per unit of work (a batch routes many purchases of one tenant)
-        usable = uow.memo[key] = frozenset(r.id for r in service.usable_configs(uow, ctx.tenant_id))
+    if usable is None:  # once per unit of work (a batch routes many purchases of one tenant):
+        # the configurations from the process's cache, their breakers now (one round trip)
+        ids = tenant_config_ids(uow, ctx.tenant_id)
+        opened = health.open_many(_state().redis, list(ids), ctx.tenant_id)
+        usable = uow.memo[key] = frozenset(config_id for config_id in ids if not opened[config_id])
     kept = []
     for c in candidates:
         if c.config_id in usable:
@@ -148,9 +161,14 @@ PreparedConfig = service.PreparedConfig
 def prepare(uow: UnitOfWork, tenant_id: str) -> dict[str, PreparedConfig]:
     """The configurations ``tenant_id`` may use (enabled, breaker open or not), by id, each
     read and decrypted once: for a batch's calls (:func:`call_prepared`), made with no
-    session open."""
-    return {row.id: service.PreparedConfig(row)
-            for row in service.usable_configs(uow, tenant_id, healthy_only=False)}
+    session open. Kept in the process's reference-data cache (namespace ``providers``, as
+    :func:`tenant_config_ids`: a changed configuration, its credentials included, bumps it),
+    so a steady stream of batches reads and decrypts nothing; the answer is shared: never
+    change it."""
+    from hub.cache import refcache
+
+    return refcache().get("providers", ("prepared", tenant_id), lambda: {
+        row.id: service.PreparedConfig(row) for row in service.usable_configs(uow, tenant_id, healthy_only=False)})
 
 
 def call_prepared(config: PreparedConfig, operation: str, request: PurchaseRequest | StatusRequest, *,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from hub.cache import refcache
 from hub.db import unit_of_work
 from hub.providers import client, service
 from hub.providers.contract import PurchaseRequest, State, StatusRequest
@@ -42,6 +43,7 @@ def hub_and_sim(app, tmp_path):
             sim = ProviderSimulator(tmp_path / "sim.sqlite", username="u1", api_key="k1", webhook_secret="w1",
                                     webhook_url=service.callback_url(row), callback_delay=0.05).start()
             row.settings = {"base_url": sim.url}
+            refcache().bump(uow, "providers")  # as the service's own changes do
             uow.commit()
             try:
                 yield app, uow, row.id, sim, tmp_path / "sim.sqlite"

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from typing import ClassVar
 
@@ -257,3 +258,40 @@ def test_the_kill_switch_from_the_cli_stops_another_process_at_once_and_a_lost_b
     assert buy(web, funded.tenant, "081234567890").status_code == 422  # within the TTL: still off here
     clock.now += cache.ttl
     assert buy(web, funded.tenant, "081234567890").status_code == 202  # past it: on again
+
+
+PROVIDER_TABLES = re.compile(r"\b(provider_configs|provider_config_tenants)\b", re.IGNORECASE)
+
+
+def _final(app, tenant_id: str, transaction_id: str) -> dict:
+    from tests.transactions.conftest import transaction
+
+    found = transaction(app, tenant_id, transaction_id)
+    return found if found["status"] in ("succeeded", "failed") else {}
+
+
+def test_a_warm_provider_worker_reads_no_configuration_per_batch_and_sees_the_kill_switch_at_once(
+        app, client, funded, sandbox, rop):
+    """The driver routes and calls from the process's cache (the configurations a tenant may
+    use, each prepared and decrypted once), so a warm worker's batch reads no configuration;
+    a configuration switched off by another process (the CLI) is no longer used by the next
+    batch, whose purchases were accepted before it was switched off."""
+    from tests.transactions.conftest import drain
+
+    engine = app.extensions["rop"].db.engine
+    first = buy(client, funded.tenant, "081234567890").json["id"]
+    drain(app, until=lambda: _final(app, funded.tenant.id, first))  # the worker's caches warm up
+
+    second = buy(client, funded.tenant, "081234567891").json["id"]
+    with Statements(engine) as warm:
+        drain(app, until=lambda: _final(app, funded.tenant.id, second))
+    assert _final(app, funded.tenant.id, second)["status"] == "succeeded"
+    assert warm.sent, "the batch was recorded (or this test sees nothing)"
+    assert [s for s in warm.sent if PROVIDER_TABLES.search(s)] == [], warm.sent
+
+    third = buy(client, funded.tenant, "081234567892").json["id"]  # accepted while it is on
+    rop("providers", "disable", sandbox)
+    time.sleep(2 * REFRESH)  # another process's bump: seen once this one's reading of it is renewed
+    drain(app, until=lambda: _final(app, funded.tenant.id, third))
+    found = _final(app, funded.tenant.id, third)
+    assert (found["status"], found["error"]) == ("failed", "no provider is available for this product now"), found
