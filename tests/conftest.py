@@ -242,9 +242,11 @@ def cli(app, cli_env, capsys):
 
 
 @pytest.fixture
-def run_rop(cli_env, capsys, monkeypatch):
+def run_rop(app, cli_env, capsys, monkeypatch):
     """``run_rop("tenants", "list", stdin="…", env={"ROP_X": "1"})``: ``rop …`` in this process,
     answered as ``subprocess.run`` would (a CompletedProcess: returncode, stdout, stderr).
+    On empty tables and an empty Redis (``app``), as every other test: what an earlier test
+    of the same worker left is not listed by this one's ``rop tenants list``.
 
     An interpreter per command cost the suite a second or more of CPU each; the console
     script as a process of its own (entry point, exit status, signals) is tested in
