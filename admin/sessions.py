@@ -103,6 +103,8 @@ class RedisSessionInterface(SessionInterface):
     def open_session(self, app: Flask, request) -> ServerSession:  # type: ignore[override]
         from flask.sessions import session_json_serializer
 
+        if not request.environ.get("HTTP_COOKIE"):  # an API call: no cookies to parse at all
+            return ServerSession()
         cookie = request.cookies.get(self.get_cookie_name(app))
         if not cookie:
             return ServerSession()

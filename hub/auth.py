@@ -47,6 +47,9 @@ from hub.tenancy.scopes import allowed_scopes
 
 ISSUER = "rop-hub"
 STATUS_TTL = 2.0  # seconds a client's status is trusted without a database read (< 5 s)
+#: seconds past STATUS_TTL an entry still answers while another thread reads it again
+#: (STATUS_TTL + this stays under the 5 s a disabled client may be served at most)
+STATUS_RELOAD_GRACE = 1.0
 DEFAULT_RATE_LIMIT_PER_MINUTE = 1200
 ON_BEHALF_HEADER = "ROP-On-Behalf-Of"
 TOKEN_CACHE_SIZE = 10_000  # verified tokens remembered per process
@@ -134,19 +137,31 @@ class ClientStatus:
 
 
 class _StatusCache:
-    """Per-process cache of client status, trusted for :data:`STATUS_TTL` seconds."""
+    """Per-process cache of client status, trusted for :data:`STATUS_TTL` seconds.
+
+    One thread reloads an expired entry; the process's other threads keep answering from the
+    entry meanwhile, for :data:`STATUS_RELOAD_GRACE` seconds at most (without it, every
+    request thread of a busy process missed at once and each read the same row)."""
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[float, ClientStatus | None]] = {}
+        self._loading: set[str] = set()
         self._lock = threading.Lock()
 
     def get(self, client_id: str, load: Callable[[str], ClientStatus | None]) -> ClientStatus | None:
         now = time.monotonic()
         with self._lock:
             hit = self._entries.get(client_id)
-        if hit and hit[0] > now:
-            return hit[1]
-        status = load(client_id)
+            if hit and hit[0] > now:
+                return hit[1]
+            if hit and client_id in self._loading and hit[0] + STATUS_RELOAD_GRACE > now:
+                return hit[1]  # another thread is reading it again
+            self._loading.add(client_id)
+        try:
+            status = load(client_id)
+        finally:
+            with self._lock:
+                self._loading.discard(client_id)
         with self._lock:
             self._entries[client_id] = (now + STATUS_TTL, status)
         return status

@@ -6,7 +6,7 @@ into every message, so that a service never has to guess whose data it is touchi
 """
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,7 +28,7 @@ class CallContext:
     tenant_id: str | None
     client_id: str | None
     scopes: frozenset[str] = field(default_factory=frozenset)
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=lambda: os.urandom(16).hex())  # 32 hex digits, as uuid4().hex
     on_behalf_of: str | None = None
     actor: str | None = None
     correlation_id: str | None = None
@@ -65,7 +65,7 @@ class CallContext:
             tenant_id=data.get("tenant_id"),
             client_id=data.get("client_id"),
             scopes=frozenset(data.get("scopes") or ()),
-            request_id=data.get("request_id") or uuid.uuid4().hex,
+            request_id=data.get("request_id") or os.urandom(16).hex(),
             on_behalf_of=data.get("on_behalf_of"),
             actor=data.get("actor"),
             correlation_id=data.get("correlation_id"),

@@ -22,8 +22,8 @@ engine records the switch (``make_engine(driver_shortcuts=...)``).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -74,8 +74,9 @@ def utcnow() -> dt.datetime:
 
 
 def new_id(prefix: str) -> str:
-    """A public identifier such as ``txn_4f1c…``: a prefix naming the kind, then 24 hex digits."""
-    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+    """A public identifier such as ``txn_4f1c…``: a prefix naming the kind, then 24 hex digits
+    (96 random bits; ``os.urandom`` directly: a quarter of ``uuid4``'s cost, several per purchase)."""
+    return f"{prefix}_{os.urandom(12).hex()}"
 
 
 class Base(DeclarativeBase):

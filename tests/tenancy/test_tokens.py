@@ -180,6 +180,44 @@ def test_revoked_client_token_stops_working_within_the_status_ttl(app, client, t
                        headers=_basic(t.client_id, t.client_secret)).status_code == 401
 
 
+def test_an_expired_status_is_read_again_by_one_thread_while_the_others_answer_from_it(monkeypatch):
+    """A busy process's request threads all find the status expired at once: one reads it
+    again, the others answer from the entry meanwhile, within STATUS_RELOAD_GRACE; past it
+    (the reader stuck), a thread reads it itself. The TTL and the grace stay under 5 s."""
+    import threading
+
+    assert auth.STATUS_TTL + auth.STATUS_RELOAD_GRACE <= 5
+    clock = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    cache = auth._StatusCache()
+    old, new = object(), object()
+    assert cache.get("cli_a", lambda _id: old) is old
+    clock[0] += auth.STATUS_TTL + 0.01  # expired
+    reading, release, loads = threading.Event(), threading.Event(), []
+
+    def slow(_id):
+        loads.append(_id)
+        reading.set()
+        release.wait(10)
+        return new
+
+    reader = threading.Thread(target=lambda: cache.get("cli_a", slow))
+    reader.start()
+    assert reading.wait(10)
+    answers = []
+    others = [threading.Thread(target=lambda: answers.append(cache.get("cli_a", slow))) for _ in range(8)]
+    for thread in others:
+        thread.start()
+    for thread in others:
+        thread.join(10)
+    assert answers == [old] * 8 and loads == ["cli_a"]  # one read; the others did not wait
+    clock[0] += auth.STATUS_RELOAD_GRACE  # the reader is stuck past the grace: read again
+    assert cache.get("cli_a", lambda _id: new) is new
+    release.set()
+    reader.join(10)
+    assert cache.get("cli_a", slow) is new and loads == ["cli_a"]
+
+
 def test_disabled_tenant_tokens_stop_working(app, client, tenant_factory, monkeypatch):
     t = tenant_factory()
     assert client.get("/v1/tenant", headers=t.headers).status_code == 200
