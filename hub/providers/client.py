@@ -105,6 +105,42 @@ def tenant_config_ids(uow: UnitOfWork, tenant_id: str) -> tuple[str, ...]:
         row.id for row in service.usable_configs(uow, tenant_id, healthy_only=False)))
 
 
+def usable_now(uow: UnitOfWork, pairs) -> set[tuple[str, str]]:
+    """Of ``(config_id, tenant_id)`` pairs, those whose configuration exists, is switched on,
+    not retired, and is the tenant's or enabled for it, as committed now: one statement, the
+    rows share-locked until ``uow`` ends (a removal waits for it: :func:`service.remove_config`
+    then sees the attempts it records). For the claim of a batch's purchases, routed from the
+    process's cache (:func:`tenant_config_ids`), which may lag a change by ``REFRESH`` (or
+    ``ROP_CACHE_TTL`` when a bump was lost)."""
+    from sqlalchemy import select
+
+    from hub.providers.models import ProviderConfig, ProviderConfigTenant
+
+    pairs = set(pairs)
+    if not pairs:
+        return set()
+    rows = uow.session.execute(
+        select(ProviderConfig.id, ProviderConfig.tenant_id, ProviderConfig.all_tenants, ProviderConfigTenant.tenant_id)
+        .outerjoin(ProviderConfigTenant, ProviderConfigTenant.config_id == ProviderConfig.id)
+        .where(ProviderConfig.id.in_(sorted({config_id for config_id, _ in pairs})),
+               ProviderConfig.enabled.is_(True), ProviderConfig.retired_at.is_(None))
+        .with_for_update(read=True, key_share=True, of=ProviderConfig)).all()
+    owner: dict[str, tuple[str | None, bool]] = {}
+    linked: set[tuple[str, str]] = set()
+    for config_id, config_tenant, all_tenants, link_tenant in rows:
+        owner[config_id] = (config_tenant, all_tenants)
+        if link_tenant is not None:
+            linked.add((config_id, link_tenant))
+    usable = set()
+    for config_id, tenant_id in pairs:
+        if config_id not in owner:
+            continue
+        config_tenant, all_tenants = owner[config_id]
+        if config_tenant == tenant_id or (config_tenant is None and (all_tenants or (config_id, tenant_id) in linked)):
+            usable.add((config_id, tenant_id))
+    return usable
+
+
 def routes_for(uow: UnitOfWork, ctx: CallContext, product_code: str, candidates: list[Route]) -> list[Route]:
     """Filter ``candidates`` to usable configurations (kill switch, tenant enablement, breaker)
     and order them through the ``route_transaction`` hook (built-in: cheapest first)."""

@@ -197,7 +197,8 @@ def set_credentials(uow: UnitOfWork, config_id: str, credentials: Mapping[str, A
 
 def set_enabled(uow: UnitOfWork, config_id: str, enabled: bool) -> ProviderConfig:
     """The kill switch: a disabled configuration gets no new purchase, inquiry, catalog or
-    balance call (at once). Purchases already sent there are not abandoned: their status
+    balance call from its commit (the driver's claim reads it as committed; a purchase claimed
+    before it may still leave). Purchases already sent there are not abandoned: their status
     checks still go to the provider and its callbacks are still received (an unknown
     outcome must be asked, never decided by switching the provider off)."""
     row = get_config(uow, config_id)
@@ -259,7 +260,11 @@ def remove_config(ctx: CallContext, uow: UnitOfWork, config_id: str) -> tuple[st
     """
     from hub.tenancy.service import record_audit
 
-    row = get_config(uow, config_id)
+    # Locked first: a claim of purchases routed to it (hub.transactions.driver, which
+    # share-locks the row) is committed before its history is counted, or waits for this.
+    row = uow.session.get(ProviderConfig, config_id, with_for_update=True, populate_existing=True)
+    if row is None:
+        raise NotFound(f"no provider configuration {config_id}")
     if row.retired_at is not None:
         raise Conflict(f"{config_id} is retired already")
     history = config_history(ctx, uow, config_id)

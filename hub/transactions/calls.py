@@ -37,6 +37,10 @@ class Step:
     customer_no: str
     amount: int | None = None
     provider_ref: str | None = None
+    #: set by the claim: the route's configuration is no longer usable for the tenant (removed,
+    #: switched off, retired, no longer enabled for it) though the process's cache still had
+    #: it; the purchase is not sent, its attempt recorded rejected and the next offer tried
+    unusable: bool = False
 
     @property
     def operation(self) -> str:

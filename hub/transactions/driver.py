@@ -10,7 +10,10 @@ transactions still moving:
    the same reference is asked, nothing is bought again), or nothing — then a slot of each call's configuration
    (``hub.concurrency``: at most N calls in flight per configuration across every process),
    and every purchase with a slot recorded ``sent`` with the reference it goes under, all
-   committed before any call;
+   committed before any call. Routes come from the process's cache of the configurations;
+   the claim reads the configurations of its purchases as committed (one statement, rows
+   share-locked to the commit): a purchase whose configuration was removed, switched off or
+   disabled for the tenant meanwhile is not sent, its attempt answered ``rejected``;
 2. the calls, concurrently (a thread each, no session open);
 3. the outcomes (one unit of work: every status change, the money moves wallet by wallet,
    the events in one insert; :func:`lifecycle.apply_outcome`, under the row lock, so a late
@@ -40,6 +43,8 @@ from hub.transactions.models import Attempt, Transaction
 from hub.transactions.routing import check_of, next_purchase
 
 log = structlog.get_logger("hub.transactions")
+#: the answer recorded for a purchase whose configuration the claim found no longer usable
+UNUSABLE = "not sent: the provider configuration was removed, switched off or disabled for the tenant"
 
 
 def _db():
@@ -54,7 +59,8 @@ def drive(transaction_ids: list[str]) -> None:
     try:
         while pending:  # each round records or drops a step, or raises Busy; routes are finite
             steps, leased = _start(pending, spare)
-            going = [step for step in steps if step.transaction_id in leased]
+            going = [step for step in steps if step.transaction_id in leased and not step.unusable]
+            unsent = [(step, Outcome("rejected", message=UNUSABLE)) for step in steps if step.unusable]
             try:
                 configs = calls.configs_of({step.tenant_id for step in going})
                 closed = calls.closed_breakers(going) if len(going) > 1 else set()
@@ -68,9 +74,9 @@ def drive(transaction_ids: list[str]) -> None:
                     outcomes = [(step, future.result()) for step, future in futures]
             finally:
                 calls.release_all(leased.values())  # the round's slots, in one round trip
-            pending = record_outcomes(outcomes)
+            pending = record_outcomes(unsent + outcomes)
             waiting = [step for step in steps if step.transaction_id not in leased]
-            if waiting and not going:
+            if waiting and not going and not unsent:
                 spare.setdefault(waiting[0].config_id, []).append(calls.wait_for_slot(waiting[0].config_id))
             pending.extend(step.transaction_id for step in waiting)
     finally:
@@ -113,9 +119,13 @@ def _start(ids: list[str], spare: dict[str, list]) -> tuple[list[Step], dict[str
                     steps.append(step)
                     claimed[trx.id] = trx
             leased = calls.take_slots(steps, spare)
-            for step in steps:
-                if step.kind == "purchase" and step.transaction_id in leased:
-                    record_attempt(uow, claimed[step.transaction_id], step)
+            buying = [step for step in steps if step.kind == "purchase" and step.transaction_id in leased]
+            # Routed from the process's cache: the configurations as committed now, share-locked
+            # to the commit (a removal waits, then sees these attempts and retires instead)
+            usable = providers.usable_now(uow, {(step.config_id, step.tenant_id) for step in buying})
+            for step in buying:
+                step.unusable = (step.config_id, step.tenant_id) not in usable
+                record_attempt(uow, claimed[step.transaction_id], step)
             uow.commit()
         return steps, leased
     except IntegrityError:  # a concurrent run recorded one of these attempts first

@@ -273,7 +273,8 @@ def _final(app, tenant_id: str, transaction_id: str) -> dict:
 def test_a_warm_provider_worker_reads_no_configuration_per_batch_and_sees_the_kill_switch_at_once(
         app, client, funded, sandbox, rop):
     """The driver routes and calls from the process's cache (the configurations a tenant may
-    use, each prepared and decrypted once), so a warm worker's batch reads no configuration;
+    use, each prepared and decrypted once), so a warm worker's batch reads no configuration
+    but the claim's check of its own (one statement);
     a configuration switched off by another process (the CLI) is no longer used by the next
     batch, whose purchases were accepted before it was switched off."""
     from tests.transactions.conftest import drain
@@ -287,7 +288,11 @@ def test_a_warm_provider_worker_reads_no_configuration_per_batch_and_sees_the_ki
         drain(app, until=lambda: _final(app, funded.tenant.id, second))
     assert _final(app, funded.tenant.id, second)["status"] == "succeeded"
     assert warm.sent, "the batch was recorded (or this test sees nothing)"
-    assert [s for s in warm.sent if PROVIDER_TABLES.search(s)] == [], warm.sent
+    # the claim's one check of its configurations as committed (usable_now), and nothing more:
+    # no list of the tenant's configurations, no credentials read and decrypted
+    read = [s for s in warm.sent if PROVIDER_TABLES.search(s)]
+    assert len(read) == 1 and "provider_configs.all_tenants" in read[0], read
+    assert not [s for s in warm.sent if "credentials_encrypted" in s], warm.sent
 
     third = buy(client, funded.tenant, "081234567892").json["id"]  # accepted while it is on
     rop("providers", "disable", sandbox)
@@ -295,3 +300,91 @@ def test_a_warm_provider_worker_reads_no_configuration_per_batch_and_sees_the_ki
     drain(app, until=lambda: _final(app, funded.tenant.id, third))
     found = _final(app, funded.tenant.id, third)
     assert (found["status"], found["error"]) == ("failed", "no provider is available for this product now"), found
+
+
+def test_a_purchase_routed_from_a_stale_cache_to_a_configuration_switched_off_is_not_sent(
+        app, client, funded, sandbox):
+    """The worker's cache still has the configuration (a bump lost, or within REFRESH of it),
+    but the claim reads it as committed: switched off, the purchase is not sent — its
+    attempt answered rejected, the next offer tried (none here: failed, the hold voided)."""
+    from tests.transactions.conftest import drain, wallet
+
+    first = buy(client, funded.tenant, "081234567890").json["id"]
+    drain(app, until=lambda: _final(app, funded.tenant.id, first))  # the worker's caches warm up
+    before = wallet(app, funded.tenant.id, funded.wallet_id)
+    second = buy(client, funded.tenant, "081234567891").json["id"]
+    with app.extensions["rop"].db.engine.begin() as conn:  # switched off, the bump lost
+        conn.execute(text("UPDATE provider_configs SET enabled = :off WHERE id = :id"), {"off": False, "id": sandbox})
+    drain(app, until=lambda: _final(app, funded.tenant.id, second))
+    found = _final(app, funded.tenant.id, second)
+    assert found["status"] == "failed" and "not sent" in found["error"], found
+    with app.extensions["rop"].db.engine.connect() as conn:
+        attempts = conn.execute(text("SELECT state, message FROM transaction_attempts WHERE transaction_id = :t"),
+                                {"t": second}).all()
+    assert [(state, "not sent" in message) for state, message in attempts] == [("rejected", True)]
+    assert wallet(app, funded.tenant.id, funded.wallet_id)["available"] == before["available"]  # voided
+
+
+def test_the_claim_reads_which_configurations_a_tenant_may_use_now(app, funded, sandbox, tenant_factory):
+    """providers.usable_now: a platform configuration for every tenant; a tenant's own only for
+    it; one enabled for some tenants only for those; switched off or missing for none."""
+    from hub.db import unit_of_work
+    from hub.providers import client as providers
+    from hub.providers import service
+
+    other = tenant_factory().id
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:
+        own = service.add_config(uow, "sandbox", "Own", tenant_id=funded.tenant.id).id
+        some = service.add_config(uow, "sandbox", "Some", all_tenants=False).id
+        service.enable_for_tenant(uow, some, other)
+        uow.commit()
+        pairs = {(c, t) for c in (sandbox, own, some, "pcf_missing") for t in (funded.tenant.id, other)}
+        assert providers.usable_now(uow, pairs) == {
+            (sandbox, funded.tenant.id), (sandbox, other), (own, funded.tenant.id), (some, other)}
+        service.set_enabled(uow, sandbox, False)
+        uow.commit()
+        assert providers.usable_now(uow, pairs) == {(own, funded.tenant.id), (some, other)}
+        uow.commit()
+
+
+@pytest.mark.postgres
+def test_a_removal_waits_for_a_claim_of_its_configuration_and_then_retires_it(app, funded, sandbox):
+    """A claim share-locks the configurations it sends to until its commit; ``rop providers
+    remove`` locks the row first: it waits, then counts the attempt the claim recorded and
+    retires the configuration instead of deleting it (an attempt at a deleted configuration
+    could never be checked nor receive its callback)."""
+    import threading
+
+    from hub.context import CallContext
+    from hub.db import UnitOfWork, utcnow
+    from hub.providers import client as providers
+    from hub.providers import service
+    from hub.transactions.models import Attempt
+
+    db = app.extensions["rop"].db
+    with app.app_context():
+        claim = UnitOfWork(db.session())
+        assert providers.usable_now(claim, {(sandbox, funded.tenant.id)}) == {(sandbox, funded.tenant.id)}
+        claim.session.add(Attempt(transaction_id="trx_claimed", tenant_id=funded.tenant.id, seq=1, config_id=sandbox,
+                                  provider_code="sandbox", provider_sku="TEL10", reference="trx_claimed-1",
+                                  state="sent", sent_at=utcnow()))
+        claim.session.flush()
+        removed: list = []
+
+        def remove() -> None:
+            with app.app_context():
+                remover = UnitOfWork(db.session())
+                try:
+                    removed.append(service.remove_config(CallContext.system(), remover, sandbox)[0])
+                    remover.commit()
+                finally:
+                    remover.close()
+
+        remover = threading.Thread(target=remove)
+        remover.start()
+        remover.join(1.0)
+        assert remover.is_alive() and removed == [], "the removal must wait for the claim"
+        claim.commit()
+        claim.close()
+        remover.join(30)
+    assert removed == ["retired"]
