@@ -119,15 +119,19 @@ def usable_now(uow: UnitOfWork, pairs) -> set[tuple[str, str]]:
     pairs = set(pairs)
     if not pairs:
         return set()
+    # Every row of these ids is locked, a switched-off one too (the state is judged here, not
+    # in the WHERE clause): a removal of any of them waits for this claim's commit.
     rows = uow.session.execute(
-        select(ProviderConfig.id, ProviderConfig.tenant_id, ProviderConfig.all_tenants, ProviderConfigTenant.tenant_id)
+        select(ProviderConfig.id, ProviderConfig.tenant_id, ProviderConfig.all_tenants, ProviderConfig.enabled,
+               ProviderConfig.retired_at, ProviderConfigTenant.tenant_id)
         .outerjoin(ProviderConfigTenant, ProviderConfigTenant.config_id == ProviderConfig.id)
-        .where(ProviderConfig.id.in_(sorted({config_id for config_id, _ in pairs})),
-               ProviderConfig.enabled.is_(True), ProviderConfig.retired_at.is_(None))
+        .where(ProviderConfig.id.in_(sorted({config_id for config_id, _ in pairs})))
         .with_for_update(read=True, key_share=True, of=ProviderConfig)).all()
     owner: dict[str, tuple[str | None, bool]] = {}
     linked: set[tuple[str, str]] = set()
-    for config_id, config_tenant, all_tenants, link_tenant in rows:
+    for config_id, config_tenant, all_tenants, enabled, retired_at, link_tenant in rows:
+        if not enabled or retired_at is not None:
+            continue
         owner[config_id] = (config_tenant, all_tenants)
         if link_tenant is not None:
             linked.add((config_id, link_tenant))

@@ -13,7 +13,8 @@ transactions still moving:
    committed before any call. Routes come from the process's cache of the configurations;
    the claim reads the configurations of its purchases as committed (one statement, rows
    share-locked to the commit): a purchase whose configuration was removed, switched off or
-   disabled for the tenant meanwhile is not sent, its attempt answered ``rejected``;
+   disabled for the tenant meanwhile is not sent, its attempt answered ``rejected`` in that
+   same commit;
 2. the calls, concurrently (a thread each, no session open);
 3. the outcomes (one unit of work: every status change, the money moves wallet by wallet,
    the events in one insert; :func:`lifecycle.apply_outcome`, under the row lock, so a late
@@ -60,7 +61,7 @@ def drive(transaction_ids: list[str]) -> None:
         while pending:  # each round records or drops a step, or raises Busy; routes are finite
             steps, leased = _start(pending, spare)
             going = [step for step in steps if step.transaction_id in leased and not step.unusable]
-            unsent = [(step, Outcome("rejected", message=UNUSABLE)) for step in steps if step.unusable]
+            unsent = [step.transaction_id for step in steps if step.unusable]  # rejected: their next offer
             try:
                 configs = calls.configs_of({step.tenant_id for step in going})
                 closed = calls.closed_breakers(going) if len(going) > 1 else set()
@@ -74,7 +75,7 @@ def drive(transaction_ids: list[str]) -> None:
                     outcomes = [(step, future.result()) for step, future in futures]
             finally:
                 calls.release_all(leased.values())  # the round's slots, in one round trip
-            pending = record_outcomes(unsent + outcomes)
+            pending = record_outcomes(outcomes) + unsent
             waiting = [step for step in steps if step.transaction_id not in leased]
             if waiting and not going and not unsent:
                 spare.setdefault(waiting[0].config_id, []).append(calls.wait_for_slot(waiting[0].config_id))
@@ -125,7 +126,11 @@ def _start(ids: list[str], spare: dict[str, list]) -> tuple[list[Step], dict[str
             usable = providers.usable_now(uow, {(step.config_id, step.tenant_id) for step in buying})
             for step in buying:
                 step.unusable = (step.config_id, step.tenant_id) not in usable
-                record_attempt(uow, claimed[step.transaction_id], step)
+                trx = claimed[step.transaction_id]
+                attempt = record_attempt(uow, trx, step)
+                if step.unusable:  # answered in the claim itself: never left "sent" for the sweep
+                    lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt,
+                                            Outcome("rejected", message=UNUSABLE), "purchase")
             uow.commit()
         return steps, leased
     except IntegrityError:  # a concurrent run recorded one of these attempts first
@@ -168,13 +173,13 @@ def _attempts(uow: UnitOfWork, wanted: list[tuple[str, int]]) -> dict[tuple[str,
         .execution_options(populate_existing=True))}
 
 
-def record_attempt(uow: UnitOfWork, trx: Transaction, step: Step) -> None:
+def record_attempt(uow: UnitOfWork, trx: Transaction, step: Step) -> Attempt:
     """Record the purchase ``step`` as attempt ``step.seq``, ``sent`` (in ``uow``, before the call)."""
     now = utcnow()
-    uow.session.add(Attempt(transaction_id=trx.id, tenant_id=trx.tenant_id, seq=step.seq,
-                            config_id=step.config_id, provider_code=step.provider_code,
-                            provider_sku=step.provider_sku, reference=step.reference, state="sent",
-                            sent_at=now))
+    attempt = Attempt(transaction_id=trx.id, tenant_id=trx.tenant_id, seq=step.seq,
+                      config_id=step.config_id, provider_code=step.provider_code,
+                      provider_sku=step.provider_sku, reference=step.reference, state="sent", sent_at=now)
+    uow.session.add(attempt)
     trx.attempt_count = step.seq
     trx.config_id, trx.provider_code = step.config_id, step.provider_code
     trx.check_count = 0
@@ -184,6 +189,7 @@ def record_attempt(uow: UnitOfWork, trx: Transaction, step: Step) -> None:
                                          "reference": step.reference})
     if trx.status == "pending":
         lifecycle.transition(lifecycle.tenant_ctx(trx), uow, trx, "processing")
+    return attempt
 
 
 # -- 3. the outcomes ---------------------------------------------------------------------------

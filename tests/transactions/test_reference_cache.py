@@ -306,7 +306,8 @@ def test_a_purchase_routed_from_a_stale_cache_to_a_configuration_switched_off_is
         app, client, funded, sandbox):
     """The worker's cache still has the configuration (a bump lost, or within REFRESH of it),
     but the claim reads it as committed: switched off, the purchase is not sent — its
-    attempt answered rejected, the next offer tried (none here: failed, the hold voided)."""
+    attempt answered rejected in the claim's own commit (never left ``sent`` for the sweep to
+    check), the next offer tried (none here: failed, the hold voided)."""
     from tests.transactions.conftest import drain, wallet
 
     first = buy(client, funded.tenant, "081234567890").json["id"]
@@ -315,6 +316,15 @@ def test_a_purchase_routed_from_a_stale_cache_to_a_configuration_switched_off_is
     second = buy(client, funded.tenant, "081234567891").json["id"]
     with app.extensions["rop"].db.engine.begin() as conn:  # switched off, the bump lost
         conn.execute(text("UPDATE provider_configs SET enabled = :off WHERE id = :id"), {"off": False, "id": sandbox})
+    from hub.transactions import calls, driver
+
+    with app.app_context():  # the claim alone (a worker killed right after it): answered there
+        steps, leased = driver._start([second], {})
+        calls.release_all(leased.values())
+    assert [step.unusable for step in steps] == [True]
+    with app.extensions["rop"].db.engine.connect() as conn:
+        assert conn.execute(text("SELECT state FROM transaction_attempts WHERE transaction_id = :t"),
+                            {"t": second}).scalars().all() == ["rejected"]
     drain(app, until=lambda: _final(app, funded.tenant.id, second))
     found = _final(app, funded.tenant.id, second)
     assert found["status"] == "failed" and "not sent" in found["error"], found
@@ -348,23 +358,30 @@ def test_the_claim_reads_which_configurations_a_tenant_may_use_now(app, funded, 
 
 
 @pytest.mark.postgres
-def test_a_removal_waits_for_a_claim_of_its_configuration_and_then_retires_it(app, funded, sandbox):
-    """A claim share-locks the configurations it sends to until its commit; ``rop providers
-    remove`` locks the row first: it waits, then counts the attempt the claim recorded and
-    retires the configuration instead of deleting it (an attempt at a deleted configuration
-    could never be checked nor receive its callback)."""
+@pytest.mark.parametrize("switched_off", [False, True])
+def test_a_removal_waits_for_a_claim_of_its_configuration_and_then_retires_it(app, funded, sandbox, switched_off):
+    """A claim share-locks the configurations of its purchases until its commit — one switched
+    off too (its purchase is refused, its attempt recorded); ``rop providers remove`` locks
+    the row first: it waits, then counts the attempt the claim recorded and retires the
+    configuration instead of deleting it (an attempt at a deleted configuration could never
+    be checked nor receive its callback)."""
     import threading
 
     from hub.context import CallContext
-    from hub.db import UnitOfWork, utcnow
+    from hub.db import UnitOfWork, unit_of_work, utcnow
     from hub.providers import client as providers
     from hub.providers import service
     from hub.transactions.models import Attempt
 
     db = app.extensions["rop"].db
     with app.app_context():
+        if switched_off:
+            with unit_of_work(db) as uow:
+                service.set_enabled(uow, sandbox, False)
+                uow.commit()
         claim = UnitOfWork(db.session())
-        assert providers.usable_now(claim, {(sandbox, funded.tenant.id)}) == {(sandbox, funded.tenant.id)}
+        assert providers.usable_now(claim, {(sandbox, funded.tenant.id)}) == (
+            set() if switched_off else {(sandbox, funded.tenant.id)})
         claim.session.add(Attempt(transaction_id="trx_claimed", tenant_id=funded.tenant.id, seq=1, config_id=sandbox,
                                   provider_code="sandbox", provider_sku="TEL10", reference="trx_claimed-1",
                                   state="sent", sent_at=utcnow()))
