@@ -106,43 +106,11 @@ def tenant_config_ids(uow: UnitOfWork, tenant_id: str) -> tuple[str, ...]:
 
 
 def usable_now(uow: UnitOfWork, pairs) -> set[tuple[str, str]]:
-    """Of ``(config_id, tenant_id)`` pairs, those whose configuration exists, is switched on,
-    not retired, and is the tenant's or enabled for it, as committed now: one statement, the
-    rows share-locked until ``uow`` ends (a removal waits for it: :func:`service.remove_config`
-    then sees the attempts it records). For the claim of a batch's purchases, routed from the
-    process's cache (:func:`tenant_config_ids`), which may lag a change by ``REFRESH`` (or
-    ``ROP_CACHE_TTL`` when a bump was lost)."""
-    from sqlalchemy import select
-
-    from hub.providers.models import ProviderConfig, ProviderConfigTenant
-
-    pairs = set(pairs)
-    if not pairs:
-        return set()
-    # Every row of these ids is locked, a switched-off one too (the state is judged here, not
-    # in the WHERE clause): a removal of any of them waits for this claim's commit.
-    rows = uow.session.execute(
-        select(ProviderConfig.id, ProviderConfig.tenant_id, ProviderConfig.all_tenants, ProviderConfig.enabled,
-               ProviderConfig.retired_at, ProviderConfigTenant.tenant_id)
-        .outerjoin(ProviderConfigTenant, ProviderConfigTenant.config_id == ProviderConfig.id)
-        .where(ProviderConfig.id.in_(sorted({config_id for config_id, _ in pairs})))
-        .with_for_update(read=True, key_share=True, of=ProviderConfig)).all()
-    owner: dict[str, tuple[str | None, bool]] = {}
-    linked: set[tuple[str, str]] = set()
-    for config_id, config_tenant, all_tenants, enabled, retired_at, link_tenant in rows:
-        if not enabled or retired_at is not None:
-            continue
-        owner[config_id] = (config_tenant, all_tenants)
-        if link_tenant is not None:
-            linked.add((config_id, link_tenant))
-    usable = set()
-    for config_id, tenant_id in pairs:
-        if config_id not in owner:
-            continue
-        config_tenant, all_tenants = owner[config_id]
-        if config_tenant == tenant_id or (config_tenant is None and (all_tenants or (config_id, tenant_id) in linked)):
-            usable.add((config_id, tenant_id))
-    return usable
+    """Of ``(config_id, tenant_id)`` pairs, those usable as committed now, the rows
+    share-locked until ``uow`` ends (:func:`service.usable_now`): for the claim of a batch's
+    purchases, routed from the process's cache (:func:`tenant_config_ids`), which may lag a
+    change by ``REFRESH`` (or ``ROP_CACHE_TTL`` when a bump was lost)."""
+    return service.usable_now(uow, pairs)
 
 
 def routes_for(uow: UnitOfWork, ctx: CallContext, product_code: str, candidates: list[Route]) -> list[Route]:

@@ -283,6 +283,38 @@ def remove_config(ctx: CallContext, uow: UnitOfWork, config_id: str) -> tuple[st
     return action, history
 
 
+def open_to(tenant_id: str, *, owner: str | None, all_tenants: bool, linked: bool) -> bool:
+    """Whether a configuration takes ``tenant_id``'s purchases: its own (``owner``), or a
+    platform-wide one (no owner) for every tenant or ``linked`` to this one."""
+    return owner == tenant_id if owner is not None else (all_tenants or linked)
+
+
+def usable_now(uow: UnitOfWork, pairs) -> set[tuple[str, str]]:
+    """Of ``(config_id, tenant_id)`` pairs, those whose configuration exists, is switched on,
+    not retired and :func:`open_to` the tenant, as committed now: one statement, every row of
+    these ids share-locked until ``uow`` ends, a switched-off one too (a removal waits for it:
+    :func:`remove_config` then sees the attempts recorded meanwhile)."""
+    pairs = set(pairs)
+    if not pairs:
+        return set()
+    rows = uow.session.execute(
+        select(ProviderConfig.id, ProviderConfig.tenant_id, ProviderConfig.all_tenants, ProviderConfig.enabled,
+               ProviderConfig.retired_at, ProviderConfigTenant.tenant_id)
+        .outerjoin(ProviderConfigTenant, ProviderConfigTenant.config_id == ProviderConfig.id)
+        .where(ProviderConfig.id.in_(sorted({config_id for config_id, _ in pairs})))
+        .with_for_update(read=True, key_share=True, of=ProviderConfig)).all()
+    owners: dict[str, tuple[str | None, bool]] = {}
+    linked: set[tuple[str, str]] = set()
+    for config_id, owner, all_tenants, enabled, retired_at, link_tenant in rows:
+        if enabled and retired_at is None:
+            owners[config_id] = (owner, all_tenants)
+            if link_tenant is not None:
+                linked.add((config_id, link_tenant))
+    return {(config_id, tenant_id) for config_id, tenant_id in pairs if config_id in owners and open_to(
+        tenant_id, owner=owners[config_id][0], all_tenants=owners[config_id][1],
+        linked=(config_id, tenant_id) in linked)}
+
+
 def usable_configs(uow: UnitOfWork, tenant_id: str, *, provider_codes: list[str] | None = None,
                    healthy_only: bool = True) -> list[ProviderConfig]:
     """The configurations a tenant's transactions may use now: enabled, enabled for this
@@ -299,9 +331,7 @@ def usable_configs(uow: UnitOfWork, tenant_id: str, *, provider_codes: list[str]
             continue
         if provider_codes is not None and row.provider_code not in provider_codes:
             continue
-        if row.tenant_id is not None and row.tenant_id != tenant_id:
-            continue
-        if row.tenant_id is None and not row.all_tenants and row.id not in linked:
+        if not open_to(tenant_id, owner=row.tenant_id, all_tenants=row.all_tenants, linked=row.id in linked):
             continue
         if healthy_only and health.is_open(_state().redis, row.id, tenant_id):
             continue
