@@ -15,10 +15,13 @@ The thread worker keeps RQ's bookkeeping per job (one RQ execution per running j
 started/finished/failed registries, retries, dependents) by running RQ's own
 ``perform_job`` in each thread; what it adds is the dispatch loop (dequeue only when a thread
 is free), one heartbeat thread for the worker and all running executions, job timeouts that
-work outside the main thread (:class:`ThreadDeathPenalty`), RQ's scheduler in a thread
-instead of a forked process, and a graceful stop (SIGTERM/SIGINT: finish the running jobs,
-take no new ones; a second signal exits at once and leaves the running jobs to the
-started-job cleanup of the bus sweep).
+work outside the main thread (:class:`ThreadDeathPenalty`), and a graceful stop
+(SIGTERM/SIGINT: finish the running jobs, take no new ones; a second signal exits at once and
+leaves the running jobs to the started-job cleanup of the bus sweep).
+
+Both run RQ's scheduler (which puts a failed job's retry back on its queue once its delay is
+over) in a thread, not in the process RQ forks for it: that process died at the first Redis
+error and was started again only every 10 minutes.
 
 Both park what they dequeue (:class:`ParkingMixin`): RQ's multi-queue dequeue pops a job off
 its queue and keeps no copy until the job is in the started-job registry, so a worker killed
@@ -288,6 +291,8 @@ class HubWorker(ParkingMixin, SimpleWorker):
         self._running: dict[str, tuple] = {}  # execution id -> (job, execution)
         self._beat_stop = threading.Event()
         self._beat_thread: threading.Thread | None = None
+        self._scheduler_stop = threading.Event()
+        self._scheduler_thread: threading.Thread | None = None
         self.log = _PeriodicAtDebug(self.log)
 
     def bootstrap(self, *args, **kwargs):
@@ -443,6 +448,61 @@ class HubWorker(ParkingMixin, SimpleWorker):
             pass  # the connection is gone: nothing to unsubscribe
         pubsub.close()
 
+    # -- RQ's scheduler (scheduled retries), in a thread ------------------------------------------
+    # RQ forks its scheduler into a process of its own, which dies at the first Redis error and
+    # is started again only by the worker's maintenance, every 10 minutes: meanwhile no retry of
+    # this worker's queues ran (the fault suite lost a refund so, its callback's handler retried
+    # after a Redis restart). A thread survives Redis errors (its round is tried again) and is
+    # no fork of a threaded process.
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",
+                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT, log_format: str = DEFAULT_LOGGING_FORMAT):
+        if burst:
+            return super()._start_scheduler(True, logging_level, date_format, log_format)
+        self.scheduler = RQScheduler(self.queues, connection=self.connection, serializer=self.serializer,
+                                     logging_level=logging_level if logging_level is not None else self.log.level,
+                                     date_format=date_format, log_format=log_format)
+        self._scheduler_thread = threading.Thread(target=self._scheduler_loop, name="rop-rq-scheduler", daemon=True)
+        self._scheduler_thread.start()
+
+    def _scheduler_loop(self) -> None:
+        scheduler = self.scheduler
+        try:
+            scheduler.acquire_locks()
+            scheduler.register_birth()
+        except Exception:
+            self.log.warning("Worker %s: RQ scheduler could not start", self.name, exc_info=True)
+        wait = 0.0
+        while not self._scheduler_stop.wait(wait):
+            wait = scheduler.interval
+            try:
+                # A queue whose lock another scheduler holds is asked for again every round, not
+                # after RQ's 2 minutes: the lock of a worker killed with its scheduler lapses
+                # (60 s) with nobody else waiting for it.
+                if set(self.queue_names()) - scheduler.acquired_locks:
+                    scheduler.acquire_locks()
+                scheduler.heartbeat()
+                if scheduler.acquired_locks:
+                    scheduler.enqueue_scheduled_jobs()
+            except Exception:
+                self.log.warning("Worker %s: RQ scheduler round failed", self.name, exc_info=True)
+        try:
+            scheduler.stop()
+        except Exception:
+            self.log.warning("Worker %s: RQ scheduler did not stop cleanly", self.name, exc_info=True)
+
+    def _stop_scheduler_thread(self, join: bool = True) -> None:
+        self._scheduler_stop.set()
+        if join and self._scheduler_thread is not None:
+            self._scheduler_thread.join(10)
+
+    def stop_scheduler(self):  # RQ's teardown calls it for its forked scheduler process
+        self._stop_scheduler_thread()
+
+    def run_maintenance_tasks(self):
+        # RQ's version restarts a dead scheduler *process* (a fork); ours is a thread.
+        self.clean_registries()
+        self.clean_group_registries()
+
     def perform_job(self, *args, **kwargs):
         app = self.flask_app
         if app is None:
@@ -578,8 +638,6 @@ class HubThreadWorker(HubWorker):
         self._free = threading.Semaphore(threads)
         self._changed = threading.Condition()
         self._cold_stop = False
-        self._scheduler_stop = threading.Event()
-        self._scheduler_thread: threading.Thread | None = None
 
     @property
     def _logger(self) -> logging.Logger:
@@ -753,54 +811,6 @@ class HubThreadWorker(HubWorker):
             self.log.warning("Worker %s: could not register its death", self.name, exc_info=True)
         finally:
             os._exit(1)
-
-    # -- RQ's scheduler (scheduled retries), in a thread: no fork of a threaded process -----------
-    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",
-                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT, log_format: str = DEFAULT_LOGGING_FORMAT):
-        if burst:
-            return super()._start_scheduler(True, logging_level, date_format, log_format)
-        self.scheduler = RQScheduler(self.queues, connection=self.connection, serializer=self.serializer,
-                                     logging_level=logging_level if logging_level is not None else self.log.level,
-                                     date_format=date_format, log_format=log_format)
-        self._scheduler_thread = threading.Thread(target=self._scheduler_loop, name="rop-rq-scheduler", daemon=True)
-        self._scheduler_thread.start()
-
-    def _scheduler_loop(self) -> None:
-        scheduler = self.scheduler
-        try:
-            scheduler.acquire_locks()
-            scheduler.register_birth()
-        except Exception:
-            self.log.warning("Worker %s: RQ scheduler could not start", self.name, exc_info=True)
-        wait = 0.0
-        while not self._scheduler_stop.wait(wait):
-            wait = scheduler.interval
-            try:
-                if scheduler.should_reacquire_locks:
-                    scheduler.acquire_locks()
-                scheduler.heartbeat()
-                if scheduler.acquired_locks:
-                    scheduler.enqueue_scheduled_jobs()
-            except Exception:
-                self.log.warning("Worker %s: RQ scheduler round failed", self.name, exc_info=True)
-        try:
-            scheduler.stop()
-        except Exception:
-            self.log.warning("Worker %s: RQ scheduler did not stop cleanly", self.name, exc_info=True)
-
-    def _stop_scheduler_thread(self, join: bool = True) -> None:
-        self._scheduler_stop.set()
-        if join and self._scheduler_thread is not None:
-            self._scheduler_thread.join(10)
-
-    def stop_scheduler(self):  # RQ's teardown calls it for its forked scheduler process
-        self._stop_scheduler_thread()
-
-    def run_maintenance_tasks(self):
-        # RQ's version restarts a dead scheduler *process* (a fork); ours is a thread.
-        self.clean_registries()
-        self.clean_group_registries()
-
 
 #: How long a job thread of a thread worker waits for a database connection (seconds).
 DB_POOL_WAIT = 300
