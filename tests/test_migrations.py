@@ -179,3 +179,39 @@ def test_0028_numbers_the_stored_events_by_their_seq_and_the_feeds_sequence_goes
         assert drift(engine) == []
     finally:
         engine.dispose()
+
+
+def test_0029_marks_the_attempts_stored_before_that_never_left_the_hub(fresh_database_url):
+    """Attempts stored before 0029 are marked ``not_sent`` from the hub's own wording for a
+    purchase it did not send; a provider's rejection and every other attempt are not."""
+    url = fresh_database_url
+    upgrade(url, "0028_events_feed_seq")
+    engine = make_engine(url)
+    insert = text("INSERT INTO transaction_attempts (transaction_id, tenant_id, seq, config_id, provider_code, "
+                  "provider_sku, reference, state, message, sent_at) VALUES "
+                  "(:t, 'ten_m', 1, 'pcf_m', 'sandbox', 'TEL10', :t, :state, :message, CURRENT_TIMESTAMP)")
+    stored = {
+        "trx_unusable": ("rejected", "not sent: the provider configuration was removed, switched off or disabled "
+                                     "for the tenant"),
+        "trx_no_connection": ("rejected", "not sent: connection refused"),
+        "trx_breaker": ("rejected", "provider circuit breaker is open"),
+        "trx_switched_off": ("rejected", "provider configuration is switched off"),
+        "trx_out_of_stock": ("rejected", "out of stock"),
+        "trx_failed": ("failed", "not sent: a provider's own words that happen to read so"),
+        "trx_success": ("success", None),
+    }
+    try:
+        with engine.begin() as conn:
+            for trx, (state, message) in stored.items():
+                conn.execute(insert, {"t": trx, "state": state, "message": message})
+        upgrade(url)
+        assert drift(engine) == []
+        with engine.connect() as conn:
+            marked = {t for t, flag in conn.execute(text("SELECT transaction_id, not_sent FROM transaction_attempts"))
+                      if flag}
+        assert marked == {"trx_unusable", "trx_no_connection", "trx_breaker", "trx_switched_off"}
+        downgrade(url, "0028_events_feed_seq")
+        upgrade(url)
+        assert drift(engine) == []
+    finally:
+        engine.dispose()

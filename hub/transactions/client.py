@@ -284,11 +284,13 @@ def stats(ctx: CallContext, uow: UnitOfWork, *, since: dt.datetime,
     """Operator: figures for the dashboard over ``[since, until)``, every tenant.
 
     :return: ``{"per_hour": [{"hour": "YYYY-MM-DDTHH:00", "status", "count"}],
-        "providers": [{"provider_code", "attempts", "answered", "success", "failed", "rejected",
-        "unknown", "success_rate", "latency_ms_avg", "latency_ms_max"}]}`` — per hour: the
-        transactions created in that hour by their status now; per provider: its attempts sent in
-        the window, ``success_rate`` = success / (success + failed + rejected) (None when none),
-        latency from sent to answered over the answered attempts.
+        "providers": [{"provider_code", "attempts", "not_sent", "answered", "success", "failed",
+        "rejected", "unknown", "success_rate", "latency_ms_avg", "latency_ms_max"}]}`` — per hour:
+        the transactions created in that hour by their status now; per provider: its attempts in
+        the window, of which ``not_sent`` never left the hub (switched off, breaker open, no
+        connection: counted in no other figure), ``rejected`` the provider's own refusals,
+        ``success_rate`` = success / (success + failed + rejected) (None when none), latency from
+        sent to answered over the answered attempts that were sent.
     """
     from sqlalchemy import func, select
 
@@ -309,18 +311,21 @@ def stats(ctx: CallContext, uow: UnitOfWork, *, since: dt.datetime,
         .group_by(hour, Transaction.status).order_by(hour, Transaction.status))]
     att_window = [Attempt.sent_at >= since] + ([Attempt.sent_at < until] if until else [])
     providers: dict[str, dict[str, Any]] = {}
-    for code, state, n in uow.session.execute(
-            select(Attempt.provider_code, Attempt.state, func.count()).where(*att_window)
-            .group_by(Attempt.provider_code, Attempt.state)):
-        row = providers.setdefault(code, {"provider_code": code, "attempts": 0, "answered": 0, "success": 0,
-                                          "failed": 0, "rejected": 0, "unknown": 0, "success_rate": None,
-                                          "latency_ms_avg": None, "latency_ms_max": None})
+    for code, state, not_sent, n in uow.session.execute(
+            select(Attempt.provider_code, Attempt.state, Attempt.not_sent, func.count()).where(*att_window)
+            .group_by(Attempt.provider_code, Attempt.state, Attempt.not_sent)):
+        row = providers.setdefault(code, {"provider_code": code, "attempts": 0, "not_sent": 0, "answered": 0,
+                                          "success": 0, "failed": 0, "rejected": 0, "unknown": 0,
+                                          "success_rate": None, "latency_ms_avg": None, "latency_ms_max": None})
         row["attempts"] += int(n)
-        if state in ("success", "failed", "rejected", "unknown"):
+        if not_sent:
+            row["not_sent"] += int(n)
+        elif state in ("success", "failed", "rejected", "unknown"):
             row[state] += int(n)
     for code, avg, peak, answered in uow.session.execute(
             select(Attempt.provider_code, func.avg(latency), func.max(latency), func.count())
-            .where(*att_window, Attempt.answered_at.is_not(None)).group_by(Attempt.provider_code)):
+            .where(*att_window, Attempt.answered_at.is_not(None), Attempt.not_sent.is_(False))
+            .group_by(Attempt.provider_code)):
         row = providers[code]
         row["answered"] = int(answered)
         row["latency_ms_avg"] = round(float(avg), 1) if avg is not None else None

@@ -130,7 +130,7 @@ def _start(ids: list[str], spare: dict[str, list]) -> tuple[list[Step], dict[str
                 attempt = record_attempt(uow, trx, step)
                 if step.unusable:  # answered in the claim itself: never left "sent" for the sweep
                     lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt,
-                                            Outcome("rejected", message=UNUSABLE), "purchase")
+                                            Outcome("rejected", message=UNUSABLE, not_sent=True), "purchase")
             uow.commit()
         return steps, leased
     except IntegrityError:  # a concurrent run recorded one of these attempts first

@@ -235,14 +235,18 @@ class Outcome:
     message: str | None = None
     response_code: str | None = None
     cost: int | None = None
+    #: the request never left the hub (switched off, breaker open, no connection, the
+    #: configuration unusable at the claim): a rejection the provider did not make
+    not_sent: bool = False
 
     @classmethod
     def from_result(cls, result) -> Outcome:
         return cls(state=result.state.value, provider_ref=result.provider_ref, serial_number=result.serial_number,
-                   message=result.message, response_code=result.provider_code, cost=result.cost)
+                   message=result.message, response_code=result.provider_code, cost=result.cost,
+                   not_sent=result.state.value == "rejected" and bool((result.data or {}).get("not_sent")))
 
     def as_detail(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in (None, "")}
+        return {k: v for k, v in self.__dict__.items() if v not in (None, "") and v is not False}
 
 
 def _schedule_check(trx: Transaction, now: dt.datetime) -> None:
@@ -301,6 +305,7 @@ def apply_outcome(ctx: CallContext, uow: UnitOfWork, trx: Transaction, attempt: 
         attempt.response_code = outcome.response_code
         attempt.message = outcome.message
         attempt.cost = outcome.cost if outcome.cost is not None else attempt.cost
+        attempt.not_sent = outcome.not_sent and state == "rejected" and via == "purchase"
     elif attempt.state == "success" and state in ("refunded", "failed"):
         attempt.state = "refunded"
         attempt.message = outcome.message

@@ -13,7 +13,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, new_id, utcnow
@@ -110,6 +120,9 @@ class Attempt(Base):
     cost: Mapped[int | None] = mapped_column(BigInteger)
     sent_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     answered_at: Mapped[dt.datetime | None] = mapped_column()
+    #: rejected without leaving the hub (switched off, breaker open, no connection, unusable
+    #: at the claim): not the provider's rejection (the dashboard counts these apart)
+    not_sent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class TimelineEntry(Base):

@@ -21,7 +21,7 @@ def test_the_dashboard_charts_the_last_day_of_transactions_and_providers(app, cl
     assert 'id="total-succeeded">2<' in page and 'id="total-failed">1<' in page
     row = re.search(r"<tr><td>sandbox</td>(.*?)</tr>", page, re.DOTALL).group(1)
     cells = re.findall(r"<td>([^<]*)</td>", row)
-    assert cells[:4] == ["3", "2", "1", "0"]
+    assert cells[:5] == ["3", "0", "2", "1", "0"]  # attempts, not sent, success, failed, rejected
     assert "66.7 %" in row
     price = transaction(app, funded.tenant.id, ids[0])["price"]
     assert f"<td>IDR</td><td>1</td><td>IDR {FUNDS - 2 * price:,}</td><td>IDR 0</td>" in page
