@@ -184,6 +184,8 @@ def test_0028_numbers_the_stored_events_by_their_seq_and_the_feeds_sequence_goes
 def test_0029_marks_the_attempts_stored_before_that_never_left_the_hub(fresh_database_url):
     """Attempts stored before 0029 are marked ``not_sent`` from the hub's own wording for a
     purchase it did not send; a provider's rejection and every other attempt are not."""
+    from hub.transactions.driver import UNUSABLE
+
     url = fresh_database_url
     upgrade(url, "0028_events_feed_seq")
     engine = make_engine(url)
@@ -191,8 +193,7 @@ def test_0029_marks_the_attempts_stored_before_that_never_left_the_hub(fresh_dat
                   "provider_sku, reference, state, message, sent_at) VALUES "
                   "(:t, 'ten_m', 1, 'pcf_m', 'sandbox', 'TEL10', :t, :state, :message, CURRENT_TIMESTAMP)")
     stored = {
-        "trx_unusable": ("rejected", "not sent: the provider configuration was removed, switched off or disabled "
-                                     "for the tenant"),
+        "trx_unusable": ("rejected", UNUSABLE),
         "trx_no_connection": ("rejected", "not sent: connection refused"),
         "trx_breaker": ("rejected", "provider circuit breaker is open"),
         "trx_switched_off": ("rejected", "provider configuration is switched off"),
