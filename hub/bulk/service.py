@@ -389,7 +389,7 @@ def validate_job(ctx: CallContext, db: Database, job_id: str) -> None:
             if not items:
                 break
             _validate_batch(svc, uow, items, products, wallet["currency"])
-            uow.session.execute(update(BulkJob).where(BulkJob.id == job_id)
+            uow.session.execute(update(BulkJob).where(BulkJob.id == job_id, BulkJob.status == "validating")
                                 .values(validated=BulkJob.validated + len(items), updated_at=utcnow()))
             last_row = items[-1].row
             uow.commit()
@@ -458,7 +458,10 @@ def _validate_batch(svc: CallContext, uow: UnitOfWork, items: list[BulkItem],
             error = transactions.validate(svc, uow, item.product_code, item.customer_no, product=product)
         updates.append({"id": item.id, "status": "invalid" if error else "valid", "error": error or None,
                         "price": None if error or product is None else product.get("price")})
-    uow.session.execute(update(BulkItem), updates)
+    # Only rows still "received": a cancel committed since they were read (it marks them
+    # cancelled) must not be overwritten with "valid" (the job's recount would no longer match).
+    uow.session.execute(update(BulkItem).where(BulkItem.status == "received")
+                        .execution_options(synchronize_session=None), updates)
 
 
 def _recount(uow: UnitOfWork, job: BulkJob) -> None:

@@ -235,3 +235,34 @@ def test_a_ref_id_taken_while_its_group_is_written_fails_that_row_alone_postgres
     price = _price(app, tenant.id, job_id)
     money = _available(app, tenant.id, funded.wallet_id)
     assert (money["available"], money["held"]) == (FUNDS - 6 * price, 0)
+
+
+@pytest.mark.postgres("SQLite serializes writers: a cancel cannot commit inside the validation's unit of work")
+def test_a_cancel_committed_while_a_batch_is_validated_is_not_undone(app, client, funded, monkeypatch, is_postgres):
+    """The validation reads a batch of received rows, a cancel commits (the rows cancelled, the
+    job recounted), then the validation writes its verdicts: only over rows still received, so
+    the cancelled rows stay cancelled and the job's counters match its rows."""
+    from hub.bulk.models import BulkJob
+    from hub.context import CallContext
+
+    tenant = funded.tenant
+    response = client.post("/v1/bulk", data=csv_body(_rows(5)), headers=tenant.headers, content_type="text/csv")
+    assert response.status_code == 202, response.get_data(as_text=True)
+    job_id = response.get_json()["id"]
+    validate, cancelled = service._validate_batch, []
+
+    def cancel_first(svc, uow, items, products, currency):
+        if not cancelled:
+            cancelled.append(client.post(f"/v1/bulk/{job_id}/cancel", headers=tenant.headers))
+        return validate(svc, uow, items, products, currency)
+
+    monkeypatch.setattr(service, "_validate_batch", cancel_first)
+    with app.app_context():
+        service.validate_job(CallContext.system(tenant_id=tenant.id), app.extensions["rop"].db, job_id)
+    assert cancelled[0].status_code == 200, cancelled[0].get_data(as_text=True)
+    assert set(_statuses(app, job_id).values()) == {"cancelled"}
+    with unit_of_work(app.extensions["rop"].db, readonly=True) as uow:
+        job = uow.session.get(BulkJob, job_id)
+        # as the cancel counted them (rows not found invalid yet count as valid, and cancelled)
+        assert (job.status, job.cancelled, job.valid, job.validated) == ("cancelled", 5, 5, 0)
+    assert _transactions_by_row(app, tenant.id, job_id) == {}
