@@ -243,7 +243,7 @@ class Outcome:
     def from_result(cls, result) -> Outcome:
         return cls(state=result.state.value, provider_ref=result.provider_ref, serial_number=result.serial_number,
                    message=result.message, response_code=result.provider_code, cost=result.cost,
-                   not_sent=result.state.value == "rejected" and bool((result.data or {}).get("not_sent")))
+                   not_sent=bool((result.data or {}).get("not_sent")))
 
     def as_detail(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in (None, "") and v is not False}

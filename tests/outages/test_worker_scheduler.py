@@ -18,6 +18,7 @@ import time
 import pytest
 
 from hub.queues import queue
+from tests.test_worker import _worker_env
 
 WORKER = """
 import sys
@@ -36,13 +37,10 @@ def _wait_for(what: str, check, seconds: float, proc: subprocess.Popen) -> None:
         time.sleep(0.1)
 
 
-def _worker(config, own_redis, queues, threads: int) -> subprocess.Popen:
+def _worker(app, config, queues, threads: int) -> subprocess.Popen:
     """A worker process of ``queues`` (its scheduler on) on the test's database and own Redis."""
-    import os
-
-    env = dict(os.environ, ROP_DATABASE_URL=config.database_url, ROP_REDIS_URL=own_redis.url,
-               ROP_INSTANCE_PATH=str(config.instance_path), ROP_LOG_LEVEL="CRITICAL")
-    return subprocess.Popen([sys.executable, "-c", WORKER, ",".join(queues), str(threads)], env=env)
+    return subprocess.Popen([sys.executable, "-c", WORKER, ",".join(queues), str(threads)],
+                            env=_worker_env(app, config))
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -60,7 +58,7 @@ def _stop(proc: subprocess.Popen) -> None:
 ])
 def test_a_worker_schedules_retries_again_once_redis_is_back(app, config, own_redis, tmp_path, threads, queues):
     redis = app.extensions["rop"].redis
-    proc = _worker(config, own_redis, queues, threads)
+    proc = _worker(app, config, queues, threads)
     try:
         before = tmp_path / "before"
         queue("default", redis).enqueue_in(dt.timedelta(seconds=1), "os.mkdir", str(before))
@@ -86,7 +84,7 @@ def test_a_worker_takes_the_scheduler_lock_a_dead_worker_left_once_it_lapses(app
 
     redis = app.extensions["rop"].redis
     redis.set(RQScheduler.get_locking_key("default"), "a-dead-worker", ex=3)
-    proc = _worker(config, own_redis, ["default"], 1)
+    proc = _worker(app, config, ["default"], 1)
     try:
         made = tmp_path / "made"
         queue("default", redis).enqueue_in(dt.timedelta(seconds=1), "os.mkdir", str(made))

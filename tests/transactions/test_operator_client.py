@@ -86,8 +86,6 @@ def test_stats_count_attempts_that_never_left_the_hub_apart_from_the_providers_r
     """A purchase the provider refused (4444: out of stock) is its rejection; one the hub did
     not send (the configuration switched off, the breaker open) is counted as ``not_sent``,
     in no rate and no latency: the provider never received it."""
-    from sqlalchemy import text
-
     from hub.providers import client as providers
 
     refused = buy(client, funded.tenant, "081200004444").json["id"]
@@ -102,13 +100,16 @@ def test_stats_count_attempts_that_never_left_the_hub_apart_from_the_providers_r
         answer = Outcome.from_result(providers.call_prepared(PreparedConfig(row), "purchase", providers.PurchaseRequest(
             ref_id="r-1", sku="TEL10", customer_no="081200001234", amount=10_000)))
     assert (answer.state, answer.not_sent) == ("rejected", True)
-    with app.extensions["rop"].db.engine.begin() as conn:  # such an attempt, as the driver records it
-        conn.execute(text(
-            "INSERT INTO transaction_attempts (transaction_id, tenant_id, seq, config_id, provider_code, "
-            "provider_sku, reference, state, message, sent_at, answered_at, not_sent) VALUES "
-            "(:t, :tenant, 2, :c, 'sandbox', 'TEL10', 'ref-not-sent', 'rejected', :m, :at, :at, :yes)"),
-            {"t": refused, "tenant": funded.tenant.id, "c": sandbox, "m": answer.message, "at": utcnow(),
-             "yes": True})
+    from hub.transactions import lifecycle
+    from hub.transactions.models import Attempt, Transaction
+
+    with app.app_context(), unit_of_work(app.extensions["rop"].db) as uow:  # recorded as a purchase's answer
+        trx = uow.session.get(Transaction, refused)
+        attempt = Attempt(transaction_id=refused, tenant_id=funded.tenant.id, seq=2, config_id=sandbox,
+                          provider_code="sandbox", provider_sku="TEL10", reference="ref-not-sent", state="sent")
+        uow.session.add(attempt)
+        lifecycle.apply_outcome(lifecycle.tenant_ctx(trx), uow, trx, attempt, answer, "purchase")
+        uow.commit()
     [sandbox_row] = _call(app, transactions.stats, since=utcnow() - dt.timedelta(hours=1))["providers"]
     assert (sandbox_row["attempts"], sandbox_row["not_sent"], sandbox_row["rejected"]) == (2, 1, 1)
     assert sandbox_row["answered"] == 1 and sandbox_row["success_rate"] == 0.0
