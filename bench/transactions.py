@@ -208,6 +208,33 @@ def accept_figures(answers: list[tuple[int, float]], seconds: int) -> dict:
             "errors": sum(1 for code, _ in answers if code != 202)}
 
 
+def server_cpu(procs: dict[str, subprocess.Popen], redis_server=None) -> dict[str, float]:
+    """CPU seconds used so far by the server side: each process (its children included),
+    PostgreSQL's, and the bench's Redis server's when given."""
+    import psutil
+
+    spent = process_cpu(procs)
+    pid = redis_server.pid() if redis_server is not None else None
+    if pid:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            spent["redis"] = times.user + times.system
+        except psutil.Error:
+            pass
+    return spent
+
+
+def cpu_per(before: dict[str, float], after: dict[str, float], count: float, names: tuple[str, ...]) -> dict:
+    """CPU ms per purchase of each named process between two :func:`server_cpu` readings,
+    and their ``total``."""
+    if not count:
+        return {}
+    out = {name: round((after.get(name, 0.0) - before.get(name, 0.0)) * 1000 / count, 2) for name in names
+           if name in after}
+    out["total"] = round(sum(out.values()), 2)
+    return out
+
+
 def load_1m() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -232,12 +259,17 @@ def run_minimal(database_url: str, found: dict, clients: int, seconds: int, tena
         post_load(port, found["token"], 4, "warmup", quota=200)
         for n in tenant_counts:
             before = load_1m()
+            cpu_before = server_cpu({"web": web})
             answers, _ = post_load(port, found["tokens"][:n], clients, f"minimal{n}-{uuid.uuid4().hex[:6]}",
                                    seconds=seconds)
+            cpu_after = server_cpu({"web": web})
             out[n] = {**accept_figures(answers, seconds), "load_avg_1m": [before, load_1m()]}
+            out[n]["cpu_ms_per_accept"] = cpu_per(cpu_before, cpu_after, out[n]["accepted_per_s"] * seconds,
+                                                  ("web", "postgres"))
             print(f"minimal accept: {out[n]['accepted_per_s']}/s with {clients} clients over {n} tenant(s), p50 "
                   f"{out[n]['p50_ms']} ms, p99 {out[n]['p99_ms']} ms, {out[n]['errors']} errors; load "
-                  f"{out[n]['load_avg_1m'][0]} -> {out[n]['load_avg_1m'][1]}", flush=True)
+                  f"{out[n]['load_avg_1m'][0]} -> {out[n]['load_avg_1m'][1]}; CPU ms per accept: "
+                  f"{out[n]['cpu_ms_per_accept']}", flush=True)
     finally:
         stop({"minimal": web})
     out["consistent"] = minimal_accept.consistent(dsn, FUNDS)
@@ -435,15 +467,20 @@ def main() -> int:
                     proc.send_signal(signal.SIGSTOP)
                 try:
                     before = load_1m()
+                    cpu_before = server_cpu(procs, redis_server)
                     answers, _ = post_load(port, found["tokens"][:n], args.clients,
                                            f"alone{n}-{uuid.uuid4().hex[:6]}", seconds=args.seconds)
+                    cpu_after = server_cpu(procs, redis_server)
                 finally:
                     for proc in paused:
                         proc.send_signal(signal.SIGCONT)
                 alone[n] = {**accept_figures(answers, args.seconds), "load_avg_1m": [before, load_1m()]}
+                alone[n]["cpu_ms_per_accept"] = cpu_per(cpu_before, cpu_after, alone[n]["accepted_per_s"] * args.seconds,
+                                                        ("web", "relay", "postgres", "redis"))
                 figures[f"accept_alone_t{n}"] = alone[n]
                 print(f"accept, pipeline paused: {alone[n]['accepted_per_s']}/s over {n} tenant(s), p50 "
-                      f"{alone[n]['p50_ms']} ms, p99 {alone[n]['p99_ms']} ms, {alone[n]['errors']} errors", flush=True)
+                      f"{alone[n]['p50_ms']} ms, p99 {alone[n]['p99_ms']} ms, {alone[n]['errors']} errors; CPU ms "
+                      f"per accept: {alone[n]['cpu_ms_per_accept']}", flush=True)
                 wait_settled(app, found["tenant_id"])
             if not args.skip_accept:
                 first = hub[tenant_counts[0]]
