@@ -40,7 +40,6 @@ REFUSED_FUNDS = "RP402"
 #: ... and when the hold's wallet is not the purchase's tenant's in the purchase's currency
 #: (the caller's checks say it is: only a wrong cache entry gets there; defence in depth)
 NOT_THE_TENANTS_WALLET = "RP404"
-_COLUMNS = tuple(c.key for c in Transaction.__table__.columns)
 
 
 def primitive_for(uow: UnitOfWork) -> str:
@@ -84,9 +83,10 @@ def accept(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
         if answer is not None:
             return answer.transaction, answer.created
         raise
-    trx = service.new_transaction(ctx, trx_id, ref_id=ref_id, fp=fp, product_code=product_code, product=product,
-                                  number=number, inquiry=None, wallet_id=target.wallet_id, hold_id=hold_id,
-                                  price=price, currency=currency, offers=offers, source=source)
+    values = service.new_transaction_values(
+        ctx, trx_id, ref_id=ref_id, fp=fp, product_code=product_code, product=product, number=number, inquiry=None,
+        wallet_id=target.wallet_id, hold_id=hold_id, price=price, currency=currency, offers=offers, source=source)
+    trx = service.written_transaction(values)  # the function writes it: nothing tracks its changes
     journal, hold, hold_placed = fastpath.hold_rows(hold_ctx, target, price, key=trx_id, reference=reference,
                                                     hold_id=hold_id, now=utcnow())
     timeline = {"transaction_id": trx_id, "tenant_id": ctx.tenant_id, "kind": "status", "from_status": None,
@@ -96,8 +96,9 @@ def accept(ctx: CallContext, uow: UnitOfWork, *, ref_id: str, product_code: str,
     messages, written = staged_rows(uow, [(ctx, EVENT_FOR_STATUS["pending"].built(**lifecycle.view(trx))),
                                           (ctx, ProcessTransaction.built(transaction_id=trx_id)),
                                           (hold_ctx, hold_placed)])
-    call = {"transaction": {k: getattr(trx, k) for k in _COLUMNS}, "timeline": timeline, "journal": journal,
-            "hold": hold, "entries_at": utcnow(), **messages}
+    row = {k: trx.__dict__[k] for k in service.TRANSACTION_COLUMNS}
+    call = {"transaction": row, "timeline": timeline, "journal": journal, "hold": hold, "entries_at": utcnow(),
+            **messages}
     # Nothing read or written in this unit of work yet (the steady state): the call commits by
     # itself (autocommit) on a pooled connection of its own, one round trip instead of BEGIN,
     # the call and COMMIT. Otherwise (a cold cache read, a main wallet made now) it joins the

@@ -56,6 +56,10 @@ def normalise_product_code(code: Any) -> str:
 
 
 # -- validation ------------------------------------------------------------------------------
+#: every column of the transactions table, by attribute name
+TRANSACTION_COLUMNS = tuple(c.key for c in Transaction.__table__.columns)
+
+
 def _product(ctx: CallContext, uow: UnitOfWork, product_code: str) -> dict[str, Any]:
     from hub.products import client as products
 
@@ -365,17 +369,37 @@ def new_transaction(ctx: CallContext, trx_id: str, *, ref_id: str, fp: str, prod
                     hold_id: str, price: int, currency: str, offers: list[dict[str, Any]],
                     source: str | None) -> Transaction:
     """A new transaction's row (not added to any session)."""
+    return Transaction(**new_transaction_values(
+        ctx, trx_id, ref_id=ref_id, fp=fp, product_code=product_code, product=product, number=number,
+        inquiry=inquiry, wallet_id=wallet_id, hold_id=hold_id, price=price, currency=currency, offers=offers,
+        source=source))
+
+
+def new_transaction_values(ctx: CallContext, trx_id: str, *, ref_id: str, fp: str, product_code: str,
+                           product: dict[str, Any], number: str, inquiry: Inquiry | None, wallet_id: str,
+                           hold_id: str, price: int, currency: str, offers: list[dict[str, Any]],
+                           source: str | None) -> dict[str, Any]:
+    """A new transaction's values, by column (the columns it has no value for yet left out:
+    :func:`written_transaction` sets them to None)."""
     now = utcnow()
-    return Transaction(id=trx_id, tenant_id=ctx.tenant_id, client_id=ctx.on_behalf_of or ctx.client_id,
-                       ref_id=ref_id, fingerprint=fp, product_code=product_code,
-                       product_type=product.get("type") or "prepaid", category=product.get("category"),
-                       customer_no=number, inquiry_id=inquiry.id if inquiry else None,
-                       wallet_id=wallet_id, hold_id=hold_id, price=price, currency=currency,
-                       status="pending", offers=[{k: o.get(k) for k in ("config_id", "provider_code",
-                                                                        "provider_sku", "cost", "priority")}
-                                                 for o in offers],
-                       attempt_count=0, check_count=0, source=source, created_at=now, updated_at=now,
-                       next_check_at=now + dt.timedelta(seconds=lifecycle.settings().redrive_after))
+    return {"id": trx_id, "tenant_id": ctx.tenant_id, "client_id": ctx.on_behalf_of or ctx.client_id,
+            "ref_id": ref_id, "fingerprint": fp, "product_code": product_code,
+            "product_type": product.get("type") or "prepaid", "category": product.get("category"),
+            "customer_no": number, "inquiry_id": inquiry.id if inquiry else None, "wallet_id": wallet_id,
+            "hold_id": hold_id, "price": price, "currency": currency, "status": "pending",
+            "offers": [{k: o.get(k) for k in ("config_id", "provider_code", "provider_sku", "cost", "priority")}
+                       for o in offers],
+            "attempt_count": 0, "check_count": 0, "source": source, "created_at": now, "updated_at": now,
+            "next_check_at": now + dt.timedelta(seconds=lifecycle.settings().redrive_after)}
+
+
+def written_transaction(values: dict[str, Any]) -> Transaction:
+    """A Transaction holding ``values`` as written by a statement of its own (the accept
+    function): in no session, its attributes set without the ORM's change tracking, so that
+    nothing would ever flush it again; read it like any other."""
+    trx = Transaction.__mapper__.class_manager.new_instance()
+    trx.__dict__.update(dict.fromkeys(TRANSACTION_COLUMNS), **values)
+    return trx
 
 
 def _hold_at_commit(hold_ctx: CallContext, uow: UnitOfWork, plan, transaction_id: str) -> None:
