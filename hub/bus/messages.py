@@ -20,6 +20,7 @@ from marshmallow import Schema
 
 from hub.context import CallContext
 from hub.db import new_id, utcnow
+from hub.dumping import dump_one
 
 #: Every message class by its ``type`` (filled in by ``__init_subclass__``).
 MESSAGE_TYPES: dict[str, type[Message]] = {}
@@ -70,7 +71,7 @@ class Message:
 
     def __init__(self, **payload: Any):
         schema = self._schema()
-        dumped = schema.dump(payload)
+        dumped = dump_one(schema, payload)
         errors = schema.validate(dumped)
         if errors:
             from hub.errors import ValidationFailed
@@ -86,7 +87,7 @@ class Message:
         work). Anything from outside — a plugin's, a request's — goes through the constructor.
         tests/transactions/test_accept_function.py validates what the accept path builds."""
         message = cls.__new__(cls)
-        message._fill(cls._schema().dump(payload))
+        message._fill(dump_one(cls._schema(), payload))
         return message
 
     def _fill(self, dumped: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from hub.bus import Command, Event
+from hub.dumping import CompiledDump
 
 
 class TransactionRef(Schema):
@@ -58,7 +59,10 @@ class CheckTransactionStatus(Command):
     retry_cap = 120.0
 
 
-class TransactionViewSchema(Schema):
+class TransactionViewSchema(CompiledDump, Schema):
+    """The transaction view (hub.transactions.lifecycle.view): every event's payload and the
+    API's answer, dumped through a compiled plan (hub.dumping)."""
+
     id = fields.String(required=True)
     ref_id = fields.String(required=True)
     product_code = fields.String(required=True)
