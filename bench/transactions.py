@@ -26,7 +26,13 @@ what bounds the figures.
      process but the web one and the relay paused by SIGSTOP (``accept_alone_t<n>``,
      ``alone_over_minimal_t<n>``): the accept's own cost, like for like — the relay moving
      the accepted purchases' outbox rows to the queue is part of accepting them (paused,
-     its heartbeat would lapse and the web workers relay their own commits again).
+     its heartbeat would lapse and the web workers relay their own commits again). The
+     paused runs alternate with the minimal's, ``--rounds`` times (3), the pipeline paused
+     throughout, and the round of the median ratio is reported (each round's figures are
+     kept under ``rounds``): on this shared machine the same code's CPU per accept moved by
+     half between runs minutes apart, so one hub run and one minimal run minutes later
+     compare the machine as much as the code. Each round prints the CPU per accept of each
+     server process (web, relay, PostgreSQL's processes, Redis) on both sides.
 2. **End to end** (``--latencies``; ``--skip-e2e`` or ``--latencies ''``: none): at sandbox
    latency 0 ms and 200 ms, ``--count`` purchases are posted as fast as the clients go and the
    clock runs until every one is final: completed/s (goal at 200 ms: ≥ 500/s). The wallet
@@ -35,7 +41,7 @@ what bounds the figures.
    together. ``--skip-accept`` runs only this part (for a scaling curve over ``--web``,
    ``--workers`` and ``--provider-workers``).
 
-    .venv/bin/python bench/transactions.py [--clients 32] [--seconds 15] [--count 3000]
+    .venv/bin/python bench/transactions.py [--clients 32] [--seconds 15] [--rounds 3] [--count 3000]
         [--tenants 1,8] [--web 2] [--skip-e2e | --skip-accept] [--workers 1] [--provider-workers 1]
         [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
 
@@ -243,37 +249,72 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
-def run_minimal(database_url: str, found: dict, clients: int, seconds: int, tenant_counts: list[int],
-                web_workers: int) -> dict:
-    """The minimal baseline (bench/minimal_accept.py) on the bench's scratch database, loaded
-    as the hub was at each tenant count: ``{n: figures}`` and its wallets' consistency."""
+def start_minimal(database_url: str, found: dict, web_workers: int):
+    """The minimal baseline (bench/minimal_accept.py) installed on the bench's scratch
+    database and served, warmed up: ``(process, port)``."""
     from hub.embedded_redis import free_port
 
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     minimal_accept.install(dsn, found["tenant_ids"], FUNDS, MINIMAL_CATALOG)
     port = free_port()
     web = minimal_accept.start_web(dsn, found["secret_key"], port, workers=web_workers)
-    out: dict = {}
     try:
         wait_ready(port, timeout=60)
         post_load(port, found["token"], 4, "warmup", quota=200)
-        for n in tenant_counts:
-            before = load_1m()
-            cpu_before = server_cpu({"web": web})
-            answers, _ = post_load(port, found["tokens"][:n], clients, f"minimal{n}-{uuid.uuid4().hex[:6]}",
-                                   seconds=seconds)
-            cpu_after = server_cpu({"web": web})
-            out[n] = {**accept_figures(answers, seconds), "load_avg_1m": [before, load_1m()]}
-            out[n]["cpu_ms_per_accept"] = cpu_per(cpu_before, cpu_after, out[n]["accepted_per_s"] * seconds,
-                                                  ("web", "postgres"))
-            print(f"minimal accept: {out[n]['accepted_per_s']}/s with {clients} clients over {n} tenant(s), p50 "
-                  f"{out[n]['p50_ms']} ms, p99 {out[n]['p99_ms']} ms, {out[n]['errors']} errors; load "
-                  f"{out[n]['load_avg_1m'][0]} -> {out[n]['load_avg_1m'][1]}; CPU ms per accept: "
-                  f"{out[n]['cpu_ms_per_accept']}", flush=True)
-    finally:
+    except BaseException:
         stop({"minimal": web})
-    out["consistent"] = minimal_accept.consistent(dsn, FUNDS)
-    return out
+        raise
+    return web, port
+
+
+def paused_rounds(procs: dict, redis_server, port: int, minimal_web, minimal_port: int, tokens: list[str],
+                  args) -> tuple[dict, dict]:
+    """The hub's accept with its pipeline paused (SIGSTOP of every process but web and the
+    relay, SIGCONT after all rounds) and the minimal's, alternated ``args.rounds`` times, so
+    that the machine's drift (a shared VM: the same code's CPU per accept moved by half
+    between runs minutes apart) falls on both sides alike. :return: the hub's and the
+    minimal's figures of the round whose ratio is the median, each with every round's."""
+    n = len(tokens)
+    paused = [proc for name, proc in procs.items() if name not in ("web", "relay")]
+    rounds: list[tuple[dict, dict]] = []
+    for proc in paused:
+        proc.send_signal(signal.SIGSTOP)
+    try:
+        for round_ in range(args.rounds):
+            before, cpu_before = load_1m(), server_cpu(procs, redis_server)
+            answers, _ = post_load(port, tokens, args.clients, f"alone{n}-{uuid.uuid4().hex[:6]}",
+                                   seconds=args.seconds)
+            cpu_after = server_cpu(procs, redis_server)
+            hub = {**accept_figures(answers, args.seconds), "load_avg_1m": [before, load_1m()]}
+            hub["cpu_ms_per_accept"] = cpu_per(cpu_before, cpu_after, hub["accepted_per_s"] * args.seconds,
+                                               ("web", "relay", "postgres", "redis"))
+            before, cpu_before = load_1m(), server_cpu({"web": minimal_web})
+            answers, _ = post_load(minimal_port, tokens, args.clients, f"minimal{n}-{uuid.uuid4().hex[:6]}",
+                                   seconds=args.seconds)
+            cpu_after = server_cpu({"web": minimal_web})
+            low = {**accept_figures(answers, args.seconds), "load_avg_1m": [before, load_1m()]}
+            low["cpu_ms_per_accept"] = cpu_per(cpu_before, cpu_after, low["accepted_per_s"] * args.seconds,
+                                               ("web", "postgres"))
+            hub["over_minimal"] = ratio(hub["accepted_per_s"], low["accepted_per_s"])
+            hub["p99_over_minimal_p99"] = ratio(hub["p99_ms"], low["p99_ms"])
+            rounds.append((hub, low))
+            print(f"round {round_ + 1}, {n} tenant(s), pipeline paused: hub {hub['accepted_per_s']}/s (p50 "
+                  f"{hub['p50_ms']}, p99 {hub['p99_ms']} ms, {hub['errors']} errors; CPU ms per accept "
+                  f"{hub['cpu_ms_per_accept']}), minimal {low['accepted_per_s']}/s (p50 {low['p50_ms']}, p99 "
+                  f"{low['p99_ms']} ms, {low['errors']} errors; CPU ms per accept {low['cpu_ms_per_accept']}): "
+                  f"hub / minimal {hub['over_minimal']}, p99 {hub['p99_over_minimal_p99']}", flush=True)
+    finally:
+        for proc in paused:
+            proc.send_signal(signal.SIGCONT)
+    time.sleep(1.0)
+    dead = {name: proc.returncode for name, proc in procs.items() if proc.poll() is not None}
+    if dead:
+        raise RuntimeError(f"hub processes ended during the paused rounds (exit codes): {dead}")
+    ordered = sorted(rounds, key=lambda pair: pair[0]["over_minimal"] or 0.0)
+    hub, low = ordered[len(ordered) // 2]
+    hub = dict(hub, rounds=[pair[0] for pair in rounds])
+    low = dict(low, rounds=[pair[1] for pair in rounds])
+    return hub, low
 
 
 # -- pgbench ----------------------------------------------------------------------------------
@@ -393,6 +434,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the paused accept alternated with the minimal baseline's")
     parser.add_argument("--count", type=int, default=3000, help="purchases per end-to-end run")
     parser.add_argument("--latencies", default="0,200", help="sandbox latencies (ms) of the end-to-end runs")
     parser.add_argument("--skip-e2e", action="store_true", help="accept only (as --latencies '')")
@@ -446,43 +489,31 @@ def main() -> int:
             post_load(port, found["token"], 4, "warmup", quota=200)
             wait_settled(app, found["tenant_id"])
 
-            # 1. accept at each tenant count, then pgbench and the minimal baseline on the same server
+            # 1. accept at each tenant count: with the pipeline working, then the pipeline paused
+            # and the minimal baseline alternated in rounds; pgbench after
             hub: dict[int, dict] = {}
             alone: dict[int, dict] = {}
-            for n in ([] if args.skip_accept else tenant_counts):
-                before = load_1m()
-                answers, _ = post_load(port, found["tokens"][:n], args.clients, f"accept{n}-{uuid.uuid4().hex[:6]}",
-                                       seconds=args.seconds)
-                hub[n] = {**accept_figures(answers, args.seconds), "load_avg_1m": [before, load_1m()]}
-                figures[f"accept_t{n}"] = hub[n]
-                print(f"accept: {hub[n]['accepted_per_s']}/s with {args.clients} clients over {n} tenant(s), p50 "
-                      f"{hub[n]['p50_ms']} ms, p99 {hub[n]['p99_ms']} ms, {hub[n]['errors']} errors; load "
-                      f"{hub[n]['load_avg_1m'][0]} -> {hub[n]['load_avg_1m'][1]}", flush=True)
-                wait_settled(app, found["tenant_id"])
-                # the same with the pipeline paused (SIGSTOP of every process but web and the
-                # relay, SIGCONT after): the accept's own cost, like for like with the minimal
-                # baseline, which has nothing behind it
-                paused = [proc for name, proc in procs.items() if name not in ("web", "relay")]
-                for proc in paused:
-                    proc.send_signal(signal.SIGSTOP)
-                try:
-                    before = load_1m()
-                    cpu_before = server_cpu(procs, redis_server)
-                    answers, _ = post_load(port, found["tokens"][:n], args.clients,
-                                           f"alone{n}-{uuid.uuid4().hex[:6]}", seconds=args.seconds)
-                    cpu_after = server_cpu(procs, redis_server)
-                finally:
-                    for proc in paused:
-                        proc.send_signal(signal.SIGCONT)
-                alone[n] = {**accept_figures(answers, args.seconds), "load_avg_1m": [before, load_1m()]}
-                alone[n]["cpu_ms_per_accept"] = cpu_per(cpu_before, cpu_after, alone[n]["accepted_per_s"] * args.seconds,
-                                                        ("web", "relay", "postgres", "redis"))
-                figures[f"accept_alone_t{n}"] = alone[n]
-                print(f"accept, pipeline paused: {alone[n]['accepted_per_s']}/s over {n} tenant(s), p50 "
-                      f"{alone[n]['p50_ms']} ms, p99 {alone[n]['p99_ms']} ms, {alone[n]['errors']} errors; CPU ms "
-                      f"per accept: {alone[n]['cpu_ms_per_accept']}", flush=True)
-                wait_settled(app, found["tenant_id"])
+            minimal: dict = {}
             if not args.skip_accept:
+                minimal_web, minimal_port = start_minimal(database_url, found, args.web)
+                try:
+                    for n in tenant_counts:
+                        before = load_1m()
+                        answers, _ = post_load(port, found["tokens"][:n], args.clients,
+                                               f"accept{n}-{uuid.uuid4().hex[:6]}", seconds=args.seconds)
+                        hub[n] = {**accept_figures(answers, args.seconds), "load_avg_1m": [before, load_1m()]}
+                        figures[f"accept_t{n}"] = hub[n]
+                        print(f"accept: {hub[n]['accepted_per_s']}/s with {args.clients} clients over {n} tenant(s), "
+                              f"p50 {hub[n]['p50_ms']} ms, p99 {hub[n]['p99_ms']} ms, {hub[n]['errors']} errors; load "
+                              f"{hub[n]['load_avg_1m'][0]} -> {hub[n]['load_avg_1m'][1]}", flush=True)
+                        wait_settled(app, found["tenant_id"])
+                        alone[n], minimal[n] = paused_rounds(procs, redis_server, port, minimal_web, minimal_port,
+                                                             found["tokens"][:n], args)
+                        wait_settled(app, found["tenant_id"])
+                finally:
+                    stop({"minimal": minimal_web})
+                dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+                minimal["consistent"] = minimal_accept.consistent(dsn, FUNDS)
                 first = hub[tenant_counts[0]]
                 figures.update({"accept_errors": first["errors"], "accepted_per_s": first["accepted_per_s"],
                                 "accept_p50_ms": first["p50_ms"], "accept_p99_ms": first["p99_ms"],
@@ -494,17 +525,18 @@ def main() -> int:
                 print(f"pgbench TPC-B-like, {args.clients} clients: {figures['pgbench_tps']} tps; ratio "
                       f"{figures['accept_ratio']} (goal >= {GOAL_ACCEPT_RATIO}); load "
                       f"{figures['pgbench_load_avg_1m'][0]} -> {figures['pgbench_load_avg_1m'][1]}", flush=True)
-                minimal = run_minimal(database_url, found, args.clients, args.seconds, tenant_counts, args.web)
                 for n in tenant_counts:
+                    figures[f"accept_alone_t{n}"] = alone[n]
                     figures[f"minimal_accept_t{n}"] = minimal[n]
                     figures[f"hub_over_minimal_t{n}"] = ratio(hub[n]["accepted_per_s"], minimal[n]["accepted_per_s"])
                     figures[f"p99_over_minimal_p99_t{n}"] = ratio(hub[n]["p99_ms"], minimal[n]["p99_ms"])
-                    figures[f"alone_over_minimal_t{n}"] = ratio(alone[n]["accepted_per_s"], minimal[n]["accepted_per_s"])
-                    figures[f"alone_p99_over_minimal_p99_t{n}"] = ratio(alone[n]["p99_ms"], minimal[n]["p99_ms"])
+                    figures[f"alone_over_minimal_t{n}"] = alone[n]["over_minimal"]
+                    figures[f"alone_p99_over_minimal_p99_t{n}"] = alone[n]["p99_over_minimal_p99"]
                     print(f"{n} tenant(s): hub / minimal accepted/s {figures[f'hub_over_minimal_t{n}']} (goal >= "
                           f"{GOAL_HUB_OVER_MINIMAL}), p99 / minimal p99 {figures[f'p99_over_minimal_p99_t{n}']} (goal <= "
-                          f"{GOAL_P99_OVER_MINIMAL_P99}); pipeline paused: {figures[f'alone_over_minimal_t{n}']}, p99 "
-                          f"{figures[f'alone_p99_over_minimal_p99_t{n}']}", flush=True)
+                          f"{GOAL_P99_OVER_MINIMAL_P99}); pipeline paused, median of {args.rounds} round(s): "
+                          f"{figures[f'alone_over_minimal_t{n}']}, p99 {figures[f'alone_p99_over_minimal_p99_t{n}']}",
+                          flush=True)
                 base = minimal[tenant_counts[0]]
                 figures.update({"minimal_accepted_per_s": base["accepted_per_s"], "minimal_accept_p50_ms": base["p50_ms"],
                                 "minimal_accept_p99_ms": base["p99_ms"], "minimal_accept_errors": base["errors"],
