@@ -97,3 +97,42 @@ def test_openapi_is_generated_and_docs_served_without_cdn(client):
     assert "https://" not in html.split("<body>")[1].split("config")[0], "docs must not load from a CDN"
     assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
     assert client.get("/docs/assets/swagger-ui.css").status_code == 200
+
+
+def test_the_app_tells_sync_from_async_as_flask_does():
+    """HubFlask.ensure_sync reads a code flag where Flask asks inspect: the same answers."""
+    import functools
+
+    from flask import Flask
+
+    from hub.app import HubFlask
+
+    def plain():
+        return 1
+
+    async def coroutine():
+        return 1
+
+    class Handler:
+        def method(self):
+            return 1
+
+        async def amethod(self):
+            return 1
+
+        def __call__(self):
+            return 1
+
+    hub_app, flask_app = HubFlask("t1"), Flask("t2")
+    for func in (plain, Handler().method, lambda: 1, functools.partial(plain), Handler(), print):
+        assert hub_app.ensure_sync(func) is func
+        assert flask_app.ensure_sync(func) is func
+    for func in (coroutine, Handler().amethod, functools.partial(coroutine)):
+        try:
+            expected = type(flask_app.ensure_sync(func))
+        except RuntimeError as exc:  # Flask without its async extra: the same refusal
+            with pytest.raises(RuntimeError, match=str(exc)[:30]):
+                hub_app.ensure_sync(func)
+        else:
+            assert type(hub_app.ensure_sync(func)) is expected
+            assert hub_app.ensure_sync(func) is not func
