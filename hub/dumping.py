@@ -9,9 +9,11 @@ plain ``dict`` with a plan made once per schema instance: each field's value rea
 dict as ``Schema.dump`` (tests/test_dumping.py compares them field type by field type).
 
 Everything else takes marshmallow's own path: ``many``, an object that is not a ``dict``,
-and a schema the plan cannot mirror (dump hooks, its own ``get_attribute``, a field with a
-dump default, a dotted ``attribute``, or a key that names a ``dict`` method, which
-marshmallow's accessor would read as an attribute).
+and a schema the plan cannot mirror (dump hooks, its own ``get_attribute``, a field class
+with its own ``serialize`` or ``get_value``, a field with a dump default, a dotted
+``attribute``, or a key that names a ``dict`` method, which marshmallow's accessor would
+read as an attribute). A plan is kept with the fields it was made from: a copy of the
+schema with other fields (``Nested(instance, only=...)``) makes its own.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Any
 
 from marshmallow import Schema, missing
 from marshmallow.decorators import POST_DUMP, PRE_DUMP
+from marshmallow.fields import Field
 
 _NO_PLAN = object()
 
@@ -33,6 +36,8 @@ def plan_for(schema: Schema) -> Callable[[dict], dict] | None:
         return None
     steps: list[tuple[str, str, str, Callable, bool]] = []  # (name, read from, written to, serializer, reads)
     for name, field in schema.dump_fields.items():
+        if type(field).serialize is not Field.serialize or type(field).get_value is not Field.get_value:
+            return None  # a field reading or writing its own way
         key = field.data_key if field.data_key is not None else name
         if not field._CHECK_ATTRIBUTE:  # Method and Function fields: given None, they read obj themselves
             steps.append((name, name, key, field._serialize, False))
@@ -53,7 +58,9 @@ def plan_for(schema: Schema) -> Callable[[dict], dict] | None:
                     continue
             else:
                 value = None
-            out[key] = serialize(value, name, obj)
+            value = serialize(value, name, obj)
+            if value is not missing:  # marshmallow leaves such a key out too
+                out[key] = value
         return out
 
     return dump
@@ -63,9 +70,12 @@ def dump_one(schema: Schema, obj: Any) -> Any:
     """``schema.dump(obj)`` of one object: a plain ``dict`` through the schema's plan (made on
     first use, kept on the instance) where it has one."""
     if type(obj) is dict:
-        plan = schema.__dict__.get("_rop_dump_plan")
-        if plan is None:
-            plan = schema.__dict__["_rop_dump_plan"] = plan_for(schema) or _NO_PLAN
+        # kept with the fields it was made from: a copy of the schema (marshmallow's Nested
+        # copies an instance it is given, then sets only/exclude) has fields of its own
+        fields_, plan = schema.__dict__.get("_rop_dump_plan", (None, None))
+        if fields_ is not schema.dump_fields:
+            fields_, plan = schema.dump_fields, plan_for(schema) or _NO_PLAN
+            schema.__dict__["_rop_dump_plan"] = (fields_, plan)
         if plan is not _NO_PLAN:
             return plan(obj)
     if isinstance(schema, CompiledDump):  # its class's dump would come back here

@@ -144,3 +144,54 @@ def test_the_transaction_view_dumps_through_its_plan():
     assert plan_for(schema) is not None
     assert schema.dump(view) == Schema.dump(schema, view)
     assert schema.dump(view)["created_at"] == NOW.isoformat()
+
+
+def test_a_copy_with_other_fields_gets_its_own_plan():
+    """marshmallow's Nested copies a schema instance it is given, then sets only/exclude:
+    the copy must not dump through the original's plan (its excluded fields would show)."""
+    class View(CompiledDump, Inner):
+        pass
+
+    class Outer(Schema):
+        inner = fields.Nested(View(), exclude=("n",))
+
+    original = View()
+    payload = {"code": "TEL10", "n": 4}
+    assert original.dump(payload) == {"code": "TEL10", "n": 4}
+    nested = fields.Nested(original, exclude=("n",))
+    assert nested.schema.dump(payload) == {"code": "TEL10"}
+    assert Outer().dump({"inner": payload}) == {"inner": {"code": "TEL10"}}
+    assert original.dump(payload) == {"code": "TEL10", "n": 4}
+
+
+def test_a_missing_from_a_field_leaves_its_key_out():
+    class Maybe(Schema):
+        a = fields.String()
+        maybe = fields.Method("nothing")
+        bare = fields.Method()
+
+        def nothing(self, obj):
+            from marshmallow import missing
+            return missing
+
+    schema = Maybe()
+    assert plan_for(schema) is not None
+    assert dump_one(schema, {"a": 1}) == Schema.dump(schema, {"a": 1}) == {"a": "1"}
+
+
+def test_a_field_with_its_own_serialize_or_get_value_is_dumped_by_marshmallow():
+    class Loud(fields.String):
+        def serialize(self, attr, obj, accessor=None, **kwargs):
+            return super().serialize(attr, obj, accessor, **kwargs).upper()
+
+    class Elsewhere(fields.String):
+        def get_value(self, obj, attr, accessor=None, default=None):
+            return obj.get("other")
+
+    class Custom(Schema):
+        a = Loud()
+        b = Elsewhere()
+
+    schema = Custom()
+    assert plan_for(schema) is None
+    assert dump_one(schema, {"a": "x", "other": "y"}) == {"a": "X", "b": "y"}

@@ -395,8 +395,9 @@ def new_transaction_values(ctx: CallContext, trx_id: str, *, ref_id: str, fp: st
 
 def written_transaction(values: dict[str, Any]) -> Transaction:
     """A Transaction holding ``values`` as written by a statement of its own (the accept
-    function): in no session, its attributes set without the ORM's change tracking, so that
-    nothing would ever flush it again; read it like any other."""
+    function), read like any other: in no session, its attributes set without the ORM's
+    change tracking (it records no change of its own). The accept path only reads it; it is
+    not for adding to a session."""
     trx = Transaction.__mapper__.class_manager.new_instance()
     trx.__dict__.update(dict.fromkeys(TRANSACTION_COLUMNS), **values)
     return trx
