@@ -12,7 +12,7 @@ from hub.bus.messages import MESSAGE_TYPES
 from hub.dumping import CompiledDump, dump_one, plan_for
 from hub.transactions.messages import TransactionViewSchema
 
-NOW = dt.datetime(2026, 12, 7, 23, 40, 1, 123456, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 7, 23, 40, 1, 123456, tzinfo=dt.UTC)
 
 
 class Inner(Schema):
