@@ -357,7 +357,10 @@ class HubWorker(ParkingMixin, SimpleWorker):
         :param timeout: None: what is there now (burst); else block up to that many seconds
             at a time. :return: (job, queue), or None (burst and empty, or idle too long).
         """
-        self.set_state(WorkerStatus.IDLE)
+        try:
+            self.set_state(WorkerStatus.IDLE)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            pass  # Redis away: the loop below waits for it
         self.procline("Listening on " + ",".join(self.queue_names()))
         connection_wait_time = 1.0
         idle_since = time.monotonic()
@@ -390,7 +393,34 @@ class HubWorker(ParkingMixin, SimpleWorker):
         self.heartbeat()
         return result
 
+    # RQ's work loop ends the worker at any error around a job but the dequeue's (which waits
+    # for Redis and retries): a Redis outage at a job's end, at the heartbeat after it, at the
+    # suspension check or at the maintenance would stop the process. Each of these leaves the
+    # outage to the dequeue loop instead; a job whose end could not be recorded is handed back
+    # by the sweep once its lease lapses, as if its worker had died.
+    def heartbeat(self, timeout: int | None = None, pipeline=None):
+        if pipeline is not None:  # queued in the caller's pipeline: its execute() raises
+            return super().heartbeat(timeout, pipeline)
+        try:
+            return super().heartbeat(timeout)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            self.log.warning("Worker %s: heartbeat not sent, Redis unreachable (%s)", self.name, exc)
+            return None
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            self.log.warning("Worker %s: suspension not checked, Redis unreachable (%s)", self.name, exc)
+
     def execute_job(self, job, queue):
+        try:
+            self._execute_parked(job, queue)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            self.log.error("Worker %s: job %s ran, its end not recorded: Redis unreachable (%s); the sweep "
+                           "hands it back when its lease lapses", self.name, job.id, exc)
+
+    def _execute_parked(self, job, queue):
         """Start the parked job (unless the sweep handed it back meanwhile), run it here."""
         self.on_parked([(job, queue)])
         # Busy from here (RQ's SIGTERM handler raises StopRequested in an idle worker): a stop
@@ -500,8 +530,11 @@ class HubWorker(ParkingMixin, SimpleWorker):
 
     def run_maintenance_tasks(self):
         # RQ's version restarts a dead scheduler *process* (a fork); ours is a thread.
-        self.clean_registries()
-        self.clean_group_registries()
+        try:
+            self.clean_registries()
+            self.clean_group_registries()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            self.log.warning("Worker %s: maintenance skipped, Redis unreachable (%s)", self.name, exc)
 
     def perform_job(self, *args, **kwargs):
         app = self.flask_app

@@ -92,3 +92,42 @@ def test_a_worker_takes_the_scheduler_lock_a_dead_worker_left_once_it_lapses(app
         assert redis.get(RQScheduler.get_locking_key("default")) != b"a-dead-worker"
     finally:
         _stop(proc)
+
+
+def shut_redis_down(url: str) -> None:
+    """A job that stops the Redis server it came from: its own end and the worker's heartbeat
+    after it meet a server that is gone."""
+    import redis as redis_py
+
+    try:
+        redis_py.Redis.from_url(url).shutdown(nosave=True)
+    except redis_py.exceptions.ConnectionError:
+        pass  # the server closed the connection as it went
+
+
+def test_a_general_worker_outlives_redis_going_away_at_a_jobs_end(app, config, own_redis, tmp_path):
+    """RQ's work loop ends the worker at any Redis error around a job but the dequeue's: the
+    hub's worker waits for Redis instead, and serves again once it is back."""
+    redis = app.extensions["rop"].redis
+    proc = _worker(app, config, ["default"], 1)
+    try:
+        queue("default", redis).enqueue("tests.outages.test_worker_scheduler.shut_redis_down", own_redis.url)
+        deadline = time.monotonic() + 60
+        while _pings(redis):
+            assert time.monotonic() < deadline, "the job did not stop Redis"
+            time.sleep(0.1)
+        time.sleep(3)  # the job's end, the heartbeat after it and the suspension check meet no server
+        assert proc.poll() is None, f"the worker exited (status {proc.returncode}) when Redis went away"
+        own_redis.start()
+        after = tmp_path / "after"
+        queue("default", redis).enqueue("os.mkdir", str(after))
+        _wait_for("a job run once Redis is back", after.is_dir, 60, proc)
+    finally:
+        _stop(proc)
+
+
+def _pings(client) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001 - any error: not answering
+        return False
