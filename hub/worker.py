@@ -43,7 +43,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import redis.exceptions
 from flask import Flask
 from rq import Queue, SimpleWorker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
@@ -53,6 +52,7 @@ from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 from rq.utils import as_text, now
 from rq.worker import DequeueStrategy, WorkerStatus
 
+from hub.availability import REDIS_ERRORS
 from hub.queues import (
     PERIODIC_DESCRIPTION_PREFIX,
     PERIODIC_JOB_PREFIX,
@@ -250,7 +250,7 @@ class ParkingMixin:
         an error) go back to their queues."""
         try:
             hand_back_parked(self.connection, before=0, worker_name=self.name)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        except REDIS_ERRORS:
             self.log.warning("Worker %s: could not hand back its parked jobs; the sweep will", self.name)
 
 
@@ -359,7 +359,7 @@ class HubWorker(ParkingMixin, SimpleWorker):
         """
         try:
             self.set_state(WorkerStatus.IDLE)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        except REDIS_ERRORS:
             pass  # Redis away: the loop below waits for it
         self.procline("Listening on " + ",".join(self.queue_names()))
         connection_wait_time = 1.0
@@ -384,7 +384,7 @@ class HubWorker(ParkingMixin, SimpleWorker):
                     break
                 if max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:
                     break
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as conn_err:
+            except REDIS_ERRORS as conn_err:
                 self.log.error("Worker %s: could not connect to Redis instance: %s retrying in %d seconds...",
                                self.name, conn_err, connection_wait_time)
                 time.sleep(connection_wait_time)
@@ -403,20 +403,20 @@ class HubWorker(ParkingMixin, SimpleWorker):
             return super().heartbeat(timeout, pipeline)
         try:
             return super().heartbeat(timeout)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             self.log.warning("Worker %s: heartbeat not sent, Redis unreachable (%s)", self.name, exc)
             return None
 
     def check_for_suspension(self, burst: bool) -> None:
         try:
             super().check_for_suspension(burst)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             self.log.warning("Worker %s: suspension not checked, Redis unreachable (%s)", self.name, exc)
 
     def execute_job(self, job, queue):
         try:
             self._execute_parked(job, queue)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             self.log.error("Worker %s: job %s ran, its end not recorded: Redis unreachable (%s); the sweep "
                            "hands it back when its lease lapses", self.name, job.id, exc)
 
@@ -456,7 +456,7 @@ class HubWorker(ParkingMixin, SimpleWorker):
 
     def _command_channel_failed(self, exc: BaseException, pubsub, thread) -> None:
         """The command thread's exception handler: retry after a Redis outage, else stop."""
-        if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        if isinstance(exc, REDIS_ERRORS):
             self.log.warning("Worker %s: command channel lost (%s); retrying", self.name, exc)
             time.sleep(COMMAND_POLL_SECONDS)
             return
@@ -474,7 +474,7 @@ class HubWorker(ParkingMixin, SimpleWorker):
         thread.join(timeout=2 * COMMAND_POLL_SECONDS + 1)
         try:
             pubsub.unsubscribe()
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        except REDIS_ERRORS:
             pass  # the connection is gone: nothing to unsubscribe
         pubsub.close()
 
@@ -533,7 +533,7 @@ class HubWorker(ParkingMixin, SimpleWorker):
         try:
             self.clean_registries()
             self.clean_group_registries()
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             self.log.warning("Worker %s: maintenance skipped, Redis unreachable (%s)", self.name, exc)
 
     def perform_job(self, *args, **kwargs):
@@ -748,7 +748,7 @@ class HubThreadWorker(HubWorker):
                         continue
                     self._start(pool, batch)
                     started += len(batch)
-                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                except REDIS_ERRORS as exc:
                     self.log.error("Worker %s: Redis unavailable (%s); retrying in %.0f s", self.name, exc, backoff)
                     time.sleep(backoff)
                     backoff = min(backoff * 2, self.max_connection_wait_time)
