@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, String, Text, TypeDecorator, create_engine, event
+from sqlalchemy import DateTime, MetaData, String, Text, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.compiler import compiles
@@ -77,6 +77,13 @@ def new_id(prefix: str) -> str:
     """A public identifier such as ``txn_4f1c…``: a prefix naming the kind, then 24 hex digits
     (96 random bits; ``os.urandom`` directly: a quarter of ``uuid4``'s cost, several per purchase)."""
     return f"{prefix}_{os.urandom(12).hex()}"
+
+
+def partial(where: str) -> dict[str, Any]:
+    """An ``Index``'s keyword arguments making it partial on both databases:
+    ``Index(name, *columns, **partial("x IS NOT NULL"))``. A row that does not match ``where``
+    costs the index nothing when it is written (hub.migrate.drift compares the predicates)."""
+    return {"postgresql_where": text(where), "sqlite_where": text(where)}
 
 
 class Base(DeclarativeBase):

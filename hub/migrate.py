@@ -56,6 +56,38 @@ POSTGRES_FUNCTIONS: tuple[str, ...] = ("rop_accept_v2(jsonb)",)
 POSTGRES_SEQUENCES: tuple[str, ...] = ("bus_events_feed_seq",)
 
 
+def _predicate(where: object) -> str | None:
+    """An index's ``WHERE`` in a form both databases' spellings compare equal in."""
+    if where is None:
+        return None
+    return " ".join(str(where).replace("(", " ").replace(")", " ").upper().split())
+
+
+def index_predicate_drift(conn, metadata: MetaData) -> list[tuple]:
+    """``("index_predicate", index, in the models, in the database)`` for each index of the
+    models whose ``WHERE`` (a partial index: hub.db.partial) the database does not have, or
+    has another of (Alembic's comparison looks at the columns only)."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        rows = conn.exec_driver_sql("SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) FROM pg_index i "
+                                    "JOIN pg_class c ON c.oid = i.indexrelid").all()
+    elif dialect == "sqlite":
+        rows = [(name, sql.split(" WHERE ", 1)[1] if sql and " WHERE " in sql else None) for name, sql in
+                conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'")]
+    else:
+        return []
+    found = {name: _predicate(where) for name, where in rows}
+    out = []
+    for table in metadata.tables.values():
+        for index in table.indexes:
+            if index.name not in found:
+                continue  # a missing index is compare_metadata's to report
+            wanted = _predicate(index.dialect_options[dialect].get("where"))
+            if wanted != found[index.name]:
+                out.append(("index_predicate", index.name, wanted, found[index.name]))
+    return out
+
+
 def drift(engine) -> list:
     """Differences between the models and the migrated database (empty when in step); on
     PostgreSQL also ``("missing_function", signature)`` for each of :data:`POSTGRES_FUNCTIONS`
@@ -65,6 +97,7 @@ def drift(engine) -> list:
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
         differences = list(compare_metadata(ctx, metadata))
+        differences += index_predicate_drift(conn, metadata)
         if conn.dialect.name == "postgresql":
             differences += [("missing_function", signature) for signature in POSTGRES_FUNCTIONS
                             if conn.exec_driver_sql("SELECT to_regprocedure(%s)", (signature,)).scalar() is None]

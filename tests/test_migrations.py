@@ -216,3 +216,76 @@ def test_0029_marks_the_attempts_stored_before_that_never_left_the_hub(fresh_dat
         assert drift(engine) == []
     finally:
         engine.dispose()
+
+
+def _index_predicates(engine, names: set[str]) -> dict[str, str | None]:
+    """Each named index's ``WHERE`` as the database keeps it (None: a full index)."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            rows = conn.execute(text("SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) FROM pg_index i "
+                                     "JOIN pg_class c ON c.oid = i.indexrelid")).all()
+        else:
+            rows = [(name, sql.split(" WHERE ", 1)[1] if sql and " WHERE " in sql else None) for name, sql in
+                    conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))]
+    return {name: where for name, where in rows if name in names}
+
+
+def test_0030_drops_the_unused_indexes_makes_four_partial_and_its_downgrade_restores_them(fresh_database_url):
+    """The indexes no query uses are gone, the partial ones carry their ``WHERE`` on both
+    databases (drift() compares it), and the downgrade puts the full ones back."""
+    url = fresh_database_url
+    upgrade(url)
+    engine = make_engine(url)
+    dropped = {"ix_bus_events_tenant_id", "ix_bus_events_feed_seq", "ix_bus_outbox_tenant_id",
+               "ix_wallet_entries_tenant_id", "ix_wallet_entries_account", "ix_wallet_holds_tenant_id"}
+    partial = {"ix_bus_events_tenant_feed": "feed_seq", "ix_wallet_holds_expires_at": "expires_at",
+               "ix_transactions_provider_ref": "provider_ref", "ix_transactions_source": "source",
+               "ix_bus_events_unsequenced": "feed_seq", "ix_bus_outbox_unpublished": "published_at"}
+    try:
+        assert drift(engine) == []
+        found = _index_predicates(engine, dropped | set(partial))
+        assert not dropped & set(found)
+        assert set(found) == set(partial)
+        for name, column in partial.items():
+            where = found[name].replace("(", "").replace(")", "").upper()
+            negated = "IS NULL" if name in ("ix_bus_events_unsequenced", "ix_bus_outbox_unpublished") else "IS NOT NULL"
+            assert where == f"{column.upper()} {negated}", (name, found[name])
+        downgrade(url, "0029_attempt_not_sent")
+        found = _index_predicates(engine, dropped | set(partial))
+        assert set(found) == dropped | set(partial) - {"ix_bus_events_unsequenced"}
+        found.pop("ix_bus_outbox_unpublished")  # a full index of (published_at, created_at) again
+        assert all(where is None for where in found.values())
+        upgrade(url)
+        assert drift(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_the_look_ups_of_the_partial_indexes_can_use_them(fresh_database_url):
+    """Every query that filters on a partial index's column implies its ``WHERE``, so the
+    planner may use the index (with sequential scans switched off, it must)."""
+    if not fresh_database_url.startswith("postgresql"):
+        pytest.skip("the plans asked about are PostgreSQL's")
+    upgrade(fresh_database_url)
+    engine = make_engine(fresh_database_url)
+    from hub.bus import feed, relay
+
+    look_ups = {
+        "ix_bus_events_tenant_feed": "SELECT * FROM bus_events WHERE tenant_id = 'ten_x' AND feed_seq IS NOT NULL "
+                                     "AND feed_seq > 5 ORDER BY feed_seq LIMIT 50",
+        "ix_bus_events_unsequenced": str(feed._ANY),
+        "ix_bus_outbox_unpublished": relay._TAKE % ("now()", "100"),
+        # the admin's search (hub.transactions.client): a prefix of either, or the provider's reference
+        "ix_transactions_provider_ref": "SELECT id FROM transactions WHERE ref_id LIKE 'q%' "
+                                        "OR customer_no LIKE 'q%' OR provider_ref = 'q'",
+        "ix_transactions_source": "SELECT id FROM transactions WHERE source LIKE 'bulk:b:%'",
+        "ix_wallet_holds_expires_at": "SELECT id FROM wallet_holds WHERE expires_at <= now()",
+    }
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SET enable_seqscan = off"))
+            for index, query in look_ups.items():
+                plan = "\n".join(row[0] for row in conn.execute(text(f"EXPLAIN {query}")))
+                assert index in plan, (index, plan)
+    finally:
+        engine.dispose()

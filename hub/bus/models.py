@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hub.db import Base, utcnow
+from hub.db import Base, partial, utcnow
 
 # SQLite autoincrements only an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 _Seq = BigInteger().with_variant(Integer(), "sqlite")
@@ -18,12 +18,13 @@ class OutboxMessage(Base):
     """A message written in the same transaction as the state change that caused it."""
 
     __tablename__ = "bus_outbox"
-    __table_args__ = (Index("ix_bus_outbox_unpublished", "published_at", "created_at"),)
+    # the relay's queue, oldest first: the rows not sent yet alone (partial, 0030)
+    __table_args__ = (Index("ix_bus_outbox_unpublished", "created_at", **partial("published_at IS NULL")),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the message id
     type: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(16))
-    tenant_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(40))  # no index: no query filters on it (0030)
     envelope: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     published_at: Mapped[dt.datetime | None]
@@ -66,13 +67,15 @@ class TenantEvent(Base):
     transaction committed after a later-numbered one's."""
 
     __tablename__ = "bus_events"
-    __table_args__ = (Index("ix_bus_events_tenant_feed", "tenant_id", "feed_seq"),
-                      Index("ix_bus_events_feed_seq", "feed_seq"))
+    # Partial (0030): an event enters the feed's index once, when it is numbered; the
+    # sequencer finds the events to number in an index of those alone.
+    __table_args__ = (Index("ix_bus_events_tenant_feed", "tenant_id", "feed_seq", **partial("feed_seq IS NOT NULL")),
+                      Index("ix_bus_events_unsequenced", "seq", **partial("feed_seq IS NULL")))
 
     seq: Mapped[int] = mapped_column(_Seq, primary_key=True, autoincrement=True)
     feed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)
-    tenant_id: Mapped[str] = mapped_column(String(40), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(40))  # the first column of ix_bus_events_tenant_feed
     type: Mapped[str] = mapped_column(String(100))
     envelope: Mapped[dict[str, Any]] = mapped_column(JSON)
     occurred_at: Mapped[dt.datetime]

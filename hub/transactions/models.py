@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hub.db import Base, new_id, utcnow
+from hub.db import Base, new_id, partial, utcnow
 
 #: Statuses (docs/transactions.md, "Lifecycle"). ``pending``: accepted, hold placed, not yet at a provider.
 STATUSES = ("pending", "processing", "succeeded", "failed", "refunded", "review")
@@ -49,7 +49,9 @@ class Transaction(Base):
         Index("ix_transactions_status_created", "status", "created_at"),
         Index("ix_transactions_ref_prefix", "ref_id", postgresql_ops={"ref_id": "varchar_pattern_ops"}),
         Index("ix_transactions_customer_no", "customer_no", postgresql_ops={"customer_no": "varchar_pattern_ops"}),
-        Index("ix_transactions_provider_ref", "provider_ref"),
+        # partial (0030): no provider reference when accepted, a source for bulk rows only
+        Index("ix_transactions_provider_ref", "provider_ref", **partial("provider_ref IS NOT NULL")),
+        Index("ix_transactions_source", "source", **partial("source IS NOT NULL")),
         Index("ix_transactions_tenant_price", "tenant_id", "price"),
     )
 
@@ -82,7 +84,7 @@ class Transaction(Base):
     serial_number: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     #: who submitted it besides the API: ``bulk:<job>:<row>``
-    source: Mapped[str | None] = mapped_column(String(255), index=True)
+    source: Mapped[str | None] = mapped_column(String(255))
     #: status checks made of the current attempt, and when the next is due (also the
     #: safety net that re-drives a transaction whose processing message was lost)
     check_count: Mapped[int] = mapped_column(Integer, default=0)

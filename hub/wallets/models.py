@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hub.db import Base, new_id, utcnow
+from hub.db import Base, new_id, partial, utcnow
 
 
 class Wallet(Base):
@@ -66,10 +66,12 @@ class Entry(Base):
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                       autoincrement=True)
-    tenant_id: Mapped[str] = mapped_column(String(40), index=True)
+    # no index of its own on the tenant or the account (0030): a statement reads by tenant and
+    # wallet (ix_wallet_entries_wallet_seq), the ledger check sums the whole table by account
+    tenant_id: Mapped[str] = mapped_column(String(40))
     journal_id: Mapped[str] = mapped_column(String(40), ForeignKey("wallet_journals.id"), index=True)
     wallet_id: Mapped[str | None] = mapped_column(String(40))
-    account: Mapped[str] = mapped_column(String(80), index=True)
+    account: Mapped[str] = mapped_column(String(80))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     #: the account's balance after this entry (NULL for uncached system accounts)
@@ -82,9 +84,11 @@ class Hold(Base):
 
     __tablename__ = "wallet_holds"
     __public_name__ = "hold"
+    # a purchase's hold never expires: the expiry job's index holds only those that do (0030)
+    __table_args__ = (Index("ix_wallet_holds_expires_at", "expires_at", **partial("expires_at IS NOT NULL")),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("hld"))
-    tenant_id: Mapped[str] = mapped_column(String(40), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(40))  # read by id: no index of its own (0030)
     wallet_id: Mapped[str] = mapped_column(String(40), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     captured: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -92,7 +96,7 @@ class Hold(Base):
     currency: Mapped[str] = mapped_column(String(3))
     #: placed | captured | partially_captured | voided
     status: Mapped[str] = mapped_column(String(20), default="placed", index=True)
-    expires_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column()
     reference: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
