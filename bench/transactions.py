@@ -31,7 +31,9 @@ what bounds the figures.
      throughout, and the round of the median ratio is reported (each round's figures are
      kept under ``rounds``): on this shared machine the same code's CPU per accept moved by
      half between runs minutes apart, so one hub run and one minimal run minutes later
-     compare the machine as much as the code. Each round prints the CPU per accept of each
+     compare the machine as much as the code. Which side goes first alternates from round
+     to round (the hub first in rounds 1 and 3): the side measured second did better in
+     alternated runs here, whichever it was. Each round prints the CPU per accept of each
      server process (web, relay, PostgreSQL's processes, Redis) on both sides.
 2. **End to end** (``--latencies``; ``--skip-e2e`` or ``--latencies ''``: none): at sandbox
    latency 0 ms and 200 ms, ``--count`` purchases are posted as fast as the clients go and the
@@ -270,9 +272,9 @@ def start_minimal(database_url: str, found: dict, web_workers: int):
 def paused_rounds(procs: dict, redis_server, port: int, minimal_web, minimal_port: int, tokens: list[str],
                   args) -> tuple[dict, dict]:
     """The hub's accept with its pipeline paused (SIGSTOP of every process but web and the
-    relay, SIGCONT after all rounds) and the minimal's, alternated ``args.rounds`` times, so
-    that the machine's drift (a shared VM: the same code's CPU per accept moved by half
-    between runs minutes apart) falls on both sides alike. :return: the hub's and the
+    relay, SIGCONT after all rounds) and the minimal's, alternated ``args.rounds`` times (the
+    first side alternating too), so that the machine's drift (a shared VM: the same code's CPU
+    per accept moved by half between runs minutes apart) falls on both sides alike. :return: the hub's and the
     minimal's figures of the round whose ratio is the median, each with every round's."""
     n = len(tokens)
     paused = [proc for name, proc in procs.items() if name not in ("web", "relay")]
@@ -281,24 +283,33 @@ def paused_rounds(procs: dict, redis_server, port: int, minimal_web, minimal_por
         proc.send_signal(signal.SIGSTOP)
     try:
         for round_ in range(args.rounds):
-            before, cpu_before = load_1m(), server_cpu(procs, redis_server)
-            answers, _ = post_load(port, tokens, args.clients, f"alone{n}-{uuid.uuid4().hex[:6]}",
-                                   seconds=args.seconds)
-            cpu_after = server_cpu(procs, redis_server)
-            hub = {**accept_figures(answers, args.seconds), "load_avg_1m": [before, load_1m()]}
-            hub["cpu_ms_per_accept"] = cpu_per(cpu_before, cpu_after, hub["accepted_per_s"] * args.seconds,
-                                               ("web", "relay", "postgres", "redis"))
-            before, cpu_before = load_1m(), server_cpu({"web": minimal_web})
-            answers, _ = post_load(minimal_port, tokens, args.clients, f"minimal{n}-{uuid.uuid4().hex[:6]}",
-                                   seconds=args.seconds)
-            cpu_after = server_cpu({"web": minimal_web})
-            low = {**accept_figures(answers, args.seconds), "load_avg_1m": [before, load_1m()]}
-            low["cpu_ms_per_accept"] = cpu_per(cpu_before, cpu_after, low["accepted_per_s"] * args.seconds,
-                                               ("web", "postgres"))
+            # which side goes first alternates: on this machine the side measured second in a
+            # round did better in alternated runs, whatever it was (bench/RESULTS.md, 2026-12-08)
+            sides = ("hub", "minimal") if round_ % 2 == 0 else ("minimal", "hub")
+            measured: dict[str, dict] = {}
+            for side in sides:
+                if side == "hub":
+                    before, cpu_before = load_1m(), server_cpu(procs, redis_server)
+                    answers, _ = post_load(port, tokens, args.clients, f"alone{n}-{uuid.uuid4().hex[:6]}",
+                                           seconds=args.seconds)
+                    cpu_after = server_cpu(procs, redis_server)
+                    names: tuple[str, ...] = ("web", "relay", "postgres", "redis")
+                else:
+                    before, cpu_before = load_1m(), server_cpu({"web": minimal_web})
+                    answers, _ = post_load(minimal_port, tokens, args.clients, f"minimal{n}-{uuid.uuid4().hex[:6]}",
+                                           seconds=args.seconds)
+                    cpu_after = server_cpu({"web": minimal_web})
+                    names = ("web", "postgres")
+                figures = {**accept_figures(answers, args.seconds), "load_avg_1m": [before, load_1m()],
+                           "measured": "first" if side == sides[0] else "second"}
+                figures["cpu_ms_per_accept"] = cpu_per(cpu_before, cpu_after,
+                                                       figures["accepted_per_s"] * args.seconds, names)
+                measured[side] = figures
+            hub, low = measured["hub"], measured["minimal"]
             hub["over_minimal"] = ratio(hub["accepted_per_s"], low["accepted_per_s"])
             hub["p99_over_minimal_p99"] = ratio(hub["p99_ms"], low["p99_ms"])
             rounds.append((hub, low))
-            print(f"round {round_ + 1}, {n} tenant(s), pipeline paused: hub {hub['accepted_per_s']}/s (p50 "
+            print(f"round {round_ + 1}, {n} tenant(s), pipeline paused, {sides[0]} first: hub {hub['accepted_per_s']}/s (p50 "
                   f"{hub['p50_ms']}, p99 {hub['p99_ms']} ms, {hub['errors']} errors; CPU ms per accept "
                   f"{hub['cpu_ms_per_accept']}), minimal {low['accepted_per_s']}/s (p50 {low['p50_ms']}, p99 "
                   f"{low['p99_ms']} ms, {low['errors']} errors; CPU ms per accept {low['cpu_ms_per_accept']}): "

@@ -289,3 +289,21 @@ def test_the_look_ups_of_the_partial_indexes_can_use_them(fresh_database_url):
                 assert index in plan, (index, plan)
     finally:
         engine.dispose()
+
+
+def test_drift_is_detected_for_a_partial_index_whose_where_changed(database_url):
+    """Alembic compares an index's columns only: drift() compares its ``WHERE`` too."""
+    metadata = load_models()
+    index = next(i for i in metadata.tables["transactions"].indexes if i.name == "ix_transactions_source")
+    dialect = "postgresql" if database_url.startswith("postgresql") else "sqlite"
+    kept = index.dialect_options[dialect]._non_defaults.get("where")
+    index.dialect_options[dialect]["where"] = text("source IS NULL")
+    try:
+        engine = make_engine(database_url)
+        try:
+            differences = drift(engine)
+        finally:
+            engine.dispose()
+        assert ("index_predicate", "ix_transactions_source", "SOURCE IS NULL", "SOURCE IS NOT NULL") in differences
+    finally:
+        index.dialect_options[dialect]["where"] = kept
