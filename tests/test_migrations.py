@@ -18,6 +18,15 @@ def test_migrated_database_matches_the_models(database_url):
         engine.dispose()
 
 
+def _drift(url: str) -> list:
+    """drift() of the database at ``url``, on an engine of its own."""
+    engine = make_engine(url)
+    try:
+        return drift(engine)
+    finally:
+        engine.dispose()
+
+
 def test_every_model_table_exists_after_upgrade(database_url):
     engine = make_engine(database_url)
     try:
@@ -39,11 +48,7 @@ def unmigrated_model():
 
 
 def test_drift_is_detected_when_a_model_changes_without_a_migration(database_url, unmigrated_model):
-    engine = make_engine(database_url)
-    try:
-        differences = drift(engine)
-    finally:
-        engine.dispose()
+    differences = _drift(database_url)
     assert any(d[0] == "add_table" and d[1].name == unmigrated_model.name for d in differences)
 
 
@@ -55,11 +60,7 @@ def test_drift_is_detected_for_a_changed_column(database_url):
     extra = Column(f"probe_{uuid.uuid4().hex[:6]}", String(10))
     table.append_column(extra)
     try:
-        engine = make_engine(database_url)
-        try:
-            differences = drift(engine)
-        finally:
-            engine.dispose()
+        differences = _drift(database_url)
         assert any(d[0] == "add_column" and d[3].name == extra.name for d in differences)
     finally:
         table._columns.remove(extra)
@@ -299,11 +300,7 @@ def test_drift_is_detected_for_a_partial_index_whose_where_changed(database_url)
     kept = index.dialect_options[dialect]._non_defaults.get("where")
     index.dialect_options[dialect]["where"] = text("source IS NULL")
     try:
-        engine = make_engine(database_url)
-        try:
-            differences = drift(engine)
-        finally:
-            engine.dispose()
+        differences = _drift(database_url)
         assert ("index_predicate", "ix_transactions_source", "SOURCE IS NULL", "SOURCE IS NOT NULL") in differences
     finally:
         index.dialect_options[dialect]["where"] = kept
