@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from pathlib import Path
 
 from alembic import command
@@ -56,6 +57,9 @@ POSTGRES_FUNCTIONS: tuple[str, ...] = ("rop_accept_v2(jsonb)",)
 POSTGRES_SEQUENCES: tuple[str, ...] = ("bus_events_feed_seq",)
 
 
+_SQLITE_WHERE = re.compile(r"\)\s+where\s+(.+)$", re.IGNORECASE | re.DOTALL)
+
+
 def _predicate(where: object) -> str | None:
     """An index's ``WHERE`` in a form both databases' spellings compare equal in."""
     if where is None:
@@ -69,10 +73,12 @@ def index_predicate_drift(conn, metadata: MetaData) -> list[tuple]:
     has another of (Alembic's comparison looks at the columns only)."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
+        # the indexes of the schemas on the search path only (a same-named index elsewhere is not ours)
         rows = conn.exec_driver_sql("SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) FROM pg_index i "
-                                    "JOIN pg_class c ON c.oid = i.indexrelid").all()
+                                    "JOIN pg_class c ON c.oid = i.indexrelid WHERE pg_table_is_visible(c.oid)").all()
     elif dialect == "sqlite":
-        rows = [(name, sql.split(" WHERE ", 1)[1] if sql and " WHERE " in sql else None) for name, sql in
+        # SQLite keeps an index's CREATE statement as written: its WHERE follows the column list
+        rows = [(name, match.group(1) if sql and (match := _SQLITE_WHERE.search(sql)) else None) for name, sql in
                 conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'")]
     else:
         return []
