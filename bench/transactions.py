@@ -274,32 +274,28 @@ def paused_rounds(procs: dict, redis_server, port: int, minimal_web, minimal_por
     """The hub's accept with its pipeline paused (SIGSTOP of every process but web and the
     relay, SIGCONT after all rounds) and the minimal's, alternated ``args.rounds`` times (the
     first side alternating too), so that the machine's drift (a shared VM: the same code's CPU
-    per accept moved by half between runs minutes apart) falls on both sides alike. :return: the hub's and the
-    minimal's figures of the round whose ratio is the median, each with every round's."""
+    per accept moved by half between runs minutes apart) falls on both sides alike. :return: the
+    hub's and the minimal's figures of the round whose ratio is the median, each with every round's."""
     n = len(tokens)
     paused = [proc for name, proc in procs.items() if name not in ("web", "relay")]
     rounds: list[tuple[dict, dict]] = []
+    # each side: (port, processes whose CPU counts, Redis server, ref_id prefix, processes reported)
+    targets = {"hub": (port, procs, redis_server, f"alone{n}", ("web", "relay", "postgres", "redis")),
+               "minimal": (minimal_port, {"web": minimal_web}, None, f"minimal{n}", ("web", "postgres"))}
     for proc in paused:
         proc.send_signal(signal.SIGSTOP)
     try:
         for round_ in range(args.rounds):
             # which side goes first alternates: on this machine the side measured second in a
-            # round did better in alternated runs, whatever it was (bench/RESULTS.md, 2026-12-08)
+            # round did better in alternated runs, whichever it was (bench/RESULTS.md)
             sides = ("hub", "minimal") if round_ % 2 == 0 else ("minimal", "hub")
             measured: dict[str, dict] = {}
             for side in sides:
-                if side == "hub":
-                    before, cpu_before = load_1m(), server_cpu(procs, redis_server)
-                    answers, _ = post_load(port, tokens, args.clients, f"alone{n}-{uuid.uuid4().hex[:6]}",
-                                           seconds=args.seconds)
-                    cpu_after = server_cpu(procs, redis_server)
-                    names: tuple[str, ...] = ("web", "relay", "postgres", "redis")
-                else:
-                    before, cpu_before = load_1m(), server_cpu({"web": minimal_web})
-                    answers, _ = post_load(minimal_port, tokens, args.clients, f"minimal{n}-{uuid.uuid4().hex[:6]}",
-                                           seconds=args.seconds)
-                    cpu_after = server_cpu({"web": minimal_web})
-                    names = ("web", "postgres")
+                at, watched, watched_redis, prefix, names = targets[side]
+                before, cpu_before = load_1m(), server_cpu(watched, watched_redis)
+                answers, _ = post_load(at, tokens, args.clients, f"{prefix}-{uuid.uuid4().hex[:6]}",
+                                       seconds=args.seconds)
+                cpu_after = server_cpu(watched, watched_redis)
                 figures = {**accept_figures(answers, args.seconds), "load_avg_1m": [before, load_1m()],
                            "measured": "first" if side == sides[0] else "second"}
                 figures["cpu_ms_per_accept"] = cpu_per(cpu_before, cpu_after,

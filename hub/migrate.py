@@ -67,22 +67,28 @@ def _predicate(where: object) -> str | None:
     return " ".join(str(where).replace("(", " ").replace(")", " ").upper().split())
 
 
+def index_predicates(conn) -> dict[str, str | None]:
+    """Each index of the database by name, with its ``WHERE`` as the database keeps it (None:
+    a full index); empty on a database other than PostgreSQL and SQLite."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        # the indexes of the schemas on the search path only (a same-named index elsewhere is not ours)
+        return dict(conn.exec_driver_sql(
+            "SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid WHERE pg_table_is_visible(c.oid)").all())
+    if dialect == "sqlite":
+        # SQLite keeps an index's CREATE statement as written: its WHERE follows the column list
+        return {name: match.group(1) if sql and (match := _SQLITE_WHERE.search(sql)) else None for name, sql in
+                conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
+    return {}
+
+
 def index_predicate_drift(conn, metadata: MetaData) -> list[tuple]:
     """``("index_predicate", index, in the models, in the database)`` for each index of the
     models whose ``WHERE`` (a partial index: hub.db.partial) the database does not have, or
     has another of (Alembic's comparison looks at the columns only)."""
     dialect = conn.dialect.name
-    if dialect == "postgresql":
-        # the indexes of the schemas on the search path only (a same-named index elsewhere is not ours)
-        rows = conn.exec_driver_sql("SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) FROM pg_index i "
-                                    "JOIN pg_class c ON c.oid = i.indexrelid WHERE pg_table_is_visible(c.oid)").all()
-    elif dialect == "sqlite":
-        # SQLite keeps an index's CREATE statement as written: its WHERE follows the column list
-        rows = [(name, match.group(1) if sql and (match := _SQLITE_WHERE.search(sql)) else None) for name, sql in
-                conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'")]
-    else:
-        return []
-    found = {name: _predicate(where) for name, where in rows}
+    found = {name: _predicate(where) for name, where in index_predicates(conn).items()}
     out = []
     for table in metadata.tables.values():
         for index in table.indexes:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import Column, Index, Integer, String, Table, create_engine, inspect, text
 
 from hub.db import Base, make_engine
-from hub.migrate import POSTGRES_FUNCTIONS, downgrade, drift, load_models, upgrade
+from hub.migrate import POSTGRES_FUNCTIONS, downgrade, drift, index_predicates, load_models, upgrade
 
 
 def test_migrated_database_matches_the_models(database_url):
@@ -222,13 +222,7 @@ def test_0029_marks_the_attempts_stored_before_that_never_left_the_hub(fresh_dat
 def _index_predicates(engine, names: set[str]) -> dict[str, str | None]:
     """Each named index's ``WHERE`` as the database keeps it (None: a full index)."""
     with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            rows = conn.execute(text("SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) FROM pg_index i "
-                                     "JOIN pg_class c ON c.oid = i.indexrelid")).all()
-        else:
-            rows = [(name, sql.split(" WHERE ", 1)[1] if sql and " WHERE " in sql else None) for name, sql in
-                    conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))]  # as created
-    return {name: where for name, where in rows if name in names}
+        return {name: where for name, where in index_predicates(conn).items() if name in names}
 
 
 def test_0030_drops_the_unused_indexes_makes_four_partial_and_its_downgrade_restores_them(fresh_database_url):
